@@ -1,0 +1,33 @@
+//! Mamori's PKI engine.
+//!
+//! Given keys, certificate profiles and requests, `ca-core` produces certificates, CRLs and OCSP
+//! responses that RFC 5280 / RFC 6960 clients accept, and decides whether an issuance request has
+//! collected the approvals its profile demands.
+//!
+//! What it does not do: no network, no database, no files, no environment, no async runtime. Time
+//! comes in through [`clock::Clock`], keys through [`signer::SigningKey`], and every byte string an
+//! attacker could send is parsed into a verified type before anything acts on it.
+
+pub mod approval;
+pub mod ca;
+pub mod clock;
+pub mod crl;
+pub mod csr;
+pub mod duration;
+pub mod error;
+pub mod extensions;
+pub mod issuance;
+pub mod key;
+pub mod lint;
+pub mod name;
+pub mod ocsp;
+pub mod profile;
+pub mod public_key;
+pub mod role;
+pub mod serial;
+pub mod signer;
+pub mod time;
+
+pub use der;
+pub use x509_cert;
+pub use x509_ocsp;

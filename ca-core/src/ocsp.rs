@@ -1,0 +1,309 @@
+//! OCSP (RFC 6960, RFC 5019): parsing requests and building signed responses.
+//!
+//! A request is parsed into [`ParsedRequest`]: each CertID (SHA-1 or SHA-256) and the nonce
+//! (RFC 9654: 1..=128 octets). Statuses are looked up by the caller, who owns the data; this
+//! module matches CertIDs to issuers ([`IssuerHashes`]) and builds the `BasicOCSPResponse`,
+//! signed by the CA itself or by a delegated responder whose certificate is included.
+//! The response is assembled from `x509-ocsp` types and signed through [`SigningKey`], so the
+//! fast ring backend (or an HSM) signs it.
+
+use const_oid::db::rfc5912::{ID_SHA_1, ID_SHA_256};
+use const_oid::db::rfc6960::ID_PKIX_OCSP_NONCE;
+use der::asn1::{BitString, OctetString};
+use der::{Decode, Encode};
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+use x509_cert::ext::Extension;
+use x509_cert::serial_number::SerialNumber;
+use x509_cert::Certificate;
+use x509_ocsp::{
+    BasicOcspResponse, CertId, CertStatus, OcspRequest, OcspResponse, OcspResponseStatus,
+    ResponderId, ResponseBytes, ResponseData, RevokedInfo, SingleResponse, Version,
+};
+
+use crate::crl::RevocationReason;
+use crate::error::{OcspError, OcspRequestError};
+use crate::extensions::key_identifier;
+use crate::signer::SigningKey;
+use crate::time::UnixTime;
+
+/// The most CertIDs answered in one response.
+pub const MAX_CERTS_PER_REQUEST: usize = 32;
+
+/// The largest OCSP request accepted, in bytes.
+pub const MAX_REQUEST_LEN: usize = 16 * 1024;
+
+/// The CertID hash algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CertIdHash {
+    /// SHA-1 (what most clients send).
+    Sha1,
+    /// SHA-256.
+    Sha256,
+}
+
+/// A parsed OCSP request.
+#[derive(Debug, Clone)]
+pub struct ParsedRequest {
+    /// Each certificate asked about, in request order.
+    pub cert_ids: Vec<(CertIdHash, CertId)>,
+    /// The nonce's value (the OCTET STRING's contents), if the request carried one.
+    pub nonce: Option<Vec<u8>>,
+}
+
+/// Parses a DER OCSPRequest. Request signatures are not required and are ignored (RFC 6960
+/// §4.1.2 leaves them optional; Mamori answers public status to anyone).
+pub fn parse_request(der: &[u8]) -> Result<ParsedRequest, OcspRequestError> {
+    if der.len() > MAX_REQUEST_LEN {
+        return Err(OcspRequestError::Malformed(format!(
+            "request of {} bytes exceeds {MAX_REQUEST_LEN}",
+            der.len()
+        )));
+    }
+    let request =
+        OcspRequest::from_der(der).map_err(|e| OcspRequestError::Malformed(e.to_string()))?;
+    let list = request.tbs_request.request_list;
+    if list.is_empty() {
+        return Err(OcspRequestError::Empty);
+    }
+    if list.len() > MAX_CERTS_PER_REQUEST {
+        return Err(OcspRequestError::TooMany {
+            count: list.len(),
+            max: MAX_CERTS_PER_REQUEST,
+        });
+    }
+    let mut cert_ids = Vec::with_capacity(list.len());
+    for single in list {
+        let id = single.req_cert;
+        let (hash, len) = if id.hash_algorithm.oid == ID_SHA_1 {
+            (CertIdHash::Sha1, 20)
+        } else if id.hash_algorithm.oid == ID_SHA_256 {
+            (CertIdHash::Sha256, 32)
+        } else {
+            return Err(OcspRequestError::UnsupportedHash(id.hash_algorithm.oid));
+        };
+        if id.issuer_name_hash.as_bytes().len() != len || id.issuer_key_hash.as_bytes().len() != len
+        {
+            return Err(OcspRequestError::Malformed(
+                "CertID hash length does not match its algorithm".into(),
+            ));
+        }
+        cert_ids.push((hash, id));
+    }
+    let mut nonce = None;
+    for extension in request.tbs_request.request_extensions.iter().flatten() {
+        if extension.extn_id == ID_PKIX_OCSP_NONCE {
+            let value = OctetString::from_der(extension.extn_value.as_bytes())
+                .map_err(|e| OcspRequestError::Malformed(format!("nonce: {e}")))?;
+            let len = value.as_bytes().len();
+            if !(1..=128).contains(&len) {
+                return Err(OcspRequestError::NonceLength(len));
+            }
+            nonce = Some(value.as_bytes().to_vec());
+        }
+    }
+    Ok(ParsedRequest { cert_ids, nonce })
+}
+
+/// An issuer's name and key hashes, to recognise CertIDs that name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerHashes {
+    sha1_name: Vec<u8>,
+    sha1_key: Vec<u8>,
+    sha256_name: Vec<u8>,
+    sha256_key: Vec<u8>,
+}
+
+impl IssuerHashes {
+    /// Hashes an issuing CA's certificate (subject DER and subjectPublicKey bits, RFC 6960 §4.1.1).
+    pub fn of(issuer: &Certificate) -> Result<Self, der::Error> {
+        let name = issuer.tbs_certificate.subject.to_der()?;
+        let key = issuer
+            .tbs_certificate
+            .subject_public_key_info
+            .subject_public_key
+            .raw_bytes();
+        Ok(IssuerHashes {
+            sha1_name: Sha1::digest(&name).to_vec(),
+            sha1_key: Sha1::digest(key).to_vec(),
+            sha256_name: Sha256::digest(&name).to_vec(),
+            sha256_key: Sha256::digest(key).to_vec(),
+        })
+    }
+
+    /// Whether `id` names this issuer.
+    pub fn matches(&self, hash: CertIdHash, id: &CertId) -> bool {
+        let (name, key) = match hash {
+            CertIdHash::Sha1 => (&self.sha1_name, &self.sha1_key),
+            CertIdHash::Sha256 => (&self.sha256_name, &self.sha256_key),
+        };
+        id.issuer_name_hash.as_bytes() == name.as_slice()
+            && id.issuer_key_hash.as_bytes() == key.as_slice()
+    }
+
+    /// A SHA-1 CertID for `serial` under this issuer (what clients send).
+    pub fn cert_id(&self, serial: SerialNumber) -> Result<CertId, der::Error> {
+        Ok(CertId {
+            hash_algorithm: spki::AlgorithmIdentifierOwned {
+                oid: ID_SHA_1,
+                parameters: Some(der::asn1::Null.into()),
+            },
+            issuer_name_hash: OctetString::new(self.sha1_name.clone())?,
+            issuer_key_hash: OctetString::new(self.sha1_key.clone())?,
+            serial_number: serial,
+        })
+    }
+}
+
+/// A certificate's status as the responder reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Issued by this CA and not revoked.
+    Good,
+    /// Revoked (or on hold, with reason certificateHold).
+    Revoked {
+        /// When.
+        revoked_at: UnixTime,
+        /// Why; `Unspecified` is sent without a reason.
+        reason: RevocationReason,
+    },
+    /// Not a certificate this responder knows.
+    Unknown,
+}
+
+/// One answer in a response.
+#[derive(Debug, Clone)]
+pub struct SingleStatus {
+    /// The CertID exactly as the client sent it.
+    pub cert_id: CertId,
+    /// The status.
+    pub status: Status,
+    /// thisUpdate.
+    pub this_update: UnixTime,
+    /// nextUpdate (RFC 5019 requires it).
+    pub next_update: UnixTime,
+}
+
+/// Who signs responses: the CA's own key, or a delegated responder key with its certificate
+/// (id-kp-OCSPSigning, issued by that CA), which is then included in every response.
+pub struct ResponderIdentity<'a> {
+    /// The signing key.
+    pub key: &'a dyn SigningKey,
+    /// The delegated responder certificate's DER; `None` when the CA signs itself.
+    pub certificate: Option<&'a Certificate>,
+}
+
+/// The DER of an unsuccessful OCSPResponse (malformedRequest, internalError, tryLater,
+/// unauthorized), which carries no responseBytes and no signature.
+pub fn error_response(status: OcspResponseStatus) -> Vec<u8> {
+    let response = OcspResponse {
+        response_status: status,
+        response_bytes: None,
+    };
+    response.to_der().unwrap_or_else(|_| vec![0x30, 0x03, 0x0a, 0x01, 0x02])
+}
+
+/// The error status a request error maps to (RFC 6960 §2.3).
+pub fn status_for(error: &OcspRequestError) -> OcspResponseStatus {
+    match error {
+        OcspRequestError::UnknownIssuer => OcspResponseStatus::Unauthorized,
+        _ => OcspResponseStatus::MalformedRequest,
+    }
+}
+
+fn single_response(single: &SingleStatus) -> Result<SingleResponse, OcspError> {
+    let cert_status = match single.status {
+        Status::Good => CertStatus::good(),
+        Status::Unknown => CertStatus::unknown(),
+        Status::Revoked { revoked_at, reason } => CertStatus::revoked(RevokedInfo {
+            revocation_time: revoked_at.to_ocsp_time()?,
+            revocation_reason: match reason {
+                RevocationReason::Unspecified => None,
+                other => Some(other.crl_reason()),
+            },
+        }),
+    };
+    Ok(SingleResponse {
+        cert_id: single.cert_id.clone(),
+        cert_status,
+        this_update: single.this_update.to_ocsp_time()?,
+        next_update: Some(single.next_update.to_ocsp_time()?),
+        single_extensions: None,
+    })
+}
+
+/// Builds and signs a successful OCSPResponse (DER) holding `statuses`, echoing `nonce` if given.
+pub fn build_response(
+    responder: &ResponderIdentity<'_>,
+    statuses: &[SingleStatus],
+    produced_at: UnixTime,
+    nonce: Option<&[u8]>,
+) -> Result<Vec<u8>, OcspError> {
+    let encode = |e: der::Error| OcspError::Encode(e.to_string());
+    let responses = statuses
+        .iter()
+        .map(single_response)
+        .collect::<Result<Vec<_>, _>>()?;
+    let response_extensions = match nonce {
+        None => None,
+        Some(value) => {
+            let inner = OctetString::new(value).and_then(|o| o.to_der()).map_err(encode)?;
+            Some(vec![Extension {
+                extn_id: ID_PKIX_OCSP_NONCE,
+                critical: false,
+                extn_value: OctetString::new(inner).map_err(encode)?,
+            }])
+        }
+    };
+    let key_hash = key_identifier(responder.key.public_key_info());
+    let data = ResponseData {
+        version: Version::V1,
+        responder_id: ResponderId::ByKey(OctetString::new(key_hash).map_err(encode)?),
+        produced_at: produced_at.to_ocsp_time()?,
+        responses,
+        response_extensions,
+    };
+    let data_der = data.to_der().map_err(encode)?;
+    let signature = responder.key.sign(&data_der)?;
+    let basic = BasicOcspResponse {
+        tbs_response_data: data,
+        signature_algorithm: responder.key.algorithm().identifier(),
+        signature: BitString::from_bytes(&signature).map_err(encode)?,
+        certs: responder.certificate.map(|c| vec![c.clone()]),
+    };
+    let response = OcspResponse {
+        response_status: OcspResponseStatus::Successful,
+        response_bytes: Some(ResponseBytes {
+            response_type: const_oid::db::rfc6960::ID_PKIX_OCSP_BASIC,
+            response: OctetString::new(basic.to_der().map_err(encode)?).map_err(encode)?,
+        }),
+    };
+    response.to_der().map_err(encode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_garbage_and_empty() {
+        assert!(matches!(parse_request(b"\x30\x00"), Err(OcspRequestError::Malformed(_))));
+        assert!(matches!(parse_request(b"garbage"), Err(OcspRequestError::Malformed(_))));
+        assert!(matches!(
+            parse_request(&vec![0u8; MAX_REQUEST_LEN + 1]),
+            Err(OcspRequestError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn error_responses_encode() {
+        assert_eq!(
+            error_response(OcspResponseStatus::MalformedRequest),
+            vec![0x30, 0x03, 0x0a, 0x01, 0x01]
+        );
+        assert_eq!(
+            error_response(OcspResponseStatus::Unauthorized),
+            vec![0x30, 0x03, 0x0a, 0x01, 0x06]
+        );
+    }
+}
