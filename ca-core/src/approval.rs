@@ -221,7 +221,10 @@ mod tests {
             decision("alice", SecurityOfficer, Approve, true, 1_100),
             decision("bob", SecurityOfficer, Approve, true, 1_200),
         ];
-        assert_eq!(evaluate(&rule(2), &request(), &d, UnixTime(1_300)), ApprovalState::Approved);
+        assert_eq!(
+            evaluate(&rule(2), &request(), &d, UnixTime(1_300)),
+            ApprovalState::Approved
+        );
     }
 
     #[test]
@@ -278,7 +281,9 @@ mod tests {
         ];
         assert_eq!(
             evaluate(&rule(2), &request(), &d, UnixTime(1_300)),
-            ApprovalState::Rejected { by: UserId("bob".into()) }
+            ApprovalState::Rejected {
+                by: UserId("bob".into())
+            }
         );
     }
 
@@ -293,18 +298,27 @@ mod tests {
 
     #[test]
     fn expires_after_max_wait_and_late_decisions_do_not_count() {
-        assert_eq!(evaluate(&rule(1), &request(), &[], UnixTime(4_601)), ApprovalState::Expired);
+        assert_eq!(
+            evaluate(&rule(1), &request(), &[], UnixTime(4_601)),
+            ApprovalState::Expired
+        );
         assert!(matches!(
             evaluate(&rule(1), &request(), &[], UnixTime(4_600)),
             ApprovalState::Pending { .. }
         ));
         let late = [decision("alice", SecurityOfficer, Approve, true, 4_700)];
-        assert_eq!(evaluate(&rule(1), &request(), &late, UnixTime(4_800)), ApprovalState::Expired);
+        assert_eq!(
+            evaluate(&rule(1), &request(), &late, UnixTime(4_800)),
+            ApprovalState::Expired
+        );
     }
 
     #[test]
     fn zero_approvals_is_approved_at_once() {
-        assert_eq!(evaluate(&rule(0), &request(), &[], UnixTime(1_000)), ApprovalState::Approved);
+        assert_eq!(
+            evaluate(&rule(0), &request(), &[], UnixTime(1_000)),
+            ApprovalState::Approved
+        );
     }
 
     #[test]
@@ -314,19 +328,46 @@ mod tests {
         let first = decision("alice", SecurityOfficer, Approve, true, 1_100);
         let cases: Vec<(&str, Vec<Decision>, Decision, Result<(), ApprovalError>)> = vec![
             ("ok", vec![], first.clone(), Ok(())),
-            ("self", vec![], decision("vendor", SecurityOfficer, Approve, true, 1_100), Err(ApprovalError::SelfApproval)),
-            ("twice", vec![first.clone()], first.clone(), Err(ApprovalError::AlreadyDecided)),
-            ("role", vec![], decision("x", Auditor, Approve, true, 1_100), Err(ApprovalError::RoleNotAllowed("security-officer".into()))),
-            ("mfa", vec![], decision("x", SecurityOfficer, Approve, false, 1_100), Err(ApprovalError::SecondFactorRequired)),
+            (
+                "self",
+                vec![],
+                decision("vendor", SecurityOfficer, Approve, true, 1_100),
+                Err(ApprovalError::SelfApproval),
+            ),
+            (
+                "twice",
+                vec![first.clone()],
+                first.clone(),
+                Err(ApprovalError::AlreadyDecided),
+            ),
+            (
+                "role",
+                vec![],
+                decision("x", Auditor, Approve, true, 1_100),
+                Err(ApprovalError::RoleNotAllowed("security-officer".into())),
+            ),
+            (
+                "mfa",
+                vec![],
+                decision("x", SecurityOfficer, Approve, false, 1_100),
+                Err(ApprovalError::SecondFactorRequired),
+            ),
             (
                 "done",
-                vec![first.clone(), decision("bob", SecurityOfficer, Approve, true, 1_200)],
+                vec![
+                    first.clone(),
+                    decision("bob", SecurityOfficer, Approve, true, 1_200),
+                ],
                 decision("carol", SecurityOfficer, Approve, true, 1_250),
                 Err(ApprovalError::NotPending("approved".into())),
             ),
         ];
         for (name, existing, new, expected) in cases {
-            assert_eq!(check_decision(&r, &request(), &existing, &new, now), expected, "{name}");
+            assert_eq!(
+                check_decision(&r, &request(), &existing, &new, now),
+                expected,
+                "{name}"
+            );
         }
     }
 }

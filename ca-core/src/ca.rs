@@ -86,7 +86,10 @@ impl std::fmt::Debug for CertificateAuthority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CertificateAuthority")
             .field("id", &self.id)
-            .field("subject", &self.certificate.tbs_certificate.subject.to_string())
+            .field(
+                "subject",
+                &self.certificate.tbs_certificate.subject.to_string(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -127,7 +130,9 @@ impl CertificateAuthority {
             Some((_, bc)) if bc.ca => {}
             _ => return Err(CaError::NotACa("basicConstraints cA is not true".into())),
         }
-        let usage = tbs.get::<KeyUsage>().map_err(|e| CaError::Der(e.to_string()))?;
+        let usage = tbs
+            .get::<KeyUsage>()
+            .map_err(|e| CaError::Der(e.to_string()))?;
         match usage {
             Some((_, ku)) if ku.key_cert_sign() && ku.crl_sign() => {}
             _ => {
@@ -234,9 +239,7 @@ fn ca_extensions(
             true,
         )?,
         extension(
-            &KeyUsage(
-                KeyUsages::KeyCertSign | KeyUsages::CRLSign | KeyUsages::DigitalSignature,
-            ),
+            &KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign | KeyUsages::DigitalSignature),
             true,
         )?,
         subject_key_identifier(key_id)?,
@@ -335,7 +338,8 @@ fn build_ca(
     let der_err = |e: der::Error| CaError::Der(e.to_string());
     let tbs = TbsCertificate {
         version: Version::V3,
-        serial_number: random_serial().map_err(|_| CaError::Sign(crate::error::SignError::Backend))?,
+        serial_number: random_serial()
+            .map_err(|_| CaError::Sign(crate::error::SignError::Backend))?,
         signature: signer.algorithm().identifier(),
         issuer,
         validity: Validity {
@@ -402,9 +406,7 @@ pub fn issuing_ca_csr(subject: &Name, key: &dyn SigningKey) -> Result<Vec<u8>, C
         )
         .map_err(der_err)?,
         extension(
-            &KeyUsage(
-                KeyUsages::KeyCertSign | KeyUsages::CRLSign | KeyUsages::DigitalSignature,
-            ),
+            &KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign | KeyUsages::DigitalSignature),
             true,
         )
         .map_err(der_err)?,
@@ -482,7 +484,9 @@ pub fn import_issuing(
         .flatten()
         .any(|e| e.extn_id == ID_CE_BASIC_CONSTRAINTS && e.critical);
     if !has_bc {
-        return Err(CaError::NotACa("basicConstraints must be present and critical".into()));
+        return Err(CaError::NotACa(
+            "basicConstraints must be present and critical".into(),
+        ));
     }
     if !has_ski {
         return Err(CaError::NotACa("subjectKeyIdentifier is missing".into()));

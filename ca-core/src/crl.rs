@@ -5,14 +5,14 @@
 //! Entries are DER-encoded straight into one buffer, so memory stays proportional to the CRL's
 //! size: a million entries is a ~40 MB CRL and roughly twice that in memory while it is built.
 
+use const_oid::db::rfc5280::{ID_CE_INVALIDITY_DATE, ID_CE_ISSUING_DISTRIBUTION_POINT};
+use der::asn1::OctetString;
 use der::asn1::Uint;
 use der::{Encode, Header, Tag};
 use serde::{Deserialize, Serialize};
 use x509_cert::crl::RevokedCert;
 use x509_cert::ext::pkix::crl::dp::IssuingDistributionPoint;
 use x509_cert::ext::pkix::name::DistributionPointName;
-use const_oid::db::rfc5280::ID_CE_INVALIDITY_DATE;
-use der::asn1::OctetString;
 use x509_cert::ext::pkix::{CrlNumber, CrlReason};
 use x509_cert::ext::Extension;
 use x509_cert::serial_number::SerialNumber;
@@ -153,14 +153,19 @@ fn encode_entry(entry: &RevokedEntry, out: &mut Vec<u8>) -> Result<(), CrlError>
     Ok(())
 }
 
-fn crl_extensions(ca: &CertificateAuthority, params: &CrlParams) -> Result<Vec<Extension>, der::Error> {
+fn crl_extensions(
+    ca: &CertificateAuthority,
+    params: &CrlParams,
+) -> Result<Vec<Extension>, der::Error> {
     let number = Uint::new(&params.crl_number.to_be_bytes())?;
     let mut extensions = vec![
         authority_key_identifier(ca.key_id())?,
         extension(&CrlNumber(number), false)?,
     ];
     if let Some(url) = &params.issuing_distribution_point {
-        extensions.push(extension(
+        // x509-cert 0.2.5 gives IssuingDistributionPoint the subjectInfoAccess OID; name the
+        // extension by its RFC 5280 §5.2.5 OID (2.5.29.28) instead.
+        let mut idp = extension(
             &IssuingDistributionPoint {
                 distribution_point: Some(DistributionPointName::FullName(vec![uri_name(url)?])),
                 only_contains_user_certs: true,
@@ -170,7 +175,9 @@ fn crl_extensions(ca: &CertificateAuthority, params: &CrlParams) -> Result<Vec<E
                 only_contains_attribute_certs: false,
             },
             true,
-        )?);
+        )?;
+        idp.extn_id = ID_CE_ISSUING_DISTRIBUTION_POINT;
+        extensions.push(idp);
     }
     Ok(extensions)
 }
@@ -242,4 +249,3 @@ pub fn build_crl<'e>(
     tbs.extend_from_slice(&extensions_der);
     Ok(crate::issuance::sign_tbs(&tbs, ca.key())?)
 }
-

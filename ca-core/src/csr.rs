@@ -48,10 +48,7 @@ impl VerifiedCsr {
         }
         let key_kind = public_key::classify(&request.info.public_key, min_rsa_bits)?;
         let info_bytes = info_tlv(&der)?;
-        let signature = request
-            .signature
-            .as_bytes()
-            .ok_or(CsrError::BadSignature)?;
+        let signature = request.signature.as_bytes().ok_or(CsrError::BadSignature)?;
         public_key::verify(
             &request.info.public_key,
             key_kind,
@@ -109,8 +106,8 @@ fn to_der(input: &[u8]) -> Result<Vec<u8>, CsrError> {
         .unwrap_or_default();
     if trimmed.starts_with(b"-----BEGIN") {
         let text = std::str::from_utf8(trimmed).map_err(|_| CsrError::NotPemOrDer)?;
-        let (label, der) =
-            der::pem::decode_vec(text.trim_end().as_bytes()).map_err(|e| CsrError::Der(e.to_string()))?;
+        let (label, der) = der::pem::decode_vec(text.trim_end().as_bytes())
+            .map_err(|e| CsrError::Der(e.to_string()))?;
         if label != "CERTIFICATE REQUEST" && label != "NEW CERTIFICATE REQUEST" {
             return Err(CsrError::NotPemOrDer);
         }
@@ -161,7 +158,8 @@ mod tests {
     #[test]
     fn parses_pem_and_der_and_reads_sans() {
         let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(vec!["ehr.hospital.example".to_string()]).unwrap();
+        let params =
+            rcgen::CertificateParams::new(vec!["ehr.hospital.example".to_string()]).unwrap();
         let der = csr(params.clone(), &key);
         let verified = VerifiedCsr::parse(&der, 2048).unwrap();
         assert_eq!(verified.key_kind(), PublicKeyKind::EcdsaP256);
@@ -173,7 +171,10 @@ mod tests {
     #[test]
     fn rejects_bad_signature() {
         let key = rcgen::KeyPair::generate().unwrap();
-        let mut der = csr(rcgen::CertificateParams::new(vec!["a.example".into()]).unwrap(), &key);
+        let mut der = csr(
+            rcgen::CertificateParams::new(vec!["a.example".into()]).unwrap(),
+            &key,
+        );
         let last = der.len() - 3;
         der[last] ^= 0x01;
         assert!(matches!(
@@ -184,9 +185,15 @@ mod tests {
 
     #[test]
     fn rejects_garbage_truncation_and_oversize() {
-        assert!(matches!(VerifiedCsr::parse(b"hello", 2048), Err(CsrError::NotPemOrDer)));
+        assert!(matches!(
+            VerifiedCsr::parse(b"hello", 2048),
+            Err(CsrError::NotPemOrDer)
+        ));
         let key = rcgen::KeyPair::generate().unwrap();
-        let der = csr(rcgen::CertificateParams::new(vec!["a.example".into()]).unwrap(), &key);
+        let der = csr(
+            rcgen::CertificateParams::new(vec!["a.example".into()]).unwrap(),
+            &key,
+        );
         assert!(matches!(
             VerifiedCsr::parse(&der[..der.len() / 2], 2048),
             Err(CsrError::Der(_))
@@ -196,7 +203,10 @@ mod tests {
             Err(CsrError::TooLarge { .. })
         ));
         assert!(matches!(
-            VerifiedCsr::parse(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", 2048),
+            VerifiedCsr::parse(
+                b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+                2048
+            ),
             Err(CsrError::NotPemOrDer)
         ));
     }
@@ -217,11 +227,14 @@ mod tests {
         let pkey = openssl::pkey::PKey::from_rsa(rsa).unwrap();
         let mut req = openssl::x509::X509ReqBuilder::new().unwrap();
         req.set_pubkey(&pkey).unwrap();
-        req.sign(&pkey, openssl::hash::MessageDigest::sha256()).unwrap();
+        req.sign(&pkey, openssl::hash::MessageDigest::sha256())
+            .unwrap();
         let der = req.build().to_der().unwrap();
         assert!(matches!(
             VerifiedCsr::parse(&der, 2048),
-            Err(CsrError::PublicKey(crate::error::PublicKeyError::RsaTooSmall { bits: 1024, .. }))
+            Err(CsrError::PublicKey(
+                crate::error::PublicKeyError::RsaTooSmall { bits: 1024, .. }
+            ))
         ));
     }
 }

@@ -38,9 +38,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_text() {
-        assert!(matches!(parse_duration("8"), Err(DurationError::MissingUnit(_))));
-        assert!(matches!(parse_duration("8w"), Err(DurationError::UnknownUnit(_))));
-        assert!(matches!(parse_duration("h"), Err(DurationError::BadNumber(_))));
+        assert!(matches!(
+            parse_duration("8"),
+            Err(DurationError::MissingUnit(_))
+        ));
+        assert!(matches!(
+            parse_duration("8w"),
+            Err(DurationError::UnknownUnit(_))
+        ));
+        assert!(matches!(
+            parse_duration("h"),
+            Err(DurationError::BadNumber(_))
+        ));
         assert!(matches!(
             parse_duration("99999999999999999999d"),
             Err(DurationError::BadNumber(_))

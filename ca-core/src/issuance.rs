@@ -35,7 +35,9 @@ pub fn sign_tbs(tbs_der: &[u8], key: &dyn SigningKey) -> Result<Vec<u8>, SignErr
     let signature = key.sign(tbs_der)?;
     let signature_algorithm = key.algorithm().identifier();
     let signature = BitString::from_bytes(&signature).map_err(|_| SignError::Backend)?;
-    let alg = signature_algorithm.to_der().map_err(|_| SignError::Backend)?;
+    let alg = signature_algorithm
+        .to_der()
+        .map_err(|_| SignError::Backend)?;
     let sig = signature.to_der().map_err(|_| SignError::Backend)?;
     let body_len = tbs_der.len() + alg.len() + sig.len();
     let header = der::Header::new(der::Tag::Sequence, body_len)
@@ -111,7 +113,9 @@ fn validity(
                 )));
             }
             if end <= start {
-                return Err(IssueError::Validity("the window must end after it starts".into()));
+                return Err(IssueError::Validity(
+                    "the window must end after it starts".into(),
+                ));
             }
             if end <= now {
                 return Err(IssueError::Validity("the window has already ended".into()));
@@ -131,7 +135,9 @@ fn validity(
             Ok((start.max(earliest), end))
         }
         None => {
-            let end = now.plus(profile.default_validity_secs()).min(ca.not_after());
+            let end = now
+                .plus(profile.default_validity_secs())
+                .min(ca.not_after());
             if end <= earliest {
                 return Err(IssueError::OutlivesIssuer {
                     not_after: end.to_string(),
@@ -166,7 +172,13 @@ fn leaf_extensions(
         )?,
         extension(&KeyUsage(usage), true)?,
         extension(
-            &ExtendedKeyUsage(profile.extended_key_usage().iter().map(|e| e.oid()).collect()),
+            &ExtendedKeyUsage(
+                profile
+                    .extended_key_usage()
+                    .iter()
+                    .map(|e| e.oid())
+                    .collect(),
+            ),
             false,
         )?,
     ];
@@ -213,11 +225,13 @@ impl PreparedIssuance {
         let key_kind = csr.key_kind();
         if let crate::public_key::PublicKeyKind::Rsa { bits } = key_kind {
             if bits < profile.min_rsa_bits() {
-                return Err(CsrError::PublicKey(crate::error::PublicKeyError::RsaTooSmall {
-                    bits,
-                    min: profile.min_rsa_bits(),
-                })
-                .into());
+                return Err(
+                    CsrError::PublicKey(crate::error::PublicKeyError::RsaTooSmall {
+                        bits,
+                        min: profile.min_rsa_bits(),
+                    })
+                    .into(),
+                );
             }
         }
         if !profile.key_types().contains(&key_kind.key_type()) {
@@ -317,7 +331,8 @@ impl PreparedIssuance {
             });
         }
         let der = sign_tbs(&self.tbs_der, ca.key())?;
-        <Certificate as der::Decode>::from_der(&der).map_err(|e| IssueError::Encode(e.to_string()))?;
+        <Certificate as der::Decode>::from_der(&der)
+            .map_err(|e| IssueError::Encode(e.to_string()))?;
         Ok(IssuedCertificate {
             der,
             serial: self.serial,

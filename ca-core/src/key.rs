@@ -104,8 +104,7 @@ impl SoftwareKey {
 
     /// Loads an unencrypted PKCS#8 DER EC key (P-256 or P-384).
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, KeyError> {
-        let info =
-            PrivateKeyInfo::try_from(der).map_err(|e| KeyError::Rejected(e.to_string()))?;
+        let info = PrivateKeyInfo::try_from(der).map_err(|e| KeyError::Rejected(e.to_string()))?;
         if info.algorithm.oid != ID_EC_PUBLIC_KEY {
             return Err(KeyError::Unsupported(info.algorithm.oid));
         }
@@ -216,8 +215,8 @@ pub fn decrypt_pkcs8(encrypted: &[u8], passphrase: &[u8]) -> Result<Zeroizing<Ve
         }
         _ => encrypted.to_vec(),
     };
-    let info = EncryptedPrivateKeyInfo::from_der(&der)
-        .map_err(|e| KeyError::Rejected(e.to_string()))?;
+    let info =
+        EncryptedPrivateKeyInfo::from_der(&der).map_err(|e| KeyError::Rejected(e.to_string()))?;
     let secret = info.decrypt(passphrase).map_err(|_| KeyError::Decrypt)?;
     Ok(Zeroizing::new(secret.as_bytes().to_vec()))
 }
@@ -282,7 +281,10 @@ mod tests {
             .unwrap();
         assert_eq!(
             point,
-            key.public_key_info().subject_public_key.raw_bytes().to_vec()
+            key.public_key_info()
+                .subject_public_key
+                .raw_bytes()
+                .to_vec()
         );
     }
 }

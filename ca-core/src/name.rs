@@ -4,9 +4,7 @@
 //! DirectoryString attributes as UTF8String, `C` and `serialNumber` as PrintableString
 //! (RFC 5280 §4.1.2.4 and Appendix A).
 
-use const_oid::db::rfc4519::{
-    COUNTRY_NAME, CN, L, O, OU, SERIAL_NUMBER, ST, UID,
-};
+use const_oid::db::rfc4519::{CN, COUNTRY_NAME, L, O, OU, SERIAL_NUMBER, ST, UID};
 use const_oid::ObjectIdentifier;
 use der::asn1::{Ia5StringRef, PrintableStringRef, SetOfVec, Utf8StringRef};
 use der::{Any, Tag, Tagged};
@@ -103,20 +101,23 @@ impl AttributeKind {
 pub fn attribute_text(value: &Any) -> Option<String> {
     let bytes = value.value();
     match value.tag() {
-        Tag::Utf8String => Utf8StringRef::new(bytes).ok().map(|s| s.as_str().to_string()),
+        Tag::Utf8String => Utf8StringRef::new(bytes)
+            .ok()
+            .map(|s| s.as_str().to_string()),
         Tag::PrintableString => PrintableStringRef::new(bytes)
             .ok()
             .map(|s| s.as_str().to_string()),
-        Tag::Ia5String => Ia5StringRef::new(bytes).ok().map(|s| s.as_str().to_string()),
+        Tag::Ia5String => Ia5StringRef::new(bytes)
+            .ok()
+            .map(|s| s.as_str().to_string()),
         _ => None,
     }
 }
 
 /// Whether every character may appear in a PrintableString (X.680 §41.4).
 pub fn is_printable(text: &str) -> bool {
-    text.chars().all(|c| {
-        c.is_ascii_alphanumeric() || " '()+,-./:=?".contains(c)
-    })
+    text.chars()
+        .all(|c| c.is_ascii_alphanumeric() || " '()+,-./:=?".contains(c))
 }
 
 /// Encodes one attribute value the way Mamori writes it.
@@ -179,7 +180,10 @@ mod tests {
         ])
         .unwrap();
         assert!(name.to_der().is_ok());
-        assert_eq!(first_attribute(&name, AttributeKind::O).unwrap(), "病院グループ");
+        assert_eq!(
+            first_attribute(&name, AttributeKind::O).unwrap(),
+            "病院グループ"
+        );
         let c = name_attributes(&name).next().unwrap();
         assert_eq!(c.value.tag(), Tag::PrintableString);
     }

@@ -200,7 +200,9 @@ pub fn error_response(status: OcspResponseStatus) -> Vec<u8> {
         response_status: status,
         response_bytes: None,
     };
-    response.to_der().unwrap_or_else(|_| vec![0x30, 0x03, 0x0a, 0x01, 0x02])
+    response
+        .to_der()
+        .unwrap_or_else(|_| vec![0x30, 0x03, 0x0a, 0x01, 0x02])
 }
 
 /// The error status a request error maps to (RFC 6960 §2.3).
@@ -247,7 +249,9 @@ pub fn build_response(
     let response_extensions = match nonce {
         None => None,
         Some(value) => {
-            let inner = OctetString::new(value).and_then(|o| o.to_der()).map_err(encode)?;
+            let inner = OctetString::new(value)
+                .and_then(|o| o.to_der())
+                .map_err(encode)?;
             Some(vec![Extension {
                 extn_id: ID_PKIX_OCSP_NONCE,
                 critical: false,
@@ -287,8 +291,14 @@ mod tests {
 
     #[test]
     fn rejects_garbage_and_empty() {
-        assert!(matches!(parse_request(b"\x30\x00"), Err(OcspRequestError::Malformed(_))));
-        assert!(matches!(parse_request(b"garbage"), Err(OcspRequestError::Malformed(_))));
+        assert!(matches!(
+            parse_request(b"\x30\x00"),
+            Err(OcspRequestError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_request(b"garbage"),
+            Err(OcspRequestError::Malformed(_))
+        ));
         assert!(matches!(
             parse_request(&vec![0u8; MAX_REQUEST_LEN + 1]),
             Err(OcspRequestError::Malformed(_))

@@ -347,7 +347,11 @@ fn invalid(file: &str, field: &str, reason: impl Into<String>) -> ProfileError {
     }
 }
 
-fn anchored(file: &str, field: &str, pattern: &Option<String>) -> Result<Option<Regex>, ProfileError> {
+fn anchored(
+    file: &str,
+    field: &str,
+    pattern: &Option<String>,
+) -> Result<Option<Regex>, ProfileError> {
     match pattern {
         None => Ok(None),
         Some(p) => Regex::new(&format!("^(?:{p})$"))
@@ -376,7 +380,11 @@ impl SanRule {
             return Err(invalid(file, &format!("{field}.max"), "must be at least 1"));
         }
         if config.max > 100 {
-            return Err(invalid(file, &format!("{field}.max"), "must be at most 100"));
+            return Err(invalid(
+                file,
+                &format!("{field}.max"),
+                "must be at most 100",
+            ));
         }
         let mut allowed_domains = Vec::new();
         for domain in &config.allowed_domains {
@@ -428,7 +436,11 @@ impl Profile {
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
             && !config.id.starts_with('-');
         if !id_ok {
-            return Err(invalid(file, "id", "use 1-63 lower-case letters, digits and hyphens"));
+            return Err(invalid(
+                file,
+                "id",
+                "use 1-63 lower-case letters, digits and hyphens",
+            ));
         }
         let stem = std::path::Path::new(file)
             .file_name()
@@ -450,7 +462,11 @@ impl Profile {
             return Err(invalid(file, "issuing_ca", "must name a CA"));
         }
         if config.key_types.is_empty() {
-            return Err(invalid(file, "key_types", "must allow at least one key type"));
+            return Err(invalid(
+                file,
+                "key_types",
+                "must allow at least one key type",
+            ));
         }
         if config.min_rsa_bits < 2048 {
             return Err(invalid(file, "min_rsa_bits", "must be at least 2048"));
@@ -503,7 +519,11 @@ impl Profile {
             return Err(invalid(file, "validity", "durations must be positive"));
         }
         if default_validity_secs > max_validity_secs {
-            return Err(invalid(file, "validity.default", "must not exceed validity.max"));
+            return Err(invalid(
+                file,
+                "validity.default",
+                "must not exceed validity.max",
+            ));
         }
         if max_validity_secs > 825 * 86_400 {
             return Err(invalid(file, "validity.max", "must not exceed 825d"));
@@ -514,7 +534,11 @@ impl Profile {
         for (i, rule) in config.subject.attributes.iter().enumerate() {
             let field = format!("subject.attributes[{i}]");
             if !seen.insert(rule.kind) {
-                return Err(invalid(file, &field, format!("{} listed twice", rule.kind.as_str())));
+                return Err(invalid(
+                    file,
+                    &field,
+                    format!("{} listed twice", rule.kind.as_str()),
+                ));
             }
             subject.push(AttributeRule {
                 kind: rule.kind,
@@ -534,14 +558,20 @@ impl Profile {
         if uri.as_ref().is_some_and(|r| r.pattern.is_none()) {
             return Err(invalid(file, "san.uri.pattern", "URI names need a pattern"));
         }
-        if email.as_ref().is_some_and(|r| r.allowed_domains.is_empty() && r.pattern.is_none()) {
+        if email
+            .as_ref()
+            .is_some_and(|r| r.allowed_domains.is_empty() && r.pattern.is_none())
+        {
             return Err(invalid(
                 file,
                 "san.email",
                 "email names need allowed_domains or a pattern",
             ));
         }
-        if dns.as_ref().is_some_and(|r| r.allowed_domains.is_empty() && r.pattern.is_none()) {
+        if dns
+            .as_ref()
+            .is_some_and(|r| r.allowed_domains.is_empty() && r.pattern.is_none())
+        {
             return Err(invalid(
                 file,
                 "san.dns",
@@ -578,7 +608,11 @@ impl Profile {
         if approval.approvals > 10 {
             return Err(invalid(file, "approval.approvals", "must be at most 10"));
         }
-        if approval.approver_roles.iter().any(|r| matches!(r, Role::Vendor | Role::Auditor)) {
+        if approval
+            .approver_roles
+            .iter()
+            .any(|r| matches!(r, Role::Vendor | Role::Auditor))
+        {
             return Err(invalid(
                 file,
                 "approval.approver_roles",
@@ -716,19 +750,22 @@ impl Profile {
                     attribute: atv.oid.to_string(),
                 }
             })?;
-            let rule = self.subject.iter().find(|r| r.kind == kind).ok_or_else(|| {
-                CsrError::SubjectAttributeNotAllowed {
+            let rule = self
+                .subject
+                .iter()
+                .find(|r| r.kind == kind)
+                .ok_or_else(|| CsrError::SubjectAttributeNotAllowed {
                     attribute: kind.as_str().to_string(),
-                }
-            })?;
+                })?;
             if values.iter().any(|(k, _)| *k == kind) {
                 return Err(CsrError::SubjectAttributeRepeated {
                     attribute: kind.as_str().to_string(),
                 });
             }
-            let text = attribute_text(&atv.value).ok_or_else(|| CsrError::SubjectAttributeEncoding {
-                attribute: kind.as_str().to_string(),
-            })?;
+            let text =
+                attribute_text(&atv.value).ok_or_else(|| CsrError::SubjectAttributeEncoding {
+                    attribute: kind.as_str().to_string(),
+                })?;
             let pattern_ok = rule.pattern.as_ref().is_none_or(|p| p.is_match(&text));
             let encodable = crate::name::encode_attribute(kind, &text).is_ok();
             if !pattern_ok || !encodable {
@@ -768,11 +805,13 @@ impl Profile {
                         16 => <[u8; 16]>::try_from(bytes).map(IpAddr::from).ok(),
                         _ => None,
                     };
-                    let text = ip.map(|i| i.to_string()).ok_or_else(|| CsrError::SanValue {
-                        kind: "ip".into(),
-                        value: hex::encode(bytes),
-                        reason: "not an IPv4 or IPv6 address".into(),
-                    })?;
+                    let text = ip
+                        .map(|i| i.to_string())
+                        .ok_or_else(|| CsrError::SanValue {
+                            kind: "ip".into(),
+                            value: hex::encode(bytes),
+                            reason: "not an IPv4 or IPv6 address".into(),
+                        })?;
                     ("ip", text)
                 }
                 _ => {
@@ -781,9 +820,11 @@ impl Profile {
                     })
                 }
             };
-            let rule = self.san_rule(kind).ok_or_else(|| CsrError::SanTypeNotAllowed {
-                kind: kind.to_string(),
-            })?;
+            let rule = self
+                .san_rule(kind)
+                .ok_or_else(|| CsrError::SanTypeNotAllowed {
+                    kind: kind.to_string(),
+                })?;
             let refuse = |reason: &str| CsrError::SanValue {
                 kind: kind.to_string(),
                 value: value.clone(),
@@ -798,10 +839,14 @@ impl Profile {
                     if !rule.domain_allowed(&lower) {
                         return Err(refuse("not under an allowed domain"));
                     }
-                    GeneralName::DnsName(der::asn1::Ia5String::new(&lower).map_err(|_| refuse("not IA5"))?)
+                    GeneralName::DnsName(
+                        der::asn1::Ia5String::new(&lower).map_err(|_| refuse("not IA5"))?,
+                    )
                 }
                 "email" => {
-                    let (local, domain) = value.rsplit_once('@').ok_or_else(|| refuse("not an email address"))?;
+                    let (local, domain) = value
+                        .rsplit_once('@')
+                        .ok_or_else(|| refuse("not an email address"))?;
                     let domain = domain.to_ascii_lowercase();
                     let local_ok = !local.is_empty()
                         && local.len() <= 64
@@ -813,13 +858,22 @@ impl Profile {
                         return Err(refuse("not under an allowed domain"));
                     }
                     let text = format!("{local}@{domain}");
-                    GeneralName::Rfc822Name(der::asn1::Ia5String::new(&text).map_err(|_| refuse("not IA5"))?)
+                    GeneralName::Rfc822Name(
+                        der::asn1::Ia5String::new(&text).map_err(|_| refuse("not IA5"))?,
+                    )
                 }
                 "uri" => {
-                    let scheme_ok = value
-                        .split_once(':')
-                        .is_some_and(|(s, rest)| !s.is_empty() && !rest.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)));
-                    if !scheme_ok || value.chars().any(|c| c.is_ascii_whitespace() || c.is_ascii_control()) {
+                    let scheme_ok = value.split_once(':').is_some_and(|(s, rest)| {
+                        !s.is_empty()
+                            && !rest.is_empty()
+                            && s.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+                    });
+                    if !scheme_ok
+                        || value
+                            .chars()
+                            .any(|c| c.is_ascii_whitespace() || c.is_ascii_control())
+                    {
                         return Err(refuse("not an absolute URI"));
                     }
                     name.clone()
@@ -912,13 +966,33 @@ allowed = false
     #[test]
     fn invalid_fields_are_named() {
         let cases = [
-            ("default = \"30d\"", "default = \"300d\"", "validity.default"),
-            ("max_wait = \"1h\"", "max_wait = \"1y\"", "approval.max_wait"),
-            ("pattern = \"[a-z0-9-]{1,32}\"", "pattern = \"[\"", "subject.attributes[0].pattern"),
+            (
+                "default = \"30d\"",
+                "default = \"300d\"",
+                "validity.default",
+            ),
+            (
+                "max_wait = \"1h\"",
+                "max_wait = \"1y\"",
+                "approval.max_wait",
+            ),
+            (
+                "pattern = \"[a-z0-9-]{1,32}\"",
+                "pattern = \"[\"",
+                "subject.attributes[0].pattern",
+            ),
             ("id = \"t\"", "id = \"other\"", "id"),
             ("approvals = 0", "approvals = 1", "approval.approver_roles"),
-            ("approvals = 0", "approvals = 0\nexclude_requester = false", "approval.exclude_requester"),
-            ("[\"hospital.example\"]", "[\"bad domain\"]", "san.dns.allowed_domains"),
+            (
+                "approvals = 0",
+                "approvals = 0\nexclude_requester = false",
+                "approval.exclude_requester",
+            ),
+            (
+                "[\"hospital.example\"]",
+                "[\"bad domain\"]",
+                "san.dns.allowed_domains",
+            ),
         ];
         for (from, to, field) in cases {
             let err = load(&MINIMAL.replace(from, to)).unwrap_err();
@@ -946,10 +1020,15 @@ allowed = false
             Err(CsrError::SanValue { .. })
         ));
         assert!(matches!(
-            p.check_sans(&[dns("a.hospital.example"), dns("b.hospital.example"), dns("c.hospital.example")]),
+            p.check_sans(&[
+                dns("a.hospital.example"),
+                dns("b.hospital.example"),
+                dns("c.hospital.example")
+            ]),
             Err(CsrError::SanTooMany { max: 2, .. })
         ));
-        let uri = GeneralName::UniformResourceIdentifier(der::asn1::Ia5String::new("urn:x").unwrap());
+        let uri =
+            GeneralName::UniformResourceIdentifier(der::asn1::Ia5String::new("urn:x").unwrap());
         assert!(matches!(
             p.check_sans(&[uri]),
             Err(CsrError::SanTypeNotAllowed { .. })

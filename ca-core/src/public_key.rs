@@ -128,7 +128,8 @@ pub fn classify(
         }
         Ok(PublicKeyKind::Rsa { bits })
     } else if oid == ID_EC_PUBLIC_KEY {
-        let curve = crate::extensions::curve_of(&spki.algorithm).ok_or(PublicKeyError::Malformed)?;
+        let curve =
+            crate::extensions::curve_of(&spki.algorithm).ok_or(PublicKeyError::Malformed)?;
         let (kind, len) = if curve == SECP_256_R_1 {
             (PublicKeyKind::EcdsaP256, 65)
         } else if curve == SECP_384_R_1 {
@@ -235,7 +236,8 @@ mod tests {
 
     #[test]
     fn accepts_supported_keys() {
-        let rsa = openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+        let rsa =
+            openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
         assert_eq!(
             classify(&spki_of(&rsa), 2048).unwrap(),
             PublicKeyKind::Rsa { bits: 2048 }
@@ -244,14 +246,21 @@ mod tests {
             openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap();
         let ec = openssl::pkey::PKey::from_ec_key(openssl::ec::EcKey::generate(&group).unwrap())
             .unwrap();
-        assert_eq!(classify(&spki_of(&ec), 2048).unwrap(), PublicKeyKind::EcdsaP256);
+        assert_eq!(
+            classify(&spki_of(&ec), 2048).unwrap(),
+            PublicKeyKind::EcdsaP256
+        );
         let ed = openssl::pkey::PKey::generate_ed25519().unwrap();
-        assert_eq!(classify(&spki_of(&ed), 2048).unwrap(), PublicKeyKind::Ed25519);
+        assert_eq!(
+            classify(&spki_of(&ed), 2048).unwrap(),
+            PublicKeyKind::Ed25519
+        );
     }
 
     #[test]
     fn rejects_rsa_1024() {
-        let rsa = openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(1024).unwrap()).unwrap();
+        let rsa =
+            openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(1024).unwrap()).unwrap();
         assert_eq!(
             classify(&spki_of(&rsa), 2048).unwrap_err(),
             PublicKeyError::RsaTooSmall {
@@ -299,6 +308,9 @@ mod tests {
         bytes.truncate(40);
         spki.subject_public_key = der::asn1::BitString::from_bytes(&bytes).unwrap();
         assert!(spki.to_der().is_ok());
-        assert_eq!(classify(&spki, 2048).unwrap_err(), PublicKeyError::Malformed);
+        assert_eq!(
+            classify(&spki, 2048).unwrap_err(),
+            PublicKeyError::Malformed
+        );
     }
 }

@@ -60,7 +60,12 @@ pub struct LintContext<'a> {
 pub(crate) struct Findings(Vec<LintFinding>);
 
 impl Findings {
-    pub(crate) fn fail(&mut self, check: &'static str, rule: &'static str, message: impl Into<String>) {
+    pub(crate) fn fail(
+        &mut self,
+        check: &'static str,
+        rule: &'static str,
+        message: impl Into<String>,
+    ) {
         self.0.push(LintFinding {
             check,
             rule,
@@ -73,7 +78,7 @@ pub(crate) fn extensions(tbs: &TbsCertificate) -> &[Extension] {
     tbs.extensions.as_deref().unwrap_or_default()
 }
 
-pub(crate) fn find<'t>(tbs: &'t TbsCertificate, oid: const_oid::ObjectIdentifier) -> Option<&'t Extension> {
+pub(crate) fn find(tbs: &TbsCertificate, oid: const_oid::ObjectIdentifier) -> Option<&Extension> {
     extensions(tbs).iter().find(|e| e.extn_id == oid)
 }
 
@@ -81,7 +86,11 @@ pub(crate) fn find<'t>(tbs: &'t TbsCertificate, oid: const_oid::ObjectIdentifier
 pub fn lint(tbs_der: &[u8], ctx: &LintContext<'_>) -> Result<(), LintFailure> {
     let mut findings = Findings(Vec::new());
     match TbsCertificate::from_der(tbs_der) {
-        Err(e) => findings.fail("e_tbs_decodes", "RFC 5280 §4.1", format!("TBS does not decode: {e}")),
+        Err(e) => findings.fail(
+            "e_tbs_decodes",
+            "RFC 5280 §4.1",
+            format!("TBS does not decode: {e}"),
+        ),
         Ok(tbs) => {
             structure::check(&tbs, ctx, &mut findings);
             validity::check(&tbs, ctx, &mut findings);

@@ -18,25 +18,49 @@ pub(super) fn check(tbs: &TbsCertificate, ctx: &LintContext<'_>, out: &mut Findi
     match ctx.expectation {
         Expectation::Ca { .. } => {
             if tbs.subject.is_empty() {
-                out.fail("e_ca_subject_not_empty", "RFC 5280 §4.1.2.6", "a CA's subject must not be empty");
+                out.fail(
+                    "e_ca_subject_not_empty",
+                    "RFC 5280 §4.1.2.6",
+                    "a CA's subject must not be empty",
+                );
             }
         }
         Expectation::Leaf { profile, .. } => {
             let subject_empty = tbs.subject.is_empty();
             match (san_ext, &san) {
-                (None, _) if subject_empty => out.fail("e_san_present", "RFC 5280 §4.2.1.6", "empty subject requires a subjectAltName"),
-                (Some(_), None) => out.fail("e_san_decodes", "RFC 5280 §4.2.1.6", "subjectAltName is malformed"),
+                (None, _) if subject_empty => out.fail(
+                    "e_san_present",
+                    "RFC 5280 §4.2.1.6",
+                    "empty subject requires a subjectAltName",
+                ),
+                (Some(_), None) => out.fail(
+                    "e_san_decodes",
+                    "RFC 5280 §4.2.1.6",
+                    "subjectAltName is malformed",
+                ),
                 (Some(ext), Some(names)) => {
                     if names.0.is_empty() {
-                        out.fail("e_san_not_empty", "RFC 5280 §4.2.1.6", "subjectAltName must hold at least one name");
+                        out.fail(
+                            "e_san_not_empty",
+                            "RFC 5280 §4.2.1.6",
+                            "subjectAltName must hold at least one name",
+                        );
                     }
                     if ext.critical != subject_empty {
-                        out.fail("e_san_criticality", "RFC 5280 §4.2.1.6", "subjectAltName is critical exactly when the subject is empty");
+                        out.fail(
+                            "e_san_criticality",
+                            "RFC 5280 §4.2.1.6",
+                            "subjectAltName is critical exactly when the subject is empty",
+                        );
                     }
                     for name in &names.0 {
                         if let GeneralName::DnsName(dns) = name {
                             if dns.as_str().is_empty() || dns.as_str().contains(' ') {
-                                out.fail("e_san_dns_syntax", "RFC 5280 §4.2.1.6", "malformed dNSName");
+                                out.fail(
+                                    "e_san_dns_syntax",
+                                    "RFC 5280 §4.2.1.6",
+                                    "malformed dNSName",
+                                );
                             }
                         }
                     }
@@ -58,7 +82,11 @@ pub(super) fn check(tbs: &TbsCertificate, ctx: &LintContext<'_>, out: &mut Findi
                         s.0.iter().any(|n| matches!(n, GeneralName::DnsName(d) if d.as_str().eq_ignore_ascii_case(&cn)))
                     });
                     if !in_san {
-                        out.fail("e_cn_in_san", "CA/B BR §7.1.4.3", "a TLS server's CN must repeat one of its DNS SANs");
+                        out.fail(
+                            "e_cn_in_san",
+                            "CA/B BR §7.1.4.3",
+                            "a TLS server's CN must repeat one of its DNS SANs",
+                        );
                     }
                 }
             }

@@ -14,35 +14,67 @@ use super::{extensions, Findings, LintContext};
 
 pub(super) fn check(tbs: &TbsCertificate, ctx: &LintContext<'_>, out: &mut Findings) {
     if tbs.version != Version::V3 {
-        out.fail("e_version_v3", "RFC 5280 §4.1.2.1", "certificates with extensions must be v3");
+        out.fail(
+            "e_version_v3",
+            "RFC 5280 §4.1.2.1",
+            "certificates with extensions must be v3",
+        );
     }
     let serial = tbs.serial_number.as_bytes();
     if serial.len() > 20 {
-        out.fail("e_serial_length", "RFC 5280 §4.1.2.2", "serial number longer than 20 octets");
+        out.fail(
+            "e_serial_length",
+            "RFC 5280 §4.1.2.2",
+            "serial number longer than 20 octets",
+        );
     }
     if serial.len() < 8 {
-        out.fail("e_serial_entropy", "RFC 5280 §4.1.2.2, BR §7.1", "serial number shorter than 64 bits");
+        out.fail(
+            "e_serial_entropy",
+            "RFC 5280 §4.1.2.2, BR §7.1",
+            "serial number shorter than 64 bits",
+        );
     }
     if serial.first().is_some_and(|b| b & 0x80 != 0) || serial.iter().all(|b| *b == 0) {
-        out.fail("e_serial_positive", "RFC 5280 §4.1.2.2", "serial number must be positive");
+        out.fail(
+            "e_serial_positive",
+            "RFC 5280 §4.1.2.2",
+            "serial number must be positive",
+        );
     }
     if tbs.signature != ctx.signature_algorithm {
-        out.fail("e_signature_algorithm_matches_issuer", "RFC 5280 §4.1.2.3", "TBS signature algorithm differs from the issuer key's");
+        out.fail(
+            "e_signature_algorithm_matches_issuer",
+            "RFC 5280 §4.1.2.3",
+            "TBS signature algorithm differs from the issuer key's",
+        );
     }
     match ctx.issuer_subject {
-        Some(issuer) if &tbs.issuer != issuer => {
-            out.fail("e_issuer_matches_ca", "RFC 5280 §4.1.2.4", "issuer name differs from the CA's subject")
-        }
-        None if tbs.issuer != tbs.subject => {
-            out.fail("e_root_self_issued", "RFC 5280 §4.1.2.4", "a root's issuer must equal its subject")
-        }
+        Some(issuer) if &tbs.issuer != issuer => out.fail(
+            "e_issuer_matches_ca",
+            "RFC 5280 §4.1.2.4",
+            "issuer name differs from the CA's subject",
+        ),
+        None if tbs.issuer != tbs.subject => out.fail(
+            "e_root_self_issued",
+            "RFC 5280 §4.1.2.4",
+            "a root's issuer must equal its subject",
+        ),
         _ => {}
     }
     if tbs.issuer.is_empty() {
-        out.fail("e_issuer_not_empty", "RFC 5280 §4.1.2.4", "issuer name must not be empty");
+        out.fail(
+            "e_issuer_not_empty",
+            "RFC 5280 §4.1.2.4",
+            "issuer name must not be empty",
+        );
     }
     if tbs.issuer_unique_id.is_some() || tbs.subject_unique_id.is_some() {
-        out.fail("e_no_unique_ids", "RFC 5280 §4.1.2.8", "conforming CAs must not generate unique identifiers");
+        out.fail(
+            "e_no_unique_ids",
+            "RFC 5280 §4.1.2.8",
+            "conforming CAs must not generate unique identifiers",
+        );
     }
     let known = [
         ID_CE_BASIC_CONSTRAINTS,
@@ -59,13 +91,25 @@ pub(super) fn check(tbs: &TbsCertificate, ctx: &LintContext<'_>, out: &mut Findi
     let mut seen = HashSet::new();
     for extension in extensions(tbs) {
         if !seen.insert(extension.extn_id) {
-            out.fail("e_extension_once", "RFC 5280 §4.2", format!("extension {} appears more than once", extension.extn_id));
+            out.fail(
+                "e_extension_once",
+                "RFC 5280 §4.2",
+                format!("extension {} appears more than once", extension.extn_id),
+            );
         }
         if !known.contains(&extension.extn_id) {
-            out.fail("e_extension_known", "profile", format!("extension {} is not one Mamori issues", extension.extn_id));
+            out.fail(
+                "e_extension_known",
+                "profile",
+                format!("extension {} is not one Mamori issues", extension.extn_id),
+            );
         }
     }
     if tbs.extensions.as_ref().is_some_and(|e| e.is_empty()) {
-        out.fail("e_extensions_not_empty", "RFC 5280 §4.1", "an empty extensions field must be omitted");
+        out.fail(
+            "e_extensions_not_empty",
+            "RFC 5280 §4.1",
+            "an empty extensions field must be omitted",
+        );
     }
 }
