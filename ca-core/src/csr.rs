@@ -147,6 +147,42 @@ fn requested_sans(request: &CertReq) -> Result<Vec<GeneralName>, CsrError> {
     Ok(sans)
 }
 
+/// Builds a DER PKCS#10 request for `subject` and `sans`, signed by `key`: how Mamori requests
+/// certificates for keys it holds itself (its OCSP responder, its API listener) and how the CLI
+/// makes CSRs for EC keys.
+pub fn build_csr(
+    subject: &Name,
+    sans: Vec<GeneralName>,
+    key: &dyn crate::signer::SigningKey,
+) -> Result<Vec<u8>, CsrError> {
+    use der::asn1::{BitString, SetOfVec};
+    use der::Encode;
+    use x509_cert::attr::Attribute;
+    use x509_cert::request::{CertReqInfo, ExtensionReq};
+    let der_err = |e: der::Error| CsrError::Der(e.to_string());
+    let mut attributes = Vec::new();
+    if !sans.is_empty() {
+        let extension = crate::extensions::extension(&SubjectAltName(sans), subject.is_empty())
+            .map_err(der_err)?;
+        attributes.push(Attribute::try_from(ExtensionReq(vec![extension])).map_err(der_err)?);
+    }
+    let info = CertReqInfo {
+        version: x509_cert::request::Version::V1,
+        subject: subject.clone(),
+        public_key: key.public_key_info().clone(),
+        attributes: SetOfVec::try_from(attributes).map_err(der_err)?,
+    };
+    let info_der = info.to_der().map_err(der_err)?;
+    let signature = key.sign(&info_der).map_err(|_| CsrError::BadSignature)?;
+    CertReq {
+        info,
+        algorithm: key.algorithm().identifier(),
+        signature: BitString::from_bytes(&signature).map_err(der_err)?,
+    }
+    .to_der()
+    .map_err(der_err)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +202,20 @@ mod tests {
         assert_eq!(verified.requested_sans().len(), 1);
         let pem = params.serialize_request(&key).unwrap().pem().unwrap();
         assert!(VerifiedCsr::parse(pem.as_bytes(), 2048).is_ok());
+    }
+
+    #[test]
+    fn built_csrs_verify_and_carry_sans() {
+        let (key, _) =
+            crate::key::SoftwareKey::generate(crate::key::KeyAlgorithm::EcdsaP384).unwrap();
+        let name =
+            crate::name::build_name(&[(crate::name::AttributeKind::CN, "x".into())]).unwrap();
+        let san = GeneralName::DnsName(der::asn1::Ia5String::new("a.example").unwrap());
+        let der = build_csr(&name, vec![san.clone()], &key).unwrap();
+        let csr = VerifiedCsr::parse(&der, 2048).unwrap();
+        assert_eq!(csr.requested_sans(), &[san]);
+        assert_eq!(csr.key_kind(), PublicKeyKind::EcdsaP384);
+        assert!(openssl::x509::X509Req::from_der(&der).is_ok());
     }
 
     #[test]

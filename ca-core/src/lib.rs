@@ -9,6 +9,7 @@
 //! attacker could send is parsed into a verified type before anything acts on it.
 
 pub mod approval;
+pub mod audit;
 pub mod ca;
 pub mod clock;
 pub mod crl;
@@ -27,6 +28,7 @@ pub mod role;
 pub mod serial;
 pub mod signer;
 pub mod time;
+pub mod totp;
 
 pub use der;
 pub use x509_cert;

@@ -1,1 +1,133 @@
-fn main() {}
+//! `ca-server`: run Mamori (`serve`), create its CA hierarchy (`init`), apply migrations
+//! (`migrate`), or start a local instance for a newcomer (`dev`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use ca_server::bootstrap;
+use ca_server::config::Config;
+use ca_server::secrets::{read_passphrase, PassphraseSource};
+use clap::{Parser, Subcommand};
+
+/// Mamori, a private certificate authority for hospital groups.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Configuration file (TOML); every key can also be set as MAMORI_<KEY>.
+    #[arg(long, short, global = true, env = "MAMORI_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the CA hierarchy and store its keys encrypted.
+    ///
+    /// Example: ca-server init --config mamori.toml --passphrase-file /root/ca-pass
+    Init(PassphraseArgs),
+    /// Run the public (CRL, OCSP) and API listeners.
+    ///
+    /// Example: MAMORI_CA_PASSPHRASE_FILE=/root/ca-pass ca-server serve --config mamori.toml
+    Serve(PassphraseArgs),
+    /// Apply database migrations (they also run at start).
+    ///
+    /// Example: ca-server migrate --config mamori.toml
+    Migrate,
+    /// A local instance for trying Mamori: data in ./mamori-dev, an admin whose password and
+    /// TOTP URI are printed once and written to <data dir>/dev-admin.json.
+    ///
+    /// Example: ca-server dev
+    Dev,
+}
+
+#[derive(clap::Args)]
+struct PassphraseArgs {
+    /// Read the CA passphrase from this file (first line). Otherwise MAMORI_CA_PASSPHRASE, or a prompt.
+    #[arg(long, env = "MAMORI_CA_PASSPHRASE_FILE")]
+    passphrase_file: Option<PathBuf>,
+}
+
+impl PassphraseArgs {
+    fn source(&self) -> PassphraseSource {
+        match &self.passphrase_file {
+            Some(path) => PassphraseSource::File(path.clone()),
+            None if std::env::var_os("MAMORI_CA_PASSPHRASE").is_some() => PassphraseSource::Env,
+            None => PassphraseSource::Prompt,
+        }
+    }
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MAMORI_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(error) = run(Cli::parse()) {
+        eprintln!("ca-server: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Init(args) => {
+            let config = Config::load(cli.config.as_deref())?;
+            let passphrase = read_passphrase(&args.source(), true)?;
+            bootstrap::init(&config, &passphrase)?;
+            println!(
+                "initialized; root certificate in {}",
+                config.data_dir.join("root-ca.pem").display()
+            );
+            Ok(())
+        }
+        Command::Migrate => {
+            let config = Config::load(cli.config.as_deref())?;
+            bootstrap::open_pool(&config)?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Serve(args) => {
+            let config = Config::load(cli.config.as_deref())?;
+            let passphrase = read_passphrase(&args.source(), false)?;
+            serve(config, passphrase, false)
+        }
+        Command::Dev => {
+            let mut config = Config::load(cli.config.as_deref())?;
+            if std::env::var_os("MAMORI_DATA_DIR").is_none() && cli.config.is_none() {
+                config.data_dir = PathBuf::from("mamori-dev");
+            }
+            let passphrase = bootstrap::dev(&config)?;
+            serve(config, passphrase, true)
+        }
+    }
+}
+
+fn serve(config: Config, passphrase: zeroize::Zeroizing<String>, dev: bool) -> anyhow::Result<()> {
+    let authority = bootstrap::open(config.clone(), passphrase.clone())?;
+    if dev {
+        bootstrap::dev_admin(&config, &authority)?;
+    }
+    let pool = bootstrap::open_pool(&config)?;
+    let (chain, key) = bootstrap::api_tls_material(&config, &pool, &passphrase)?;
+    drop(passphrase);
+    println!(
+        "public listener: http://{}  (CRL, OCSP, CA certificates)",
+        config.http_addr
+    );
+    println!(
+        "API listener:    https://{}  (trust {})",
+        config.api_addr,
+        config.data_dir.join("root-ca.pem").display()
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let system = actix_web::rt::System::with_tokio_rt(|| runtime);
+    system.block_on(ca_server::http::serve(Arc::new(authority), chain, key))
+}

@@ -1,0 +1,312 @@
+//! Request and response bodies of the JSON API (`/api/v1/`). Never database rows.
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /api/v1/login`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+    /// Current TOTP code.
+    pub totp: String,
+}
+
+/// A successful login.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LoginResponse {
+    /// Bearer token for `Authorization: Bearer ...`.
+    pub token: String,
+    /// Absolute expiry (RFC 3339); sessions also end after the idle time.
+    pub expires_at: String,
+    /// Who logged in.
+    pub user: UserView,
+}
+
+/// A user as the API shows it.
+#[derive(Debug, Serialize, Deserialize, Clone)]
+pub struct UserView {
+    /// User name.
+    pub username: String,
+    /// Roles.
+    pub roles: Vec<String>,
+    /// Disabled accounts cannot log in.
+    pub disabled: bool,
+}
+
+/// `POST /api/v1/users`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserRequest {
+    /// New user's name.
+    pub username: String,
+    /// Initial password.
+    pub password: String,
+    /// Roles to grant.
+    pub roles: Vec<String>,
+}
+
+/// A new user or a TOTP reset: the enrolment URI is shown once.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TotpEnrolment {
+    /// The user.
+    pub user: UserView,
+    /// `otpauth://totp/...` for an authenticator app.
+    pub totp_uri: String,
+}
+
+/// `PUT /api/v1/users/{username}/roles`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetRolesRequest {
+    /// The complete new set of roles.
+    pub roles: Vec<String>,
+}
+
+/// A profile as the API shows it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ProfileView {
+    /// Id.
+    pub id: String,
+    /// Description.
+    pub description: String,
+    /// Roles that may request.
+    pub requester_roles: Vec<String>,
+    /// Approvals needed.
+    pub approvals: u32,
+    /// Roles that may approve.
+    pub approver_roles: Vec<String>,
+    /// Default validity in seconds.
+    pub default_validity_secs: u64,
+    /// Maximum validity in seconds.
+    pub max_validity_secs: u64,
+    /// Whether a request may name its validity window.
+    pub requested_window: bool,
+}
+
+/// `POST /api/v1/requests`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    /// Profile id.
+    pub profile: String,
+    /// PKCS#10 CSR in PEM.
+    pub csr: String,
+    /// Why the certificate is needed.
+    pub justification: String,
+    /// Vendor maintenance: the work-order reference.
+    pub work_order: Option<String>,
+    /// Requested start of validity (RFC 3339), e.g. a maintenance window.
+    pub not_before: Option<String>,
+    /// Requested end of validity (RFC 3339).
+    pub not_after: Option<String>,
+}
+
+/// `POST /api/v1/requests/{id}/approve` and `/reject`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionRequest {
+    /// A fresh TOTP code (step-up, even when logged in).
+    pub totp: String,
+    /// The approver's comment.
+    #[serde(default)]
+    pub comment: String,
+}
+
+/// One decision on a request.
+#[derive(Debug, Serialize, Deserialize, Clone)]
+pub struct DecisionView {
+    /// Approver.
+    pub approver: String,
+    /// approve or reject.
+    pub verdict: String,
+    /// Comment.
+    pub comment: String,
+    /// When (RFC 3339).
+    pub decided_at: String,
+}
+
+/// A request as the API shows it.
+#[derive(Debug, Serialize, Deserialize, Clone)]
+pub struct RequestView {
+    /// Id.
+    pub id: String,
+    /// Profile.
+    pub profile: String,
+    /// Requester's user name.
+    pub requester: String,
+    /// pending, approved, issued, rejected, expired or failed.
+    pub status: String,
+    /// Justification.
+    pub justification: String,
+    /// Work order, if any.
+    pub work_order: Option<String>,
+    /// Requested window start.
+    pub not_before: Option<String>,
+    /// Requested window end.
+    pub not_after: Option<String>,
+    /// Approvals so far.
+    pub approvals: u32,
+    /// Approvals needed in all.
+    pub approvals_required: u32,
+    /// Decisions so far.
+    pub decisions: Vec<DecisionView>,
+    /// Issuing CA once issued.
+    pub ca: Option<String>,
+    /// Serial (hex) once issued.
+    pub serial: Option<String>,
+    /// Why issuance failed, if it did.
+    pub failure: Option<String>,
+    /// Submitted (RFC 3339).
+    pub created_at: String,
+}
+
+/// A certificate as the API shows it.
+#[derive(Debug, Serialize, Deserialize, Clone)]
+pub struct CertificateView {
+    /// Issuing CA id.
+    pub ca: String,
+    /// Serial (hex).
+    pub serial: String,
+    /// Profile.
+    pub profile: String,
+    /// Subject (RFC 4514).
+    pub subject: String,
+    /// valid, revoked or hold.
+    pub status: String,
+    /// Start of validity.
+    pub not_before: String,
+    /// End of validity.
+    pub not_after: String,
+    /// When revoked or held.
+    pub revoked_at: Option<String>,
+    /// Revocation reason.
+    pub revocation_reason: Option<String>,
+    /// Request it came from.
+    pub request_id: Option<String>,
+}
+
+/// `POST /api/v1/certificates/{ca}/{serial}/revoke`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    /// key-compromise, cessation-of-operation, superseded, affiliation-changed,
+    /// privilege-withdrawn, ca-compromise or unspecified.
+    pub reason: String,
+    /// When the key is known or suspected to have been compromised (RFC 3339).
+    pub invalidity_date: Option<String>,
+    /// A fresh TOTP code.
+    pub totp: String,
+    /// Comment for the audit trail.
+    #[serde(default)]
+    pub comment: String,
+}
+
+/// `POST .../hold` and `.../release`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepUpRequest {
+    /// A fresh TOTP code.
+    pub totp: String,
+    /// Comment for the audit trail.
+    #[serde(default)]
+    pub comment: String,
+}
+
+/// One audit entry.
+#[derive(Debug, Serialize, Deserialize, Clone)]
+pub struct AuditView {
+    /// Sequence number.
+    pub seq: u64,
+    /// When (RFC 3339).
+    pub at: String,
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// On what.
+    pub target: String,
+    /// Details (JSON).
+    pub details: serde_json::Value,
+    /// Previous entry's hash.
+    pub prev_hash: String,
+    /// This entry's hash.
+    pub hash: String,
+}
+
+/// `GET /api/v1/audit/verify`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AuditVerifyView {
+    /// Whether the whole chain verifies.
+    pub ok: bool,
+    /// Entries checked.
+    pub entries: usize,
+    /// Where it breaks, if it does.
+    pub broken_at: Option<u64>,
+    /// Why.
+    pub reason: Option<String>,
+}
+
+/// Parses RFC 3339 (`2026-11-23T09:00:00Z` or with an offset like `+09:00`) into Unix seconds.
+pub fn parse_rfc3339(text: &str) -> Option<u64> {
+    let text = text.trim();
+    if text.len() < 20 || !text.is_ascii() {
+        return None;
+    }
+    let (date, rest) = text.split_at(10);
+    let mut parts = date.split('-');
+    let year: u16 = parts.next()?.parse().ok()?;
+    let month: u8 = parts.next()?.parse().ok()?;
+    let day: u8 = parts.next()?.parse().ok()?;
+    let rest = rest.strip_prefix(['T', 't', ' '])?;
+    let hour: u8 = rest.get(0..2)?.parse().ok()?;
+    let minute: u8 = rest.get(3..5)?.parse().ok()?;
+    let second: u8 = rest.get(6..8)?.parse().ok()?;
+    if rest.get(2..3)? != ":" || rest.get(5..6)? != ":" {
+        return None;
+    }
+    let mut zone = &rest[8..];
+    if let Some(stripped) = zone.strip_prefix('.') {
+        let digits = stripped.chars().take_while(|c| c.is_ascii_digit()).count();
+        zone = &stripped[digits..];
+    }
+    let offset: i64 = match zone {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match zone.get(0..1)? {
+                "+" => 1,
+                "-" => -1,
+                _ => return None,
+            };
+            let h: i64 = zone.get(1..3)?.parse().ok()?;
+            let m: i64 = zone.get(4..6)?.parse().ok()?;
+            if zone.len() != 6 || zone.get(3..4)? != ":" || h > 23 || m > 59 {
+                return None;
+            }
+            sign * (h * 3600 + m * 60)
+        }
+    };
+    let dt = ca_core::der::DateTime::new(year, month, day, hour, minute, second).ok()?;
+    let secs = dt.unix_duration().as_secs() as i64 - offset;
+    u64::try_from(secs).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rfc3339_with_offsets() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("1970-01-01T09:00:00+09:00"), Some(0));
+        assert_eq!(
+            parse_rfc3339("2026-11-23T09:00:00.123Z"),
+            Some(1_795_424_400)
+        );
+        assert_eq!(parse_rfc3339("2026-13-23T09:00:00Z"), None);
+        assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(parse_rfc3339("2026-11-23T09:00:00+9"), None);
+    }
+}

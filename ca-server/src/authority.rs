@@ -1,0 +1,1841 @@
+//! The workflow, free of HTTP: who may do what, the approval rules, issuance (store the serial and
+//! TBS → sign → store the certificate, update the request and audit in one transaction),
+//! revocation, CRL publication and OCSP answers. Handlers call these and map the errors.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use ca_core::approval::{self, ApprovalState, Decision, PendingRequest, UserId, Verdict};
+use ca_core::ca::CertificateAuthority;
+use ca_core::clock::{Clock, SystemClock};
+use ca_core::crl::{build_crl, CrlParams, RevocationReason, RevokedEntry};
+use ca_core::csr::VerifiedCsr;
+use ca_core::issuance::{IssuanceOptions, PreparedIssuance};
+use ca_core::key::SoftwareKey;
+use ca_core::ocsp::{self, IssuerHashes, ResponderIdentity, SingleStatus, Status};
+use ca_core::profile::Profile;
+use ca_core::role::Role;
+use ca_core::serial::{parse_serial_hex, serial_hex};
+use ca_core::time::UnixTime;
+use ca_core::totp::TotpSecret;
+use diesel::prelude::*;
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use crate::api::*;
+use crate::audit_log;
+use crate::auth;
+use crate::config::Config;
+use crate::error::ServiceError;
+use crate::metrics::Metrics;
+use crate::secrets::DataKey;
+use crate::store::models::*;
+use crate::store::schema::*;
+use crate::store::{Conn, DbConnection, DbPool};
+
+/// The delegated OCSP responder of one issuing CA.
+pub struct Responder {
+    /// Its key.
+    pub key: SoftwareKey,
+    /// Its certificate (ocsp-responder profile).
+    pub certificate: x509_cert::Certificate,
+    /// When it expires.
+    pub not_after: UnixTime,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// User id.
+    pub user_id: String,
+    /// User name.
+    pub username: String,
+    /// Roles.
+    pub roles: Vec<Role>,
+}
+
+impl Caller {
+    /// Whether the caller holds any of `roles`.
+    pub fn has_any(&self, roles: &[Role]) -> bool {
+        self.roles.iter().any(|r| roles.contains(r))
+    }
+
+    fn require(&self, roles: &[Role]) -> Result<(), ServiceError> {
+        if self.has_any(roles) {
+            Ok(())
+        } else {
+            let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+            Err(ServiceError::Forbidden(format!(
+                "requires one of the roles: {}",
+                names.join(", ")
+            )))
+        }
+    }
+
+    fn sees_everything(&self) -> bool {
+        self.has_any(&[Role::Admin, Role::SecurityOfficer, Role::Auditor])
+    }
+}
+
+/// The running CA service.
+pub struct Authority {
+    /// Configuration.
+    pub config: Config,
+    pool: DbPool,
+    data_key: DataKey,
+    passphrase: Zeroizing<String>,
+    cas: BTreeMap<String, CertificateAuthority>,
+    root_id: String,
+    profiles: BTreeMap<String, Profile>,
+    responders: RwLock<HashMap<String, Arc<Responder>>>,
+    issuer_hashes: Vec<(String, IssuerHashes)>,
+    /// Metrics.
+    pub metrics: Metrics,
+    clock: SystemClock,
+}
+
+/// Roles parsed from the stored comma list.
+pub fn parse_roles(text: &str) -> Vec<Role> {
+    text.split(',')
+        .filter_map(|r| Role::parse(r.trim()))
+        .collect()
+}
+
+fn roles_text(roles: &[Role]) -> String {
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn rfc3339(secs: i64) -> String {
+    UnixTime(secs.max(0) as u64).to_rfc3339()
+}
+
+fn new_id(prefix: &str) -> Result<String, ServiceError> {
+    Ok(format!(
+        "{prefix}-{}",
+        hex::encode(crate::secrets::random_bytes(12)?)
+    ))
+}
+
+/// Pieces `Authority::assemble` needs; built by `bootstrap`.
+pub struct Parts {
+    /// Configuration.
+    pub config: Config,
+    /// Database pool.
+    pub pool: DbPool,
+    /// Data key.
+    pub data_key: DataKey,
+    /// The CA passphrase (kept to encrypt renewed responder keys).
+    pub passphrase: Zeroizing<String>,
+    /// Every CA, by id.
+    pub cas: BTreeMap<String, CertificateAuthority>,
+    /// The root's id.
+    pub root_id: String,
+    /// Profiles by id.
+    pub profiles: BTreeMap<String, Profile>,
+}
+
+impl Authority {
+    /// Builds the service from its parts and makes sure every issuing CA has a current OCSP
+    /// responder and a published CRL.
+    pub fn assemble(parts: Parts) -> Result<Authority, ServiceError> {
+        let mut issuer_hashes = Vec::new();
+        for (id, ca) in &parts.cas {
+            if *id != parts.root_id {
+                issuer_hashes.push((
+                    id.clone(),
+                    IssuerHashes::of(ca.certificate())
+                        .map_err(|e| ServiceError::Internal(e.to_string()))?,
+                ));
+            }
+        }
+        let authority = Authority {
+            config: parts.config,
+            pool: parts.pool,
+            data_key: parts.data_key,
+            passphrase: parts.passphrase,
+            cas: parts.cas,
+            root_id: parts.root_id,
+            profiles: parts.profiles,
+            responders: RwLock::new(HashMap::new()),
+            issuer_hashes,
+            metrics: Metrics::default(),
+            clock: SystemClock,
+        };
+        authority.maintain()?;
+        Ok(authority)
+    }
+
+    /// Periodic upkeep: renew OCSP responders near expiry, republish CRLs well before
+    /// nextUpdate (at half their validity), expire stale requests.
+    pub fn maintain(&self) -> Result<(), ServiceError> {
+        let ids: Vec<String> = self.cas.keys().cloned().collect();
+        for id in &ids {
+            if *id != self.root_id {
+                self.ensure_responder(id)?;
+            }
+            let mut conn = self.conn()?;
+            let current: Option<CrlRow> = crls::table.find(id).first(&mut conn).optional()?;
+            let now = self.now();
+            let stale = match current {
+                None => true,
+                Some(row) => {
+                    let half = (row.next_update - row.this_update) / 2;
+                    now.as_secs() as i64 >= row.this_update + half
+                }
+            };
+            if stale {
+                self.publish_crl(id, "system")?;
+            }
+        }
+        self.expire_requests()?;
+        Ok(())
+    }
+
+    /// A pooled connection.
+    pub fn conn(&self) -> Result<Conn, ServiceError> {
+        Ok(self.pool.get()?)
+    }
+
+    fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+
+    /// The loaded profiles.
+    pub fn profiles(&self) -> Vec<ProfileView> {
+        self.profiles
+            .values()
+            .map(|p| ProfileView {
+                id: p.id().to_string(),
+                description: p.description().to_string(),
+                requester_roles: p.requester_roles().iter().map(|r| r.to_string()).collect(),
+                approvals: p.approval().approvals,
+                approver_roles: p
+                    .approval()
+                    .approver_roles
+                    .iter()
+                    .map(|r| r.to_string())
+                    .collect(),
+                default_validity_secs: p.default_validity_secs(),
+                max_validity_secs: p.max_validity_secs(),
+                requested_window: p.allows_requested_window(),
+            })
+            .collect()
+    }
+
+    /// A CA by id.
+    pub fn ca(&self, id: &str) -> Option<&CertificateAuthority> {
+        self.cas.get(id)
+    }
+
+    /// The chain from `id` up to the root, leaf-most first.
+    pub fn chain_pem(&self, id: &str) -> Option<String> {
+        let mut out = String::new();
+        let ca = self.cas.get(id)?;
+        out.push_str(&ca.certificate_pem());
+        if id != self.root_id {
+            out.push_str(&self.cas.get(&self.root_id)?.certificate_pem());
+        }
+        Some(out)
+    }
+
+    // ---- people ----
+
+    fn user_by_name(
+        &self,
+        conn: &mut DbConnection,
+        name: &str,
+    ) -> Result<Option<UserRow>, ServiceError> {
+        Ok(users::table
+            .filter(users::username.eq(name))
+            .select(UserRow::as_select())
+            .first(conn)
+            .optional()?)
+    }
+
+    fn user_view(row: &UserRow) -> UserView {
+        UserView {
+            username: row.username.clone(),
+            roles: parse_roles(&row.roles)
+                .iter()
+                .map(|r| r.to_string())
+                .collect(),
+            disabled: row.disabled,
+        }
+    }
+
+    /// Checks a TOTP code for `user` and records its step so it is accepted once. Call inside a
+    /// transaction.
+    fn consume_totp(
+        &self,
+        conn: &mut DbConnection,
+        user: &UserRow,
+        code: &str,
+    ) -> Result<bool, ServiceError> {
+        let secret_bytes = self.data_key.open(&user.totp_secret_enc)?;
+        let secret = TotpSecret::from_bytes(&secret_bytes);
+        let Some(step) = secret.verify(code, self.now().as_secs()) else {
+            return Ok(false);
+        };
+        let step = step as i64;
+        let updated = diesel::update(
+            users::table
+                .filter(users::id.eq(&user.id))
+                .filter(users::last_totp_step.lt(step)),
+        )
+        .set(users::last_totp_step.eq(step))
+        .execute(conn)?;
+        Ok(updated == 1)
+    }
+
+    /// Creates a user (the first admin at bootstrap, or by an admin later). Returns the TOTP
+    /// enrolment URI, shown once.
+    pub fn create_user_unchecked(
+        &self,
+        conn: &mut DbConnection,
+        actor: &str,
+        username: &str,
+        password: &str,
+        roles: &[Role],
+    ) -> Result<TotpEnrolment, ServiceError> {
+        auth::check_username(username).map_err(ServiceError::Invalid)?;
+        auth::check_password_policy(password).map_err(ServiceError::Invalid)?;
+        if roles.is_empty() {
+            return Err(ServiceError::Invalid(
+                "a user needs at least one role".into(),
+            ));
+        }
+        let hash = auth::hash_password(password)?;
+        let secret = TotpSecret::generate().map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let sealed = self.data_key.seal(secret.as_bytes())?;
+        let now = self.now().as_secs() as i64;
+        let row = UserRow {
+            id: new_id("u")?,
+            username: username.to_string(),
+            password_hash: hash,
+            totp_secret_enc: sealed,
+            roles: roles_text(roles),
+            disabled: false,
+            failed_logins: 0,
+            locked_until: None,
+            last_totp_step: 0,
+            created_at: now,
+        };
+        conn.transaction::<_, ServiceError, _>(|conn| {
+            if self.user_by_name(conn, username)?.is_some() {
+                return Err(ServiceError::Conflict(format!(
+                    "user {username} already exists"
+                )));
+            }
+            diesel::insert_into(users::table)
+                .values(&row)
+                .execute(conn)?;
+            audit_log::append(
+                conn,
+                now as u64,
+                actor,
+                "user.create",
+                username,
+                json!({"roles": roles_text(roles)}),
+            )?;
+            Ok(())
+        })?;
+        Ok(TotpEnrolment {
+            user: Self::user_view(&row),
+            totp_uri: secret.otpauth_uri("Mamori", username).to_string(),
+        })
+    }
+
+    /// `POST /users` (admin).
+    pub fn create_user(
+        &self,
+        caller: &Caller,
+        request: CreateUserRequest,
+    ) -> Result<TotpEnrolment, ServiceError> {
+        caller.require(&[Role::Admin])?;
+        let roles = parse_role_list(&request.roles)?;
+        let mut conn = self.conn()?;
+        self.create_user_unchecked(
+            &mut conn,
+            &caller.username,
+            &request.username,
+            &request.password,
+            &roles,
+        )
+    }
+
+    /// `GET /users` (admin, auditor).
+    pub fn list_users(&self, caller: &Caller) -> Result<Vec<UserView>, ServiceError> {
+        caller.require(&[Role::Admin, Role::Auditor])?;
+        let mut conn = self.conn()?;
+        let rows: Vec<UserRow> = users::table
+            .order(users::username.asc())
+            .select(UserRow::as_select())
+            .load(&mut conn)?;
+        Ok(rows.iter().map(Self::user_view).collect())
+    }
+
+    /// `PUT /users/{name}/roles` (admin; never one's own).
+    pub fn set_roles(
+        &self,
+        caller: &Caller,
+        username: &str,
+        request: SetRolesRequest,
+    ) -> Result<UserView, ServiceError> {
+        caller.require(&[Role::Admin])?;
+        if username == caller.username {
+            return Err(ServiceError::Forbidden(
+                "nobody changes their own roles".into(),
+            ));
+        }
+        let roles = parse_role_list(&request.roles)?;
+        if roles.is_empty() {
+            return Err(ServiceError::Invalid(
+                "a user needs at least one role".into(),
+            ));
+        }
+        let now = self.now().as_secs();
+        let mut conn = self.conn()?;
+        conn.transaction::<_, ServiceError, _>(|conn| {
+            let user = self
+                .user_by_name(conn, username)?
+                .ok_or_else(|| ServiceError::NotFound(format!("user {username}")))?;
+            diesel::update(users::table.find(&user.id))
+                .set(users::roles.eq(roles_text(&roles)))
+                .execute(conn)?;
+            diesel::delete(sessions::table.filter(sessions::user_id.eq(&user.id))).execute(conn)?;
+            audit_log::append(
+                conn,
+                now,
+                &caller.username,
+                "user.roles",
+                username,
+                json!({"from": user.roles, "to": roles_text(&roles)}),
+            )?;
+            let mut updated = user.clone();
+            updated.roles = roles_text(&roles);
+            Ok(Self::user_view(&updated))
+        })
+    }
+
+    /// `POST /users/{name}/disable` (admin; never oneself).
+    pub fn disable_user(&self, caller: &Caller, username: &str) -> Result<UserView, ServiceError> {
+        caller.require(&[Role::Admin])?;
+        if username == caller.username {
+            return Err(ServiceError::Forbidden(
+                "admins cannot disable themselves".into(),
+            ));
+        }
+        let now = self.now().as_secs();
+        let mut conn = self.conn()?;
+        conn.transaction::<_, ServiceError, _>(|conn| {
+            let mut user = self
+                .user_by_name(conn, username)?
+                .ok_or_else(|| ServiceError::NotFound(format!("user {username}")))?;
+            diesel::update(users::table.find(&user.id))
+                .set(users::disabled.eq(true))
+                .execute(conn)?;
+            diesel::delete(sessions::table.filter(sessions::user_id.eq(&user.id))).execute(conn)?;
+            audit_log::append(
+                conn,
+                now,
+                &caller.username,
+                "user.disable",
+                username,
+                json!({}),
+            )?;
+            user.disabled = true;
+            Ok(Self::user_view(&user))
+        })
+    }
+
+    /// `POST /users/{name}/totp/reset` (admin): a new secret, shown once.
+    pub fn reset_totp(
+        &self,
+        caller: &Caller,
+        username: &str,
+    ) -> Result<TotpEnrolment, ServiceError> {
+        caller.require(&[Role::Admin])?;
+        let secret = TotpSecret::generate().map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let sealed = self.data_key.seal(secret.as_bytes())?;
+        let now = self.now().as_secs();
+        let mut conn = self.conn()?;
+        let user = conn.transaction::<_, ServiceError, _>(|conn| {
+            let user = self
+                .user_by_name(conn, username)?
+                .ok_or_else(|| ServiceError::NotFound(format!("user {username}")))?;
+            diesel::update(users::table.find(&user.id))
+                .set((
+                    users::totp_secret_enc.eq(&sealed),
+                    users::last_totp_step.eq(0),
+                ))
+                .execute(conn)?;
+            diesel::delete(sessions::table.filter(sessions::user_id.eq(&user.id))).execute(conn)?;
+            audit_log::append(
+                conn,
+                now,
+                &caller.username,
+                "user.totp_reset",
+                username,
+                json!({}),
+            )?;
+            Ok(user)
+        })?;
+        Ok(TotpEnrolment {
+            user: Self::user_view(&user),
+            totp_uri: secret.otpauth_uri("Mamori", username).to_string(),
+        })
+    }
+
+    // ---- sessions ----
+
+    /// Logs in with password and TOTP. Every failure answers the same; repeated failures lock
+    /// the account for `lockout_secs`.
+    pub fn login(&self, request: &LoginRequest) -> Result<LoginResponse, ServiceError> {
+        let now = self.now().as_secs() as i64;
+        let mut conn = self.conn()?;
+        let user = self.user_by_name(&mut conn, &request.username)?;
+        let Some(user) = user else {
+            let _ = auth::verify_password(&request.password, auth::dummy_hash());
+            self.metrics
+                .login_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let name: String = request.username.chars().take(64).collect();
+            audit_log::append(
+                &mut conn,
+                now as u64,
+                &name,
+                "login.failed",
+                &name,
+                json!({"reason": "unknown user"}),
+            )?;
+            return Err(ServiceError::InvalidCredentials);
+        };
+        let password_ok = auth::verify_password(&request.password, &user.password_hash);
+        let result = conn.transaction::<_, ServiceError, _>(|conn| {
+            let locked = user.locked_until.is_some_and(|t| t > now);
+            let totp_ok = password_ok
+                && !locked
+                && !user.disabled
+                && self.consume_totp(conn, &user, &request.totp)?;
+            if !totp_ok {
+                let failures = user.failed_logins + 1;
+                let lock = if failures as u32 >= self.config.lockout_threshold {
+                    Some(now + self.config.lockout_secs as i64)
+                } else {
+                    user.locked_until
+                };
+                diesel::update(users::table.find(&user.id))
+                    .set((
+                        users::failed_logins.eq(if lock != user.locked_until {
+                            0
+                        } else {
+                            failures
+                        }),
+                        users::locked_until.eq(lock),
+                    ))
+                    .execute(conn)?;
+                let reason = if user.disabled {
+                    "disabled"
+                } else if locked {
+                    "locked"
+                } else if !password_ok {
+                    "password"
+                } else {
+                    "second factor"
+                };
+                audit_log::append(
+                    conn,
+                    now as u64,
+                    &user.username,
+                    "login.failed",
+                    &user.username,
+                    json!({"reason": reason, "locked": lock.is_some_and(|t| t > now)}),
+                )?;
+                return Ok(None);
+            }
+            diesel::update(users::table.find(&user.id))
+                .set((
+                    users::failed_logins.eq(0),
+                    users::locked_until.eq(None::<i64>),
+                ))
+                .execute(conn)?;
+            let (token, hash) = auth::new_token()?;
+            let expires = now + self.config.session_absolute_secs as i64;
+            diesel::insert_into(sessions::table)
+                .values(SessionRow {
+                    token_hash: hash,
+                    user_id: user.id.clone(),
+                    created_at: now,
+                    last_seen: now,
+                    expires_at: expires,
+                })
+                .execute(conn)?;
+            audit_log::append(
+                conn,
+                now as u64,
+                &user.username,
+                "login.ok",
+                &user.username,
+                json!({}),
+            )?;
+            Ok(Some((token, expires)))
+        })?;
+        match result {
+            Some((token, expires)) => Ok(LoginResponse {
+                token,
+                expires_at: rfc3339(expires),
+                user: Self::user_view(&user),
+            }),
+            None => {
+                self.metrics
+                    .login_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Err(ServiceError::InvalidCredentials)
+            }
+        }
+    }
+
+    /// Resolves a bearer token; refreshes its idle timer.
+    pub fn authenticate(&self, token: &str) -> Result<Caller, ServiceError> {
+        if token.len() != 43 {
+            return Err(ServiceError::Unauthenticated);
+        }
+        let hash = auth::token_hash(token);
+        let now = self.now().as_secs() as i64;
+        let mut conn = self.conn()?;
+        let found: Option<(SessionRow, UserRow)> = sessions::table
+            .inner_join(users::table.on(users::id.eq(sessions::user_id)))
+            .filter(sessions::token_hash.eq(&hash))
+            .select((SessionRow::as_select(), UserRow::as_select()))
+            .first(&mut conn)
+            .optional()?;
+        let Some((session, user)) = found else {
+            return Err(ServiceError::Unauthenticated);
+        };
+        let idle_expired = session.last_seen + self.config.session_idle_secs as i64 <= now;
+        if session.expires_at <= now || idle_expired || user.disabled {
+            diesel::delete(sessions::table.find(&hash)).execute(&mut conn)?;
+            return Err(ServiceError::Unauthenticated);
+        }
+        if now > session.last_seen {
+            diesel::update(sessions::table.find(&hash))
+                .set(sessions::last_seen.eq(now))
+                .execute(&mut conn)?;
+        }
+        Ok(Caller {
+            user_id: user.id,
+            username: user.username,
+            roles: parse_roles(&user.roles),
+        })
+    }
+
+    /// Ends a session.
+    pub fn logout(&self, caller: &Caller, token: &str) -> Result<(), ServiceError> {
+        let now = self.now().as_secs();
+        let mut conn = self.conn()?;
+        conn.transaction::<_, ServiceError, _>(|conn| {
+            diesel::delete(sessions::table.find(auth::token_hash(token))).execute(conn)?;
+            audit_log::append(
+                conn,
+                now,
+                &caller.username,
+                "logout",
+                &caller.username,
+                json!({}),
+            )?;
+            Ok(())
+        })
+    }
+
+    // ---- requests ----
+
+    /// `POST /requests`: checks the CSR against the profile now (so errors come back at once),
+    /// stores the request, and issues at once when the profile needs no approvals.
+    pub fn submit(
+        &self,
+        caller: &Caller,
+        request: SubmitRequest,
+    ) -> Result<RequestView, ServiceError> {
+        let profile = self
+            .profiles
+            .get(&request.profile)
+            .ok_or_else(|| ServiceError::NotFound(format!("profile {}", request.profile)))?;
+        if !profile.may_request(&caller.roles) {
+            return Err(ServiceError::Forbidden(format!(
+                "your roles may not request profile {}",
+                profile.id()
+            )));
+        }
+        let justification = request.justification.trim();
+        if justification.is_empty() || justification.len() > 2000 {
+            return Err(ServiceError::Invalid(
+                "justification must be 1-2000 characters".into(),
+            ));
+        }
+        let work_order = request
+            .work_order
+            .as_deref()
+            .map(str::trim)
+            .filter(|w| !w.is_empty());
+        if let Some(w) = work_order {
+            if w.len() > 128 {
+                return Err(ServiceError::Invalid(
+                    "work_order must be at most 128 characters".into(),
+                ));
+            }
+        }
+        if profile.allows_requested_window() && work_order.is_none() {
+            return Err(ServiceError::Invalid(format!(
+                "profile {} needs a work_order reference",
+                profile.id()
+            )));
+        }
+        let window = match (&request.not_before, &request.not_after) {
+            (None, None) => None,
+            (Some(start), Some(end)) => {
+                let start = parse_rfc3339(start)
+                    .ok_or_else(|| ServiceError::Invalid("not_before is not RFC 3339".into()))?;
+                let end = parse_rfc3339(end)
+                    .ok_or_else(|| ServiceError::Invalid("not_after is not RFC 3339".into()))?;
+                Some((UnixTime(start), UnixTime(end)))
+            }
+            _ => {
+                return Err(ServiceError::Invalid(
+                    "give both not_before and not_after, or neither".into(),
+                ))
+            }
+        };
+        let csr = VerifiedCsr::parse(request.csr.as_bytes(), profile.min_rsa_bits())?;
+        let ca = self.issuing_ca(profile)?;
+        // Dry run: the profile, the window and the lint all pass before anything is stored.
+        PreparedIssuance::prepare(ca, profile, &csr, &IssuanceOptions { window }, &self.clock)?;
+        let now = self.now().as_secs() as i64;
+        let row = RequestRow {
+            id: new_id("req")?,
+            profile_id: profile.id().to_string(),
+            requester_id: caller.user_id.clone(),
+            csr_der: csr.der().to_vec(),
+            justification: justification.to_string(),
+            work_order: work_order.map(str::to_string),
+            window_start: window.map(|w| w.0.as_secs() as i64),
+            window_end: window.map(|w| w.1.as_secs() as i64),
+            status: "pending".into(),
+            ca_id: None,
+            certificate_serial: None,
+            failure: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut conn = self.conn()?;
+        let approved_now = profile.approval().approvals == 0;
+        conn.transaction::<_, ServiceError, _>(|conn| {
+            diesel::insert_into(requests::table)
+                .values(&row)
+                .execute(conn)?;
+            audit_log::append(
+                conn,
+                now as u64,
+                &caller.username,
+                "request.submit",
+                &row.id,
+                json!({"profile": row.profile_id, "work_order": row.work_order}),
+            )?;
+            if approved_now {
+                diesel::update(requests::table.find(&row.id))
+                    .set(requests::status.eq("approved"))
+                    .execute(conn)?;
+            }
+            Ok(())
+        })?;
+        if approved_now {
+            self.issue_approved(&mut conn, &row.id, &caller.username)?;
+        }
+        self.request_view(&mut conn, &row.id)
+    }
+
+    fn issuing_ca(&self, profile: &Profile) -> Result<&CertificateAuthority, ServiceError> {
+        self.cas.get(profile.issuing_ca()).ok_or_else(|| {
+            ServiceError::Internal(format!(
+                "profile {} names unknown CA {}",
+                profile.id(),
+                profile.issuing_ca()
+            ))
+        })
+    }
+
+    /// Issues an approved request: reserve serial + TBS, sign, then store the certificate,
+    /// mark the request issued and audit, in one transaction.
+    fn issue_approved(
+        &self,
+        conn: &mut DbConnection,
+        request_id: &str,
+        actor: &str,
+    ) -> Result<(), ServiceError> {
+        let row: RequestRow = requests::table
+            .find(request_id)
+            .select(RequestRow::as_select())
+            .first(conn)?;
+        if row.status != "approved" {
+            return Ok(());
+        }
+        let profile = self
+            .profiles
+            .get(&row.profile_id)
+            .ok_or_else(|| ServiceError::Internal("profile vanished".into()))?;
+        let ca = self.issuing_ca(profile)?;
+        let window = row
+            .window_start
+            .zip(row.window_end)
+            .map(|(s, e)| (UnixTime(s as u64), UnixTime(e as u64)));
+        let now = self.now().as_secs() as i64;
+        let prepared = VerifiedCsr::parse(&row.csr_der, profile.min_rsa_bits())
+            .map_err(ServiceError::from)
+            .and_then(|csr| {
+                Ok(PreparedIssuance::prepare(
+                    ca,
+                    profile,
+                    &csr,
+                    &IssuanceOptions { window },
+                    &self.clock,
+                )?)
+            });
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                let message = e.to_string();
+                conn.transaction::<_, ServiceError, _>(|conn| {
+                    diesel::update(requests::table.find(request_id))
+                        .set((
+                            requests::status.eq("failed"),
+                            requests::failure.eq(&message),
+                            requests::updated_at.eq(now),
+                        ))
+                        .execute(conn)?;
+                    audit_log::append(
+                        conn,
+                        now as u64,
+                        actor,
+                        "request.failed",
+                        request_id,
+                        json!({"error": message}),
+                    )?;
+                    Ok(())
+                })?;
+                return Ok(());
+            }
+        };
+        let serial = serial_hex(prepared.serial());
+        diesel::insert_into(certificates::table)
+            .values(CertificateRow {
+                ca_id: ca.id().to_string(),
+                serial: serial.clone(),
+                request_id: Some(row.id.clone()),
+                profile_id: profile.id().to_string(),
+                subject: prepared.subject().to_string(),
+                tbs_der: prepared.tbs_der().to_vec(),
+                der: None,
+                not_before: prepared.not_before().as_secs() as i64,
+                not_after: prepared.not_after().as_secs() as i64,
+                status: "reserved".into(),
+                revoked_at: None,
+                revocation_reason: None,
+                invalidity_date: None,
+                created_at: now,
+            })
+            .execute(conn)?;
+        let issued = prepared.sign(ca)?;
+        conn.transaction::<_, ServiceError, _>(|conn| {
+            diesel::update(certificates::table.find((ca.id(), &serial)))
+                .set((certificates::der.eq(Some(&issued.der)), certificates::status.eq("valid")))
+                .execute(conn)?;
+            let updated = diesel::update(requests::table.find(request_id).filter(requests::status.eq("approved")))
+                .set((
+                    requests::status.eq("issued"),
+                    requests::ca_id.eq(ca.id()),
+                    requests::certificate_serial.eq(&serial),
+                    requests::updated_at.eq(now),
+                ))
+                .execute(conn)?;
+            if updated != 1 {
+                return Err(ServiceError::Conflict("request changed while issuing".into()));
+            }
+            audit_log::append(conn, now as u64, actor, "certificate.issue", &format!("{}/{serial}", ca.id()), json!({"request": request_id, "profile": profile.id(), "subject": issued.subject, "not_after": issued.not_after.to_rfc3339()}))?;
+            Ok(())
+        })?;
+        self.metrics
+            .issued
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(cert.serial = %serial, ca.id = %ca.id(), profile.id = %profile.id(), "certificate issued");
+        Ok(())
+    }
+
+    fn decisions_of(
+        &self,
+        conn: &mut DbConnection,
+        request_id: &str,
+    ) -> Result<Vec<(DecisionRow, String)>, ServiceError> {
+        Ok(decisions::table
+            .inner_join(users::table.on(users::id.eq(decisions::approver_id)))
+            .filter(decisions::request_id.eq(request_id))
+            .order(decisions::decided_at.asc())
+            .select((DecisionRow::as_select(), users::username))
+            .load(conn)?)
+    }
+
+    fn core_decisions(rows: &[(DecisionRow, String)]) -> Vec<Decision> {
+        rows.iter()
+            .map(|(d, _)| Decision {
+                approver: UserId(d.approver_id.clone()),
+                approver_roles: parse_roles(&d.approver_roles),
+                verdict: if d.verdict == "approve" {
+                    Verdict::Approve
+                } else {
+                    Verdict::Reject
+                },
+                second_factor_verified: d.second_factor,
+                at: UnixTime(d.decided_at.max(0) as u64),
+            })
+            .collect()
+    }
+
+    /// `POST /requests/{id}/approve|reject`: a fresh TOTP code in the same call; the approval
+    /// rules decide; the last needed approval issues at once.
+    pub fn decide(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+        verdict: Verdict,
+        body: &DecisionRequest,
+    ) -> Result<RequestView, ServiceError> {
+        if body.comment.len() > 2000 {
+            return Err(ServiceError::Invalid(
+                "comment must be at most 2000 characters".into(),
+            ));
+        }
+        let mut conn = self.conn()?;
+        self.expire_one(&mut conn, request_id)?;
+        let now = self.now();
+        let issue_now = conn.transaction::<_, ServiceError, _>(|conn| {
+            let row: RequestRow = requests::table
+                .find(request_id)
+                .select(RequestRow::as_select())
+                .first(conn)
+                .optional()?
+                .ok_or_else(|| ServiceError::NotFound(format!("request {request_id}")))?;
+            let profile = self
+                .profiles
+                .get(&row.profile_id)
+                .ok_or_else(|| ServiceError::Internal("profile vanished".into()))?;
+            let rule = profile.approval();
+            if !caller.has_any(&rule.approver_roles) {
+                let names: Vec<&str> = rule.approver_roles.iter().map(|r| r.as_str()).collect();
+                return Err(ServiceError::Forbidden(format!(
+                    "approving requires one of the roles: {}",
+                    names.join(", ")
+                )));
+            }
+            if row.status != "pending" {
+                return Err(ca_core::error::ApprovalError::NotPending(row.status.clone()).into());
+            }
+            let user: UserRow = users::table
+                .find(&caller.user_id)
+                .select(UserRow::as_select())
+                .first(conn)?;
+            let pending = PendingRequest {
+                requester: UserId(row.requester_id.clone()),
+                submitted_at: UnixTime(row.created_at.max(0) as u64),
+            };
+            let existing = Self::core_decisions(&self.decisions_of(conn, request_id)?);
+            // Rule checks that need no code come first, so a self-approval never burns a code.
+            let provisional = Decision {
+                approver: UserId(caller.user_id.clone()),
+                approver_roles: caller.roles.clone(),
+                verdict,
+                second_factor_verified: true,
+                at: now,
+            };
+            approval::check_decision(rule, &pending, &existing, &provisional, now)?;
+            if !self.consume_totp(conn, &user, &body.totp)? {
+                return Err(ServiceError::InvalidSecondFactor);
+            }
+            let decision = DecisionRow {
+                request_id: request_id.to_string(),
+                approver_id: caller.user_id.clone(),
+                approver_roles: roles_text(&caller.roles),
+                verdict: if verdict == Verdict::Approve {
+                    "approve".into()
+                } else {
+                    "reject".into()
+                },
+                second_factor: true,
+                comment: body.comment.clone(),
+                decided_at: now.as_secs() as i64,
+            };
+            diesel::insert_into(decisions::table)
+                .values(&decision)
+                .execute(conn)?;
+            let action = if verdict == Verdict::Approve {
+                "request.approve"
+            } else {
+                "request.reject"
+            };
+            audit_log::append(
+                conn,
+                now.as_secs(),
+                &caller.username,
+                action,
+                request_id,
+                json!({"comment": body.comment, "second_factor": true}),
+            )?;
+            let mut all = existing;
+            all.push(Decision {
+                second_factor_verified: true,
+                ..provisional
+            });
+            match approval::evaluate(rule, &pending, &all, now) {
+                ApprovalState::Approved => {
+                    let flipped = diesel::update(
+                        requests::table
+                            .find(request_id)
+                            .filter(requests::status.eq("pending")),
+                    )
+                    .set((
+                        requests::status.eq("approved"),
+                        requests::updated_at.eq(now.as_secs() as i64),
+                    ))
+                    .execute(conn)?;
+                    Ok(flipped == 1)
+                }
+                ApprovalState::Rejected { .. } => {
+                    diesel::update(requests::table.find(request_id))
+                        .set((
+                            requests::status.eq("rejected"),
+                            requests::updated_at.eq(now.as_secs() as i64),
+                        ))
+                        .execute(conn)?;
+                    Ok(false)
+                }
+                _ => Ok(false),
+            }
+        })?;
+        if issue_now {
+            self.issue_approved(&mut conn, request_id, &caller.username)?;
+        }
+        self.request_view(&mut conn, request_id)
+    }
+
+    fn expire_one(&self, conn: &mut DbConnection, request_id: &str) -> Result<(), ServiceError> {
+        let row: Option<RequestRow> = requests::table
+            .find(request_id)
+            .select(RequestRow::as_select())
+            .first(conn)
+            .optional()?;
+        let Some(row) = row else { return Ok(()) };
+        if row.status != "pending" {
+            return Ok(());
+        }
+        let Some(profile) = self.profiles.get(&row.profile_id) else {
+            return Ok(());
+        };
+        let now = self.now();
+        if now.as_secs() as i64 > row.created_at + profile.approval().max_wait_secs as i64 {
+            conn.transaction::<_, ServiceError, _>(|conn| {
+                let n = diesel::update(
+                    requests::table
+                        .find(request_id)
+                        .filter(requests::status.eq("pending")),
+                )
+                .set((
+                    requests::status.eq("expired"),
+                    requests::updated_at.eq(now.as_secs() as i64),
+                ))
+                .execute(conn)?;
+                if n == 1 {
+                    audit_log::append(
+                        conn,
+                        now.as_secs(),
+                        "system",
+                        "request.expire",
+                        request_id,
+                        json!({}),
+                    )?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Expires every pending request past its profile's `max_wait`.
+    pub fn expire_requests(&self) -> Result<(), ServiceError> {
+        let mut conn = self.conn()?;
+        let pending: Vec<String> = requests::table
+            .filter(requests::status.eq("pending"))
+            .select(requests::id)
+            .load(&mut conn)?;
+        for id in pending {
+            self.expire_one(&mut conn, &id)?;
+        }
+        Ok(())
+    }
+
+    fn request_view(
+        &self,
+        conn: &mut DbConnection,
+        request_id: &str,
+    ) -> Result<RequestView, ServiceError> {
+        let (row, requester): (RequestRow, String) = requests::table
+            .inner_join(users::table.on(users::id.eq(requests::requester_id)))
+            .filter(requests::id.eq(request_id))
+            .select((RequestRow::as_select(), users::username))
+            .first(conn)
+            .optional()?
+            .ok_or_else(|| ServiceError::NotFound(format!("request {request_id}")))?;
+        let decisions = self.decisions_of(conn, request_id)?;
+        let required = self
+            .profiles
+            .get(&row.profile_id)
+            .map(|p| p.approval().approvals)
+            .unwrap_or(0);
+        Ok(RequestView {
+            approvals: decisions
+                .iter()
+                .filter(|(d, _)| d.verdict == "approve")
+                .count() as u32,
+            approvals_required: required,
+            decisions: decisions
+                .iter()
+                .map(|(d, name)| DecisionView {
+                    approver: name.clone(),
+                    verdict: d.verdict.clone(),
+                    comment: d.comment.clone(),
+                    decided_at: rfc3339(d.decided_at),
+                })
+                .collect(),
+            id: row.id,
+            profile: row.profile_id,
+            requester,
+            status: row.status,
+            justification: row.justification,
+            work_order: row.work_order,
+            not_before: row.window_start.map(rfc3339),
+            not_after: row.window_end.map(rfc3339),
+            ca: row.ca_id,
+            serial: row.certificate_serial,
+            failure: row.failure,
+            created_at: rfc3339(row.created_at),
+        })
+    }
+
+    /// `GET /requests/{id}`: requesters see their own; officers, admins and auditors all.
+    pub fn get_request(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+    ) -> Result<RequestView, ServiceError> {
+        let mut conn = self.conn()?;
+        self.expire_one(&mut conn, request_id)?;
+        let owner: Option<String> = requests::table
+            .find(request_id)
+            .select(requests::requester_id)
+            .first(&mut conn)
+            .optional()?;
+        match owner {
+            Some(owner) if owner == caller.user_id || caller.sees_everything() => {
+                self.request_view(&mut conn, request_id)
+            }
+            _ => Err(ServiceError::NotFound(format!("request {request_id}"))),
+        }
+    }
+
+    /// `GET /requests?status=&profile=`.
+    pub fn list_requests(
+        &self,
+        caller: &Caller,
+        status: Option<&str>,
+        profile: Option<&str>,
+    ) -> Result<Vec<RequestView>, ServiceError> {
+        self.expire_requests()?;
+        let mut conn = self.conn()?;
+        let mut query = requests::table
+            .select(requests::id)
+            .order(requests::created_at.desc())
+            .limit(500)
+            .into_boxed();
+        if let Some(s) = status {
+            query = query.filter(requests::status.eq(s.to_string()));
+        }
+        if let Some(p) = profile {
+            query = query.filter(requests::profile_id.eq(p.to_string()));
+        }
+        if !caller.sees_everything() {
+            query = query.filter(requests::requester_id.eq(caller.user_id.clone()));
+        }
+        let ids: Vec<String> = query.load(&mut conn)?;
+        ids.iter()
+            .map(|id| self.request_view(&mut conn, id))
+            .collect()
+    }
+
+    /// `GET /requests/{id}/certificate`: the issued certificate with its chain, in PEM.
+    pub fn request_certificate(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+    ) -> Result<String, ServiceError> {
+        let view = self.get_request(caller, request_id)?;
+        let (Some(ca), Some(serial)) = (view.ca, view.serial) else {
+            return Err(ServiceError::Conflict(format!(
+                "request {request_id} is {} and has no certificate",
+                view.status
+            )));
+        };
+        let mut conn = self.conn()?;
+        let der: Option<Vec<u8>> = certificates::table
+            .find((&ca, &serial))
+            .select(certificates::der)
+            .first(&mut conn)?;
+        let der =
+            der.ok_or_else(|| ServiceError::Internal("issued certificate without DER".into()))?;
+        let mut pem = ca_core::ca::pem(&der);
+        pem.push_str(&self.chain_pem(&ca).unwrap_or_default());
+        Ok(pem)
+    }
+
+    // ---- certificates ----
+
+    fn certificate_view(row: &CertificateRow) -> CertificateView {
+        CertificateView {
+            ca: row.ca_id.clone(),
+            serial: row.serial.clone(),
+            profile: row.profile_id.clone(),
+            subject: row.subject.clone(),
+            status: row.status.clone(),
+            not_before: rfc3339(row.not_before),
+            not_after: rfc3339(row.not_after),
+            revoked_at: row.revoked_at.map(rfc3339),
+            revocation_reason: row.revocation_reason.clone(),
+            request_id: row.request_id.clone(),
+        }
+    }
+
+    fn visible_certificate(
+        &self,
+        conn: &mut DbConnection,
+        caller: &Caller,
+        ca: &str,
+        serial: &str,
+    ) -> Result<CertificateRow, ServiceError> {
+        let serial = parse_serial_hex(serial)
+            .map(|s| serial_hex(&s))
+            .ok_or_else(|| ServiceError::Invalid("serial must be hex".into()))?;
+        let not_found = || ServiceError::NotFound(format!("certificate {ca}/{serial}"));
+        let row: CertificateRow = certificates::table
+            .find((ca, &serial))
+            .select(CertificateRow::as_select())
+            .first(conn)
+            .optional()?
+            .ok_or_else(not_found)?;
+        if row.status == "reserved" {
+            return Err(not_found());
+        }
+        if caller.sees_everything() {
+            return Ok(row);
+        }
+        let owner: Option<String> = match &row.request_id {
+            Some(id) => requests::table
+                .find(id)
+                .select(requests::requester_id)
+                .first(conn)
+                .optional()?,
+            None => None,
+        };
+        if owner.as_deref() == Some(caller.user_id.as_str()) {
+            Ok(row)
+        } else {
+            Err(not_found())
+        }
+    }
+
+    /// `GET /certificates?profile=&status=&expiring_within_days=`.
+    pub fn list_certificates(
+        &self,
+        caller: &Caller,
+        profile: Option<&str>,
+        status: Option<&str>,
+        expiring_within_days: Option<u64>,
+    ) -> Result<Vec<CertificateView>, ServiceError> {
+        let mut conn = self.conn()?;
+        let mut query = certificates::table
+            .filter(certificates::status.ne("reserved"))
+            .order(certificates::created_at.desc())
+            .limit(1000)
+            .select(CertificateRow::as_select())
+            .into_boxed();
+        if let Some(p) = profile {
+            query = query.filter(certificates::profile_id.eq(p.to_string()));
+        }
+        if let Some(s) = status {
+            query = query.filter(certificates::status.eq(s.to_string()));
+        }
+        if let Some(days) = expiring_within_days {
+            let now = self.now().as_secs() as i64;
+            query = query
+                .filter(certificates::not_after.le(now + days.min(10_000) as i64 * 86_400))
+                .filter(certificates::not_after.gt(now));
+        }
+        if !caller.sees_everything() {
+            let own: Vec<String> = requests::table
+                .filter(requests::requester_id.eq(&caller.user_id))
+                .select(requests::id)
+                .load(&mut conn)?;
+            query = query.filter(certificates::request_id.eq_any(own));
+        }
+        let rows: Vec<CertificateRow> = query.load(&mut conn)?;
+        Ok(rows.iter().map(Self::certificate_view).collect())
+    }
+
+    /// `GET /certificates/{ca}/{serial}`.
+    pub fn get_certificate(
+        &self,
+        caller: &Caller,
+        ca: &str,
+        serial: &str,
+    ) -> Result<(CertificateView, Vec<u8>), ServiceError> {
+        let mut conn = self.conn()?;
+        let row = self.visible_certificate(&mut conn, caller, ca, serial)?;
+        Ok((Self::certificate_view(&row), row.der.unwrap_or_default()))
+    }
+
+    /// Revoke (any reason), hold, or release, with a fresh TOTP code; republishes the CRL.
+    pub fn change_status(
+        &self,
+        caller: &Caller,
+        ca: &str,
+        serial: &str,
+        change: StatusChange,
+        code: &str,
+        comment: &str,
+    ) -> Result<CertificateView, ServiceError> {
+        caller.require(&[Role::SecurityOfficer])?;
+        if comment.len() > 2000 {
+            return Err(ServiceError::Invalid(
+                "comment must be at most 2000 characters".into(),
+            ));
+        }
+        let mut conn = self.conn()?;
+        let now = self.now();
+        let view = conn.transaction::<_, ServiceError, _>(|conn| {
+            let row = self.visible_certificate(conn, caller, ca, serial)?;
+            let user: UserRow = users::table
+                .find(&caller.user_id)
+                .select(UserRow::as_select())
+                .first(conn)?;
+            let (status, reason, at, invalidity, action) = match change {
+                StatusChange::Revoke {
+                    reason,
+                    invalidity_date,
+                } => {
+                    if row.status == "revoked" {
+                        return Err(ServiceError::Conflict(
+                            "the certificate is already revoked".into(),
+                        ));
+                    }
+                    if reason == RevocationReason::CertificateHold {
+                        return Err(ServiceError::Invalid("use hold for certificateHold".into()));
+                    }
+                    if invalidity_date.is_some_and(|d| d > now) {
+                        return Err(ServiceError::Invalid(
+                            "invalidity_date cannot be in the future".into(),
+                        ));
+                    }
+                    (
+                        "revoked",
+                        Some(reason.as_str().to_string()),
+                        Some(now.as_secs() as i64),
+                        invalidity_date.map(|d| d.as_secs() as i64),
+                        "certificate.revoke",
+                    )
+                }
+                StatusChange::Hold => {
+                    if row.status != "valid" {
+                        return Err(ServiceError::Conflict(format!(
+                            "only valid certificates can be held (this one is {})",
+                            row.status
+                        )));
+                    }
+                    (
+                        "hold",
+                        Some("certificate-hold".to_string()),
+                        Some(now.as_secs() as i64),
+                        None,
+                        "certificate.hold",
+                    )
+                }
+                StatusChange::Release => {
+                    if row.status != "hold" {
+                        return Err(ServiceError::Conflict(format!(
+                            "only held certificates can be released (this one is {})",
+                            row.status
+                        )));
+                    }
+                    ("valid", None, None, None, "certificate.release")
+                }
+            };
+            if !self.consume_totp(conn, &user, code)? {
+                return Err(ServiceError::InvalidSecondFactor);
+            }
+            diesel::update(certificates::table.find((&row.ca_id, &row.serial)))
+                .set((
+                    certificates::status.eq(status),
+                    certificates::revocation_reason.eq(&reason),
+                    certificates::revoked_at.eq(at),
+                    certificates::invalidity_date.eq(invalidity),
+                ))
+                .execute(conn)?;
+            audit_log::append(
+                conn,
+                now.as_secs(),
+                &caller.username,
+                action,
+                &format!("{}/{}", row.ca_id, row.serial),
+                json!({"reason": reason, "comment": comment}),
+            )?;
+            let mut updated = row.clone();
+            updated.status = status.into();
+            updated.revocation_reason = reason;
+            updated.revoked_at = at;
+            Ok(Self::certificate_view(&updated))
+        })?;
+        if !matches!(change, StatusChange::Release) {
+            self.metrics
+                .revoked
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.publish_crl(ca, &caller.username)?;
+        Ok(view)
+    }
+
+    // ---- CRLs ----
+
+    /// Builds, signs and stores the next CRL for `ca_id` (cRLNumber + 1), in one transaction.
+    pub fn publish_crl(&self, ca_id: &str, actor: &str) -> Result<(), ServiceError> {
+        let ca = self
+            .cas
+            .get(ca_id)
+            .ok_or_else(|| ServiceError::NotFound(format!("CA {ca_id}")))?;
+        let mut conn = self.conn()?;
+        let now = self.now();
+        conn.transaction::<_, ServiceError, _>(|conn| {
+            let previous: Option<i64> = crls::table
+                .find(ca_id)
+                .select(crls::crl_number)
+                .first(conn)
+                .optional()?;
+            let number = previous.unwrap_or(0) + 1;
+            let rows: Vec<CertificateRow> = certificates::table
+                .filter(certificates::ca_id.eq(ca_id))
+                .filter(certificates::status.eq_any(["revoked", "hold"]))
+                .filter(certificates::not_after.gt(now.as_secs() as i64))
+                .select(CertificateRow::as_select())
+                .load(conn)?;
+            let entries: Vec<RevokedEntry> = rows
+                .iter()
+                .filter_map(|r| {
+                    Some(RevokedEntry {
+                        serial: parse_serial_hex(&r.serial)?,
+                        revoked_at: UnixTime(r.revoked_at.unwrap_or(r.created_at).max(0) as u64),
+                        reason: r
+                            .revocation_reason
+                            .as_deref()
+                            .and_then(RevocationReason::parse)
+                            .unwrap_or(RevocationReason::Unspecified),
+                        invalidity_date: r.invalidity_date.map(|d| UnixTime(d.max(0) as u64)),
+                    })
+                })
+                .collect();
+            let params = CrlParams {
+                this_update: now,
+                next_update: now.plus(self.config.crl_validity_secs),
+                crl_number: number as u64,
+                issuing_distribution_point: ca.crl_url(),
+            };
+            let der = build_crl(ca, &params, &entries)
+                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+            let row = CrlRow {
+                ca_id: ca_id.to_string(),
+                crl_number: number,
+                this_update: now.as_secs() as i64,
+                next_update: params.next_update.as_secs() as i64,
+                der,
+            };
+            if previous.is_some() {
+                let n = diesel::update(
+                    crls::table
+                        .find(ca_id)
+                        .filter(crls::crl_number.eq(number - 1)),
+                )
+                .set((
+                    crls::crl_number.eq(number),
+                    crls::this_update.eq(row.this_update),
+                    crls::next_update.eq(row.next_update),
+                    crls::der.eq(&row.der),
+                ))
+                .execute(conn)?;
+                if n != 1 {
+                    return Err(ServiceError::Conflict(
+                        "a concurrent CRL publication won; retry".into(),
+                    ));
+                }
+            } else {
+                diesel::insert_into(crls::table)
+                    .values(&row)
+                    .execute(conn)?;
+            }
+            audit_log::append(
+                conn,
+                now.as_secs(),
+                actor,
+                "crl.publish",
+                ca_id,
+                json!({"crl_number": number, "entries": entries.len()}),
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The current CRL of `ca_id`: DER, thisUpdate, nextUpdate, cRLNumber.
+    pub fn crl(&self, ca_id: &str) -> Result<CrlRow, ServiceError> {
+        let mut conn = self.conn()?;
+        crls::table
+            .find(ca_id)
+            .select(CrlRow::as_select())
+            .first(&mut conn)
+            .optional()?
+            .ok_or_else(|| ServiceError::NotFound(format!("CRL for {ca_id}")))
+    }
+
+    // ---- OCSP ----
+
+    fn ensure_responder(&self, ca_id: &str) -> Result<(), ServiceError> {
+        let now = self.now();
+        let profile = self.profiles.get("ocsp-responder").ok_or_else(|| {
+            ServiceError::Internal("the ocsp-responder profile is missing".into())
+        })?;
+        let window = profile.renewal().window_secs;
+        if let Ok(map) = self.responders.read() {
+            if map
+                .get(ca_id)
+                .is_some_and(|r| r.not_after.as_secs() > now.as_secs() + window)
+            {
+                return Ok(());
+            }
+        }
+        let mut conn = self.conn()?;
+        let stored: Option<ResponderRow> = ocsp_responders::table
+            .find(ca_id)
+            .select(ResponderRow::as_select())
+            .first(&mut conn)
+            .optional()?;
+        let responder = match stored {
+            Some(row) if row.not_after as u64 > now.as_secs() + window => {
+                let key =
+                    SoftwareKey::from_encrypted(row.key_pem.as_bytes(), self.passphrase.as_bytes())
+                        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+                let certificate = <x509_cert::Certificate as ca_core::der::Decode>::from_der(
+                    &row.certificate_der,
+                )
+                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+                Responder {
+                    key,
+                    certificate,
+                    not_after: UnixTime(row.not_after as u64),
+                }
+            }
+            _ => self.issue_responder(&mut conn, ca_id, profile)?,
+        };
+        if let Ok(mut map) = self.responders.write() {
+            map.insert(ca_id.to_string(), Arc::new(responder));
+        }
+        Ok(())
+    }
+
+    fn issue_responder(
+        &self,
+        conn: &mut DbConnection,
+        ca_id: &str,
+        profile: &Profile,
+    ) -> Result<Responder, ServiceError> {
+        let ca = self
+            .cas
+            .get(ca_id)
+            .ok_or_else(|| ServiceError::NotFound(format!("CA {ca_id}")))?;
+        let internal = |e: String| ServiceError::Internal(e);
+        let (key, pkcs8) = SoftwareKey::generate(ca_core::key::KeyAlgorithm::EcdsaP256)
+            .map_err(|e| internal(e.to_string()))?;
+        let key_pem = ca_core::key::encrypt_pkcs8(&pkcs8, self.passphrase.as_bytes())
+            .map_err(|e| internal(e.to_string()))?;
+        let subject = ca_core::name::build_name(&[
+            (
+                ca_core::name::AttributeKind::O,
+                self.config.hierarchy.organization.clone(),
+            ),
+            (
+                ca_core::name::AttributeKind::CN,
+                format!("Mamori OCSP Responder ({ca_id})"),
+            ),
+        ])
+        .map_err(internal)?;
+        let csr_der = ca_core::csr::build_csr(&subject, vec![], &key)?;
+        let csr = VerifiedCsr::parse(&csr_der, 2048)?;
+        let prepared =
+            PreparedIssuance::prepare(ca, profile, &csr, &IssuanceOptions::default(), &self.clock)?;
+        let now = self.now().as_secs() as i64;
+        let serial = serial_hex(prepared.serial());
+        diesel::insert_into(certificates::table)
+            .values(CertificateRow {
+                ca_id: ca_id.to_string(),
+                serial: serial.clone(),
+                request_id: None,
+                profile_id: profile.id().to_string(),
+                subject: prepared.subject().to_string(),
+                tbs_der: prepared.tbs_der().to_vec(),
+                der: None,
+                not_before: prepared.not_before().as_secs() as i64,
+                not_after: prepared.not_after().as_secs() as i64,
+                status: "reserved".into(),
+                revoked_at: None,
+                revocation_reason: None,
+                invalidity_date: None,
+                created_at: now,
+            })
+            .execute(conn)?;
+        let issued = prepared.sign(ca)?;
+        conn.transaction::<_, ServiceError, _>(|conn| {
+            diesel::update(certificates::table.find((ca_id, &serial)))
+                .set((
+                    certificates::der.eq(Some(&issued.der)),
+                    certificates::status.eq("valid"),
+                ))
+                .execute(conn)?;
+            diesel::delete(ocsp_responders::table.find(ca_id)).execute(conn)?;
+            diesel::insert_into(ocsp_responders::table)
+                .values(ResponderRow {
+                    ca_id: ca_id.to_string(),
+                    certificate_der: issued.der.clone(),
+                    key_pem,
+                    not_after: issued.not_after.as_secs() as i64,
+                })
+                .execute(conn)?;
+            audit_log::append(
+                conn,
+                now as u64,
+                "system",
+                "certificate.issue",
+                &format!("{ca_id}/{serial}"),
+                json!({"profile": profile.id(), "purpose": "OCSP responder"}),
+            )?;
+            Ok(())
+        })?;
+        let certificate = <x509_cert::Certificate as ca_core::der::Decode>::from_der(&issued.der)
+            .map_err(|e| internal(e.to_string()))?;
+        Ok(Responder {
+            key,
+            certificate,
+            not_after: issued.not_after,
+        })
+    }
+
+    /// Answers a DER OCSP request: one response for all its CertIDs, signed by the issuing CA's
+    /// delegated responder. Malformed → malformedRequest; foreign issuer → unauthorized.
+    pub fn ocsp(&self, request_der: &[u8]) -> Vec<u8> {
+        use x509_ocsp::OcspResponseStatus;
+        let parsed = match ocsp::parse_request(request_der) {
+            Ok(p) => p,
+            Err(e) => {
+                self.metrics.ocsp("malformed");
+                return ocsp::error_response(ocsp::status_for(&e));
+            }
+        };
+        let mut ca_id: Option<&str> = None;
+        for (hash, id) in &parsed.cert_ids {
+            let found = self
+                .issuer_hashes
+                .iter()
+                .find(|(_, h)| h.matches(*hash, id))
+                .map(|(ca, _)| ca.as_str());
+            match (found, ca_id) {
+                (None, _) => {
+                    self.metrics.ocsp("unauthorized");
+                    return ocsp::error_response(OcspResponseStatus::Unauthorized);
+                }
+                (Some(f), Some(c)) if f != c => {
+                    self.metrics.ocsp("unauthorized");
+                    return ocsp::error_response(OcspResponseStatus::Unauthorized);
+                }
+                (Some(f), _) => ca_id = Some(f),
+            }
+        }
+        let Some(ca_id) = ca_id else {
+            return ocsp::error_response(OcspResponseStatus::MalformedRequest);
+        };
+        match self.ocsp_answer(ca_id, &parsed) {
+            Ok(der) => der,
+            Err(e) => {
+                tracing::error!(error = %e, "OCSP answer failed");
+                self.metrics.ocsp("internal");
+                ocsp::error_response(OcspResponseStatus::InternalError)
+            }
+        }
+    }
+
+    fn ocsp_answer(
+        &self,
+        ca_id: &str,
+        parsed: &ocsp::ParsedRequest,
+    ) -> Result<Vec<u8>, ServiceError> {
+        let responder = self
+            .responders
+            .read()
+            .ok()
+            .and_then(|m| m.get(ca_id).cloned())
+            .ok_or_else(|| ServiceError::Internal(format!("no OCSP responder for {ca_id}")))?;
+        let mut conn = self.conn()?;
+        let now = self.now();
+        let mut statuses = Vec::with_capacity(parsed.cert_ids.len());
+        for (_, id) in &parsed.cert_ids {
+            let serial = serial_hex(&id.serial_number);
+            let row: Option<(String, Option<i64>, Option<String>)> = certificates::table
+                .find((ca_id, &serial))
+                .select((
+                    certificates::status,
+                    certificates::revoked_at,
+                    certificates::revocation_reason,
+                ))
+                .first(&mut conn)
+                .optional()?;
+            let status = match row {
+                Some((s, _, _)) if s == "valid" => Status::Good,
+                Some((s, at, reason)) if s == "revoked" || s == "hold" => Status::Revoked {
+                    revoked_at: UnixTime(at.unwrap_or(0).max(0) as u64),
+                    reason: reason
+                        .as_deref()
+                        .and_then(RevocationReason::parse)
+                        .unwrap_or(RevocationReason::Unspecified),
+                },
+                _ => Status::Unknown,
+            };
+            self.metrics.ocsp(match status {
+                Status::Good => "good",
+                Status::Revoked { .. } => "revoked",
+                Status::Unknown => "unknown",
+            });
+            statuses.push(SingleStatus {
+                cert_id: id.clone(),
+                status,
+                this_update: now,
+                next_update: now.plus(self.config.ocsp_validity_secs),
+            });
+        }
+        ocsp::build_response(
+            &ResponderIdentity {
+                key: &responder.key,
+                certificate: Some(&responder.certificate),
+            },
+            &statuses,
+            now,
+            parsed.nonce.as_deref(),
+        )
+        .map_err(|e| ServiceError::Internal(e.to_string()))
+    }
+
+    // ---- audit ----
+
+    /// `GET /audit` (auditor, admin): entries after `after`, at most `limit`.
+    pub fn audit(
+        &self,
+        caller: &Caller,
+        after: u64,
+        limit: u32,
+        action: Option<&str>,
+    ) -> Result<Vec<AuditView>, ServiceError> {
+        caller.require(&[Role::Auditor, Role::Admin])?;
+        let mut conn = self.conn()?;
+        use crate::store::schema::audit_log as log;
+        let mut query = log::table
+            .filter(log::seq.gt(after.min(i64::MAX as u64) as i64))
+            .order(log::seq.asc())
+            .limit(i64::from(limit.clamp(1, 1000)))
+            .select(AuditRow::as_select())
+            .into_boxed();
+        if let Some(a) = action {
+            query = query.filter(log::action.eq(a.to_string()));
+        }
+        let rows: Vec<AuditRow> = query.load(&mut conn)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| AuditView {
+                seq: r.seq as u64,
+                at: rfc3339(r.at),
+                actor: r.actor,
+                action: r.action,
+                target: r.target,
+                details: serde_json::from_str(&r.details).unwrap_or(serde_json::Value::Null),
+                prev_hash: r.prev_hash,
+                hash: r.hash,
+            })
+            .collect())
+    }
+
+    /// `GET /audit/verify` (auditor, admin).
+    pub fn audit_verify(&self, caller: &Caller) -> Result<AuditVerifyView, ServiceError> {
+        caller.require(&[Role::Auditor, Role::Admin])?;
+        let mut conn = self.conn()?;
+        Ok(match audit_log::verify(&mut conn)? {
+            Ok(n) => AuditVerifyView {
+                ok: true,
+                entries: n,
+                broken_at: None,
+                reason: None,
+            },
+            Err(b) => AuditVerifyView {
+                ok: false,
+                entries: 0,
+                broken_at: Some(b.seq),
+                reason: Some(b.reason.to_string()),
+            },
+        })
+    }
+}
+
+/// A change of a certificate's revocation status.
+#[derive(Debug, Clone, Copy)]
+pub enum StatusChange {
+    /// Revoke for good.
+    Revoke {
+        /// Why.
+        reason: RevocationReason,
+        /// When the key was compromised.
+        invalidity_date: Option<UnixTime>,
+    },
+    /// certificateHold.
+    Hold,
+    /// Release from hold.
+    Release,
+}
+
+fn parse_role_list(names: &[String]) -> Result<Vec<Role>, ServiceError> {
+    let mut roles = Vec::new();
+    for name in names {
+        let role = Role::parse(name)
+            .ok_or_else(|| ServiceError::Invalid(format!("unknown role {name:?}")))?;
+        if !roles.contains(&role) {
+            roles.push(role);
+        }
+    }
+    Ok(roles)
+}

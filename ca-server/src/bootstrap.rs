@@ -1,0 +1,529 @@
+//! Bringing a Mamori instance up: `init` (CA hierarchy, keys encrypted at rest, the API's TLS
+//! certificate), `open` (decrypt, load profiles, assemble the authority) and `dev` (all of it in
+//! a local folder for a newcomer, with an admin whose credentials are printed once).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use ca_core::ca::{self, CaSpec, CertificateAuthority, NameConstraintSpec};
+use ca_core::clock::{Clock, SystemClock};
+use ca_core::csr::{build_csr, VerifiedCsr};
+use ca_core::issuance::{IssuanceOptions, PreparedIssuance};
+use ca_core::key::{encrypt_pkcs8, SoftwareKey};
+use ca_core::name::{build_name, AttributeKind};
+use ca_core::profile::Profile;
+use ca_core::role::Role;
+use ca_core::serial::serial_hex;
+use diesel::prelude::*;
+use serde_json::json;
+use x509_cert::ext::pkix::name::GeneralName;
+use zeroize::Zeroizing;
+
+use crate::audit_log;
+use crate::authority::{Authority, Parts};
+use crate::config::Config;
+use crate::secrets::{random_bytes, DataKey};
+use crate::store::models::*;
+use crate::store::schema::*;
+use crate::store::{self, DbConnection, DbPool};
+
+/// The root CA's id.
+pub const ROOT_ID: &str = "root";
+/// The issuing CA's id (profiles name it in `issuing_ca`).
+pub const ISSUING_ID: &str = "issuing";
+
+fn setting(conn: &mut DbConnection, name: &str) -> anyhow::Result<Option<String>> {
+    Ok(settings::table
+        .find(name)
+        .select(settings::value)
+        .first(conn)
+        .optional()?)
+}
+
+fn put_setting(conn: &mut DbConnection, name: &str, value: &str) -> QueryResult<usize> {
+    diesel::insert_into(settings::table)
+        .values(SettingRow {
+            name: name.into(),
+            value: value.into(),
+        })
+        .execute(conn)
+}
+
+/// Creates the data folder with owner-only permissions.
+pub fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating data folder {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes a file readable by its owner only.
+pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(contents)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.sync_all().ok();
+    Ok(())
+}
+
+/// Opens the database named by the configuration.
+pub fn open_pool(config: &Config) -> anyhow::Result<DbPool> {
+    if config.database_url.is_none() {
+        ensure_data_dir(&config.data_dir)?;
+    }
+    Ok(store::open(&config.database_url(), 8)?)
+}
+
+/// Whether `init` has run against this database.
+pub fn is_initialized(pool: &DbPool) -> anyhow::Result<bool> {
+    let mut conn = pool.get()?;
+    Ok(setting(&mut conn, "kdf_salt")?.is_some())
+}
+
+fn api_profile(config: &Config) -> anyhow::Result<Profile> {
+    let dns: Vec<String> = config
+        .api_tls_names
+        .iter()
+        .filter(|n| n.parse::<IpAddr>().is_err())
+        .map(|n| regex_escape(n))
+        .collect();
+    let has_ip = config
+        .api_tls_names
+        .iter()
+        .any(|n| n.parse::<IpAddr>().is_ok());
+    if dns.is_empty() && !has_ip {
+        bail!("api_tls_names must name at least one DNS name or IP address");
+    }
+    let text = format!(
+        r#"id = "api-server"
+description = "Mamori's own API listener (internal)"
+issuing_ca = "{ISSUING_ID}"
+key_types = ["ecdsa-p256"]
+key_usage = ["digital-signature"]
+extended_key_usage = ["server-auth"]
+[validity]
+default = "398d"
+max = "398d"
+[[subject.attributes]]
+type = "CN"
+pattern = "{dns_pattern}"
+[san.dns]
+required = {dns_required}
+max = 20
+pattern = "{dns_pattern}"
+[san.ip]
+required = {ip_required}
+max = 20
+[approval]
+approvals = 0
+max_wait = "1h"
+[renewal]
+allowed = true
+"#,
+        dns_pattern = if dns.is_empty() {
+            "localhost".to_string()
+        } else {
+            dns.join("|")
+        }
+        .replace('\\', "\\\\"),
+        dns_required = !dns.is_empty(),
+        ip_required = dns.is_empty(),
+    );
+    Profile::from_toml("internal:api-server", &text).context("building the API server profile")
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c.to_string()
+            } else {
+                format!("\\{c}")
+            }
+        })
+        .collect()
+}
+
+/// Issues the API listener's TLS certificate from the issuing CA; stores it and its encrypted key.
+fn issue_api_certificate(
+    config: &Config,
+    conn: &mut DbConnection,
+    issuing: &CertificateAuthority,
+    root: &CertificateAuthority,
+    passphrase: &str,
+) -> anyhow::Result<()> {
+    let profile = api_profile(config)?;
+    let (key, pkcs8) = SoftwareKey::generate(ca_core::key::KeyAlgorithm::EcdsaP256)?;
+    let mut sans = Vec::new();
+    for name in &config.api_tls_names {
+        match name.parse::<IpAddr>() {
+            Ok(ip) => sans.push(GeneralName::from(ip)),
+            Err(_) => sans.push(GeneralName::DnsName(
+                der::asn1::Ia5String::new(name).context("API TLS name")?,
+            )),
+        }
+    }
+    let first_dns = config
+        .api_tls_names
+        .iter()
+        .find(|n| n.parse::<IpAddr>().is_err());
+    let subject = match first_dns {
+        Some(name) => {
+            build_name(&[(AttributeKind::CN, name.clone())]).map_err(anyhow::Error::msg)?
+        }
+        None => x509_cert::name::Name::default(),
+    };
+    let csr = VerifiedCsr::parse(&build_csr(&subject, sans, &key)?, 2048)?;
+    let prepared = PreparedIssuance::prepare(
+        issuing,
+        &profile,
+        &csr,
+        &IssuanceOptions::default(),
+        &SystemClock,
+    )?;
+    let now = SystemClock.now().as_secs() as i64;
+    let serial = serial_hex(prepared.serial());
+    let row = CertificateRow {
+        ca_id: issuing.id().into(),
+        serial: serial.clone(),
+        request_id: None,
+        profile_id: "api-server".into(),
+        subject: prepared.subject().into(),
+        tbs_der: prepared.tbs_der().to_vec(),
+        der: None,
+        not_before: prepared.not_before().as_secs() as i64,
+        not_after: prepared.not_after().as_secs() as i64,
+        status: "reserved".into(),
+        revoked_at: None,
+        revocation_reason: None,
+        invalidity_date: None,
+        created_at: now,
+    };
+    diesel::insert_into(certificates::table)
+        .values(&row)
+        .execute(conn)?;
+    let issued = prepared.sign(issuing)?;
+    let chain = format!(
+        "{}{}{}",
+        issued.pem(),
+        issuing.certificate_pem(),
+        root.certificate_pem()
+    );
+    let key_pem = encrypt_pkcs8(&pkcs8, passphrase.as_bytes())?;
+    conn.transaction::<_, anyhow::Error, _>(|conn| {
+        diesel::update(certificates::table.find((issuing.id(), &serial)))
+            .set((
+                certificates::der.eq(Some(&issued.der)),
+                certificates::status.eq("valid"),
+            ))
+            .execute(conn)?;
+        diesel::delete(
+            settings::table.filter(settings::name.eq_any(["api_tls_cert", "api_tls_key"])),
+        )
+        .execute(conn)?;
+        put_setting(conn, "api_tls_cert", &chain)?;
+        put_setting(conn, "api_tls_key", &key_pem)?;
+        audit_log::append(
+            conn,
+            now as u64,
+            "system",
+            "certificate.issue",
+            &format!("{}/{serial}", issuing.id()),
+            json!({"profile": "api-server", "purpose": "API TLS listener"}),
+        )?;
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// Creates the CA hierarchy and everything encrypted under the passphrase. Refuses to run twice.
+pub fn init(config: &Config, passphrase: &str) -> anyhow::Result<()> {
+    let pool = open_pool(config)?;
+    if is_initialized(&pool)? {
+        bail!("this database is already initialized; nothing was changed");
+    }
+    let mut conn = pool.get()?;
+    let salt = random_bytes(16)?;
+    let data_key = DataKey::derive(passphrase, &salt)?;
+    let check = data_key.seal(b"mamori")?;
+    let h = &config.hierarchy;
+    let public = Some(config.public_base());
+    let (root_key, root_pem) =
+        SoftwareKey::generate_encrypted(h.key_algorithm, passphrase.as_bytes())?;
+    let root_subject = build_name(&[
+        (AttributeKind::C, h.country.clone()),
+        (AttributeKind::O, h.organization.clone()),
+        (AttributeKind::CN, h.root_name.clone()),
+    ])
+    .map_err(|e| anyhow::anyhow!("hierarchy subject: {e}"))?;
+    let root = ca::create_root(
+        &CaSpec {
+            id: ROOT_ID.into(),
+            subject: root_subject,
+            validity_secs: ca::DEFAULT_ROOT_VALIDITY_SECS,
+            path_len: Some(1),
+            name_constraints: None,
+        },
+        Arc::new(root_key),
+        public.clone(),
+        &SystemClock,
+    )?;
+    let (issuing_key, issuing_pem) =
+        SoftwareKey::generate_encrypted(h.key_algorithm, passphrase.as_bytes())?;
+    let issuing_subject = build_name(&[
+        (AttributeKind::C, h.country.clone()),
+        (AttributeKind::O, h.organization.clone()),
+        (AttributeKind::CN, h.issuing_name.clone()),
+    ])
+    .map_err(|e| anyhow::anyhow!("hierarchy subject: {e}"))?;
+    let constraints = (!h.permitted_dns.is_empty()).then(|| NameConstraintSpec {
+        permitted_dns: h.permitted_dns.clone(),
+        permitted_email: vec![],
+    });
+    let issuing = ca::create_issuing(
+        &CaSpec {
+            id: ISSUING_ID.into(),
+            subject: issuing_subject,
+            validity_secs: ca::DEFAULT_ISSUING_VALIDITY_SECS,
+            path_len: Some(0),
+            name_constraints: constraints,
+        },
+        Arc::new(issuing_key),
+        &root,
+        public,
+        &SystemClock,
+    )?;
+    let now = SystemClock.now().as_secs() as i64;
+    conn.transaction::<_, anyhow::Error, _>(|conn| {
+        put_setting(conn, "kdf_salt", &hex::encode(&salt))?;
+        put_setting(conn, "key_check", &hex::encode(&check))?;
+        for (ca, pem, parent) in [(&root, &root_pem, None), (&issuing, &issuing_pem, Some(ROOT_ID.to_string()))] {
+            diesel::insert_into(cas::table)
+                .values(CaRow { id: ca.id().into(), parent_id: parent, certificate_der: ca.certificate_der().to_vec(), key_pem: pem.clone(), created_at: now })
+                .execute(conn)?;
+        }
+        let tbs = <x509_cert::Certificate as der::Decode>::from_der(issuing.certificate_der())?.tbs_certificate;
+        diesel::insert_into(certificates::table)
+            .values(CertificateRow {
+                ca_id: ROOT_ID.into(),
+                serial: serial_hex(&tbs.serial_number),
+                request_id: None,
+                profile_id: "issuing-ca".into(),
+                subject: tbs.subject.to_string(),
+                tbs_der: der::Encode::to_der(&tbs)?,
+                der: Some(issuing.certificate_der().to_vec()),
+                not_before: issuing.not_before().as_secs() as i64,
+                not_after: issuing.not_after().as_secs() as i64,
+                status: "valid".into(),
+                revoked_at: None,
+                revocation_reason: None,
+                invalidity_date: None,
+                created_at: now,
+            })
+            .execute(conn)?;
+        audit_log::append(conn, now as u64, "system", "ca.init", ROOT_ID, json!({"root": root.subject().to_string(), "issuing": issuing.subject().to_string(), "public_url": config.public_base()}))?;
+        Ok(())
+    })?;
+    if config.api_tls_cert.is_none() {
+        issue_api_certificate(config, &mut conn, &issuing, &root, passphrase)?;
+    }
+    if config.database_url.is_none() || config.data_dir.exists() {
+        ensure_data_dir(&config.data_dir)?;
+        std::fs::write(config.data_dir.join("root-ca.pem"), root.certificate_pem()).with_context(
+            || format!("writing {}", config.data_dir.join("root-ca.pem").display()),
+        )?;
+    }
+    Ok(())
+}
+
+/// Loads every `*.toml` in the policies folder; any bad profile stops start-up with its file,
+/// field and reason.
+pub fn load_profiles(dir: &Path) -> anyhow::Result<BTreeMap<String, Profile>> {
+    let mut profiles = BTreeMap::new();
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("reading policies folder {}", dir.display()))?;
+    let mut paths: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let profile = Profile::from_toml(&path.display().to_string(), &text)?;
+        profiles.insert(profile.id().to_string(), profile);
+    }
+    if !profiles.contains_key("ocsp-responder") {
+        bail!("{}: the ocsp-responder profile is required", dir.display());
+    }
+    Ok(profiles)
+}
+
+/// Decrypts the CAs, loads the profiles and assembles the running authority.
+pub fn open(config: Config, passphrase: Zeroizing<String>) -> anyhow::Result<Authority> {
+    let pool = open_pool(&config)?;
+    let mut conn = pool.get()?;
+    let salt = setting(&mut conn, "kdf_salt")?
+        .context("this database is not initialized: run `ca-server init` first")?;
+    let salt = hex::decode(salt).context("damaged kdf_salt setting")?;
+    let data_key = DataKey::derive(&passphrase, &salt)?;
+    let check =
+        hex::decode(setting(&mut conn, "key_check")?.unwrap_or_default()).unwrap_or_default();
+    data_key.open(&check).context("wrong CA passphrase")?;
+    let rows: Vec<CaRow> = cas::table.select(CaRow::as_select()).load(&mut conn)?;
+    let mut cas = BTreeMap::new();
+    for row in rows {
+        let key = SoftwareKey::from_encrypted(row.key_pem.as_bytes(), passphrase.as_bytes())
+            .with_context(|| format!("decrypting the key of CA {}", row.id))?;
+        let ca = CertificateAuthority::new(
+            &row.id,
+            &row.certificate_der,
+            Arc::new(key),
+            Some(config.public_base()),
+        )?;
+        cas.insert(row.id, ca);
+    }
+    if !cas.contains_key(ROOT_ID) {
+        bail!("the database has no root CA");
+    }
+    let profiles = load_profiles(&config.policies_dir)?;
+    for profile in profiles.values() {
+        if !cas.contains_key(profile.issuing_ca()) {
+            bail!(
+                "profile {} names issuing CA {:?}, which does not exist",
+                profile.id(),
+                profile.issuing_ca()
+            );
+        }
+    }
+    let now = SystemClock.now().as_secs();
+    let ids: Vec<&str> = profiles.keys().map(String::as_str).collect();
+    audit_log::append(
+        &mut conn,
+        now,
+        "system",
+        "profile.load",
+        &config.policies_dir.display().to_string(),
+        json!({"profiles": ids}),
+    )?;
+    drop(conn);
+    Ok(Authority::assemble(Parts {
+        config,
+        pool,
+        data_key,
+        passphrase,
+        cas,
+        root_id: ROOT_ID.into(),
+        profiles,
+    })?)
+}
+
+/// The API listener's certificate chain (PEM) and decrypted PKCS#8 key (DER).
+pub fn api_tls_material(
+    authority_config: &Config,
+    pool: &DbPool,
+    passphrase: &str,
+) -> anyhow::Result<(String, Zeroizing<Vec<u8>>)> {
+    if let (Some(cert), Some(key)) = (
+        &authority_config.api_tls_cert,
+        &authority_config.api_tls_key,
+    ) {
+        let chain =
+            std::fs::read_to_string(cert).with_context(|| format!("reading {}", cert.display()))?;
+        let key_pem = Zeroizing::new(
+            std::fs::read(key).with_context(|| format!("reading {}", key.display()))?,
+        );
+        let pkey = openssl::pkey::PKey::private_key_from_pem(&key_pem)
+            .with_context(|| format!("parsing {}", key.display()))?;
+        return Ok((chain, Zeroizing::new(pkey.private_key_to_pkcs8()?)));
+    }
+    let mut conn = pool.get()?;
+    let chain = setting(&mut conn, "api_tls_cert")?
+        .context("no API TLS certificate stored; set api_tls_cert and api_tls_key")?;
+    let key_pem = setting(&mut conn, "api_tls_key")?.context("no API TLS key stored")?;
+    let key = ca_core::key::decrypt_pkcs8(key_pem.as_bytes(), passphrase.as_bytes())?;
+    Ok((chain, key))
+}
+
+/// `ca-server dev`: a local instance for a newcomer. Creates (once) the data folder, a random
+/// CA passphrase in `dev-passphrase`, the hierarchy, and an `admin` user whose password and TOTP
+/// URI are printed and written to `dev-admin.json` (mode 0600).
+pub fn dev(config: &Config) -> anyhow::Result<Zeroizing<String>> {
+    ensure_data_dir(&config.data_dir)?;
+    let pass_path = config.data_dir.join("dev-passphrase");
+    let passphrase = if pass_path.exists() {
+        Zeroizing::new(
+            std::fs::read_to_string(&pass_path)
+                .with_context(|| format!("reading {}", pass_path.display()))?
+                .trim()
+                .to_string(),
+        )
+    } else {
+        let p = Zeroizing::new(hex::encode(random_bytes(24)?));
+        write_private(&pass_path, p.as_bytes())?;
+        p
+    };
+    let pool = open_pool(config)?;
+    if !is_initialized(&pool)? {
+        init(config, &passphrase)?;
+    }
+    Ok(passphrase)
+}
+
+/// After `open` in dev mode: the admin user, created once.
+pub fn dev_admin(config: &Config, authority: &Authority) -> anyhow::Result<()> {
+    let path = config.data_dir.join("dev-admin.json");
+    if path.exists() {
+        println!("dev admin credentials: {}", path.display());
+        return Ok(());
+    }
+    let password = hex::encode(random_bytes(12)?);
+    let mut conn = authority.conn()?;
+    let enrolment = authority.create_user_unchecked(
+        &mut conn,
+        "system",
+        "admin",
+        &password,
+        &[Role::Admin, Role::SecurityOfficer],
+    )?;
+    let secret = enrolment
+        .totp_uri
+        .split("secret=")
+        .nth(1)
+        .and_then(|s| s.split('&').next())
+        .unwrap_or_default()
+        .to_string();
+    let body = json!({
+        "username": "admin",
+        "password": password,
+        "totp_uri": enrolment.totp_uri,
+        "totp_secret": secret,
+        "api_url": format!("https://{}", config.api_addr),
+        "public_url": config.public_base(),
+        "root_ca": config.data_dir.join("root-ca.pem").display().to_string(),
+    });
+    write_private(&path, serde_json::to_string_pretty(&body)?.as_bytes())?;
+    println!("dev admin (shown once; also in {}):", path.display());
+    println!("  username: admin");
+    println!("  password: {password}");
+    println!("  TOTP:     {}", enrolment.totp_uri);
+    Ok(())
+}

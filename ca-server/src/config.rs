@@ -1,0 +1,318 @@
+//! Configuration: one TOML file, every key overridable by `MAMORI_<KEY>` in the environment.
+//!
+//! `MAMORI_DATA_DIR`, `MAMORI_DATABASE_URL`, `MAMORI_HTTP_ADDR` (public listener: CRL, OCSP, CA
+//! certificates, health, metrics), `MAMORI_API_ADDR` (HTTPS API), `MAMORI_PUBLIC_URL` (base of
+//! the CRL/OCSP/caIssuers URLs put into certificates), and so on for every key below.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Errors reading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("reading config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file does not parse or has unknown keys.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message.
+        message: String,
+    },
+    /// An environment variable or key has a bad value.
+    #[error("config key {key}: {reason}")]
+    Invalid {
+        /// The key (or `MAMORI_<KEY>`).
+        key: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The CA hierarchy `ca-server init` creates.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HierarchyConfig {
+    /// Organization name in CA subjects.
+    pub organization: String,
+    /// Two-letter country code.
+    pub country: String,
+    /// Root CA common name.
+    pub root_name: String,
+    /// Issuing CA common name.
+    pub issuing_name: String,
+    /// Permitted DNS name constraints on the issuing CA (empty: none).
+    pub permitted_dns: Vec<String>,
+    /// Key algorithm: `ecdsa-p256` or `ecdsa-p384`.
+    pub key_algorithm: ca_core::key::KeyAlgorithm,
+}
+
+impl Default for HierarchyConfig {
+    fn default() -> Self {
+        HierarchyConfig {
+            organization: "Mamori Hospital Group".into(),
+            country: "JP".into(),
+            root_name: "Mamori Root CA".into(),
+            issuing_name: "Mamori Issuing CA 1".into(),
+            permitted_dns: Vec::new(),
+            key_algorithm: ca_core::key::KeyAlgorithm::EcdsaP256,
+        }
+    }
+}
+
+/// The service's configuration after defaults and environment overrides.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Folder for the SQLite database, dev credentials and backups.
+    pub data_dir: PathBuf,
+    /// `sqlite://<path>` or `postgres://...`; default `sqlite://<data_dir>/mamori.db`.
+    pub database_url: Option<String>,
+    /// Public plain-HTTP listener (CRL, OCSP, CA certificates, health, metrics).
+    pub http_addr: String,
+    /// HTTPS API listener.
+    pub api_addr: String,
+    /// Base URL relying parties reach the public listener at; goes into certificates.
+    pub public_url: String,
+    /// Folder of certificate profiles.
+    pub policies_dir: PathBuf,
+    /// DNS names and IP addresses in the API listener's certificate.
+    pub api_tls_names: Vec<String>,
+    /// PEM certificate chain for the API listener (instead of one from Mamori's own CA).
+    pub api_tls_cert: Option<PathBuf>,
+    /// PEM private key for `api_tls_cert`.
+    pub api_tls_key: Option<PathBuf>,
+    /// Require API clients to present a certificate from Mamori's root.
+    pub api_require_client_cert: bool,
+    /// Seconds a session may sit idle.
+    pub session_idle_secs: u64,
+    /// Seconds a session lives at most.
+    pub session_absolute_secs: u64,
+    /// Failed logins before the account locks.
+    pub lockout_threshold: u32,
+    /// Seconds an account stays locked.
+    pub lockout_secs: u64,
+    /// Seconds between a CRL's thisUpdate and nextUpdate.
+    pub crl_validity_secs: u64,
+    /// Seconds between an OCSP response's thisUpdate and nextUpdate.
+    pub ocsp_validity_secs: u64,
+    /// Largest API request body, in bytes.
+    pub max_body_bytes: usize,
+    /// The CA hierarchy.
+    pub hierarchy: HierarchyConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("mamori-data"),
+            database_url: None,
+            http_addr: "127.0.0.1:8080".into(),
+            api_addr: "127.0.0.1:8443".into(),
+            public_url: "http://127.0.0.1:8080".into(),
+            policies_dir: PathBuf::from("policies"),
+            api_tls_names: vec!["localhost".into(), "127.0.0.1".into()],
+            api_tls_cert: None,
+            api_tls_key: None,
+            api_require_client_cert: false,
+            session_idle_secs: 30 * 60,
+            session_absolute_secs: 12 * 3600,
+            lockout_threshold: 5,
+            lockout_secs: 15 * 60,
+            crl_validity_secs: 24 * 3600,
+            ocsp_validity_secs: 3600,
+            max_body_bytes: 256 * 1024,
+            hierarchy: HierarchyConfig::default(),
+        }
+    }
+}
+
+fn env(key: &str) -> Option<String> {
+    std::env::var(format!("MAMORI_{}", key.to_ascii_uppercase())).ok()
+}
+
+fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError> {
+    value.trim().parse().map_err(|_| ConfigError::Invalid {
+        key: format!("MAMORI_{}", key.to_ascii_uppercase()),
+        reason: format!("{value:?} is not valid"),
+    })
+}
+
+impl Config {
+    /// Reads `path` (if given), applies `MAMORI_*` environment overrides, and validates.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config = match path {
+            None => Config::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.display().to_string(),
+                    message: e.to_string().trim().replace('\n', " "),
+                })?
+            }
+        };
+        config.apply_env()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self) -> Result<(), ConfigError> {
+        if let Some(v) = env("data_dir") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = env("database_url") {
+            self.database_url = Some(v);
+        }
+        if let Some(v) = env("http_addr") {
+            self.http_addr = v;
+        }
+        if let Some(v) = env("api_addr") {
+            self.api_addr = v;
+        }
+        if let Some(v) = env("public_url") {
+            self.public_url = v;
+        }
+        if let Some(v) = env("policies_dir") {
+            self.policies_dir = PathBuf::from(v);
+        }
+        if let Some(v) = env("api_tls_names") {
+            self.api_tls_names = v
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+        }
+        if let Some(v) = env("api_tls_cert") {
+            self.api_tls_cert = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env("api_tls_key") {
+            self.api_tls_key = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env("api_require_client_cert") {
+            self.api_require_client_cert = parse("api_require_client_cert", &v)?;
+        }
+        if let Some(v) = env("session_idle_secs") {
+            self.session_idle_secs = parse("session_idle_secs", &v)?;
+        }
+        if let Some(v) = env("session_absolute_secs") {
+            self.session_absolute_secs = parse("session_absolute_secs", &v)?;
+        }
+        if let Some(v) = env("lockout_threshold") {
+            self.lockout_threshold = parse("lockout_threshold", &v)?;
+        }
+        if let Some(v) = env("lockout_secs") {
+            self.lockout_secs = parse("lockout_secs", &v)?;
+        }
+        if let Some(v) = env("crl_validity_secs") {
+            self.crl_validity_secs = parse("crl_validity_secs", &v)?;
+        }
+        if let Some(v) = env("ocsp_validity_secs") {
+            self.ocsp_validity_secs = parse("ocsp_validity_secs", &v)?;
+        }
+        if let Some(v) = env("max_body_bytes") {
+            self.max_body_bytes = parse("max_body_bytes", &v)?;
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: &str| ConfigError::Invalid {
+            key: key.into(),
+            reason: reason.into(),
+        };
+        for (key, addr) in [("http_addr", &self.http_addr), ("api_addr", &self.api_addr)] {
+            addr.parse::<std::net::SocketAddr>().map_err(|_| {
+                invalid(
+                    key,
+                    "must be host:port with an IP address, e.g. 127.0.0.1:8080",
+                )
+            })?;
+        }
+        if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {
+            return Err(invalid("public_url", "must start with http:// or https://"));
+        }
+        if self
+            .public_url
+            .trim_end_matches('/')
+            .contains(char::is_whitespace)
+        {
+            return Err(invalid("public_url", "must not contain spaces"));
+        }
+        if self.session_idle_secs == 0 || self.session_absolute_secs < self.session_idle_secs {
+            return Err(invalid(
+                "session_absolute_secs",
+                "must be at least session_idle_secs, which must be positive",
+            ));
+        }
+        if self.crl_validity_secs < 600 {
+            return Err(invalid("crl_validity_secs", "must be at least 600"));
+        }
+        if self.ocsp_validity_secs < 60 {
+            return Err(invalid("ocsp_validity_secs", "must be at least 60"));
+        }
+        if self.lockout_threshold == 0 {
+            return Err(invalid("lockout_threshold", "must be at least 1"));
+        }
+        if self.api_tls_cert.is_some() != self.api_tls_key.is_some() {
+            return Err(invalid(
+                "api_tls_cert",
+                "api_tls_cert and api_tls_key go together",
+            ));
+        }
+        if let Some(url) = &self.database_url {
+            crate::store::backend_path(url).map_err(|e| invalid("database_url", &e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// The database URL, defaulting to SQLite in the data folder.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("mamori.db").display()))
+    }
+
+    /// The public base URL without a trailing slash.
+    pub fn public_base(&self) -> String {
+        self.public_url.trim_end_matches('/').to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "colour = 1\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("unknown field `colour`"), "{err}");
+        std::fs::write(&path, "http_addr = \"nowhere\"\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("http_addr"), "{err}");
+        std::fs::write(&path, "database_url = \"mysql://x\"\n").unwrap();
+        assert!(Config::load(Some(&path)).is_err());
+    }
+
+    #[test]
+    fn default_database_is_sqlite_in_data_dir() {
+        let config = Config {
+            data_dir: PathBuf::from("/tmp/m"),
+            ..Config::default()
+        };
+        assert_eq!(config.database_url(), "sqlite:///tmp/m/mamori.db");
+    }
+}

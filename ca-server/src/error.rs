@@ -1,0 +1,77 @@
+//! The service's error type. Each variant maps to one HTTP status and one stable RFC 9457
+//! problem `type` (see `http::problem`); the detail shown to clients never carries secrets or
+//! internals, which go to the log instead.
+
+use ca_core::error::{ApprovalError, CsrError, IssueError};
+
+/// What went wrong while serving a request.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// No or an invalid/expired bearer token.
+    #[error("authentication required")]
+    Unauthenticated,
+    /// Wrong user name, password or code, or a locked or disabled account (never says which).
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// A step-up second factor that is wrong or replayed.
+    #[error("the second-factor code is invalid or was already used")]
+    InvalidSecondFactor,
+    /// The caller's roles do not allow this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The thing does not exist (or the caller may not know it does).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The request body or parameters are invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// The CSR is refused.
+    #[error(transparent)]
+    Csr(#[from] CsrError),
+    /// Issuance refused (profile, validity, lint).
+    #[error(transparent)]
+    Issue(IssueError),
+    /// The approval rules refuse the decision.
+    #[error(transparent)]
+    Approval(#[from] ApprovalError),
+    /// The state of the thing does not allow this (e.g. revoking a revoked certificate).
+    #[error("{0}")]
+    Conflict(String),
+    /// Something failed inside; details are logged, not shown.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<IssueError> for ServiceError {
+    fn from(e: IssueError) -> Self {
+        match e {
+            IssueError::Csr(c) => ServiceError::Csr(c),
+            IssueError::Sign(s) => ServiceError::Internal(s.to_string()),
+            other => ServiceError::Issue(other),
+        }
+    }
+}
+
+impl From<diesel::result::Error> for ServiceError {
+    fn from(e: diesel::result::Error) -> Self {
+        ServiceError::Internal(format!("database: {e}"))
+    }
+}
+
+impl From<crate::secrets::SecretError> for ServiceError {
+    fn from(e: crate::secrets::SecretError) -> Self {
+        ServiceError::Internal(format!("secrets: {e}"))
+    }
+}
+
+impl From<r2d2_error::PoolError> for ServiceError {
+    fn from(e: r2d2_error::PoolError) -> Self {
+        ServiceError::Internal(format!("database pool: {e}"))
+    }
+}
+
+/// The pool's error type, named once here.
+pub mod r2d2_error {
+    /// A failure to get a pooled connection.
+    pub type PoolError = diesel::r2d2::PoolError;
+}

@@ -1,0 +1,409 @@
+//! Thin API handlers: extract, authenticate, call the authority on the blocking pool, map to JSON.
+
+use std::sync::Arc;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use ca_core::approval::Verdict;
+use ca_core::crl::RevocationReason;
+use ca_core::time::UnixTime;
+use serde::Deserialize;
+
+use crate::api::*;
+use crate::authority::{Authority, Caller, StatusChange};
+use crate::error::ServiceError;
+
+type State = web::Data<Arc<Authority>>;
+
+fn bearer(request: &HttpRequest) -> Result<String, ServiceError> {
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(ServiceError::Unauthenticated)?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .ok_or(ServiceError::Unauthenticated)?
+        .trim();
+    Ok(token.to_string())
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    web::block(f)
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))?
+}
+
+async fn as_caller<T: Send + 'static>(
+    state: &State,
+    request: &HttpRequest,
+    f: impl FnOnce(&Authority, &Caller) -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    let token = bearer(request)?;
+    let authority = state.get_ref().clone();
+    blocking(move || {
+        let caller = authority.authenticate(&token)?;
+        f(&authority, &caller)
+    })
+    .await
+}
+
+/// `POST /api/v1/login`.
+pub async fn login(
+    state: State,
+    body: web::Json<LoginRequest>,
+) -> Result<HttpResponse, ServiceError> {
+    let authority = state.get_ref().clone();
+    let response = blocking(move || authority.login(&body)).await?;
+    Ok(HttpResponse::Ok().json(response))
+}
+
+/// `POST /api/v1/logout`.
+pub async fn logout(state: State, request: HttpRequest) -> Result<HttpResponse, ServiceError> {
+    let token = bearer(&request)?;
+    as_caller(&state, &request, move |a, c| a.logout(c, &token)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /api/v1/me`.
+pub async fn me(state: State, request: HttpRequest) -> Result<HttpResponse, ServiceError> {
+    let caller = as_caller(&state, &request, |_, c| Ok(c.clone())).await?;
+    Ok(HttpResponse::Ok().json(UserView {
+        username: caller.username,
+        roles: caller.roles.iter().map(|r| r.to_string()).collect(),
+        disabled: false,
+    }))
+}
+
+/// `GET /api/v1/users`.
+pub async fn list_users(state: State, request: HttpRequest) -> Result<HttpResponse, ServiceError> {
+    Ok(HttpResponse::Ok().json(as_caller(&state, &request, |a, c| a.list_users(c)).await?))
+}
+
+/// `POST /api/v1/users`.
+pub async fn create_user(
+    state: State,
+    request: HttpRequest,
+    body: web::Json<CreateUserRequest>,
+) -> Result<HttpResponse, ServiceError> {
+    let body = body.into_inner();
+    Ok(HttpResponse::Created()
+        .json(as_caller(&state, &request, move |a, c| a.create_user(c, body)).await?))
+}
+
+/// `PUT /api/v1/users/{username}/roles`.
+pub async fn set_roles(
+    state: State,
+    request: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<SetRolesRequest>,
+) -> Result<HttpResponse, ServiceError> {
+    let (name, body) = (path.into_inner(), body.into_inner());
+    Ok(HttpResponse::Ok()
+        .json(as_caller(&state, &request, move |a, c| a.set_roles(c, &name, body)).await?))
+}
+
+/// `POST /api/v1/users/{username}/disable`.
+pub async fn disable_user(
+    state: State,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ServiceError> {
+    let name = path.into_inner();
+    Ok(HttpResponse::Ok()
+        .json(as_caller(&state, &request, move |a, c| a.disable_user(c, &name)).await?))
+}
+
+/// `POST /api/v1/users/{username}/totp/reset`.
+pub async fn reset_totp(
+    state: State,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ServiceError> {
+    let name = path.into_inner();
+    Ok(HttpResponse::Ok()
+        .json(as_caller(&state, &request, move |a, c| a.reset_totp(c, &name)).await?))
+}
+
+/// `GET /api/v1/profiles`.
+pub async fn profiles(state: State, request: HttpRequest) -> Result<HttpResponse, ServiceError> {
+    Ok(HttpResponse::Ok().json(as_caller(&state, &request, |a, _| Ok(a.profiles())).await?))
+}
+
+/// `POST /api/v1/requests`.
+pub async fn submit(
+    state: State,
+    request: HttpRequest,
+    body: web::Json<SubmitRequest>,
+) -> Result<HttpResponse, ServiceError> {
+    let body = body.into_inner();
+    Ok(HttpResponse::Created()
+        .json(as_caller(&state, &request, move |a, c| a.submit(c, body)).await?))
+}
+
+/// Query filters for request lists.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestFilter {
+    /// pending, approved, issued, rejected, expired, failed.
+    pub status: Option<String>,
+    /// Profile id.
+    pub profile: Option<String>,
+}
+
+/// `GET /api/v1/requests`.
+pub async fn list_requests(
+    state: State,
+    request: HttpRequest,
+    query: web::Query<RequestFilter>,
+) -> Result<HttpResponse, ServiceError> {
+    let q = query.into_inner();
+    Ok(HttpResponse::Ok().json(
+        as_caller(&state, &request, move |a, c| {
+            a.list_requests(c, q.status.as_deref(), q.profile.as_deref())
+        })
+        .await?,
+    ))
+}
+
+/// `GET /api/v1/requests/{id}`.
+pub async fn get_request(
+    state: State,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ServiceError> {
+    let id = path.into_inner();
+    Ok(HttpResponse::Ok()
+        .json(as_caller(&state, &request, move |a, c| a.get_request(c, &id)).await?))
+}
+
+/// `POST /api/v1/requests/{id}/approve`.
+pub async fn approve(
+    state: State,
+    request: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<DecisionRequest>,
+) -> Result<HttpResponse, ServiceError> {
+    let (id, body) = (path.into_inner(), body.into_inner());
+    Ok(HttpResponse::Ok().json(
+        as_caller(&state, &request, move |a, c| {
+            a.decide(c, &id, Verdict::Approve, &body)
+        })
+        .await?,
+    ))
+}
+
+/// `POST /api/v1/requests/{id}/reject`.
+pub async fn reject(
+    state: State,
+    request: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<DecisionRequest>,
+) -> Result<HttpResponse, ServiceError> {
+    let (id, body) = (path.into_inner(), body.into_inner());
+    Ok(HttpResponse::Ok().json(
+        as_caller(&state, &request, move |a, c| {
+            a.decide(c, &id, Verdict::Reject, &body)
+        })
+        .await?,
+    ))
+}
+
+/// `GET /api/v1/requests/{id}/certificate`: PEM with chain.
+pub async fn request_certificate(
+    state: State,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ServiceError> {
+    let id = path.into_inner();
+    let pem = as_caller(&state, &request, move |a, c| a.request_certificate(c, &id)).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/pem-certificate-chain")
+        .body(pem))
+}
+
+/// Query filters for certificate lists.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateFilter {
+    /// Profile id.
+    pub profile: Option<String>,
+    /// valid, revoked, hold.
+    pub status: Option<String>,
+    /// Only those expiring within this many days.
+    pub expiring_within_days: Option<u64>,
+}
+
+/// `GET /api/v1/certificates`.
+pub async fn list_certificates(
+    state: State,
+    request: HttpRequest,
+    query: web::Query<CertificateFilter>,
+) -> Result<HttpResponse, ServiceError> {
+    let q = query.into_inner();
+    Ok(HttpResponse::Ok().json(
+        as_caller(&state, &request, move |a, c| {
+            a.list_certificates(
+                c,
+                q.profile.as_deref(),
+                q.status.as_deref(),
+                q.expiring_within_days,
+            )
+        })
+        .await?,
+    ))
+}
+
+/// Format choice for certificate downloads.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormatQuery {
+    /// `json` (default), `pem` or `der`.
+    pub format: Option<String>,
+}
+
+/// `GET /api/v1/certificates/{ca}/{serial}?format=json|pem|der`.
+pub async fn get_certificate(
+    state: State,
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+    query: web::Query<FormatQuery>,
+) -> Result<HttpResponse, ServiceError> {
+    let (ca, serial) = path.into_inner();
+    let (view, der) = as_caller(&state, &request, move |a, c| {
+        a.get_certificate(c, &ca, &serial)
+    })
+    .await?;
+    match query.format.as_deref().unwrap_or("json") {
+        "json" => Ok(HttpResponse::Ok().json(view)),
+        "pem" => Ok(HttpResponse::Ok()
+            .content_type("application/x-pem-file")
+            .body(ca_core::ca::pem(&der))),
+        "der" => Ok(HttpResponse::Ok()
+            .content_type("application/pkix-cert")
+            .body(der)),
+        other => Err(ServiceError::Invalid(format!(
+            "format {other:?} is not json, pem or der"
+        ))),
+    }
+}
+
+/// `POST /api/v1/certificates/{ca}/{serial}/revoke`.
+pub async fn revoke(
+    state: State,
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Json<RevokeRequest>,
+) -> Result<HttpResponse, ServiceError> {
+    let (ca, serial) = path.into_inner();
+    let body = body.into_inner();
+    let reason = RevocationReason::parse(&body.reason).ok_or_else(|| {
+        ServiceError::Invalid(format!("unknown revocation reason {:?}", body.reason))
+    })?;
+    let invalidity_date = match &body.invalidity_date {
+        None => None,
+        Some(text) => Some(UnixTime(parse_rfc3339(text).ok_or_else(|| {
+            ServiceError::Invalid("invalidity_date is not RFC 3339".into())
+        })?)),
+    };
+    let change = StatusChange::Revoke {
+        reason,
+        invalidity_date,
+    };
+    Ok(HttpResponse::Ok().json(
+        as_caller(&state, &request, move |a, c| {
+            a.change_status(c, &ca, &serial, change, &body.totp, &body.comment)
+        })
+        .await?,
+    ))
+}
+
+/// `POST /api/v1/certificates/{ca}/{serial}/hold`.
+pub async fn hold(
+    state: State,
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Json<StepUpRequest>,
+) -> Result<HttpResponse, ServiceError> {
+    let (ca, serial) = path.into_inner();
+    let body = body.into_inner();
+    Ok(HttpResponse::Ok().json(
+        as_caller(&state, &request, move |a, c| {
+            a.change_status(
+                c,
+                &ca,
+                &serial,
+                StatusChange::Hold,
+                &body.totp,
+                &body.comment,
+            )
+        })
+        .await?,
+    ))
+}
+
+/// `POST /api/v1/certificates/{ca}/{serial}/release`.
+pub async fn release(
+    state: State,
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Json<StepUpRequest>,
+) -> Result<HttpResponse, ServiceError> {
+    let (ca, serial) = path.into_inner();
+    let body = body.into_inner();
+    Ok(HttpResponse::Ok().json(
+        as_caller(&state, &request, move |a, c| {
+            a.change_status(
+                c,
+                &ca,
+                &serial,
+                StatusChange::Release,
+                &body.totp,
+                &body.comment,
+            )
+        })
+        .await?,
+    ))
+}
+
+/// Audit list filters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFilter {
+    /// Entries after this sequence number.
+    pub after: Option<u64>,
+    /// At most this many (1-1000, default 100).
+    pub limit: Option<u32>,
+    /// Only this action.
+    pub action: Option<String>,
+}
+
+/// `GET /api/v1/audit`.
+pub async fn audit(
+    state: State,
+    request: HttpRequest,
+    query: web::Query<AuditFilter>,
+) -> Result<HttpResponse, ServiceError> {
+    let q = query.into_inner();
+    Ok(HttpResponse::Ok().json(
+        as_caller(&state, &request, move |a, c| {
+            a.audit(
+                c,
+                q.after.unwrap_or(0),
+                q.limit.unwrap_or(100),
+                q.action.as_deref(),
+            )
+        })
+        .await?,
+    ))
+}
+
+/// `GET /api/v1/audit/verify`.
+pub async fn audit_verify(
+    state: State,
+    request: HttpRequest,
+) -> Result<HttpResponse, ServiceError> {
+    Ok(HttpResponse::Ok().json(as_caller(&state, &request, |a, c| a.audit_verify(c)).await?))
+}

@@ -1,0 +1,478 @@
+//! The two listeners: plain HTTP for relying parties (`public`), HTTPS for the JSON API (`api`),
+//! with one error mapping (`problem`) and the route table the OpenAPI document is built from.
+
+pub mod api;
+pub mod problem;
+pub mod public;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::dev::Service;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use anyhow::Context;
+use openssl::ssl::{SslAcceptor, SslAcceptorBuilder, SslMethod, SslVerifyMode};
+
+use crate::authority::Authority;
+use problem::problem;
+
+/// One API route: method, path, who may call it, what it does.
+pub struct Route {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path under the API listener.
+    pub path: &'static str,
+    /// Roles allowed (`any` = any logged-in user, `public` = no login).
+    pub roles: &'static str,
+    /// Summary.
+    pub summary: &'static str,
+}
+
+/// Every API route; the OpenAPI document and the role tests are built from this table.
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "post",
+        path: "/api/v1/login",
+        roles: "public",
+        summary: "Log in with password and TOTP code; returns a bearer token",
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/logout",
+        roles: "any",
+        summary: "End the session",
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/me",
+        roles: "any",
+        summary: "Who am I",
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/users",
+        roles: "admin, auditor",
+        summary: "List users",
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/users",
+        roles: "admin",
+        summary: "Create a user; returns the TOTP enrolment URI once",
+    },
+    Route {
+        method: "put",
+        path: "/api/v1/users/{username}/roles",
+        roles: "admin (not oneself)",
+        summary: "Replace a user's roles",
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/users/{username}/disable",
+        roles: "admin (not oneself)",
+        summary: "Disable a user",
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/users/{username}/totp/reset",
+        roles: "admin",
+        summary: "New TOTP secret; returns the enrolment URI once",
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/profiles",
+        roles: "any",
+        summary: "List certificate profiles",
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/requests",
+        roles: "the profile's requester roles",
+        summary: "Submit a CSR under a profile",
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/requests",
+        roles: "any (own requests; officers, admins, auditors all)",
+        summary: "List requests",
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/requests/{id}",
+        roles: "any (own; officers, admins, auditors all)",
+        summary: "Show a request",
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/requests/{id}/approve",
+        roles: "the profile's approver roles, not the requester",
+        summary: "Approve with a fresh TOTP code",
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/requests/{id}/reject",
+        roles: "the profile's approver roles, not the requester",
+        summary: "Reject with a fresh TOTP code",
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/requests/{id}/certificate",
+        roles: "requester; officers, admins, auditors",
+        summary: "The issued certificate with chain (PEM)",
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/certificates",
+        roles: "any (own; officers, admins, auditors all)",
+        summary: "List certificates",
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/certificates/{ca}/{serial}",
+        roles: "any (own; officers, admins, auditors all)",
+        summary: "Show or download a certificate (format=json|pem|der)",
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/certificates/{ca}/{serial}/revoke",
+        roles: "security-officer",
+        summary: "Revoke with a reason and a fresh TOTP code",
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/certificates/{ca}/{serial}/hold",
+        roles: "security-officer",
+        summary: "Put on hold (certificateHold)",
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/certificates/{ca}/{serial}/release",
+        roles: "security-officer",
+        summary: "Release from hold",
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/audit",
+        roles: "auditor, admin",
+        summary: "Audit entries",
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/audit/verify",
+        roles: "auditor, admin",
+        summary: "Verify the audit hash chain",
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/openapi.json",
+        roles: "public",
+        summary: "This document",
+    },
+];
+
+/// The OpenAPI 3.1 document generated from [`ROUTES`].
+pub fn openapi() -> serde_json::Value {
+    let mut paths = serde_json::Map::new();
+    for route in ROUTES {
+        let entry = paths
+            .entry(route.path.to_string())
+            .or_insert_with(|| serde_json::json!({}));
+        let mut operation = serde_json::json!({
+            "summary": route.summary,
+            "description": format!("Roles: {}", route.roles),
+            "responses": {
+                "200": {"description": "OK"},
+                "4XX": {"description": "Problem details (RFC 9457)", "content": {"application/problem+json": {}}}
+            }
+        });
+        if route.roles != "public" {
+            operation["security"] = serde_json::json!([{"bearer": []}]);
+        }
+        entry[route.method] = operation;
+    }
+    serde_json::json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Mamori API", "version": env!("CARGO_PKG_VERSION")},
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "paths": paths,
+    })
+}
+
+fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(|err, _| {
+            use actix_web::error::JsonPayloadError;
+            let (status, slug, title) = match &err {
+                JsonPayloadError::ContentType => (
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported-media-type",
+                    "Unsupported media type",
+                ),
+                JsonPayloadError::Overflow { .. }
+                | JsonPayloadError::OverflowKnownLength { .. } => (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload-too-large",
+                    "Payload too large",
+                ),
+                _ => (StatusCode::BAD_REQUEST, "invalid-json", "Invalid JSON"),
+            };
+            let detail = err.to_string();
+            actix_web::error::InternalError::from_response(
+                err,
+                problem(status, slug, title, detail),
+            )
+            .into()
+        })
+}
+
+fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|err, _| {
+        let detail = err.to_string();
+        actix_web::error::InternalError::from_response(
+            err,
+            problem(
+                StatusCode::BAD_REQUEST,
+                "invalid-query",
+                "Invalid query",
+                detail,
+            ),
+        )
+        .into()
+    })
+}
+
+fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|err, _| {
+        let detail = err.to_string();
+        actix_web::error::InternalError::from_response(
+            err,
+            problem(StatusCode::NOT_FOUND, "not-found", "Not found", detail),
+        )
+        .into()
+    })
+}
+
+async fn not_found() -> HttpResponse {
+    problem(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "Not found",
+        "no such resource",
+    )
+}
+
+/// Registers the API routes.
+pub fn api_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/v1")
+            .route("/login", web::post().to(api::login))
+            .route("/logout", web::post().to(api::logout))
+            .route("/me", web::get().to(api::me))
+            .route("/users", web::get().to(api::list_users))
+            .route("/users", web::post().to(api::create_user))
+            .route("/users/{username}/roles", web::put().to(api::set_roles))
+            .route(
+                "/users/{username}/disable",
+                web::post().to(api::disable_user),
+            )
+            .route(
+                "/users/{username}/totp/reset",
+                web::post().to(api::reset_totp),
+            )
+            .route("/profiles", web::get().to(api::profiles))
+            .route("/requests", web::post().to(api::submit))
+            .route("/requests", web::get().to(api::list_requests))
+            .route("/requests/{id}", web::get().to(api::get_request))
+            .route("/requests/{id}/approve", web::post().to(api::approve))
+            .route("/requests/{id}/reject", web::post().to(api::reject))
+            .route(
+                "/requests/{id}/certificate",
+                web::get().to(api::request_certificate),
+            )
+            .route("/certificates", web::get().to(api::list_certificates))
+            .route(
+                "/certificates/{ca}/{serial}",
+                web::get().to(api::get_certificate),
+            )
+            .route(
+                "/certificates/{ca}/{serial}/revoke",
+                web::post().to(api::revoke),
+            )
+            .route(
+                "/certificates/{ca}/{serial}/hold",
+                web::post().to(api::hold),
+            )
+            .route(
+                "/certificates/{ca}/{serial}/release",
+                web::post().to(api::release),
+            )
+            .route("/audit", web::get().to(api::audit))
+            .route("/audit/verify", web::get().to(api::audit_verify))
+            .route(
+                "/openapi.json",
+                web::get().to(|| async { HttpResponse::Ok().json(openapi()) }),
+            ),
+    );
+}
+
+/// Registers the public routes.
+pub fn public_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/crl/{name}", web::get().to(public::crl))
+        .route("/ca/{name}", web::get().to(public::ca_certificate))
+        .route("/ocsp", web::post().to(public::ocsp_post))
+        .route("/ocsp/{request:.*}", web::get().to(public::ocsp_get))
+        .route("/healthz", web::get().to(public::healthz))
+        .route("/metrics", web::get().to(public::metrics));
+}
+
+fn tls_acceptor(
+    chain_pem: &str,
+    key_pkcs8: &[u8],
+    client_ca: Option<&[u8]>,
+) -> anyhow::Result<SslAcceptorBuilder> {
+    // Mozilla "intermediate": TLS 1.2 and 1.3 only, AEAD cipher suites with forward secrecy.
+    let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
+    let mut certs = openssl::x509::X509::stack_from_pem(chain_pem.as_bytes())
+        .context("API TLS certificate chain")?
+        .into_iter();
+    let leaf = certs.next().context("the API TLS chain is empty")?;
+    builder.set_certificate(&leaf)?;
+    for extra in certs {
+        builder.add_extra_chain_cert(extra)?;
+    }
+    let key = openssl::pkey::PKey::private_key_from_pkcs8(key_pkcs8).context("API TLS key")?;
+    builder.set_private_key(&key)?;
+    builder
+        .check_private_key()
+        .context("the API TLS key does not match its certificate")?;
+    if let Some(root_pem) = client_ca {
+        let mut store = openssl::x509::store::X509StoreBuilder::new()?;
+        for cert in openssl::x509::X509::stack_from_pem(root_pem)? {
+            store.add_cert(cert)?;
+        }
+        builder.set_verify_cert_store(store.build())?;
+        builder.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+    }
+    Ok(builder)
+}
+
+/// Runs both listeners until a shutdown signal, with upkeep (CRL refresh, responder renewal,
+/// request expiry) every minute.
+pub async fn serve(
+    authority: Arc<Authority>,
+    chain_pem: String,
+    key_pkcs8: zeroize::Zeroizing<Vec<u8>>,
+) -> anyhow::Result<()> {
+    let config = authority.config.clone();
+    let client_ca = if config.api_require_client_cert {
+        authority.chain_pem("root").map(String::into_bytes)
+    } else {
+        None
+    };
+    let acceptor = tls_acceptor(&chain_pem, &key_pkcs8, client_ca.as_deref())?;
+    drop(key_pkcs8);
+    let data = web::Data::new(authority.clone());
+    let limit = config.max_body_bytes;
+
+    let public_data = data.clone();
+    let public = HttpServer::new(move || {
+        let metrics_state = public_data.clone();
+        App::new()
+            .app_data(public_data.clone())
+            .app_data(web::PayloadConfig::new(ca_core::ocsp::MAX_REQUEST_LEN))
+            .app_data(path_config())
+            .wrap_fn(move |req, srv| {
+                let start = Instant::now();
+                let state = metrics_state.clone();
+                let fut = srv.call(req);
+                async move {
+                    let res = fut.await;
+                    state
+                        .metrics
+                        .public_latency
+                        .observe(start.elapsed().as_secs_f64());
+                    res
+                }
+            })
+            .configure(public_routes)
+            .default_service(web::to(not_found))
+    })
+    .bind(&config.http_addr)
+    .with_context(|| format!("binding the public listener to {}", config.http_addr))?
+    .run();
+
+    let api_data = data.clone();
+    let api = HttpServer::new(move || {
+        let metrics_state = api_data.clone();
+        App::new()
+            .app_data(api_data.clone())
+            .app_data(json_config(limit))
+            .app_data(query_config())
+            .app_data(path_config())
+            .app_data(web::PayloadConfig::new(limit))
+            .wrap_fn(move |req, srv| {
+                let start = Instant::now();
+                let state = metrics_state.clone();
+                let fut = srv.call(req);
+                async move {
+                    let mut res = fut.await?;
+                    let headers = res.headers_mut();
+                    headers.insert(
+                        header::STRICT_TRANSPORT_SECURITY,
+                        HeaderValue::from_static("max-age=31536000"),
+                    );
+                    headers.insert(
+                        header::X_CONTENT_TYPE_OPTIONS,
+                        HeaderValue::from_static("nosniff"),
+                    );
+                    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+                    headers.insert(
+                        header::CONTENT_SECURITY_POLICY,
+                        HeaderValue::from_static("default-src 'none'"),
+                    );
+                    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                    state
+                        .metrics
+                        .api_latency
+                        .observe(start.elapsed().as_secs_f64());
+                    Ok(res)
+                }
+            })
+            .configure(api_routes)
+            .default_service(web::to(not_found))
+    })
+    .bind_openssl(&config.api_addr, acceptor)
+    .with_context(|| format!("binding the API listener to {}", config.api_addr))?
+    .run();
+
+    let upkeep = authority.clone();
+    let maintenance = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let a = upkeep.clone();
+            match web::block(move || a.maintain()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "upkeep failed"),
+                Err(e) => tracing::error!(error = %e, "upkeep task failed"),
+            }
+        }
+    });
+    tracing::info!(http = %config.http_addr, api = %config.api_addr, "mamori listening");
+    let result = futures_join(public, api).await;
+    maintenance.abort();
+    result
+}
+
+async fn futures_join(
+    public: actix_web::dev::Server,
+    api: actix_web::dev::Server,
+) -> anyhow::Result<()> {
+    let (a, b) = tokio::join!(public, api);
+    a.context("public listener")?;
+    b.context("API listener")?;
+    Ok(())
+}

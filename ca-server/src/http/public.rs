@@ -1,0 +1,189 @@
+//! The public plain-HTTP listener: what relying parties fetch. CRLs, OCSP (POST and GET,
+//! RFC 6960 appendix A / RFC 5019), CA certificates, health and metrics. Nothing secret.
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use actix_web::http::header::{self, HttpDate};
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::Engine;
+
+use super::problem::problem;
+use crate::authority::Authority;
+use crate::error::ServiceError;
+
+fn http_date(secs: i64) -> String {
+    HttpDate::from(UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64)).to_string()
+}
+
+/// `GET /crl/{ca}.crl`: DER, application/pkix-crl, with Last-Modified, ETag and Cache-Control.
+pub async fn crl(
+    state: web::Data<Arc<Authority>>,
+    path: web::Path<String>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ServiceError> {
+    let name = path.into_inner();
+    let Some(ca) = name.strip_suffix(".crl").map(str::to_string) else {
+        return Err(ServiceError::NotFound(format!("CRL {name}")));
+    };
+    let authority = state.get_ref().clone();
+    let row = web::block(move || authority.crl(&ca))
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))??;
+    let etag = format!("\"{}-{}\"", row.ca_id, row.crl_number);
+    if request
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        == Some(etag.as_str())
+    {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag))
+            .finish());
+    }
+    let now = ca_core::time::UnixTime::now().as_secs() as i64;
+    let max_age = (row.next_update - now).clamp(0, 3600);
+    Ok(HttpResponse::Ok()
+        .content_type("application/pkix-crl")
+        .insert_header((header::LAST_MODIFIED, http_date(row.this_update)))
+        .insert_header((header::ETAG, etag))
+        .insert_header((
+            header::CACHE_CONTROL,
+            format!("public, max-age={max_age}, no-transform, must-revalidate"),
+        ))
+        .body(row.der))
+}
+
+/// `GET /ca/{ca}.crt` (DER, the AIA caIssuers target) and `GET /ca/{ca}.pem` (PEM chain to the root).
+pub async fn ca_certificate(
+    state: web::Data<Arc<Authority>>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ServiceError> {
+    let name = path.into_inner();
+    if let Some(id) = name.strip_suffix(".crt") {
+        let ca = state
+            .ca(id)
+            .ok_or_else(|| ServiceError::NotFound(format!("CA {id}")))?;
+        return Ok(HttpResponse::Ok()
+            .content_type("application/pkix-cert")
+            .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
+            .body(ca.certificate_der().to_vec()));
+    }
+    if let Some(id) = name.strip_suffix(".pem") {
+        let chain = state
+            .chain_pem(id)
+            .ok_or_else(|| ServiceError::NotFound(format!("CA {id}")))?;
+        return Ok(HttpResponse::Ok()
+            .content_type("application/pem-certificate-chain")
+            .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
+            .body(chain));
+    }
+    Err(ServiceError::NotFound(format!("CA certificate {name}")))
+}
+
+fn ocsp_response(der: Vec<u8>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/ocsp-response")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(der)
+}
+
+/// `POST /ocsp` with `application/ocsp-request`.
+pub async fn ocsp_post(
+    state: web::Data<Arc<Authority>>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type.eq_ignore_ascii_case("application/ocsp-request") {
+        return problem(
+            actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "OCSP requests must be sent as application/ocsp-request",
+        );
+    }
+    let authority = state.get_ref().clone();
+    match web::block(move || authority.ocsp(&body)).await {
+        Ok(der) => ocsp_response(der),
+        Err(_) => ocsp_response(ca_core::ocsp::error_response(
+            x509_ocsp::OcspResponseStatus::InternalError,
+        )),
+    }
+}
+
+/// `GET /ocsp/{base64 request}` (RFC 6960 appendix A.1, RFC 5019 §5): base64 of the DER
+/// request, URL-encoded.
+pub async fn ocsp_get(state: web::Data<Arc<Authority>>, request: HttpRequest) -> HttpResponse {
+    let raw = request.path().strip_prefix("/ocsp/").unwrap_or("");
+    let decoded = percent_decode(raw);
+    let der = decoded.and_then(|text| {
+        base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .or_else(|_| {
+                base64::engine::general_purpose::STANDARD_NO_PAD
+                    .decode(text.trim_end_matches('=').as_bytes())
+            })
+            .ok()
+    });
+    let Some(der) = der else {
+        return ocsp_response(ca_core::ocsp::error_response(
+            x509_ocsp::OcspResponseStatus::MalformedRequest,
+        ));
+    };
+    let authority = state.get_ref().clone();
+    match web::block(move || authority.ocsp(&der)).await {
+        Ok(der) => ocsp_response(der),
+        Err(_) => ocsp_response(ca_core::ocsp::error_response(
+            x509_ocsp::OcspResponseStatus::InternalError,
+        )),
+    }
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `GET /healthz`: the database answers and the CRLs are current.
+pub async fn healthz(state: web::Data<Arc<Authority>>) -> HttpResponse {
+    let authority = state.get_ref().clone();
+    let ok = web::block(move || {
+        authority
+            .crl("issuing")
+            .map(|c| c.next_update > ca_core::time::UnixTime::now().as_secs() as i64)
+    })
+    .await;
+    match ok {
+        Ok(Ok(true)) => HttpResponse::Ok().json(serde_json::json!({"status": "ok"})),
+        _ => problem(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "unhealthy",
+            "Unhealthy",
+            "the database or the CRL is not available",
+        ),
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(state: web::Data<Arc<Authority>>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}

@@ -1,0 +1,17 @@
+//! Mamori's service: storage, MFA login, the multi-factor issuance workflow, revocation, CRLs
+//! and OCSP over HTTP, built on `ca-core`.
+//!
+//! `authority` holds the workflow and never sees HTTP; `http` parses, calls it and maps errors;
+//! `store` is the only place that knows diesel's tables.
+
+pub mod api;
+pub mod audit_log;
+pub mod auth;
+pub mod authority;
+pub mod bootstrap;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod secrets;
+pub mod store;

@@ -1,0 +1,120 @@
+//! Prometheus metrics: issued and revoked certificates, OCSP requests by status, login failures,
+//! and request latency per listener. Plain atomics; rendered as text on `GET /metrics`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Latency histogram bucket bounds, in seconds.
+const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+
+/// A fixed-bucket latency histogram.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; 10],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, seconds: f64) {
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                self.buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, name: &str, labels: &str, out: &mut String) {
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            out.push_str(&format!(
+                "{name}_bucket{{{labels},le=\"{bound}\"}} {}\n",
+                self.buckets[i].load(Ordering::Relaxed)
+            ));
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        out.push_str(&format!("{name}_bucket{{{labels},le=\"+Inf\"}} {count}\n"));
+        out.push_str(&format!(
+            "{name}_sum{{{labels}}} {}\n",
+            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        ));
+        out.push_str(&format!("{name}_count{{{labels}}} {count}\n"));
+    }
+}
+
+/// Every counter the service keeps.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Certificates issued.
+    pub issued: AtomicU64,
+    /// Certificates revoked (including holds).
+    pub revoked: AtomicU64,
+    /// Failed logins.
+    pub login_failures: AtomicU64,
+    /// OCSP answers: good, revoked, unknown, malformed, unauthorized, internal.
+    pub ocsp: [AtomicU64; 6],
+    /// Latency of the public listener.
+    pub public_latency: Histogram,
+    /// Latency of the API listener.
+    pub api_latency: Histogram,
+}
+
+/// OCSP outcome labels, in the order of [`Metrics::ocsp`].
+pub const OCSP_LABELS: [&str; 6] = [
+    "good",
+    "revoked",
+    "unknown",
+    "malformed",
+    "unauthorized",
+    "internal",
+];
+
+impl Metrics {
+    /// Counts an OCSP outcome by label.
+    pub fn ocsp(&self, label: &str) {
+        if let Some(i) = OCSP_LABELS.iter().position(|l| *l == label) {
+            self.ocsp[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP mamori_certificates_issued_total Certificates issued.\n# TYPE mamori_certificates_issued_total counter\n");
+        out.push_str(&format!(
+            "mamori_certificates_issued_total {}\n",
+            self.issued.load(Ordering::Relaxed)
+        ));
+        out.push_str("# HELP mamori_certificates_revoked_total Certificates revoked or put on hold.\n# TYPE mamori_certificates_revoked_total counter\n");
+        out.push_str(&format!(
+            "mamori_certificates_revoked_total {}\n",
+            self.revoked.load(Ordering::Relaxed)
+        ));
+        out.push_str("# HELP mamori_login_failures_total Failed logins.\n# TYPE mamori_login_failures_total counter\n");
+        out.push_str(&format!(
+            "mamori_login_failures_total {}\n",
+            self.login_failures.load(Ordering::Relaxed)
+        ));
+        out.push_str("# HELP mamori_ocsp_requests_total OCSP answers by status.\n# TYPE mamori_ocsp_requests_total counter\n");
+        for (i, label) in OCSP_LABELS.iter().enumerate() {
+            out.push_str(&format!(
+                "mamori_ocsp_requests_total{{status=\"{label}\"}} {}\n",
+                self.ocsp[i].load(Ordering::Relaxed)
+            ));
+        }
+        out.push_str("# HELP mamori_http_request_duration_seconds Request latency.\n# TYPE mamori_http_request_duration_seconds histogram\n");
+        self.public_latency.render(
+            "mamori_http_request_duration_seconds",
+            "listener=\"public\"",
+            &mut out,
+        );
+        self.api_latency.render(
+            "mamori_http_request_duration_seconds",
+            "listener=\"api\"",
+            &mut out,
+        );
+        out
+    }
+}

@@ -1,0 +1,175 @@
+//! Secrets at rest: the CA passphrase (from a file, the environment or a prompt; never an
+//! argument), the data key derived from it (scrypt) that encrypts TOTP secrets with AES-256-GCM,
+//! and the check value that tells a wrong passphrase from a damaged database.
+
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use ring::rand::{SecureRandom, SystemRandom};
+use zeroize::Zeroizing;
+
+/// Where the passphrase comes from.
+#[derive(Debug, Clone)]
+pub enum PassphraseSource {
+    /// A file holding it (first line).
+    File(std::path::PathBuf),
+    /// The `MAMORI_CA_PASSPHRASE` environment variable.
+    Env,
+    /// An interactive prompt.
+    Prompt,
+}
+
+/// Errors with secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// Reading the passphrase failed.
+    #[error("reading the CA passphrase: {0}")]
+    Read(String),
+    /// The passphrase is too short.
+    #[error("the CA passphrase must be at least {0} characters")]
+    Short(usize),
+    /// Decryption failed: wrong passphrase or damaged data.
+    #[error("cannot decrypt: wrong CA passphrase or damaged data")]
+    Decrypt,
+    /// The random number generator failed.
+    #[error("the system random number generator failed")]
+    Random,
+}
+
+/// Reads the passphrase from its source.
+pub fn read_passphrase(
+    source: &PassphraseSource,
+    confirm: bool,
+) -> Result<Zeroizing<String>, SecretError> {
+    let pass = match source {
+        PassphraseSource::File(path) => {
+            let text = Zeroizing::new(
+                std::fs::read_to_string(path)
+                    .map_err(|e| SecretError::Read(format!("{}: {e}", path.display())))?,
+            );
+            Zeroizing::new(text.lines().next().unwrap_or_default().to_string())
+        }
+        PassphraseSource::Env => Zeroizing::new(
+            std::env::var("MAMORI_CA_PASSPHRASE")
+                .map_err(|_| SecretError::Read("MAMORI_CA_PASSPHRASE is not set".into()))?,
+        ),
+        PassphraseSource::Prompt => {
+            let first = Zeroizing::new(
+                rpassword::prompt_password("CA passphrase: ")
+                    .map_err(|e| SecretError::Read(e.to_string()))?,
+            );
+            if confirm {
+                let second = Zeroizing::new(
+                    rpassword::prompt_password("Repeat CA passphrase: ")
+                        .map_err(|e| SecretError::Read(e.to_string()))?,
+                );
+                if *first != *second {
+                    return Err(SecretError::Read("the passphrases differ".into()));
+                }
+            }
+            first
+        }
+    };
+    if pass.chars().count() < ca_core::key::MIN_PASSPHRASE_LEN {
+        return Err(SecretError::Short(ca_core::key::MIN_PASSPHRASE_LEN));
+    }
+    Ok(pass)
+}
+
+/// Random bytes from the system CSPRNG.
+pub fn random_bytes(len: usize) -> Result<Vec<u8>, SecretError> {
+    let mut out = vec![0u8; len];
+    SystemRandom::new()
+        .fill(&mut out)
+        .map_err(|_| SecretError::Random)?;
+    Ok(out)
+}
+
+/// The symmetric key that encrypts TOTP secrets and other small values at rest.
+pub struct DataKey(LessSafeKey);
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DataKey(..)")
+    }
+}
+
+impl DataKey {
+    /// Derives the key from the passphrase and a stored salt (scrypt N=2^15, r=8, p=1).
+    pub fn derive(passphrase: &str, salt: &[u8]) -> Result<Self, SecretError> {
+        let mut key = Zeroizing::new([0u8; 32]);
+        let scrypt_params = scrypt_params()?;
+        scrypt_derive(passphrase.as_bytes(), salt, &scrypt_params, key.as_mut())?;
+        let unbound =
+            UnboundKey::new(&AES_256_GCM, key.as_ref()).map_err(|_| SecretError::Random)?;
+        Ok(DataKey(LessSafeKey::new(unbound)))
+    }
+
+    /// Encrypts: random 96-bit nonce followed by ciphertext and tag.
+    pub fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, SecretError> {
+        let nonce_bytes = random_bytes(NONCE_LEN)?;
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&nonce_bytes);
+        let mut buffer = plaintext.to_vec();
+        self.0
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::empty(),
+                &mut buffer,
+            )
+            .map_err(|_| SecretError::Random)?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&buffer);
+        Ok(out)
+    }
+
+    /// Decrypts what [`DataKey::seal`] produced.
+    pub fn open(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, SecretError> {
+        if sealed.len() < NONCE_LEN + 16 {
+            return Err(SecretError::Decrypt);
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&sealed[..NONCE_LEN]);
+        let mut buffer = Zeroizing::new(sealed[NONCE_LEN..].to_vec());
+        let len = self
+            .0
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::empty(),
+                &mut buffer,
+            )
+            .map_err(|_| SecretError::Decrypt)?
+            .len();
+        buffer.truncate(len);
+        Ok(buffer)
+    }
+}
+
+fn scrypt_params() -> Result<ScryptParams, SecretError> {
+    ScryptParams::new(15, 8, 1, 32).map_err(|_| SecretError::Random)
+}
+
+type ScryptParams = scrypt::Params;
+
+fn scrypt_derive(
+    password: &[u8],
+    salt: &[u8],
+    params: &ScryptParams,
+    out: &mut [u8],
+) -> Result<(), SecretError> {
+    scrypt::scrypt(password, salt, params, out).map_err(|_| SecretError::Random)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_round_trip_and_wrong_key_fails() {
+        let salt = random_bytes(16).unwrap();
+        let key = DataKey::derive("correct horse battery", &salt).unwrap();
+        let sealed = key.seal(b"totp secret").unwrap();
+        assert_eq!(key.open(&sealed).unwrap().as_slice(), b"totp secret");
+        let other = DataKey::derive("wrong horse battery!!", &salt).unwrap();
+        assert!(matches!(other.open(&sealed), Err(SecretError::Decrypt)));
+        assert!(matches!(key.open(&sealed[..10]), Err(SecretError::Decrypt)));
+    }
+}

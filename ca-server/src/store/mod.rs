@@ -1,0 +1,109 @@
+//! Storage: diesel over SQLite (embedded default, WAL) or PostgreSQL, picked by the URL scheme.
+//! Only this module and `authority` touch rows; migrations for both backends live in the
+//! top-level `migrations/` folder and run at start.
+
+pub mod models;
+pub mod schema;
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+mod multi {
+    //! The derived multi-backend connection (its generated items carry no docs).
+    #![allow(missing_docs)]
+
+    /// One connection to either backend.
+    #[derive(diesel::MultiConnection)]
+    pub enum DbConnection {
+        /// PostgreSQL (listed first: SQLite would accept any string as a path).
+        Postgresql(diesel::PgConnection),
+        /// SQLite.
+        Sqlite(diesel::SqliteConnection),
+    }
+}
+
+pub use multi::DbConnection;
+
+/// A connection pool.
+pub type DbPool = Pool<ConnectionManager<DbConnection>>;
+/// A pooled connection.
+pub type Conn = PooledConnection<ConnectionManager<DbConnection>>;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+
+/// Errors opening or migrating the database.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL is neither `sqlite://...` nor `postgres://...`.
+    #[error("database URL must start with sqlite:// or postgres:// (got {0:?})")]
+    BadUrl(String),
+    /// The pool could not be built (server unreachable, file not writable).
+    #[error("cannot open the database: {0}")]
+    Pool(String),
+    /// A migration failed.
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    /// A query failed.
+    #[error("database error: {0}")]
+    Query(#[from] diesel::result::Error),
+}
+
+#[derive(Debug)]
+struct Pragmas;
+
+impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for Pragmas {
+    fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
+        if let DbConnection::Sqlite(c) = conn {
+            c.batch_execute(
+                "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;",
+            )
+            .map_err(diesel::r2d2::Error::QueryError)?;
+        }
+        Ok(())
+    }
+}
+
+/// Which backend a URL names.
+pub fn backend_path(url: &str) -> Result<String, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(url.to_string())
+    } else if let Some(path) = url.strip_prefix("sqlite://") {
+        Ok(path.to_string())
+    } else {
+        Err(StoreError::BadUrl(url.to_string()))
+    }
+}
+
+/// Opens a pool for `url` and runs pending migrations.
+pub fn open(url: &str, max_size: u32) -> Result<DbPool, StoreError> {
+    let target = backend_path(url)?;
+    let manager = ConnectionManager::<DbConnection>::new(target);
+    let pool = Pool::builder()
+        .max_size(max_size)
+        .min_idle(Some(1))
+        .connection_timeout(std::time::Duration::from_secs(10))
+        .connection_customizer(Box::new(Pragmas))
+        .build(manager)
+        .map_err(|e| StoreError::Pool(e.to_string()))?;
+    let mut conn = pool.get().map_err(|e| StoreError::Pool(e.to_string()))?;
+    if let DbConnection::Sqlite(c) = &mut *conn {
+        // Persistent: set once, not per connection (switching needs an exclusive lock).
+        c.batch_execute("PRAGMA journal_mode = WAL;")
+            .map_err(|e| StoreError::Pool(e.to_string()))?;
+    }
+    migrate(&mut conn)?;
+    Ok(pool)
+}
+
+/// Applies pending migrations for the connection's backend.
+pub fn migrate(conn: &mut DbConnection) -> Result<usize, StoreError> {
+    let migrations = match conn {
+        DbConnection::Postgresql(_) => POSTGRES_MIGRATIONS,
+        DbConnection::Sqlite(_) => SQLITE_MIGRATIONS,
+    };
+    conn.run_pending_migrations(migrations)
+        .map(|v| v.len())
+        .map_err(|e| StoreError::Migration(e.to_string()))
+}

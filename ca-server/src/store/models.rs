@@ -1,0 +1,130 @@
+//! Database rows. These never leave `store`/`authority`; the API has its own types (`api.rs`).
+#![allow(missing_docs)]
+
+use diesel::prelude::*;
+
+use super::schema::*;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = cas)]
+pub struct CaRow {
+    pub id: String,
+    pub parent_id: Option<String>,
+    pub certificate_der: Vec<u8>,
+    pub key_pem: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = users)]
+pub struct UserRow {
+    pub id: String,
+    pub username: String,
+    pub password_hash: String,
+    pub totp_secret_enc: Vec<u8>,
+    pub roles: String,
+    pub disabled: bool,
+    pub failed_logins: i32,
+    pub locked_until: Option<i64>,
+    pub last_totp_step: i64,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = sessions)]
+pub struct SessionRow {
+    pub token_hash: String,
+    pub user_id: String,
+    pub created_at: i64,
+    pub last_seen: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = requests)]
+pub struct RequestRow {
+    pub id: String,
+    pub profile_id: String,
+    pub requester_id: String,
+    pub csr_der: Vec<u8>,
+    pub justification: String,
+    pub work_order: Option<String>,
+    pub window_start: Option<i64>,
+    pub window_end: Option<i64>,
+    pub status: String,
+    pub ca_id: Option<String>,
+    pub certificate_serial: Option<String>,
+    pub failure: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = decisions)]
+pub struct DecisionRow {
+    pub request_id: String,
+    pub approver_id: String,
+    pub approver_roles: String,
+    pub verdict: String,
+    pub second_factor: bool,
+    pub comment: String,
+    pub decided_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = certificates)]
+pub struct CertificateRow {
+    pub ca_id: String,
+    pub serial: String,
+    pub request_id: Option<String>,
+    pub profile_id: String,
+    pub subject: String,
+    pub tbs_der: Vec<u8>,
+    pub der: Option<Vec<u8>>,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub status: String,
+    pub revoked_at: Option<i64>,
+    pub revocation_reason: Option<String>,
+    pub invalidity_date: Option<i64>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = crls)]
+pub struct CrlRow {
+    pub ca_id: String,
+    pub crl_number: i64,
+    pub this_update: i64,
+    pub next_update: i64,
+    pub der: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = ocsp_responders)]
+pub struct ResponderRow {
+    pub ca_id: String,
+    pub certificate_der: Vec<u8>,
+    pub key_pem: String,
+    pub not_after: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = audit_log)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub details: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = settings)]
+pub struct SettingRow {
+    pub name: String,
+    pub value: String,
+}

@@ -1,0 +1,139 @@
+//! diesel table definitions, shared by SQLite and PostgreSQL (see `migrations/`).
+#![allow(missing_docs)]
+
+diesel::table! {
+    settings (name) {
+        name -> Text,
+        value -> Text,
+    }
+}
+
+diesel::table! {
+    cas (id) {
+        id -> Text,
+        parent_id -> Nullable<Text>,
+        certificate_der -> Binary,
+        key_pem -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        username -> Text,
+        password_hash -> Text,
+        totp_secret_enc -> Binary,
+        roles -> Text,
+        disabled -> Bool,
+        failed_logins -> Integer,
+        locked_until -> Nullable<BigInt>,
+        last_totp_step -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    sessions (token_hash) {
+        token_hash -> Text,
+        user_id -> Text,
+        created_at -> BigInt,
+        last_seen -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    requests (id) {
+        id -> Text,
+        profile_id -> Text,
+        requester_id -> Text,
+        csr_der -> Binary,
+        justification -> Text,
+        work_order -> Nullable<Text>,
+        window_start -> Nullable<BigInt>,
+        window_end -> Nullable<BigInt>,
+        status -> Text,
+        ca_id -> Nullable<Text>,
+        certificate_serial -> Nullable<Text>,
+        failure -> Nullable<Text>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    decisions (request_id, approver_id) {
+        request_id -> Text,
+        approver_id -> Text,
+        approver_roles -> Text,
+        verdict -> Text,
+        second_factor -> Bool,
+        comment -> Text,
+        decided_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    certificates (ca_id, serial) {
+        ca_id -> Text,
+        serial -> Text,
+        request_id -> Nullable<Text>,
+        profile_id -> Text,
+        subject -> Text,
+        tbs_der -> Binary,
+        der -> Nullable<Binary>,
+        not_before -> BigInt,
+        not_after -> BigInt,
+        status -> Text,
+        revoked_at -> Nullable<BigInt>,
+        revocation_reason -> Nullable<Text>,
+        invalidity_date -> Nullable<BigInt>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    crls (ca_id) {
+        ca_id -> Text,
+        crl_number -> BigInt,
+        this_update -> BigInt,
+        next_update -> BigInt,
+        der -> Binary,
+    }
+}
+
+diesel::table! {
+    ocsp_responders (ca_id) {
+        ca_id -> Text,
+        certificate_der -> Binary,
+        key_pem -> Text,
+        not_after -> BigInt,
+    }
+}
+
+diesel::table! {
+    audit_log (seq) {
+        seq -> BigInt,
+        at -> BigInt,
+        actor -> Text,
+        action -> Text,
+        target -> Text,
+        details -> Text,
+        prev_hash -> Text,
+        hash -> Text,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    settings,
+    cas,
+    users,
+    sessions,
+    requests,
+    decisions,
+    certificates,
+    crls,
+    ocsp_responders,
+    audit_log,
+);

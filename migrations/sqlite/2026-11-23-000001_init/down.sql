@@ -1,0 +1,10 @@
+DROP TABLE audit_log;
+DROP TABLE ocsp_responders;
+DROP TABLE crls;
+DROP TABLE certificates;
+DROP TABLE decisions;
+DROP TABLE requests;
+DROP TABLE sessions;
+DROP TABLE users;
+DROP TABLE cas;
+DROP TABLE settings;
