@@ -326,7 +326,13 @@ mod tests {
         let r = rule(2);
         let now = UnixTime(1_300);
         let first = decision("alice", SecurityOfficer, Approve, true, 1_100);
-        let cases: Vec<(&str, Vec<Decision>, Decision, Result<(), ApprovalError>)> = vec![
+        type Case = (
+            &'static str,
+            Vec<Decision>,
+            Decision,
+            Result<(), ApprovalError>,
+        );
+        let cases: Vec<Case> = vec![
             ("ok", vec![], first.clone(), Ok(())),
             (
                 "self",

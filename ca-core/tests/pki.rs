@@ -110,13 +110,11 @@ fn verify_chain(h: &Hierarchy, leaf_der: &[u8]) -> Result<(), X509VerifyResult> 
     chain.push(x509(h.issuing.certificate_der())).unwrap();
     let mut ctx = X509StoreContext::new().unwrap();
     let leaf = x509(leaf_der);
-    let ok = ctx
-        .init(&store, &leaf, &chain, |c| {
-            let ok = c.verify_cert()?;
-            Ok(if ok { Ok(()) } else { Err(c.error()) })
-        })
-        .unwrap();
-    ok
+    ctx.init(&store, &leaf, &chain, |c| {
+        let ok = c.verify_cert()?;
+        Ok(if ok { Ok(()) } else { Err(c.error()) })
+    })
+    .unwrap()
 }
 
 fn ec_key() -> rcgen::KeyPair {
@@ -321,13 +319,14 @@ fn profile_refusals_are_typed_and_name_the_field() {
     let tls = profile("tls-server");
     let vendor = profile("vendor-maintenance");
     let now = UnixTime::now();
-    let cases: Vec<(
-        &str,
-        &Profile,
+    type Case<'p> = (
+        &'static str,
+        &'p Profile,
         Vec<u8>,
         IssuanceOptions,
         fn(&IssueError) -> bool,
-    )> = vec![
+    );
+    let cases: Vec<Case> = vec![
         (
             "missing CN",
             &amb,
@@ -554,7 +553,8 @@ fn pre_issuance_lint_refuses_tampered_tbs() {
     };
     assert!(lint(prepared.tbs_der(), &ctx).is_ok());
     let base = x509_cert::TbsCertificate::from_der(prepared.tbs_der()).unwrap();
-    let checks: Vec<(&str, Box<dyn Fn(&mut x509_cert::TbsCertificate)>)> = vec![
+    type Mutation = Box<dyn Fn(&mut x509_cert::TbsCertificate)>;
+    let checks: Vec<(&str, Mutation)> = vec![
         (
             "e_extension_once",
             Box::new(|t| {
