@@ -1,6 +1,202 @@
-//! `ca-cli`: Mamori's command line for security officers, vendors, device enrollers and
-//! auditors. This first version covers the local key work that never needs the server.
+//! `ca-cli`: Mamori's command line for security officers, vendors, device enrollers, auditors
+//! and scripts. It talks HTTP(S) only and never opens the database; private keys it generates stay
+//! on the machine that runs it.
+
+mod client;
+mod commands;
+mod output;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use client::{exit, CliResult, Connection};
+use commands::*;
+
+const EXIT_CODES: &str = "Exit codes:
+  0  success
+  1  error (bad file, local key work)
+  2  usage error
+  3  not logged in, session expired, or invalid credentials
+  4  forbidden, or invalid second-factor code
+  5  not found
+  6  refused (invalid request, CSR rejected, conflict, broken audit chain, failed import rows)
+  7  server unreachable or failing, or a wait that timed out";
+
+/// Mamori command line.
+#[derive(Parser)]
+#[command(version, about, after_help = EXIT_CODES)]
+struct Cli {
+    /// API base URL.
+    #[arg(
+        long,
+        global = true,
+        env = "MAMORI_SERVER",
+        default_value = "https://127.0.0.1:8443"
+    )]
+    server: String,
+    /// Public (CRL/OCSP) base URL.
+    #[arg(
+        long,
+        global = true,
+        env = "MAMORI_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    public_url: String,
+    /// Mamori's root certificate (PEM) to trust for HTTPS and to verify CRLs and OCSP.
+    #[arg(long, global = true, env = "MAMORI_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// Folder for the cached session (default: ~/.config/mamori, or MAMORI_CLI_HOME).
+    #[arg(long, global = true)]
+    config_dir: Option<PathBuf>,
+    /// JSON output for scripts.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Log in with password and TOTP; caches the token (mode 0600).
+    Login(session::Login),
+    /// Log out.
+    ///
+    /// Example: ca-cli logout
+    Logout,
+    /// Show the logged-in user.
+    ///
+    /// Example: ca-cli whoami
+    Whoami,
+    /// Local keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Local CSRs.
+    #[command(subcommand)]
+    Csr(CsrCommand),
+    /// PKCS#12 bundles for browsers and Windows.
+    #[command(subcommand)]
+    Pkcs12(Pkcs12Command),
+    /// Certificate requests.
+    #[command(subcommand)]
+    Request(request::RequestCommand),
+    /// Certificates.
+    #[command(subcommand)]
+    Cert(cert::CertCommand),
+    /// CRLs.
+    #[command(subcommand)]
+    Crl(CrlCommand),
+    /// OCSP.
+    #[command(subcommand)]
+    Ocsp(OcspCommand),
+    /// Users (admins).
+    #[command(subcommand)]
+    User(user::UserCommand),
+    /// TOTP enrolment.
+    #[command(subcommand)]
+    Totp(TotpCommand),
+    /// The audit trail (auditors).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Devices in bulk.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Generate a private key (P-256 default, P-384, RSA-3072).
+    Generate(key::Generate),
+}
+
+#[derive(Subcommand)]
+enum CsrCommand {
+    /// Create a CSR from flags.
+    Create(key::CsrCreate),
+}
+
+#[derive(Subcommand)]
+enum Pkcs12Command {
+    /// Bundle key, certificate and chain.
+    Export(key::Pkcs12Export),
+}
+
+#[derive(Subcommand)]
+enum CrlCommand {
+    /// Fetch and verify a CRL; --list shows its entries.
+    Fetch(revocation::CrlFetch),
+}
+
+#[derive(Subcommand)]
+enum OcspCommand {
+    /// Ask the certificate's OCSP responder and verify the answer.
+    Check(revocation::OcspCheck),
+}
+
+#[derive(Subcommand)]
+enum TotpCommand {
+    /// Give a user a new TOTP secret and print its URI and QR code (admins).
+    ///
+    /// Example: ca-cli totp enroll alice
+    Enroll {
+        /// User name.
+        username: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// Register many devices from a CSV file.
+    Import(device::Import),
+}
 
 fn main() {
-    println!("ca-cli {}", env!("CARGO_PKG_VERSION"));
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    if let Err(e) = run(cli) {
+        eprintln!("ca-cli: {:#}", e.error);
+        std::process::exit(e.code);
+    }
+}
+
+fn run(cli: Cli) -> CliResult<()> {
+    let conn = Connection {
+        server: cli.server.trim_end_matches('/').to_string(),
+        ca_file: cli.ca_file.clone(),
+        config_dir: cli
+            .config_dir
+            .clone()
+            .unwrap_or_else(client::default_config_dir),
+    };
+    let json = cli.json;
+    match cli.command {
+        Command::Login(args) => session::login(&conn, args, json),
+        Command::Logout => session::logout(&conn),
+        Command::Whoami => session::whoami(&conn, json),
+        Command::Key(KeyCommand::Generate(args)) => key::generate(args),
+        Command::Csr(CsrCommand::Create(args)) => key::csr_create(args),
+        Command::Pkcs12(Pkcs12Command::Export(args)) => key::pkcs12_export(args),
+        Command::Request(command) => request::run(&conn, command, json),
+        Command::Cert(command) => cert::run(&conn, command, json),
+        Command::Crl(CrlCommand::Fetch(args)) => {
+            revocation::crl_fetch(&conn, &cli.public_url, args, json)
+        }
+        Command::Ocsp(OcspCommand::Check(args)) => revocation::ocsp_check(&conn, args, json),
+        Command::User(command) => user::run(&conn, command, json),
+        Command::Totp(TotpCommand::Enroll { username }) => {
+            user::run(&conn, user::UserCommand::ResetTotp { username }, json)
+        }
+        Command::Audit(command) => audit::run(&conn, command, json),
+        Command::Device(DeviceCommand::Import(args)) => device::import(&conn, args, json),
+    }
 }

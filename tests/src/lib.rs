@@ -357,3 +357,62 @@ pub fn csr(
 pub fn rfc3339(secs: u64) -> String {
     ca_core::time::UnixTime(secs).to_rfc3339()
 }
+
+/// Output of one `ca-cli` run.
+#[derive(Debug)]
+pub struct CliRun {
+    /// Exit code.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl CliRun {
+    /// Parses stdout as JSON (for `--json` runs).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+    }
+}
+
+impl Server {
+    /// Runs the real `ca-cli` against this server with its own config folder `home`.
+    pub fn cli(&self, home: &Path, args: &[&str]) -> CliRun {
+        let output = Command::new(binary("ca-cli"))
+            .args(["--config-dir", home.to_str().unwrap()])
+            .args(args)
+            .env("MAMORI_SERVER", &self.api_url)
+            .env("MAMORI_PUBLIC_URL", &self.public_url)
+            .env("MAMORI_CA_FILE", self.dir.path().join("root-ca.pem"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        CliRun {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Logs `person` in through the CLI, in config folder `home`.
+    pub fn cli_login(&self, home: &Path, person: &Person) {
+        let pw = home.join("password");
+        std::fs::create_dir_all(home).unwrap();
+        std::fs::write(&pw, &person.password).unwrap();
+        let code = person.code();
+        let run = self.cli(
+            home,
+            &[
+                "login",
+                "--username",
+                &person.username,
+                "--password-file",
+                pw.to_str().unwrap(),
+                "--totp",
+                &code,
+            ],
+        );
+        assert_eq!(run.code, 0, "cli login {}: {run:?}", person.username);
+    }
+}

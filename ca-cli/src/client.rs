@@ -1,0 +1,278 @@
+//! Talking to the server: the HTTPS client trusting Mamori's root, the cached session token
+//! (mode 0600 in the user's config folder), and turning problem details into one-line errors
+//! with documented exit codes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Exit codes (documented in `ca-cli --help` and the README).
+pub mod exit {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// Any other error (bad input file, local key work).
+    pub const ERROR: i32 = 1;
+    /// Usage error (clap).
+    pub const USAGE: i32 = 2;
+    /// Not logged in, session expired, or invalid credentials (HTTP 401).
+    pub const AUTH: i32 = 3;
+    /// Forbidden or invalid second factor (HTTP 403).
+    pub const FORBIDDEN: i32 = 4;
+    /// Not found (HTTP 404).
+    pub const NOT_FOUND: i32 = 5;
+    /// Refused: invalid request, CSR rejected, conflict (HTTP 400, 409, 413, 415, 422).
+    pub const REFUSED: i32 = 6;
+    /// Server unreachable or failing (network, HTTP 5xx), or a wait that timed out.
+    pub const UNAVAILABLE: i32 = 7;
+}
+
+/// An error with its exit code.
+#[derive(Debug)]
+pub struct CliError {
+    /// Exit code.
+    pub code: i32,
+    /// The message.
+    pub error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for CliError {
+    fn from(e: E) -> Self {
+        CliError {
+            code: exit::ERROR,
+            error: e.into(),
+        }
+    }
+}
+
+/// A result whose error carries an exit code.
+pub type CliResult<T> = Result<T, CliError>;
+
+/// Builds a `CliError` with a code.
+pub fn fail(code: i32, message: impl Into<String>) -> CliError {
+    CliError {
+        code,
+        error: anyhow!(message.into()),
+    }
+}
+
+/// The cached session.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Session {
+    /// API base URL it belongs to.
+    pub server: String,
+    /// Bearer token.
+    pub token: String,
+    /// User name.
+    pub username: String,
+}
+
+/// Connection settings shared by every command.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// API base, e.g. `https://127.0.0.1:8443`.
+    pub server: String,
+    /// Mamori's root certificate (PEM) to trust.
+    pub ca_file: Option<PathBuf>,
+    /// Folder for the session cache.
+    pub config_dir: PathBuf,
+}
+
+impl Connection {
+    fn session_path(&self) -> PathBuf {
+        self.config_dir.join("session.json")
+    }
+
+    /// An HTTP client trusting the configured root (and no other, when one is given).
+    pub fn http(&self) -> CliResult<reqwest::blocking::Client> {
+        let mut builder = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60));
+        if let Some(path) = &self.ca_file {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading the root certificate {}", path.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .with_context(|| format!("parsing {}", path.display()))?;
+            builder = builder
+                .add_root_certificate(cert)
+                .tls_built_in_root_certs(false);
+        }
+        Ok(builder.build().context("building the HTTP client")?)
+    }
+
+    /// Stores the session with owner-only permissions.
+    pub fn save_session(&self, session: &Session) -> CliResult<()> {
+        std::fs::create_dir_all(&self.config_dir)
+            .with_context(|| format!("creating {}", self.config_dir.display()))?;
+        let path = self.session_path();
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        use std::io::Write;
+        let mut file = options
+            .open(&path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        file.write_all(serde_json::to_string(session)?.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        }
+        Ok(())
+    }
+
+    /// The cached session for this server.
+    pub fn session(&self) -> CliResult<Session> {
+        let path = self.session_path();
+        let text = std::fs::read_to_string(&path)
+            .map_err(|_| fail(exit::AUTH, "not logged in: run `ca-cli login`"))?;
+        let session: Session = serde_json::from_str(&text).map_err(|_| {
+            fail(
+                exit::AUTH,
+                format!(
+                    "damaged session file {}: run `ca-cli login`",
+                    path.display()
+                ),
+            )
+        })?;
+        if session.server != self.server {
+            return Err(fail(
+                exit::AUTH,
+                format!(
+                    "logged in to {}, not {}: run `ca-cli login`",
+                    session.server, self.server
+                ),
+            ));
+        }
+        Ok(session)
+    }
+
+    /// Forgets the session.
+    pub fn clear_session(&self) {
+        let _ = std::fs::remove_file(self.session_path());
+    }
+
+    /// Sends a request to the API and returns the response body, mapping errors.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        auth: bool,
+    ) -> CliResult<reqwest::blocking::Response> {
+        let client = self.http()?;
+        let url = format!("{}{}", self.server.trim_end_matches('/'), path);
+        let mut request = match method {
+            "GET" => client.get(&url),
+            "POST" => client.post(&url),
+            "PUT" => client.put(&url),
+            other => return Err(fail(exit::ERROR, format!("unsupported method {other}"))),
+        };
+        if auth {
+            request = request.bearer_auth(self.session()?.token);
+        }
+        if let Some(b) = body {
+            request = request.json(b);
+        }
+        let response = request.send().map_err(|e| {
+            fail(
+                exit::UNAVAILABLE,
+                format!("{method} {url}: {}", describe(&e)),
+            )
+        })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let text = response.text().unwrap_or_default();
+        let detail = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| text.chars().take(200).collect());
+        let code = match status.as_u16() {
+            401 => exit::AUTH,
+            403 => exit::FORBIDDEN,
+            404 => exit::NOT_FOUND,
+            400 | 409 | 413 | 415 | 422 => exit::REFUSED,
+            _ => exit::UNAVAILABLE,
+        };
+        let hint = if status.as_u16() == 401 && auth {
+            " (run `ca-cli login`)"
+        } else {
+            ""
+        };
+        Err(fail(
+            code,
+            format!("{method} {path}: {} {detail}{hint}", status.as_u16()),
+        ))
+    }
+
+    /// Sends a request and parses a JSON answer.
+    pub fn json(&self, method: &str, path: &str, body: Option<&Value>) -> CliResult<Value> {
+        let response = self.call(method, path, body, true)?;
+        let text = response
+            .text()
+            .map_err(|e| fail(exit::UNAVAILABLE, e.to_string()))?;
+        if text.is_empty() {
+            return Ok(Value::Null);
+        }
+        Ok(serde_json::from_str(&text)
+            .with_context(|| format!("the server's answer to {path} is not JSON"))?)
+    }
+}
+
+fn describe(error: &reqwest::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}
+
+/// The default config folder: `$MAMORI_CLI_HOME`, else `$XDG_CONFIG_HOME/mamori`, else `~/.config/mamori`.
+pub fn default_config_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("MAMORI_CLI_HOME") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME") {
+        return PathBuf::from(dir).join("mamori");
+    }
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".config")
+        .join("mamori")
+}
+
+/// A TOTP code from the flag or, on a terminal, a prompt.
+pub fn totp_code(flag: Option<String>) -> CliResult<String> {
+    if let Some(code) = flag {
+        return Ok(code);
+    }
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return Err(fail(exit::USAGE, "a TOTP code is needed: pass --totp CODE"));
+    }
+    Ok(rpassword::prompt_password("TOTP code: ")
+        .context("reading the TOTP code")?
+        .trim()
+        .to_string())
+}
+
+/// Reads a file's first line as a secret (passwords, passphrases).
+pub fn read_secret_file(path: &std::path::Path) -> CliResult<zeroize::Zeroizing<String>> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+    );
+    Ok(zeroize::Zeroizing::new(
+        text.lines().next().unwrap_or_default().to_string(),
+    ))
+}

@@ -1,0 +1,235 @@
+//! `cert list|show|download|revoke|hold|release`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Subcommand;
+use serde_json::json;
+
+use crate::client::{exit, fail, totp_code, CliResult, Connection};
+use crate::output;
+
+const COLUMNS: &[(&str, &str)] = &[
+    ("ca", "CA"),
+    ("serial", "SERIAL"),
+    ("profile", "PROFILE"),
+    ("status", "STATUS"),
+    ("subject", "SUBJECT"),
+    ("not_after", "NOT AFTER"),
+    ("revocation_reason", "REASON"),
+];
+
+/// Certificate commands.
+#[derive(Subcommand)]
+pub enum CertCommand {
+    /// List certificates.
+    ///
+    /// Example: ca-cli cert list --profile ambulance-terminal --expiring-within-days 30
+    List {
+        /// Profile id.
+        #[arg(long)]
+        profile: Option<String>,
+        /// valid, revoked or hold.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only those expiring within this many days.
+        #[arg(long)]
+        expiring_within_days: Option<u64>,
+    },
+    /// Show one certificate.
+    ///
+    /// Example: ca-cli cert show issuing 4f1c...
+    Show {
+        /// CA id.
+        ca: String,
+        /// Serial (hex).
+        serial: String,
+    },
+    /// Download a certificate (PEM, or DER with --der).
+    ///
+    /// Example: ca-cli cert download issuing 4f1c... --out amb.pem
+    Download {
+        /// CA id.
+        ca: String,
+        /// Serial (hex).
+        serial: String,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+        /// DER instead of PEM.
+        #[arg(long)]
+        der: bool,
+    },
+    /// Revoke with a reason and a fresh TOTP code (security officers).
+    ///
+    /// Example: ca-cli cert revoke issuing 4f1c... --reason key-compromise --comment "terminal lost"
+    Revoke {
+        /// CA id.
+        ca: String,
+        /// Serial (hex).
+        serial: String,
+        /// key-compromise, cessation-of-operation, superseded, affiliation-changed, privilege-withdrawn, ca-compromise, unspecified.
+        #[arg(long)]
+        reason: String,
+        /// When the key was compromised (RFC 3339).
+        #[arg(long)]
+        invalidity_date: Option<String>,
+        /// Fresh TOTP code (prompted when omitted).
+        #[arg(long)]
+        totp: Option<String>,
+        /// Comment for the audit trail.
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Put on hold (certificateHold).
+    ///
+    /// Example: ca-cli cert hold issuing 4f1c... --comment "terminal missing"
+    Hold {
+        /// CA id.
+        ca: String,
+        /// Serial (hex).
+        serial: String,
+        /// Fresh TOTP code.
+        #[arg(long)]
+        totp: Option<String>,
+        /// Comment.
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Release from hold.
+    ///
+    /// Example: ca-cli cert release issuing 4f1c... --comment "terminal found"
+    Release {
+        /// CA id.
+        ca: String,
+        /// Serial (hex).
+        serial: String,
+        /// Fresh TOTP code.
+        #[arg(long)]
+        totp: Option<String>,
+        /// Comment.
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+}
+
+fn check_id(value: &str, what: &str) -> CliResult<()> {
+    if value.is_empty() || !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(fail(exit::USAGE, format!("invalid {what} {value:?}")));
+    }
+    Ok(())
+}
+
+/// Runs a certificate command.
+pub fn run(conn: &Connection, command: CertCommand, json_out: bool) -> CliResult<()> {
+    match command {
+        CertCommand::List {
+            profile,
+            status,
+            expiring_within_days,
+        } => {
+            let mut query = Vec::new();
+            if let Some(p) = profile {
+                query.push(format!("profile={p}"));
+            }
+            if let Some(s) = status {
+                query.push(format!("status={s}"));
+            }
+            if let Some(d) = expiring_within_days {
+                query.push(format!("expiring_within_days={d}"));
+            }
+            let path = format!(
+                "/api/v1/certificates{}{}",
+                if query.is_empty() { "" } else { "?" },
+                query.join("&")
+            );
+            output::print(json_out, &conn.json("GET", &path, None)?, COLUMNS);
+        }
+        CertCommand::Show { ca, serial } => {
+            check_id(&ca, "CA")?;
+            check_id(&serial, "serial")?;
+            output::print(
+                json_out,
+                &conn.json("GET", &format!("/api/v1/certificates/{ca}/{serial}"), None)?,
+                COLUMNS,
+            );
+        }
+        CertCommand::Download {
+            ca,
+            serial,
+            out,
+            der,
+        } => {
+            check_id(&ca, "CA")?;
+            check_id(&serial, "serial")?;
+            let format = if der { "der" } else { "pem" };
+            let response = conn.call(
+                "GET",
+                &format!("/api/v1/certificates/{ca}/{serial}?format={format}"),
+                None,
+                true,
+            )?;
+            let bytes = response
+                .bytes()
+                .map_err(|e| fail(exit::UNAVAILABLE, e.to_string()))?;
+            std::fs::write(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+            println!("wrote {}", out.display());
+        }
+        CertCommand::Revoke {
+            ca,
+            serial,
+            reason,
+            invalidity_date,
+            totp,
+            comment,
+        } => {
+            check_id(&ca, "CA")?;
+            check_id(&serial, "serial")?;
+            let code = totp_code(totp)?;
+            let body = json!({"reason": reason, "invalidity_date": invalidity_date, "totp": code, "comment": comment});
+            output::print(
+                json_out,
+                &conn.json(
+                    "POST",
+                    &format!("/api/v1/certificates/{ca}/{serial}/revoke"),
+                    Some(&body),
+                )?,
+                COLUMNS,
+            );
+        }
+        CertCommand::Hold {
+            ca,
+            serial,
+            totp,
+            comment,
+        } => step(conn, "hold", &ca, &serial, totp, comment, json_out)?,
+        CertCommand::Release {
+            ca,
+            serial,
+            totp,
+            comment,
+        } => step(conn, "release", &ca, &serial, totp, comment, json_out)?,
+    }
+    Ok(())
+}
+
+fn step(
+    conn: &Connection,
+    action: &str,
+    ca: &str,
+    serial: &str,
+    totp: Option<String>,
+    comment: String,
+    json_out: bool,
+) -> CliResult<()> {
+    check_id(ca, "CA")?;
+    check_id(serial, "serial")?;
+    let code = totp_code(totp)?;
+    let view = conn.json(
+        "POST",
+        &format!("/api/v1/certificates/{ca}/{serial}/{action}"),
+        Some(&json!({"totp": code, "comment": comment})),
+    )?;
+    output::print(json_out, &view, COLUMNS);
+    Ok(())
+}

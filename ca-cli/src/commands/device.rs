@@ -1,0 +1,172 @@
+//! `device import fleet.csv`: registers many ambulance terminals at once. Each row is
+//! `id[,csr-path]`: with a CSR path that CSR is submitted; without, a P-256 key and CSR are
+//! generated into `--keys-dir`. One bad row never stops the rest; a summary lists failures.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use serde_json::json;
+
+use crate::client::{exit, fail, CliResult, Connection};
+use crate::commands::key::{
+    build_csr, generate_key, key_pem, write_new_private, Algorithm, CsrCreate,
+};
+use crate::commands::request::{submit, Submit};
+use crate::output;
+
+/// `ca-cli device import`.
+#[derive(Args)]
+#[command(
+    after_help = "CSV: one device per line, `id` or `id,csr-path` (a header line `id,csr` is skipped).\n\nExample:\n  ca-cli device import fleet.csv --keys-dir fleet-keys"
+)]
+pub struct Import {
+    /// The CSV file.
+    pub csv: PathBuf,
+    /// Folder for generated keys, CSRs and issued certificates.
+    #[arg(long)]
+    pub keys_dir: Option<PathBuf>,
+    /// Profile.
+    #[arg(long, default_value = "ambulance-terminal")]
+    pub profile: String,
+    /// Justification recorded with every request.
+    #[arg(long, default_value = "bulk device enrolment")]
+    pub justification: String,
+}
+
+fn valid_id(id: &str) -> bool {
+    (1..=40).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn import_row(
+    conn: &Connection,
+    args: &Import,
+    base: &Path,
+    id: &str,
+    csr_path: Option<&str>,
+) -> CliResult<serde_json::Value> {
+    if !valid_id(id) {
+        return Err(fail(
+            exit::REFUSED,
+            format!("device id {id:?} must be 1-40 lower-case letters, digits or '-'"),
+        ));
+    }
+    let csr_file = match csr_path {
+        Some(p) => base.join(p),
+        None => {
+            let dir = args
+                .keys_dir
+                .as_ref()
+                .ok_or_else(|| fail(exit::USAGE, "rows without a CSR need --keys-dir"))?;
+            let key = generate_key(Algorithm::P256)?;
+            let key_file = dir.join(format!("{id}.key"));
+            write_new_private(&key_file, &key_pem(&key, None)?)?;
+            let csr_file = dir.join(format!("{id}.csr"));
+            let spec = CsrCreate {
+                key: key_file,
+                out: csr_file.clone(),
+                cn: Some(format!("amb-{id}")),
+                uri: vec![format!("urn:mamori:device:ambulance:{id}")],
+                ..CsrCreate::default()
+            };
+            std::fs::write(&csr_file, build_csr(&key, &spec)?)
+                .with_context(|| format!("writing {}", csr_file.display()))?;
+            csr_file
+        }
+    };
+    let view = submit(
+        conn,
+        &Submit {
+            profile: args.profile.clone(),
+            csr: csr_file,
+            justification: args.justification.clone(),
+            work_order: None,
+            not_before: None,
+            not_after: None,
+        },
+    )?;
+    if let (Some(dir), Some("issued")) = (&args.keys_dir, view["status"].as_str()) {
+        let request_id = view["id"].as_str().unwrap_or_default();
+        let pem = conn
+            .call(
+                "GET",
+                &format!("/api/v1/requests/{request_id}/certificate"),
+                None,
+                true,
+            )?
+            .text()
+            .map_err(|e| fail(exit::UNAVAILABLE, e.to_string()))?;
+        let out = dir.join(format!("{id}.pem"));
+        std::fs::write(&out, pem).with_context(|| format!("writing {}", out.display()))?;
+    }
+    Ok(view)
+}
+
+/// Runs `device import`.
+pub fn import(conn: &Connection, args: Import, json_out: bool) -> CliResult<()> {
+    let text = std::fs::read_to_string(&args.csv)
+        .with_context(|| format!("reading {}", args.csv.display()))?;
+    if let Some(dir) = &args.keys_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    conn.session()?;
+    let base = args.csv.parent().map(Path::to_path_buf).unwrap_or_default();
+    let rows: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+        .filter(|(i, l)| !(*i == 1 && l.to_ascii_lowercase().starts_with("id")))
+        .collect();
+    let bar = indicatif::ProgressBar::new(rows.len() as u64);
+    use std::io::IsTerminal;
+    if json_out || !std::io::stderr().is_terminal() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut issued = 0usize;
+    let mut pending = 0usize;
+    let mut failures = Vec::new();
+    for (line, row) in &rows {
+        let mut fields = row.split(',').map(str::trim);
+        let id = fields.next().unwrap_or_default();
+        let csr = fields.next().filter(|s| !s.is_empty());
+        match import_row(conn, &args, &base, id, csr) {
+            Ok(view) if view["status"] == "issued" => issued += 1,
+            Ok(_) => pending += 1,
+            Err(e) => {
+                failures.push(json!({"line": line, "id": id, "error": format!("{:#}", e.error)}))
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let summary = json!({"rows": rows.len(), "issued": issued, "pending": pending, "failed": failures.len(), "failures": failures});
+    if json_out {
+        output::print(true, &summary, &[]);
+    } else {
+        println!(
+            "{} rows: {issued} issued, {pending} pending approval, {} failed",
+            rows.len(),
+            failures.len()
+        );
+        for f in &failures {
+            println!(
+                "  line {}: {}: {}",
+                f["line"],
+                f["id"].as_str().unwrap_or(""),
+                f["error"].as_str().unwrap_or("")
+            );
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(fail(
+            exit::REFUSED,
+            format!("{} of {} rows failed", failures.len(), rows.len()),
+        ))
+    }
+}

@@ -1,0 +1,10 @@
+//! One module per command group: its clap arguments and its `run`.
+
+pub mod audit;
+pub mod cert;
+pub mod device;
+pub mod key;
+pub mod request;
+pub mod revocation;
+pub mod session;
+pub mod user;

@@ -1,0 +1,102 @@
+//! `login`, `logout`, `whoami`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use serde_json::json;
+
+use crate::client::{exit, fail, read_secret_file, totp_code, CliResult, Connection, Session};
+use crate::output;
+
+/// `ca-cli login`.
+#[derive(Args)]
+#[command(
+    after_help = "Example:\n  ca-cli --server https://127.0.0.1:8443 --ca-file mamori-dev/root-ca.pem login --username alice"
+)]
+pub struct Login {
+    /// User name (prompted when omitted).
+    #[arg(long, short)]
+    pub username: Option<String>,
+    /// Read the password from this file instead of prompting.
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    /// The current TOTP code (prompted when omitted).
+    #[arg(long)]
+    pub totp: Option<String>,
+}
+
+/// Logs in and caches the token.
+pub fn login(conn: &Connection, args: Login, json_out: bool) -> CliResult<()> {
+    use std::io::IsTerminal;
+    let username = match args.username {
+        Some(u) => u,
+        None => {
+            if !std::io::stdin().is_terminal() {
+                return Err(fail(exit::USAGE, "pass --username in scripts"));
+            }
+            eprint!("User name: ");
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the user name")?;
+            line.trim().to_string()
+        }
+    };
+    let password = match &args.password_file {
+        Some(path) => read_secret_file(path)?,
+        None => {
+            if !std::io::stdin().is_terminal() {
+                return Err(fail(exit::USAGE, "pass --password-file in scripts"));
+            }
+            zeroize::Zeroizing::new(
+                rpassword::prompt_password("Password: ").context("reading the password")?,
+            )
+        }
+    };
+    let totp = totp_code(args.totp)?;
+    let response = conn.call(
+        "POST",
+        "/api/v1/login",
+        Some(&json!({"username": username, "password": password.as_str(), "totp": totp})),
+        false,
+    )?;
+    let body: serde_json::Value = response
+        .json()
+        .map_err(|e| fail(exit::UNAVAILABLE, e.to_string()))?;
+    let token = body["token"]
+        .as_str()
+        .ok_or_else(|| fail(exit::UNAVAILABLE, "the server sent no token"))?;
+    conn.save_session(&Session {
+        server: conn.server.clone(),
+        token: token.to_string(),
+        username: username.clone(),
+    })?;
+    if json_out {
+        output::print(
+            true,
+            &json!({"username": username, "expires_at": body["expires_at"]}),
+            &[],
+        );
+    } else {
+        println!(
+            "logged in as {username} until {}",
+            body["expires_at"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(())
+}
+
+/// Ends the session on the server and forgets it locally.
+pub fn logout(conn: &Connection) -> CliResult<()> {
+    let result = conn.call("POST", "/api/v1/logout", None, true);
+    conn.clear_session();
+    result.map(|_| println!("logged out"))
+}
+
+/// Shows who is logged in.
+pub fn whoami(conn: &Connection, json_out: bool) -> CliResult<()> {
+    let me = conn.json("GET", "/api/v1/me", None)?;
+    output::print(json_out, &me, &[("username", "USER"), ("roles", "ROLES")]);
+    Ok(())
+}

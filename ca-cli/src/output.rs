@@ -1,0 +1,60 @@
+//! Output: readable tables for people, JSON for scripts (`--json`).
+
+use serde_json::Value;
+
+/// Prints `value` as JSON, or as a table of `columns` (field name, header) for each object.
+pub fn print(json: bool, value: &Value, columns: &[(&str, &str)]) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        );
+        return;
+    }
+    let rows: Vec<&Value> = match value {
+        Value::Array(items) => items.iter().collect(),
+        other => vec![other],
+    };
+    if rows.is_empty() {
+        println!("(none)");
+        return;
+    }
+    let cell = |row: &Value, key: &str| -> String {
+        match row.get(key) {
+            None | Some(Value::Null) => "-".into(),
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string())
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            Some(other) => other.to_string(),
+        }
+    };
+    let widths: Vec<usize> = columns
+        .iter()
+        .map(|(key, header)| {
+            rows.iter()
+                .map(|r| cell(r, key).chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(header.len())
+        })
+        .collect();
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(columns.iter().map(|(_, h)| h.to_string()).collect());
+    for row in rows {
+        line(columns.iter().map(|(k, _)| cell(row, k)).collect());
+    }
+}
