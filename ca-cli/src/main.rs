@@ -184,7 +184,7 @@ fn run(cli: Cli) -> CliResult<()> {
         Command::Logout => session::logout(&conn),
         Command::Whoami => session::whoami(&conn, json),
         Command::Key(KeyCommand::Generate(args)) => key::generate(args),
-        Command::Csr(CsrCommand::Create(args)) => key::csr_create(args),
+        Command::Csr(CsrCommand::Create(args)) => key::csr_create(&conn, args),
         Command::Pkcs12(Pkcs12Command::Export(args)) => key::pkcs12_export(args),
         Command::Request(command) => request::run(&conn, command, json),
         Command::Cert(command) => cert::run(&conn, command, json),

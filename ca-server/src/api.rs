@@ -84,6 +84,38 @@ pub struct ProfileView {
     pub max_validity_secs: u64,
     /// Whether a request may name its validity window.
     pub requested_window: bool,
+    /// Subject attributes the profile allows, in certificate order.
+    pub subject: Vec<AttributeRuleView>,
+    /// SAN types the profile allows.
+    pub san: Vec<SanRuleView>,
+}
+
+/// One allowed subject attribute.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AttributeRuleView {
+    /// CN, O, OU, C, L, ST, serialNumber, UID.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Whether the CSR must carry it.
+    pub required: bool,
+    /// The anchored pattern values must match.
+    pub pattern: Option<String>,
+}
+
+/// One allowed SAN type.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SanRuleView {
+    /// dns, uri, email, ip.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Whether at least one is needed.
+    pub required: bool,
+    /// How many at most.
+    pub max: usize,
+    /// The anchored pattern values must match.
+    pub pattern: Option<String>,
+    /// Domains names must fall under.
+    pub allowed_domains: Vec<String>,
 }
 
 /// `POST /api/v1/requests`.

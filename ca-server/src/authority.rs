@@ -222,6 +222,27 @@ impl Authority {
                 default_validity_secs: p.default_validity_secs(),
                 max_validity_secs: p.max_validity_secs(),
                 requested_window: p.allows_requested_window(),
+                subject: p
+                    .subject_rules()
+                    .iter()
+                    .map(|r| AttributeRuleView {
+                        kind: r.kind.as_str().to_string(),
+                        required: r.required,
+                        pattern: r.pattern.as_ref().map(|x| x.as_str().to_string()),
+                    })
+                    .collect(),
+                san: ["dns", "uri", "email", "ip"]
+                    .iter()
+                    .filter_map(|k| {
+                        p.san_rule(k).map(|r| SanRuleView {
+                            kind: k.to_string(),
+                            required: r.required,
+                            max: r.max,
+                            pattern: r.pattern.as_ref().map(|x| x.as_str().to_string()),
+                            allowed_domains: r.allowed_domains.clone(),
+                        })
+                    })
+                    .collect(),
             })
             .collect()
     }

@@ -167,6 +167,19 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let (Some((prefix, name)), Ok(base)) = (
+            self.database_url.rsplit_once('/'),
+            std::env::var("MAMORI_TEST_POSTGRES_URL"),
+        ) {
+            if prefix.starts_with("postgres") && name.starts_with("mamori_t_") {
+                let _ = Command::new("psql")
+                    .arg(&base)
+                    .args(["-qc", &format!("DROP DATABASE IF EXISTS {name}")])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
     }
 }
 

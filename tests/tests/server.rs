@@ -396,6 +396,40 @@ fn workflow(backend: Backend) {
     );
     assert_eq!(status, 409);
 
+    // --- self-approval: an officer's own tls-server request ---
+    let (_k, tls_csr) = csr(
+        &[(CommonName, "pacs.hospital.example")],
+        vec![rcgen::SanType::DnsName(
+            "pacs.hospital.example".try_into().unwrap(),
+        )],
+    );
+    let (status, body) = server.call(
+        "POST",
+        "/api/v1/requests",
+        Some(&c.bob.token()),
+        Some(json!({"profile": "tls-server", "csr": tls_csr, "justification": "PACS web UI"})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let tls_id = body["id"].as_str().unwrap().to_string();
+    let (status, body) = server.call(
+        "POST",
+        &format!("/api/v1/requests/{tls_id}/approve"),
+        Some(&c.bob.token()),
+        Some(json!({"totp": "111111"})),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["type"], "https://mamori.dev/problems/self-approval");
+    let (_, body) = server.call(
+        "GET",
+        &format!("/api/v1/requests/{tls_id}"),
+        Some(&c.bob.token()),
+        None,
+    );
+    assert_eq!(
+        (body["status"].as_str(), body["approvals"].as_u64()),
+        (Some("pending"), Some(0))
+    );
+
     // --- bad CSRs and bodies get problem details ---
     let (status, body) = server.call(
         "POST",

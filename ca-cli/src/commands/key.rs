@@ -161,6 +161,9 @@ pub struct CsrCreate {
     /// IP SAN (repeatable).
     #[arg(long)]
     pub ip: Vec<String>,
+    /// Prompt for whatever this profile requires that the flags did not give (needs a login).
+    #[arg(long)]
+    pub profile: Option<String>,
 }
 
 /// Builds a PEM CSR.
@@ -221,8 +224,116 @@ pub fn build_csr(key: &PKey<Private>, args: &CsrCreate) -> CliResult<Vec<u8>> {
     Ok(builder.build().to_pem()?)
 }
 
+fn prompt(label: &str, hint: Option<&str>) -> CliResult<String> {
+    use std::io::Write;
+    match hint {
+        Some(h) => eprint!("{label} ({h}): "),
+        None => eprint!("{label}: "),
+    }
+    std::io::stderr().flush().ok();
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading from the terminal")?;
+    Ok(line.trim().to_string())
+}
+
+/// Fills the fields `profile` requires but the flags left empty, by prompting on a terminal.
+fn fill_from_profile(
+    conn: &crate::client::Connection,
+    profile: &str,
+    args: &mut CsrCreate,
+) -> CliResult<()> {
+    use std::io::IsTerminal;
+    let profiles = conn.json("GET", "/api/v1/profiles", None)?;
+    let p = profiles
+        .as_array()
+        .and_then(|list| list.iter().find(|p| p["id"] == profile))
+        .ok_or_else(|| fail(exit::NOT_FOUND, format!("profile {profile} not found")))?;
+    let mut missing = Vec::new();
+    for rule in p["subject"].as_array().into_iter().flatten() {
+        let kind = rule["type"].as_str().unwrap_or_default();
+        let slot = match kind {
+            "CN" => &mut args.cn,
+            "O" => &mut args.o,
+            "OU" => &mut args.ou,
+            "C" => &mut args.c,
+            "serialNumber" => &mut args.serial_number,
+            _ => continue,
+        };
+        if rule["required"] == true && slot.is_none() {
+            missing.push((
+                kind.to_string(),
+                rule["pattern"].as_str().map(str::to_string),
+                true,
+            ));
+        }
+    }
+    for rule in p["san"].as_array().into_iter().flatten() {
+        let kind = rule["type"].as_str().unwrap_or_default();
+        let empty = match kind {
+            "dns" => args.dns.is_empty(),
+            "uri" => args.uri.is_empty(),
+            "email" => args.email.is_empty(),
+            "ip" => args.ip.is_empty(),
+            _ => false,
+        };
+        if rule["required"] == true && empty {
+            let hint = rule["pattern"].as_str().map(str::to_string).or_else(|| {
+                rule["allowed_domains"].as_array().map(|d| {
+                    format!(
+                        "under {}",
+                        d.iter()
+                            .filter_map(|x| x.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })
+            });
+            missing.push((kind.to_string(), hint, false));
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        let names: Vec<&str> = missing.iter().map(|(k, _, _)| k.as_str()).collect();
+        return Err(fail(
+            exit::USAGE,
+            format!(
+                "profile {profile} requires: {} (pass them as flags)",
+                names.join(", ")
+            ),
+        ));
+    }
+    for (kind, hint, subject) in missing {
+        let value = prompt(&kind, hint.as_deref())?;
+        if value.is_empty() {
+            return Err(fail(
+                exit::USAGE,
+                format!("{kind} is required by profile {profile}"),
+            ));
+        }
+        match (subject, kind.as_str()) {
+            (true, "CN") => args.cn = Some(value),
+            (true, "O") => args.o = Some(value),
+            (true, "OU") => args.ou = Some(value),
+            (true, "C") => args.c = Some(value),
+            (true, _) => args.serial_number = Some(value),
+            (false, "dns") => args.dns.push(value),
+            (false, "uri") => args.uri.push(value),
+            (false, "email") => args.email.push(value),
+            (false, _) => args.ip.push(value),
+        }
+    }
+    Ok(())
+}
+
 /// Runs `csr create`.
-pub fn csr_create(args: CsrCreate) -> CliResult<()> {
+pub fn csr_create(conn: &crate::client::Connection, mut args: CsrCreate) -> CliResult<()> {
+    if let Some(profile) = args.profile.clone() {
+        fill_from_profile(conn, &profile, &mut args)?;
+    }
     if args.cn.is_none()
         && args.dns.is_empty()
         && args.uri.is_empty()
