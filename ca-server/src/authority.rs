@@ -12,7 +12,7 @@ use ca_core::crl::{build_crl, CrlParams, RevocationReason, RevokedEntry};
 use ca_core::csr::VerifiedCsr;
 use ca_core::issuance::{IssuanceOptions, PreparedIssuance};
 use ca_core::key::SoftwareKey;
-use ca_core::ocsp::{self, IssuerHashes, ResponderIdentity, SingleStatus, Status};
+use ca_core::ocsp::IssuerHashes;
 use ca_core::profile::Profile;
 use ca_core::role::Role;
 use ca_core::serial::{parse_serial_hex, serial_hex};
@@ -81,17 +81,22 @@ impl Caller {
 pub struct Authority {
     /// Configuration.
     pub config: Config,
-    pool: DbPool,
+    pub(crate) pool: DbPool,
     data_key: DataKey,
-    passphrase: Zeroizing<String>,
-    cas: BTreeMap<String, CertificateAuthority>,
+    pub(crate) passphrase: Zeroizing<String>,
+    pub(crate) cas: BTreeMap<String, CertificateAuthority>,
     root_id: String,
-    profiles: BTreeMap<String, Profile>,
-    responders: RwLock<HashMap<String, Arc<Responder>>>,
-    issuer_hashes: Vec<(String, IssuerHashes)>,
+    pub(crate) profiles: BTreeMap<String, Profile>,
+    pub(crate) responders: RwLock<HashMap<String, Arc<Responder>>>,
+    pub(crate) issuer_hashes: Vec<(String, IssuerHashes)>,
+    pub(crate) ocsp_cache: crate::responder::OcspCache,
+    /// CA certificates (DER) by id, including CAs whose keys this instance does not hold.
+    ca_certificates: BTreeMap<String, Vec<u8>>,
+    /// An OCSP-only instance: no API, no CA keys, only the delegated responder keys.
+    pub(crate) ocsp_only: bool,
     /// Metrics.
     pub metrics: Metrics,
-    clock: SystemClock,
+    pub(crate) clock: SystemClock,
 }
 
 /// Roles parsed from the stored comma list.
@@ -136,6 +141,10 @@ pub struct Parts {
     pub root_id: String,
     /// Profiles by id.
     pub profiles: BTreeMap<String, Profile>,
+    /// Every CA certificate (DER) by id.
+    pub ca_certificates: BTreeMap<String, Vec<u8>>,
+    /// OCSP-only mode.
+    pub ocsp_only: bool,
 }
 
 impl Authority {
@@ -143,11 +152,13 @@ impl Authority {
     /// responder and a published CRL.
     pub fn assemble(parts: Parts) -> Result<Authority, ServiceError> {
         let mut issuer_hashes = Vec::new();
-        for (id, ca) in &parts.cas {
+        for (id, der) in &parts.ca_certificates {
             if *id != parts.root_id {
+                let certificate = <x509_cert::Certificate as ca_core::der::Decode>::from_der(der)
+                    .map_err(|e| ServiceError::Internal(e.to_string()))?;
                 issuer_hashes.push((
                     id.clone(),
-                    IssuerHashes::of(ca.certificate())
+                    IssuerHashes::of(&certificate)
                         .map_err(|e| ServiceError::Internal(e.to_string()))?,
                 ));
             }
@@ -162,16 +173,34 @@ impl Authority {
             profiles: parts.profiles,
             responders: RwLock::new(HashMap::new()),
             issuer_hashes,
+            ocsp_cache: crate::responder::OcspCache::default(),
+            ca_certificates: parts.ca_certificates,
+            ocsp_only: parts.ocsp_only,
             metrics: Metrics::default(),
             clock: SystemClock,
         };
         authority.maintain()?;
+        authority.poll_responses()?;
         Ok(authority)
     }
 
     /// Periodic upkeep: renew OCSP responders near expiry, republish CRLs well before
     /// nextUpdate (at half their validity), expire stale requests.
     pub fn maintain(&self) -> Result<(), ServiceError> {
+        if self.ocsp_only {
+            let ids: Vec<String> = self
+                .issuer_hashes
+                .iter()
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in &ids {
+                self.ensure_responder(id)?;
+            }
+            if let Err(e) = self.refresh_responses() {
+                tracing::warn!(error = %e, "refreshing OCSP responses failed");
+            }
+            return Ok(());
+        }
         let ids: Vec<String> = self.cas.keys().cloned().collect();
         for id in &ids {
             if *id != self.root_id {
@@ -192,6 +221,8 @@ impl Authority {
             }
         }
         self.expire_requests()?;
+        self.refresh_responses()?;
+        self.poll_responses()?;
         Ok(())
     }
 
@@ -200,7 +231,7 @@ impl Authority {
         Ok(self.pool.get()?)
     }
 
-    fn now(&self) -> UnixTime {
+    pub(crate) fn now(&self) -> UnixTime {
         self.clock.now()
     }
 
@@ -247,18 +278,16 @@ impl Authority {
             .collect()
     }
 
-    /// A CA by id.
-    pub fn ca(&self, id: &str) -> Option<&CertificateAuthority> {
-        self.cas.get(id)
+    /// A CA certificate's DER by id.
+    pub fn ca_certificate_der(&self, id: &str) -> Option<&[u8]> {
+        self.ca_certificates.get(id).map(Vec::as_slice)
     }
 
     /// The chain from `id` up to the root, leaf-most first.
     pub fn chain_pem(&self, id: &str) -> Option<String> {
-        let mut out = String::new();
-        let ca = self.cas.get(id)?;
-        out.push_str(&ca.certificate_pem());
+        let mut out = ca_core::ca::pem(self.ca_certificates.get(id)?);
         if id != self.root_id {
-            out.push_str(&self.cas.get(&self.root_id)?.certificate_pem());
+            out.push_str(&ca_core::ca::pem(self.ca_certificates.get(&self.root_id)?));
         }
         Some(out)
     }
@@ -891,6 +920,9 @@ impl Authority {
             .issued
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(cert.serial = %serial, ca.id = %ca.id(), profile.id = %profile.id(), "certificate issued");
+        if let Err(e) = self.presign(conn, ca.id(), &serial) {
+            tracing::warn!(error = %e, cert.serial = %serial, "pre-signing the OCSP response failed; upkeep will retry");
+        }
         Ok(())
     }
 
@@ -1437,6 +1469,8 @@ impl Authority {
                 .revoked
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
+        let mut conn = self.conn()?;
+        self.presign(&mut conn, &view.ca, &view.serial)?;
         self.publish_crl(ca, &caller.username)?;
         Ok(view)
     }
@@ -1538,240 +1572,6 @@ impl Authority {
             .first(&mut conn)
             .optional()?
             .ok_or_else(|| ServiceError::NotFound(format!("CRL for {ca_id}")))
-    }
-
-    // ---- OCSP ----
-
-    fn ensure_responder(&self, ca_id: &str) -> Result<(), ServiceError> {
-        let now = self.now();
-        let profile = self.profiles.get("ocsp-responder").ok_or_else(|| {
-            ServiceError::Internal("the ocsp-responder profile is missing".into())
-        })?;
-        let window = profile.renewal().window_secs;
-        if let Ok(map) = self.responders.read() {
-            if map
-                .get(ca_id)
-                .is_some_and(|r| r.not_after.as_secs() > now.as_secs() + window)
-            {
-                return Ok(());
-            }
-        }
-        let mut conn = self.conn()?;
-        let stored: Option<ResponderRow> = ocsp_responders::table
-            .find(ca_id)
-            .select(ResponderRow::as_select())
-            .first(&mut conn)
-            .optional()?;
-        let responder = match stored {
-            Some(row) if row.not_after as u64 > now.as_secs() + window => {
-                let key =
-                    SoftwareKey::from_encrypted(row.key_pem.as_bytes(), self.passphrase.as_bytes())
-                        .map_err(|e| ServiceError::Internal(e.to_string()))?;
-                let certificate = <x509_cert::Certificate as ca_core::der::Decode>::from_der(
-                    &row.certificate_der,
-                )
-                .map_err(|e| ServiceError::Internal(e.to_string()))?;
-                Responder {
-                    key,
-                    certificate,
-                    not_after: UnixTime(row.not_after as u64),
-                }
-            }
-            _ => self.issue_responder(&mut conn, ca_id, profile)?,
-        };
-        if let Ok(mut map) = self.responders.write() {
-            map.insert(ca_id.to_string(), Arc::new(responder));
-        }
-        Ok(())
-    }
-
-    fn issue_responder(
-        &self,
-        conn: &mut DbConnection,
-        ca_id: &str,
-        profile: &Profile,
-    ) -> Result<Responder, ServiceError> {
-        let ca = self
-            .cas
-            .get(ca_id)
-            .ok_or_else(|| ServiceError::NotFound(format!("CA {ca_id}")))?;
-        let internal = |e: String| ServiceError::Internal(e);
-        let (key, pkcs8) = SoftwareKey::generate(ca_core::key::KeyAlgorithm::EcdsaP256)
-            .map_err(|e| internal(e.to_string()))?;
-        let key_pem = ca_core::key::encrypt_pkcs8(&pkcs8, self.passphrase.as_bytes())
-            .map_err(|e| internal(e.to_string()))?;
-        let subject = ca_core::name::build_name(&[
-            (
-                ca_core::name::AttributeKind::O,
-                self.config.hierarchy.organization.clone(),
-            ),
-            (
-                ca_core::name::AttributeKind::CN,
-                format!("Mamori OCSP Responder ({ca_id})"),
-            ),
-        ])
-        .map_err(internal)?;
-        let csr_der = ca_core::csr::build_csr(&subject, vec![], &key)?;
-        let csr = VerifiedCsr::parse(&csr_der, 2048)?;
-        let prepared =
-            PreparedIssuance::prepare(ca, profile, &csr, &IssuanceOptions::default(), &self.clock)?;
-        let now = self.now().as_secs() as i64;
-        let serial = serial_hex(prepared.serial());
-        diesel::insert_into(certificates::table)
-            .values(CertificateRow {
-                ca_id: ca_id.to_string(),
-                serial: serial.clone(),
-                request_id: None,
-                profile_id: profile.id().to_string(),
-                subject: prepared.subject().to_string(),
-                tbs_der: prepared.tbs_der().to_vec(),
-                der: None,
-                not_before: prepared.not_before().as_secs() as i64,
-                not_after: prepared.not_after().as_secs() as i64,
-                status: "reserved".into(),
-                revoked_at: None,
-                revocation_reason: None,
-                invalidity_date: None,
-                created_at: now,
-            })
-            .execute(conn)?;
-        let issued = prepared.sign(ca)?;
-        conn.transaction::<_, ServiceError, _>(|conn| {
-            diesel::update(certificates::table.find((ca_id, &serial)))
-                .set((
-                    certificates::der.eq(Some(&issued.der)),
-                    certificates::status.eq("valid"),
-                ))
-                .execute(conn)?;
-            diesel::delete(ocsp_responders::table.find(ca_id)).execute(conn)?;
-            diesel::insert_into(ocsp_responders::table)
-                .values(ResponderRow {
-                    ca_id: ca_id.to_string(),
-                    certificate_der: issued.der.clone(),
-                    key_pem,
-                    not_after: issued.not_after.as_secs() as i64,
-                })
-                .execute(conn)?;
-            audit_log::append(
-                conn,
-                now as u64,
-                "system",
-                "certificate.issue",
-                &format!("{ca_id}/{serial}"),
-                json!({"profile": profile.id(), "purpose": "OCSP responder"}),
-            )?;
-            Ok(())
-        })?;
-        let certificate = <x509_cert::Certificate as ca_core::der::Decode>::from_der(&issued.der)
-            .map_err(|e| internal(e.to_string()))?;
-        Ok(Responder {
-            key,
-            certificate,
-            not_after: issued.not_after,
-        })
-    }
-
-    /// Answers a DER OCSP request: one response for all its CertIDs, signed by the issuing CA's
-    /// delegated responder. Malformed → malformedRequest; foreign issuer → unauthorized.
-    pub fn ocsp(&self, request_der: &[u8]) -> Vec<u8> {
-        use x509_ocsp::OcspResponseStatus;
-        let parsed = match ocsp::parse_request(request_der) {
-            Ok(p) => p,
-            Err(e) => {
-                self.metrics.ocsp("malformed");
-                return ocsp::error_response(ocsp::status_for(&e));
-            }
-        };
-        let mut ca_id: Option<&str> = None;
-        for (hash, id) in &parsed.cert_ids {
-            let found = self
-                .issuer_hashes
-                .iter()
-                .find(|(_, h)| h.matches(*hash, id))
-                .map(|(ca, _)| ca.as_str());
-            match (found, ca_id) {
-                (None, _) => {
-                    self.metrics.ocsp("unauthorized");
-                    return ocsp::error_response(OcspResponseStatus::Unauthorized);
-                }
-                (Some(f), Some(c)) if f != c => {
-                    self.metrics.ocsp("unauthorized");
-                    return ocsp::error_response(OcspResponseStatus::Unauthorized);
-                }
-                (Some(f), _) => ca_id = Some(f),
-            }
-        }
-        let Some(ca_id) = ca_id else {
-            return ocsp::error_response(OcspResponseStatus::MalformedRequest);
-        };
-        match self.ocsp_answer(ca_id, &parsed) {
-            Ok(der) => der,
-            Err(e) => {
-                tracing::error!(error = %e, "OCSP answer failed");
-                self.metrics.ocsp("internal");
-                ocsp::error_response(OcspResponseStatus::InternalError)
-            }
-        }
-    }
-
-    fn ocsp_answer(
-        &self,
-        ca_id: &str,
-        parsed: &ocsp::ParsedRequest,
-    ) -> Result<Vec<u8>, ServiceError> {
-        let responder = self
-            .responders
-            .read()
-            .ok()
-            .and_then(|m| m.get(ca_id).cloned())
-            .ok_or_else(|| ServiceError::Internal(format!("no OCSP responder for {ca_id}")))?;
-        let mut conn = self.conn()?;
-        let now = self.now();
-        let mut statuses = Vec::with_capacity(parsed.cert_ids.len());
-        for (_, id) in &parsed.cert_ids {
-            let serial = serial_hex(&id.serial_number);
-            let row: Option<(String, Option<i64>, Option<String>)> = certificates::table
-                .find((ca_id, &serial))
-                .select((
-                    certificates::status,
-                    certificates::revoked_at,
-                    certificates::revocation_reason,
-                ))
-                .first(&mut conn)
-                .optional()?;
-            let status = match row {
-                Some((s, _, _)) if s == "valid" => Status::Good,
-                Some((s, at, reason)) if s == "revoked" || s == "hold" => Status::Revoked {
-                    revoked_at: UnixTime(at.unwrap_or(0).max(0) as u64),
-                    reason: reason
-                        .as_deref()
-                        .and_then(RevocationReason::parse)
-                        .unwrap_or(RevocationReason::Unspecified),
-                },
-                _ => Status::Unknown,
-            };
-            self.metrics.ocsp(match status {
-                Status::Good => "good",
-                Status::Revoked { .. } => "revoked",
-                Status::Unknown => "unknown",
-            });
-            statuses.push(SingleStatus {
-                cert_id: id.clone(),
-                status,
-                this_update: now,
-                next_update: now.plus(self.config.ocsp_validity_secs),
-            });
-        }
-        ocsp::build_response(
-            &ResponderIdentity {
-                key: &responder.key,
-                certificate: Some(&responder.certificate),
-            },
-            &statuses,
-            now,
-            parsed.nonce.as_deref(),
-        )
-        .map_err(|e| ServiceError::Internal(e.to_string()))
     }
 
     // ---- audit ----

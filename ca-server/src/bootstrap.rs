@@ -414,6 +414,10 @@ pub fn open(config: Config, passphrase: Zeroizing<String>) -> anyhow::Result<Aut
             );
         }
     }
+    let ca_certificates = cas
+        .iter()
+        .map(|(id, ca)| (id.clone(), ca.certificate_der().to_vec()))
+        .collect();
     let now = SystemClock.now().as_secs();
     let ids: Vec<&str> = profiles.keys().map(String::as_str).collect();
     audit_log::append(
@@ -433,6 +437,41 @@ pub fn open(config: Config, passphrase: Zeroizing<String>) -> anyhow::Result<Aut
         cas,
         root_id: ROOT_ID.into(),
         profiles,
+        ca_certificates,
+        ocsp_only: false,
+    })?)
+}
+
+/// An OCSP-only instance (`ca-server ocsp`): reads CA certificates and the delegated responder
+/// keys from the shared database, never decrypts a CA key, and serves only the public listener.
+pub fn open_ocsp_only(config: Config, passphrase: Zeroizing<String>) -> anyhow::Result<Authority> {
+    let pool = open_pool(&config)?;
+    let mut conn = pool.get()?;
+    let salt = setting(&mut conn, "kdf_salt")?
+        .context("this database is not initialized: run `ca-server init` first")?;
+    let salt = hex::decode(salt).context("damaged kdf_salt setting")?;
+    let data_key = DataKey::derive(&passphrase, &salt)?;
+    let check =
+        hex::decode(setting(&mut conn, "key_check")?.unwrap_or_default()).unwrap_or_default();
+    data_key.open(&check).context("wrong CA passphrase")?;
+    let rows: Vec<(String, Vec<u8>)> = cas::table
+        .select((cas::id, cas::certificate_der))
+        .load(&mut conn)?;
+    let ca_certificates: BTreeMap<String, Vec<u8>> = rows.into_iter().collect();
+    if !ca_certificates.contains_key(ROOT_ID) {
+        bail!("the database has no root CA");
+    }
+    drop(conn);
+    Ok(Authority::assemble(Parts {
+        config,
+        pool,
+        data_key,
+        passphrase,
+        cas: BTreeMap::new(),
+        root_id: ROOT_ID.into(),
+        profiles: BTreeMap::new(),
+        ca_certificates,
+        ocsp_only: true,
     })?)
 }
 

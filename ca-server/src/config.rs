@@ -106,6 +106,11 @@ pub struct Config {
     pub ocsp_validity_secs: u64,
     /// Largest API request body, in bytes.
     pub max_body_bytes: usize,
+    /// Seconds between upkeep runs (CRL and OCSP refresh, responder renewal, request expiry).
+    pub maintenance_interval_secs: u64,
+    /// OCSP requests with a nonce: `ignore` (default: answer from the pre-signed cache) or
+    /// `echo` (sign a fresh response echoing the nonce).
+    pub ocsp_nonce: crate::responder::NonceMode,
     /// The CA hierarchy.
     pub hierarchy: HierarchyConfig,
 }
@@ -130,6 +135,8 @@ impl Default for Config {
             crl_validity_secs: 24 * 3600,
             ocsp_validity_secs: 3600,
             max_body_bytes: 256 * 1024,
+            maintenance_interval_secs: 60,
+            ocsp_nonce: crate::responder::NonceMode::Ignore,
             hierarchy: HierarchyConfig::default(),
         }
     }
@@ -220,6 +227,21 @@ impl Config {
         if let Some(v) = env("ocsp_validity_secs") {
             self.ocsp_validity_secs = parse("ocsp_validity_secs", &v)?;
         }
+        if let Some(v) = env("ocsp_nonce") {
+            self.ocsp_nonce = match v.trim() {
+                "ignore" => crate::responder::NonceMode::Ignore,
+                "echo" => crate::responder::NonceMode::Echo,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        key: "MAMORI_OCSP_NONCE".into(),
+                        reason: format!("{v:?} is not ignore or echo"),
+                    })
+                }
+            };
+        }
+        if let Some(v) = env("maintenance_interval_secs") {
+            self.maintenance_interval_secs = parse("maintenance_interval_secs", &v)?;
+        }
         if let Some(v) = env("max_body_bytes") {
             self.max_body_bytes = parse("max_body_bytes", &v)?;
         }
@@ -258,8 +280,14 @@ impl Config {
         if self.crl_validity_secs < 600 {
             return Err(invalid("crl_validity_secs", "must be at least 600"));
         }
-        if self.ocsp_validity_secs < 60 {
-            return Err(invalid("ocsp_validity_secs", "must be at least 60"));
+        if self.ocsp_validity_secs < 10 {
+            return Err(invalid(
+                "ocsp_validity_secs",
+                "must be at least 10 (an hour or more is usual)",
+            ));
+        }
+        if self.maintenance_interval_secs == 0 || self.maintenance_interval_secs > 3600 {
+            return Err(invalid("maintenance_interval_secs", "must be 1 to 3600"));
         }
         if self.lockout_threshold == 0 {
             return Err(invalid("lockout_threshold", "must be at least 1"));

@@ -13,5 +13,6 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod responder;
 pub mod secrets;
 pub mod store;

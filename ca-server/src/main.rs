@@ -31,6 +31,11 @@ enum Command {
     ///
     /// Example: MAMORI_CA_PASSPHRASE_FILE=/root/ca-pass ca-server serve --config mamori.toml
     Serve(PassphraseArgs),
+    /// Run an OCSP-only responder: no API, no CA keys, only the delegated responder keys, from
+    /// the shared database; keeps answering from its cache while the database is unreachable.
+    ///
+    /// Example: MAMORI_DATABASE_URL=postgres://ca@db/mamori ca-server ocsp --passphrase-file /root/ca-pass
+    Ocsp(PassphraseArgs),
     /// Apply database migrations (they also run at start).
     ///
     /// Example: ca-server migrate --config mamori.toml
@@ -96,6 +101,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let passphrase = read_passphrase(&args.source(), false)?;
             serve(config, passphrase, false)
         }
+        Command::Ocsp(args) => {
+            let config = Config::load(cli.config.as_deref())?;
+            let passphrase = read_passphrase(&args.source(), false)?;
+            let authority = bootstrap::open_ocsp_only(config.clone(), passphrase)?;
+            println!("OCSP-only responder: http://{}", config.http_addr);
+            run_server(authority, None)
+        }
         Command::Dev => {
             let mut config = Config::load(cli.config.as_deref())?;
             if std::env::var_os("MAMORI_DATA_DIR").is_none() && cli.config.is_none() {
@@ -124,10 +136,17 @@ fn serve(config: Config, passphrase: zeroize::Zeroizing<String>, dev: bool) -> a
         config.api_addr,
         config.data_dir.join("root-ca.pem").display()
     );
+    run_server(authority, Some((chain, key)))
+}
+
+fn run_server(
+    authority: ca_server::authority::Authority,
+    tls: Option<(String, zeroize::Zeroizing<Vec<u8>>)>,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     let system = actix_web::rt::System::with_tokio_rt(|| runtime);
-    system.block_on(ca_server::http::serve(Arc::new(authority), chain, key))
+    system.block_on(ca_server::http::serve(Arc::new(authority), tls))
 }

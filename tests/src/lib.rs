@@ -429,3 +429,120 @@ impl Server {
         assert_eq!(run.code, 0, "cli login {}: {run:?}", person.username);
     }
 }
+
+/// A TCP forwarder standing in for the network between an instance and PostgreSQL; `cut`
+/// severs every connection and refuses new ones, as a database outage would.
+pub struct Link {
+    /// `127.0.0.1:<port>` to connect to instead of the database.
+    pub addr: String,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    streams: std::sync::Arc<Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Link {
+    /// Forwards a local port to `target`.
+    pub fn to(target: &str) -> Link {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let cut = Arc::new(AtomicBool::new(false));
+        let streams: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
+        let (cut2, streams2, target) = (cut.clone(), streams.clone(), target.to_string());
+        std::thread::spawn(move || {
+            for incoming in listener.incoming() {
+                let Ok(client) = incoming else { continue };
+                if cut2.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(&target) else {
+                    continue;
+                };
+                let mut list = streams2.lock().unwrap();
+                list.push(client.try_clone().unwrap());
+                list.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Link { addr, cut, streams }
+    }
+
+    /// Severs every connection and refuses new ones.
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for s in self.streams.lock().unwrap().iter() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// A running `ca-server ocsp` instance.
+pub struct OcspOnly {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+}
+
+impl Drop for OcspOnly {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Starts an OCSP-only instance on the same database (or `database_url`), with the dev
+    /// passphrase, and waits for it to answer.
+    pub fn ocsp_only(&self, database_url: &str) -> OcspOnly {
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let log = std::fs::File::create(self.dir.path().join(format!("ocsp-{port}.log"))).unwrap();
+        let child = Command::new(binary("ca-server"))
+            .arg("ocsp")
+            .env("MAMORI_DATA_DIR", self.dir.path())
+            .env("MAMORI_DATABASE_URL", database_url)
+            .env("MAMORI_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("MAMORI_PUBLIC_URL", &self.public_url)
+            .env(
+                "MAMORI_CA_PASSPHRASE_FILE",
+                self.dir.path().join("dev-passphrase"),
+            )
+            .env("MAMORI_MAINTENANCE_INTERVAL_SECS", "1")
+            .env("MAMORI_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut instance = OcspOnly { child, url };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if reqwest::blocking::get(format!("{}/healthz", instance.url))
+                .map(|r| r.status().is_success())
+                .unwrap_or(false)
+            {
+                return instance;
+            }
+            if let Some(status) = instance.child.try_wait().unwrap() {
+                panic!(
+                    "ca-server ocsp exited with {status}: {}",
+                    std::fs::read_to_string(self.dir.path().join(format!("ocsp-{port}.log")))
+                        .unwrap_or_default()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ca-server ocsp did not become ready"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

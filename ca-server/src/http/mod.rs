@@ -361,10 +361,10 @@ fn tls_acceptor(
 
 /// Runs both listeners until a shutdown signal, with upkeep (CRL refresh, responder renewal,
 /// request expiry) every minute.
+/// Without `tls` (an OCSP-only instance) only the public listener runs.
 pub async fn serve(
     authority: Arc<Authority>,
-    chain_pem: String,
-    key_pkcs8: zeroize::Zeroizing<Vec<u8>>,
+    tls: Option<(String, zeroize::Zeroizing<Vec<u8>>)>,
 ) -> anyhow::Result<()> {
     let config = authority.config.clone();
     let client_ca = if config.api_require_client_cert {
@@ -372,8 +372,12 @@ pub async fn serve(
     } else {
         None
     };
-    let acceptor = tls_acceptor(&chain_pem, &key_pkcs8, client_ca.as_deref())?;
-    drop(key_pkcs8);
+    let acceptor = match tls {
+        Some((chain_pem, key_pkcs8)) => {
+            Some(tls_acceptor(&chain_pem, &key_pkcs8, client_ca.as_deref())?)
+        }
+        None => None,
+    };
     let data = web::Data::new(authority.clone());
     let limit = config.max_body_bytes;
 
@@ -405,52 +409,69 @@ pub async fn serve(
     .run();
 
     let api_data = data.clone();
-    let api = HttpServer::new(move || {
-        let metrics_state = api_data.clone();
-        App::new()
-            .app_data(api_data.clone())
-            .app_data(json_config(limit))
-            .app_data(query_config())
-            .app_data(path_config())
-            .app_data(web::PayloadConfig::new(limit))
-            .wrap_fn(move |req, srv| {
-                let start = Instant::now();
-                let state = metrics_state.clone();
-                let fut = srv.call(req);
-                async move {
-                    let mut res = fut.await?;
-                    let headers = res.headers_mut();
-                    headers.insert(
-                        header::STRICT_TRANSPORT_SECURITY,
-                        HeaderValue::from_static("max-age=31536000"),
-                    );
-                    headers.insert(
-                        header::X_CONTENT_TYPE_OPTIONS,
-                        HeaderValue::from_static("nosniff"),
-                    );
-                    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-                    headers.insert(
-                        header::CONTENT_SECURITY_POLICY,
-                        HeaderValue::from_static("default-src 'none'"),
-                    );
-                    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                    state
-                        .metrics
-                        .api_latency
-                        .observe(start.elapsed().as_secs_f64());
-                    Ok(res)
-                }
-            })
-            .configure(api_routes)
-            .default_service(web::to(not_found))
-    })
-    .bind_openssl(&config.api_addr, acceptor)
-    .with_context(|| format!("binding the API listener to {}", config.api_addr))?
-    .run();
+    let api_server = acceptor.map(|acceptor| {
+        (
+            acceptor,
+            HttpServer::new(move || {
+                let metrics_state = api_data.clone();
+                App::new()
+                    .app_data(api_data.clone())
+                    .app_data(json_config(limit))
+                    .app_data(query_config())
+                    .app_data(path_config())
+                    .app_data(web::PayloadConfig::new(limit))
+                    .wrap_fn(move |req, srv| {
+                        let start = Instant::now();
+                        let state = metrics_state.clone();
+                        let fut = srv.call(req);
+                        async move {
+                            let mut res = fut.await?;
+                            let headers = res.headers_mut();
+                            headers.insert(
+                                header::STRICT_TRANSPORT_SECURITY,
+                                HeaderValue::from_static("max-age=31536000"),
+                            );
+                            headers.insert(
+                                header::X_CONTENT_TYPE_OPTIONS,
+                                HeaderValue::from_static("nosniff"),
+                            );
+                            headers
+                                .insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+                            headers.insert(
+                                header::CONTENT_SECURITY_POLICY,
+                                HeaderValue::from_static("default-src 'none'"),
+                            );
+                            headers.insert(
+                                header::CACHE_CONTROL,
+                                HeaderValue::from_static("no-store"),
+                            );
+                            state
+                                .metrics
+                                .api_latency
+                                .observe(start.elapsed().as_secs_f64());
+                            Ok(res)
+                        }
+                    })
+                    .configure(api_routes)
+                    .default_service(web::to(not_found))
+            }),
+        )
+    });
+    let api = match api_server {
+        Some((acceptor, server)) => Some(
+            server
+                .bind_openssl(&config.api_addr, acceptor)
+                .with_context(|| format!("binding the API listener to {}", config.api_addr))?
+                .run(),
+        ),
+        None => None,
+    };
 
     let upkeep = authority.clone();
     let maintenance = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(
+            config.maintenance_interval_secs,
+        ));
         loop {
             tick.tick().await;
             let a = upkeep.clone();
@@ -461,16 +482,31 @@ pub async fn serve(
             }
         }
     });
+    let poller = authority.clone();
+    let polling = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let a = poller.clone();
+            if let Ok(Err(e)) = web::block(move || a.poll_responses()).await {
+                tracing::warn!(error = %e, "polling OCSP responses failed; answering from the cache");
+            }
+        }
+    });
     tracing::info!(http = %config.http_addr, api = %config.api_addr, "mamori listening");
     let result = futures_join(public, api).await;
     maintenance.abort();
+    polling.abort();
     result
 }
 
 async fn futures_join(
     public: actix_web::dev::Server,
-    api: actix_web::dev::Server,
+    api: Option<actix_web::dev::Server>,
 ) -> anyhow::Result<()> {
+    let Some(api) = api else {
+        return public.await.context("public listener");
+    };
     let (a, b) = tokio::join!(public, api);
     a.context("public listener")?;
     b.context("API listener")?;

@@ -11,6 +11,7 @@ use base64::Engine;
 use super::problem::problem;
 use crate::authority::Authority;
 use crate::error::ServiceError;
+use crate::responder::OcspAnswer;
 
 fn http_date(secs: i64) -> String {
     HttpDate::from(UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64)).to_string()
@@ -61,13 +62,13 @@ pub async fn ca_certificate(
 ) -> Result<HttpResponse, ServiceError> {
     let name = path.into_inner();
     if let Some(id) = name.strip_suffix(".crt") {
-        let ca = state
-            .ca(id)
+        let der = state
+            .ca_certificate_der(id)
             .ok_or_else(|| ServiceError::NotFound(format!("CA {id}")))?;
         return Ok(HttpResponse::Ok()
             .content_type("application/pkix-cert")
             .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
-            .body(ca.certificate_der().to_vec()));
+            .body(der.to_vec()));
     }
     if let Some(id) = name.strip_suffix(".pem") {
         let chain = state
@@ -81,11 +82,49 @@ pub async fn ca_certificate(
     Err(ServiceError::NotFound(format!("CA certificate {name}")))
 }
 
-fn ocsp_response(der: Vec<u8>) -> HttpResponse {
+fn ocsp_plain(der: Vec<u8>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/ocsp-response")
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .body(der)
+}
+
+/// RFC 5019 §6: a pre-signed answer to a GET carries max-age up to nextUpdate, Last-Modified,
+/// Expires and an ETag; a matching If-None-Match gets 304.
+fn ocsp_answer(answer: OcspAnswer, request: &HttpRequest, get: bool) -> HttpResponse {
+    match answer.cache {
+        Some((this_update, next_update, tag)) if get => {
+            let etag = format!("\"{tag:016x}\"");
+            let now = ca_core::time::UnixTime::now().as_secs();
+            let max_age = next_update.saturating_sub(now);
+            let matches = request
+                .headers()
+                .get(header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+            let mut builder = if matches {
+                HttpResponse::NotModified()
+            } else {
+                HttpResponse::Ok()
+            };
+            builder
+                .insert_header((
+                    header::CACHE_CONTROL,
+                    format!("max-age={max_age}, public, no-transform, must-revalidate"),
+                ))
+                .insert_header((header::LAST_MODIFIED, http_date(this_update as i64)))
+                .insert_header((header::EXPIRES, http_date(next_update as i64)))
+                .insert_header((header::ETAG, etag));
+            if matches {
+                builder.finish()
+            } else {
+                builder
+                    .content_type("application/ocsp-response")
+                    .body(answer.der.to_vec())
+            }
+        }
+        _ => ocsp_plain(answer.der.to_vec()),
+    }
 }
 
 /// `POST /ocsp` with `application/ocsp-request`.
@@ -109,8 +148,8 @@ pub async fn ocsp_post(
     }
     let authority = state.get_ref().clone();
     match web::block(move || authority.ocsp(&body)).await {
-        Ok(der) => ocsp_response(der),
-        Err(_) => ocsp_response(ca_core::ocsp::error_response(
+        Ok(answer) => ocsp_answer(answer, &request, false),
+        Err(_) => ocsp_plain(ca_core::ocsp::error_response(
             x509_ocsp::OcspResponseStatus::InternalError,
         )),
     }
@@ -131,14 +170,14 @@ pub async fn ocsp_get(state: web::Data<Arc<Authority>>, request: HttpRequest) ->
             .ok()
     });
     let Some(der) = der else {
-        return ocsp_response(ca_core::ocsp::error_response(
+        return ocsp_plain(ca_core::ocsp::error_response(
             x509_ocsp::OcspResponseStatus::MalformedRequest,
         ));
     };
     let authority = state.get_ref().clone();
     match web::block(move || authority.ocsp(&der)).await {
-        Ok(der) => ocsp_response(der),
-        Err(_) => ocsp_response(ca_core::ocsp::error_response(
+        Ok(answer) => ocsp_answer(answer, &request, true),
+        Err(_) => ocsp_plain(ca_core::ocsp::error_response(
             x509_ocsp::OcspResponseStatus::InternalError,
         )),
     }
@@ -161,17 +200,22 @@ fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// `GET /healthz`: the database answers and the CRLs are current.
+/// `GET /healthz`: the database answers and the CRL is current; an OCSP-only instance is
+/// healthy while its cache holds responses, even with the database unreachable.
 pub async fn healthz(state: web::Data<Arc<Authority>>) -> HttpResponse {
     let authority = state.get_ref().clone();
     let ok = web::block(move || {
+        if authority.ocsp_only && !authority.ocsp_cache.is_empty() {
+            return true;
+        }
         authority
             .crl("issuing")
             .map(|c| c.next_update > ca_core::time::UnixTime::now().as_secs() as i64)
+            .unwrap_or(false)
     })
     .await;
     match ok {
-        Ok(Ok(true)) => HttpResponse::Ok().json(serde_json::json!({"status": "ok"})),
+        Ok(true) => HttpResponse::Ok().json(serde_json::json!({"status": "ok"})),
         _ => problem(
             actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
             "unhealthy",

@@ -128,3 +128,14 @@ pub struct SettingRow {
     pub name: String,
     pub value: String,
 }
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = ocsp_responses)]
+pub struct OcspResponseRow {
+    pub ca_id: String,
+    pub serial: String,
+    pub der: Vec<u8>,
+    pub this_update: i64,
+    pub next_update: i64,
+    pub updated_ms: i64,
+}

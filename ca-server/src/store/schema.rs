@@ -125,6 +125,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    ocsp_responses (ca_id, serial) {
+        ca_id -> Text,
+        serial -> Text,
+        der -> Binary,
+        this_update -> BigInt,
+        next_update -> BigInt,
+        updated_ms -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     settings,
     cas,

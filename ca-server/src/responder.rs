@@ -1,0 +1,637 @@
+//! The OCSP responder (RFC 6960, RFC 5019): the delegated responder certificate Mamori issues
+//! and renews itself, pre-signed responses for every unexpired certificate (stored in
+//! `ocsp_responses` and cached in memory), re-signed at once on revoke, hold and release and
+//! refreshed at half their validity, and fresh signing only where a request needs it (a nonce when
+//! `ocsp_nonce = "echo"`, several CertIDs, or an unusual CertID encoding).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use ca_core::crl::RevocationReason;
+use ca_core::csr::VerifiedCsr;
+use ca_core::issuance::{IssuanceOptions, PreparedIssuance};
+use ca_core::key::SoftwareKey;
+use ca_core::ocsp::{self, CertIdHash, ResponderIdentity, SingleStatus, Status};
+use ca_core::profile::Profile;
+use ca_core::serial::{parse_serial_hex, serial_hex};
+use ca_core::time::UnixTime;
+use diesel::prelude::*;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::audit_log;
+use crate::authority::{Authority, Responder};
+use crate::error::ServiceError;
+use crate::store::models::*;
+use crate::store::schema::*;
+use crate::store::DbConnection;
+
+/// Whether requests with a nonce get a freshly signed response echoing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NonceMode {
+    /// Default: answer from the pre-signed cache without a nonce (RFC 5019 §2.2.1 permits it).
+    /// Signing per request would let anyone spend the responder's CPU at will, and the
+    /// responders relying parties use (Windows, Java, VPN gateways) do not send nonces.
+    #[default]
+    Ignore,
+    /// Sign a fresh response echoing the nonce (RFC 9654).
+    Echo,
+}
+
+/// A cached, signed response.
+#[derive(Debug)]
+pub struct CachedResponse {
+    /// The complete OCSPResponse DER.
+    pub der: Box<[u8]>,
+    /// thisUpdate (Unix seconds).
+    pub this_update: u64,
+    /// nextUpdate (Unix seconds).
+    pub next_update: u64,
+    /// A tag that changes whenever the bytes change (first 8 bytes of SHA-256).
+    pub etag: u64,
+    /// Metrics label index: 0 good, 1 revoked, 2 unknown.
+    pub status: u8,
+}
+
+type CacheKey = (u16, [u8; 20]);
+
+/// Responses by (CA, serial), shared by the request handlers.
+#[derive(Debug, Default)]
+pub struct OcspCache {
+    map: RwLock<HashMap<CacheKey, Arc<CachedResponse>>>,
+    last_poll_ms: AtomicI64,
+}
+
+impl OcspCache {
+    /// How many responses are held.
+    pub fn len(&self) -> usize {
+        self.map.read().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn serial_key(bytes: &[u8]) -> Option<[u8; 20]> {
+    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    let digits = &bytes[start..];
+    if digits.len() > 20 {
+        return None;
+    }
+    let mut key = [0u8; 20];
+    key[20 - digits.len()..].copy_from_slice(digits);
+    Some(key)
+}
+
+#[derive(diesel::QueryableByName)]
+struct CaSerial {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    ca_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    serial: String,
+}
+
+/// What the OCSP endpoint sends back.
+#[derive(Debug)]
+pub struct OcspAnswer {
+    /// The OCSPResponse DER.
+    pub der: Arc<[u8]>,
+    /// For cacheable (pre-signed) answers: thisUpdate, nextUpdate and the ETag value.
+    pub cache: Option<(u64, u64, u64)>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn etag_of(der: &[u8]) -> u64 {
+    let digest = Sha256::digest(der);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+impl Authority {
+    fn ca_index(&self, ca_id: &str) -> Option<u16> {
+        self.issuer_hashes
+            .iter()
+            .position(|(id, _)| id == ca_id)
+            .map(|i| i as u16)
+    }
+
+    /// The current status of one certificate, from the database.
+    pub(crate) fn status_of(
+        &self,
+        conn: &mut DbConnection,
+        ca_id: &str,
+        serial: &str,
+    ) -> Result<Status, ServiceError> {
+        let row: Option<(String, Option<i64>, Option<String>)> = certificates::table
+            .find((ca_id, serial))
+            .select((
+                certificates::status,
+                certificates::revoked_at,
+                certificates::revocation_reason,
+            ))
+            .first(conn)
+            .optional()?;
+        Ok(match row {
+            Some((s, _, _)) if s == "valid" => Status::Good,
+            Some((s, at, reason)) if s == "revoked" || s == "hold" => Status::Revoked {
+                revoked_at: UnixTime(at.unwrap_or(0).max(0) as u64),
+                reason: reason
+                    .as_deref()
+                    .and_then(RevocationReason::parse)
+                    .unwrap_or(RevocationReason::Unspecified),
+            },
+            _ => Status::Unknown,
+        })
+    }
+
+    fn cache_insert(
+        &self,
+        ca_id: &str,
+        serial: &str,
+        der: Vec<u8>,
+        this_update: u64,
+        next_update: u64,
+    ) {
+        let (Some(index), Some(key)) = (
+            self.ca_index(ca_id),
+            parse_serial_hex(serial).and_then(|s| serial_key(s.as_bytes())),
+        ) else {
+            return;
+        };
+        let status = match ocsp_status_label(&der) {
+            Some("revoked") => 1,
+            Some("unknown") => 2,
+            _ => 0,
+        };
+        let entry = Arc::new(CachedResponse {
+            etag: etag_of(&der),
+            der: der.into_boxed_slice(),
+            this_update,
+            next_update,
+            status,
+        });
+        if let Ok(mut map) = self.ocsp_cache.map.write() {
+            map.insert((index, key), entry);
+        }
+    }
+
+    /// Signs, stores and caches the canonical (SHA-1 CertID) response for one certificate.
+    pub(crate) fn presign(
+        &self,
+        conn: &mut DbConnection,
+        ca_id: &str,
+        serial: &str,
+    ) -> Result<Option<Arc<CachedResponse>>, ServiceError> {
+        let Some(hashes) = self
+            .issuer_hashes
+            .iter()
+            .find(|(id, _)| id == ca_id)
+            .map(|(_, h)| h)
+        else {
+            return Ok(None);
+        };
+        let Some(serial_number) = parse_serial_hex(serial) else {
+            return Ok(None);
+        };
+        let status = self.status_of(conn, ca_id, serial)?;
+        if status == Status::Unknown {
+            return Ok(None);
+        }
+        let responder = self.responder(ca_id)?;
+        let now = self.now();
+        let next = now.plus(self.config.ocsp_validity_secs);
+        let cert_id = hashes
+            .cert_id(serial_number)
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let der = ocsp::build_response(
+            &ResponderIdentity {
+                key: &responder.key,
+                certificate: Some(&responder.certificate),
+            },
+            &[SingleStatus {
+                cert_id,
+                status,
+                this_update: now,
+                next_update: next,
+            }],
+            now,
+            None,
+        )
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let row = OcspResponseRow {
+            ca_id: ca_id.to_string(),
+            serial: serial.to_string(),
+            der: der.clone(),
+            this_update: now.as_secs() as i64,
+            next_update: next.as_secs() as i64,
+            updated_ms: now_ms(),
+        };
+        conn.transaction::<_, ServiceError, _>(|conn| {
+            diesel::delete(ocsp_responses::table.find((ca_id, serial))).execute(conn)?;
+            diesel::insert_into(ocsp_responses::table)
+                .values(&row)
+                .execute(conn)?;
+            Ok(())
+        })?;
+        self.cache_insert(ca_id, serial, der, now.as_secs(), next.as_secs());
+        Ok(self.cached(ca_id, serial))
+    }
+
+    fn cached(&self, ca_id: &str, serial: &str) -> Option<Arc<CachedResponse>> {
+        let index = self.ca_index(ca_id)?;
+        let key = serial_key(parse_serial_hex(serial)?.as_bytes())?;
+        self.ocsp_cache.map.read().ok()?.get(&(index, key)).cloned()
+    }
+
+    fn responder(&self, ca_id: &str) -> Result<Arc<Responder>, ServiceError> {
+        self.responders
+            .read()
+            .ok()
+            .and_then(|m| m.get(ca_id).cloned())
+            .ok_or_else(|| ServiceError::Internal(format!("no OCSP responder for {ca_id}")))
+    }
+
+    /// Pre-signs every unexpired certificate that has no response yet or whose response is past
+    /// half its validity. Returns how many were signed.
+    pub fn refresh_responses(&self) -> Result<usize, ServiceError> {
+        let mut conn = self.conn()?;
+        let now = self.now().as_secs() as i64;
+        let half = (self.config.ocsp_validity_secs / 2) as i64;
+        let live = ["valid", "revoked", "hold"];
+        let live = live
+            .iter()
+            .map(|s| format!("'{s}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let missing: Vec<(String, String)> = diesel::sql_query(format!(
+            "SELECT c.ca_id, c.serial FROM certificates c WHERE c.status IN ({live}) AND c.not_after > {now} \
+             AND NOT EXISTS (SELECT 1 FROM ocsp_responses r WHERE r.ca_id = c.ca_id AND r.serial = c.serial) LIMIT 20000"
+        ))
+        .load::<CaSerial>(&mut conn)?
+        .into_iter()
+        .map(|r| (r.ca_id, r.serial))
+        .collect();
+        let stale: Vec<(String, String)> = ocsp_responses::table
+            .filter(ocsp_responses::this_update.le(now - half))
+            .select((ocsp_responses::ca_id, ocsp_responses::serial))
+            .limit(20_000)
+            .load(&mut conn)?;
+        let mut signed = 0;
+        for (ca, serial) in missing.iter().chain(stale.iter()) {
+            if self.ca_index(ca).is_some() && self.presign(&mut conn, ca, serial)?.is_some() {
+                signed += 1;
+            }
+        }
+        diesel::delete(ocsp_responses::table.filter(ocsp_responses::next_update.lt(now - 86_400)))
+            .execute(&mut conn)?;
+        Ok(signed)
+    }
+
+    /// Loads responses other instances (or this one) stored since the last poll into the cache.
+    /// While the database is unreachable the cache keeps answering until each nextUpdate.
+    pub fn poll_responses(&self) -> Result<usize, ServiceError> {
+        let since = self.ocsp_cache.last_poll_ms.load(Ordering::Relaxed) - 5_000;
+        let started = now_ms();
+        let mut conn = self.conn()?;
+        let rows: Vec<OcspResponseRow> = ocsp_responses::table
+            .filter(ocsp_responses::updated_ms.gt(since))
+            .select(OcspResponseRow::as_select())
+            .load(&mut conn)?;
+        let count = rows.len();
+        for row in rows {
+            if let Some(current) = self.cached(&row.ca_id, &row.serial) {
+                if current.this_update > row.this_update as u64 {
+                    continue;
+                }
+            }
+            self.cache_insert(
+                &row.ca_id,
+                &row.serial,
+                row.der,
+                row.this_update.max(0) as u64,
+                row.next_update.max(0) as u64,
+            );
+        }
+        self.ocsp_cache
+            .last_poll_ms
+            .store(started, Ordering::Relaxed);
+        Ok(count)
+    }
+
+    /// Answers a DER OCSP request. Malformed → malformedRequest; a foreign issuer →
+    /// unauthorized. One SHA-1 CertID without a nonce to echo is answered from the cache.
+    pub fn ocsp(&self, request_der: &[u8]) -> OcspAnswer {
+        use x509_ocsp::OcspResponseStatus;
+        let error = |status| OcspAnswer {
+            der: ocsp::error_response(status).into(),
+            cache: None,
+        };
+        let parsed = match ocsp::parse_request(request_der) {
+            Ok(p) => p,
+            Err(e) => {
+                self.metrics.ocsp("malformed");
+                return error(ocsp::status_for(&e));
+            }
+        };
+        let mut ca_id: Option<&str> = None;
+        for (hash, id) in &parsed.cert_ids {
+            let found = self
+                .issuer_hashes
+                .iter()
+                .find(|(_, h)| h.matches(*hash, id))
+                .map(|(ca, _)| ca.as_str());
+            match (found, ca_id) {
+                (None, _) => {
+                    self.metrics.ocsp("unauthorized");
+                    return error(OcspResponseStatus::Unauthorized);
+                }
+                (Some(f), Some(c)) if f != c => {
+                    self.metrics.ocsp("unauthorized");
+                    return error(OcspResponseStatus::Unauthorized);
+                }
+                (Some(f), _) => ca_id = Some(f),
+            }
+        }
+        let Some(ca_id) = ca_id else {
+            return error(OcspResponseStatus::MalformedRequest);
+        };
+        let echo = parsed.nonce.is_some() && self.config.ocsp_nonce == NonceMode::Echo;
+        if !echo && parsed.cert_ids.len() == 1 {
+            let (hash, id) = &parsed.cert_ids[0];
+            let canonical = *hash == CertIdHash::Sha1
+                && self
+                    .issuer_hashes
+                    .iter()
+                    .find(|(c, _)| c == ca_id)
+                    .and_then(|(_, h)| h.cert_id(id.serial_number.clone()).ok())
+                    .is_some_and(|c| c == *id);
+            if canonical {
+                let serial = serial_hex(&id.serial_number);
+                let now = self.now().as_secs();
+                let hit = self.cached(ca_id, &serial).filter(|c| c.next_update > now);
+                let entry = match hit {
+                    Some(e) => Some(e),
+                    None => self.conn().ok().and_then(|mut conn| {
+                        self.presign(&mut conn, ca_id, &serial).ok().flatten()
+                    }),
+                };
+                if let Some(entry) = entry {
+                    self.metrics
+                        .ocsp(["good", "revoked", "unknown"][entry.status as usize % 3]);
+                    return OcspAnswer {
+                        der: Arc::from(&entry.der[..]),
+                        cache: Some((entry.this_update, entry.next_update, entry.etag)),
+                    };
+                }
+            }
+        }
+        match self.ocsp_fresh(ca_id, &parsed, echo) {
+            Ok(der) => OcspAnswer {
+                der: der.into(),
+                cache: None,
+            },
+            Err(e) => {
+                tracing::error!(error = %e, "OCSP answer failed");
+                self.metrics.ocsp("internal");
+                error(OcspResponseStatus::TryLater)
+            }
+        }
+    }
+
+    pub(crate) fn ensure_responder(&self, ca_id: &str) -> Result<(), ServiceError> {
+        let now = self.now();
+        let window = self
+            .profiles
+            .get("ocsp-responder")
+            .map(|p| p.renewal().window_secs)
+            .unwrap_or(3 * 86_400);
+        if let Ok(map) = self.responders.read() {
+            if map
+                .get(ca_id)
+                .is_some_and(|r| r.not_after.as_secs() > now.as_secs() + window)
+            {
+                return Ok(());
+            }
+        }
+        let mut conn = self.conn()?;
+        let stored: Option<ResponderRow> = ocsp_responders::table
+            .find(ca_id)
+            .select(ResponderRow::as_select())
+            .first(&mut conn)
+            .optional()?;
+        let responder = match stored {
+            Some(row) if row.not_after as u64 > now.as_secs() + window => {
+                let key =
+                    SoftwareKey::from_encrypted(row.key_pem.as_bytes(), self.passphrase.as_bytes())
+                        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+                let certificate = <x509_cert::Certificate as ca_core::der::Decode>::from_der(
+                    &row.certificate_der,
+                )
+                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+                Responder {
+                    key,
+                    certificate,
+                    not_after: UnixTime(row.not_after as u64),
+                }
+            }
+            Some(row) if self.ocsp_only && row.not_after as u64 > now.as_secs() => {
+                // An OCSP-only instance holds no CA key: it keeps the current responder until the
+                // CA instance renews it (within the renewal window).
+                let key =
+                    SoftwareKey::from_encrypted(row.key_pem.as_bytes(), self.passphrase.as_bytes())
+                        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+                let certificate = <x509_cert::Certificate as ca_core::der::Decode>::from_der(
+                    &row.certificate_der,
+                )
+                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+                Responder {
+                    key,
+                    certificate,
+                    not_after: UnixTime(row.not_after as u64),
+                }
+            }
+            _ if self.ocsp_only => {
+                return Err(ServiceError::Internal(format!(
+                    "no current OCSP responder certificate for {ca_id} in the database; start a CA instance first"
+                )))
+            }
+            _ => {
+                let profile = self.profiles.get("ocsp-responder").ok_or_else(|| {
+                    ServiceError::Internal("the ocsp-responder profile is missing".into())
+                })?;
+                self.issue_responder(&mut conn, ca_id, profile)?
+            }
+        };
+        if let Ok(mut map) = self.responders.write() {
+            map.insert(ca_id.to_string(), Arc::new(responder));
+        }
+        Ok(())
+    }
+
+    fn issue_responder(
+        &self,
+        conn: &mut DbConnection,
+        ca_id: &str,
+        profile: &Profile,
+    ) -> Result<Responder, ServiceError> {
+        let ca = self
+            .cas
+            .get(ca_id)
+            .ok_or_else(|| ServiceError::NotFound(format!("CA {ca_id}")))?;
+        let internal = |e: String| ServiceError::Internal(e);
+        let (key, pkcs8) = SoftwareKey::generate(ca_core::key::KeyAlgorithm::EcdsaP256)
+            .map_err(|e| internal(e.to_string()))?;
+        let key_pem = ca_core::key::encrypt_pkcs8(&pkcs8, self.passphrase.as_bytes())
+            .map_err(|e| internal(e.to_string()))?;
+        let subject = ca_core::name::build_name(&[
+            (
+                ca_core::name::AttributeKind::O,
+                self.config.hierarchy.organization.clone(),
+            ),
+            (
+                ca_core::name::AttributeKind::CN,
+                format!("Mamori OCSP Responder ({ca_id})"),
+            ),
+        ])
+        .map_err(internal)?;
+        let csr_der = ca_core::csr::build_csr(&subject, vec![], &key)?;
+        let csr = VerifiedCsr::parse(&csr_der, 2048)?;
+        let prepared =
+            PreparedIssuance::prepare(ca, profile, &csr, &IssuanceOptions::default(), &self.clock)?;
+        let now = self.now().as_secs() as i64;
+        let serial = serial_hex(prepared.serial());
+        diesel::insert_into(certificates::table)
+            .values(CertificateRow {
+                ca_id: ca_id.to_string(),
+                serial: serial.clone(),
+                request_id: None,
+                profile_id: profile.id().to_string(),
+                subject: prepared.subject().to_string(),
+                tbs_der: prepared.tbs_der().to_vec(),
+                der: None,
+                not_before: prepared.not_before().as_secs() as i64,
+                not_after: prepared.not_after().as_secs() as i64,
+                status: "reserved".into(),
+                revoked_at: None,
+                revocation_reason: None,
+                invalidity_date: None,
+                created_at: now,
+            })
+            .execute(conn)?;
+        let issued = prepared.sign(ca)?;
+        conn.transaction::<_, ServiceError, _>(|conn| {
+            diesel::update(certificates::table.find((ca_id, &serial)))
+                .set((
+                    certificates::der.eq(Some(&issued.der)),
+                    certificates::status.eq("valid"),
+                ))
+                .execute(conn)?;
+            diesel::delete(ocsp_responders::table.find(ca_id)).execute(conn)?;
+            diesel::insert_into(ocsp_responders::table)
+                .values(ResponderRow {
+                    ca_id: ca_id.to_string(),
+                    certificate_der: issued.der.clone(),
+                    key_pem,
+                    not_after: issued.not_after.as_secs() as i64,
+                })
+                .execute(conn)?;
+            audit_log::append(
+                conn,
+                now as u64,
+                "system",
+                "certificate.issue",
+                &format!("{ca_id}/{serial}"),
+                json!({"profile": profile.id(), "purpose": "OCSP responder"}),
+            )?;
+            Ok(())
+        })?;
+        let certificate = <x509_cert::Certificate as ca_core::der::Decode>::from_der(&issued.der)
+            .map_err(|e| internal(e.to_string()))?;
+        Ok(Responder {
+            key,
+            certificate,
+            not_after: issued.not_after,
+        })
+    }
+
+    /// Signs a fresh response for every CertID in `parsed` (nonce echoed when `nonce`).
+    fn ocsp_fresh(
+        &self,
+        ca_id: &str,
+        parsed: &ocsp::ParsedRequest,
+        nonce: bool,
+    ) -> Result<Vec<u8>, ServiceError> {
+        let responder = self
+            .responders
+            .read()
+            .ok()
+            .and_then(|m| m.get(ca_id).cloned())
+            .ok_or_else(|| ServiceError::Internal(format!("no OCSP responder for {ca_id}")))?;
+        let mut conn = self.conn()?;
+        let now = self.now();
+        let mut statuses = Vec::with_capacity(parsed.cert_ids.len());
+        for (_, id) in &parsed.cert_ids {
+            let status = self.status_of(&mut conn, ca_id, &serial_hex(&id.serial_number))?;
+            self.metrics.ocsp(match status {
+                Status::Good => "good",
+                Status::Revoked { .. } => "revoked",
+                Status::Unknown => "unknown",
+            });
+            statuses.push(SingleStatus {
+                cert_id: id.clone(),
+                status,
+                this_update: now,
+                next_update: now.plus(self.config.ocsp_validity_secs),
+            });
+        }
+        ocsp::build_response(
+            &ResponderIdentity {
+                key: &responder.key,
+                certificate: Some(&responder.certificate),
+            },
+            &statuses,
+            now,
+            if nonce { parsed.nonce.as_deref() } else { None },
+        )
+        .map_err(|e| ServiceError::Internal(e.to_string()))
+    }
+}
+
+/// good, revoked or unknown for a single-response OCSPResponse.
+fn ocsp_status_label(der: &[u8]) -> Option<&'static str> {
+    use ca_core::der::Decode;
+    let response = x509_ocsp::OcspResponse::from_der(der).ok()?;
+    let basic =
+        x509_ocsp::BasicOcspResponse::from_der(response.response_bytes?.response.as_bytes())
+            .ok()?;
+    Some(
+        match basic.tbs_response_data.responses.first()?.cert_status {
+            x509_ocsp::CertStatus::Good(_) => "good",
+            x509_ocsp::CertStatus::Revoked(_) => "revoked",
+            x509_ocsp::CertStatus::Unknown(_) => "unknown",
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serial_keys_ignore_leading_zeros() {
+        assert_eq!(serial_key(&[0, 1]), serial_key(&[1]));
+        assert_ne!(serial_key(&[1, 0]), serial_key(&[1]));
+        assert!(serial_key(&[1; 21]).is_none());
+    }
+}

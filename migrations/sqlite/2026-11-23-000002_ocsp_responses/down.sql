@@ -1,0 +1,1 @@
+DROP TABLE ocsp_responses;

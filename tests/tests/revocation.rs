@@ -1,0 +1,444 @@
+//! Revocation at scale, end to end: pre-signed OCSP responses served from the cache with
+//! RFC 5019 caching headers, re-signed at once on hold/release/revoke and refreshed before they go
+//! stale; the nonce setting both ways; several certificates in one request; and an OCSP-only
+//! instance answering from the shared database, then from its cache with the database cut off.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::time::{Duration, Instant};
+
+use ca_core::der::{Decode, Encode};
+use mamori_e2e::{csr, Backend, Link, Person, Server};
+use openssl::ocsp::{OcspCertId, OcspCertStatus, OcspFlag, OcspRequest, OcspResponse};
+use openssl::stack::Stack;
+use openssl::x509::store::X509StoreBuilder;
+use openssl::x509::X509;
+use serde_json::json;
+
+struct Device {
+    leaf: X509,
+    issuer: X509,
+    serial: String,
+}
+
+fn issue_device(server: &Server, enroller: &Person, id: &str) -> Device {
+    let (_k, pem) = csr(
+        &[(rcgen::DnType::CommonName, &format!("amb-{id}"))],
+        vec![rcgen::SanType::URI(
+            format!("urn:mamori:device:ambulance:{id}")
+                .as_str()
+                .try_into()
+                .unwrap(),
+        )],
+    );
+    let (status, body) = server.call(
+        "POST",
+        "/api/v1/requests",
+        Some(&enroller.token()),
+        Some(json!({"profile": "ambulance-terminal", "csr": pem, "justification": "test"})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let response = server
+        .client
+        .get(format!(
+            "{}/api/v1/requests/{}/certificate",
+            server.api_url,
+            body["id"].as_str().unwrap()
+        ))
+        .bearer_auth(enroller.token())
+        .send()
+        .unwrap();
+    let chain = X509::stack_from_pem(&response.bytes().unwrap()).unwrap();
+    Device {
+        leaf: chain[0].clone(),
+        issuer: chain[1].clone(),
+        serial: body["serial"].as_str().unwrap().to_string(),
+    }
+}
+
+fn request_der(devices: &[&X509], issuer: &X509, nonce: Option<&[u8]>) -> Vec<u8> {
+    let mut request = OcspRequest::new().unwrap();
+    for leaf in devices {
+        request
+            .add_id(
+                OcspCertId::from_cert(openssl::hash::MessageDigest::sha1(), leaf, issuer).unwrap(),
+            )
+            .unwrap();
+    }
+    let der = request.to_der().unwrap();
+    let Some(nonce) = nonce else { return der };
+    let mut parsed = ca_core::x509_ocsp::OcspRequest::from_der(&der).unwrap();
+    let value = ca_core::der::asn1::OctetString::new(nonce.to_vec())
+        .unwrap()
+        .to_der()
+        .unwrap();
+    parsed.tbs_request.request_extensions = Some(vec![ca_core::x509_cert::ext::Extension {
+        extn_id: const_oid_nonce(),
+        critical: false,
+        extn_value: ca_core::der::asn1::OctetString::new(value).unwrap(),
+    }]);
+    parsed.to_der().unwrap()
+}
+
+fn const_oid_nonce() -> ca_core::der::asn1::ObjectIdentifier {
+    ca_core::der::asn1::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.2")
+}
+
+fn get(base: &str, der: &[u8], etag: Option<&str>) -> reqwest::blocking::Response {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let encoded: String = b64
+        .chars()
+        .map(|c| match c {
+            '+' => "%2B".into(),
+            '/' => "%2F".into(),
+            '=' => "%3D".into(),
+            c => c.to_string(),
+        })
+        .collect();
+    let mut request = reqwest::blocking::Client::new().get(format!("{base}/ocsp/{encoded}"));
+    if let Some(tag) = etag {
+        request = request.header("if-none-match", tag);
+    }
+    request.send().unwrap()
+}
+
+fn post(base: &str, der: &[u8]) -> Vec<u8> {
+    reqwest::blocking::Client::new()
+        .post(format!("{base}/ocsp"))
+        .header("content-type", "application/ocsp-request")
+        .body(der.to_vec())
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap()
+        .to_vec()
+}
+
+/// Verifies a response with OpenSSL and returns each device's status, in order.
+fn statuses(
+    server: &Server,
+    response: &[u8],
+    devices: &[&X509],
+    issuer: &X509,
+) -> Vec<OcspCertStatus> {
+    let response = OcspResponse::from_der(response).unwrap();
+    assert_eq!(
+        response.status(),
+        openssl::ocsp::OcspResponseStatus::SUCCESSFUL
+    );
+    let basic = response.basic().unwrap();
+    let mut store = X509StoreBuilder::new().unwrap();
+    store
+        .add_cert(X509::from_pem(server.root_pem.as_bytes()).unwrap())
+        .unwrap();
+    let mut untrusted = Stack::new().unwrap();
+    untrusted.push(issuer.clone()).unwrap();
+    basic
+        .verify(&untrusted, &store.build(), OcspFlag::empty())
+        .expect("signature");
+    devices
+        .iter()
+        .map(|leaf| {
+            let id =
+                OcspCertId::from_cert(openssl::hash::MessageDigest::sha1(), leaf, issuer).unwrap();
+            let status = basic.find_status(&id).unwrap();
+            status.check_validity(5, None).unwrap();
+            status.status
+        })
+        .collect()
+}
+
+fn basic(response: &[u8]) -> ca_core::x509_ocsp::BasicOcspResponse {
+    let outer = ca_core::x509_ocsp::OcspResponse::from_der(response).unwrap();
+    ca_core::x509_ocsp::BasicOcspResponse::from_der(
+        outer.response_bytes.unwrap().response.as_bytes(),
+    )
+    .unwrap()
+}
+
+fn this_update(response: &[u8]) -> u64 {
+    basic(response).tbs_response_data.responses[0]
+        .this_update
+        .0
+        .to_unix_duration()
+        .as_secs()
+}
+
+#[test]
+fn presigned_cache_headers_resign_and_refresh() {
+    let server = Server::start(
+        Backend::Sqlite,
+        &[
+            ("MAMORI_OCSP_VALIDITY_SECS", "16"),
+            ("MAMORI_MAINTENANCE_INTERVAL_SECS", "1"),
+        ],
+    );
+    server.login(&server.admin);
+    let enroller = server.user("enroller", &["device-enroller"]);
+    let d = issue_device(&server, &enroller, "100");
+    let request = request_der(&[&d.leaf], &d.issuer, None);
+
+    // GET: RFC 5019 headers; a second GET and a POST return the very same pre-signed bytes.
+    let first = get(&server.public_url, &request, None);
+    assert_eq!(first.status().as_u16(), 200);
+    let headers = first.headers().clone();
+    let cache_control = headers["cache-control"].to_str().unwrap();
+    assert!(
+        cache_control.contains("public")
+            && cache_control.contains("no-transform")
+            && cache_control.contains("must-revalidate")
+            && cache_control.contains("max-age="),
+        "{cache_control}"
+    );
+    for h in ["last-modified", "expires", "etag"] {
+        assert!(headers.contains_key(h), "missing {h}");
+    }
+    let etag = headers["etag"].to_str().unwrap().to_string();
+    let body = first.bytes().unwrap().to_vec();
+    assert_eq!(
+        statuses(&server, &body, &[&d.leaf], &d.issuer),
+        vec![OcspCertStatus::GOOD]
+    );
+    let again = get(&server.public_url, &request, None);
+    assert_eq!(again.headers()["etag"].to_str().unwrap(), etag);
+    assert_eq!(
+        again.bytes().unwrap().to_vec(),
+        body,
+        "served from the cache, not re-signed"
+    );
+    assert_eq!(post(&server.public_url, &request), body);
+    let not_modified = get(&server.public_url, &request, Some(&etag));
+    assert_eq!(not_modified.status().as_u16(), 304);
+
+    // Hold, release, revoke: each re-signs at once.
+    let officer = server.user("officer", &["security-officer"]);
+    let mut tags = vec![etag.clone()];
+    for (action, body, expected) in [
+        (
+            "hold",
+            json!({"totp": officer.code()}),
+            OcspCertStatus::REVOKED,
+        ),
+        (
+            "release",
+            json!({"totp": officer.code()}),
+            OcspCertStatus::GOOD,
+        ),
+        (
+            "revoke",
+            json!({"totp": officer.code(), "reason": "cessation-of-operation"}),
+            OcspCertStatus::REVOKED,
+        ),
+    ] {
+        let (status, answer) = server.call(
+            "POST",
+            &format!("/api/v1/certificates/issuing/{}/{action}", d.serial),
+            Some(&officer.token()),
+            Some(body),
+        );
+        assert_eq!(status, 200, "{action}: {answer}");
+        let response = get(&server.public_url, &request, None);
+        let tag = response.headers()["etag"].to_str().unwrap().to_string();
+        assert!(!tags.contains(&tag), "{action}: a new response");
+        tags.push(tag);
+        assert_eq!(
+            statuses(&server, &response.bytes().unwrap(), &[&d.leaf], &d.issuer),
+            vec![expected],
+            "{action}"
+        );
+    }
+
+    // Refresh before staleness: with a 16 s validity, upkeep re-signs at 8 s, before nextUpdate.
+    let d2 = issue_device(&server, &enroller, "101");
+    let request2 = request_der(&[&d2.leaf], &d2.issuer, None);
+    let original = get(&server.public_url, &request2, None)
+        .bytes()
+        .unwrap()
+        .to_vec();
+    let original_this = this_update(&original);
+    let original_next = basic(&original).tbs_response_data.responses[0]
+        .next_update
+        .unwrap()
+        .0
+        .to_unix_duration()
+        .as_secs();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = ca_core::time::UnixTime::now().as_secs();
+        let current = get(&server.public_url, &request2, None)
+            .bytes()
+            .unwrap()
+            .to_vec();
+        if this_update(&current) > original_this {
+            assert!(
+                now < original_next,
+                "refreshed only after the old response went stale"
+            );
+            assert_eq!(
+                statuses(&server, &current, &[&d2.leaf], &d2.issuer),
+                vec![OcspCertStatus::GOOD]
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the response was never refreshed"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn nonce_setting_both_ways_and_multi_certificate_requests() {
+    for mode in ["ignore", "echo"] {
+        let server = Server::start(Backend::Sqlite, &[("MAMORI_OCSP_NONCE", mode)]);
+        server.login(&server.admin);
+        let enroller = server.user("enroller", &["device-enroller"]);
+        let a = issue_device(&server, &enroller, "200");
+        let b = issue_device(&server, &enroller, "201");
+        let nonce = [9u8; 32];
+        let with_nonce = request_der(&[&a.leaf], &a.issuer, Some(&nonce));
+        let plain = request_der(&[&a.leaf], &a.issuer, None);
+        let cached = post(&server.public_url, &plain);
+        let answered = post(&server.public_url, &with_nonce);
+        assert_eq!(
+            statuses(&server, &answered, &[&a.leaf], &a.issuer),
+            vec![OcspCertStatus::GOOD]
+        );
+        match mode {
+            "ignore" => {
+                assert!(
+                    basic(&answered).nonce().is_none(),
+                    "no nonce in the cached answer"
+                );
+                assert_eq!(answered, cached, "the pre-signed response");
+            }
+            _ => {
+                assert_eq!(
+                    basic(&answered).nonce().unwrap().0.as_bytes(),
+                    &nonce,
+                    "nonce echoed"
+                );
+                assert_ne!(
+                    post(&server.public_url, &with_nonce),
+                    answered,
+                    "signed fresh each time"
+                );
+            }
+        }
+        // Several certificates, one of them unknown, in one request and one response.
+        let mut unknown = openssl::x509::X509Builder::new().unwrap();
+        unknown
+            .set_serial_number(
+                &openssl::bn::BigNum::from_u32(42)
+                    .unwrap()
+                    .to_asn1_integer()
+                    .unwrap(),
+            )
+            .unwrap();
+        unknown.set_issuer_name(a.issuer.subject_name()).unwrap();
+        let unknown = unknown.build();
+        let multi = request_der(&[&a.leaf, &b.leaf, &unknown], &a.issuer, None);
+        let response = post(&server.public_url, &multi);
+        assert_eq!(basic(&response).tbs_response_data.responses.len(), 3);
+        assert_eq!(
+            statuses(&server, &response, &[&a.leaf, &b.leaf, &unknown], &a.issuer),
+            vec![
+                OcspCertStatus::GOOD,
+                OcspCertStatus::GOOD,
+                OcspCertStatus::UNKNOWN
+            ]
+        );
+    }
+}
+
+fn ocsp_only(backend: Backend) {
+    let server = Server::start(backend.clone(), &[]);
+    server.login(&server.admin);
+    let enroller = server.user("enroller", &["device-enroller"]);
+    let officer = server.user("officer", &["security-officer"]);
+    let good = issue_device(&server, &enroller, "300");
+    let lost = issue_device(&server, &enroller, "301");
+    // Behind a link we can cut (PostgreSQL); SQLite shares the file directly.
+    let link;
+    let url = if let Some(rest) = server.database_url.strip_prefix("postgres://") {
+        let (userinfo, hostpath) = rest.split_once('@').unwrap();
+        let (host, path) = hostpath.split_once('/').unwrap();
+        link = Some(Link::to(host));
+        format!(
+            "postgres://{userinfo}@{}/{path}",
+            link.as_ref().unwrap().addr
+        )
+    } else {
+        link = None;
+        server.database_url.clone()
+    };
+    let responder = server.ocsp_only(&url);
+    let req_good = request_der(&[&good.leaf], &good.issuer, None);
+    let req_lost = request_der(&[&lost.leaf], &lost.issuer, None);
+    assert_eq!(
+        statuses(
+            &server,
+            &post(&responder.url, &req_good),
+            &[&good.leaf],
+            &good.issuer
+        ),
+        vec![OcspCertStatus::GOOD]
+    );
+    // No API on an OCSP-only instance.
+    let api = reqwest::blocking::get(format!("{}/api/v1/me", responder.url)).unwrap();
+    assert_eq!(api.status().as_u16(), 404);
+    // A revocation on the CA instance shows on the OCSP-only instance (it polls the database).
+    let (status, body) = server.call(
+        "POST",
+        &format!("/api/v1/certificates/issuing/{}/revoke", lost.serial),
+        Some(&officer.token()),
+        Some(json!({"reason": "key-compromise", "totp": officer.code()})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while statuses(
+        &server,
+        &post(&responder.url, &req_lost),
+        &[&lost.leaf],
+        &lost.issuer,
+    ) != vec![OcspCertStatus::REVOKED]
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the OCSP-only instance never saw the revocation"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Database gone: the cache keeps answering, the same bytes as before.
+    if let Some(link) = &link {
+        let before = post(&responder.url, &req_good);
+        link.cut();
+        std::thread::sleep(Duration::from_secs(2));
+        let after = post(&responder.url, &req_good);
+        assert_eq!(after, before);
+        assert_eq!(
+            statuses(
+                &server,
+                &post(&responder.url, &req_lost),
+                &[&lost.leaf],
+                &lost.issuer
+            ),
+            vec![OcspCertStatus::REVOKED]
+        );
+        let health = reqwest::blocking::get(format!("{}/healthz", responder.url)).unwrap();
+        assert_eq!(health.status().as_u16(), 200);
+    }
+}
+
+#[test]
+fn ocsp_only_instance_sqlite() {
+    ocsp_only(Backend::Sqlite);
+}
+
+#[test]
+#[cfg_attr(not(mamori_postgres), ignore = "MAMORI_TEST_POSTGRES_URL is not set")]
+fn ocsp_only_instance_survives_database_outage_postgres() {
+    ocsp_only(Backend::Postgres);
+}
