@@ -50,6 +50,8 @@ fn bench(c: &mut Criterion) {
         next_update: now.plus(86_400),
         crl_number: 1,
         issuing_distribution_point: None,
+        delta_base: None,
+        freshest_crl: None,
     };
     let mut group = c.benchmark_group("crl");
     group.sample_size(10);

@@ -80,6 +80,7 @@ pub struct CertificateAuthority {
     not_before: UnixTime,
     not_after: UnixTime,
     public_url: Option<String>,
+    delta_crls: bool,
 }
 
 impl std::fmt::Debug for CertificateAuthority {
@@ -158,6 +159,7 @@ impl CertificateAuthority {
             key,
             key_id,
             public_url,
+            delta_crls: false,
         })
     }
 
@@ -206,6 +208,20 @@ impl CertificateAuthority {
         self.public_url
             .as_ref()
             .map(|b| format!("{b}/crl/{}.crl", self.id))
+    }
+    /// Publishes delta CRLs: certificates it issues then carry freshestCRL (RFC 5280 §4.2.1.15).
+    pub fn with_delta_crls(mut self, enabled: bool) -> Self {
+        self.delta_crls = enabled;
+        self
+    }
+    /// `<base>/crl/<id>-delta.crl`: where this CA's delta CRL is, when it publishes one.
+    pub fn delta_crl_url(&self) -> Option<String> {
+        if !self.delta_crls {
+            return None;
+        }
+        self.public_url
+            .as_ref()
+            .map(|b| format!("{b}/crl/{}-delta.crl", self.id))
     }
     /// `<base>/ocsp`: the OCSP responder for certificates this CA issues.
     pub fn ocsp_url(&self) -> Option<String> {

@@ -11,9 +11,10 @@ use der::asn1::Uint;
 use der::{Encode, Header, Tag};
 use serde::{Deserialize, Serialize};
 use x509_cert::crl::RevokedCert;
+use x509_cert::ext::pkix::crl::dp::DistributionPoint;
 use x509_cert::ext::pkix::crl::dp::IssuingDistributionPoint;
 use x509_cert::ext::pkix::name::DistributionPointName;
-use x509_cert::ext::pkix::{CrlNumber, CrlReason};
+use x509_cert::ext::pkix::{BaseCrlNumber, CrlNumber, CrlReason, FreshestCrl};
 use x509_cert::ext::Extension;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::Version;
@@ -44,6 +45,8 @@ pub enum RevocationReason {
     CertificateHold,
     /// A privilege was withdrawn.
     PrivilegeWithdrawn,
+    /// Delta CRLs only: a held certificate was released (RFC 5280 §5.3.1).
+    RemoveFromCrl,
 }
 
 impl RevocationReason {
@@ -58,6 +61,7 @@ impl RevocationReason {
             RevocationReason::CessationOfOperation => CrlReason::CessationOfOperation,
             RevocationReason::CertificateHold => CrlReason::CertificateHold,
             RevocationReason::PrivilegeWithdrawn => CrlReason::PrivilegeWithdrawn,
+            RevocationReason::RemoveFromCrl => CrlReason::RemoveFromCRL,
         }
     }
 
@@ -72,6 +76,7 @@ impl RevocationReason {
             RevocationReason::CessationOfOperation => "cessation-of-operation",
             RevocationReason::CertificateHold => "certificate-hold",
             RevocationReason::PrivilegeWithdrawn => "privilege-withdrawn",
+            RevocationReason::RemoveFromCrl => "remove-from-crl",
         }
     }
 
@@ -116,9 +121,14 @@ pub struct CrlParams {
     pub crl_number: u64,
     /// If set, an issuingDistributionPoint naming this URI with onlyContainsUserCerts.
     pub issuing_distribution_point: Option<String>,
+    /// For a delta CRL: the cRLNumber of its base (deltaCRLIndicator, RFC 5280 §5.2.4).
+    pub delta_base: Option<u64>,
+    /// For a complete CRL with deltas: where the delta CRL is (freshestCRL, RFC 5280 §5.2.6).
+    pub freshest_crl: Option<String>,
 }
 
-fn encode_entry(entry: &RevokedEntry, out: &mut Vec<u8>) -> Result<(), CrlError> {
+/// DER-encodes one `revokedCertificates` entry (RFC 5280 §5.1.2.6) onto `out`.
+pub fn encode_entry(entry: &RevokedEntry, out: &mut Vec<u8>) -> Result<(), CrlError> {
     let mut extensions = Vec::new();
     if entry.reason != RevocationReason::Unspecified {
         extensions.push(
@@ -162,6 +172,20 @@ fn crl_extensions(
         authority_key_identifier(ca.key_id())?,
         extension(&CrlNumber(number), false)?,
     ];
+    if let Some(base) = params.delta_base {
+        let base = Uint::new(&base.to_be_bytes())?;
+        extensions.push(extension(&BaseCrlNumber(base), true)?);
+    }
+    if let Some(url) = &params.freshest_crl {
+        extensions.push(extension(
+            &FreshestCrl(vec![DistributionPoint {
+                distribution_point: Some(DistributionPointName::FullName(vec![uri_name(url)?])),
+                reasons: None,
+                crl_issuer: None,
+            }]),
+            false,
+        )?);
+    }
     if let Some(url) = &params.issuing_distribution_point {
         // x509-cert 0.2.5 gives IssuingDistributionPoint the subjectInfoAccess OID; name the
         // extension by its RFC 5280 §5.2.5 OID (2.5.29.28) instead.
@@ -195,14 +219,31 @@ pub fn build_crl<'e>(
     params: &CrlParams,
     entries: impl IntoIterator<Item = &'e RevokedEntry>,
 ) -> Result<Vec<u8>, CrlError> {
-    if params.next_update <= params.this_update {
-        return Err(CrlError::Window);
-    }
-    let encode = |e: der::Error| CrlError::Encode(e.to_string());
     let mut revoked = Vec::new();
     for entry in entries {
         encode_entry(entry, &mut revoked)?;
     }
+    build_crl_encoded(
+        ca,
+        params,
+        std::iter::once(revoked.as_slice()),
+        revoked.len(),
+    )
+}
+
+/// Builds and signs a DER CRL from entries already DER-encoded by [`encode_entry`] (in any
+/// number of slices whose lengths add up to `total_len`). This is how a CA with a million revoked
+/// certificates republishes within a second: the entries are encoded once, when revoked.
+pub fn build_crl_encoded<'e>(
+    ca: &CertificateAuthority,
+    params: &CrlParams,
+    encoded: impl IntoIterator<Item = &'e [u8]>,
+    total_len: usize,
+) -> Result<Vec<u8>, CrlError> {
+    if params.next_update <= params.this_update {
+        return Err(CrlError::Window);
+    }
+    let encode = |e: der::Error| CrlError::Encode(e.to_string());
     let mut fields = Vec::with_capacity(512);
     Version::V2.encode_to_vec(&mut fields).map_err(encode)?;
     ca.key()
@@ -229,23 +270,30 @@ pub fn build_crl<'e>(
     }
     .to_der()
     .map_err(encode)?;
-    let revoked_block = if revoked.is_empty() {
+    let revoked_block = if total_len == 0 {
         0
     } else {
-        let header_len = Header::new(Tag::Sequence, revoked.len())
+        let header_len = Header::new(Tag::Sequence, total_len)
             .and_then(|h| h.encoded_len())
             .map_err(encode)?;
-        usize::try_from(header_len).map_err(|_| CrlError::Encode("length".into()))? + revoked.len()
+        usize::try_from(header_len).map_err(|_| CrlError::Encode("length".into()))? + total_len
     };
     let body_len = fields.len() + revoked_block + extensions_der.len();
     let mut tbs = Vec::with_capacity(body_len + 8);
     push_header(&mut tbs, Tag::Sequence, body_len)?;
     tbs.extend_from_slice(&fields);
-    if !revoked.is_empty() {
-        push_header(&mut tbs, Tag::Sequence, revoked.len())?;
-        tbs.extend_from_slice(&revoked);
+    if total_len > 0 {
+        push_header(&mut tbs, Tag::Sequence, total_len)?;
+        let before = tbs.len();
+        for chunk in encoded {
+            tbs.extend_from_slice(chunk);
+        }
+        if tbs.len() - before != total_len {
+            return Err(CrlError::Encode(
+                "encoded entries do not add up to total_len".into(),
+            ));
+        }
     }
-    drop(revoked);
     tbs.extend_from_slice(&extensions_der);
     Ok(crate::issuance::sign_tbs(&tbs, ca.key())?)
 }

@@ -76,6 +76,18 @@ pub fn crl_distribution_points(url: &str) -> Result<Extension, der::Error> {
     )
 }
 
+/// freshestCRL naming one delta-CRL URI, non-critical (RFC 5280 §4.2.1.15).
+pub fn freshest_crl(url: &str) -> Result<Extension, der::Error> {
+    extension(
+        &x509_cert::ext::pkix::FreshestCrl(vec![DistributionPoint {
+            distribution_point: Some(DistributionPointName::FullName(vec![uri_name(url)?])),
+            reasons: None,
+            crl_issuer: None,
+        }]),
+        false,
+    )
+}
+
 /// authorityInfoAccess with optional OCSP and caIssuers URIs, non-critical (RFC 5280 §4.2.2.1).
 pub fn authority_info_access(
     ocsp: Option<&str>,

@@ -191,6 +191,9 @@ fn leaf_extensions(
         if let Some(url) = ca.crl_url() {
             extensions.push(crl_distribution_points(&url)?);
         }
+        if let Some(url) = ca.delta_crl_url() {
+            extensions.push(crate::extensions::freshest_crl(&url)?);
+        }
     }
     let ocsp = if profile.revocation_info() {
         ca.ocsp_url()

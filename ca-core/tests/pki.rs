@@ -839,6 +839,8 @@ fn crl_verifies_and_lists_entries_with_reasons() {
         next_update: now.plus(86_400),
         crl_number: 7,
         issuing_distribution_point: Some(h.issuing.crl_url().unwrap()),
+        delta_base: None,
+        freshest_crl: None,
     };
     let der = build_crl(&h.issuing, &params, &entries).unwrap();
     write_artifact("crl-issuing.der", &der);
@@ -914,6 +916,8 @@ fn crl_verifies_and_lists_entries_with_reasons() {
         &h.issuing,
         &CrlParams {
             issuing_distribution_point: None,
+            delta_base: None,
+            freshest_crl: None,
             ..params.clone()
         },
         &[],
@@ -1172,4 +1176,150 @@ fn ocsp_request_errors() {
     let other_hashes = IssuerHashes::of(other.issuing.certificate()).unwrap();
     assert!(!other_hashes.matches(ocsp::CertIdHash::Sha1, &id));
     let _ = FixedClock(UnixTime(0)).now();
+}
+
+#[test]
+fn delta_crl_is_used_by_openssl() {
+    let h = hierarchy(KeyAlgorithm::EcdsaP256, ca::DEFAULT_ISSUING_VALIDITY_SECS);
+    let certs = issue_many(&h, 4);
+    let now = UnixTime::now();
+    let delta_url = format!("{BASE_URL}/crl/issuing-delta.crl");
+    // Base (number 10): A revoked, C on hold.
+    let base = build_crl(
+        &h.issuing,
+        &CrlParams {
+            this_update: now.minus(60),
+            next_update: now.plus(86_400),
+            crl_number: 10,
+            issuing_distribution_point: None,
+            delta_base: None,
+            freshest_crl: Some(delta_url.clone()),
+        },
+        &[
+            RevokedEntry {
+                serial: certs[0].serial.clone(),
+                revoked_at: now.minus(120),
+                reason: RevocationReason::Superseded,
+                invalidity_date: None,
+            },
+            RevokedEntry {
+                serial: certs[2].serial.clone(),
+                revoked_at: now.minus(120),
+                reason: RevocationReason::CertificateHold,
+                invalidity_date: None,
+            },
+        ],
+    )
+    .unwrap();
+    // Delta (number 11, base 10): B newly revoked, C released from hold.
+    let delta = build_crl(
+        &h.issuing,
+        &CrlParams {
+            this_update: now,
+            next_update: now.plus(3600),
+            crl_number: 11,
+            issuing_distribution_point: None,
+            delta_base: Some(10),
+            freshest_crl: None,
+        },
+        &[
+            RevokedEntry {
+                serial: certs[1].serial.clone(),
+                revoked_at: now.minus(10),
+                reason: RevocationReason::KeyCompromise,
+                invalidity_date: None,
+            },
+            RevokedEntry {
+                serial: certs[2].serial.clone(),
+                revoked_at: now.minus(5),
+                reason: RevocationReason::RemoveFromCrl,
+                invalidity_date: None,
+            },
+        ],
+    )
+    .unwrap();
+    write_artifact("crl-issuing-base.der", &base);
+    write_artifact("crl-issuing-delta.der", &delta);
+    let issuer_key = x509(h.issuing.certificate_der()).public_key().unwrap();
+    for der in [&base, &delta] {
+        assert!(X509Crl::from_der(der).unwrap().verify(&issuer_key).unwrap());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, data: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, data).unwrap();
+        p
+    };
+    let root = write("root.pem", h.root.certificate_pem().as_bytes());
+    let issuing = write("issuing.pem", h.issuing.certificate_pem().as_bytes());
+    let crls = write(
+        "crls.pem",
+        &[
+            X509Crl::from_der(&base).unwrap().to_pem().unwrap(),
+            X509Crl::from_der(&delta).unwrap().to_pem().unwrap(),
+        ]
+        .concat(),
+    );
+    let text = |der: &[u8]| {
+        let p = write("t.der", der);
+        String::from_utf8(
+            std::process::Command::new("openssl")
+                .args(["crl", "-inform", "DER", "-noout", "-text", "-in"])
+                .arg(&p)
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+    };
+    assert!(
+        text(&delta).contains("Delta CRL Indicator: critical"),
+        "{}",
+        text(&delta)
+    );
+    assert!(text(&delta).contains("Remove From CRL"));
+    assert!(text(&base).contains("Freshest CRL"), "{}", text(&base));
+    let verify = |leaf: &[u8], deltas: bool| {
+        let leaf = write("leaf.pem", &x509(leaf).to_pem().unwrap());
+        let mut cmd = std::process::Command::new("openssl");
+        // Without -extended_crl, OpenSSL scores a delta CRL like a complete one and may pick it
+        // instead of the base; relying parties that use deltas pass both flags.
+        cmd.args(["verify", "-crl_check", "-extended_crl"]);
+        if deltas {
+            cmd.arg("-use_deltas");
+        }
+        let out = cmd
+            .arg("-CAfile")
+            .arg(&root)
+            .arg("-untrusted")
+            .arg(&issuing)
+            .arg("-CRLfile")
+            .arg(&crls)
+            .arg(&leaf)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    // A: revoked in the base.
+    let (ok, out) = verify(&certs[0].der, true);
+    assert!(!ok, "{out}");
+    // B: revoked only in the delta — openssl sees it with -use_deltas, not without.
+    let (ok, out) = verify(&certs[1].der, true);
+    assert!(!ok && out.contains("revoked"), "{out}");
+    assert!(
+        verify(&certs[1].der, false).0,
+        "without deltas only the base counts"
+    );
+    // C: on hold in the base, released in the delta.
+    let (ok, out) = verify(&certs[2].der, true);
+    assert!(ok, "released from hold: {out}");
+    // D: on neither.
+    assert!(verify(&certs[3].der, true).0);
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use ca_core::approval::{self, ApprovalState, Decision, PendingRequest, UserId, Verdict};
 use ca_core::ca::CertificateAuthority;
 use ca_core::clock::{Clock, SystemClock};
-use ca_core::crl::{build_crl, CrlParams, RevocationReason, RevokedEntry};
+use ca_core::crl::RevocationReason;
 use ca_core::csr::VerifiedCsr;
 use ca_core::issuance::{IssuanceOptions, PreparedIssuance};
 use ca_core::key::SoftwareKey;
@@ -85,11 +85,12 @@ pub struct Authority {
     data_key: DataKey,
     pub(crate) passphrase: Zeroizing<String>,
     pub(crate) cas: BTreeMap<String, CertificateAuthority>,
-    root_id: String,
+    pub(crate) root_id: String,
     pub(crate) profiles: BTreeMap<String, Profile>,
     pub(crate) responders: RwLock<HashMap<String, Arc<Responder>>>,
     pub(crate) issuer_hashes: Vec<(String, IssuerHashes)>,
     pub(crate) ocsp_cache: crate::responder::OcspCache,
+    pub(crate) crl_cache: crate::crl_publisher::CrlCache,
     /// CA certificates (DER) by id, including CAs whose keys this instance does not hold.
     ca_certificates: BTreeMap<String, Vec<u8>>,
     /// An OCSP-only instance: no API, no CA keys, only the delegated responder keys.
@@ -174,6 +175,7 @@ impl Authority {
             responders: RwLock::new(HashMap::new()),
             issuer_hashes,
             ocsp_cache: crate::responder::OcspCache::default(),
+            crl_cache: crate::crl_publisher::CrlCache::default(),
             ca_certificates: parts.ca_certificates,
             ocsp_only: parts.ocsp_only,
             metrics: Metrics::default(),
@@ -218,6 +220,9 @@ impl Authority {
             };
             if stale {
                 self.publish_crl(id, "system")?;
+            }
+            if self.config.delta_crls && *id != self.root_id {
+                self.refresh_delta_crl(id)?;
             }
         }
         self.expire_requests()?;
@@ -895,6 +900,7 @@ impl Authority {
                 revocation_reason: None,
                 invalidity_date: None,
                 created_at: now,
+                status_changed_ms: 0,
             })
             .execute(conn)?;
         let issued = prepared.sign(ca)?;
@@ -1448,6 +1454,7 @@ impl Authority {
                     certificates::revocation_reason.eq(&reason),
                     certificates::revoked_at.eq(at),
                     certificates::invalidity_date.eq(invalidity),
+                    certificates::status_changed_ms.eq(crate::responder::now_ms()),
                 ))
                 .execute(conn)?;
             audit_log::append(
@@ -1471,107 +1478,12 @@ impl Authority {
         }
         let mut conn = self.conn()?;
         self.presign(&mut conn, &view.ca, &view.serial)?;
-        self.publish_crl(ca, &caller.username)?;
+        if self.config.delta_crls {
+            self.publish_delta_crl(ca, &caller.username)?;
+        } else {
+            self.publish_crl(ca, &caller.username)?;
+        }
         Ok(view)
-    }
-
-    // ---- CRLs ----
-
-    /// Builds, signs and stores the next CRL for `ca_id` (cRLNumber + 1), in one transaction.
-    pub fn publish_crl(&self, ca_id: &str, actor: &str) -> Result<(), ServiceError> {
-        let ca = self
-            .cas
-            .get(ca_id)
-            .ok_or_else(|| ServiceError::NotFound(format!("CA {ca_id}")))?;
-        let mut conn = self.conn()?;
-        let now = self.now();
-        conn.transaction::<_, ServiceError, _>(|conn| {
-            let previous: Option<i64> = crls::table
-                .find(ca_id)
-                .select(crls::crl_number)
-                .first(conn)
-                .optional()?;
-            let number = previous.unwrap_or(0) + 1;
-            let rows: Vec<CertificateRow> = certificates::table
-                .filter(certificates::ca_id.eq(ca_id))
-                .filter(certificates::status.eq_any(["revoked", "hold"]))
-                .filter(certificates::not_after.gt(now.as_secs() as i64))
-                .select(CertificateRow::as_select())
-                .load(conn)?;
-            let entries: Vec<RevokedEntry> = rows
-                .iter()
-                .filter_map(|r| {
-                    Some(RevokedEntry {
-                        serial: parse_serial_hex(&r.serial)?,
-                        revoked_at: UnixTime(r.revoked_at.unwrap_or(r.created_at).max(0) as u64),
-                        reason: r
-                            .revocation_reason
-                            .as_deref()
-                            .and_then(RevocationReason::parse)
-                            .unwrap_or(RevocationReason::Unspecified),
-                        invalidity_date: r.invalidity_date.map(|d| UnixTime(d.max(0) as u64)),
-                    })
-                })
-                .collect();
-            let params = CrlParams {
-                this_update: now,
-                next_update: now.plus(self.config.crl_validity_secs),
-                crl_number: number as u64,
-                issuing_distribution_point: ca.crl_url(),
-            };
-            let der = build_crl(ca, &params, &entries)
-                .map_err(|e| ServiceError::Internal(e.to_string()))?;
-            let row = CrlRow {
-                ca_id: ca_id.to_string(),
-                crl_number: number,
-                this_update: now.as_secs() as i64,
-                next_update: params.next_update.as_secs() as i64,
-                der,
-            };
-            if previous.is_some() {
-                let n = diesel::update(
-                    crls::table
-                        .find(ca_id)
-                        .filter(crls::crl_number.eq(number - 1)),
-                )
-                .set((
-                    crls::crl_number.eq(number),
-                    crls::this_update.eq(row.this_update),
-                    crls::next_update.eq(row.next_update),
-                    crls::der.eq(&row.der),
-                ))
-                .execute(conn)?;
-                if n != 1 {
-                    return Err(ServiceError::Conflict(
-                        "a concurrent CRL publication won; retry".into(),
-                    ));
-                }
-            } else {
-                diesel::insert_into(crls::table)
-                    .values(&row)
-                    .execute(conn)?;
-            }
-            audit_log::append(
-                conn,
-                now.as_secs(),
-                actor,
-                "crl.publish",
-                ca_id,
-                json!({"crl_number": number, "entries": entries.len()}),
-            )?;
-            Ok(())
-        })
-    }
-
-    /// The current CRL of `ca_id`: DER, thisUpdate, nextUpdate, cRLNumber.
-    pub fn crl(&self, ca_id: &str) -> Result<CrlRow, ServiceError> {
-        let mut conn = self.conn()?;
-        crls::table
-            .find(ca_id)
-            .select(CrlRow::as_select())
-            .first(&mut conn)
-            .optional()?
-            .ok_or_else(|| ServiceError::NotFound(format!("CRL for {ca_id}")))
     }
 
     // ---- audit ----

@@ -216,6 +216,7 @@ fn issue_api_certificate(
         revocation_reason: None,
         invalidity_date: None,
         created_at: now,
+        status_changed_ms: 0,
     };
     diesel::insert_into(certificates::table)
         .values(&row)
@@ -337,6 +338,7 @@ pub fn init(config: &Config, passphrase: &str) -> anyhow::Result<()> {
                 revocation_reason: None,
                 invalidity_date: None,
                 created_at: now,
+                status_changed_ms: 0,
             })
             .execute(conn)?;
         audit_log::append(conn, now as u64, "system", "ca.init", ROOT_ID, json!({"root": root.subject().to_string(), "issuing": issuing.subject().to_string(), "public_url": config.public_base()}))?;
@@ -398,7 +400,8 @@ pub fn open(config: Config, passphrase: Zeroizing<String>) -> anyhow::Result<Aut
             &row.certificate_der,
             Arc::new(key),
             Some(config.public_base()),
-        )?;
+        )?
+        .with_delta_crls(config.delta_crls && row.id != ROOT_ID);
         cas.insert(row.id, ca);
     }
     if !cas.contains_key(ROOT_ID) {

@@ -102,6 +102,11 @@ pub struct Config {
     pub lockout_secs: u64,
     /// Seconds between a CRL's thisUpdate and nextUpdate.
     pub crl_validity_secs: u64,
+    /// Publish delta CRLs (RFC 5280 §5.2.4): every revocation publishes a small delta at
+    /// `/crl/<ca>-delta.crl`; the complete CRL is republished on its schedule only.
+    pub delta_crls: bool,
+    /// Seconds between a delta CRL's thisUpdate and nextUpdate.
+    pub delta_crl_validity_secs: u64,
     /// Seconds between an OCSP response's thisUpdate and nextUpdate.
     pub ocsp_validity_secs: u64,
     /// Largest API request body, in bytes.
@@ -134,6 +139,8 @@ impl Default for Config {
             lockout_secs: 15 * 60,
             crl_validity_secs: 24 * 3600,
             ocsp_validity_secs: 3600,
+            delta_crls: false,
+            delta_crl_validity_secs: 3600,
             max_body_bytes: 256 * 1024,
             maintenance_interval_secs: 60,
             ocsp_nonce: crate::responder::NonceMode::Ignore,
@@ -239,6 +246,12 @@ impl Config {
                 }
             };
         }
+        if let Some(v) = env("delta_crls") {
+            self.delta_crls = parse("delta_crls", &v)?;
+        }
+        if let Some(v) = env("delta_crl_validity_secs") {
+            self.delta_crl_validity_secs = parse("delta_crl_validity_secs", &v)?;
+        }
         if let Some(v) = env("maintenance_interval_secs") {
             self.maintenance_interval_secs = parse("maintenance_interval_secs", &v)?;
         }
@@ -279,6 +292,14 @@ impl Config {
         }
         if self.crl_validity_secs < 600 {
             return Err(invalid("crl_validity_secs", "must be at least 600"));
+        }
+        if self.delta_crl_validity_secs < 60
+            || self.delta_crl_validity_secs > self.crl_validity_secs
+        {
+            return Err(invalid(
+                "delta_crl_validity_secs",
+                "must be at least 60 and at most crl_validity_secs",
+            ));
         }
         if self.ocsp_validity_secs < 10 {
             return Err(invalid(

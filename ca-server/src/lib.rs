@@ -10,6 +10,7 @@ pub mod auth;
 pub mod authority;
 pub mod bootstrap;
 pub mod config;
+pub mod crl_publisher;
 pub mod error;
 pub mod http;
 pub mod metrics;

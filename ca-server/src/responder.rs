@@ -104,7 +104,8 @@ pub struct OcspAnswer {
     pub cache: Option<(u64, u64, u64)>,
 }
 
-fn now_ms() -> i64 {
+/// Milliseconds since the epoch (change stamps shared between instances).
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -527,6 +528,7 @@ impl Authority {
                 revocation_reason: None,
                 invalidity_date: None,
                 created_at: now,
+                status_changed_ms: 0,
             })
             .execute(conn)?;
         let issued = prepared.sign(ca)?;

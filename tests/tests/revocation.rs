@@ -442,3 +442,144 @@ fn ocsp_only_instance_sqlite() {
 fn ocsp_only_instance_survives_database_outage_postgres() {
     ocsp_only(Backend::Postgres);
 }
+
+#[test]
+fn delta_crls_carry_revocations_between_complete_crls() {
+    let server = Server::start(Backend::Sqlite, &[("MAMORI_DELTA_CRLS", "true")]);
+    server.login(&server.admin);
+    let enroller = server.user("enroller", &["device-enroller"]);
+    let officer = server.user("officer", &["security-officer"]);
+    let held = issue_device(&server, &enroller, "400");
+    let lost = issue_device(&server, &enroller, "401");
+    let text = String::from_utf8(held.leaf.to_text().unwrap()).unwrap();
+    assert!(
+        text.contains("Freshest CRL") && text.contains("/crl/issuing-delta.crl"),
+        "{text}"
+    );
+    let full_before = server
+        .public_get("/crl/issuing.crl")
+        .bytes()
+        .unwrap()
+        .to_vec();
+    for (device, action, body) in [
+        (&held, "hold", json!({"totp": officer.code()})),
+        (
+            &lost,
+            "revoke",
+            json!({"totp": officer.code(), "reason": "key-compromise"}),
+        ),
+    ] {
+        let (status, answer) = server.call(
+            "POST",
+            &format!("/api/v1/certificates/issuing/{}/{action}", device.serial),
+            Some(&officer.token()),
+            Some(body),
+        );
+        assert_eq!(status, 200, "{answer}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, data: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, data).unwrap();
+        p
+    };
+    let pem = |der: &[u8]| {
+        openssl::x509::X509Crl::from_der(der)
+            .unwrap()
+            .to_pem()
+            .unwrap()
+    };
+    let full = server
+        .public_get("/crl/issuing.crl")
+        .bytes()
+        .unwrap()
+        .to_vec();
+    assert_eq!(full, full_before, "the complete CRL waits for its schedule");
+    let verify = |leaf: &X509, delta: &[u8]| {
+        let crls = write("crls.pem", &[pem(&full), pem(delta)].concat());
+        let root = write("root.pem", server.root_pem.as_bytes());
+        let issuing = write("issuing.pem", &held.issuer.to_pem().unwrap());
+        let leaf = write("leaf.pem", &leaf.to_pem().unwrap());
+        let out = std::process::Command::new("openssl")
+            .args([
+                "verify",
+                "-crl_check",
+                "-extended_crl",
+                "-use_deltas",
+                "-CAfile",
+            ])
+            .arg(root)
+            .arg("-untrusted")
+            .arg(issuing)
+            .arg("-CRLfile")
+            .arg(crls)
+            .arg(leaf)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let delta = server
+        .public_get("/crl/issuing-delta.crl")
+        .bytes()
+        .unwrap()
+        .to_vec();
+    let delta_text = {
+        let p = write("delta.der", &delta);
+        String::from_utf8(
+            std::process::Command::new("openssl")
+                .args(["crl", "-inform", "DER", "-noout", "-text", "-in"])
+                .arg(p)
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+    };
+    assert!(
+        delta_text.contains("Delta CRL Indicator: critical"),
+        "{delta_text}"
+    );
+    let (ok, out) = verify(&lost.leaf, &delta);
+    assert!(!ok && out.contains("revoked"), "{out}");
+    let (ok, out) = verify(&held.leaf, &delta);
+    assert!(!ok && out.contains("revoked"), "{out}");
+    // Release from hold: the next delta carries removeFromCRL and the terminal verifies again.
+    let (status, answer) = server.call(
+        "POST",
+        &format!("/api/v1/certificates/issuing/{}/release", held.serial),
+        Some(&officer.token()),
+        Some(json!({"totp": officer.code()})),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let delta2 = server
+        .public_get("/crl/issuing-delta.crl")
+        .bytes()
+        .unwrap()
+        .to_vec();
+    let (ok, out) = verify(&held.leaf, &delta2);
+    assert!(ok, "released: {out}");
+    assert!(!verify(&lost.leaf, &delta2).0);
+    // One cRLNumber sequence: each delta numbers after the complete CRL and the one before.
+    let number = |der: &[u8]| -> u64 {
+        let crl = ca_core::x509_cert::crl::CertificateList::from_der(der).unwrap();
+        let ext = crl
+            .tbs_cert_list
+            .crl_extensions
+            .unwrap()
+            .into_iter()
+            .find(|e| e.extn_id == ca_core::der::asn1::ObjectIdentifier::new_unwrap("2.5.29.20"))
+            .unwrap();
+        let n = ca_core::der::asn1::Uint::from_der(ext.extn_value.as_bytes()).unwrap();
+        n.as_bytes()
+            .iter()
+            .fold(0u64, |acc, b| acc * 256 + u64::from(*b))
+    };
+    assert!(number(&full) < number(&delta) && number(&delta) < number(&delta2));
+}

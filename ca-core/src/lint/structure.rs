@@ -4,8 +4,8 @@ use std::collections::HashSet;
 
 use const_oid::db::rfc5280::{
     ID_CE_AUTHORITY_KEY_IDENTIFIER, ID_CE_BASIC_CONSTRAINTS, ID_CE_CRL_DISTRIBUTION_POINTS,
-    ID_CE_EXT_KEY_USAGE, ID_CE_KEY_USAGE, ID_CE_NAME_CONSTRAINTS, ID_CE_SUBJECT_ALT_NAME,
-    ID_CE_SUBJECT_KEY_IDENTIFIER, ID_PE_AUTHORITY_INFO_ACCESS,
+    ID_CE_EXT_KEY_USAGE, ID_CE_FRESHEST_CRL, ID_CE_KEY_USAGE, ID_CE_NAME_CONSTRAINTS,
+    ID_CE_SUBJECT_ALT_NAME, ID_CE_SUBJECT_KEY_IDENTIFIER, ID_PE_AUTHORITY_INFO_ACCESS,
 };
 use const_oid::db::rfc6960::ID_PKIX_OCSP_NOCHECK;
 use x509_cert::{TbsCertificate, Version};
@@ -87,6 +87,7 @@ pub(super) fn check(tbs: &TbsCertificate, ctx: &LintContext<'_>, out: &mut Findi
         ID_PE_AUTHORITY_INFO_ACCESS,
         ID_CE_NAME_CONSTRAINTS,
         ID_PKIX_OCSP_NOCHECK,
+        ID_CE_FRESHEST_CRL,
     ];
     let mut seen = HashSet::new();
     for extension in extensions(tbs) {

@@ -488,7 +488,9 @@ pub async fn serve(
         loop {
             tick.tick().await;
             let a = poller.clone();
-            if let Ok(Err(e)) = web::block(move || a.poll_responses()).await {
+            if let Ok(Err(e)) =
+                web::block(move || a.poll_responses().and_then(|_| a.poll_crls())).await
+            {
                 tracing::warn!(error = %e, "polling OCSP responses failed; answering from the cache");
             }
         }

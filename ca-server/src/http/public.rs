@@ -28,10 +28,11 @@ pub async fn crl(
         return Err(ServiceError::NotFound(format!("CRL {name}")));
     };
     let authority = state.get_ref().clone();
-    let row = web::block(move || authority.crl(&ca))
+    let file = ca.clone();
+    let row = web::block(move || authority.crl_file(&file))
         .await
         .map_err(|e| ServiceError::Internal(e.to_string()))??;
-    let etag = format!("\"{}-{}\"", row.ca_id, row.crl_number);
+    let etag = format!("\"{}-{}\"", ca, row.number);
     if request
         .headers()
         .get(header::IF_NONE_MATCH)
@@ -52,7 +53,7 @@ pub async fn crl(
             header::CACHE_CONTROL,
             format!("public, max-age={max_age}, no-transform, must-revalidate"),
         ))
-        .body(row.der))
+        .body(row.der.clone()))
 }
 
 /// `GET /ca/{ca}.crt` (DER, the AIA caIssuers target) and `GET /ca/{ca}.pem` (PEM chain to the root).

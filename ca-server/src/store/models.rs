@@ -88,6 +88,7 @@ pub struct CertificateRow {
     pub revocation_reason: Option<String>,
     pub invalidity_date: Option<i64>,
     pub created_at: i64,
+    pub status_changed_ms: i64,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -95,6 +96,18 @@ pub struct CertificateRow {
 pub struct CrlRow {
     pub ca_id: String,
     pub crl_number: i64,
+    pub this_update: i64,
+    pub next_update: i64,
+    pub der: Vec<u8>,
+    pub last_number: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = delta_crls)]
+pub struct DeltaCrlRow {
+    pub ca_id: String,
+    pub crl_number: i64,
+    pub base_number: i64,
     pub this_update: i64,
     pub next_update: i64,
     pub der: Vec<u8>,

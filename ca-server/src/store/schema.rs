@@ -90,6 +90,7 @@ diesel::table! {
         revocation_reason -> Nullable<Text>,
         invalidity_date -> Nullable<BigInt>,
         created_at -> BigInt,
+        status_changed_ms -> BigInt,
     }
 }
 
@@ -97,6 +98,18 @@ diesel::table! {
     crls (ca_id) {
         ca_id -> Text,
         crl_number -> BigInt,
+        this_update -> BigInt,
+        next_update -> BigInt,
+        der -> Binary,
+        last_number -> BigInt,
+    }
+}
+
+diesel::table! {
+    delta_crls (ca_id) {
+        ca_id -> Text,
+        crl_number -> BigInt,
+        base_number -> BigInt,
         this_update -> BigInt,
         next_update -> BigInt,
         der -> Binary,
