@@ -771,3 +771,21 @@ fn role_matrix_sqlite() {
 fn role_matrix_postgres() {
     role_matrix(Backend::Postgres);
 }
+
+#[test]
+fn api_refuses_clients_without_a_certificate_when_configured() {
+    let server = Server::start(
+        Backend::Sqlite,
+        &[("MAMORI_API_REQUIRE_CLIENT_CERT", "true")],
+    );
+    let result = server
+        .client
+        .get(format!("{}/api/v1/openapi.json", server.api_url))
+        .send();
+    assert!(
+        result.is_err(),
+        "the TLS handshake must fail without a client certificate: {result:?}"
+    );
+    // The public listener stays open to relying parties.
+    assert_eq!(server.public_get("/ca/issuing.crt").status().as_u16(), 200);
+}
