@@ -16,7 +16,8 @@ DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-64}
 CRL_ENTRIES=${CRL_ENTRIES:-1000000}
 CORES=$(nproc)
-work=$(mktemp -d /tmp/mamori-bench.XXXXXX)
+# WORK=<folder of an earlier run> reuses its certificate set and skips the (slow) enrolment.
+if [ -n "${WORK:-}" ] && [ -f "$WORK/certs.txt" ]; then work=$WORK; reuse=1; else work=$(mktemp -d /tmp/mamori-bench.XXXXXX); reuse=0; fi
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
@@ -43,6 +44,8 @@ start_mamori() { # $1 = extra env (e.g. MAMORI_OCSP_NONCE=echo)
 }
 stop_mamori() { kill "$mamori_pid"; wait "$mamori_pid" 2>/dev/null || true; }
 
+db=$work/mamori/mamori.db
+if [ "$reuse" = 0 ]; then
 log "Mamori dev instance and $CERTS ambulance terminals"
 start_mamori ""
 admin=$work/mamori/dev-admin.json
@@ -67,11 +70,12 @@ time "$cli" --config-dir "$work/enroller" device import "$work/fleet.csv" --keys
 stop_mamori
 
 log "revoking ${REVOKED_SHARE}% directly in the database, then letting Mamori re-sign"
-db=$work/mamori/mamori.db
 now=$(date +%s)
 sqlite3 "$db" "UPDATE certificates SET status='revoked', revoked_at=$now, revocation_reason='key-compromise', status_changed_ms=${now}000 WHERE profile_id='ambulance-terminal' AND abs(random()) % 100 < $REVOKED_SHARE; DELETE FROM ocsp_responses;"
 sqlite3 "$db" "SELECT serial, status, not_after FROM certificates WHERE profile_id='ambulance-terminal'" > "$work/certs.txt"
 echo "revoked: $(grep -c '|revoked|' "$work/certs.txt") of $(wc -l < "$work/certs.txt")" >&2
+fi
+now=$(date +%s)
 
 log "the issuing CA's key for the other responders"
 sqlite3 "$db" "SELECT key_pem FROM cas WHERE id='issuing'" > "$work/issuing-enc.key"
@@ -80,13 +84,14 @@ start_mamori ""
 curl -s http://127.0.0.1:18080/ca/issuing.pem | awk '/BEGIN/{n++} n==1' > "$work/issuing.pem"
 
 log "OCSP requests (SHA-1 CertIDs, as clients send them): without and with nonces"
+rm -rf "$work/req" "$work/req-nonce"
 mkdir -p "$work/req" "$work/req-nonce"
 head -n 200 "$work/certs.txt" | while IFS='|' read -r serial status _; do
   openssl ocsp -issuer "$work/issuing.pem" -serial "0x$serial" -no_nonce -reqout "$work/req/$serial.der" 2>/dev/null
   openssl ocsp -issuer "$work/issuing.pem" -serial "0x$serial" -reqout "$work/req-nonce/$serial.der" 2>/dev/null
 done
 for f in "$work"/req/*.der; do printf '/ocsp/%s\n' "$(base64 -w0 "$f" | sed 's/+/%2B/g; s/\//%2F/g; s/=/%3D/g')"; done > "$work/get-paths.txt"
-one=$(ls "$work"/req/*.der | head -1)
+for f in "$work"/req/*.der; do one=$f; break; done
 curl -s -X POST -H 'content-type: application/ocsp-request' --data-binary @"$one" http://127.0.0.1:18080/ocsp -o "$work/one-response.der"
 # Refresh runs at start-up; wait until every response is pre-signed.
 for _ in $(seq 1 300); do
@@ -99,11 +104,11 @@ results=$work/results.txt
 run_wrk() { # name, url, script, env...
   local name=$1 url=$2 script=$3; shift 3
   local out
-  out=$(env "$@" wrk -t"$CORES" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$script" "$url" 2>&1)
+  out=$(env "$@" wrk -t"$CORES" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$script" "$url" 2>&1) || true
   local rps p99 non2xx
   rps=$(printf '%s\n' "$out" | awk '/Requests\/sec/{print $2}')
   p99=$(printf '%s\n' "$out" | awk '$1=="99%"{print $2}')
-  non2xx=$(printf '%s\n' "$out" | awk '/Non-2xx/{print $4}')
+  non2xx=$(printf '%s\n' "$out" | awk '/Non-2xx/{print $NF}')
   printf '%s\t%s\t%s\t%s\n' "$name" "$rps" "$p99" "${non2xx:-0}" | tee -a "$results" >&2
 }
 
@@ -122,6 +127,7 @@ stop_mamori
 
 log "load: openssl ocsp -multi $CORES"
 : > "$work/index.txt"
+echo "unique_subject = no" > "$work/index.txt.attr"
 while IFS='|' read -r serial status not_after; do
   exp=$(date -u -d "@$not_after" +%y%m%d%H%M%SZ)
   up=$(echo "$serial" | tr a-f A-F)
@@ -146,7 +152,8 @@ head -n 200 "$work/certs.txt" | while IFS='|' read -r serial status _; do
   [ -n "$leaf" ] || continue
   awk '/BEGIN/{n++} n==1' "$leaf" > "$work/leaf.pem"
   st=good; [ "$status" = revoked ] && st=revoked
-  cfssl ocspsign -ca "$work/issuing.pem" -responder "$work/issuing.pem" -responder-key "$work/issuing.key" -cert "$work/leaf.pem" -status "$st" 2>/dev/null \
+  reason=0; [ "$st" = revoked ] && reason=1
+  cfssl ocspsign -ca "$work/issuing.pem" -responder "$work/issuing.pem" -responder-key "$work/issuing.key" -cert "$work/leaf.pem" -status "$st" -reason "$reason" 2>/dev/null \
     | python3 -c 'import json,sys;print(json.load(sys.stdin)["ocspResponse"])' >> "$work/cfssl-responses.txt" || true
 done
 cfssl ocspserve -port 18091 -responses "$work/cfssl-responses.txt" > "$work/cfssl.log" 2>&1 &
@@ -158,6 +165,7 @@ log "load: nginx serving one response file (ceiling)"
 mkdir -p "$work/nginx/www/ocsp"
 cp "$work/one-response.der" "$work/nginx/www/ocsp/response"
 cat > "$work/nginx/nginx.conf" <<NGINX
+user root;
 worker_processes $CORES;
 pid $work/nginx/nginx.pid;
 error_log $work/nginx/error.log;
@@ -196,6 +204,7 @@ default_md = sha256
 default_crl_days = 1
 CNF
 echo 01 > "$work/crl/crlnumber"
+echo "unique_subject = no" > "$work/crl/index.txt.attr"
 /usr/bin/time -f "openssl-gencrl\t%e s\t%M KB" openssl ca -config "$work/crl/ca.cnf" -gencrl -keyfile "$work/issuing.key" -cert "$work/issuing.pem" -out "$work/crl/openssl.crl" 2>&1 | grep openssl-gencrl | tee -a "$results" >&2
 log "CRL: Mamori (ca-core criterion bench, 1M entries)"
 cargo bench -q -p ca-core --bench crl -- crl/build_and_sign_1000000 --noplot 2>&1 | grep -E "time:" | sed 's/^/mamori-crl-1M\t/' | tee -a "$results" >&2

@@ -78,6 +78,8 @@ pub struct Connection {
     pub ca_file: Option<PathBuf>,
     /// Folder for the session cache.
     pub config_dir: PathBuf,
+    /// The HTTP client, built once (building one loads and parses the trust store).
+    pub client: std::sync::OnceLock<reqwest::blocking::Client>,
 }
 
 impl Connection {
@@ -87,6 +89,14 @@ impl Connection {
 
     /// An HTTP client trusting the configured root (and no other, when one is given).
     pub fn http(&self) -> CliResult<reqwest::blocking::Client> {
+        if let Some(client) = self.client.get() {
+            return Ok(client.clone());
+        }
+        let client = self.build_client()?;
+        Ok(self.client.get_or_init(|| client).clone())
+    }
+
+    fn build_client(&self) -> CliResult<reqwest::blocking::Client> {
         let mut builder = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60));
         if let Some(path) = &self.ca_file {
             let pem = std::fs::read(path)

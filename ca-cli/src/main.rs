@@ -177,6 +177,7 @@ fn run(cli: Cli) -> CliResult<()> {
             .config_dir
             .clone()
             .unwrap_or_else(client::default_config_dir),
+        client: std::sync::OnceLock::new(),
     };
     let json = cli.json;
     match cli.command {

@@ -883,31 +883,10 @@ impl Authority {
                 return Ok(());
             }
         };
-        let serial = serial_hex(prepared.serial());
-        diesel::insert_into(certificates::table)
-            .values(CertificateRow {
-                ca_id: ca.id().to_string(),
-                serial: serial.clone(),
-                request_id: Some(row.id.clone()),
-                profile_id: profile.id().to_string(),
-                subject: prepared.subject().to_string(),
-                tbs_der: prepared.tbs_der().to_vec(),
-                der: None,
-                not_before: prepared.not_before().as_secs() as i64,
-                not_after: prepared.not_after().as_secs() as i64,
-                status: "reserved".into(),
-                revoked_at: None,
-                revocation_reason: None,
-                invalidity_date: None,
-                created_at: now,
-                status_changed_ms: 0,
-            })
-            .execute(conn)?;
-        let issued = prepared.sign(ca)?;
+        let (issued, serial) =
+            crate::signing::reserve_and_sign(conn, ca, prepared, profile.id(), Some(&row.id), now)?;
         conn.transaction::<_, ServiceError, _>(|conn| {
-            diesel::update(certificates::table.find((ca.id(), &serial)))
-                .set((certificates::der.eq(Some(&issued.der)), certificates::status.eq("valid")))
-                .execute(conn)?;
+            crate::signing::mark_issued(conn, ca.id(), &serial, &issued.der)?;
             let updated = diesel::update(requests::table.find(request_id).filter(requests::status.eq("approved")))
                 .set((
                     requests::status.eq("issued"),

@@ -200,28 +200,8 @@ fn issue_api_certificate(
         &SystemClock,
     )?;
     let now = SystemClock.now().as_secs() as i64;
-    let serial = serial_hex(prepared.serial());
-    let row = CertificateRow {
-        ca_id: issuing.id().into(),
-        serial: serial.clone(),
-        request_id: None,
-        profile_id: "api-server".into(),
-        subject: prepared.subject().into(),
-        tbs_der: prepared.tbs_der().to_vec(),
-        der: None,
-        not_before: prepared.not_before().as_secs() as i64,
-        not_after: prepared.not_after().as_secs() as i64,
-        status: "reserved".into(),
-        revoked_at: None,
-        revocation_reason: None,
-        invalidity_date: None,
-        created_at: now,
-        status_changed_ms: 0,
-    };
-    diesel::insert_into(certificates::table)
-        .values(&row)
-        .execute(conn)?;
-    let issued = prepared.sign(issuing)?;
+    let (issued, serial) =
+        crate::signing::reserve_and_sign(conn, issuing, prepared, "api-server", None, now)?;
     let chain = format!(
         "{}{}{}",
         issued.pem(),
@@ -230,12 +210,7 @@ fn issue_api_certificate(
     );
     let key_pem = encrypt_pkcs8(&pkcs8, passphrase.as_bytes())?;
     conn.transaction::<_, anyhow::Error, _>(|conn| {
-        diesel::update(certificates::table.find((issuing.id(), &serial)))
-            .set((
-                certificates::der.eq(Some(&issued.der)),
-                certificates::status.eq("valid"),
-            ))
-            .execute(conn)?;
+        crate::signing::mark_issued(conn, issuing.id(), &serial, &issued.der)?;
         diesel::delete(
             settings::table.filter(settings::name.eq_any(["api_tls_cert", "api_tls_key"])),
         )
@@ -379,17 +354,23 @@ pub fn load_profiles(dir: &Path) -> anyhow::Result<BTreeMap<String, Profile>> {
     Ok(profiles)
 }
 
+/// Derives the data key from the passphrase and proves the passphrase right against the stored
+/// check value, so a wrong passphrase is reported as such.
+fn unlock(conn: &mut DbConnection, passphrase: &str) -> anyhow::Result<DataKey> {
+    let salt = setting(conn, "kdf_salt")?
+        .context("this database is not initialized: run `ca-server init` first")?;
+    let salt = hex::decode(salt).context("damaged kdf_salt setting")?;
+    let data_key = DataKey::derive(passphrase, &salt)?;
+    let check = hex::decode(setting(conn, "key_check")?.unwrap_or_default()).unwrap_or_default();
+    data_key.open(&check).context("wrong CA passphrase")?;
+    Ok(data_key)
+}
+
 /// Decrypts the CAs, loads the profiles and assembles the running authority.
 pub fn open(config: Config, passphrase: Zeroizing<String>) -> anyhow::Result<Authority> {
     let pool = open_pool(&config)?;
     let mut conn = pool.get()?;
-    let salt = setting(&mut conn, "kdf_salt")?
-        .context("this database is not initialized: run `ca-server init` first")?;
-    let salt = hex::decode(salt).context("damaged kdf_salt setting")?;
-    let data_key = DataKey::derive(&passphrase, &salt)?;
-    let check =
-        hex::decode(setting(&mut conn, "key_check")?.unwrap_or_default()).unwrap_or_default();
-    data_key.open(&check).context("wrong CA passphrase")?;
+    let data_key = unlock(&mut conn, &passphrase)?;
     let rows: Vec<CaRow> = cas::table.select(CaRow::as_select()).load(&mut conn)?;
     let mut cas = BTreeMap::new();
     for row in rows {
@@ -450,13 +431,7 @@ pub fn open(config: Config, passphrase: Zeroizing<String>) -> anyhow::Result<Aut
 pub fn open_ocsp_only(config: Config, passphrase: Zeroizing<String>) -> anyhow::Result<Authority> {
     let pool = open_pool(&config)?;
     let mut conn = pool.get()?;
-    let salt = setting(&mut conn, "kdf_salt")?
-        .context("this database is not initialized: run `ca-server init` first")?;
-    let salt = hex::decode(salt).context("damaged kdf_salt setting")?;
-    let data_key = DataKey::derive(&passphrase, &salt)?;
-    let check =
-        hex::decode(setting(&mut conn, "key_check")?.unwrap_or_default()).unwrap_or_default();
-    data_key.open(&check).context("wrong CA passphrase")?;
+    let data_key = unlock(&mut conn, &passphrase)?;
     let rows: Vec<(String, Vec<u8>)> = cas::table
         .select((cas::id, cas::certificate_der))
         .load(&mut conn)?;

@@ -48,6 +48,36 @@ type Revoked = (
     i64,
 );
 
+/// Unexpired certificates of `ca_id` on hold or revoked; with `since_ms`, every one whose status
+/// changed since then (releases included, for removeFromCRL).
+fn revoked_rows(
+    conn: &mut DbConnection,
+    ca_id: &str,
+    since_ms: Option<i64>,
+    now: i64,
+) -> QueryResult<Vec<Revoked>> {
+    let query = certificates::table
+        .select((
+            certificates::serial,
+            certificates::revoked_at,
+            certificates::created_at,
+            certificates::revocation_reason,
+            certificates::invalidity_date,
+            certificates::status,
+            certificates::status_changed_ms,
+        ))
+        .filter(certificates::ca_id.eq(ca_id.to_string()))
+        .filter(certificates::not_after.gt(now))
+        .into_boxed();
+    let query = match since_ms {
+        None => query.filter(certificates::status.eq_any(["revoked", "hold"])),
+        Some(ms) => query
+            .filter(certificates::status_changed_ms.ge(ms))
+            .filter(certificates::status.eq_any(["revoked", "hold", "valid"])),
+    };
+    query.load(conn)
+}
+
 fn entry(row: &Revoked) -> Option<RevokedEntry> {
     let (serial, revoked_at, created_at, reason, invalidity, status, changed_ms) = row;
     let serial = parse_serial_hex(serial)?;
@@ -104,20 +134,7 @@ impl Authority {
         let now = self.now();
         let published = conn.transaction::<_, ServiceError, _>(|conn| {
             let (current, number) = Self::next_number(conn, ca_id)?;
-            let rows: Vec<Revoked> = certificates::table
-                .filter(certificates::ca_id.eq(ca_id))
-                .filter(certificates::status.eq_any(["revoked", "hold"]))
-                .filter(certificates::not_after.gt(now.as_secs() as i64))
-                .select((
-                    certificates::serial,
-                    certificates::revoked_at,
-                    certificates::created_at,
-                    certificates::revocation_reason,
-                    certificates::invalidity_date,
-                    certificates::status,
-                    certificates::status_changed_ms,
-                ))
-                .load(conn)?;
+            let rows = revoked_rows(conn, ca_id, None, now.as_secs() as i64)?;
             let entries: Vec<RevokedEntry> = rows.iter().filter_map(entry).collect();
             drop(rows);
             let params = CrlParams {
@@ -202,21 +219,7 @@ impl Authority {
                 ));
             };
             let since_ms = base.this_update * 1000;
-            let rows: Vec<Revoked> = certificates::table
-                .filter(certificates::ca_id.eq(ca_id))
-                .filter(certificates::status_changed_ms.ge(since_ms))
-                .filter(certificates::status.eq_any(["revoked", "hold", "valid"]))
-                .filter(certificates::not_after.gt(now.as_secs() as i64))
-                .select((
-                    certificates::serial,
-                    certificates::revoked_at,
-                    certificates::created_at,
-                    certificates::revocation_reason,
-                    certificates::invalidity_date,
-                    certificates::status,
-                    certificates::status_changed_ms,
-                ))
-                .load(conn)?;
+            let rows = revoked_rows(conn, ca_id, Some(since_ms), now.as_secs() as i64)?;
             let entries: Vec<RevokedEntry> = rows.iter().filter_map(entry).collect();
             let next_update = now
                 .plus(self.config.delta_crl_validity_secs)

@@ -16,4 +16,5 @@ pub mod http;
 pub mod metrics;
 pub mod responder;
 pub mod secrets;
+pub mod signing;
 pub mod store;

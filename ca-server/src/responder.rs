@@ -44,7 +44,7 @@ pub enum NonceMode {
 #[derive(Debug)]
 pub struct CachedResponse {
     /// The complete OCSPResponse DER.
-    pub der: Box<[u8]>,
+    pub der: actix_web::web::Bytes,
     /// thisUpdate (Unix seconds).
     pub this_update: u64,
     /// nextUpdate (Unix seconds).
@@ -99,7 +99,7 @@ struct CaSerial {
 #[derive(Debug)]
 pub struct OcspAnswer {
     /// The OCSPResponse DER.
-    pub der: Arc<[u8]>,
+    pub der: actix_web::web::Bytes,
     /// For cacheable (pre-signed) answers: thisUpdate, nextUpdate and the ETag value.
     pub cache: Option<(u64, u64, u64)>,
 }
@@ -177,7 +177,7 @@ impl Authority {
         };
         let entry = Arc::new(CachedResponse {
             etag: etag_of(&der),
-            der: der.into_boxed_slice(),
+            der: der.into(),
             this_update,
             next_update,
             status,
@@ -247,6 +247,50 @@ impl Authority {
         })?;
         self.cache_insert(ca_id, serial, der, now.as_secs(), next.as_secs());
         Ok(self.cached(ca_id, serial))
+    }
+
+    /// Answers from the in-memory cache alone, without the database or a blocking thread: one
+    /// canonical SHA-1 CertID, no nonce to echo, a current response. `None` when the request
+    /// needs more (the caller then goes through [`Authority::ocsp`]).
+    pub fn ocsp_cached(&self, request_der: &[u8]) -> Option<OcspAnswer> {
+        let parsed = ocsp::parse_request(request_der).ok()?;
+        if parsed.cert_ids.len() != 1
+            || (parsed.nonce.is_some() && self.config.ocsp_nonce == NonceMode::Echo)
+        {
+            return None;
+        }
+        let (hash, id) = &parsed.cert_ids[0];
+        if *hash != CertIdHash::Sha1 {
+            return None;
+        }
+        let index = self
+            .issuer_hashes
+            .iter()
+            .position(|(_, h)| h.matches(*hash, id))?;
+        let canonical = self.issuer_hashes[index]
+            .1
+            .cert_id(id.serial_number.clone())
+            .ok()?;
+        if canonical != *id {
+            return None;
+        }
+        let key = serial_key(id.serial_number.as_bytes())?;
+        let entry = self
+            .ocsp_cache
+            .map
+            .read()
+            .ok()?
+            .get(&(index as u16, key))
+            .cloned()?;
+        if entry.next_update <= self.now().as_secs() {
+            return None;
+        }
+        self.metrics
+            .ocsp(["good", "revoked", "unknown"][entry.status as usize % 3]);
+        Some(OcspAnswer {
+            der: entry.der.clone(),
+            cache: Some((entry.this_update, entry.next_update, entry.etag)),
+        })
     }
 
     fn cached(&self, ca_id: &str, serial: &str) -> Option<Arc<CachedResponse>> {
@@ -391,7 +435,7 @@ impl Authority {
                     self.metrics
                         .ocsp(["good", "revoked", "unknown"][entry.status as usize % 3]);
                     return OcspAnswer {
-                        der: Arc::from(&entry.der[..]),
+                        der: entry.der.clone(),
                         cache: Some((entry.this_update, entry.next_update, entry.etag)),
                     };
                 }
@@ -408,6 +452,19 @@ impl Authority {
                 error(OcspResponseStatus::TryLater)
             }
         }
+    }
+
+    fn responder_from_row(&self, row: &ResponderRow) -> Result<Responder, ServiceError> {
+        let key = SoftwareKey::from_encrypted(row.key_pem.as_bytes(), self.passphrase.as_bytes())
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let certificate =
+            <x509_cert::Certificate as ca_core::der::Decode>::from_der(&row.certificate_der)
+                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        Ok(Responder {
+            key,
+            certificate,
+            not_after: UnixTime(row.not_after.max(0) as u64),
+        })
     }
 
     pub(crate) fn ensure_responder(&self, ca_id: &str) -> Result<(), ServiceError> {
@@ -432,36 +489,10 @@ impl Authority {
             .first(&mut conn)
             .optional()?;
         let responder = match stored {
-            Some(row) if row.not_after as u64 > now.as_secs() + window => {
-                let key =
-                    SoftwareKey::from_encrypted(row.key_pem.as_bytes(), self.passphrase.as_bytes())
-                        .map_err(|e| ServiceError::Internal(e.to_string()))?;
-                let certificate = <x509_cert::Certificate as ca_core::der::Decode>::from_der(
-                    &row.certificate_der,
-                )
-                .map_err(|e| ServiceError::Internal(e.to_string()))?;
-                Responder {
-                    key,
-                    certificate,
-                    not_after: UnixTime(row.not_after as u64),
-                }
-            }
-            Some(row) if self.ocsp_only && row.not_after as u64 > now.as_secs() => {
-                // An OCSP-only instance holds no CA key: it keeps the current responder until the
-                // CA instance renews it (within the renewal window).
-                let key =
-                    SoftwareKey::from_encrypted(row.key_pem.as_bytes(), self.passphrase.as_bytes())
-                        .map_err(|e| ServiceError::Internal(e.to_string()))?;
-                let certificate = <x509_cert::Certificate as ca_core::der::Decode>::from_der(
-                    &row.certificate_der,
-                )
-                .map_err(|e| ServiceError::Internal(e.to_string()))?;
-                Responder {
-                    key,
-                    certificate,
-                    not_after: UnixTime(row.not_after as u64),
-                }
-            }
+            Some(row) if row.not_after as u64 > now.as_secs() + window => self.responder_from_row(&row)?,
+            // An OCSP-only instance holds no CA key: it keeps the current responder until the CA
+            // instance renews it (within the renewal window).
+            Some(row) if self.ocsp_only && row.not_after as u64 > now.as_secs() => self.responder_from_row(&row)?,
             _ if self.ocsp_only => {
                 return Err(ServiceError::Internal(format!(
                     "no current OCSP responder certificate for {ca_id} in the database; start a CA instance first"
@@ -511,34 +542,10 @@ impl Authority {
         let prepared =
             PreparedIssuance::prepare(ca, profile, &csr, &IssuanceOptions::default(), &self.clock)?;
         let now = self.now().as_secs() as i64;
-        let serial = serial_hex(prepared.serial());
-        diesel::insert_into(certificates::table)
-            .values(CertificateRow {
-                ca_id: ca_id.to_string(),
-                serial: serial.clone(),
-                request_id: None,
-                profile_id: profile.id().to_string(),
-                subject: prepared.subject().to_string(),
-                tbs_der: prepared.tbs_der().to_vec(),
-                der: None,
-                not_before: prepared.not_before().as_secs() as i64,
-                not_after: prepared.not_after().as_secs() as i64,
-                status: "reserved".into(),
-                revoked_at: None,
-                revocation_reason: None,
-                invalidity_date: None,
-                created_at: now,
-                status_changed_ms: 0,
-            })
-            .execute(conn)?;
-        let issued = prepared.sign(ca)?;
+        let (issued, serial) =
+            crate::signing::reserve_and_sign(conn, ca, prepared, profile.id(), None, now)?;
         conn.transaction::<_, ServiceError, _>(|conn| {
-            diesel::update(certificates::table.find((ca_id, &serial)))
-                .set((
-                    certificates::der.eq(Some(&issued.der)),
-                    certificates::status.eq("valid"),
-                ))
-                .execute(conn)?;
+            crate::signing::mark_issued(conn, ca_id, &serial, &issued.der)?;
             diesel::delete(ocsp_responders::table.find(ca_id)).execute(conn)?;
             diesel::insert_into(ocsp_responders::table)
                 .values(ResponderRow {

@@ -28,7 +28,8 @@ pub fn binary(name: &str) -> PathBuf {
     let dir = exe.parent().unwrap().parent().unwrap();
     let path = dir.join(name);
     let mut built = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    // `cargo test --workspace` builds the binaries first; build here only when run alone.
+    // `cargo test --workspace` builds both binaries before any test runs (ca-server and ca-cli
+    // have integration tests of their own); build here only when they are missing.
     if !*built && !path.exists() {
         let profile_release = dir.ends_with("release");
         let mut cmd = Command::new(env!("CARGO"));

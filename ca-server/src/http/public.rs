@@ -121,7 +121,7 @@ fn ocsp_answer(answer: OcspAnswer, request: &HttpRequest, get: bool) -> HttpResp
             } else {
                 builder
                     .content_type("application/ocsp-response")
-                    .body(answer.der.to_vec())
+                    .body(answer.der)
             }
         }
         _ => ocsp_plain(answer.der.to_vec()),
@@ -148,6 +148,9 @@ pub async fn ocsp_post(
         );
     }
     let authority = state.get_ref().clone();
+    if let Some(answer) = authority.ocsp_cached(&body) {
+        return ocsp_answer(answer, &request, false);
+    }
     match web::block(move || authority.ocsp(&body)).await {
         Ok(answer) => ocsp_answer(answer, &request, false),
         Err(_) => ocsp_plain(ca_core::ocsp::error_response(
@@ -176,6 +179,9 @@ pub async fn ocsp_get(state: web::Data<Arc<Authority>>, request: HttpRequest) ->
         ));
     };
     let authority = state.get_ref().clone();
+    if let Some(answer) = authority.ocsp_cached(&der) {
+        return ocsp_answer(answer, &request, true);
+    }
     match web::block(move || authority.ocsp(&der)).await {
         Ok(answer) => ocsp_answer(answer, &request, true),
         Err(_) => ocsp_plain(ca_core::ocsp::error_response(

@@ -1,0 +1,62 @@
+//! The one path every certificate Mamori signs goes through: store the serial and the exact TBS
+//! first (`reserved`), then sign, then mark it issued inside the caller's transaction — so a crash
+//! never leaves a signed certificate nobody recorded, and a reserved serial is never reused.
+
+use ca_core::ca::CertificateAuthority;
+use ca_core::issuance::{IssuedCertificate, PreparedIssuance};
+use ca_core::serial::serial_hex;
+use diesel::prelude::*;
+
+use crate::error::ServiceError;
+use crate::store::models::CertificateRow;
+use crate::store::schema::certificates;
+use crate::store::DbConnection;
+
+/// Reserves the serial and TBS, then signs. Returns the certificate and its serial (hex).
+pub fn reserve_and_sign(
+    conn: &mut DbConnection,
+    ca: &CertificateAuthority,
+    prepared: PreparedIssuance,
+    profile_id: &str,
+    request_id: Option<&str>,
+    now: i64,
+) -> Result<(IssuedCertificate, String), ServiceError> {
+    let serial = serial_hex(prepared.serial());
+    diesel::insert_into(certificates::table)
+        .values(CertificateRow {
+            ca_id: ca.id().to_string(),
+            serial: serial.clone(),
+            request_id: request_id.map(str::to_string),
+            profile_id: profile_id.to_string(),
+            subject: prepared.subject().to_string(),
+            tbs_der: prepared.tbs_der().to_vec(),
+            der: None,
+            not_before: prepared.not_before().as_secs() as i64,
+            not_after: prepared.not_after().as_secs() as i64,
+            status: "reserved".into(),
+            revoked_at: None,
+            revocation_reason: None,
+            invalidity_date: None,
+            created_at: now,
+            status_changed_ms: 0,
+        })
+        .execute(conn)?;
+    let issued = prepared.sign(ca)?;
+    Ok((issued, serial))
+}
+
+/// Stores the signed certificate over its reservation; call inside the transaction that also
+/// records what it was issued for.
+pub fn mark_issued(
+    conn: &mut DbConnection,
+    ca_id: &str,
+    serial: &str,
+    der: &[u8],
+) -> QueryResult<usize> {
+    diesel::update(certificates::table.find((ca_id, serial)))
+        .set((
+            certificates::der.eq(Some(der)),
+            certificates::status.eq("valid"),
+        ))
+        .execute(conn)
+}
