@@ -19,13 +19,20 @@ CORES=$(nproc)
 # WORK=<folder of an earlier run> reuses its certificate set and skips the (slow) enrolment.
 if [ -n "${WORK:-}" ] && [ -f "$WORK/certs.txt" ]; then work=$WORK; reuse=1; else work=$(mktemp -d /tmp/mamori-bench.XXXXXX); reuse=0; fi
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  pkill -f "openssl ocsp -index $work" 2>/dev/null || true
+}
 trap cleanup EXIT
 log() { printf '\n==> %s\n' "$*" >&2; }
 
 need=()
 for pkg in wrk golang-cfssl nginx-light sqlite3 openssl; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg"); done
 if [ ${#need[@]} -gt 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"; fi
+
+for port in 18080 18090 18091 18092; do
+  if ss -ltn | grep -q ":$port "; then echo "port $port is busy; stop what listens there first" >&2; exit 1; fi
+done
 
 log "building release binaries"
 cargo build --release -q -p ca-server -p ca-cli
@@ -141,6 +148,8 @@ openssl ocsp -index "$work/index.txt" -port 18090 -rsigner "$work/issuing.pem" -
 pids+=($!)
 sleep 1
 run_wrk "openssl-ocsp-post" http://127.0.0.1:18090 bench/ocsp-post.lua REQ_DIR="$work/req"
+# Its -multi children keep spinning after the load ends; stop them before the next contender.
+pkill -f "openssl ocsp -index $work" 2>/dev/null || true
 
 log "load: cfssl ocspserve with responses pre-signed by cfssl ocspsign"
 : > "$work/cfssl-responses.txt"

@@ -19,6 +19,7 @@ use x509_cert::ext::pkix::{
 use x509_cert::ext::Extension;
 use x509_cert::name::Name;
 use x509_cert::request::{CertReq, CertReqInfo, ExtensionReq};
+use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::Validity;
 use x509_cert::{Certificate, TbsCertificate, Version};
 
@@ -81,6 +82,7 @@ pub struct CertificateAuthority {
     not_after: UnixTime,
     public_url: Option<String>,
     delta_crls: bool,
+    crl_partitions: u32,
 }
 
 impl std::fmt::Debug for CertificateAuthority {
@@ -160,6 +162,7 @@ impl CertificateAuthority {
             key_id,
             public_url,
             delta_crls: false,
+            crl_partitions: 0,
         })
     }
 
@@ -203,25 +206,76 @@ impl CertificateAuthority {
     pub fn public_url(&self) -> Option<&str> {
         self.public_url.as_deref()
     }
-    /// `<base>/crl/<id>.crl`: where this CA's CRL is published.
+    /// `<base>/crl/<id>.crl`: where this CA's complete, unpartitioned CRL is published.
     pub fn crl_url(&self) -> Option<String> {
-        self.public_url
-            .as_ref()
-            .map(|b| format!("{b}/crl/{}.crl", self.id))
+        self.crl_url_for(None)
     }
     /// Publishes delta CRLs: certificates it issues then carry freshestCRL (RFC 5280 §4.2.1.15).
     pub fn with_delta_crls(mut self, enabled: bool) -> Self {
         self.delta_crls = enabled;
         self
     }
+    /// Whether this CA publishes delta CRLs.
+    pub fn delta_crls(&self) -> bool {
+        self.delta_crls
+    }
     /// `<base>/crl/<id>-delta.crl`: where this CA's delta CRL is, when it publishes one.
     pub fn delta_crl_url(&self) -> Option<String> {
+        self.delta_crl_url_for(None)
+    }
+    /// Splits this CA's CRL into `partitions` shards (0 or 1: one CRL). Each certificate it issues
+    /// then names its shard's CRL in its CRL distribution point, and each shard's CRL carries an
+    /// issuingDistributionPoint with that URL (RFC 5280 §5.2.5), so no relying party ever has to
+    /// download the whole revocation list.
+    pub fn with_crl_partitions(mut self, partitions: u32) -> Self {
+        self.crl_partitions = if partitions > 1 { partitions } else { 0 };
+        self
+    }
+    /// How many CRL shards this CA publishes new certificates into (0: partitioning is off).
+    pub fn crl_partitions(&self) -> u32 {
+        self.crl_partitions
+    }
+    /// The shard (1-based) a certificate with this serial goes into, when partitioning is on.
+    /// Serials are random, so shards fill evenly.
+    pub fn crl_partition_of(&self, serial: &SerialNumber) -> Option<u32> {
+        if self.crl_partitions == 0 {
+            return None;
+        }
+        let bytes = serial.as_bytes();
+        let tail = bytes
+            .iter()
+            .rev()
+            .take(4)
+            .rev()
+            .fold(0u32, |acc, b| (acc << 8) | u32::from(*b));
+        Some(tail % self.crl_partitions + 1)
+    }
+    /// The file name (without `.crl`) of a CRL of this CA: `<id>`, `<id>-p<k>` for shard k, with
+    /// `-delta` appended for a delta CRL.
+    pub fn crl_name(&self, partition: Option<u32>, delta: bool) -> String {
+        let mut name = self.id.clone();
+        if let Some(k) = partition {
+            name.push_str(&format!("-p{k}"));
+        }
+        if delta {
+            name.push_str("-delta");
+        }
+        name
+    }
+    /// `<base>/crl/<name>.crl` for the complete CRL covering `partition`.
+    pub fn crl_url_for(&self, partition: Option<u32>) -> Option<String> {
+        self.public_url
+            .as_ref()
+            .map(|b| format!("{b}/crl/{}.crl", self.crl_name(partition, false)))
+    }
+    /// `<base>/crl/<name>-delta.crl` for the delta CRL covering `partition`, when deltas are on.
+    pub fn delta_crl_url_for(&self, partition: Option<u32>) -> Option<String> {
         if !self.delta_crls {
             return None;
         }
         self.public_url
             .as_ref()
-            .map(|b| format!("{b}/crl/{}-delta.crl", self.id))
+            .map(|b| format!("{b}/crl/{}.crl", self.crl_name(partition, true)))
     }
     /// `<base>/ocsp`: the OCSP responder for certificates this CA issues.
     pub fn ocsp_url(&self) -> Option<String> {

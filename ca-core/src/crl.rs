@@ -50,6 +50,22 @@ pub enum RevocationReason {
 }
 
 impl RevocationReason {
+    /// The reason for an RFC 5280 CRLReason (aACompromise, which Mamori never issues, as
+    /// unspecified).
+    pub fn from_crl_reason(reason: CrlReason) -> Self {
+        match reason {
+            CrlReason::KeyCompromise => RevocationReason::KeyCompromise,
+            CrlReason::CaCompromise => RevocationReason::CaCompromise,
+            CrlReason::AffiliationChanged => RevocationReason::AffiliationChanged,
+            CrlReason::Superseded => RevocationReason::Superseded,
+            CrlReason::CessationOfOperation => RevocationReason::CessationOfOperation,
+            CrlReason::CertificateHold => RevocationReason::CertificateHold,
+            CrlReason::PrivilegeWithdrawn => RevocationReason::PrivilegeWithdrawn,
+            CrlReason::RemoveFromCRL => RevocationReason::RemoveFromCrl,
+            _ => RevocationReason::Unspecified,
+        }
+    }
+
     /// The RFC 5280 CRLReason.
     pub fn crl_reason(self) -> CrlReason {
         match self {
@@ -233,7 +249,8 @@ pub fn build_crl<'e>(
 
 /// Builds and signs a DER CRL from entries already DER-encoded by [`encode_entry`] (in any
 /// number of slices whose lengths add up to `total_len`). This is how a CA with a million revoked
-/// certificates republishes within a second: the entries are encoded once, when revoked.
+/// certificates republishes within a second: the entries are encoded once, when revoked, and the
+/// CRL is assembled and signed in one buffer.
 pub fn build_crl_encoded<'e>(
     ca: &CertificateAuthority,
     params: &CrlParams,
@@ -273,27 +290,190 @@ pub fn build_crl_encoded<'e>(
     let revoked_block = if total_len == 0 {
         0
     } else {
-        let header_len = Header::new(Tag::Sequence, total_len)
-            .and_then(|h| h.encoded_len())
-            .map_err(encode)?;
-        usize::try_from(header_len).map_err(|_| CrlError::Encode("length".into()))? + total_len
+        header_len(total_len)? + total_len
     };
     let body_len = fields.len() + revoked_block + extensions_der.len();
-    let mut tbs = Vec::with_capacity(body_len + 8);
-    push_header(&mut tbs, Tag::Sequence, body_len)?;
-    tbs.extend_from_slice(&fields);
+    // The TBS is written after room for the outer SEQUENCE header, signed where it lies, and the
+    // header is slid in front: one buffer the size of the CRL, never two.
+    let mut out = Vec::with_capacity(RESERVED + body_len + 8 + 128);
+    out.resize(RESERVED, 0);
+    push_header(&mut out, Tag::Sequence, body_len)?;
+    out.extend_from_slice(&fields);
     if total_len > 0 {
-        push_header(&mut tbs, Tag::Sequence, total_len)?;
-        let before = tbs.len();
+        push_header(&mut out, Tag::Sequence, total_len)?;
+        let before = out.len();
         for chunk in encoded {
-            tbs.extend_from_slice(chunk);
+            out.extend_from_slice(chunk);
         }
-        if tbs.len() - before != total_len {
+        if out.len() - before != total_len {
             return Err(CrlError::Encode(
                 "encoded entries do not add up to total_len".into(),
             ));
         }
     }
-    tbs.extend_from_slice(&extensions_der);
-    Ok(crate::issuance::sign_tbs(&tbs, ca.key())?)
+    out.extend_from_slice(&extensions_der);
+    let signature = ca.key().sign(&out[RESERVED..])?;
+    let alg = ca.key().algorithm().identifier().to_der().map_err(encode)?;
+    let signature = der::asn1::BitString::from_bytes(&signature)
+        .and_then(|b| b.to_der())
+        .map_err(encode)?;
+    let total = out.len() - RESERVED + alg.len() + signature.len();
+    let mut header = Vec::with_capacity(RESERVED);
+    push_header(&mut header, Tag::Sequence, total)?;
+    let start = RESERVED
+        .checked_sub(header.len())
+        .ok_or_else(|| CrlError::Encode("CRL too large".into()))?;
+    out[start..RESERVED].copy_from_slice(&header);
+    out.extend_from_slice(&alg);
+    out.extend_from_slice(&signature);
+    out.drain(..start);
+    Ok(out)
+}
+
+/// Room kept in front of the TBS for the CRL's outer SEQUENCE header (at most 6 octets for any
+/// CRL under 4 GiB).
+const RESERVED: usize = 8;
+
+fn header_len(len: usize) -> Result<usize, CrlError> {
+    Header::new(Tag::Sequence, len)
+        .and_then(|h| h.encoded_len())
+        .map_err(|e| CrlError::Encode(e.to_string()))
+        .and_then(|l| usize::try_from(l).map_err(|_| CrlError::Encode("length".into())))
+}
+
+/// One `revokedCertificates` entry as it lies in a CRL's DER.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawEntry<'a> {
+    /// The content octets of its serial number INTEGER (as [`SerialNumber::as_bytes`] gives).
+    pub serial: &'a [u8],
+    /// The whole entry, DER.
+    pub der: &'a [u8],
+}
+
+/// Splits one DER TLV off `input`: (tag, content, rest).
+fn tlv(input: &[u8]) -> Result<(Tag, &[u8], &[u8]), CrlError> {
+    crate::tlv::split(input)
+        .map(|t| (t.tag, t.content, t.rest))
+        .map_err(|e| CrlError::Parse(e.0))
+}
+
+/// The `revokedCertificates` entries of a DER CRL, in order, neither decoded nor copied; each
+/// yields its serial and its bytes. Only the structure is read: call it on CRLs this CA signed.
+pub fn raw_entries(crl_der: &[u8]) -> Result<RawEntries<'_>, CrlError> {
+    let (tag, crl, _) = tlv(crl_der)?;
+    expect(tag, Tag::Sequence)?;
+    let (tag, mut tbs, _) = tlv(crl)?;
+    expect(tag, Tag::Sequence)?;
+    for wanted in [Tag::Integer, Tag::Sequence, Tag::Sequence] {
+        let (tag, _, rest) = tlv(tbs)?;
+        expect(tag, wanted)?;
+        tbs = rest;
+    }
+    let mut times = 0;
+    while times < 2 && !tbs.is_empty() {
+        let (tag, _, rest) = tlv(tbs)?;
+        if !matches!(tag, Tag::UtcTime | Tag::GeneralizedTime) {
+            break;
+        }
+        tbs = rest;
+        times += 1;
+    }
+    if tbs.is_empty() {
+        return Ok(RawEntries { rest: &[] });
+    }
+    let (tag, list, _) = tlv(tbs)?;
+    Ok(RawEntries {
+        rest: if tag == Tag::Sequence { list } else { &[] },
+    })
+}
+
+/// Iterator over a CRL's entries, from [`raw_entries`].
+#[derive(Debug, Clone)]
+pub struct RawEntries<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for RawEntries<'a> {
+    type Item = Result<RawEntry<'a>, CrlError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let list = self.rest;
+        let parsed = tlv(list).and_then(|(tag, content, rest)| {
+            expect(tag, Tag::Sequence)?;
+            let (tag, serial, _) = tlv(content)?;
+            expect(tag, Tag::Integer)?;
+            Ok((serial, rest))
+        });
+        match parsed {
+            Ok((serial, rest)) => {
+                self.rest = rest;
+                Some(Ok(RawEntry {
+                    serial,
+                    der: &list[..list.len() - rest.len()],
+                }))
+            }
+            Err(e) => {
+                self.rest = &[];
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+fn expect(tag: Tag, wanted: Tag) -> Result<(), CrlError> {
+    if tag == wanted {
+        Ok(())
+    } else {
+        Err(CrlError::Parse(format!("expected {wanted}, found {tag}")))
+    }
+}
+
+/// Builds and signs the next complete CRL from `base` (a CRL this CA signed earlier) without
+/// re-encoding it: every entry of `base` whose serial is not in `replaced` is kept byte for
+/// byte, and `added` is appended. `replaced` holds the serials (as [`SerialNumber::as_bytes`]
+/// gives) whose status changed since `base`: released, re-revoked or expired.
+pub fn build_crl_from_base(
+    ca: &CertificateAuthority,
+    params: &CrlParams,
+    base: &[u8],
+    replaced: &std::collections::HashSet<Vec<u8>>,
+    added: &[RevokedEntry],
+) -> Result<Vec<u8>, CrlError> {
+    let mut runs: Vec<&[u8]> = Vec::new();
+    let mut total = 0;
+    let mut run: Option<(usize, usize)> = None;
+    let origin = base.as_ptr() as usize;
+    for entry in raw_entries(base)? {
+        let entry = entry?;
+        if replaced.contains(entry.serial) {
+            if let Some((start, end)) = run.take() {
+                runs.push(&base[start..end]);
+            }
+            continue;
+        }
+        let start = entry.der.as_ptr() as usize - origin;
+        let end = start + entry.der.len();
+        total += entry.der.len();
+        run = match run {
+            Some((s, e)) if e == start => Some((s, end)),
+            Some((s, e)) => {
+                runs.push(&base[s..e]);
+                Some((start, end))
+            }
+            None => Some((start, end)),
+        };
+    }
+    if let Some((start, end)) = run {
+        runs.push(&base[start..end]);
+    }
+    let mut fresh = Vec::new();
+    for entry in added {
+        encode_entry(entry, &mut fresh)?;
+    }
+    total += fresh.len();
+    runs.push(&fresh);
+    build_crl_encoded(ca, params, runs, total)
 }

@@ -328,6 +328,9 @@ pub enum CrlError {
     /// nextUpdate must follow thisUpdate.
     #[error("nextUpdate must be after thisUpdate")]
     Window,
+    /// A CRL given as the base of the next one could not be read.
+    #[error("malformed base CRL: {0}")]
+    Parse(String),
     /// A serial number that cannot be encoded.
     #[error("invalid serial number in revocation entry")]
     Serial,

@@ -155,6 +155,7 @@ fn leaf_extensions(
     csr: &VerifiedCsr,
     sans: Vec<GeneralName>,
     subject_empty: bool,
+    serial: &SerialNumber,
 ) -> Result<Vec<Extension>, der::Error> {
     let key_type = csr.key_kind().key_type();
     let usage = profile
@@ -188,10 +189,11 @@ fn leaf_extensions(
     extensions.push(subject_key_identifier(&key_identifier(csr.public_key()))?);
     extensions.push(authority_key_identifier(ca.key_id())?);
     if profile.revocation_info() {
-        if let Some(url) = ca.crl_url() {
+        let partition = ca.crl_partition_of(serial);
+        if let Some(url) = ca.crl_url_for(partition) {
             extensions.push(crl_distribution_points(&url)?);
         }
-        if let Some(url) = ca.delta_crl_url() {
+        if let Some(url) = ca.delta_crl_url_for(partition) {
             extensions.push(crate::extensions::freshest_crl(&url)?);
         }
     }
@@ -258,7 +260,7 @@ impl PreparedIssuance {
         let serial = random_serial().map_err(|_| SignError::Backend)?;
         let encode = |e: der::Error| IssueError::Encode(e.to_string());
         let extensions =
-            leaf_extensions(ca, profile, csr, sans, subject.is_empty()).map_err(encode)?;
+            leaf_extensions(ca, profile, csr, sans, subject.is_empty(), &serial).map_err(encode)?;
         let tbs = TbsCertificate {
             version: Version::V3,
             serial_number: serial.clone(),

@@ -28,6 +28,7 @@ pub mod role;
 pub mod serial;
 pub mod signer;
 pub mod time;
+pub mod tlv;
 pub mod totp;
 
 pub use der;

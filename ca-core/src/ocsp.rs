@@ -285,6 +285,91 @@ pub fn build_response(
     response.to_der().map_err(encode)
 }
 
+/// Splits a successful OCSPResponse into its signed part and its responder certificates: the BasicOCSPResponse's
+/// tbsResponseData, signatureAlgorithm and signature, as signed. The certificates lie outside the
+/// signature, so a responder that holds a response for every certificate keeps this (about a
+/// third of the size) and adds its certificate back with [`expand_response`] when it serves.
+/// Returns the compact bytes and the certs field (empty when the response carries none).
+pub fn split_response(der: &[u8]) -> Result<(Vec<u8>, Vec<u8>), OcspError> {
+    use crate::tlv::expect;
+    use der::Tag;
+    let walk = |e: crate::tlv::TlvError| OcspError::Encode(e.0);
+    let outer = expect(der, Tag::Sequence).map_err(walk)?.content;
+    let status = expect(outer, Tag::Enumerated).map_err(walk)?;
+    if status.content != [0] {
+        return Err(OcspError::Encode("not a successful response".into()));
+    }
+    let explicit = Tag::ContextSpecific {
+        constructed: true,
+        number: der::TagNumber::N0,
+    };
+    let bytes = expect(status.rest, explicit).map_err(walk)?.content;
+    let bytes = expect(bytes, Tag::Sequence).map_err(walk)?.content;
+    let oid = expect(bytes, Tag::ObjectIdentifier).map_err(walk)?;
+    if oid.content != const_oid::db::rfc6960::ID_PKIX_OCSP_BASIC.as_bytes() {
+        return Err(OcspError::Encode("not a basic OCSP response".into()));
+    }
+    let basic = expect(oid.rest, Tag::OctetString).map_err(walk)?.content;
+    let basic = expect(basic, Tag::Sequence).map_err(walk)?.content;
+    let tbs = expect(basic, Tag::Sequence).map_err(walk)?;
+    let alg = expect(tbs.rest, Tag::Sequence).map_err(walk)?;
+    let signature = expect(alg.rest, Tag::BitString).map_err(walk)?;
+    let (tbs, alg, certs) = (tbs.whole, alg.whole, signature.rest);
+    let signature = signature.whole;
+    Ok(([tbs, alg, signature].concat(), certs.to_vec()))
+}
+
+/// The `certs [0] EXPLICIT SEQUENCE OF Certificate` field of a BasicOCSPResponse carrying one
+/// responder certificate, for [`expand_response`].
+pub fn certs_field(certificate: &Certificate) -> Result<Vec<u8>, OcspError> {
+    der::asn1::ContextSpecific {
+        tag_number: der::TagNumber::N0,
+        tag_mode: der::TagMode::Explicit,
+        value: vec![certificate.clone()],
+    }
+    .to_der()
+    .map_err(|e| OcspError::Encode(e.to_string()))
+}
+
+/// Re-assembles the complete OCSPResponse from [`split_response`]'s bytes and a
+/// [`certs_field`] (empty for a CA-signed response). The result is byte for byte the response
+/// that was signed.
+pub fn expand_response(compact: &[u8], certs: &[u8]) -> Result<Vec<u8>, OcspError> {
+    use crate::tlv::push_header;
+    use der::Tag;
+    let walk = |e: crate::tlv::TlvError| OcspError::Encode(e.0);
+    let oid = const_oid::db::rfc6960::ID_PKIX_OCSP_BASIC.as_bytes();
+    let basic_len = compact.len() + certs.len();
+    let mut basic_header = Vec::with_capacity(8);
+    push_header(&mut basic_header, Tag::Sequence, basic_len).map_err(walk)?;
+    let octet_len = basic_header.len() + basic_len;
+    let mut octet_header = Vec::with_capacity(8);
+    push_header(&mut octet_header, Tag::OctetString, octet_len).map_err(walk)?;
+    let bytes_len = 2 + oid.len() + octet_header.len() + octet_len;
+    let mut bytes_header = Vec::with_capacity(8);
+    push_header(&mut bytes_header, Tag::Sequence, bytes_len).map_err(walk)?;
+    let explicit = Tag::ContextSpecific {
+        constructed: true,
+        number: der::TagNumber::N0,
+    };
+    let explicit_len = bytes_header.len() + bytes_len;
+    let mut explicit_header = Vec::with_capacity(8);
+    push_header(&mut explicit_header, explicit, explicit_len).map_err(walk)?;
+    let outer_len = 3 + explicit_header.len() + explicit_len;
+    let mut out = Vec::with_capacity(outer_len + 8);
+    push_header(&mut out, Tag::Sequence, outer_len).map_err(walk)?;
+    out.extend_from_slice(&[0x0a, 0x01, 0x00]);
+    out.extend_from_slice(&explicit_header);
+    out.extend_from_slice(&bytes_header);
+    push_header(&mut out, Tag::ObjectIdentifier, oid.len()).map_err(walk)?;
+    out.extend_from_slice(oid);
+    out.extend_from_slice(&octet_header);
+    out.extend_from_slice(&basic_header);
+    out.extend_from_slice(compact);
+    out.extend_from_slice(certs);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use ca_core::ca::{self, CaSpec, CertificateAuthority, NameConstraintSpec};
 use ca_core::clock::{Clock, FixedClock, SystemClock};
-use ca_core::crl::{build_crl, CrlParams, RevocationReason, RevokedEntry};
+use ca_core::crl::{
+    build_crl, build_crl_from_base, raw_entries, CrlParams, RevocationReason, RevokedEntry,
+};
 use ca_core::csr::VerifiedCsr;
 use ca_core::error::{CsrError, IssueError};
 use ca_core::issuance::{IssuanceOptions, PreparedIssuance};
@@ -1054,6 +1056,28 @@ fn ocsp_responses_verify_ca_signed_and_delegated() {
     .unwrap();
     write_artifact("ocsp-ca-signed.der", &ca_signed);
     write_artifact("ocsp-delegated.der", &delegated);
+    // A responder may hold responses without its certificate and add it back when serving:
+    // the result is byte for byte what was signed.
+    let (compact, responder_certs) = ocsp::split_response(&delegated).unwrap();
+    assert!(
+        compact.len() * 2 < delegated.len(),
+        "{} of {}",
+        compact.len(),
+        delegated.len()
+    );
+    assert_eq!(responder_certs, ocsp::certs_field(&responder_cert).unwrap());
+    assert_eq!(
+        ocsp::expand_response(&compact, &responder_certs).unwrap(),
+        delegated
+    );
+    let (compact, responder_certs) = ocsp::split_response(&ca_signed).unwrap();
+    assert!(responder_certs.is_empty());
+    assert_eq!(ocsp::expand_response(&compact, &[]).unwrap(), ca_signed);
+    assert!(ocsp::split_response(&ocsp::error_response(
+        x509_ocsp::OcspResponseStatus::TryLater
+    ))
+    .is_err());
+    assert!(ocsp::split_response(b"\x30\x03\x0a\x01").is_err());
 
     for (name, der) in [("ca-signed", &ca_signed), ("delegated", &delegated)] {
         let response = OcspResponse::from_der(der).unwrap();
@@ -1322,4 +1346,258 @@ fn delta_crl_is_used_by_openssl() {
     assert!(ok, "released from hold: {out}");
     // D: on neither.
     assert!(verify(&certs[3].der, true).0);
+}
+
+fn openssl_verify_with_crl(h: &Hierarchy, leaf: &[u8], crl_der: &[u8]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, data: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, data).unwrap();
+        p
+    };
+    let root = write("root.pem", h.root.certificate_pem().as_bytes());
+    let issuing = write("issuing.pem", h.issuing.certificate_pem().as_bytes());
+    let crl = write(
+        "crl.pem",
+        &X509Crl::from_der(crl_der).unwrap().to_pem().unwrap(),
+    );
+    let leaf = write("leaf.pem", &x509(leaf).to_pem().unwrap());
+    let out = std::process::Command::new("openssl")
+        .args(["verify", "-crl_check", "-CAfile"])
+        .arg(&root)
+        .arg("-untrusted")
+        .arg(&issuing)
+        .arg("-CRLfile")
+        .arg(&crl)
+        .arg(&leaf)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn partitioned_crls_scope_each_certificate_to_its_shard() {
+    let h = hierarchy(KeyAlgorithm::EcdsaP256, ca::DEFAULT_ISSUING_VALIDITY_SECS);
+    let h = Hierarchy {
+        root: h.root,
+        issuing: h.issuing.with_crl_partitions(4),
+    };
+    // Issue until shard 1 holds three certificates and some other shard holds one.
+    let mut mine = Vec::new();
+    let mut other = Vec::new();
+    for _ in 0..200 {
+        if mine.len() >= 3 && !other.is_empty() {
+            break;
+        }
+        for cert in issue_many(&h, 1) {
+            let shard = h.issuing.crl_partition_of(&cert.serial).unwrap();
+            assert!((1..=4).contains(&shard));
+            let text = x509(&cert.der).to_text().unwrap();
+            let text = String::from_utf8(text).unwrap();
+            assert!(
+                text.contains(&format!("{BASE_URL}/crl/issuing-p{shard}.crl")),
+                "the CRL distribution point names the shard: {text}"
+            );
+            if shard == 1 {
+                mine.push(cert);
+            } else {
+                other.push(cert);
+            }
+        }
+    }
+    assert!(mine.len() >= 3 && !other.is_empty());
+    let now = UnixTime::now();
+    let params = |number: u64| CrlParams {
+        this_update: now,
+        next_update: now.plus(86_400),
+        crl_number: number,
+        issuing_distribution_point: h.issuing.crl_url_for(Some(1)),
+        delta_base: None,
+        freshest_crl: None,
+    };
+    // Shard 1's CRL: A on hold.
+    let base = build_crl(
+        &h.issuing,
+        &params(1),
+        &[RevokedEntry {
+            serial: mine[0].serial.clone(),
+            revoked_at: now.minus(60),
+            reason: RevocationReason::CertificateHold,
+            invalidity_date: None,
+        }],
+    )
+    .unwrap();
+    // The next one, built from the first without re-encoding it: A now revoked for key
+    // compromise (its hold entry replaced), B superseded.
+    let replaced = [mine[0].serial.as_bytes().to_vec()].into_iter().collect();
+    let next = build_crl_from_base(
+        &h.issuing,
+        &params(2),
+        &base,
+        &replaced,
+        &[
+            RevokedEntry {
+                serial: mine[0].serial.clone(),
+                revoked_at: now.minus(10),
+                reason: RevocationReason::KeyCompromise,
+                invalidity_date: None,
+            },
+            RevokedEntry {
+                serial: mine[1].serial.clone(),
+                revoked_at: now.minus(5),
+                reason: RevocationReason::Superseded,
+                invalidity_date: None,
+            },
+        ],
+    )
+    .unwrap();
+    write_artifact("crl-issuing-partition.der", &next);
+    let crl = X509Crl::from_der(&next).unwrap();
+    assert!(crl
+        .verify(&x509(h.issuing.certificate_der()).public_key().unwrap())
+        .unwrap());
+    let serials: Vec<Vec<u8>> = raw_entries(&next)
+        .unwrap()
+        .map(|e| e.unwrap().serial.to_vec())
+        .collect();
+    assert_eq!(
+        serials,
+        vec![
+            mine[0].serial.as_bytes().to_vec(),
+            mine[1].serial.as_bytes().to_vec()
+        ]
+    );
+    let text = {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.der");
+        std::fs::write(&p, &next).unwrap();
+        let out = std::process::Command::new("openssl")
+            .args(["crl", "-inform", "DER", "-noout", "-text", "-in"])
+            .arg(&p)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(text.contains("Key Compromise") && text.contains("Superseded"));
+    assert!(
+        !text.contains("Certificate Hold"),
+        "the hold entry was replaced: {text}"
+    );
+    assert!(
+        text.contains(&format!("{BASE_URL}/crl/issuing-p1.crl")),
+        "{text}"
+    );
+
+    let (ok, out) = openssl_verify_with_crl(&h, &mine[0].der, &next);
+    assert!(!ok && out.contains("revoked"), "{out}");
+    let (ok, out) = openssl_verify_with_crl(&h, &mine[1].der, &next);
+    assert!(!ok && out.contains("revoked"), "{out}");
+    let (ok, out) = openssl_verify_with_crl(&h, &mine[2].der, &next);
+    assert!(ok, "not revoked in its shard: {out}");
+    // A certificate of another shard is out of this CRL's scope: openssl will not use it.
+    let (ok, out) = openssl_verify_with_crl(&h, &other[0].der, &next);
+    assert!(!ok && !out.contains("revoked"), "{out}");
+}
+
+#[test]
+fn crl_from_base_keeps_every_other_entry_byte_for_byte() {
+    let h = hierarchy(KeyAlgorithm::EcdsaP256, ca::DEFAULT_ISSUING_VALIDITY_SECS);
+    let now = UnixTime::now();
+    let entries: Vec<RevokedEntry> = (1u32..=1000)
+        .map(|i| RevokedEntry {
+            serial: x509_cert::serial_number::SerialNumber::new(&(i * 7919).to_be_bytes()).unwrap(),
+            revoked_at: now.minus(u64::from(i)),
+            reason: if i % 3 == 0 {
+                RevocationReason::KeyCompromise
+            } else {
+                RevocationReason::CertificateHold
+            },
+            invalidity_date: None,
+        })
+        .collect();
+    let params = CrlParams {
+        this_update: now,
+        next_update: now.plus(3600),
+        crl_number: 3,
+        issuing_distribution_point: h.issuing.crl_url(),
+        delta_base: None,
+        freshest_crl: None,
+    };
+    let base = build_crl(&h.issuing, &params, &entries).unwrap();
+    // Release every tenth (removed, not re-added).
+    let released: std::collections::HashSet<Vec<u8>> = entries
+        .iter()
+        .step_by(10)
+        .map(|e| e.serial.as_bytes().to_vec())
+        .collect();
+    let next = build_crl_from_base(
+        &h.issuing,
+        &CrlParams {
+            crl_number: 4,
+            ..params.clone()
+        },
+        &base,
+        &released,
+        &[],
+    )
+    .unwrap();
+    let kept: Vec<RevokedEntry> = entries
+        .iter()
+        .filter(|e| !released.contains(e.serial.as_bytes()))
+        .cloned()
+        .collect();
+    let expected = build_crl(
+        &h.issuing,
+        &CrlParams {
+            crl_number: 4,
+            ..params
+        },
+        &kept,
+    )
+    .unwrap();
+    // Same TBS (signatures differ: ECDSA is randomised).
+    let tbs = |der: &[u8]| {
+        x509_cert::crl::CertificateList::from_der(der)
+            .unwrap()
+            .tbs_cert_list
+            .to_der()
+            .unwrap()
+    };
+    assert_eq!(tbs(&next), tbs(&expected));
+    assert_eq!(
+        X509Crl::from_der(&next)
+            .unwrap()
+            .get_revoked()
+            .unwrap()
+            .len(),
+        900
+    );
+    assert!(matches!(
+        build_crl_from_base(
+            &h.issuing,
+            &params_for_error(now),
+            b"\x30\x03\x02\x01",
+            &released,
+            &[]
+        ),
+        Err(ca_core::error::CrlError::Parse(_))
+    ));
+}
+
+fn params_for_error(now: UnixTime) -> CrlParams {
+    CrlParams {
+        this_update: now,
+        next_update: now.plus(60),
+        crl_number: 1,
+        issuing_distribution_point: None,
+        delta_base: None,
+        freshest_crl: None,
+    }
 }

@@ -7,7 +7,19 @@ use crate::store::models::AuditRow;
 use crate::store::schema::audit_log;
 use crate::store::DbConnection;
 
-/// Appends one entry; call inside the transaction that makes the change it records.
+/// On PostgreSQL, waits for the transaction-scoped lock named `key`, so that instances sharing one
+/// database take turns (SQLite already admits one writer at a time).
+pub fn serialize(conn: &mut DbConnection, key: &str) -> QueryResult<()> {
+    if let DbConnection::Postgresql(pg) = conn {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind::<diesel::sql_types::Text, _>(key)
+            .execute(pg)?;
+    }
+    Ok(())
+}
+
+/// Appends one entry; call inside the transaction that makes the change it records. The chain
+/// has one head, so appends from concurrent transactions (and instances) take turns.
 pub fn append(
     conn: &mut DbConnection,
     at: u64,
@@ -16,6 +28,7 @@ pub fn append(
     target: &str,
     details: serde_json::Value,
 ) -> QueryResult<()> {
+    serialize(conn, "mamori.audit")?;
     let last: Option<(i64, String)> = audit_log::table
         .select((audit_log::seq, audit_log::hash))
         .order(audit_log::seq.desc())

@@ -91,6 +91,8 @@ pub struct Authority {
     pub(crate) issuer_hashes: Vec<(String, IssuerHashes)>,
     pub(crate) ocsp_cache: crate::responder::OcspCache,
     pub(crate) crl_cache: crate::crl_publisher::CrlCache,
+    /// Login attempts per client address.
+    pub login_limiter: crate::rate_limit::LoginLimiter,
     /// CA certificates (DER) by id, including CAs whose keys this instance does not hold.
     ca_certificates: BTreeMap<String, Vec<u8>>,
     /// An OCSP-only instance: no API, no CA keys, only the delegated responder keys.
@@ -164,6 +166,8 @@ impl Authority {
                 ));
             }
         }
+        let login_limiter =
+            crate::rate_limit::LoginLimiter::new(parts.config.login_attempts_per_minute);
         let authority = Authority {
             config: parts.config,
             pool: parts.pool,
@@ -176,6 +180,7 @@ impl Authority {
             issuer_hashes,
             ocsp_cache: crate::responder::OcspCache::default(),
             crl_cache: crate::crl_publisher::CrlCache::default(),
+            login_limiter,
             ca_certificates: parts.ca_certificates,
             ocsp_only: parts.ocsp_only,
             metrics: Metrics::default(),
@@ -208,22 +213,7 @@ impl Authority {
             if *id != self.root_id {
                 self.ensure_responder(id)?;
             }
-            let mut conn = self.conn()?;
-            let current: Option<CrlRow> = crls::table.find(id).first(&mut conn).optional()?;
-            let now = self.now();
-            let stale = match current {
-                None => true,
-                Some(row) => {
-                    let half = (row.next_update - row.this_update) / 2;
-                    now.as_secs() as i64 >= row.this_update + half
-                }
-            };
-            if stale {
-                self.publish_crl(id, "system")?;
-            }
-            if self.config.delta_crls && *id != self.root_id {
-                self.refresh_delta_crl(id)?;
-            }
+            self.maintain_crls(id)?;
         }
         self.expire_requests()?;
         self.refresh_responses()?;
@@ -379,7 +369,7 @@ impl Authority {
             last_totp_step: 0,
             created_at: now,
         };
-        conn.transaction::<_, ServiceError, _>(|conn| {
+        crate::store::write_transaction::<_, ServiceError, _>(&mut *conn, |conn| {
             if self.user_by_name(conn, username)?.is_some() {
                 return Err(ServiceError::Conflict(format!(
                     "user {username} already exists"
@@ -454,7 +444,7 @@ impl Authority {
         }
         let now = self.now().as_secs();
         let mut conn = self.conn()?;
-        conn.transaction::<_, ServiceError, _>(|conn| {
+        crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
             let user = self
                 .user_by_name(conn, username)?
                 .ok_or_else(|| ServiceError::NotFound(format!("user {username}")))?;
@@ -486,7 +476,7 @@ impl Authority {
         }
         let now = self.now().as_secs();
         let mut conn = self.conn()?;
-        conn.transaction::<_, ServiceError, _>(|conn| {
+        crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
             let mut user = self
                 .user_by_name(conn, username)?
                 .ok_or_else(|| ServiceError::NotFound(format!("user {username}")))?;
@@ -518,7 +508,7 @@ impl Authority {
         let sealed = self.data_key.seal(secret.as_bytes())?;
         let now = self.now().as_secs();
         let mut conn = self.conn()?;
-        let user = conn.transaction::<_, ServiceError, _>(|conn| {
+        let user = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
             let user = self
                 .user_by_name(conn, username)?
                 .ok_or_else(|| ServiceError::NotFound(format!("user {username}")))?;
@@ -570,7 +560,7 @@ impl Authority {
             return Err(ServiceError::InvalidCredentials);
         };
         let password_ok = auth::verify_password(&request.password, &user.password_hash);
-        let result = conn.transaction::<_, ServiceError, _>(|conn| {
+        let result = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
             let locked = user.locked_until.is_some_and(|t| t > now);
             let totp_ok = password_ok
                 && !locked
@@ -692,7 +682,7 @@ impl Authority {
     pub fn logout(&self, caller: &Caller, token: &str) -> Result<(), ServiceError> {
         let now = self.now().as_secs();
         let mut conn = self.conn()?;
-        conn.transaction::<_, ServiceError, _>(|conn| {
+        crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
             diesel::delete(sessions::table.find(auth::token_hash(token))).execute(conn)?;
             audit_log::append(
                 conn,
@@ -787,7 +777,7 @@ impl Authority {
         };
         let mut conn = self.conn()?;
         let approved_now = profile.approval().approvals == 0;
-        conn.transaction::<_, ServiceError, _>(|conn| {
+        crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
             diesel::insert_into(requests::table)
                 .values(&row)
                 .execute(conn)?;
@@ -862,7 +852,7 @@ impl Authority {
             Ok(p) => p,
             Err(e) => {
                 let message = e.to_string();
-                conn.transaction::<_, ServiceError, _>(|conn| {
+                crate::store::write_transaction::<_, ServiceError, _>(&mut *conn, |conn| {
                     diesel::update(requests::table.find(request_id))
                         .set((
                             requests::status.eq("failed"),
@@ -885,20 +875,33 @@ impl Authority {
         };
         let (issued, serial) =
             crate::signing::reserve_and_sign(conn, ca, prepared, profile.id(), Some(&row.id), now)?;
-        conn.transaction::<_, ServiceError, _>(|conn| {
+        crate::store::write_transaction::<_, ServiceError, _>(&mut *conn, |conn| {
             crate::signing::mark_issued(conn, ca.id(), &serial, &issued.der)?;
-            let updated = diesel::update(requests::table.find(request_id).filter(requests::status.eq("approved")))
-                .set((
-                    requests::status.eq("issued"),
-                    requests::ca_id.eq(ca.id()),
-                    requests::certificate_serial.eq(&serial),
-                    requests::updated_at.eq(now),
-                ))
-                .execute(conn)?;
+            let updated = diesel::update(
+                requests::table
+                    .find(request_id)
+                    .filter(requests::status.eq("approved")),
+            )
+            .set((
+                requests::status.eq("issued"),
+                requests::ca_id.eq(ca.id()),
+                requests::certificate_serial.eq(&serial),
+                requests::updated_at.eq(now),
+            ))
+            .execute(conn)?;
             if updated != 1 {
-                return Err(ServiceError::Conflict("request changed while issuing".into()));
+                return Err(ServiceError::Conflict(
+                    "request changed while issuing".into(),
+                ));
             }
-            audit_log::append(conn, now as u64, actor, "certificate.issue", &format!("{}/{serial}", ca.id()), json!({"request": request_id, "profile": profile.id(), "subject": issued.subject, "not_after": issued.not_after.to_rfc3339()}))?;
+            audit_log::append(
+                conn,
+                now as u64,
+                actor,
+                "certificate.issue",
+                &format!("{}/{serial}", ca.id()),
+                json!({"request": request_id, "profile": profile.id(), "subject": issued.subject, "not_after": issued.not_after.to_rfc3339()}),
+            )?;
             Ok(())
         })?;
         self.metrics
@@ -957,7 +960,7 @@ impl Authority {
         let mut conn = self.conn()?;
         self.expire_one(&mut conn, request_id)?;
         let now = self.now();
-        let issue_now = conn.transaction::<_, ServiceError, _>(|conn| {
+        let issue_now = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
             let row: RequestRow = requests::table
                 .find(request_id)
                 .select(RequestRow::as_select())
@@ -1081,7 +1084,7 @@ impl Authority {
         };
         let now = self.now();
         if now.as_secs() as i64 > row.created_at + profile.approval().max_wait_secs as i64 {
-            conn.transaction::<_, ServiceError, _>(|conn| {
+            crate::store::write_transaction::<_, ServiceError, _>(&mut *conn, |conn| {
                 let n = diesel::update(
                     requests::table
                         .find(request_id)
@@ -1307,6 +1310,18 @@ impl Authority {
         status: Option<&str>,
         expiring_within_days: Option<u64>,
     ) -> Result<Vec<CertificateView>, ServiceError> {
+        if let Some(s) = status {
+            if !matches!(s, "valid" | "revoked" | "hold") {
+                return Err(ServiceError::Invalid(format!(
+                    "status must be valid, revoked or hold (got {s:?})"
+                )));
+            }
+        }
+        if let Some(p) = profile {
+            if !self.profiles.contains_key(p) && p != "ocsp-responder" && p != "issuing-ca" {
+                return Err(ServiceError::Invalid(format!("no profile named {p:?}")));
+            }
+        }
         let mut conn = self.conn()?;
         let mut query = certificates::table
             .filter(certificates::status.ne("reserved"))
@@ -1367,89 +1382,95 @@ impl Authority {
         }
         let mut conn = self.conn()?;
         let now = self.now();
-        let view = conn.transaction::<_, ServiceError, _>(|conn| {
-            let row = self.visible_certificate(conn, caller, ca, serial)?;
-            let user: UserRow = users::table
-                .find(&caller.user_id)
-                .select(UserRow::as_select())
-                .first(conn)?;
-            let (status, reason, at, invalidity, action) = match change {
-                StatusChange::Revoke {
-                    reason,
-                    invalidity_date,
-                } => {
-                    if row.status == "revoked" {
-                        return Err(ServiceError::Conflict(
-                            "the certificate is already revoked".into(),
-                        ));
+        let (view, partition) =
+            crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
+                let row = self.visible_certificate(conn, caller, ca, serial)?;
+                let user: UserRow = users::table
+                    .find(&caller.user_id)
+                    .select(UserRow::as_select())
+                    .first(conn)?;
+                let (status, reason, at, invalidity, action) = match change {
+                    StatusChange::Revoke {
+                        reason,
+                        invalidity_date,
+                    } => {
+                        if row.status == "revoked" {
+                            return Err(ServiceError::Conflict(
+                                "the certificate is already revoked".into(),
+                            ));
+                        }
+                        if reason == RevocationReason::CertificateHold {
+                            return Err(ServiceError::Invalid(
+                                "use hold for certificateHold".into(),
+                            ));
+                        }
+                        if invalidity_date.is_some_and(|d| d > now) {
+                            return Err(ServiceError::Invalid(
+                                "invalidity_date cannot be in the future".into(),
+                            ));
+                        }
+                        (
+                            "revoked",
+                            Some(reason.as_str().to_string()),
+                            Some(now.as_secs() as i64),
+                            invalidity_date.map(|d| d.as_secs() as i64),
+                            "certificate.revoke",
+                        )
                     }
-                    if reason == RevocationReason::CertificateHold {
-                        return Err(ServiceError::Invalid("use hold for certificateHold".into()));
+                    StatusChange::Hold => {
+                        if row.status != "valid" {
+                            return Err(ServiceError::Conflict(format!(
+                                "only valid certificates can be held (this one is {})",
+                                row.status
+                            )));
+                        }
+                        (
+                            "hold",
+                            Some("certificate-hold".to_string()),
+                            Some(now.as_secs() as i64),
+                            None,
+                            "certificate.hold",
+                        )
                     }
-                    if invalidity_date.is_some_and(|d| d > now) {
-                        return Err(ServiceError::Invalid(
-                            "invalidity_date cannot be in the future".into(),
-                        ));
+                    StatusChange::Release => {
+                        if row.status != "hold" {
+                            return Err(ServiceError::Conflict(format!(
+                                "only held certificates can be released (this one is {})",
+                                row.status
+                            )));
+                        }
+                        ("valid", None, None, None, "certificate.release")
                     }
-                    (
-                        "revoked",
-                        Some(reason.as_str().to_string()),
-                        Some(now.as_secs() as i64),
-                        invalidity_date.map(|d| d.as_secs() as i64),
-                        "certificate.revoke",
-                    )
+                };
+                if !self.consume_totp(conn, &user, code)? {
+                    return Err(ServiceError::InvalidSecondFactor);
                 }
-                StatusChange::Hold => {
-                    if row.status != "valid" {
-                        return Err(ServiceError::Conflict(format!(
-                            "only valid certificates can be held (this one is {})",
-                            row.status
-                        )));
-                    }
-                    (
-                        "hold",
-                        Some("certificate-hold".to_string()),
-                        Some(now.as_secs() as i64),
-                        None,
-                        "certificate.hold",
-                    )
-                }
-                StatusChange::Release => {
-                    if row.status != "hold" {
-                        return Err(ServiceError::Conflict(format!(
-                            "only held certificates can be released (this one is {})",
-                            row.status
-                        )));
-                    }
-                    ("valid", None, None, None, "certificate.release")
-                }
-            };
-            if !self.consume_totp(conn, &user, code)? {
-                return Err(ServiceError::InvalidSecondFactor);
-            }
-            diesel::update(certificates::table.find((&row.ca_id, &row.serial)))
-                .set((
-                    certificates::status.eq(status),
-                    certificates::revocation_reason.eq(&reason),
-                    certificates::revoked_at.eq(at),
-                    certificates::invalidity_date.eq(invalidity),
-                    certificates::status_changed_ms.eq(crate::responder::now_ms()),
+                diesel::update(certificates::table.find((&row.ca_id, &row.serial)))
+                    .set((
+                        certificates::status.eq(status),
+                        certificates::revocation_reason.eq(&reason),
+                        certificates::revoked_at.eq(at),
+                        certificates::invalidity_date.eq(invalidity),
+                        certificates::status_changed_ms.eq(crate::responder::now_ms()),
+                    ))
+                    .execute(conn)?;
+                audit_log::append(
+                    conn,
+                    now.as_secs(),
+                    &caller.username,
+                    action,
+                    &format!("{}/{}", row.ca_id, row.serial),
+                    json!({"reason": reason, "comment": comment}),
+                )?;
+                let mut updated = row.clone();
+                updated.status = status.into();
+                updated.revocation_reason = reason;
+                updated.revoked_at = at;
+                Ok((
+                    Self::certificate_view(&updated),
+                    row.crl_partition.map(|k| k.max(0) as u32),
                 ))
-                .execute(conn)?;
-            audit_log::append(
-                conn,
-                now.as_secs(),
-                &caller.username,
-                action,
-                &format!("{}/{}", row.ca_id, row.serial),
-                json!({"reason": reason, "comment": comment}),
-            )?;
-            let mut updated = row.clone();
-            updated.status = status.into();
-            updated.revocation_reason = reason;
-            updated.revoked_at = at;
-            Ok(Self::certificate_view(&updated))
-        })?;
+            })?;
         if !matches!(change, StatusChange::Release) {
             self.metrics
                 .revoked
@@ -1457,11 +1478,7 @@ impl Authority {
         }
         let mut conn = self.conn()?;
         self.presign(&mut conn, &view.ca, &view.serial)?;
-        if self.config.delta_crls {
-            self.publish_delta_crl(ca, &caller.username)?;
-        } else {
-            self.publish_crl(ca, &caller.username)?;
-        }
+        self.publish_change(ca, partition, &caller.username)?;
         Ok(view)
     }
 

@@ -209,7 +209,7 @@ fn issue_api_certificate(
         root.certificate_pem()
     );
     let key_pem = encrypt_pkcs8(&pkcs8, passphrase.as_bytes())?;
-    conn.transaction::<_, anyhow::Error, _>(|conn| {
+    crate::store::write_transaction::<_, anyhow::Error, _>(&mut *conn, |conn| {
         crate::signing::mark_issued(conn, issuing.id(), &serial, &issued.der)?;
         diesel::delete(
             settings::table.filter(settings::name.eq_any(["api_tls_cert", "api_tls_key"])),
@@ -288,15 +288,25 @@ pub fn init(config: &Config, passphrase: &str) -> anyhow::Result<()> {
         &SystemClock,
     )?;
     let now = SystemClock.now().as_secs() as i64;
-    conn.transaction::<_, anyhow::Error, _>(|conn| {
+    crate::store::write_transaction::<_, anyhow::Error, _>(&mut conn, |conn| {
         put_setting(conn, "kdf_salt", &hex::encode(&salt))?;
         put_setting(conn, "key_check", &hex::encode(&check))?;
-        for (ca, pem, parent) in [(&root, &root_pem, None), (&issuing, &issuing_pem, Some(ROOT_ID.to_string()))] {
+        for (ca, pem, parent) in [
+            (&root, &root_pem, None),
+            (&issuing, &issuing_pem, Some(ROOT_ID.to_string())),
+        ] {
             diesel::insert_into(cas::table)
-                .values(CaRow { id: ca.id().into(), parent_id: parent, certificate_der: ca.certificate_der().to_vec(), key_pem: pem.clone(), created_at: now })
+                .values(CaRow {
+                    id: ca.id().into(),
+                    parent_id: parent,
+                    certificate_der: ca.certificate_der().to_vec(),
+                    key_pem: pem.clone(),
+                    created_at: now,
+                })
                 .execute(conn)?;
         }
-        let tbs = <x509_cert::Certificate as der::Decode>::from_der(issuing.certificate_der())?.tbs_certificate;
+        let tbs = <x509_cert::Certificate as der::Decode>::from_der(issuing.certificate_der())?
+            .tbs_certificate;
         diesel::insert_into(certificates::table)
             .values(CertificateRow {
                 ca_id: ROOT_ID.into(),
@@ -314,9 +324,17 @@ pub fn init(config: &Config, passphrase: &str) -> anyhow::Result<()> {
                 invalidity_date: None,
                 created_at: now,
                 status_changed_ms: 0,
+                crl_partition: None,
             })
             .execute(conn)?;
-        audit_log::append(conn, now as u64, "system", "ca.init", ROOT_ID, json!({"root": root.subject().to_string(), "issuing": issuing.subject().to_string(), "public_url": config.public_base()}))?;
+        audit_log::append(
+            conn,
+            now as u64,
+            "system",
+            "ca.init",
+            ROOT_ID,
+            json!({"root": root.subject().to_string(), "issuing": issuing.subject().to_string(), "public_url": config.public_base()}),
+        )?;
         Ok(())
     })?;
     if config.api_tls_cert.is_none() {
@@ -356,7 +374,8 @@ pub fn load_profiles(dir: &Path) -> anyhow::Result<BTreeMap<String, Profile>> {
 
 /// Derives the data key from the passphrase and proves the passphrase right against the stored
 /// check value, so a wrong passphrase is reported as such.
-fn unlock(conn: &mut DbConnection, passphrase: &str) -> anyhow::Result<DataKey> {
+/// Derives the data key from the passphrase and checks it against the stored check value.
+pub fn unlock(conn: &mut DbConnection, passphrase: &str) -> anyhow::Result<DataKey> {
     let salt = setting(conn, "kdf_salt")?
         .context("this database is not initialized: run `ca-server init` first")?;
     let salt = hex::decode(salt).context("damaged kdf_salt setting")?;
@@ -382,7 +401,12 @@ pub fn open(config: Config, passphrase: Zeroizing<String>) -> anyhow::Result<Aut
             Arc::new(key),
             Some(config.public_base()),
         )?
-        .with_delta_crls(config.delta_crls && row.id != ROOT_ID);
+        .with_delta_crls(config.delta_crls && row.id != ROOT_ID)
+        .with_crl_partitions(if row.id == ROOT_ID {
+            0
+        } else {
+            config.crl_partitions
+        });
         cas.insert(row.id, ca);
     }
     if !cas.contains_key(ROOT_ID) {

@@ -100,6 +100,9 @@ pub struct Config {
     pub lockout_threshold: u32,
     /// Seconds an account stays locked.
     pub lockout_secs: u64,
+    /// Login attempts allowed per client address per minute (0: no limit). Behind a reverse
+    /// proxy every client shares the proxy's address: raise it there, or limit at the proxy.
+    pub login_attempts_per_minute: u32,
     /// Seconds between a CRL's thisUpdate and nextUpdate.
     pub crl_validity_secs: u64,
     /// Publish delta CRLs (RFC 5280 §5.2.4): every revocation publishes a small delta at
@@ -107,6 +110,10 @@ pub struct Config {
     pub delta_crls: bool,
     /// Seconds between a delta CRL's thisUpdate and nextUpdate.
     pub delta_crl_validity_secs: u64,
+    /// Split each issuing CA's CRL into this many shards (0 or 1: one CRL). Certificates issued
+    /// afterwards name their shard `/crl/<ca>-p<k>.crl` in their CRL distribution point; those
+    /// issued before keep `/crl/<ca>.crl`. Raising or lowering it never moves a certificate.
+    pub crl_partitions: u32,
     /// Seconds between an OCSP response's thisUpdate and nextUpdate.
     pub ocsp_validity_secs: u64,
     /// Largest API request body, in bytes.
@@ -137,10 +144,12 @@ impl Default for Config {
             session_absolute_secs: 12 * 3600,
             lockout_threshold: 5,
             lockout_secs: 15 * 60,
+            login_attempts_per_minute: 20,
             crl_validity_secs: 24 * 3600,
             ocsp_validity_secs: 3600,
             delta_crls: false,
             delta_crl_validity_secs: 3600,
+            crl_partitions: 0,
             max_body_bytes: 256 * 1024,
             maintenance_interval_secs: 60,
             ocsp_nonce: crate::responder::NonceMode::Ignore,
@@ -225,6 +234,9 @@ impl Config {
         if let Some(v) = env("lockout_threshold") {
             self.lockout_threshold = parse("lockout_threshold", &v)?;
         }
+        if let Some(v) = env("login_attempts_per_minute") {
+            self.login_attempts_per_minute = parse("login_attempts_per_minute", &v)?;
+        }
         if let Some(v) = env("lockout_secs") {
             self.lockout_secs = parse("lockout_secs", &v)?;
         }
@@ -248,6 +260,9 @@ impl Config {
         }
         if let Some(v) = env("delta_crls") {
             self.delta_crls = parse("delta_crls", &v)?;
+        }
+        if let Some(v) = env("crl_partitions") {
+            self.crl_partitions = parse("crl_partitions", &v)?;
         }
         if let Some(v) = env("delta_crl_validity_secs") {
             self.delta_crl_validity_secs = parse("delta_crl_validity_secs", &v)?;
@@ -300,6 +315,9 @@ impl Config {
                 "delta_crl_validity_secs",
                 "must be at least 60 and at most crl_validity_secs",
             ));
+        }
+        if self.crl_partitions > 1024 {
+            return Err(invalid("crl_partitions", "must be at most 1024"));
         }
         if self.ocsp_validity_secs < 10 {
             return Err(invalid(

@@ -1,12 +1,21 @@
-//! CRL publication: complete CRLs (on schedule, and on every revocation unless delta CRLs are
-//! on) and delta CRLs (RFC 5280 §5.2.4; on every revocation when enabled), sharing one cRLNumber
-//! sequence per CA that only grows. Both are kept in memory for the public listener and
+//! CRL publication for every scope of every CA — the whole CA, or one shard when partitioned
+//! CRLs are on — as complete CRLs and, when enabled, delta CRLs (RFC 5280 §5.2.4). All of a CA's
+//! CRLs share one cRLNumber sequence that only grows.
+//!
+//! A revocation republishes its scope from the previous CRL's DER (entries kept byte for byte,
+//! changed serials replaced), so a CA with a million revoked certificates publishes in well under
+//! a second; the scheduled complete rebuild streams rows from the database in batches, so memory
+//! stays near twice the CRL's size. Published CRLs are kept in memory for the public listener and
 //! re-read when another instance publishes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
-use ca_core::crl::{build_crl, CrlParams, RevocationReason, RevokedEntry};
+use actix_web::web::Bytes;
+use ca_core::ca::CertificateAuthority;
+use ca_core::crl::{
+    build_crl_encoded, build_crl_from_base, encode_entry, CrlParams, RevocationReason, RevokedEntry,
+};
 use ca_core::serial::parse_serial_hex;
 use ca_core::time::UnixTime;
 use diesel::prelude::*;
@@ -15,15 +24,25 @@ use serde_json::json;
 use crate::audit_log;
 use crate::authority::Authority;
 use crate::error::ServiceError;
-use crate::store::models::*;
+use crate::store::models::PublishedCrlRow;
 use crate::store::schema::*;
 use crate::store::DbConnection;
+
+/// How far before a CRL's thisUpdate the next one looks for status changes, so that a change
+/// whose transaction committed just after the previous CRL read the database is never missed.
+const SLACK_MS: i64 = 60_000;
+
+/// Rows read per batch while a complete CRL is rebuilt.
+const BATCH: i64 = 50_000;
+
+/// How often a publication that lost a race with another instance is retried.
+const RETRIES: usize = 5;
 
 /// A published CRL as served.
 #[derive(Debug)]
 pub struct PublishedCrl {
-    /// DER.
-    pub der: Vec<u8>,
+    /// DER, shared with every response that serves it.
+    pub der: Bytes,
     /// cRLNumber.
     pub number: i64,
     /// thisUpdate (Unix seconds).
@@ -32,72 +51,193 @@ pub struct PublishedCrl {
     pub next_update: i64,
 }
 
-/// Published CRLs by file name (`issuing`, `issuing-delta`, `root`).
+impl From<PublishedCrlRow> for PublishedCrl {
+    fn from(row: PublishedCrlRow) -> Self {
+        PublishedCrl {
+            der: Bytes::from(row.der),
+            number: row.crl_number,
+            this_update: row.this_update,
+            next_update: row.next_update,
+        }
+    }
+}
+
+/// Published CRLs by file name (`issuing`, `issuing-p3`, `issuing-delta`, `root`, ...).
 #[derive(Debug, Default)]
 pub struct CrlCache {
     map: RwLock<HashMap<String, Arc<PublishedCrl>>>,
 }
 
-type Revoked = (
-    String,
-    Option<i64>,
-    i64,
-    Option<String>,
-    Option<i64>,
-    String,
-    i64,
-);
-
-/// Unexpired certificates of `ca_id` on hold or revoked; with `since_ms`, every one whose status
-/// changed since then (releases included, for removeFromCRL).
-fn revoked_rows(
-    conn: &mut DbConnection,
-    ca_id: &str,
-    since_ms: Option<i64>,
-    now: i64,
-) -> QueryResult<Vec<Revoked>> {
-    let query = certificates::table
-        .select((
-            certificates::serial,
-            certificates::revoked_at,
-            certificates::created_at,
-            certificates::revocation_reason,
-            certificates::invalidity_date,
-            certificates::status,
-            certificates::status_changed_ms,
-        ))
-        .filter(certificates::ca_id.eq(ca_id.to_string()))
-        .filter(certificates::not_after.gt(now))
-        .into_boxed();
-    let query = match since_ms {
-        None => query.filter(certificates::status.eq_any(["revoked", "hold"])),
-        Some(ms) => query
-            .filter(certificates::status_changed_ms.ge(ms))
-            .filter(certificates::status.eq_any(["revoked", "hold", "valid"])),
-    };
-    query.load(conn)
+/// One status change or revoked certificate, as read for a CRL.
+#[derive(Debug, Queryable)]
+struct Revoked {
+    serial: String,
+    revoked_at: Option<i64>,
+    created_at: i64,
+    reason: Option<String>,
+    invalidity_date: Option<i64>,
+    status: String,
+    not_after: i64,
+    changed_ms: i64,
 }
 
-fn entry(row: &Revoked) -> Option<RevokedEntry> {
-    let (serial, revoked_at, created_at, reason, invalidity, status, changed_ms) = row;
-    let serial = parse_serial_hex(serial)?;
-    if status == "valid" {
-        return Some(RevokedEntry {
-            serial,
-            revoked_at: UnixTime((*changed_ms / 1000).max(0) as u64),
-            reason: RevocationReason::RemoveFromCrl,
-            invalidity_date: None,
-        });
+type RevokedColumns = (
+    certificates::serial,
+    certificates::revoked_at,
+    certificates::created_at,
+    certificates::revocation_reason,
+    certificates::invalidity_date,
+    certificates::status,
+    certificates::not_after,
+    certificates::status_changed_ms,
+);
+
+const REVOKED_COLUMNS: RevokedColumns = (
+    certificates::serial,
+    certificates::revoked_at,
+    certificates::created_at,
+    certificates::revocation_reason,
+    certificates::invalidity_date,
+    certificates::status,
+    certificates::not_after,
+    certificates::status_changed_ms,
+);
+
+/// Certificates of one CRL scope.
+fn scope_query<'a>(
+    ca_id: &str,
+    partition: Option<u32>,
+) -> certificates::BoxedQuery<'a, <DbConnection as diesel::Connection>::Backend> {
+    let query = certificates::table
+        .filter(certificates::ca_id.eq(ca_id.to_string()))
+        .into_boxed();
+    match partition {
+        None => query.filter(certificates::crl_partition.is_null()),
+        Some(k) => query.filter(certificates::crl_partition.eq(k as i32)),
     }
-    Some(RevokedEntry {
-        serial,
-        revoked_at: UnixTime(revoked_at.unwrap_or(*created_at).max(0) as u64),
-        reason: reason
-            .as_deref()
-            .and_then(RevocationReason::parse)
-            .unwrap_or(RevocationReason::Unspecified),
-        invalidity_date: invalidity.map(|d| UnixTime(d.max(0) as u64)),
-    })
+}
+
+/// Every certificate of the scope whose status changed at or after `since_ms` (releases and
+/// expiries included: they leave the CRL).
+fn changes_since(
+    conn: &mut DbConnection,
+    ca_id: &str,
+    partition: Option<u32>,
+    since_ms: i64,
+) -> QueryResult<Vec<Revoked>> {
+    scope_query(ca_id, partition)
+        .filter(certificates::status_changed_ms.ge(since_ms))
+        .filter(certificates::status.eq_any(["revoked", "hold", "valid"]))
+        .select(REVOKED_COLUMNS)
+        .load(conn)
+}
+
+impl Revoked {
+    /// The CRL entry for this row at `now`: revoked or held and unexpired.
+    fn entry(&self, now: i64) -> Option<RevokedEntry> {
+        if !matches!(self.status.as_str(), "revoked" | "hold") || self.not_after <= now {
+            return None;
+        }
+        Some(RevokedEntry {
+            serial: parse_serial_hex(&self.serial)?,
+            revoked_at: UnixTime(self.revoked_at.unwrap_or(self.created_at).max(0) as u64),
+            reason: self
+                .reason
+                .as_deref()
+                .and_then(RevocationReason::parse)
+                .unwrap_or(RevocationReason::Unspecified),
+            invalidity_date: self.invalidity_date.map(|d| UnixTime(d.max(0) as u64)),
+        })
+    }
+
+    /// The delta CRL entry: as [`Revoked::entry`], or removeFromCRL for a release.
+    fn delta_entry(&self, now: i64) -> Option<RevokedEntry> {
+        if self.status == "valid" {
+            return Some(RevokedEntry {
+                serial: parse_serial_hex(&self.serial)?,
+                revoked_at: UnixTime((self.changed_ms / 1000).max(0) as u64),
+                reason: RevocationReason::RemoveFromCrl,
+                invalidity_date: None,
+            });
+        }
+        self.entry(now)
+    }
+}
+
+/// Reserves the next cRLNumber of `ca_id`: one more than the last, and never less than the
+/// current time in milliseconds, so that numbers keep growing even after a restore from a backup
+/// older than the last CRL published (the approach of Let's Encrypt's Boulder). The row stays
+/// locked until the transaction ends, so publications of one CA are serialised across instances.
+fn next_number(conn: &mut DbConnection, ca_id: &str, now_ms: i64) -> Result<i64, ServiceError> {
+    audit_log::serialize(conn, &format!("mamori.crl.{ca_id}"))?;
+    let last: Option<i64> = crl_sequences::table
+        .find(ca_id)
+        .select(crl_sequences::last_number)
+        .first(conn)
+        .optional()?;
+    match last {
+        None => {
+            diesel::insert_into(crl_sequences::table)
+                .values((
+                    crl_sequences::ca_id.eq(ca_id),
+                    crl_sequences::last_number.eq(now_ms),
+                ))
+                .execute(conn)
+                .map_err(|_| {
+                    ServiceError::Conflict("a concurrent CRL publication won; retry".into())
+                })?;
+            Ok(now_ms)
+        }
+        Some(last) => {
+            let next = (last + 1).max(now_ms);
+            let n = diesel::update(
+                crl_sequences::table
+                    .find(ca_id)
+                    .filter(crl_sequences::last_number.eq(last)),
+            )
+            .set(crl_sequences::last_number.eq(next))
+            .execute(conn)?;
+            if n != 1 {
+                return Err(ServiceError::Conflict(
+                    "a concurrent CRL publication won; retry".into(),
+                ));
+            }
+            Ok(next)
+        }
+    }
+}
+
+/// A published CRL's cRLNumber, thisUpdate, nextUpdate and (for a delta) base number.
+type Header = (i64, i64, i64, Option<i64>);
+
+/// The stored header of a published CRL (everything but its DER).
+fn published_header(conn: &mut DbConnection, name: &str) -> QueryResult<Option<Header>> {
+    published_crls::table
+        .find(name)
+        .select((
+            published_crls::crl_number,
+            published_crls::this_update,
+            published_crls::next_update,
+            published_crls::base_number,
+        ))
+        .first(conn)
+        .optional()
+}
+
+fn store(conn: &mut DbConnection, row: &PublishedCrlRow) -> QueryResult<()> {
+    diesel::delete(published_crls::table.find(&row.name)).execute(conn)?;
+    diesel::insert_into(published_crls::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// How a complete CRL is built.
+enum Rebuild {
+    /// From every row of the scope.
+    Full,
+    /// From the previous CRL plus the status changes since.
+    FromBase,
 }
 
 impl Authority {
@@ -107,123 +247,244 @@ impl Authority {
         }
     }
 
-    /// Reserves the next cRLNumber for `ca_id` (complete and delta CRLs share the sequence).
-    fn next_number(
-        conn: &mut DbConnection,
-        ca_id: &str,
-    ) -> Result<(Option<CrlRow>, i64), ServiceError> {
-        let current: Option<CrlRow> = crls::table
-            .find(ca_id)
-            .select(CrlRow::as_select())
-            .first(conn)
-            .optional()?;
-        let last = current
-            .as_ref()
-            .map(|c| c.last_number.max(c.crl_number))
-            .unwrap_or(0);
-        Ok((current, last + 1))
+    fn cached_crl(&self, name: &str) -> Option<Arc<PublishedCrl>> {
+        self.crl_cache
+            .map
+            .read()
+            .ok()
+            .and_then(|m| m.get(name).cloned())
     }
 
-    /// Builds, signs and stores the next complete CRL for `ca_id`, in one transaction.
-    pub fn publish_crl(&self, ca_id: &str, actor: &str) -> Result<(), ServiceError> {
-        let ca = self
-            .cas
+    fn ca(&self, ca_id: &str) -> Result<&CertificateAuthority, ServiceError> {
+        self.cas
             .get(ca_id)
-            .ok_or_else(|| ServiceError::NotFound(format!("CA {ca_id}")))?;
+            .ok_or_else(|| ServiceError::NotFound(format!("CA {ca_id}")))
+    }
+
+    /// The CRL scopes of `ca_id`: the whole CA, every configured shard, and any shard that
+    /// certificates issued under an earlier setting still name.
+    pub(crate) fn crl_scopes(&self, ca_id: &str) -> Result<Vec<Option<u32>>, ServiceError> {
+        let ca = self.ca(ca_id)?;
+        let mut scopes: Vec<Option<u32>> = vec![None];
+        scopes.extend((1..=ca.crl_partitions()).map(Some));
+        let mut conn = self.conn()?;
+        let used: Vec<Option<i32>> = certificates::table
+            .filter(certificates::ca_id.eq(ca_id))
+            .filter(certificates::crl_partition.is_not_null())
+            .select(certificates::crl_partition)
+            .distinct()
+            .load(&mut conn)?;
+        for k in used.into_iter().flatten() {
+            let k = Some(k.max(0) as u32);
+            if !scopes.contains(&k) {
+                scopes.push(k);
+            }
+        }
+        Ok(scopes)
+    }
+
+    /// Rebuilds, signs and stores the complete CRL of one scope from every row (the scheduled
+    /// publication, and the first one).
+    pub fn publish_crl(
+        &self,
+        ca_id: &str,
+        partition: Option<u32>,
+        actor: &str,
+    ) -> Result<(), ServiceError> {
+        self.retry(|| self.publish_complete(ca_id, partition, actor, Rebuild::Full))
+    }
+
+    /// Publishes what changed in one scope since its last CRL: a delta CRL when deltas are on,
+    /// otherwise the next complete CRL built from the previous one.
+    pub fn publish_change(
+        &self,
+        ca_id: &str,
+        partition: Option<u32>,
+        actor: &str,
+    ) -> Result<(), ServiceError> {
+        if self.ca(ca_id)?.delta_crls() {
+            self.retry(|| self.publish_delta(ca_id, partition, actor))
+        } else {
+            self.retry(|| self.publish_complete(ca_id, partition, actor, Rebuild::FromBase))
+        }
+    }
+
+    fn retry(
+        &self,
+        mut publish: impl FnMut() -> Result<(), ServiceError>,
+    ) -> Result<(), ServiceError> {
+        let mut attempt = 0;
+        loop {
+            match publish() {
+                Err(ServiceError::Conflict(_)) if attempt + 1 < RETRIES => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    fn publish_complete(
+        &self,
+        ca_id: &str,
+        partition: Option<u32>,
+        actor: &str,
+        how: Rebuild,
+    ) -> Result<(), ServiceError> {
+        let ca = self.ca(ca_id)?;
+        let name = ca.crl_name(partition, false);
         let mut conn = self.conn()?;
         let now = self.now();
-        let published = conn.transaction::<_, ServiceError, _>(|conn| {
-            let (current, number) = Self::next_number(conn, ca_id)?;
-            let rows = revoked_rows(conn, ca_id, None, now.as_secs() as i64)?;
-            let entries: Vec<RevokedEntry> = rows.iter().filter_map(entry).collect();
-            drop(rows);
+        let now_secs = now.as_secs() as i64;
+        let published = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
+            let number = next_number(conn, ca_id, crate::responder::now_ms())?;
             let params = CrlParams {
                 this_update: now,
                 next_update: now.plus(self.config.crl_validity_secs),
                 crl_number: number as u64,
-                issuing_distribution_point: ca.crl_url(),
+                issuing_distribution_point: ca.crl_url_for(partition),
                 delta_base: None,
-                freshest_crl: ca.delta_crl_url(),
+                freshest_crl: ca.delta_crl_url_for(partition),
             };
-            let der = build_crl(ca, &params, &entries)
-                .map_err(|e| ServiceError::Internal(e.to_string()))?;
-            let row = CrlRow {
-                ca_id: ca_id.to_string(),
-                crl_number: number,
-                this_update: now.as_secs() as i64,
-                next_update: params.next_update.as_secs() as i64,
-                der,
-                last_number: number,
+            let base = match how {
+                Rebuild::Full => None,
+                Rebuild::FromBase => self.current_crl(conn, &name)?,
             };
-            match current {
-                Some(previous) => {
-                    let n = diesel::update(
-                        crls::table
-                            .find(ca_id)
-                            .filter(crls::last_number.eq(previous.last_number))
-                            .filter(crls::crl_number.eq(previous.crl_number)),
+            let (der, detail) = match base {
+                Some(base) => {
+                    let changes =
+                        changes_since(conn, ca_id, partition, base.this_update * 1000 - SLACK_MS)?;
+                    let replaced: HashSet<Vec<u8>> = changes
+                        .iter()
+                        .filter_map(|c| parse_serial_hex(&c.serial))
+                        .map(|s| s.as_bytes().to_vec())
+                        .collect();
+                    let added: Vec<RevokedEntry> =
+                        changes.iter().filter_map(|c| c.entry(now_secs)).collect();
+                    let der = build_crl_from_base(ca, &params, &base.der, &replaced, &added)
+                        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+                    (
+                        der,
+                        json!({"crl_number": number, "scope": name, "base": base.number, "changed": changes.len()}),
                     )
-                    .set((
-                        crls::crl_number.eq(number),
-                        crls::last_number.eq(number),
-                        crls::this_update.eq(row.this_update),
-                        crls::next_update.eq(row.next_update),
-                        crls::der.eq(&row.der),
-                    ))
-                    .execute(conn)?;
-                    if n != 1 {
-                        return Err(ServiceError::Conflict(
-                            "a concurrent CRL publication won; retry".into(),
-                        ));
-                    }
                 }
                 None => {
-                    diesel::insert_into(crls::table)
-                        .values(&row)
-                        .execute(conn)?;
+                    let (encoded, count) = self.encode_scope(conn, ca_id, partition, now_secs)?;
+                    let der = build_crl_encoded(
+                        ca,
+                        &params,
+                        std::iter::once(encoded.as_slice()),
+                        encoded.len(),
+                    )
+                    .map_err(|e| ServiceError::Internal(e.to_string()))?;
+                    (
+                        der,
+                        json!({"crl_number": number, "scope": name, "entries": count}),
+                    )
                 }
-            }
-            audit_log::append(
-                conn,
-                now.as_secs(),
-                actor,
-                "crl.publish",
-                ca_id,
-                json!({"crl_number": number, "entries": entries.len()}),
-            )?;
-            Ok(PublishedCrl {
-                der: row.der,
-                number,
-                this_update: row.this_update,
-                next_update: row.next_update,
-            })
+            };
+            let row = PublishedCrlRow {
+                name: name.clone(),
+                ca_id: ca_id.to_string(),
+                crl_partition: partition.map(|k| k as i32),
+                base_number: None,
+                crl_number: number,
+                this_update: now_secs,
+                next_update: params.next_update.as_secs() as i64,
+                der,
+            };
+            store(conn, &row)?;
+            audit_log::append(conn, now.as_secs(), actor, "crl.publish", ca_id, detail)?;
+            Ok(PublishedCrl::from(row))
         })?;
-        self.remember(ca_id, published);
+        self.remember(&name, published);
         Ok(())
     }
 
-    /// Builds, signs and stores a delta CRL for `ca_id` over every status change since its
+    /// The scope's current complete CRL: from memory when it is the one the database holds,
+    /// otherwise from the database.
+    fn current_crl(
+        &self,
+        conn: &mut DbConnection,
+        name: &str,
+    ) -> Result<Option<Arc<PublishedCrl>>, ServiceError> {
+        let Some((number, ..)) = published_header(conn, name)? else {
+            return Ok(None);
+        };
+        if let Some(hit) = self.cached_crl(name).filter(|c| c.number == number) {
+            return Ok(Some(hit));
+        }
+        let row: PublishedCrlRow = published_crls::table
+            .find(name)
+            .select(PublishedCrlRow::as_select())
+            .first(conn)?;
+        Ok(Some(Arc::new(PublishedCrl::from(row))))
+    }
+
+    /// DER-encodes every revoked or held, unexpired certificate of a scope, reading the rows in
+    /// batches so that memory holds the encoded entries and one batch, never every row.
+    fn encode_scope(
+        &self,
+        conn: &mut DbConnection,
+        ca_id: &str,
+        partition: Option<u32>,
+        now: i64,
+    ) -> Result<(Vec<u8>, usize), ServiceError> {
+        let mut encoded = Vec::new();
+        let mut count = 0;
+        let mut after = String::new();
+        loop {
+            let rows: Vec<Revoked> = scope_query(ca_id, partition)
+                .filter(certificates::status.eq_any(["revoked", "hold"]))
+                .filter(certificates::serial.gt(after.clone()))
+                .filter(certificates::not_after.gt(now))
+                .order(certificates::serial.asc())
+                .limit(BATCH)
+                .select(REVOKED_COLUMNS)
+                .load(conn)?;
+            for row in &rows {
+                if let Some(entry) = row.entry(now) {
+                    encode_entry(&entry, &mut encoded)
+                        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+                    count += 1;
+                }
+            }
+            match rows.last() {
+                Some(last) if rows.len() as i64 == BATCH => after = last.serial.clone(),
+                _ => break,
+            }
+        }
+        Ok((encoded, count))
+    }
+
+    /// Builds, signs and stores the delta CRL of one scope over every status change since its
     /// complete CRL (revocations and holds; releases as removeFromCRL).
-    pub fn publish_delta_crl(&self, ca_id: &str, actor: &str) -> Result<(), ServiceError> {
-        let ca = self
-            .cas
-            .get(ca_id)
-            .ok_or_else(|| ServiceError::NotFound(format!("CA {ca_id}")))?;
+    fn publish_delta(
+        &self,
+        ca_id: &str,
+        partition: Option<u32>,
+        actor: &str,
+    ) -> Result<(), ServiceError> {
+        let ca = self.ca(ca_id)?;
+        let base_name = ca.crl_name(partition, false);
+        let name = ca.crl_name(partition, true);
         let mut conn = self.conn()?;
         let now = self.now();
-        let published = conn.transaction::<_, ServiceError, _>(|conn| {
-            let (current, number) = Self::next_number(conn, ca_id)?;
-            let Some(base) = current else {
+        let now_secs = now.as_secs() as i64;
+        let published = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
+            let number = next_number(conn, ca_id, crate::responder::now_ms())?;
+            let Some((base_number, base_this, base_next, _)) = published_header(conn, &base_name)?
+            else {
                 return Err(ServiceError::Conflict(
                     "no complete CRL to base a delta on".into(),
                 ));
             };
-            let since_ms = base.this_update * 1000;
-            let rows = revoked_rows(conn, ca_id, Some(since_ms), now.as_secs() as i64)?;
-            let entries: Vec<RevokedEntry> = rows.iter().filter_map(entry).collect();
+            let rows = changes_since(conn, ca_id, partition, base_this * 1000 - SLACK_MS)?;
+            let entries: Vec<RevokedEntry> = rows
+                .iter()
+                .filter_map(|r| r.delta_entry(now_secs))
+                .collect();
             let next_update = now
                 .plus(self.config.delta_crl_validity_secs)
-                .min(UnixTime(base.next_update.max(0) as u64));
+                .min(UnixTime(base_next.max(0) as u64));
             let params = CrlParams {
                 this_update: now,
                 next_update: if next_update > now {
@@ -232,135 +493,116 @@ impl Authority {
                     now.plus(60)
                 },
                 crl_number: number as u64,
-                issuing_distribution_point: ca.crl_url(),
-                delta_base: Some(base.crl_number as u64),
+                issuing_distribution_point: ca.crl_url_for(partition),
+                delta_base: Some(base_number as u64),
                 freshest_crl: None,
             };
-            let der = build_crl(ca, &params, &entries)
+            let der = ca_core::crl::build_crl(ca, &params, &entries)
                 .map_err(|e| ServiceError::Internal(e.to_string()))?;
-            let n = diesel::update(
-                crls::table
-                    .find(ca_id)
-                    .filter(crls::last_number.eq(base.last_number)),
-            )
-            .set(crls::last_number.eq(number))
-            .execute(conn)?;
-            if n != 1 {
-                return Err(ServiceError::Conflict(
-                    "a concurrent CRL publication won; retry".into(),
-                ));
-            }
-            let row = DeltaCrlRow {
+            let row = PublishedCrlRow {
+                name: name.clone(),
                 ca_id: ca_id.to_string(),
+                crl_partition: partition.map(|k| k as i32),
+                base_number: Some(base_number),
                 crl_number: number,
-                base_number: base.crl_number,
-                this_update: now.as_secs() as i64,
+                this_update: now_secs,
                 next_update: params.next_update.as_secs() as i64,
                 der,
             };
-            diesel::delete(delta_crls::table.find(ca_id)).execute(conn)?;
-            diesel::insert_into(delta_crls::table)
-                .values(&row)
-                .execute(conn)?;
+            store(conn, &row)?;
             audit_log::append(
                 conn,
                 now.as_secs(),
                 actor,
                 "crl.publish_delta",
                 ca_id,
-                json!({"crl_number": number, "base": base.crl_number, "entries": entries.len()}),
+                json!({"crl_number": number, "scope": name, "base": base_number, "entries": entries.len()}),
             )?;
-            Ok(PublishedCrl {
-                der: row.der,
-                number,
-                this_update: row.this_update,
-                next_update: row.next_update,
-            })
+            Ok(PublishedCrl::from(row))
         })?;
-        self.remember(&format!("{ca_id}-delta"), published);
+        self.remember(&name, published);
         Ok(())
     }
 
-    /// Republishes the delta CRL when it is missing, older than the complete CRL, or past half
-    /// its validity.
-    pub(crate) fn refresh_delta_crl(&self, ca_id: &str) -> Result<(), ServiceError> {
-        let mut conn = self.conn()?;
-        let base: Option<i64> = crls::table
-            .find(ca_id)
-            .select(crls::crl_number)
-            .first(&mut conn)
-            .optional()?;
-        let delta: Option<DeltaCrlRow> = delta_crls::table
-            .find(ca_id)
-            .select(DeltaCrlRow::as_select())
-            .first(&mut conn)
-            .optional()?;
-        let now = self.now().as_secs() as i64;
-        let stale = match (base, delta) {
-            (None, _) => false,
-            (Some(_), None) => true,
-            (Some(b), Some(d)) => {
-                d.base_number != b || now >= d.this_update + (d.next_update - d.this_update) / 2
+    /// The scheduled work for one CA: for every scope, a complete CRL when it is missing or past
+    /// half its validity, the next one when a status change is not yet published (a revocation
+    /// whose publication was cut short, e.g. by a crash), and a fresh delta when deltas are on.
+    pub(crate) fn maintain_crls(&self, ca_id: &str) -> Result<(), ServiceError> {
+        let deltas = self.ca(ca_id)?.delta_crls();
+        for partition in self.crl_scopes(ca_id)? {
+            let ca = self.ca(ca_id)?;
+            let name = ca.crl_name(partition, false);
+            let mut conn = self.conn()?;
+            let now = self.now().as_secs() as i64;
+            let complete = published_header(&mut conn, &name)?;
+            let stale = match complete {
+                None => true,
+                Some((_, this, next, _)) => now >= this + (next - this) / 2,
+            };
+            if stale {
+                drop(conn);
+                self.publish_crl(ca_id, partition, "system")?;
+                continue;
             }
-        };
-        if stale {
-            self.publish_delta_crl(ca_id, "system")?;
+            let delta = if deltas {
+                published_header(&mut conn, &ca.crl_name(partition, true))?
+            } else {
+                None
+            };
+            let covered_ms = match (complete, delta) {
+                (Some((number, this, ..)), Some((_, delta_this, _, Some(base))))
+                    if base == number =>
+                {
+                    delta_this.max(this) * 1000
+                }
+                (Some((_, this, ..)), _) => this * 1000,
+                (None, _) => 0,
+            };
+            let unpublished = scope_query(ca_id, partition)
+                .filter(certificates::status_changed_ms.gt(covered_ms))
+                .select(certificates::serial)
+                .first::<String>(&mut conn)
+                .optional()?
+                .is_some();
+            let delta_stale = deltas
+                && match (complete, delta) {
+                    (Some((number, ..)), Some((_, this, next, base))) => {
+                        base != Some(number) || now >= this + (next - this) / 2
+                    }
+                    _ => true,
+                };
+            drop(conn);
+            if unpublished || delta_stale {
+                self.publish_change(ca_id, partition, "system")?;
+            }
         }
         Ok(())
     }
 
-    /// A published CRL by file name (`issuing`, `issuing-delta`, `root`), from memory.
+    /// A published CRL by file name (`issuing`, `issuing-p3`, `issuing-delta`, `root`), from
+    /// memory.
     pub fn crl_file(&self, name: &str) -> Result<Arc<PublishedCrl>, ServiceError> {
-        if let Some(hit) = self
-            .crl_cache
-            .map
-            .read()
-            .ok()
-            .and_then(|m| m.get(name).cloned())
-        {
+        if let Some(hit) = self.cached_crl(name) {
             return Ok(hit);
         }
         let loaded = self.load_crl(name)?;
         self.remember(name, loaded);
-        self.crl_cache
-            .map
-            .read()
-            .ok()
-            .and_then(|m| m.get(name).cloned())
+        self.cached_crl(name)
             .ok_or_else(|| ServiceError::NotFound(format!("CRL {name}")))
     }
 
     fn load_crl(&self, name: &str) -> Result<PublishedCrl, ServiceError> {
         let mut conn = self.conn()?;
-        if let Some(ca) = name.strip_suffix("-delta") {
-            let row: DeltaCrlRow = delta_crls::table
-                .find(ca)
-                .select(DeltaCrlRow::as_select())
-                .first(&mut conn)
-                .optional()?
-                .ok_or_else(|| ServiceError::NotFound(format!("delta CRL for {ca}")))?;
-            return Ok(PublishedCrl {
-                der: row.der,
-                number: row.crl_number,
-                this_update: row.this_update,
-                next_update: row.next_update,
-            });
-        }
-        let row: CrlRow = crls::table
+        let row: PublishedCrlRow = published_crls::table
             .find(name)
-            .select(CrlRow::as_select())
+            .select(PublishedCrlRow::as_select())
             .first(&mut conn)
             .optional()?
-            .ok_or_else(|| ServiceError::NotFound(format!("CRL for {name}")))?;
-        Ok(PublishedCrl {
-            der: row.der,
-            number: row.crl_number,
-            this_update: row.this_update,
-            next_update: row.next_update,
-        })
+            .ok_or_else(|| ServiceError::NotFound(format!("CRL {name}")))?;
+        Ok(PublishedCrl::from(row))
     }
 
-    /// The current complete CRL of `ca_id`.
+    /// The current complete, unpartitioned CRL of `ca_id`.
     pub fn crl(&self, ca_id: &str) -> Result<Arc<PublishedCrl>, ServiceError> {
         self.crl_file(ca_id)
     }
@@ -368,24 +610,12 @@ impl Authority {
     /// Re-reads CRLs another instance published (their numbers moved on in the database).
     pub fn poll_crls(&self) -> Result<(), ServiceError> {
         let mut conn = self.conn()?;
-        let full: Vec<(String, i64)> = crls::table
-            .select((crls::ca_id, crls::crl_number))
-            .load(&mut conn)?;
-        let delta: Vec<(String, i64)> = delta_crls::table
-            .select((delta_crls::ca_id, delta_crls::crl_number))
+        let published: Vec<(String, i64)> = published_crls::table
+            .select((published_crls::name, published_crls::crl_number))
             .load(&mut conn)?;
         drop(conn);
-        let names = full
-            .into_iter()
-            .chain(delta.into_iter().map(|(ca, n)| (format!("{ca}-delta"), n)));
-        for (name, number) in names {
-            let cached = self
-                .crl_cache
-                .map
-                .read()
-                .ok()
-                .and_then(|m| m.get(&name).map(|c| c.number));
-            if cached != Some(number) {
+        for (name, number) in published {
+            if self.cached_crl(&name).map(|c| c.number) != Some(number) {
                 let loaded = self.load_crl(&name)?;
                 self.remember(&name, loaded);
             }

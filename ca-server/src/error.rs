@@ -7,6 +7,9 @@ use ca_core::error::{ApprovalError, CsrError, IssueError};
 /// What went wrong while serving a request.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
+    /// Too many login attempts from one client address; retry after this many seconds.
+    #[error("too many login attempts from this address; try again in {0} seconds")]
+    TooManyAttempts(u64),
     /// No or an invalid/expired bearer token.
     #[error("authentication required")]
     Unauthenticated,

@@ -40,6 +40,28 @@ enum Command {
     ///
     /// Example: ca-server migrate --config mamori.toml
     Migrate,
+    /// Write an encrypted, consistent snapshot (database, configuration, root certificate) while
+    /// the server runs. It is sealed with the CA passphrase.
+    ///
+    /// Example: ca-server backup --config mamori.toml --passphrase-file /root/ca-pass --out /backup/mamori-2026-11-23.bak
+    Backup {
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
+        /// Where to write the backup (mode 0600).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Bring a backup back into the configured database. Stop the server first. cRLNumbers
+    /// continue above anything published before, so nothing published is ever reused.
+    ///
+    /// Example: ca-server restore --config mamori.toml --passphrase-file /root/ca-pass --from /backup/mamori-2026-11-23.bak
+    Restore {
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// A local instance for trying Mamori: data in ./mamori-dev, an admin whose password and
     /// TOTP URI are printed once and written to <data dir>/dev-admin.json.
     ///
@@ -107,6 +129,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let authority = bootstrap::open_ocsp_only(config.clone(), passphrase)?;
             println!("OCSP-only responder: http://{}", config.http_addr);
             run_server(authority, None)
+        }
+        Command::Backup { passphrase, out } => {
+            let config = Config::load(cli.config.as_deref())?;
+            let secret = read_passphrase(&passphrase.source(), false)?;
+            ca_server::backup::backup(&config, cli.config.as_deref(), &secret, &out)?;
+            println!("backup written to {}", out.display());
+            Ok(())
+        }
+        Command::Restore { passphrase, from } => {
+            let config = Config::load(cli.config.as_deref())?;
+            let secret = read_passphrase(&passphrase.source(), false)?;
+            let written = ca_server::backup::restore(&config, &secret, &from)?;
+            println!("restored {} into {}", from.display(), config.database_url());
+            for path in written {
+                println!("wrote {}", path.display());
+            }
+            Ok(())
         }
         Command::Dev => {
             let mut config = Config::load(cli.config.as_deref())?;

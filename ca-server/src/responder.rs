@@ -40,11 +40,16 @@ pub enum NonceMode {
     Echo,
 }
 
-/// A cached, signed response.
+/// A cached, signed response, held without its responder certificate (which lies outside the
+/// signature and is the same for every response): about 300 bytes per certificate instead of
+/// 900. [`CachedResponse::der`] puts the certificate back when it is served.
 #[derive(Debug)]
 pub struct CachedResponse {
-    /// The complete OCSPResponse DER.
-    pub der: actix_web::web::Bytes,
+    /// The signed part ([`ocsp::split_response`]).
+    pub compact: actix_web::web::Bytes,
+    /// The responder certificate field it was signed with, shared by every response of that
+    /// responder key.
+    pub certs: actix_web::web::Bytes,
     /// thisUpdate (Unix seconds).
     pub this_update: u64,
     /// nextUpdate (Unix seconds).
@@ -53,15 +58,28 @@ pub struct CachedResponse {
     pub etag: u64,
     /// Metrics label index: 0 good, 1 revoked, 2 unknown.
     pub status: u8,
+    /// The status it reports, so that requests signed fresh (nonce echoed) need no database.
+    pub detail: Status,
 }
 
 type CacheKey = (u16, [u8; 20]);
+
+impl CachedResponse {
+    /// The complete OCSPResponse DER, as signed.
+    pub fn der(&self) -> actix_web::web::Bytes {
+        ocsp::expand_response(&self.compact, &self.certs)
+            .map(Into::into)
+            .unwrap_or_default()
+    }
+}
 
 /// Responses by (CA, serial), shared by the request handlers.
 #[derive(Debug, Default)]
 pub struct OcspCache {
     map: RwLock<HashMap<CacheKey, Arc<CachedResponse>>>,
     last_poll_ms: AtomicI64,
+    /// The responder certificate fields seen, so every response shares one copy.
+    certs: std::sync::Mutex<Vec<actix_web::web::Bytes>>,
 }
 
 impl OcspCache {
@@ -73,6 +91,21 @@ impl OcspCache {
     /// Whether the cache is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    fn intern(&self, certs: Vec<u8>) -> actix_web::web::Bytes {
+        let Ok(mut seen) = self.certs.lock() else {
+            return certs.into();
+        };
+        if let Some(known) = seen.iter().find(|c| c.as_ref() == certs.as_slice()) {
+            return known.clone();
+        }
+        let shared = actix_web::web::Bytes::from(certs);
+        if seen.len() >= 16 {
+            seen.remove(0);
+        }
+        seen.push(shared.clone());
+        shared
     }
 }
 
@@ -170,14 +203,23 @@ impl Authority {
         ) else {
             return;
         };
-        let status = match ocsp_status_label(&der) {
-            Some("revoked") => 1,
-            Some("unknown") => 2,
-            _ => 0,
+        let Some(detail) = single_status(&der) else {
+            return;
         };
+        let status = match detail {
+            Status::Good => 0,
+            Status::Revoked { .. } => 1,
+            Status::Unknown => 2,
+        };
+        let Ok((compact, certs)) = ocsp::split_response(&der) else {
+            return;
+        };
+        let certs = self.ocsp_cache.intern(certs);
         let entry = Arc::new(CachedResponse {
             etag: etag_of(&der),
-            der: der.into(),
+            compact: compact.into(),
+            certs,
+            detail,
             this_update,
             next_update,
             status,
@@ -238,7 +280,7 @@ impl Authority {
             next_update: next.as_secs() as i64,
             updated_ms: now_ms(),
         };
-        conn.transaction::<_, ServiceError, _>(|conn| {
+        crate::store::write_transaction::<_, ServiceError, _>(&mut *conn, |conn| {
             diesel::delete(ocsp_responses::table.find((ca_id, serial))).execute(conn)?;
             diesel::insert_into(ocsp_responses::table)
                 .values(&row)
@@ -288,7 +330,7 @@ impl Authority {
         self.metrics
             .ocsp(["good", "revoked", "unknown"][entry.status as usize % 3]);
         Some(OcspAnswer {
-            der: entry.der.clone(),
+            der: entry.der(),
             cache: Some((entry.this_update, entry.next_update, entry.etag)),
         })
     }
@@ -307,8 +349,9 @@ impl Authority {
             .ok_or_else(|| ServiceError::Internal(format!("no OCSP responder for {ca_id}")))
     }
 
-    /// Pre-signs every unexpired certificate that has no response yet or whose response is past
-    /// half its validity. Returns how many were signed.
+    /// Pre-signs every unexpired certificate that has no response yet, whose response is past
+    /// half its validity, or whose status changed after its response was signed (a revocation
+    /// whose re-signing was cut short, e.g. by a crash). Returns how many were signed.
     pub fn refresh_responses(&self) -> Result<usize, ServiceError> {
         let mut conn = self.conn()?;
         let now = self.now().as_secs() as i64;
@@ -332,8 +375,16 @@ impl Authority {
             .select((ocsp_responses::ca_id, ocsp_responses::serial))
             .limit(20_000)
             .load(&mut conn)?;
+        let outdated: Vec<(String, String)> = diesel::sql_query(
+            "SELECT c.ca_id, c.serial FROM certificates c JOIN ocsp_responses r \
+             ON r.ca_id = c.ca_id AND r.serial = c.serial WHERE c.status_changed_ms > r.updated_ms LIMIT 20000",
+        )
+        .load::<CaSerial>(&mut conn)?
+        .into_iter()
+        .map(|r| (r.ca_id, r.serial))
+        .collect();
         let mut signed = 0;
-        for (ca, serial) in missing.iter().chain(stale.iter()) {
+        for (ca, serial) in missing.iter().chain(stale.iter()).chain(outdated.iter()) {
             if self.ca_index(ca).is_some() && self.presign(&mut conn, ca, serial)?.is_some() {
                 signed += 1;
             }
@@ -435,7 +486,7 @@ impl Authority {
                     self.metrics
                         .ocsp(["good", "revoked", "unknown"][entry.status as usize % 3]);
                     return OcspAnswer {
-                        der: entry.der.clone(),
+                        der: entry.der(),
                         cache: Some((entry.this_update, entry.next_update, entry.etag)),
                     };
                 }
@@ -544,7 +595,7 @@ impl Authority {
         let now = self.now().as_secs() as i64;
         let (issued, serial) =
             crate::signing::reserve_and_sign(conn, ca, prepared, profile.id(), None, now)?;
-        conn.transaction::<_, ServiceError, _>(|conn| {
+        crate::store::write_transaction::<_, ServiceError, _>(&mut *conn, |conn| {
             crate::signing::mark_issued(conn, ca_id, &serial, &issued.der)?;
             diesel::delete(ocsp_responders::table.find(ca_id)).execute(conn)?;
             diesel::insert_into(ocsp_responders::table)
@@ -587,11 +638,28 @@ impl Authority {
             .ok()
             .and_then(|m| m.get(ca_id).cloned())
             .ok_or_else(|| ServiceError::Internal(format!("no OCSP responder for {ca_id}")))?;
-        let mut conn = self.conn()?;
+        let mut conn = None;
         let now = self.now();
         let mut statuses = Vec::with_capacity(parsed.cert_ids.len());
         for (_, id) in &parsed.cert_ids {
-            let status = self.status_of(&mut conn, ca_id, &serial_hex(&id.serial_number))?;
+            let serial = serial_hex(&id.serial_number);
+            // A current pre-signed response knows the status; the database only when none does.
+            let known = self
+                .cached(ca_id, &serial)
+                .filter(|c| c.next_update > now.as_secs())
+                .map(|c| c.detail);
+            let status = match known {
+                Some(status) => status,
+                None => {
+                    if conn.is_none() {
+                        conn = Some(self.conn()?);
+                    }
+                    match conn.as_mut() {
+                        Some(c) => self.status_of(c, ca_id, &serial)?,
+                        None => Status::Unknown,
+                    }
+                }
+            };
             self.metrics.ocsp(match status {
                 Status::Good => "good",
                 Status::Revoked { .. } => "revoked",
@@ -617,18 +685,24 @@ impl Authority {
     }
 }
 
-/// good, revoked or unknown for a single-response OCSPResponse.
-fn ocsp_status_label(der: &[u8]) -> Option<&'static str> {
+/// The status a single-response OCSPResponse reports, with revocation time and reason.
+fn single_status(der: &[u8]) -> Option<Status> {
     use ca_core::der::Decode;
     let response = x509_ocsp::OcspResponse::from_der(der).ok()?;
     let basic =
         x509_ocsp::BasicOcspResponse::from_der(response.response_bytes?.response.as_bytes())
             .ok()?;
     Some(
-        match basic.tbs_response_data.responses.first()?.cert_status {
-            x509_ocsp::CertStatus::Good(_) => "good",
-            x509_ocsp::CertStatus::Revoked(_) => "revoked",
-            x509_ocsp::CertStatus::Unknown(_) => "unknown",
+        match &basic.tbs_response_data.responses.first()?.cert_status {
+            x509_ocsp::CertStatus::Good(_) => Status::Good,
+            x509_ocsp::CertStatus::Revoked(info) => Status::Revoked {
+                revoked_at: UnixTime(info.revocation_time.0.to_unix_duration().as_secs()),
+                reason: info
+                    .revocation_reason
+                    .map(RevocationReason::from_crl_reason)
+                    .unwrap_or(RevocationReason::Unspecified),
+            },
+            x509_ocsp::CertStatus::Unknown(_) => Status::Unknown,
         },
     )
 }

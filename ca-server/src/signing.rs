@@ -39,6 +39,7 @@ pub fn reserve_and_sign(
             invalidity_date: None,
             created_at: now,
             status_changed_ms: 0,
+            crl_partition: ca.crl_partition_of(prepared.serial()).map(|k| k as i32),
         })
         .execute(conn)?;
     let issued = prepared.sign(ca)?;

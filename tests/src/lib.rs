@@ -69,12 +69,31 @@ pub enum Backend {
     Postgres,
 }
 
+/// A port for a server under test, chosen below the kernel's ephemeral range so that no outgoing
+/// connection (the tests' own HTTP clients use ephemeral ports) can take it between choosing and
+/// binding; ports already handed out in this process are never handed out again.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static TAKEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let low = 10_000u16;
+    let span = ephemeral_low.saturating_sub(low).max(1000);
+    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+    let r = rand_bytes(2);
+    let start = u16::from_be_bytes([r[0], r[1]]) % span;
+    for i in 0..span {
+        let port = low + (start + i) % span;
+        if taken.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            taken.push(port);
+            return port;
+        }
+    }
+    panic!("no free port below {ephemeral_low}");
 }
 
 fn fresh_postgres_database() -> String {
@@ -139,6 +158,25 @@ impl Person {
         }
     }
 
+    /// Like [`Person::code`], but `None` instead of waiting when every code of the drift window
+    /// has been used.
+    pub fn try_code(&self) -> Option<String> {
+        let mut last = self.last_step.lock().unwrap();
+        let current = ca_core::time::UnixTime::now().as_secs() / 30;
+        let step = (*last + 1).max(current - 1);
+        if step > current + 1 {
+            return None;
+        }
+        *last = step;
+        Some(self.secret.code_at_step(step))
+    }
+
+    /// The code of `steps` TOTP steps ago (for replay and staleness tests).
+    pub fn stale_code(&self, steps: u64) -> String {
+        let current = ca_core::time::UnixTime::now().as_secs() / 30;
+        self.secret.code_at_step(current.saturating_sub(steps))
+    }
+
     /// The bearer token.
     pub fn token(&self) -> String {
         self.token.lock().unwrap().clone().expect("logged in")
@@ -147,7 +185,7 @@ impl Person {
 
 /// A running server.
 pub struct Server {
-    child: Child,
+    child: Mutex<Child>,
     /// Its data folder.
     pub dir: tempfile::TempDir,
     /// `http://127.0.0.1:<port>`.
@@ -162,12 +200,14 @@ pub struct Server {
     pub admin: Person,
     /// The root certificate (PEM).
     pub root_pem: String,
+    http_port: u16,
+    api_port: u16,
+    extra_env: Vec<(String, String)>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
         if let (Some((prefix, name)), Ok(base)) = (
             self.database_url.rsplit_once('/'),
             std::env::var("MAMORI_TEST_POSTGRES_URL"),
@@ -195,51 +235,21 @@ impl Server {
             Backend::Sqlite => format!("sqlite://{}", dir.path().join("mamori.db").display()),
             Backend::Postgres => fresh_postgres_database(),
         };
-        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let mut cmd = Command::new(binary("ca-server"));
-        cmd.arg("dev")
-            .env("MAMORI_DATA_DIR", dir.path())
-            .env("MAMORI_DATABASE_URL", &database_url)
-            .env("MAMORI_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
-            .env("MAMORI_API_ADDR", format!("127.0.0.1:{api_port}"))
-            .env("MAMORI_PUBLIC_URL", &public_url)
-            .env("MAMORI_POLICIES_DIR", workspace_root().join("policies"))
-            .env("MAMORI_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log);
-        for (k, v) in extra_env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().unwrap();
+        let extra_env: Vec<(String, String)> = extra_env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let child = spawn_server(
+            "dev",
+            dir.path(),
+            &database_url,
+            http_port,
+            api_port,
+            &public_url,
+            &extra_env,
+        );
         let admin_file = dir.path().join("dev-admin.json");
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let plain = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap();
-        let mut server_child = Some(child);
-        loop {
-            let ready = admin_file.exists()
-                && plain
-                    .get(format!("{public_url}/healthz"))
-                    .send()
-                    .map(|r| r.status().is_success())
-                    .unwrap_or(false);
-            if ready {
-                break;
-            }
-            if let Some(status) = server_child.as_mut().unwrap().try_wait().unwrap() {
-                let log =
-                    std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
-                panic!("ca-server exited with {status}: {log}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ca-server did not become ready: {}",
-                std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let child = wait_ready(child, &public_url, dir.path(), Some(&admin_file));
         let admin: Value =
             serde_json::from_str(&std::fs::read_to_string(&admin_file).unwrap()).unwrap();
         let secret = TotpSecret::from_base32(admin["totp_secret"].as_str().unwrap()).unwrap();
@@ -251,7 +261,10 @@ impl Server {
             .build()
             .unwrap();
         Server {
-            child: server_child.take().unwrap(),
+            child: Mutex::new(child),
+            http_port,
+            api_port,
+            extra_env,
             dir,
             public_url,
             api_url: format!("https://localhost:{api_port}"),
@@ -259,6 +272,61 @@ impl Server {
             client,
             admin: Person::new("admin", admin["password"].as_str().unwrap(), secret),
             root_pem,
+        }
+    }
+
+    /// Kills the server with SIGKILL (no chance to clean up), as a crash or power cut would.
+    pub fn kill(&self) {
+        if let Ok(mut child) = self.child.lock() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same data, database and ports, and waits until it answers.
+    pub fn restart(&mut self) {
+        let child = spawn_server(
+            "dev",
+            self.dir.path(),
+            &self.database_url,
+            self.http_port,
+            self.api_port,
+            &self.public_url,
+            &self.extra_env,
+        );
+        self.child = Mutex::new(wait_ready(child, &self.public_url, self.dir.path(), None));
+    }
+
+    /// Starts a second `ca-server serve` on the same database and keys (another machine of a
+    /// group in front of one PostgreSQL cluster), on its own ports.
+    pub fn instance(&self, extra_env: &[(&str, &str)]) -> Instance {
+        let http_port = free_port();
+        let api_port = free_port();
+        let public_url = format!("http://127.0.0.1:{http_port}");
+        let mut env: Vec<(String, String)> = self.extra_env.clone();
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        env.push((
+            "MAMORI_CA_PASSPHRASE_FILE".into(),
+            self.dir.path().join("dev-passphrase").display().to_string(),
+        ));
+        let child = spawn_server(
+            "serve",
+            self.dir.path(),
+            &self.database_url,
+            http_port,
+            api_port,
+            &self.public_url,
+            &env,
+        );
+        let child = wait_ready(child, &public_url, self.dir.path(), None);
+        Instance {
+            child,
+            public_url,
+            api_url: format!("https://localhost:{api_port}"),
         }
     }
 
@@ -345,9 +413,142 @@ impl Server {
         assert!(status.success(), "sql: {statement}");
     }
 
+    /// Runs a query on the server's database and returns its output (one line per row, `|`
+    /// between columns).
+    pub fn query(&self, statement: &str) -> String {
+        let output = if let Some(path) = self.database_url.strip_prefix("sqlite://") {
+            Command::new("sqlite3")
+                .arg(path)
+                .arg(statement)
+                .output()
+                .unwrap()
+        } else {
+            Command::new("psql")
+                .arg(&self.database_url)
+                .args(["-tAc", statement])
+                .output()
+                .unwrap()
+        };
+        assert!(output.status.success(), "query: {statement}");
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    }
+
+    /// Runs `ca-server <args>` (e.g. backup, restore) on this server's data folder and database,
+    /// with the dev passphrase file.
+    pub fn ca_server(&self, args: &[&str]) -> std::process::Output {
+        Command::new(binary("ca-server"))
+            .args(args)
+            .env("MAMORI_DATA_DIR", self.dir.path())
+            .env("MAMORI_DATABASE_URL", &self.database_url)
+            .env("MAMORI_PUBLIC_URL", &self.public_url)
+            .env("MAMORI_POLICIES_DIR", workspace_root().join("policies"))
+            .env(
+                "MAMORI_CA_PASSPHRASE_FILE",
+                self.dir.path().join("dev-passphrase"),
+            )
+            .env("MAMORI_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Everything the server (and its other instances) logged so far.
+    pub fn logs(&self) -> String {
+        logs_in(self.dir.path())
+    }
+
     /// The data folder.
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+}
+
+/// Another instance of the server on the same database.
+pub struct Instance {
+    child: Child,
+    /// `http://127.0.0.1:<port>` (its public listener).
+    pub public_url: String,
+    /// `https://localhost:<port>` (its API).
+    pub api_url: String,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every `*.log` file in `dir`, concatenated.
+fn logs_in(dir: &Path) -> String {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn spawn_server(
+    command: &str,
+    dir: &Path,
+    database_url: &str,
+    http_port: u16,
+    api_port: u16,
+    public_url: &str,
+    extra_env: &[(String, String)],
+) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("server-{http_port}.log")))
+        .unwrap();
+    let mut cmd = Command::new(binary("ca-server"));
+    cmd.arg(command)
+        .env("MAMORI_DATA_DIR", dir)
+        .env("MAMORI_DATABASE_URL", database_url)
+        .env("MAMORI_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
+        .env("MAMORI_API_ADDR", format!("127.0.0.1:{api_port}"))
+        .env("MAMORI_PUBLIC_URL", public_url)
+        .env("MAMORI_POLICIES_DIR", workspace_root().join("policies"))
+        .env("MAMORI_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log);
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+/// Polls `/healthz` (and, for a first start, the dev admin file) with a deadline.
+fn wait_ready(mut child: Child, public_url: &str, dir: &Path, admin_file: Option<&Path>) -> Child {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let plain = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let logs = || logs_in(dir);
+    loop {
+        let ready = admin_file.is_none_or(Path::exists)
+            && plain
+                .get(format!("{public_url}/healthz"))
+                .send()
+                .map(|r| r.status().is_success())
+                .unwrap_or(false);
+        if ready {
+            return child;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("ca-server exited with {status}: {}", logs());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ca-server did not become ready: {}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -365,6 +566,107 @@ pub fn csr(
     params.subject_alt_names = sans;
     let pem = params.serialize_request(&key).unwrap().pem().unwrap();
     (key, pem)
+}
+
+/// A key and CSR for an ambulance terminal: CN `amb-<id>`, URI SAN
+/// `urn:mamori:device:ambulance:<id>` (what the `ambulance-terminal` profile asks for).
+pub fn device_csr(id: &str) -> (rcgen::KeyPair, String) {
+    csr(
+        &[(rcgen::DnType::CommonName, &format!("amb-{id}"))],
+        vec![rcgen::SanType::URI(
+            format!("urn:mamori:device:ambulance:{id}")
+                .as_str()
+                .try_into()
+                .unwrap(),
+        )],
+    )
+}
+
+/// The cRLNumber of a DER CRL.
+pub fn crl_number(der: &[u8]) -> u128 {
+    use ca_core::der::Decode;
+    let crl = ca_core::x509_cert::crl::CertificateList::from_der(der).unwrap();
+    let ext = crl
+        .tbs_cert_list
+        .crl_extensions
+        .unwrap()
+        .into_iter()
+        .find(|e| e.extn_id.to_string() == "2.5.29.20")
+        .unwrap();
+    ca_core::der::asn1::Uint::from_der(ext.extn_value.as_bytes())
+        .unwrap()
+        .as_bytes()
+        .iter()
+        .fold(0u128, |acc, b| (acc << 8) | u128::from(*b))
+}
+
+/// The serials a DER CRL lists, as [`normal_serial`] writes them, in CRL order.
+pub fn crl_serials(der: &[u8]) -> Vec<String> {
+    openssl::x509::X509Crl::from_der(der)
+        .unwrap()
+        .get_revoked()
+        .map(|list| {
+            list.iter()
+                .map(|r| {
+                    r.serial_number()
+                        .to_bn()
+                        .unwrap()
+                        .to_hex_str()
+                        .unwrap()
+                        .to_string()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A hex serial upper case without leading zeros (as OpenSSL prints it).
+pub fn normal_serial(serial: &str) -> String {
+    serial.trim_start_matches('0').to_uppercase()
+}
+
+/// POSTs a one-certificate OCSP request to `<public_url>/ocsp`; the status it reports as the API
+/// names it (`valid`, `revoked`, `unknown`).
+pub fn ocsp_status(
+    public_url: &str,
+    leaf: &openssl::x509::X509,
+    issuer: &openssl::x509::X509,
+) -> &'static str {
+    use openssl::ocsp::{OcspCertId, OcspCertStatus, OcspRequest, OcspResponse};
+    let id = || OcspCertId::from_cert(openssl::hash::MessageDigest::sha1(), leaf, issuer).unwrap();
+    let mut request = OcspRequest::new().unwrap();
+    request.add_id(id()).unwrap();
+    let der = reqwest::blocking::Client::new()
+        .post(format!("{public_url}/ocsp"))
+        .header("content-type", "application/ocsp-request")
+        .body(request.to_der().unwrap())
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let response = OcspResponse::from_der(&der).unwrap();
+    match response
+        .basic()
+        .unwrap()
+        .find_status(&id())
+        .map(|s| s.status)
+    {
+        Some(OcspCertStatus::GOOD) => "valid",
+        Some(OcspCertStatus::REVOKED) => "revoked",
+        _ => "unknown",
+    }
+}
+
+/// The issuing CA's certificate, from the public listener.
+pub fn issuing_certificate(public_url: &str) -> openssl::x509::X509 {
+    openssl::x509::X509::stack_from_pem(
+        &reqwest::blocking::get(format!("{public_url}/ca/issuing.pem"))
+            .unwrap()
+            .bytes()
+            .unwrap(),
+    )
+    .unwrap()
+    .remove(0)
 }
 
 /// RFC 3339 for a Unix time.

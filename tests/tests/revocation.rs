@@ -8,7 +8,9 @@
 use std::time::{Duration, Instant};
 
 use ca_core::der::{Decode, Encode};
-use mamori_e2e::{csr, Backend, Link, Person, Server};
+use mamori_e2e::{
+    crl_number, crl_serials, device_csr, normal_serial, Backend, Link, Person, Server,
+};
 use openssl::ocsp::{OcspCertId, OcspCertStatus, OcspFlag, OcspRequest, OcspResponse};
 use openssl::stack::Stack;
 use openssl::x509::store::X509StoreBuilder;
@@ -22,15 +24,7 @@ struct Device {
 }
 
 fn issue_device(server: &Server, enroller: &Person, id: &str) -> Device {
-    let (_k, pem) = csr(
-        &[(rcgen::DnType::CommonName, &format!("amb-{id}"))],
-        vec![rcgen::SanType::URI(
-            format!("urn:mamori:device:ambulance:{id}")
-                .as_str()
-                .try_into()
-                .unwrap(),
-        )],
-    );
+    let (_k, pem) = device_csr(id);
     let (status, body) = server.call(
         "POST",
         "/api/v1/requests",
@@ -582,4 +576,157 @@ fn delta_crls_carry_revocations_between_complete_crls() {
             .fold(0u64, |acc, b| acc * 256 + u64::from(*b))
     };
     assert!(number(&full) < number(&delta) && number(&delta) < number(&delta2));
+}
+
+fn partitioned(backend: Backend) {
+    let server = Server::start(backend, &[("MAMORI_CRL_PARTITIONS", "3")]);
+    server.login(&server.admin);
+    let enroller = server.user("enroller", &["device-enroller"]);
+    let officer = server.user("officer", &["security-officer"]);
+    let shard_of = |device: &Device| -> u32 {
+        let text = String::from_utf8(device.leaf.to_text().unwrap()).unwrap();
+        let at = text.find("/crl/issuing-p").expect("the CDP names a shard");
+        text[at + "/crl/issuing-p".len()..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap()
+    };
+    // Enough terminals that one shard holds two and another shard holds one.
+    let mut devices: Vec<(Device, u32)> = Vec::new();
+    for i in 0..30 {
+        let device = issue_device(&server, &enroller, &format!("50{i}"));
+        let shard = shard_of(&device);
+        assert!((1..=3).contains(&shard));
+        devices.push((device, shard));
+        let first = devices[0].1;
+        if devices.iter().filter(|(_, s)| *s == first).count() >= 2
+            && devices.iter().any(|(_, s)| *s != first)
+        {
+            break;
+        }
+    }
+    let first = devices[0].1;
+    let same: Vec<&Device> = devices
+        .iter()
+        .filter(|(_, s)| *s == first)
+        .map(|(d, _)| d)
+        .collect();
+    let (other, other_shard) = devices.iter().find(|(_, s)| *s != first).unwrap();
+    let (a, b) = (same[0], same[1]);
+    let shard_url = format!("/crl/issuing-p{first}.crl");
+    let fetch = |path: &str| -> Vec<u8> {
+        let response = server.public_get(path);
+        assert_eq!(response.status(), 200, "{path}");
+        response.bytes().unwrap().to_vec()
+    };
+    let issuer_key = a.issuer.public_key().unwrap();
+    let before = fetch(&shard_url);
+    assert!(crl_serials(&before).is_empty());
+    let act = |device: &Device, action: &str, body: serde_json::Value| {
+        let (status, answer) = server.call(
+            "POST",
+            &format!("/api/v1/certificates/issuing/{}/{action}", device.serial),
+            Some(&officer.token()),
+            Some(body),
+        );
+        assert_eq!(status, 200, "{answer}");
+    };
+    act(
+        a,
+        "revoke",
+        json!({"totp": officer.code(), "reason": "key-compromise"}),
+    );
+    act(b, "hold", json!({"totp": officer.code()}));
+    let after = fetch(&shard_url);
+    let crl = openssl::x509::X509Crl::from_der(&after).unwrap();
+    assert!(crl.verify(&issuer_key).unwrap());
+    assert!(crl_number(&after) > crl_number(&before));
+    let mut listed = crl_serials(&after);
+    listed.sort();
+    let mut expected = vec![normal_serial(&a.serial), normal_serial(&b.serial)];
+    expected.sort();
+    assert_eq!(listed, expected);
+    let text = {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("shard.der");
+        std::fs::write(&p, &after).unwrap();
+        String::from_utf8(
+            std::process::Command::new("openssl")
+                .args(["crl", "-inform", "DER", "-noout", "-text", "-in"])
+                .arg(p)
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+    };
+    assert!(
+        text.contains("Issuing Distribution Point: critical"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("issuing-p{first}.crl")), "{text}");
+    assert!(text.contains("Key Compromise") && text.contains("Certificate Hold"));
+    // openssl: the revoked terminal fails with its shard's CRL, a terminal of another shard is
+    // outside this CRL's scope and passes with its own (empty) shard CRL.
+    let dir = tempfile::tempdir().unwrap();
+    let verify = |leaf: &X509, crl: &[u8]| {
+        let write = |name: &str, data: &[u8]| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, data).unwrap();
+            p
+        };
+        let crl = write(
+            "crl.pem",
+            &openssl::x509::X509Crl::from_der(crl)
+                .unwrap()
+                .to_pem()
+                .unwrap(),
+        );
+        let root = write("root.pem", server.root_pem.as_bytes());
+        let issuing = write("issuing.pem", &a.issuer.to_pem().unwrap());
+        let leaf = write("leaf.pem", &leaf.to_pem().unwrap());
+        let out = std::process::Command::new("openssl")
+            .args(["verify", "-crl_check", "-CAfile"])
+            .arg(root)
+            .arg("-untrusted")
+            .arg(issuing)
+            .arg("-CRLfile")
+            .arg(crl)
+            .arg(leaf)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, out) = verify(&a.leaf, &after);
+    assert!(!ok && out.contains("revoked"), "{out}");
+    let other_crl = fetch(&format!("/crl/issuing-p{other_shard}.crl"));
+    assert!(crl_serials(&other_crl).is_empty());
+    let (ok, out) = verify(&other.leaf, &other_crl);
+    assert!(ok, "{out}");
+    // Release B: its shard's next CRL, built from the last one, drops it and keeps A.
+    act(b, "release", json!({"totp": officer.code()}));
+    let released = fetch(&shard_url);
+    assert_eq!(crl_serials(&released), vec![normal_serial(&a.serial)]);
+    assert!(crl_number(&released) > crl_number(&after));
+    let (ok, out) = verify(&b.leaf, &released);
+    assert!(ok, "{out}");
+    // The unpartitioned CRL still exists for certificates issued before partitioning.
+    assert!(crl_serials(&fetch("/crl/issuing.crl")).is_empty());
+}
+
+#[test]
+fn partitioned_crls_scope_revocations_to_their_shard() {
+    partitioned(Backend::Sqlite);
+}
+
+#[test]
+#[cfg_attr(not(mamori_postgres), ignore = "MAMORI_TEST_POSTGRES_URL is not set")]
+fn partitioned_crls_scope_revocations_to_their_shard_postgres() {
+    partitioned(Backend::Postgres);
 }

@@ -121,6 +121,15 @@ pub fn import(conn: &Connection, args: Import, json_out: bool) -> CliResult<()> 
         .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
         .filter(|(i, l)| !(*i == 1 && l.to_ascii_lowercase().starts_with("id")))
         .collect();
+    if rows.is_empty() {
+        return Err(fail(
+            exit::USAGE,
+            format!(
+                "{} has no device rows (one device id per line, optionally `id,csr`)",
+                args.csv.display()
+            ),
+        ));
+    }
     let bar = indicatif::ProgressBar::new(rows.len() as u64);
     use std::io::IsTerminal;
     if json_out || !std::io::stderr().is_terminal() {

@@ -108,7 +108,7 @@ pub fn load_key(path: &Path, passphrase_file: Option<&Path>) -> CliResult<PKey<P
         }
         None => PKey::private_key_from_pem(&pem),
     };
-    key.map_err(|_| {
+    let key = key.map_err(|_| {
         fail(
             exit::ERROR,
             format!(
@@ -116,7 +116,42 @@ pub fn load_key(path: &Path, passphrase_file: Option<&Path>) -> CliResult<PKey<P
                 path.display()
             ),
         )
-    })
+    })?;
+    check_key_type(&key).map_err(|why| {
+        fail(
+            exit::ERROR,
+            format!("reading key {}: {why}", path.display()),
+        )
+    })?;
+    Ok(key)
+}
+
+/// Mamori accepts RSA of at least 2048 bits, ECDSA P-256 and P-384, and Ed25519; refusing other
+/// keys here saves a round trip to a server that would refuse the CSR.
+fn check_key_type(key: &PKey<Private>) -> Result<(), String> {
+    use openssl::nid::Nid;
+    use openssl::pkey::Id;
+    match key.id() {
+        Id::RSA if key.bits() >= 2048 => Ok(()),
+        Id::RSA => Err(format!(
+            "RSA keys need at least 2048 bits (this one has {})",
+            key.bits()
+        )),
+        Id::ED25519 => Ok(()),
+        Id::EC => {
+            let curve = key.ec_key().ok().and_then(|k| k.group().curve_name());
+            match curve {
+                Some(Nid::X9_62_PRIME256V1) | Some(Nid::SECP384R1) => Ok(()),
+                other => Err(format!(
+                    "EC keys must be on P-256 or P-384 (this one is on {})",
+                    other
+                        .and_then(|n| n.short_name().ok())
+                        .unwrap_or("an unnamed curve")
+                )),
+            }
+        }
+        _ => Err("use an RSA (2048 bits or more), ECDSA P-256/P-384 or Ed25519 key".into()),
+    }
 }
 
 /// `ca-cli csr create`.

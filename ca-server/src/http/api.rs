@@ -53,8 +53,15 @@ async fn as_caller<T: Send + 'static>(
 /// `POST /api/v1/login`.
 pub async fn login(
     state: State,
+    request: HttpRequest,
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, ServiceError> {
+    if let Some(peer) = request.peer_addr() {
+        state
+            .login_limiter
+            .attempt(peer.ip(), ca_core::time::UnixTime::now().as_secs())
+            .map_err(ServiceError::TooManyAttempts)?;
+    }
     let authority = state.get_ref().clone();
     let response = blocking(move || authority.login(&body)).await?;
     Ok(HttpResponse::Ok().json(response))

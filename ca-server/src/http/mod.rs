@@ -264,6 +264,51 @@ async fn not_found() -> HttpResponse {
     )
 }
 
+/// Turns every error answer that is not already a problem (nor an OCSP response) — those actix
+/// writes itself, e.g. for an oversized OCSP body or a malformed path — into an RFC 9457 problem.
+fn bare_errors<B: actix_web::body::MessageBody + 'static>(
+) -> actix_web::middleware::ErrorHandlers<B> {
+    use actix_web::middleware::ErrorHandlerResponse;
+    actix_web::middleware::ErrorHandlers::new().default_handler(
+        |res: actix_web::dev::ServiceResponse<B>| {
+            let typed = res
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|t| {
+                    t.starts_with("application/problem+json")
+                        || t.starts_with("application/ocsp-response")
+                });
+            if typed {
+                return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+            }
+            let status = res.status();
+            let (slug, title) = match status.as_u16() {
+                404 => ("not-found", "Not found"),
+                405 => ("method-not-allowed", "Method not allowed"),
+                413 => ("payload-too-large", "Request body too large"),
+                415 => ("unsupported-media-type", "Unsupported media type"),
+                s if s >= 500 => ("internal", "Internal error"),
+                _ => ("bad-request", "Bad request"),
+            };
+            let detail = if status.is_server_error() {
+                "the server could not complete the request; the error was logged".to_string()
+            } else {
+                format!(
+                    "{} ({})",
+                    title.to_lowercase(),
+                    status.canonical_reason().unwrap_or("error")
+                )
+            };
+            let (request, _) = res.into_parts();
+            let response = problem::problem(status, slug, title, detail);
+            Ok(ErrorHandlerResponse::Response(
+                actix_web::dev::ServiceResponse::new(request, response).map_into_right_body(),
+            ))
+        },
+    )
+}
+
 /// Registers the API routes.
 pub fn api_routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -401,6 +446,7 @@ pub async fn serve(
                     res
                 }
             })
+            .wrap(bare_errors())
             .configure(public_routes)
             .default_service(web::to(not_found))
     })
@@ -420,6 +466,7 @@ pub async fn serve(
                     .app_data(query_config())
                     .app_data(path_config())
                     .app_data(web::PayloadConfig::new(limit))
+                    .wrap(bare_errors())
                     .wrap_fn(move |req, srv| {
                         let start = Instant::now();
                         let state = metrics_state.clone();

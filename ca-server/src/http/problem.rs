@@ -59,6 +59,11 @@ fn parts(error: &ServiceError) -> (StatusCode, &'static str, &'static str) {
             "invalid-second-factor",
             "Invalid second factor",
         ),
+        ServiceError::TooManyAttempts(_) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-attempts",
+            "Too many login attempts",
+        ),
         ServiceError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
         ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
         ServiceError::Invalid(_) => (
@@ -109,6 +114,14 @@ impl ResponseError for ServiceError {
             other => other.to_string(),
         };
         let mut response = problem(status, slug, title, detail);
+        if let ServiceError::TooManyAttempts(seconds) = self {
+            if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&seconds.to_string())
+            {
+                response
+                    .headers_mut()
+                    .insert(actix_web::http::header::RETRY_AFTER, value);
+            }
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 actix_web::http::header::WWW_AUTHENTICATE,

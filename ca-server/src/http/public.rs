@@ -232,9 +232,14 @@ pub async fn healthz(state: web::Data<Arc<Authority>>) -> HttpResponse {
     }
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// `GET /metrics`: Prometheus text format, with how many pre-signed OCSP responses are held.
 pub async fn metrics(state: web::Data<Arc<Authority>>) -> HttpResponse {
+    let mut text = state.metrics.render();
+    text.push_str(&format!(
+        "# HELP mamori_ocsp_cached_responses Pre-signed OCSP responses held in memory.\n# TYPE mamori_ocsp_cached_responses gauge\nmamori_ocsp_cached_responses {}\n",
+        state.ocsp_cache.len()
+    ));
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+        .body(text)
 }

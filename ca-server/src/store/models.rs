@@ -89,25 +89,17 @@ pub struct CertificateRow {
     pub invalidity_date: Option<i64>,
     pub created_at: i64,
     pub status_changed_ms: i64,
+    pub crl_partition: Option<i32>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = crls)]
-pub struct CrlRow {
+#[diesel(table_name = published_crls)]
+pub struct PublishedCrlRow {
+    pub name: String,
     pub ca_id: String,
+    pub crl_partition: Option<i32>,
+    pub base_number: Option<i64>,
     pub crl_number: i64,
-    pub this_update: i64,
-    pub next_update: i64,
-    pub der: Vec<u8>,
-    pub last_number: i64,
-}
-
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = delta_crls)]
-pub struct DeltaCrlRow {
-    pub ca_id: String,
-    pub crl_number: i64,
-    pub base_number: i64,
     pub this_update: i64,
     pub next_update: i64,
     pub der: Vec<u8>,

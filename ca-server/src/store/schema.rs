@@ -91,25 +91,24 @@ diesel::table! {
         invalidity_date -> Nullable<BigInt>,
         created_at -> BigInt,
         status_changed_ms -> BigInt,
+        crl_partition -> Nullable<Integer>,
     }
 }
 
 diesel::table! {
-    crls (ca_id) {
+    crl_sequences (ca_id) {
         ca_id -> Text,
-        crl_number -> BigInt,
-        this_update -> BigInt,
-        next_update -> BigInt,
-        der -> Binary,
         last_number -> BigInt,
     }
 }
 
 diesel::table! {
-    delta_crls (ca_id) {
+    published_crls (name) {
+        name -> Text,
         ca_id -> Text,
+        crl_partition -> Nullable<Integer>,
+        base_number -> Nullable<BigInt>,
         crl_number -> BigInt,
-        base_number -> BigInt,
         this_update -> BigInt,
         next_update -> BigInt,
         der -> Binary,
@@ -157,7 +156,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     requests,
     decisions,
     certificates,
-    crls,
+    crl_sequences,
+    published_crls,
     ocsp_responders,
     audit_log,
 );

@@ -1,0 +1,28 @@
+-- Partitioned CRLs: each certificate remembers the CRL shard its distribution point names
+-- (NULL: the CA's whole CRL), and every published CRL — complete or delta, whole or one shard —
+-- is a row of published_crls, named as served (/crl/<name>.crl). cRLNumbers keep one sequence
+-- per CA (crl_sequences), so they only grow across every scope.
+ALTER TABLE certificates ADD COLUMN crl_partition INTEGER;
+CREATE INDEX certificates_crl_scope ON certificates(ca_id, crl_partition, status, serial);
+CREATE TABLE crl_sequences (
+  ca_id TEXT PRIMARY KEY NOT NULL REFERENCES cas(id),
+  last_number BIGINT NOT NULL
+);
+CREATE TABLE published_crls (
+  name TEXT PRIMARY KEY NOT NULL,
+  ca_id TEXT NOT NULL REFERENCES cas(id),
+  crl_partition INTEGER,
+  base_number BIGINT,
+  crl_number BIGINT NOT NULL,
+  this_update BIGINT NOT NULL,
+  next_update BIGINT NOT NULL,
+  der BLOB NOT NULL
+);
+INSERT INTO crl_sequences (ca_id, last_number)
+  SELECT ca_id, CASE WHEN last_number > crl_number THEN last_number ELSE crl_number END FROM crls;
+INSERT INTO published_crls (name, ca_id, crl_partition, base_number, crl_number, this_update, next_update, der)
+  SELECT ca_id, ca_id, NULL, NULL, crl_number, this_update, next_update, der FROM crls;
+INSERT INTO published_crls (name, ca_id, crl_partition, base_number, crl_number, this_update, next_update, der)
+  SELECT ca_id || '-delta', ca_id, NULL, base_number, crl_number, this_update, next_update, der FROM delta_crls;
+DROP TABLE delta_crls;
+DROP TABLE crls;
