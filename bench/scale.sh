@@ -9,7 +9,7 @@
 #      against `cfssl serve`'s /api/v1/cfssl/sign on the same CSR, with wrk; SQLite with one
 #      instance, PostgreSQL with two instances (when PostgreSQL answers on 127.0.0.1:5432).
 # Usage: bash bench/scale.sh   (env: OCSP_ROWS=100000 CRL_ROWS=1000000 DURATION=10 CONNECTIONS=16;
-#        ONLY_OCSP_MEMORY=1 stops after part 1; SKIP_CRL=1 skips part 2)
+#        ONLY_OCSP_MEMORY=1 stops after part 1; SKIP_CRL=1 skips part 2; SKIP_ISSUANCE=1 skips part 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -156,6 +156,7 @@ stop "$pid"
 sqlite3 "$data/mamori.db" "DELETE FROM certificates WHERE subject='CN=synthetic'; DELETE FROM published_crls;"
 fi
 
+if [ "${SKIP_ISSUANCE:-0}" = 1 ]; then cat "$results"; exit 0; fi
 log "3. issuance: Mamori (SQLite) against cfssl serve"
 python3 - "$work/device.csr" "$work/mamori-body.json" "$work/cfssl-body.json" <<'PY'
 import json, sys

@@ -257,8 +257,26 @@ pub fn build_crl_encoded<'e>(
     encoded: impl IntoIterator<Item = &'e [u8]>,
     total_len: usize,
 ) -> Result<Vec<u8>, CrlError> {
+    build_crl_with(ca, params, total_len, |out: &mut Vec<u8>| {
+        for chunk in encoded {
+            out.extend_from_slice(chunk);
+        }
+        Ok::<(), CrlError>(())
+    })
+}
+
+/// Builds and signs a DER CRL whose `revokedCertificates` content — exactly `total_len` octets of
+/// entries encoded by [`encode_entry`] — is appended to the CRL's own buffer by `write_entries`.
+/// The one allocation is the CRL itself: a caller that streams a million entries from storage
+/// (counting their length in a first pass) never holds a second copy of them.
+pub fn build_crl_with<E: From<CrlError>>(
+    ca: &CertificateAuthority,
+    params: &CrlParams,
+    total_len: usize,
+    write_entries: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<Vec<u8>, E> {
     if params.next_update <= params.this_update {
-        return Err(CrlError::Window);
+        return Err(CrlError::Window.into());
     }
     let encode = |e: der::Error| CrlError::Encode(e.to_string());
     let mut fields = Vec::with_capacity(512);
@@ -271,12 +289,14 @@ pub fn build_crl_encoded<'e>(
     ca.subject().encode_to_vec(&mut fields).map_err(encode)?;
     params
         .this_update
-        .to_x509_time()?
+        .to_x509_time()
+        .map_err(CrlError::from)?
         .encode_to_vec(&mut fields)
         .map_err(encode)?;
     params
         .next_update
-        .to_x509_time()?
+        .to_x509_time()
+        .map_err(CrlError::from)?
         .encode_to_vec(&mut fields)
         .map_err(encode)?;
     let extensions = crl_extensions(ca, params).map_err(encode)?;
@@ -302,17 +322,17 @@ pub fn build_crl_encoded<'e>(
     if total_len > 0 {
         push_header(&mut out, Tag::Sequence, total_len)?;
         let before = out.len();
-        for chunk in encoded {
-            out.extend_from_slice(chunk);
-        }
+        write_entries(&mut out)?;
         if out.len() - before != total_len {
-            return Err(CrlError::Encode(
-                "encoded entries do not add up to total_len".into(),
-            ));
+            return Err(CrlError::EntriesChanged {
+                expected: total_len,
+                written: out.len() - before,
+            }
+            .into());
         }
     }
     out.extend_from_slice(&extensions_der);
-    let signature = ca.key().sign(&out[RESERVED..])?;
+    let signature = ca.key().sign(&out[RESERVED..]).map_err(CrlError::from)?;
     let alg = ca.key().algorithm().identifier().to_der().map_err(encode)?;
     let signature = der::asn1::BitString::from_bytes(&signature)
         .and_then(|b| b.to_der())

@@ -343,6 +343,15 @@ pub enum CrlError {
     /// DER encoding failed.
     #[error("encoding the CRL failed: {0}")]
     Encode(String),
+    /// The entries written did not add up to the length announced for them (the revoked set
+    /// changed between counting and writing).
+    #[error("CRL entries changed while the CRL was built: {written} octets written, {expected} expected")]
+    EntriesChanged {
+        /// Octets announced.
+        expected: usize,
+        /// Octets written.
+        written: usize,
+    },
 }
 
 /// An OCSP request that cannot be answered; maps to an OCSPResponseStatus.

@@ -1601,3 +1601,67 @@ fn params_for_error(now: UnixTime) -> CrlParams {
         freshest_crl: None,
     }
 }
+
+#[test]
+fn crl_written_in_place_matches_and_refuses_a_changed_entry_set() {
+    use ca_core::crl::{build_crl_with, encode_entry};
+    use ca_core::error::CrlError;
+    let h = hierarchy(KeyAlgorithm::EcdsaP256, ca::DEFAULT_ISSUING_VALIDITY_SECS);
+    let now = UnixTime::now();
+    let entries: Vec<RevokedEntry> = (1u32..=500)
+        .map(|i| RevokedEntry {
+            serial: x509_cert::serial_number::SerialNumber::new(&(i * 104_729).to_be_bytes())
+                .unwrap(),
+            revoked_at: now.minus(u64::from(i)),
+            reason: RevocationReason::KeyCompromise,
+            invalidity_date: None,
+        })
+        .collect();
+    let params = CrlParams {
+        this_update: now,
+        next_update: now.plus(3600),
+        crl_number: 9,
+        issuing_distribution_point: h.issuing.crl_url(),
+        delta_base: None,
+        freshest_crl: None,
+    };
+    // First pass: the length of the encoded entries; second: written into the CRL's own buffer.
+    let mut scratch = Vec::new();
+    let total: usize = entries
+        .iter()
+        .map(|e| {
+            scratch.clear();
+            encode_entry(e, &mut scratch).unwrap();
+            scratch.len()
+        })
+        .sum();
+    let in_place = build_crl_with(&h.issuing, &params, total, |out: &mut Vec<u8>| {
+        for e in &entries {
+            encode_entry(e, out)?;
+        }
+        Ok::<(), CrlError>(())
+    })
+    .unwrap();
+    let expected = build_crl(&h.issuing, &params, &entries).unwrap();
+    let tbs = |der: &[u8]| {
+        x509_cert::crl::CertificateList::from_der(der)
+            .unwrap()
+            .tbs_cert_list
+            .to_der()
+            .unwrap()
+    };
+    assert_eq!(tbs(&in_place), tbs(&expected));
+    let crl = X509Crl::from_der(&in_place).unwrap();
+    assert!(crl
+        .verify(&x509(h.issuing.certificate_der()).public_key().unwrap())
+        .unwrap());
+    assert_eq!(crl.get_revoked().unwrap().len(), 500);
+    // One entry fewer between the passes: refused, never signed with a wrong length.
+    let refused = build_crl_with(&h.issuing, &params, total, |out: &mut Vec<u8>| {
+        for e in &entries[1..] {
+            encode_entry(e, out)?;
+        }
+        Ok::<(), CrlError>(())
+    });
+    assert!(matches!(refused, Err(CrlError::EntriesChanged { .. })));
+}

@@ -26,7 +26,7 @@ use zeroize::Zeroizing;
 use crate::bootstrap;
 use crate::config::Config;
 use crate::secrets::{random_bytes, DataKey};
-use crate::store::schema::{crl_sequences, published_crls};
+use crate::store::schema::{crl_sequences, published_crl_chunks, published_crls};
 
 /// First bytes of every backup file.
 const MAGIC: &[u8] = b"MAMORI-BACKUP-1\n";
@@ -225,6 +225,7 @@ pub fn restore(config: &Config, passphrase: &str, file: &Path) -> anyhow::Result
             .execute(conn)?;
         // The CRLs in the backup are older than some already published: the next start
         // publishes fresh ones, numbered above everything before.
+        diesel::delete(published_crl_chunks::table).execute(conn)?;
         diesel::delete(published_crls::table).execute(conn)?;
         crate::audit_log::append(
             conn,

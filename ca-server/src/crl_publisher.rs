@@ -4,9 +4,10 @@
 //!
 //! A revocation republishes its scope from the previous CRL's DER (entries kept byte for byte,
 //! changed serials replaced), so a CA with a million revoked certificates publishes in well under
-//! a second; the scheduled complete rebuild streams rows from the database in batches, so memory
-//! stays near twice the CRL's size. Published CRLs are kept in memory for the public listener and
-//! re-read when another instance publishes.
+//! a second; the scheduled complete rebuild reads rows from the database in batches, twice (to
+//! measure, then to write into the CRL's own buffer), so memory holds the CRL and one batch.
+//! CRLs are stored in 1 MiB chunks, kept in memory for the public listener and re-read when
+//! another instance publishes.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -14,7 +15,7 @@ use std::sync::{Arc, RwLock};
 use actix_web::web::Bytes;
 use ca_core::ca::CertificateAuthority;
 use ca_core::crl::{
-    build_crl_encoded, build_crl_from_base, encode_entry, CrlParams, RevocationReason, RevokedEntry,
+    build_crl_from_base, build_crl_with, encode_entry, CrlParams, RevocationReason, RevokedEntry,
 };
 use ca_core::serial::parse_serial_hex;
 use ca_core::time::UnixTime;
@@ -35,6 +36,10 @@ const SLACK_MS: i64 = 60_000;
 /// Rows read per batch while a complete CRL is rebuilt.
 const BATCH: i64 = 50_000;
 
+/// The largest piece of a CRL's DER stored in one row: the database drivers copy a value whole
+/// while binding or reading it, so pieces keep that copy small next to a CRL of 50 MB.
+const CHUNK: usize = 1 << 20;
+
 /// How often a publication that lost a race with another instance is retried.
 const RETRIES: usize = 5;
 
@@ -51,10 +56,10 @@ pub struct PublishedCrl {
     pub next_update: i64,
 }
 
-impl From<PublishedCrlRow> for PublishedCrl {
-    fn from(row: PublishedCrlRow) -> Self {
+impl PublishedCrl {
+    fn new(row: &PublishedCrlRow, der: Vec<u8>) -> Self {
         PublishedCrl {
-            der: Bytes::from(row.der),
+            der: Bytes::from(der),
             number: row.crl_number,
             this_update: row.this_update,
             next_update: row.next_update,
@@ -224,12 +229,58 @@ fn published_header(conn: &mut DbConnection, name: &str) -> QueryResult<Option<H
         .optional()
 }
 
-fn store(conn: &mut DbConnection, row: &PublishedCrlRow) -> QueryResult<()> {
+/// Replaces the published CRL `row.name` with `row` and its DER, stored in chunks.
+fn store(conn: &mut DbConnection, row: &PublishedCrlRow, der: &[u8]) -> QueryResult<()> {
+    diesel::delete(published_crl_chunks::table.filter(published_crl_chunks::name.eq(&row.name)))
+        .execute(conn)?;
     diesel::delete(published_crls::table.find(&row.name)).execute(conn)?;
     diesel::insert_into(published_crls::table)
         .values(row)
         .execute(conn)?;
+    for (seq, chunk) in der.chunks(CHUNK).enumerate() {
+        diesel::insert_into(published_crl_chunks::table)
+            .values((
+                published_crl_chunks::name.eq(&row.name),
+                published_crl_chunks::seq.eq(seq as i32),
+                published_crl_chunks::der.eq(chunk),
+            ))
+            .execute(conn)?;
+    }
     Ok(())
+}
+
+/// Reads the published CRL `name` (header and DER, one chunk at a time into one buffer of the
+/// CRL's size).
+fn load(conn: &mut DbConnection, name: &str) -> Result<Option<PublishedCrl>, ServiceError> {
+    let Some(row) = published_crls::table
+        .find(name)
+        .select(PublishedCrlRow::as_select())
+        .first(conn)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let len = usize::try_from(row.der_len)
+        .map_err(|_| ServiceError::Internal(format!("CRL {name}: negative length")))?;
+    let mut der = Vec::with_capacity(len);
+    let mut seq = 0i32;
+    while der.len() < len {
+        let chunk: Vec<u8> = published_crl_chunks::table
+            .find((name, seq))
+            .select(published_crl_chunks::der)
+            .first(conn)
+            .optional()?
+            .ok_or_else(|| ServiceError::Internal(format!("CRL {name}: chunk {seq} missing")))?;
+        der.extend_from_slice(&chunk);
+        seq += 1;
+    }
+    if der.len() != len {
+        return Err(ServiceError::Internal(format!(
+            "CRL {name}: {} bytes stored, {len} expected",
+            der.len()
+        )));
+    }
+    Ok(Some(PublishedCrl::new(&row, der)))
 }
 
 /// How a complete CRL is built.
@@ -367,14 +418,7 @@ impl Authority {
                     )
                 }
                 None => {
-                    let (encoded, count) = self.encode_scope(conn, ca_id, partition, now_secs)?;
-                    let der = build_crl_encoded(
-                        ca,
-                        &params,
-                        std::iter::once(encoded.as_slice()),
-                        encoded.len(),
-                    )
-                    .map_err(|e| ServiceError::Internal(e.to_string()))?;
+                    let (der, count) = self.build_scope(conn, ca, &params, partition, now_secs)?;
                     (
                         der,
                         json!({"crl_number": number, "scope": name, "entries": count}),
@@ -389,11 +433,11 @@ impl Authority {
                 crl_number: number,
                 this_update: now_secs,
                 next_update: params.next_update.as_secs() as i64,
-                der,
+                der_len: der.len() as i64,
             };
-            store(conn, &row)?;
+            store(conn, &row, &der)?;
             audit_log::append(conn, now.as_secs(), actor, "crl.publish", ca_id, detail)?;
-            Ok(PublishedCrl::from(row))
+            Ok(PublishedCrl::new(&row, der))
         })?;
         self.remember(&name, published);
         Ok(())
@@ -412,24 +456,19 @@ impl Authority {
         if let Some(hit) = self.cached_crl(name).filter(|c| c.number == number) {
             return Ok(Some(hit));
         }
-        let row: PublishedCrlRow = published_crls::table
-            .find(name)
-            .select(PublishedCrlRow::as_select())
-            .first(conn)?;
-        Ok(Some(Arc::new(PublishedCrl::from(row))))
+        Ok(load(conn, name)?.map(Arc::new))
     }
 
-    /// DER-encodes every revoked or held, unexpired certificate of a scope, reading the rows in
-    /// batches so that memory holds the encoded entries and one batch, never every row.
-    fn encode_scope(
+    /// Calls `each` with every revoked or held, unexpired certificate of a scope in serial order,
+    /// reading the rows in batches so that memory never holds more than one batch.
+    fn for_each_revoked(
         &self,
         conn: &mut DbConnection,
         ca_id: &str,
         partition: Option<u32>,
         now: i64,
-    ) -> Result<(Vec<u8>, usize), ServiceError> {
-        let mut encoded = Vec::new();
-        let mut count = 0;
+        mut each: impl FnMut(&RevokedEntry) -> Result<(), ServiceError>,
+    ) -> Result<(), ServiceError> {
         let mut after = String::new();
         loop {
             let rows: Vec<Revoked> = scope_query(ca_id, partition)
@@ -442,17 +481,44 @@ impl Authority {
                 .load(conn)?;
             for row in &rows {
                 if let Some(entry) = row.entry(now) {
-                    encode_entry(&entry, &mut encoded)
-                        .map_err(|e| ServiceError::Internal(e.to_string()))?;
-                    count += 1;
+                    each(&entry)?;
                 }
             }
             match rows.last() {
                 Some(last) if rows.len() as i64 == BATCH => after = last.serial.clone(),
-                _ => break,
+                _ => return Ok(()),
             }
         }
-        Ok((encoded, count))
+    }
+
+    /// Builds and signs the complete CRL of a scope from every row, in two passes over the rows
+    /// (inside the caller's transaction): the first measures the encoded entries, the second
+    /// writes them straight into the CRL's buffer. Memory holds the CRL and one batch of rows.
+    fn build_scope(
+        &self,
+        conn: &mut DbConnection,
+        ca: &CertificateAuthority,
+        params: &CrlParams,
+        partition: Option<u32>,
+        now: i64,
+    ) -> Result<(Vec<u8>, usize), ServiceError> {
+        let ca_id = ca.id();
+        let mut scratch = Vec::with_capacity(128);
+        let (mut total, mut count) = (0usize, 0usize);
+        self.for_each_revoked(conn, ca_id, partition, now, |entry| {
+            scratch.clear();
+            encode_entry(entry, &mut scratch)?;
+            total += scratch.len();
+            count += 1;
+            Ok(())
+        })?;
+        let der = build_crl_with(ca, params, total, |out: &mut Vec<u8>| {
+            self.for_each_revoked(conn, ca_id, partition, now, |entry| {
+                encode_entry(entry, out)?;
+                Ok(())
+            })
+        })?;
+        Ok((der, count))
     }
 
     /// Builds, signs and stores the delta CRL of one scope over every status change since its
@@ -507,9 +573,9 @@ impl Authority {
                 crl_number: number,
                 this_update: now_secs,
                 next_update: params.next_update.as_secs() as i64,
-                der,
+                der_len: der.len() as i64,
             };
-            store(conn, &row)?;
+            store(conn, &row, &der)?;
             audit_log::append(
                 conn,
                 now.as_secs(),
@@ -518,7 +584,7 @@ impl Authority {
                 ca_id,
                 json!({"crl_number": number, "scope": name, "base": base_number, "entries": entries.len()}),
             )?;
-            Ok(PublishedCrl::from(row))
+            Ok(PublishedCrl::new(&row, der))
         })?;
         self.remember(&name, published);
         Ok(())
@@ -593,13 +659,7 @@ impl Authority {
 
     fn load_crl(&self, name: &str) -> Result<PublishedCrl, ServiceError> {
         let mut conn = self.conn()?;
-        let row: PublishedCrlRow = published_crls::table
-            .find(name)
-            .select(PublishedCrlRow::as_select())
-            .first(&mut conn)
-            .optional()?
-            .ok_or_else(|| ServiceError::NotFound(format!("CRL {name}")))?;
-        Ok(PublishedCrl::from(row))
+        load(&mut conn, name)?.ok_or_else(|| ServiceError::NotFound(format!("CRL {name}")))
     }
 
     /// The current complete, unpartitioned CRL of `ca_id`.

@@ -55,6 +55,18 @@ impl From<IssueError> for ServiceError {
     }
 }
 
+impl From<ca_core::error::CrlError> for ServiceError {
+    fn from(e: ca_core::error::CrlError) -> Self {
+        match e {
+            // The revoked set moved while a CRL was written: publishing again is the answer.
+            e @ ca_core::error::CrlError::EntriesChanged { .. } => {
+                ServiceError::Conflict(e.to_string())
+            }
+            other => ServiceError::Internal(format!("CRL: {other}")),
+        }
+    }
+}
+
 impl From<diesel::result::Error> for ServiceError {
     fn from(e: diesel::result::Error) -> Self {
         ServiceError::Internal(format!("database: {e}"))

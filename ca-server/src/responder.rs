@@ -27,6 +27,9 @@ use crate::store::models::*;
 use crate::store::schema::*;
 use crate::store::DbConnection;
 
+/// Stored OCSP responses read per query while the cache catches up with the database.
+const POLL_PAGE: i64 = 5_000;
+
 /// Whether requests with a nonce get a freshly signed response echoing it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -400,24 +403,58 @@ impl Authority {
         let since = self.ocsp_cache.last_poll_ms.load(Ordering::Relaxed) - 5_000;
         let started = now_ms();
         let mut conn = self.conn()?;
-        let rows: Vec<OcspResponseRow> = ocsp_responses::table
-            .filter(ocsp_responses::updated_ms.gt(since))
-            .select(OcspResponseRow::as_select())
-            .load(&mut conn)?;
-        let count = rows.len();
-        for row in rows {
-            if let Some(current) = self.cached(&row.ca_id, &row.serial) {
-                if current.this_update > row.this_update as u64 {
-                    continue;
-                }
+        let mut count = 0;
+        // Keyset pages in (updated_ms, ca_id, serial) order, so that a first poll over a million
+        // stored responses holds one page of rows at a time, never all of them.
+        let mut after: Option<(i64, String, String)> = None;
+        loop {
+            let mut query = ocsp_responses::table
+                .filter(ocsp_responses::updated_ms.gt(since))
+                .into_boxed();
+            if let Some((ms, ca, serial)) = after.take() {
+                query = query.filter(
+                    ocsp_responses::updated_ms
+                        .gt(ms)
+                        .or(ocsp_responses::updated_ms.eq(ms).and(
+                            ocsp_responses::ca_id
+                                .gt(ca.clone())
+                                .or(ocsp_responses::ca_id
+                                    .eq(ca)
+                                    .and(ocsp_responses::serial.gt(serial))),
+                        )),
+                );
             }
-            self.cache_insert(
-                &row.ca_id,
-                &row.serial,
-                row.der,
-                row.this_update.max(0) as u64,
-                row.next_update.max(0) as u64,
-            );
+            let rows: Vec<OcspResponseRow> = query
+                .order((
+                    ocsp_responses::updated_ms.asc(),
+                    ocsp_responses::ca_id.asc(),
+                    ocsp_responses::serial.asc(),
+                ))
+                .limit(POLL_PAGE)
+                .select(OcspResponseRow::as_select())
+                .load(&mut conn)?;
+            count += rows.len();
+            let full = rows.len() as i64 == POLL_PAGE;
+            if let Some(last) = rows.last() {
+                after = Some((last.updated_ms, last.ca_id.clone(), last.serial.clone()));
+            }
+            for row in rows {
+                if let Some(current) = self.cached(&row.ca_id, &row.serial) {
+                    if current.this_update > row.this_update as u64 {
+                        continue;
+                    }
+                }
+                self.cache_insert(
+                    &row.ca_id,
+                    &row.serial,
+                    row.der,
+                    row.this_update.max(0) as u64,
+                    row.next_update.max(0) as u64,
+                );
+            }
+            if !full {
+                break;
+            }
         }
         self.ocsp_cache
             .last_poll_ms

@@ -730,3 +730,109 @@ fn partitioned_crls_scope_revocations_to_their_shard() {
 fn partitioned_crls_scope_revocations_to_their_shard_postgres() {
     partitioned(Backend::Postgres);
 }
+
+/// A CRL larger than one stored chunk (1 MiB): 30,000 revoked rows put straight into the database,
+/// one revocation through the API publishes a CRL of 30,001 entries built from the previous one,
+/// the database holds it in several chunks, it is served whole (in slices) and verifies with
+/// openssl, and an OCSP-only instance (no CA key: it reads the CRL back chunk by chunk) serves the
+/// same bytes.
+fn large_crl(backend: Backend) {
+    let server = Server::start(backend, &[]);
+    server.login(&server.admin);
+    let enroller = server.user("enroller", &["device-enroller"]);
+    let officer = server.user("officer", &["security-officer"]);
+    let device = issue_device(&server, &enroller, "7001");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let now_ms = now * 1000;
+    let rows = 30_000;
+    let (serial, numbers, blob) = if server.database_url.starts_with("sqlite://") {
+        (
+            "'7e' || printf('%030x', i)",
+            format!("(WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows}) SELECT i FROM n) AS s"),
+            "x'00'",
+        )
+    } else {
+        (
+            "'7e' || lpad(to_hex(i), 30, '0')",
+            format!("generate_series(1, {rows}) AS s(i)"),
+            "'\\x00'::bytea",
+        )
+    };
+    server.sql(&format!(
+        "INSERT INTO certificates (ca_id, serial, request_id, profile_id, subject, tbs_der, der, \
+         not_before, not_after, status, revoked_at, revocation_reason, invalidity_date, created_at, \
+         status_changed_ms, crl_partition) \
+         SELECT 'issuing', {serial}, NULL, 'ambulance-terminal', 'CN=synthetic', {blob}, NULL, \
+         {nb}, {na}, 'revoked', {now}, 'key-compromise', NULL, {nb}, {now_ms}, NULL FROM {numbers}",
+        nb = now - 86400,
+        na = now + 86400 * 30,
+    ));
+    let (status, answer) = server.call(
+        "POST",
+        &format!("/api/v1/certificates/issuing/{}/revoke", device.serial),
+        Some(&officer.token()),
+        Some(json!({"totp": officer.code(), "reason": "key-compromise"})),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let fetch = |base: &str| -> Vec<u8> {
+        let response = reqwest::blocking::get(format!("{base}/crl/issuing.crl")).unwrap();
+        assert_eq!(response.status(), 200);
+        let length: usize = response.headers()["content-length"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let body = response.bytes().unwrap().to_vec();
+        assert_eq!(body.len(), length);
+        body
+    };
+    let check = |der: &[u8]| {
+        let crl = openssl::x509::X509Crl::from_der(der).unwrap();
+        assert!(crl.verify(&device.issuer.public_key().unwrap()).unwrap());
+        let listed = crl_serials(der);
+        assert_eq!(listed.len(), rows + 1);
+        assert!(listed.contains(&normal_serial(&device.serial)));
+    };
+    let served = fetch(&server.public_url);
+    assert!(served.len() > 1 << 20, "{} bytes", served.len());
+    check(&served);
+    let chunks: usize = server
+        .query("SELECT count(*) FROM published_crl_chunks WHERE name = 'issuing'")
+        .parse()
+        .unwrap();
+    assert!(chunks >= 2, "{chunks} chunks");
+    let stored: usize = server
+        .query("SELECT der_len FROM published_crls WHERE name = 'issuing'")
+        .parse()
+        .unwrap();
+    assert_eq!(stored, served.len());
+    server.kill();
+    let number: u128 = server
+        .query("SELECT crl_number FROM published_crls WHERE name = 'issuing'")
+        .parse()
+        .unwrap();
+    let responder = server.ocsp_only(&server.database_url);
+    let read_back = fetch(&responder.url);
+    assert_eq!(crl_number(&read_back), number);
+    check(&read_back);
+    if number == crl_number(&served) {
+        assert!(
+            read_back == served,
+            "the chunks reassemble the CRL byte for byte"
+        );
+    }
+}
+
+#[test]
+fn large_crl_is_stored_in_chunks_and_served_whole() {
+    large_crl(Backend::Sqlite);
+}
+
+#[test]
+#[cfg_attr(not(mamori_postgres), ignore = "MAMORI_TEST_POSTGRES_URL is not set")]
+fn large_crl_is_stored_in_chunks_and_served_whole_postgres() {
+    large_crl(Backend::Postgres);
+}

@@ -2,6 +2,7 @@
 //! with one error mapping (`problem`) and the route table the OpenAPI document is built from.
 
 pub mod api;
+pub mod body;
 pub mod problem;
 pub mod public;
 

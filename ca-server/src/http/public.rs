@@ -8,6 +8,7 @@ use actix_web::http::header::{self, HttpDate};
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 
+use super::body::SlicedBody;
 use super::problem::problem;
 use crate::authority::Authority;
 use crate::error::ServiceError;
@@ -53,7 +54,7 @@ pub async fn crl(
             header::CACHE_CONTROL,
             format!("public, max-age={max_age}, no-transform, must-revalidate"),
         ))
-        .body(row.der.clone()))
+        .body(SlicedBody::new(row.der.clone())))
 }
 
 /// `GET /ca/{ca}.crt` (DER, the AIA caIssuers target) and `GET /ca/{ca}.pem` (PEM chain to the root).

@@ -102,7 +102,7 @@ pub struct PublishedCrlRow {
     pub crl_number: i64,
     pub this_update: i64,
     pub next_update: i64,
-    pub der: Vec<u8>,
+    pub der_len: i64,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

@@ -111,6 +111,14 @@ diesel::table! {
         crl_number -> BigInt,
         this_update -> BigInt,
         next_update -> BigInt,
+        der_len -> BigInt,
+    }
+}
+
+diesel::table! {
+    published_crl_chunks (name, seq) {
+        name -> Text,
+        seq -> Integer,
         der -> Binary,
     }
 }
@@ -158,6 +166,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     certificates,
     crl_sequences,
     published_crls,
+    published_crl_chunks,
     ocsp_responders,
     audit_log,
 );

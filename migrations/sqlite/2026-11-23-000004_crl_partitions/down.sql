@@ -15,11 +15,15 @@ CREATE TABLE delta_crls (
   der BLOB NOT NULL
 );
 INSERT INTO crls (ca_id, crl_number, this_update, next_update, der, last_number)
-  SELECT p.ca_id, p.crl_number, p.this_update, p.next_update, p.der, s.last_number
+  SELECT p.ca_id, p.crl_number, p.this_update, p.next_update,
+    (SELECT CAST(group_concat(CAST(c.der AS TEXT), '') AS BLOB) FROM (SELECT der FROM published_crl_chunks c WHERE c.name = p.name ORDER BY seq) c),
+    s.last_number
   FROM published_crls p JOIN crl_sequences s ON s.ca_id = p.ca_id WHERE p.name = p.ca_id;
 INSERT INTO delta_crls (ca_id, crl_number, base_number, this_update, next_update, der)
-  SELECT ca_id, crl_number, base_number, this_update, next_update, der
-  FROM published_crls WHERE name = ca_id || '-delta';
+  SELECT p.ca_id, p.crl_number, p.base_number, p.this_update, p.next_update,
+    (SELECT CAST(group_concat(CAST(c.der AS TEXT), '') AS BLOB) FROM (SELECT der FROM published_crl_chunks c WHERE c.name = p.name ORDER BY seq) c)
+  FROM published_crls p WHERE p.name = p.ca_id || '-delta';
+DROP TABLE published_crl_chunks;
 DROP TABLE published_crls;
 DROP TABLE crl_sequences;
 DROP INDEX certificates_crl_scope;
