@@ -194,6 +194,19 @@ fn presigned_cache_headers_resign_and_refresh() {
         statuses(&server, &body, &[&d.leaf], &d.issuer),
         vec![OcspCertStatus::GOOD]
     );
+    // Anything under /ocsp but POST /ocsp and GET /ocsp/{request}: 405 with a problem body.
+    let plain = reqwest::blocking::Client::new();
+    for (method, path) in [("PUT", "/ocsp/MAo="), ("GET", "/ocsp"), ("POST", "/ocsp/MAo=")] {
+        let refused = plain
+            .request(method.parse().unwrap(), format!("{}{path}", server.public_url))
+            .send()
+            .unwrap();
+        assert_eq!(refused.status().as_u16(), 405, "{method} {path}");
+        assert_eq!(
+            refused.headers()["content-type"].to_str().unwrap(),
+            "application/problem+json"
+        );
+    }
     let again = get(&server.public_url, &request, None);
     assert_eq!(again.headers()["etag"].to_str().unwrap(), etag);
     assert_eq!(

@@ -160,6 +160,23 @@ pub async fn ocsp_post(
     }
 }
 
+/// Everything under `/ocsp` but `POST /ocsp`: a GET of `/ocsp/{request}` is an OCSP request,
+/// anything else is refused with 405.
+pub async fn ocsp_get_or_refuse(
+    state: web::Data<Arc<Authority>>,
+    request: HttpRequest,
+) -> HttpResponse {
+    if request.method() == actix_web::http::Method::GET && request.path().starts_with("/ocsp/") {
+        return ocsp_get(state, request).await;
+    }
+    problem(
+        actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        "OCSP requests are POST /ocsp or GET /ocsp/{base64 request}",
+    )
+}
+
 /// `GET /ocsp/{base64 request}` (RFC 6960 appendix A.1, RFC 5019 §5): base64 of the DER
 /// request, URL-encoded.
 pub async fn ocsp_get(state: web::Data<Arc<Authority>>, request: HttpRequest) -> HttpResponse {
