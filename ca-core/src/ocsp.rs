@@ -17,8 +17,8 @@ use x509_cert::ext::Extension;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::Certificate;
 use x509_ocsp::{
-    BasicOcspResponse, CertId, CertStatus, OcspRequest, OcspResponse, OcspResponseStatus,
-    ResponderId, ResponseBytes, ResponseData, RevokedInfo, SingleResponse, Version,
+    CertId, CertStatus, OcspRequest, OcspResponse, OcspResponseStatus, ResponderId, ResponseData,
+    RevokedInfo, SingleResponse, Version,
 };
 
 use crate::crl::RevocationReason;
@@ -241,6 +241,24 @@ pub fn build_response(
     produced_at: UnixTime,
     nonce: Option<&[u8]>,
 ) -> Result<Vec<u8>, OcspError> {
+    let compact = build_compact_response(responder.key, statuses, produced_at, nonce)?;
+    let certs = match responder.certificate {
+        Some(certificate) => certs_field(certificate)?,
+        None => Vec::new(),
+    };
+    expand_response(&compact, &certs)
+}
+
+/// Builds and signs the signed part of a BasicOCSPResponse — tbsResponseData, signatureAlgorithm
+/// and signature, as [`split_response`] gives them — for [`expand_response`] to wrap with a
+/// responder certificate field encoded once. The tbsResponseData is encoded once and signed as it
+/// lies: this is the per-request work of a responder that echoes nonces.
+pub fn build_compact_response(
+    key: &dyn SigningKey,
+    statuses: &[SingleStatus],
+    produced_at: UnixTime,
+    nonce: Option<&[u8]>,
+) -> Result<Vec<u8>, OcspError> {
     let encode = |e: der::Error| OcspError::Encode(e.to_string());
     let responses = statuses
         .iter()
@@ -259,7 +277,7 @@ pub fn build_response(
             }])
         }
     };
-    let key_hash = key_identifier(responder.key.public_key_info());
+    let key_hash = key_identifier(key.public_key_info());
     let data = ResponseData {
         version: Version::V1,
         responder_id: ResponderId::ByKey(OctetString::new(key_hash).map_err(encode)?),
@@ -267,22 +285,16 @@ pub fn build_response(
         responses,
         response_extensions,
     };
-    let data_der = data.to_der().map_err(encode)?;
-    let signature = responder.key.sign(&data_der)?;
-    let basic = BasicOcspResponse {
-        tbs_response_data: data,
-        signature_algorithm: responder.key.algorithm().identifier(),
-        signature: BitString::from_bytes(&signature).map_err(encode)?,
-        certs: responder.certificate.map(|c| vec![c.clone()]),
-    };
-    let response = OcspResponse {
-        response_status: OcspResponseStatus::Successful,
-        response_bytes: Some(ResponseBytes {
-            response_type: const_oid::db::rfc6960::ID_PKIX_OCSP_BASIC,
-            response: OctetString::new(basic.to_der().map_err(encode)?).map_err(encode)?,
-        }),
-    };
-    response.to_der().map_err(encode)
+    let mut compact = data.to_der().map_err(encode)?;
+    let signature = key.sign(&compact)?;
+    key.algorithm()
+        .identifier()
+        .encode_to_vec(&mut compact)
+        .map_err(encode)?;
+    BitString::from_bytes(&signature)
+        .and_then(|b| b.encode_to_vec(&mut compact))
+        .map_err(encode)?;
+    Ok(compact)
 }
 
 /// Splits a successful OCSPResponse into its signed part and its responder certificates: the BasicOCSPResponse's

@@ -39,6 +39,9 @@ pub struct Responder {
     pub key: SoftwareKey,
     /// Its certificate (ocsp-responder profile).
     pub certificate: x509_cert::Certificate,
+    /// The BasicOCSPResponse `certs` field carrying that certificate, encoded once
+    /// ([`ca_core::ocsp::certs_field`]) and added to every freshly signed response.
+    pub certs_field: Vec<u8>,
     /// When it expires.
     pub not_after: UnixTime,
 }

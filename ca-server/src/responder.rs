@@ -297,11 +297,33 @@ impl Authority {
     /// Answers from the in-memory cache alone, without the database or a blocking thread: one
     /// canonical SHA-1 CertID, no nonce to echo, a current response. `None` when the request
     /// needs more (the caller then goes through [`Authority::ocsp`]).
+    ///
+    /// A nonce to echo is signed here too (about 30 µs on the calling worker, cheaper than the
+    /// hop to a blocking thread) when every status it asks for is held in memory.
     pub fn ocsp_cached(&self, request_der: &[u8]) -> Option<OcspAnswer> {
         let parsed = ocsp::parse_request(request_der).ok()?;
-        if parsed.cert_ids.len() != 1
-            || (parsed.nonce.is_some() && self.config.ocsp_nonce == NonceMode::Echo)
-        {
+        if parsed.nonce.is_some() && self.config.ocsp_nonce == NonceMode::Echo {
+            let (hash, id) = parsed.cert_ids.first()?;
+            let (ca_id, _) = self
+                .issuer_hashes
+                .iter()
+                .find(|(_, h)| h.matches(*hash, id))?;
+            let all_same_issuer = parsed.cert_ids.iter().all(|(hash, id)| {
+                self.issuer_hashes
+                    .iter()
+                    .find(|(_, h)| h.matches(*hash, id))
+                    .is_some_and(|(c, _)| c == ca_id)
+            });
+            if !all_same_issuer {
+                return None;
+            }
+            let der = self.ocsp_fresh(ca_id, &parsed, true, true).ok()??;
+            return Some(OcspAnswer {
+                der: der.into(),
+                cache: None,
+            });
+        }
+        if parsed.cert_ids.len() != 1 {
             return None;
         }
         let (hash, id) = &parsed.cert_ids[0];
@@ -529,7 +551,10 @@ impl Authority {
                 }
             }
         }
-        match self.ocsp_fresh(ca_id, &parsed, echo) {
+        match self
+            .ocsp_fresh(ca_id, &parsed, echo, false)
+            .and_then(|der| der.ok_or_else(|| ServiceError::Internal("no status".into())))
+        {
             Ok(der) => OcspAnswer {
                 der: der.into(),
                 cache: None,
@@ -548,9 +573,12 @@ impl Authority {
         let certificate =
             <x509_cert::Certificate as ca_core::der::Decode>::from_der(&row.certificate_der)
                 .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let certs_field =
+            ocsp::certs_field(&certificate).map_err(|e| ServiceError::Internal(e.to_string()))?;
         Ok(Responder {
             key,
             certificate,
+            certs_field,
             not_after: UnixTime(row.not_after.max(0) as u64),
         })
     }
@@ -655,20 +683,24 @@ impl Authority {
         })?;
         let certificate = <x509_cert::Certificate as ca_core::der::Decode>::from_der(&issued.der)
             .map_err(|e| internal(e.to_string()))?;
+        let certs_field = ocsp::certs_field(&certificate).map_err(|e| internal(e.to_string()))?;
         Ok(Responder {
             key,
             certificate,
+            certs_field,
             not_after: issued.not_after,
         })
     }
 
-    /// Signs a fresh response for every CertID in `parsed` (nonce echoed when `nonce`).
+    /// Signs a fresh response for every CertID in `parsed` (nonce echoed when `nonce`). With
+    /// `memory_only`, `None` when a status is not held in memory (the database is not asked).
     fn ocsp_fresh(
         &self,
         ca_id: &str,
         parsed: &ocsp::ParsedRequest,
         nonce: bool,
-    ) -> Result<Vec<u8>, ServiceError> {
+        memory_only: bool,
+    ) -> Result<Option<Vec<u8>>, ServiceError> {
         let responder = self
             .responders
             .read()
@@ -687,6 +719,7 @@ impl Authority {
                 .map(|c| c.detail);
             let status = match known {
                 Some(status) => status,
+                None if memory_only => return Ok(None),
                 None => {
                     if conn.is_none() {
                         conn = Some(self.conn()?);
@@ -697,11 +730,6 @@ impl Authority {
                     }
                 }
             };
-            self.metrics.ocsp(match status {
-                Status::Good => "good",
-                Status::Revoked { .. } => "revoked",
-                Status::Unknown => "unknown",
-            });
             statuses.push(SingleStatus {
                 cert_id: id.clone(),
                 status,
@@ -709,16 +737,26 @@ impl Authority {
                 next_update: now.plus(self.config.ocsp_validity_secs),
             });
         }
-        ocsp::build_response(
-            &ResponderIdentity {
-                key: &responder.key,
-                certificate: Some(&responder.certificate),
-            },
+        // Signed without the responder certificate, which is then added as the bytes encoded
+        // once per responder: re-encoding the certificate for every request cost more than
+        // building the rest of the response.
+        for single in &statuses {
+            self.metrics.ocsp(match single.status {
+                Status::Good => "good",
+                Status::Revoked { .. } => "revoked",
+                Status::Unknown => "unknown",
+            });
+        }
+        let compact = ocsp::build_compact_response(
+            &responder.key,
             &statuses,
             now,
             if nonce { parsed.nonce.as_deref() } else { None },
         )
-        .map_err(|e| ServiceError::Internal(e.to_string()))
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        ocsp::expand_response(&compact, &responder.certs_field)
+            .map(Some)
+            .map_err(|e| ServiceError::Internal(e.to_string()))
     }
 }
 

@@ -196,9 +196,16 @@ fn presigned_cache_headers_resign_and_refresh() {
     );
     // Anything under /ocsp but POST /ocsp and GET /ocsp/{request}: 405 with a problem body.
     let plain = reqwest::blocking::Client::new();
-    for (method, path) in [("PUT", "/ocsp/MAo="), ("GET", "/ocsp"), ("POST", "/ocsp/MAo=")] {
+    for (method, path) in [
+        ("PUT", "/ocsp/MAo="),
+        ("GET", "/ocsp"),
+        ("POST", "/ocsp/MAo="),
+    ] {
         let refused = plain
-            .request(method.parse().unwrap(), format!("{}{path}", server.public_url))
+            .request(
+                method.parse().unwrap(),
+                format!("{}{path}", server.public_url),
+            )
             .send()
             .unwrap();
         assert_eq!(refused.status().as_u16(), 405, "{method} {path}");

@@ -377,7 +377,7 @@ pub fn public_routes(cfg: &mut web::ServiceConfig) {
     .route("/crl/{name}", web::get().to(public::crl))
     .route("/ca/{name}", web::get().to(public::ca_certificate))
     .route("/healthz", web::get().to(public::healthz))
-        .route("/metrics", web::get().to(public::metrics));
+    .route("/metrics", web::get().to(public::metrics));
 }
 
 fn tls_acceptor(
