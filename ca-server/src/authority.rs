@@ -759,8 +759,10 @@ impl Authority {
         };
         let csr = VerifiedCsr::parse(request.csr.as_bytes(), profile.min_rsa_bits())?;
         let ca = self.issuing_ca(profile)?;
-        // Dry run: the profile, the window and the lint all pass before anything is stored.
-        PreparedIssuance::prepare(ca, profile, &csr, &IssuanceOptions { window }, &self.clock)?;
+        // The profile, the window and the lint all pass before anything is stored; a profile
+        // without approvals issues this very preparation.
+        let prepared =
+            PreparedIssuance::prepare(ca, profile, &csr, &IssuanceOptions { window }, &self.clock)?;
         let now = self.now().as_secs() as i64;
         let row = RequestRow {
             id: new_id("req")?,
@@ -780,7 +782,7 @@ impl Authority {
         };
         let mut conn = self.conn()?;
         let approved_now = profile.approval().approvals == 0;
-        crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
+        let reserved = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
             diesel::insert_into(requests::table)
                 .values(&row)
                 .execute(conn)?;
@@ -796,11 +798,24 @@ impl Authority {
                 diesel::update(requests::table.find(&row.id))
                     .set(requests::status.eq("approved"))
                     .execute(conn)?;
+                // Reserved in the same commit as the request: one durable write fewer.
+                let serial =
+                    crate::signing::reserve(conn, ca, &prepared, profile.id(), Some(&row.id), now)?;
+                return Ok(Some(serial));
             }
-            Ok(())
+            Ok(None)
         })?;
-        if approved_now {
-            self.issue_approved(&mut conn, &row.id, &caller.username)?;
+        if let Some(serial) = reserved {
+            self.finish_issue(
+                &mut conn,
+                &row.id,
+                ca,
+                profile,
+                prepared,
+                &serial,
+                &caller.username,
+                now,
+            )?;
         }
         self.request_view(&mut conn, &row.id)
     }
@@ -876,10 +891,36 @@ impl Authority {
                 return Ok(());
             }
         };
-        let (issued, serial) =
-            crate::signing::reserve_and_sign(conn, ca, prepared, profile.id(), Some(&row.id), now)?;
+        let serial =
+            crate::signing::reserve(conn, ca, &prepared, profile.id(), Some(&row.id), now)?;
+        self.finish_issue(conn, request_id, ca, profile, prepared, &serial, actor, now)
+    }
+
+    /// Signs a reserved certificate and its first OCSP response (good), then in one transaction
+    /// stores the certificate, marks the request issued, appends the audit entry and stores the
+    /// OCSP response.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_issue(
+        &self,
+        conn: &mut DbConnection,
+        request_id: &str,
+        ca: &CertificateAuthority,
+        profile: &Profile,
+        prepared: PreparedIssuance,
+        serial: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<(), ServiceError> {
+        let issued = prepared.sign(ca)?;
+        let response = match self.sign_response(ca.id(), serial, ca_core::ocsp::Status::Good) {
+            Ok(row) => row,
+            Err(e) => {
+                tracing::warn!(error = %e, cert.serial = %serial, "pre-signing the OCSP response failed; upkeep will retry");
+                None
+            }
+        };
         crate::store::write_transaction::<_, ServiceError, _>(&mut *conn, |conn| {
-            crate::signing::mark_issued(conn, ca.id(), &serial, &issued.der)?;
+            crate::signing::mark_issued(conn, ca.id(), serial, &issued.der)?;
             let updated = diesel::update(
                 requests::table
                     .find(request_id)
@@ -888,7 +929,7 @@ impl Authority {
             .set((
                 requests::status.eq("issued"),
                 requests::ca_id.eq(ca.id()),
-                requests::certificate_serial.eq(&serial),
+                requests::certificate_serial.eq(serial),
                 requests::updated_at.eq(now),
             ))
             .execute(conn)?;
@@ -905,15 +946,18 @@ impl Authority {
                 &format!("{}/{serial}", ca.id()),
                 json!({"request": request_id, "profile": profile.id(), "subject": issued.subject, "not_after": issued.not_after.to_rfc3339()}),
             )?;
+            if let Some(row) = &response {
+                crate::responder::store_response(conn, row)?;
+            }
             Ok(())
         })?;
+        if let Some(row) = response {
+            self.remember_response(row);
+        }
         self.metrics
             .issued
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(cert.serial = %serial, ca.id = %ca.id(), profile.id = %profile.id(), "certificate issued");
-        if let Err(e) = self.presign(conn, ca.id(), &serial) {
-            tracing::warn!(error = %e, cert.serial = %serial, "pre-signing the OCSP response failed; upkeep will retry");
-        }
         Ok(())
     }
 

@@ -12,7 +12,7 @@ use ca_core::crl::RevocationReason;
 use ca_core::csr::VerifiedCsr;
 use ca_core::issuance::{IssuanceOptions, PreparedIssuance};
 use ca_core::key::SoftwareKey;
-use ca_core::ocsp::{self, CertIdHash, ResponderIdentity, SingleStatus, Status};
+use ca_core::ocsp::{self, CertIdHash, SingleStatus, Status};
 use ca_core::profile::Profile;
 use ca_core::serial::{parse_serial_hex, serial_hex};
 use ca_core::time::UnixTime;
@@ -239,6 +239,28 @@ impl Authority {
         ca_id: &str,
         serial: &str,
     ) -> Result<Option<Arc<CachedResponse>>, ServiceError> {
+        let status = self.status_of(conn, ca_id, serial)?;
+        if status == Status::Unknown {
+            return Ok(None);
+        }
+        let Some(row) = self.sign_response(ca_id, serial, status)? else {
+            return Ok(None);
+        };
+        crate::store::write_transaction::<_, ServiceError, _>(&mut *conn, |conn| {
+            store_response(conn, &row)
+        })?;
+        Ok(self.remember_response(row))
+    }
+
+    /// Signs the canonical (SHA-1 CertID) response reporting `status` for one certificate, as
+    /// the row to store ([`store_response`]) and then cache ([`Authority::remember_response`]).
+    /// `None` for a CA this instance does not answer for.
+    pub(crate) fn sign_response(
+        &self,
+        ca_id: &str,
+        serial: &str,
+        status: Status,
+    ) -> Result<Option<OcspResponseRow>, ServiceError> {
         let Some(hashes) = self
             .issuer_hashes
             .iter()
@@ -250,21 +272,14 @@ impl Authority {
         let Some(serial_number) = parse_serial_hex(serial) else {
             return Ok(None);
         };
-        let status = self.status_of(conn, ca_id, serial)?;
-        if status == Status::Unknown {
-            return Ok(None);
-        }
         let responder = self.responder(ca_id)?;
         let now = self.now();
         let next = now.plus(self.config.ocsp_validity_secs);
         let cert_id = hashes
             .cert_id(serial_number)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
-        let der = ocsp::build_response(
-            &ResponderIdentity {
-                key: &responder.key,
-                certificate: Some(&responder.certificate),
-            },
+        let compact = ocsp::build_compact_response(
+            &responder.key,
             &[SingleStatus {
                 cert_id,
                 status,
@@ -275,23 +290,28 @@ impl Authority {
             None,
         )
         .map_err(|e| ServiceError::Internal(e.to_string()))?;
-        let row = OcspResponseRow {
+        let der = ocsp::expand_response(&compact, &responder.certs_field)
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        Ok(Some(OcspResponseRow {
             ca_id: ca_id.to_string(),
             serial: serial.to_string(),
-            der: der.clone(),
+            der,
             this_update: now.as_secs() as i64,
             next_update: next.as_secs() as i64,
             updated_ms: now_ms(),
-        };
-        crate::store::write_transaction::<_, ServiceError, _>(&mut *conn, |conn| {
-            diesel::delete(ocsp_responses::table.find((ca_id, serial))).execute(conn)?;
-            diesel::insert_into(ocsp_responses::table)
-                .values(&row)
-                .execute(conn)?;
-            Ok(())
-        })?;
-        self.cache_insert(ca_id, serial, der, now.as_secs(), next.as_secs());
-        Ok(self.cached(ca_id, serial))
+        }))
+    }
+
+    /// Puts a stored response into the cache (after the transaction that stored it committed).
+    pub(crate) fn remember_response(&self, row: OcspResponseRow) -> Option<Arc<CachedResponse>> {
+        self.cache_insert(
+            &row.ca_id,
+            &row.serial,
+            row.der,
+            row.this_update.max(0) as u64,
+            row.next_update.max(0) as u64,
+        );
+        self.cached(&row.ca_id, &row.serial)
     }
 
     /// Answers from the in-memory cache alone, without the database or a blocking thread: one
@@ -758,6 +778,18 @@ impl Authority {
             .map(Some)
             .map_err(|e| ServiceError::Internal(e.to_string()))
     }
+}
+
+/// Stores (replaces) a pre-signed response, inside the caller's transaction.
+pub(crate) fn store_response(
+    conn: &mut DbConnection,
+    row: &OcspResponseRow,
+) -> Result<(), ServiceError> {
+    diesel::delete(ocsp_responses::table.find((&row.ca_id, &row.serial))).execute(conn)?;
+    diesel::insert_into(ocsp_responses::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
 }
 
 /// The status a single-response OCSPResponse reports, with revocation time and reason.

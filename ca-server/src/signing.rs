@@ -21,6 +21,21 @@ pub fn reserve_and_sign(
     request_id: Option<&str>,
     now: i64,
 ) -> Result<(IssuedCertificate, String), ServiceError> {
+    let serial = reserve(conn, ca, &prepared, profile_id, request_id, now)?;
+    let issued = prepared.sign(ca)?;
+    Ok((issued, serial))
+}
+
+/// Stores the serial and TBS of `prepared` as `reserved` (in the caller's transaction, if any),
+/// before anything is signed. Returns the serial (hex).
+pub fn reserve(
+    conn: &mut DbConnection,
+    ca: &CertificateAuthority,
+    prepared: &PreparedIssuance,
+    profile_id: &str,
+    request_id: Option<&str>,
+    now: i64,
+) -> Result<String, ServiceError> {
     let serial = serial_hex(prepared.serial());
     diesel::insert_into(certificates::table)
         .values(CertificateRow {
@@ -42,8 +57,7 @@ pub fn reserve_and_sign(
             crl_partition: ca.crl_partition_of(prepared.serial()).map(|k| k as i32),
         })
         .execute(conn)?;
-    let issued = prepared.sign(ca)?;
-    Ok((issued, serial))
+    Ok(serial)
 }
 
 /// Stores the signed certificate over its reservation; call inside the transaction that also
