@@ -37,10 +37,8 @@ use crate::store::{Conn, DbConnection, DbPool};
 pub struct Responder {
     /// Its key.
     pub key: SoftwareKey,
-    /// Its certificate (ocsp-responder profile).
-    pub certificate: x509_cert::Certificate,
-    /// The BasicOCSPResponse `certs` field carrying that certificate, encoded once
-    /// ([`ca_core::ocsp::certs_field`]) and added to every freshly signed response.
+    /// The BasicOCSPResponse `certs` field carrying its certificate (ocsp-responder profile),
+    /// encoded once ([`ca_core::ocsp::certs_field`]) and added to every response it signs.
     pub certs_field: Vec<u8>,
     /// When it expires.
     pub not_after: UnixTime,

@@ -74,39 +74,20 @@ pub struct CrlCache {
 }
 
 /// One status change or revoked certificate, as read for a CRL.
-#[derive(Debug, Queryable)]
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = certificates)]
 struct Revoked {
     serial: String,
     revoked_at: Option<i64>,
     created_at: i64,
+    #[diesel(column_name = revocation_reason)]
     reason: Option<String>,
     invalidity_date: Option<i64>,
     status: String,
     not_after: i64,
+    #[diesel(column_name = status_changed_ms)]
     changed_ms: i64,
 }
-
-type RevokedColumns = (
-    certificates::serial,
-    certificates::revoked_at,
-    certificates::created_at,
-    certificates::revocation_reason,
-    certificates::invalidity_date,
-    certificates::status,
-    certificates::not_after,
-    certificates::status_changed_ms,
-);
-
-const REVOKED_COLUMNS: RevokedColumns = (
-    certificates::serial,
-    certificates::revoked_at,
-    certificates::created_at,
-    certificates::revocation_reason,
-    certificates::invalidity_date,
-    certificates::status,
-    certificates::not_after,
-    certificates::status_changed_ms,
-);
 
 /// Certificates of one CRL scope.
 fn scope_query<'a>(
@@ -133,7 +114,7 @@ fn changes_since(
     scope_query(ca_id, partition)
         .filter(certificates::status_changed_ms.ge(since_ms))
         .filter(certificates::status.eq_any(["revoked", "hold", "valid"]))
-        .select(REVOKED_COLUMNS)
+        .select(Revoked::as_select())
         .load(conn)
 }
 
@@ -410,8 +391,7 @@ impl Authority {
                         .collect();
                     let added: Vec<RevokedEntry> =
                         changes.iter().filter_map(|c| c.entry(now_secs)).collect();
-                    let der = build_crl_from_base(ca, &params, &base.der, &replaced, &added)
-                        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+                    let der = build_crl_from_base(ca, &params, &base.der, &replaced, &added)?;
                     (
                         der,
                         json!({"crl_number": number, "scope": name, "base": base.number, "changed": changes.len()}),
@@ -477,7 +457,7 @@ impl Authority {
                 .filter(certificates::not_after.gt(now))
                 .order(certificates::serial.asc())
                 .limit(BATCH)
-                .select(REVOKED_COLUMNS)
+                .select(Revoked::as_select())
                 .load(conn)?;
             for row in &rows {
                 if let Some(entry) = row.entry(now) {
@@ -563,8 +543,7 @@ impl Authority {
                 delta_base: Some(base_number as u64),
                 freshest_crl: None,
             };
-            let der = ca_core::crl::build_crl(ca, &params, &entries)
-                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+            let der = ca_core::crl::build_crl(ca, &params, &entries)?;
             let row = PublishedCrlRow {
                 name: name.clone(),
                 ca_id: ca_id.to_string(),

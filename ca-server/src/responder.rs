@@ -597,7 +597,6 @@ impl Authority {
             ocsp::certs_field(&certificate).map_err(|e| ServiceError::Internal(e.to_string()))?;
         Ok(Responder {
             key,
-            certificate,
             certs_field,
             not_after: UnixTime(row.not_after.max(0) as u64),
         })
@@ -706,7 +705,6 @@ impl Authority {
         let certs_field = ocsp::certs_field(&certificate).map_err(|e| internal(e.to_string()))?;
         Ok(Responder {
             key,
-            certificate,
             certs_field,
             not_after: issued.not_after,
         })
