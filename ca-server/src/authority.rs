@@ -29,6 +29,7 @@ use crate::config::Config;
 use crate::error::ServiceError;
 use crate::metrics::Metrics;
 use crate::secrets::DataKey;
+use crate::store::group_commit::GroupCommit;
 use crate::store::models::*;
 use crate::store::schema::*;
 use crate::store::{Conn, DbConnection, DbPool};
@@ -101,6 +102,8 @@ pub struct Authority {
     /// Metrics.
     pub metrics: Metrics,
     pub(crate) clock: SystemClock,
+    /// The group-commit writer the issuance path's writes go through.
+    writer: GroupCommit,
 }
 
 /// Roles parsed from the stored comma list.
@@ -167,6 +170,8 @@ impl Authority {
                 ));
             }
         }
+        let writer = GroupCommit::start(&parts.config.database_url())
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let login_limiter =
             crate::rate_limit::LoginLimiter::new(parts.config.login_attempts_per_minute);
         let authority = Authority {
@@ -186,6 +191,7 @@ impl Authority {
             ocsp_only: parts.ocsp_only,
             metrics: Metrics::default(),
             clock: SystemClock,
+            writer,
         };
         authority.maintain()?;
         authority.poll_responses()?;
@@ -220,6 +226,11 @@ impl Authority {
         self.refresh_responses()?;
         self.poll_responses()?;
         Ok(())
+    }
+
+    /// The group-commit writer's counters.
+    pub fn writer_stats(&self) -> &crate::store::group_commit::Stats {
+        self.writer.stats()
     }
 
     /// A pooled connection.
@@ -668,9 +679,12 @@ impl Authority {
             return Err(ServiceError::Unauthenticated);
         }
         if now > session.last_seen {
-            diesel::update(sessions::table.find(&hash))
-                .set(sessions::last_seen.eq(now))
-                .execute(&mut conn)?;
+            crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
+                diesel::update(sessions::table.find(&hash))
+                    .set(sessions::last_seen.eq(now))
+                    .execute(conn)?;
+                Ok(())
+            })?;
         }
         Ok(Caller {
             user_id: user.id,
@@ -762,6 +776,7 @@ impl Authority {
         let prepared =
             PreparedIssuance::prepare(ca, profile, &csr, &IssuanceOptions { window }, &self.clock)?;
         let now = self.now().as_secs() as i64;
+        let approved_now = profile.approval().approvals == 0;
         let row = RequestRow {
             id: new_id("req")?,
             profile_id: profile.id().to_string(),
@@ -771,42 +786,39 @@ impl Authority {
             work_order: work_order.map(str::to_string),
             window_start: window.map(|w| w.0.as_secs() as i64),
             window_end: window.map(|w| w.1.as_secs() as i64),
-            status: "pending".into(),
+            status: if approved_now { "approved" } else { "pending" }.into(),
             ca_id: None,
             certificate_serial: None,
             failure: None,
             created_at: now,
             updated_at: now,
         };
-        let mut conn = self.conn()?;
-        let approved_now = profile.approval().approvals == 0;
-        let reserved = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
+        // Reserved in the same commit as the request: one durable write fewer.
+        let reservation = approved_now
+            .then(|| crate::signing::reservation(ca, &prepared, profile.id(), Some(&row.id), now));
+        let mut view = row.clone();
+        let actor = caller.username.clone();
+        let reserved = self.writer.run(move |conn| {
             diesel::insert_into(requests::table)
                 .values(&row)
                 .execute(conn)?;
             audit_log::append(
                 conn,
                 now as u64,
-                &caller.username,
+                &actor,
                 "request.submit",
                 &row.id,
                 json!({"profile": row.profile_id, "work_order": row.work_order}),
             )?;
-            if approved_now {
-                diesel::update(requests::table.find(&row.id))
-                    .set(requests::status.eq("approved"))
-                    .execute(conn)?;
-                // Reserved in the same commit as the request: one durable write fewer.
-                let serial =
-                    crate::signing::reserve(conn, ca, &prepared, profile.id(), Some(&row.id), now)?;
-                return Ok(Some(serial));
-            }
-            Ok(None)
+            let Some(reservation) = reservation else {
+                return Ok(None);
+            };
+            crate::signing::store_reservation(conn, &reservation)?;
+            Ok(Some(reservation.serial))
         })?;
         if let Some(serial) = reserved {
             self.finish_issue(
-                &mut conn,
-                &row.id,
+                &view.id,
                 ca,
                 profile,
                 prepared,
@@ -814,8 +826,12 @@ impl Authority {
                 &caller.username,
                 now,
             )?;
+            // What finish_issue stored, without reading the row back.
+            view.status = "issued".into();
+            view.ca_id = Some(ca.id().to_string());
+            view.certificate_serial = Some(serial);
         }
-        self.request_view(&mut conn, &row.id)
+        Ok(self.view_of(view, caller.username.clone(), &[]))
     }
 
     fn issuing_ca(&self, profile: &Profile) -> Result<&CertificateAuthority, ServiceError> {
@@ -891,16 +907,15 @@ impl Authority {
         };
         let serial =
             crate::signing::reserve(conn, ca, &prepared, profile.id(), Some(&row.id), now)?;
-        self.finish_issue(conn, request_id, ca, profile, prepared, &serial, actor, now)
+        self.finish_issue(request_id, ca, profile, prepared, &serial, actor, now)
     }
 
-    /// Signs a reserved certificate and its first OCSP response (good), then in one transaction
-    /// stores the certificate, marks the request issued, appends the audit entry and stores the
-    /// OCSP response.
+    /// Signs a reserved certificate and its first OCSP response (good), then in one commit (shared
+    /// with other issuances through the group-commit writer) stores the certificate, marks the
+    /// request issued, appends the audit entry and stores the OCSP response.
     #[allow(clippy::too_many_arguments)]
     fn finish_issue(
         &self,
-        conn: &mut DbConnection,
         request_id: &str,
         ca: &CertificateAuthority,
         profile: &Profile,
@@ -917,17 +932,21 @@ impl Authority {
                 None
             }
         };
-        crate::store::write_transaction::<_, ServiceError, _>(&mut *conn, |conn| {
-            crate::signing::mark_issued(conn, ca.id(), serial, &issued.der)?;
+        let details = json!({"request": request_id, "profile": profile.id(), "subject": issued.subject, "not_after": issued.not_after.to_rfc3339()});
+        let (ca_id, serial_owned) = (ca.id().to_string(), serial.to_string());
+        let (request_id, actor) = (request_id.to_string(), actor.to_string());
+        let der = issued.der;
+        let response = self.writer.run(move |conn| {
+            crate::signing::mark_issued(conn, &ca_id, &serial_owned, &der)?;
             let updated = diesel::update(
                 requests::table
-                    .find(request_id)
+                    .find(&request_id)
                     .filter(requests::status.eq("approved")),
             )
             .set((
                 requests::status.eq("issued"),
-                requests::ca_id.eq(ca.id()),
-                requests::certificate_serial.eq(serial),
+                requests::ca_id.eq(&ca_id),
+                requests::certificate_serial.eq(&serial_owned),
                 requests::updated_at.eq(now),
             ))
             .execute(conn)?;
@@ -939,15 +958,15 @@ impl Authority {
             audit_log::append(
                 conn,
                 now as u64,
-                actor,
+                &actor,
                 "certificate.issue",
-                &format!("{}/{serial}", ca.id()),
-                json!({"request": request_id, "profile": profile.id(), "subject": issued.subject, "not_after": issued.not_after.to_rfc3339()}),
+                &format!("{ca_id}/{serial_owned}"),
+                details,
             )?;
             if let Some(row) = &response {
                 crate::responder::store_response(conn, row)?;
             }
-            Ok(())
+            Ok(response)
         })?;
         if let Some(row) = response {
             self.remember_response(row);
@@ -1182,12 +1201,22 @@ impl Authority {
             .optional()?
             .ok_or_else(|| ServiceError::NotFound(format!("request {request_id}")))?;
         let decisions = self.decisions_of(conn, request_id)?;
+        Ok(self.view_of(row, requester, &decisions))
+    }
+
+    /// The API view of a request row, its requester's name and its decisions.
+    fn view_of(
+        &self,
+        row: RequestRow,
+        requester: String,
+        decisions: &[(DecisionRow, String)],
+    ) -> RequestView {
         let required = self
             .profiles
             .get(&row.profile_id)
             .map(|p| p.approval().approvals)
             .unwrap_or(0);
-        Ok(RequestView {
+        RequestView {
             approvals: decisions
                 .iter()
                 .filter(|(d, _)| d.verdict == "approve")
@@ -1214,7 +1243,7 @@ impl Authority {
             serial: row.certificate_serial,
             failure: row.failure,
             created_at: rfc3339(row.created_at),
-        })
+        }
     }
 
     /// `GET /requests/{id}`: requesters see their own; officers, admins and auditors all.

@@ -36,28 +36,45 @@ pub fn reserve(
     request_id: Option<&str>,
     now: i64,
 ) -> Result<String, ServiceError> {
-    let serial = serial_hex(prepared.serial());
+    let row = reservation(ca, prepared, profile_id, request_id, now);
+    store_reservation(conn, &row)?;
+    Ok(row.serial)
+}
+
+/// The `reserved` row for `prepared`: its serial and exact TBS, no certificate yet. Built apart
+/// from storing it so that a write queued for a later commit needs no borrow of the CA.
+pub fn reservation(
+    ca: &CertificateAuthority,
+    prepared: &PreparedIssuance,
+    profile_id: &str,
+    request_id: Option<&str>,
+    now: i64,
+) -> CertificateRow {
+    CertificateRow {
+        ca_id: ca.id().to_string(),
+        serial: serial_hex(prepared.serial()),
+        request_id: request_id.map(str::to_string),
+        profile_id: profile_id.to_string(),
+        subject: prepared.subject().to_string(),
+        tbs_der: prepared.tbs_der().to_vec(),
+        der: None,
+        not_before: prepared.not_before().as_secs() as i64,
+        not_after: prepared.not_after().as_secs() as i64,
+        status: "reserved".into(),
+        revoked_at: None,
+        revocation_reason: None,
+        invalidity_date: None,
+        created_at: now,
+        status_changed_ms: 0,
+        crl_partition: ca.crl_partition_of(prepared.serial()).map(|k| k as i32),
+    }
+}
+
+/// Stores a reservation built by [`reservation`] (in the caller's transaction, if any).
+pub fn store_reservation(conn: &mut DbConnection, row: &CertificateRow) -> QueryResult<usize> {
     diesel::insert_into(certificates::table)
-        .values(CertificateRow {
-            ca_id: ca.id().to_string(),
-            serial: serial.clone(),
-            request_id: request_id.map(str::to_string),
-            profile_id: profile_id.to_string(),
-            subject: prepared.subject().to_string(),
-            tbs_der: prepared.tbs_der().to_vec(),
-            der: None,
-            not_before: prepared.not_before().as_secs() as i64,
-            not_after: prepared.not_after().as_secs() as i64,
-            status: "reserved".into(),
-            revoked_at: None,
-            revocation_reason: None,
-            invalidity_date: None,
-            created_at: now,
-            status_changed_ms: 0,
-            crl_partition: ca.crl_partition_of(prepared.serial()).map(|k| k as i32),
-        })
-        .execute(conn)?;
-    Ok(serial)
+        .values(row)
+        .execute(conn)
 }
 
 /// Stores the signed certificate over its reservation; call inside the transaction that also

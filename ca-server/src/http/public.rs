@@ -250,12 +250,19 @@ pub async fn healthz(state: web::Data<Arc<Authority>>) -> HttpResponse {
     }
 }
 
-/// `GET /metrics`: Prometheus text format, with how many pre-signed OCSP responses are held.
+/// `GET /metrics`: Prometheus text format, with how many pre-signed OCSP responses are held and
+/// how the group-commit writer batches.
 pub async fn metrics(state: web::Data<Arc<Authority>>) -> HttpResponse {
     let mut text = state.metrics.render();
     text.push_str(&format!(
         "# HELP mamori_ocsp_cached_responses Pre-signed OCSP responses held in memory.\n# TYPE mamori_ocsp_cached_responses gauge\nmamori_ocsp_cached_responses {}\n",
         state.ocsp_cache.len()
+    ));
+    let writer = state.writer_stats();
+    text.push_str(&format!(
+        "# HELP mamori_db_group_commits_total Transactions run by the group-commit writer.\n# TYPE mamori_db_group_commits_total counter\nmamori_db_group_commits_total {}\n# HELP mamori_db_group_commit_jobs_total Writes those transactions carried (jobs per commit = this / commits).\n# TYPE mamori_db_group_commit_jobs_total counter\nmamori_db_group_commit_jobs_total {}\n",
+        writer.batches.load(std::sync::atomic::Ordering::Relaxed),
+        writer.jobs.load(std::sync::atomic::Ordering::Relaxed)
     ));
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

@@ -2,6 +2,8 @@
 //! Only this module and `authority` touch rows; migrations for both backends live in the
 //! top-level `migrations/` folder and run at start.
 
+pub mod gate;
+pub mod group_commit;
 pub mod models;
 pub mod schema;
 
@@ -28,7 +30,8 @@ pub use multi::DbConnection;
 /// Runs `f` in a write transaction. On SQLite it begins with `BEGIN IMMEDIATE`, taking the write
 /// lock before the first read: a deferred transaction that read an older snapshot would otherwise
 /// fail with "database is locked" when it came to write while another connection had committed.
-/// On PostgreSQL it is an ordinary transaction.
+/// On PostgreSQL it is an ordinary transaction. On SQLite this thread first waits its turn at the
+/// process's write gate (see `gate`), so writers of this process queue instead of sleeping.
 pub fn write_transaction<T, E, F>(conn: &mut DbConnection, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
@@ -38,6 +41,7 @@ where
     let DbConnection::Sqlite(sqlite) = conn else {
         return conn.transaction(f);
     };
+    let _turn = gate::enter();
     AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
     let result = f(conn);
     let DbConnection::Sqlite(sqlite) = conn else {
