@@ -193,14 +193,23 @@ impl Authority {
             clock: SystemClock,
             writer,
         };
-        authority.maintain()?;
+        authority.upkeep(false)?;
         authority.poll_responses()?;
         Ok(authority)
     }
 
     /// Periodic upkeep: renew OCSP responders near expiry, republish CRLs well before
-    /// nextUpdate (at half their validity), expire stale requests.
+    /// nextUpdate (at half their validity), expire stale requests, sign missing or stale OCSP
+    /// responses.
     pub fn maintain(&self) -> Result<(), ServiceError> {
+        self.upkeep(true)
+    }
+
+    /// The upkeep; at start (`sign_responses` false) it leaves the signing of missing or stale
+    /// OCSP responses to the first periodic run, which starts at once: a responder with a backlog
+    /// of thousands serves from the database (cache misses are signed on demand) instead of
+    /// staying unready until the backlog is signed.
+    fn upkeep(&self, sign_responses: bool) -> Result<(), ServiceError> {
         if self.ocsp_only {
             let ids: Vec<String> = self
                 .issuer_hashes
@@ -210,8 +219,10 @@ impl Authority {
             for id in &ids {
                 self.ensure_responder(id)?;
             }
-            if let Err(e) = self.refresh_responses() {
-                tracing::warn!(error = %e, "refreshing OCSP responses failed");
+            if sign_responses {
+                if let Err(e) = self.refresh_responses() {
+                    tracing::warn!(error = %e, "refreshing OCSP responses failed");
+                }
             }
             return Ok(());
         }
@@ -223,8 +234,10 @@ impl Authority {
             self.maintain_crls(id)?;
         }
         self.expire_requests()?;
-        self.refresh_responses()?;
-        self.poll_responses()?;
+        if sign_responses {
+            self.refresh_responses()?;
+            self.poll_responses()?;
+        }
         Ok(())
     }
 

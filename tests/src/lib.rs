@@ -843,7 +843,9 @@ impl Server {
             }
             assert!(
                 Instant::now() < deadline,
-                "ca-server ocsp did not become ready"
+                "ca-server ocsp did not become ready: {}",
+                std::fs::read_to_string(self.dir.path().join(format!("ocsp-{port}.log")))
+                    .unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
