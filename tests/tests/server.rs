@@ -485,6 +485,23 @@ fn workflow(backend: Backend) {
         "{metrics}"
     );
     assert!(metrics.contains("mamori_ocsp_requests_total{status=\"revoked\"}"));
+    // Issuances went through the group-commit writer: at least one commit, each carrying jobs.
+    let counter = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing: {metrics}"))
+            .parse()
+            .unwrap()
+    };
+    let (commits, jobs) = (
+        counter("mamori_db_group_commits_total"),
+        counter("mamori_db_group_commit_jobs_total"),
+    );
+    assert!(
+        commits >= 1 && jobs >= commits,
+        "{commits} commits, {jobs} jobs"
+    );
     let der = server.public_get("/ca/issuing.crt").bytes().unwrap();
     assert_eq!(X509::from_der(&der).unwrap(), chain[1]);
     let crl = server.public_get("/crl/issuing.crl");
