@@ -241,17 +241,37 @@ impl Authority {
         ca_id: &str,
         serial: &str,
     ) -> Result<Option<Arc<CachedResponse>>, ServiceError> {
-        let status = self.status_of(conn, ca_id, serial)?;
-        if status == Status::Unknown {
-            return Ok(None);
+        let pair = (ca_id.to_string(), serial.to_string());
+        Ok(self.presign_all(conn, &[&pair])?.pop().flatten())
+    }
+
+    /// Signs the canonical responses for several certificates, stores them in one transaction
+    /// (one commit for the lot, not one per response), then caches them. Certificates whose
+    /// status is unknown or whose CA this instance does not answer for are skipped.
+    fn presign_all(
+        &self,
+        conn: &mut DbConnection,
+        certificates: &[&(String, String)],
+    ) -> Result<Vec<Option<Arc<CachedResponse>>>, ServiceError> {
+        let mut rows = Vec::with_capacity(certificates.len());
+        for (ca_id, serial) in certificates {
+            let status = self.status_of(conn, ca_id, serial)?;
+            if status == Status::Unknown {
+                continue;
+            }
+            if let Some(row) = self.sign_response(ca_id, serial, status)? {
+                rows.push(row);
+            }
         }
-        let Some(row) = self.sign_response(ca_id, serial, status)? else {
-            return Ok(None);
-        };
-        crate::store::write_transaction::<_, ServiceError, _>(&mut *conn, |conn| {
-            store_response(conn, &row)
-        })?;
-        Ok(self.remember_response(row))
+        if !rows.is_empty() {
+            crate::store::write_transaction::<_, ServiceError, _>(&mut *conn, |conn| {
+                rows.iter().try_for_each(|row| store_response(conn, row))
+            })?;
+        }
+        Ok(rows
+            .into_iter()
+            .map(|row| self.remember_response(row))
+            .collect())
     }
 
     /// Signs the canonical (SHA-1 CertID) response reporting `status` for one certificate, as
@@ -440,23 +460,7 @@ impl Authority {
         // One commit per batch, not per response: a responder starting with 20,000 responses to
         // sign waits for 79 flushes instead of 20,000.
         for batch in due.chunks(REFRESH_BATCH) {
-            let mut rows = Vec::with_capacity(batch.len());
-            for (ca, serial) in batch {
-                let status = self.status_of(&mut conn, ca, serial)?;
-                if status == Status::Unknown {
-                    continue;
-                }
-                if let Some(row) = self.sign_response(ca, serial, status)? {
-                    rows.push(row);
-                }
-            }
-            crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
-                rows.iter().try_for_each(|row| store_response(conn, row))
-            })?;
-            signed += rows.len();
-            for row in rows {
-                self.remember_response(row);
-            }
+            signed += self.presign_all(&mut conn, batch)?.len();
         }
         diesel::delete(ocsp_responses::table.filter(ocsp_responses::next_update.lt(now - 86_400)))
             .execute(&mut conn)?;

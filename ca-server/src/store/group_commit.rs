@@ -14,13 +14,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
-use diesel::r2d2::{ConnectionManager, Pool};
 use diesel::Connection;
 
 use crate::error::ServiceError;
-use crate::store::{
-    backend_path, write_transaction, Conn, DbConnection, DbPool, Pragmas, StoreError,
-};
+use crate::store::{write_transaction, Conn, DbConnection, DbPool, StoreError};
 
 /// The most jobs one transaction takes, so that one batch's commit never waits on an unbounded
 /// amount of work.
@@ -84,13 +81,8 @@ impl GroupCommit {
     /// callers holding pooled connections can never starve it). The connection is opened on first
     /// use and re-opened after a failure.
     pub fn start(url: &str) -> Result<GroupCommit, StoreError> {
-        let manager = ConnectionManager::<DbConnection>::new(backend_path(url)?);
-        let pool = Pool::builder()
-            .max_size(1)
-            .min_idle(Some(0))
-            .connection_timeout(std::time::Duration::from_secs(10))
-            .connection_customizer(Box::new(Pragmas))
-            .build_unchecked(manager);
+        let (builder, manager) = super::pool_builder(url, 1)?;
+        let pool = builder.min_idle(Some(0)).build_unchecked(manager);
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
         let stats = Arc::new(Stats::default());
         let counters = stats.clone();

@@ -8,7 +8,7 @@ pub mod models;
 pub mod schema;
 
 use diesel::connection::SimpleConnection;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::r2d2::{Builder, ConnectionManager, CustomizeConnection, Pool, PooledConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 mod multi {
@@ -59,10 +59,12 @@ where
     }
 }
 
+type Manager = ConnectionManager<DbConnection>;
+
 /// A connection pool.
-pub type DbPool = Pool<ConnectionManager<DbConnection>>;
+pub type DbPool = Pool<Manager>;
 /// A pooled connection.
-pub type Conn = PooledConnection<ConnectionManager<DbConnection>>;
+pub type Conn = PooledConnection<Manager>;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
@@ -110,15 +112,21 @@ pub fn backend_path(url: &str) -> Result<String, StoreError> {
     }
 }
 
+/// A pool builder for `url` with the settings every pool shares (check-out timeout, SQLite
+/// pragmas), and its connection manager.
+fn pool_builder(url: &str, max_size: u32) -> Result<(Builder<Manager>, Manager), StoreError> {
+    let builder = Pool::builder()
+        .max_size(max_size)
+        .connection_timeout(std::time::Duration::from_secs(10))
+        .connection_customizer(Box::new(Pragmas));
+    Ok((builder, ConnectionManager::new(backend_path(url)?)))
+}
+
 /// Opens a pool for `url` and runs pending migrations.
 pub fn open(url: &str, max_size: u32) -> Result<DbPool, StoreError> {
-    let target = backend_path(url)?;
-    let manager = ConnectionManager::<DbConnection>::new(target);
-    let pool = Pool::builder()
-        .max_size(max_size)
+    let (builder, manager) = pool_builder(url, max_size)?;
+    let pool = builder
         .min_idle(Some(1))
-        .connection_timeout(std::time::Duration::from_secs(10))
-        .connection_customizer(Box::new(Pragmas))
         .build(manager)
         .map_err(|e| StoreError::Pool(e.to_string()))?;
     let mut conn = pool.get().map_err(|e| StoreError::Pool(e.to_string()))?;
