@@ -18,6 +18,40 @@ pub fn serialize(conn: &mut DbConnection, key: &str) -> QueryResult<()> {
     Ok(())
 }
 
+/// An audit entry not yet chained: what happened, by whom, to what.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// When (Unix seconds).
+    pub at: u64,
+    /// Who (a username, or `system`).
+    pub actor: String,
+    /// What, e.g. `certificate.issue`.
+    pub action: String,
+    /// To what, e.g. `ca/serial`.
+    pub target: String,
+    /// Details, as JSON.
+    pub details: serde_json::Value,
+}
+
+impl Entry {
+    /// An entry from borrowed parts.
+    pub fn new(
+        at: u64,
+        actor: &str,
+        action: &str,
+        target: &str,
+        details: serde_json::Value,
+    ) -> Entry {
+        Entry {
+            at,
+            actor: actor.to_string(),
+            action: action.to_string(),
+            target: target.to_string(),
+            details,
+        }
+    }
+}
+
 /// Appends one entry; call inside the transaction that makes the change it records. The chain
 /// has one head, so appends from concurrent transactions (and instances) take turns.
 pub fn append(
@@ -28,43 +62,63 @@ pub fn append(
     target: &str,
     details: serde_json::Value,
 ) -> QueryResult<()> {
+    append_all(conn, vec![Entry::new(at, actor, action, target, details)])
+}
+
+/// Appends several entries in order with one read of the chain's head and one insert; call
+/// inside the transaction that makes the changes they record. On PostgreSQL the chain's lock is
+/// held from here to the commit, so a transaction that appends last holds it shortest.
+pub fn append_all(conn: &mut DbConnection, entries: Vec<Entry>) -> QueryResult<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
     serialize(conn, "mamori.audit")?;
     let last: Option<(i64, String)> = audit_log::table
         .select((audit_log::seq, audit_log::hash))
         .order(audit_log::seq.desc())
         .first(conn)
         .optional()?;
-    let (seq, prev) = match last {
+    let (mut seq, mut prev) = match last {
         Some((seq, hash)) => (seq + 1, hash),
         None => (1, GENESIS.to_string()),
     };
-    let entry = chain(
-        &prev,
-        AuditRecord {
-            seq: seq as u64,
-            at,
-            actor: actor.to_string(),
-            action: action.to_string(),
-            target: target.to_string(),
-            details: details.to_string(),
-        },
-    );
-    diesel::insert_into(audit_log::table)
-        .values(to_row(&entry))
-        .execute(conn)?;
+    let mut rows = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let chained = chain(
+            &prev,
+            AuditRecord {
+                seq: seq as u64,
+                at: entry.at,
+                actor: entry.actor,
+                action: entry.action,
+                target: entry.target,
+                details: entry.details.to_string(),
+            },
+        );
+        prev.clone_from(&chained.hash);
+        seq += 1;
+        rows.push(to_row(chained));
+    }
+    // One multi-row INSERT; the derived multi-backend connection cannot build one, so each
+    // backend's own connection does.
+    let insert = diesel::insert_into(audit_log::table).values(&rows);
+    match conn {
+        DbConnection::Postgresql(pg) => insert.execute(pg)?,
+        DbConnection::Sqlite(sqlite) => insert.execute(sqlite)?,
+    };
     Ok(())
 }
 
-fn to_row(entry: &ChainedRecord) -> AuditRow {
+fn to_row(entry: ChainedRecord) -> AuditRow {
     AuditRow {
         seq: entry.record.seq as i64,
         at: entry.record.at as i64,
-        actor: entry.record.actor.clone(),
-        action: entry.record.action.clone(),
-        target: entry.record.target.clone(),
-        details: entry.record.details.clone(),
-        prev_hash: entry.prev_hash.clone(),
-        hash: entry.hash.clone(),
+        actor: entry.record.actor,
+        action: entry.record.action,
+        target: entry.record.target,
+        details: entry.record.details,
+        prev_hash: entry.prev_hash,
+        hash: entry.hash,
     }
 }
 

@@ -811,23 +811,22 @@ impl Authority {
             .then(|| crate::signing::reservation(ca, &prepared, profile.id(), Some(&row.id), now));
         let mut view = row.clone();
         let actor = caller.username.clone();
-        let reserved = self.writer.run(move |conn| {
+        let reserved = self.writer.run(move |w| {
             diesel::insert_into(requests::table)
                 .values(&row)
-                .execute(conn)?;
-            audit_log::append(
-                conn,
+                .execute(w.conn)?;
+            w.audit(audit_log::Entry::new(
                 now as u64,
                 &actor,
                 "request.submit",
                 &row.id,
                 json!({"profile": row.profile_id, "work_order": row.work_order}),
-            )?;
-            let Some(reservation) = reservation else {
+            ));
+            let Some(reservation) = &reservation else {
                 return Ok(None);
             };
-            crate::signing::store_reservation(conn, &reservation)?;
-            Ok(Some(reservation.serial))
+            crate::signing::store_reservation(w.conn, reservation)?;
+            Ok(Some(reservation.serial.clone()))
         })?;
         if let Some(serial) = reserved {
             self.finish_issue(
@@ -946,11 +945,19 @@ impl Authority {
             }
         };
         let details = json!({"request": request_id, "profile": profile.id(), "subject": issued.subject, "not_after": issued.not_after.to_rfc3339()});
+        let stored = response.clone();
+        let entry = audit_log::Entry::new(
+            now as u64,
+            actor,
+            "certificate.issue",
+            &format!("{}/{serial}", ca.id()),
+            details,
+        );
         let (ca_id, serial_owned) = (ca.id().to_string(), serial.to_string());
-        let (request_id, actor) = (request_id.to_string(), actor.to_string());
+        let request_id = request_id.to_string();
         let der = issued.der;
-        let response = self.writer.run(move |conn| {
-            crate::signing::mark_issued(conn, &ca_id, &serial_owned, &der)?;
+        self.writer.run(move |w| {
+            crate::signing::mark_issued(w.conn, &ca_id, &serial_owned, &der)?;
             let updated = diesel::update(
                 requests::table
                     .find(&request_id)
@@ -962,24 +969,18 @@ impl Authority {
                 requests::certificate_serial.eq(&serial_owned),
                 requests::updated_at.eq(now),
             ))
-            .execute(conn)?;
+            .execute(w.conn)?;
             if updated != 1 {
                 return Err(ServiceError::Conflict(
                     "request changed while issuing".into(),
                 ));
             }
-            audit_log::append(
-                conn,
-                now as u64,
-                &actor,
-                "certificate.issue",
-                &format!("{ca_id}/{serial_owned}"),
-                details,
-            )?;
-            if let Some(row) = &response {
-                crate::responder::store_response(conn, row)?;
+            w.audit(entry.clone());
+            if let Some(row) = &stored {
+                // The certificate was reserved until now, so it has no response to replace.
+                crate::responder::insert_response(w.conn, row)?;
             }
-            Ok(response)
+            Ok(())
         })?;
         if let Some(row) = response {
             self.remember_response(row);

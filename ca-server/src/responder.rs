@@ -812,6 +812,15 @@ pub(crate) fn store_response(
     row: &OcspResponseRow,
 ) -> Result<(), ServiceError> {
     diesel::delete(ocsp_responses::table.find((&row.ca_id, &row.serial))).execute(conn)?;
+    insert_response(conn, row)
+}
+
+/// Stores the first response of a certificate that has none (one statement fewer than
+/// [`store_response`]; fails if it has one).
+pub(crate) fn insert_response(
+    conn: &mut DbConnection,
+    row: &OcspResponseRow,
+) -> Result<(), ServiceError> {
     diesel::insert_into(ocsp_responses::table)
         .values(row)
         .execute(conn)?;

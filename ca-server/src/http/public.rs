@@ -260,9 +260,10 @@ pub async fn metrics(state: web::Data<Arc<Authority>>) -> HttpResponse {
     ));
     let writer = state.writer_stats();
     text.push_str(&format!(
-        "# HELP mamori_db_group_commits_total Transactions run by the group-commit writer.\n# TYPE mamori_db_group_commits_total counter\nmamori_db_group_commits_total {}\n# HELP mamori_db_group_commit_jobs_total Writes those transactions carried (jobs per commit = this / commits).\n# TYPE mamori_db_group_commit_jobs_total counter\nmamori_db_group_commit_jobs_total {}\n",
+        "# HELP mamori_db_group_commits_total Transactions run by the group-commit writer.\n# TYPE mamori_db_group_commits_total counter\nmamori_db_group_commits_total {}\n# HELP mamori_db_group_commit_jobs_total Writes those transactions carried (jobs per commit = this / commits).\n# TYPE mamori_db_group_commit_jobs_total counter\nmamori_db_group_commit_jobs_total {}\n# HELP mamori_db_group_commit_retries_total Batches run again with a savepoint per write because one write failed.\n# TYPE mamori_db_group_commit_retries_total counter\nmamori_db_group_commit_retries_total {}\n",
         writer.batches.load(std::sync::atomic::Ordering::Relaxed),
-        writer.jobs.load(std::sync::atomic::Ordering::Relaxed)
+        writer.jobs.load(std::sync::atomic::Ordering::Relaxed),
+        writer.retried.load(std::sync::atomic::Ordering::Relaxed)
     ));
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

@@ -5,10 +5,17 @@
 //! each of them appends to the audit chain, whose single head makes writers take turns on either
 //! backend. One commit at a time, each waiting for its own flush (and on SQLite for the busy
 //! handler's sleeps), capped issuance at a few hundred per second. Here one writer thread takes
-//! whatever jobs are queued (up to [`MAX_BATCH`]), runs each in its own savepoint inside one
-//! transaction, commits once, and only then answers each caller. A job that fails is rolled back
-//! to its savepoint alone and gets its own error; if the commit fails every job in the batch gets
-//! an error, and none of them took effect — a caller is told "done" only for what is durable.
+//! whatever jobs are queued (up to [`MAX_BATCH`]), runs them inside one transaction, appends the
+//! audit entries they recorded to the chain together at the end (one read of the chain's head,
+//! one insert, and on PostgreSQL the chain's lock held only from there to the commit, so that
+//! instances sharing the database overlap the rest of their batches), commits once, and only then
+//! answers each caller.
+//!
+//! Jobs run without savepoints first. If one fails, that attempt is rolled back and the batch is
+//! run again with each job in its own savepoint, so that a failing job is rolled back alone and
+//! gets its own error while the others commit (jobs are therefore `FnMut`: they may run twice).
+//! If the commit fails every job in the batch gets an error, and none of them took effect — a
+//! caller is told "done" only for what is durable.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +23,7 @@ use std::sync::{mpsc, Arc};
 
 use diesel::Connection;
 
+use crate::audit_log::{self, Entry};
 use crate::error::ServiceError;
 use crate::store::{write_transaction, Conn, DbConnection, DbPool, StoreError};
 
@@ -23,16 +31,33 @@ use crate::store::{write_transaction, Conn, DbConnection, DbPool, StoreError};
 /// amount of work.
 pub const MAX_BATCH: usize = 64;
 
+/// What a queued write works with: the batch's connection, inside the batch's transaction, and
+/// the audit entries it records.
+pub struct Write<'a> {
+    /// The batch's connection.
+    pub conn: &'a mut DbConnection,
+    audit: &'a mut Vec<Entry>,
+}
+
+impl Write<'_> {
+    /// Records an audit entry for this write. The batch appends the entries of every write that
+    /// succeeded, in order, just before its commit; a write that fails leaves none.
+    pub fn audit(&mut self, entry: Entry) {
+        self.audit.push(entry);
+    }
+}
+
 /// A queued unit of work: runs inside the batch's transaction, then hears how the batch ended.
 trait Job: Send {
-    /// Runs the work in its own savepoint.
-    fn run(&mut self, conn: &mut DbConnection);
+    /// Runs the work (in its own savepoint if `alone`), adds its audit entries to `audit` if it
+    /// succeeded, and says whether it did.
+    fn run(&mut self, conn: &mut DbConnection, audit: &mut Vec<Entry>, alone: bool) -> bool;
     /// Answers the caller: the work's own result if the batch committed, else the batch's error.
     fn finish(self: Box<Self>, committed: Result<(), &str>);
 }
 
 struct Pending<T, F> {
-    work: Option<F>,
+    work: F,
     outcome: Option<Result<T, ServiceError>>,
     reply: mpsc::SyncSender<Result<T, ServiceError>>,
 }
@@ -40,12 +65,28 @@ struct Pending<T, F> {
 impl<T, F> Job for Pending<T, F>
 where
     T: Send,
-    F: FnOnce(&mut DbConnection) -> Result<T, ServiceError> + Send,
+    F: FnMut(&mut Write<'_>) -> Result<T, ServiceError> + Send,
 {
-    fn run(&mut self, conn: &mut DbConnection) {
-        if let Some(work) = self.work.take() {
-            self.outcome = Some(conn.transaction(work));
+    fn run(&mut self, conn: &mut DbConnection, audit: &mut Vec<Entry>, alone: bool) -> bool {
+        let mut entries = Vec::new();
+        let work = &mut self.work;
+        let mut write = |conn: &mut DbConnection| {
+            work(&mut Write {
+                conn,
+                audit: &mut entries,
+            })
+        };
+        let outcome = if alone {
+            conn.transaction(write)
+        } else {
+            write(conn)
+        };
+        let succeeded = outcome.is_ok();
+        if succeeded {
+            audit.append(&mut entries);
         }
+        self.outcome = Some(outcome);
+        succeeded
     }
 
     fn finish(self: Box<Self>, committed: Result<(), &str>) {
@@ -74,6 +115,8 @@ pub struct Stats {
     pub batches: AtomicU64,
     /// Jobs those transactions carried.
     pub jobs: AtomicU64,
+    /// Batches run a second time, a savepoint per job, because a job failed.
+    pub retried: AtomicU64,
 }
 
 impl GroupCommit {
@@ -99,12 +142,14 @@ impl GroupCommit {
     }
 
     /// Runs `work` as part of the next batch and returns its result once the batch is durable.
+    /// `work` may run twice (see the module's documentation): it must leave no effect outside
+    /// the database.
     /// `work` must not take the write gate itself; calling this while holding it (inside
     /// `write_transaction`) would wait on a batch that waits on this thread, so it is refused.
     pub fn run<T, F>(&self, work: F) -> Result<T, ServiceError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut DbConnection) -> Result<T, ServiceError> + Send + 'static,
+        F: FnMut(&mut Write<'_>) -> Result<T, ServiceError> + Send + 'static,
     {
         if crate::store::gate::held_here() {
             return Err(ServiceError::Internal(
@@ -115,7 +160,7 @@ impl GroupCommit {
         let (reply, outcome) = mpsc::sync_channel(1);
         self.jobs
             .send(Box::new(Pending {
-                work: Some(work),
+                work,
                 outcome: None,
                 reply,
             }))
@@ -141,7 +186,7 @@ fn serve(pool: &DbPool, queue: &mpsc::Receiver<Box<dyn Job>>, stats: &Stats) {
         stats.jobs.fetch_add(batch.len() as u64, Ordering::Relaxed);
         let committed = match held.take().map_or_else(|| pool.get(), Ok) {
             Ok(mut conn) => {
-                let committed = commit(&mut conn, &mut batch);
+                let committed = commit(&mut conn, &mut batch, stats);
                 if committed.is_ok() {
                     held = Some(conn);
                 }
@@ -158,22 +203,60 @@ fn serve(pool: &DbPool, queue: &mpsc::Receiver<Box<dyn Job>>, stats: &Stats) {
     }
 }
 
-/// One transaction for the whole batch. A panic inside a job rolls the batch back: the
-/// connection is still inside its transaction, so it is dropped and the pool discards it.
-fn commit(conn: &mut DbConnection, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
-    let ran = catch_unwind(AssertUnwindSafe(|| {
-        write_transaction::<_, diesel::result::Error, _>(conn, |conn| {
-            for job in batch.iter_mut() {
-                job.run(conn);
-            }
-            Ok(())
-        })
+/// How one attempt at a batch ended, short of committing.
+enum Failure {
+    /// A job failed; the attempt was rolled back.
+    Job,
+    /// The database failed (appending the audit entries, or the commit itself).
+    Database(String),
+}
+
+impl From<diesel::result::Error> for Failure {
+    fn from(e: diesel::result::Error) -> Failure {
+        Failure::Database(e.to_string())
+    }
+}
+
+/// One transaction for the whole batch: first without savepoints; if a job fails, again with a
+/// savepoint per job. A panic inside a job rolls the batch back: the connection is still inside
+/// its transaction, so it is dropped and the pool discards it. `Ok` when the batch committed or
+/// its only job failed on its own (nothing else was waiting to commit).
+fn commit(
+    conn: &mut DbConnection,
+    batch: &mut [Box<dyn Job>],
+    stats: &Stats,
+) -> Result<(), String> {
+    let ran = catch_unwind(AssertUnwindSafe(|| match attempt(conn, batch, false) {
+        Err(Failure::Job) if batch.len() > 1 => {
+            stats.retried.fetch_add(1, Ordering::Relaxed);
+            attempt(conn, batch, true)
+        }
+        other => other,
     }));
     match ran {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(())) | Ok(Err(Failure::Job)) => Ok(()),
+        Ok(Err(Failure::Database(e))) => Err(e),
         Err(_) => Err("a write panicked; the batch was rolled back".into()),
     }
+}
+
+/// Runs every job of `batch` (each in its own savepoint if `alone`), appends their audit entries
+/// and commits. Without savepoints the first failing job stops the attempt and rolls it back.
+fn attempt(
+    conn: &mut DbConnection,
+    batch: &mut [Box<dyn Job>],
+    alone: bool,
+) -> Result<(), Failure> {
+    write_transaction::<_, Failure, _>(conn, |conn| {
+        let mut audit = Vec::new();
+        for job in batch.iter_mut() {
+            if !job.run(conn, &mut audit, alone) && !alone {
+                return Err(Failure::Job);
+            }
+        }
+        audit_log::append_all(conn, audit)?;
+        Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -182,10 +265,10 @@ mod tests {
     use diesel::prelude::*;
     use std::time::{Duration, Instant};
 
-    fn setting(conn: &mut DbConnection, name: &str) -> QueryResult<usize> {
+    fn setting(write: &mut Write<'_>, name: &str) -> QueryResult<usize> {
         diesel::sql_query("INSERT INTO settings (name, value) VALUES (?, 'x')")
             .bind::<diesel::sql_types::Text, _>(name)
-            .execute(conn)
+            .execute(write.conn)
     }
 
     fn names(pool: &DbPool) -> Vec<String> {
@@ -207,7 +290,8 @@ mod tests {
     }
 
     /// A writer whose first job holds the writer until released, so that the jobs submitted
-    /// meanwhile queue up and are taken as one batch.
+    /// meanwhile queue up and are taken as one batch. Returns once the writer is running that
+    /// job alone (it has taken it from the queue).
     struct Held {
         writer: Arc<GroupCommit>,
         pool: DbPool,
@@ -222,16 +306,21 @@ mod tests {
         let pool = crate::store::open(&url, 2).unwrap();
         let writer = Arc::new(GroupCommit::start(&url).unwrap());
         let (release, wait) = mpsc::channel::<()>();
+        let (started, running) = mpsc::channel::<()>();
         let first = {
             let writer = writer.clone();
             std::thread::spawn(move || {
-                writer.run(move |conn| {
+                writer.run(move |w| {
+                    started.send(()).ok();
                     wait.recv().ok();
-                    setting(conn, "gc-first")?;
+                    setting(w, "gc-first")?;
                     Ok(())
                 })
             })
         };
+        running
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the writer never started the first job");
         Held {
             writer,
             pool,
@@ -252,13 +341,12 @@ mod tests {
     #[test]
     fn queued_jobs_share_one_commit() {
         let held = held_writer();
-        wait_until_submitted(&held.writer, 1);
         let waiting: Vec<_> = (0..10)
             .map(|i| {
                 let writer = held.writer.clone();
                 std::thread::spawn(move || {
-                    writer.run(move |conn| {
-                        setting(conn, &format!("gc-{i:02}"))?;
+                    writer.run(move |w| {
+                        setting(w, &format!("gc-{i:02}"))?;
                         Ok(i)
                     })
                 })
@@ -277,17 +365,17 @@ mod tests {
             2,
             "the held job alone, then the ten queued behind it together"
         );
+        assert_eq!(stats.retried.load(Ordering::Relaxed), 0);
         assert_eq!(names(&held.pool).len(), 11);
     }
 
     #[test]
     fn a_failing_job_is_rolled_back_alone() {
         let held = held_writer();
-        wait_until_submitted(&held.writer, 1);
         let ok = |name: &'static str, writer: Arc<GroupCommit>| {
             std::thread::spawn(move || {
-                writer.run(move |conn| {
-                    setting(conn, name)?;
+                writer.run(move |w| {
+                    setting(w, name)?;
                     Ok(())
                 })
             })
@@ -297,8 +385,8 @@ mod tests {
         let failing = {
             let writer = held.writer.clone();
             std::thread::spawn(move || {
-                writer.run(move |conn| -> Result<(), ServiceError> {
-                    setting(conn, "gc-failing")?;
+                writer.run(move |w| -> Result<(), ServiceError> {
+                    setting(w, "gc-failing")?;
                     Err(ServiceError::Conflict("refused after writing".into()))
                 })
             })
@@ -307,8 +395,8 @@ mod tests {
         let duplicate = {
             let writer = held.writer.clone();
             std::thread::spawn(move || {
-                writer.run(move |conn| {
-                    setting(conn, "gc-before")?;
+                writer.run(move |w| {
+                    setting(w, "gc-before")?;
                     Ok(())
                 })
             })
@@ -330,6 +418,70 @@ mod tests {
         ));
         assert_eq!(held.writer.stats().batches.load(Ordering::Relaxed), 2);
         assert_eq!(names(&held.pool), ["gc-after", "gc-before", "gc-first"]);
+    }
+
+    fn audit_actions(pool: &DbPool) -> Vec<String> {
+        use crate::store::schema::audit_log;
+        let mut conn = pool.get().unwrap();
+        assert!(
+            matches!(crate::audit_log::verify(&mut conn), Ok(Ok(_))),
+            "the chain verifies"
+        );
+        audit_log::table
+            .order(audit_log::seq.asc())
+            .select(audit_log::action)
+            .load(&mut conn)
+            .unwrap()
+    }
+
+    #[test]
+    fn audit_entries_are_chained_in_order_and_a_failed_write_leaves_none() {
+        let held = held_writer();
+        let mut threads = Vec::new();
+        for (i, action) in ["one", "refused", "two"].into_iter().enumerate() {
+            let writer = held.writer.clone();
+            threads.push(std::thread::spawn(move || {
+                writer.run(move |w| {
+                    setting(w, &format!("gc-{action}"))?;
+                    w.audit(Entry::new(1, "tester", action, "x", serde_json::json!({})));
+                    if action == "refused" {
+                        return Err(ServiceError::Conflict("refused after auditing".into()));
+                    }
+                    Ok(())
+                })
+            }));
+            wait_until_submitted(&held.writer, i as u64 + 2);
+        }
+        held.release.send(()).unwrap();
+        held.first.join().unwrap().unwrap();
+        let outcomes: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert!(outcomes[0].is_ok() && outcomes[2].is_ok());
+        assert!(matches!(outcomes[1], Err(ServiceError::Conflict(_))));
+        let stats = held.writer.stats();
+        assert_eq!(stats.batches.load(Ordering::Relaxed), 2);
+        assert_eq!(
+            stats.retried.load(Ordering::Relaxed),
+            1,
+            "the batch ran again with savepoints"
+        );
+        assert_eq!(audit_actions(&held.pool), ["one", "two"]);
+        assert_eq!(names(&held.pool), ["gc-first", "gc-one", "gc-two"]);
+    }
+
+    #[test]
+    fn a_lone_failing_job_gets_its_own_error_without_a_retry() {
+        let held = held_writer();
+        held.release.send(()).unwrap();
+        held.first.join().unwrap().unwrap();
+        let outcome = held.writer.run(|w| -> Result<(), ServiceError> {
+            setting(w, "gc-lone")?;
+            w.audit(Entry::new(1, "tester", "lone", "x", serde_json::json!({})));
+            Err(ServiceError::Invalid("no".into()))
+        });
+        assert!(matches!(outcome, Err(ServiceError::Invalid(_))));
+        assert_eq!(held.writer.stats().retried.load(Ordering::Relaxed), 0);
+        assert!(audit_actions(&held.pool).is_empty());
+        assert_eq!(names(&held.pool), ["gc-first"]);
     }
 
     #[test]
