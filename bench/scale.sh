@@ -187,7 +187,12 @@ cat > "$work/cfssl.json" <<'JSON'
 JSON
 cfssl serve -address 127.0.0.1 -port 18888 -ca "$work/issuing.pem" -ca-key "$work/issuing.key" -config "$work/cfssl.json" > "$work/cfssl.log" 2>&1 &
 pids+=($!)
-wait_for http://127.0.0.1:18888/api/v1/cfssl/health 30 || true
+# cfssl 1.2 (Debian) has no health endpoint: wait until it answers HTTP at all.
+deadline=$(( $(date +%s) + 30 ))
+until curl -s -o /dev/null http://127.0.0.1:18888/; do
+  [ "$(date +%s)" -lt "$deadline" ] || { echo "cfssl serve did not start" >&2; cat "$work/cfssl.log" >&2; exit 1; }
+  sleep 0.2
+done
 run_wrk "issue-cfssl-serve" http://127.0.0.1:18888 "$work/cfssl-body.json" "" /api/v1/cfssl/sign
 
 if pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then

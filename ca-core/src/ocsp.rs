@@ -303,32 +303,60 @@ pub fn build_compact_response(
 /// third of the size) and adds its certificate back with [`expand_response`] when it serves.
 /// Returns the compact bytes and the certs field (empty when the response carries none).
 pub fn split_response(der: &[u8]) -> Result<(Vec<u8>, Vec<u8>), OcspError> {
-    use crate::tlv::expect;
-    use der::Tag;
-    let walk = |e: crate::tlv::TlvError| OcspError::Encode(e.0);
-    let outer = expect(der, Tag::Sequence).map_err(walk)?.content;
-    let status = expect(outer, Tag::Enumerated).map_err(walk)?;
-    if status.content != [0] {
-        return Err(OcspError::Encode("not a successful response".into()));
+    let parts = ResponseParts::of(der)?;
+    Ok((
+        [parts.tbs, parts.algorithm, parts.signature].concat(),
+        parts.certs.to_vec(),
+    ))
+}
+
+/// The signature of a successful OCSPResponse (the BIT STRING, tag and length included), found
+/// without decoding anything else. ECDSA signatures are randomised, so two responses with the
+/// same signature are the same response: a cheap identity check.
+pub fn response_signature(der: &[u8]) -> Result<&[u8], OcspError> {
+    Ok(ResponseParts::of(der)?.signature)
+}
+
+/// The fields of a successful OCSPResponse's BasicOCSPResponse, each with its tag and length.
+struct ResponseParts<'a> {
+    tbs: &'a [u8],
+    algorithm: &'a [u8],
+    signature: &'a [u8],
+    certs: &'a [u8],
+}
+
+impl<'a> ResponseParts<'a> {
+    fn of(der: &'a [u8]) -> Result<ResponseParts<'a>, OcspError> {
+        use crate::tlv::expect;
+        use der::Tag;
+        let walk = |e: crate::tlv::TlvError| OcspError::Encode(e.0);
+        let outer = expect(der, Tag::Sequence).map_err(walk)?.content;
+        let status = expect(outer, Tag::Enumerated).map_err(walk)?;
+        if status.content != [0] {
+            return Err(OcspError::Encode("not a successful response".into()));
+        }
+        let explicit = Tag::ContextSpecific {
+            constructed: true,
+            number: der::TagNumber::N0,
+        };
+        let bytes = expect(status.rest, explicit).map_err(walk)?.content;
+        let bytes = expect(bytes, Tag::Sequence).map_err(walk)?.content;
+        let oid = expect(bytes, Tag::ObjectIdentifier).map_err(walk)?;
+        if oid.content != const_oid::db::rfc6960::ID_PKIX_OCSP_BASIC.as_bytes() {
+            return Err(OcspError::Encode("not a basic OCSP response".into()));
+        }
+        let basic = expect(oid.rest, Tag::OctetString).map_err(walk)?.content;
+        let basic = expect(basic, Tag::Sequence).map_err(walk)?.content;
+        let tbs = expect(basic, Tag::Sequence).map_err(walk)?;
+        let algorithm = expect(tbs.rest, Tag::Sequence).map_err(walk)?;
+        let signature = expect(algorithm.rest, Tag::BitString).map_err(walk)?;
+        Ok(ResponseParts {
+            tbs: tbs.whole,
+            algorithm: algorithm.whole,
+            signature: signature.whole,
+            certs: signature.rest,
+        })
     }
-    let explicit = Tag::ContextSpecific {
-        constructed: true,
-        number: der::TagNumber::N0,
-    };
-    let bytes = expect(status.rest, explicit).map_err(walk)?.content;
-    let bytes = expect(bytes, Tag::Sequence).map_err(walk)?.content;
-    let oid = expect(bytes, Tag::ObjectIdentifier).map_err(walk)?;
-    if oid.content != const_oid::db::rfc6960::ID_PKIX_OCSP_BASIC.as_bytes() {
-        return Err(OcspError::Encode("not a basic OCSP response".into()));
-    }
-    let basic = expect(oid.rest, Tag::OctetString).map_err(walk)?.content;
-    let basic = expect(basic, Tag::Sequence).map_err(walk)?.content;
-    let tbs = expect(basic, Tag::Sequence).map_err(walk)?;
-    let alg = expect(tbs.rest, Tag::Sequence).map_err(walk)?;
-    let signature = expect(alg.rest, Tag::BitString).map_err(walk)?;
-    let (tbs, alg, certs) = (tbs.whole, alg.whole, signature.rest);
-    let signature = signature.whole;
-    Ok(([tbs, alg, signature].concat(), certs.to_vec()))
 }
 
 /// The `certs [0] EXPLICIT SEQUENCE OF Certificate` field of a BasicOCSPResponse carrying one

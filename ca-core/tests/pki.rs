@@ -1070,8 +1070,16 @@ fn ocsp_responses_verify_ca_signed_and_delegated() {
         ocsp::expand_response(&compact, &responder_certs).unwrap(),
         delegated
     );
+    let signature = ocsp::response_signature(&delegated).unwrap();
+    assert!(compact.ends_with(signature) && signature[0] == 0x03);
+    assert_eq!(
+        ocsp::response_signature(&ocsp::expand_response(&compact, &responder_certs).unwrap())
+            .unwrap(),
+        signature
+    );
     let (compact, responder_certs) = ocsp::split_response(&ca_signed).unwrap();
     assert!(responder_certs.is_empty());
+    assert_ne!(ocsp::response_signature(&ca_signed).unwrap(), signature);
     assert_eq!(ocsp::expand_response(&compact, &[]).unwrap(), ca_signed);
     assert!(ocsp::split_response(&ocsp::error_response(
         x509_ocsp::OcspResponseStatus::TryLater

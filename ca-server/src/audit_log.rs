@@ -73,11 +73,18 @@ pub fn append_all(conn: &mut DbConnection, entries: Vec<Entry>) -> QueryResult<(
         return Ok(());
     }
     serialize(conn, "mamori.audit")?;
+    // `seq = (SELECT max(seq) ...)`, not `ORDER BY seq DESC LIMIT ?`: SQLite re-prepares a
+    // statement whose LIMIT is a bound parameter each time it is bound, and this runs per batch.
+    let newest = diesel::alias!(audit_log as newest);
     let last: Option<(i64, String)> = audit_log::table
+        .filter(
+            audit_log::seq.nullable().eq(newest
+                .select(diesel::dsl::max(newest.field(audit_log::seq)))
+                .single_value()),
+        )
         .select((audit_log::seq, audit_log::hash))
-        .order(audit_log::seq.desc())
-        .first(conn)
-        .optional()?;
+        .load(conn)?
+        .pop();
     let (mut seq, mut prev) = match last {
         Some((seq, hash)) => (seq + 1, hash),
         None => (1, GENESIS.to_string()),

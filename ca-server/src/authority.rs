@@ -677,12 +677,14 @@ impl Authority {
         let hash = auth::token_hash(token);
         let now = self.now().as_secs() as i64;
         let mut conn = self.conn()?;
+        // The primary key finds at most one row; `load`, not `first`, because SQLite re-prepares
+        // a statement whose LIMIT is a bound parameter each time, and this runs per API call.
         let found: Option<(SessionRow, UserRow)> = sessions::table
             .inner_join(users::table.on(users::id.eq(sessions::user_id)))
             .filter(sessions::token_hash.eq(&hash))
             .select((SessionRow::as_select(), UserRow::as_select()))
-            .first(&mut conn)
-            .optional()?;
+            .load(&mut conn)?
+            .pop();
         let Some((session, user)) = found else {
             return Err(ServiceError::Unauthenticated);
         };

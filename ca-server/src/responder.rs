@@ -208,16 +208,16 @@ impl Authority {
         ) else {
             return;
         };
-        let Some(detail) = single_status(&der) else {
+        let Ok((compact, certs)) = ocsp::split_response(&der) else {
+            return;
+        };
+        let Some(detail) = single_status(&compact) else {
             return;
         };
         let status = match detail {
             Status::Good => 0,
             Status::Revoked { .. } => 1,
             Status::Unknown => 2,
-        };
-        let Ok((compact, certs)) = ocsp::split_response(&der) else {
-            return;
         };
         let certs = self.ocsp_cache.intern(certs);
         let entry = Arc::new(CachedResponse {
@@ -510,7 +510,12 @@ impl Authority {
             }
             for row in rows {
                 if let Some(current) = self.cached(&row.ca_id, &row.serial) {
-                    if current.this_update > row.this_update as u64 {
+                    // Newer than the row, or the row itself (this instance stored and cached
+                    // it, or an earlier poll's overlap loaded it): nothing to decode.
+                    if current.this_update > row.this_update.max(0) as u64
+                        || ocsp::response_signature(&row.der)
+                            .is_ok_and(|signature| current.compact.ends_with(signature))
+                    {
                         continue;
                     }
                 }
@@ -827,31 +832,65 @@ pub(crate) fn insert_response(
     Ok(())
 }
 
-/// The status a single-response OCSPResponse reports, with revocation time and reason.
-fn single_status(der: &[u8]) -> Option<Status> {
-    use ca_core::der::Decode;
-    let response = x509_ocsp::OcspResponse::from_der(der).ok()?;
-    let basic =
-        x509_ocsp::BasicOcspResponse::from_der(response.response_bytes?.response.as_bytes())
-            .ok()?;
-    Some(
-        match &basic.tbs_response_data.responses.first()?.cert_status {
-            x509_ocsp::CertStatus::Good(_) => Status::Good,
-            x509_ocsp::CertStatus::Revoked(info) => Status::Revoked {
-                revoked_at: UnixTime(info.revocation_time.0.to_unix_duration().as_secs()),
-                reason: info
-                    .revocation_reason
-                    .map(RevocationReason::from_crl_reason)
-                    .unwrap_or(RevocationReason::Unspecified),
-            },
-            x509_ocsp::CertStatus::Unknown(_) => Status::Unknown,
+/// The status a single-response OCSPResponse reports, with revocation time and reason, read from
+/// the compact form ([`ocsp::split_response`]), which starts with tbsResponseData: only that is
+/// decoded, not the responder certificate carried in the full response.
+fn single_status(compact: &[u8]) -> Option<Status> {
+    use ca_core::der::{Decode, SliceReader};
+    let mut reader = SliceReader::new(compact).ok()?;
+    let tbs = x509_ocsp::ResponseData::decode(&mut reader).ok()?;
+    Some(match &tbs.responses.first()?.cert_status {
+        x509_ocsp::CertStatus::Good(_) => Status::Good,
+        x509_ocsp::CertStatus::Revoked(info) => Status::Revoked {
+            revoked_at: UnixTime(info.revocation_time.0.to_unix_duration().as_secs()),
+            reason: info
+                .revocation_reason
+                .map(RevocationReason::from_crl_reason)
+                .unwrap_or(RevocationReason::Unspecified),
         },
-    )
+        x509_ocsp::CertStatus::Unknown(_) => Status::Unknown,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_is_read_from_the_compact_form() {
+        use ca_core::der::asn1::OctetString;
+        use ca_core::key::{KeyAlgorithm, SoftwareKey};
+        let (key, _) = SoftwareKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let cert_id = x509_ocsp::CertId {
+            hash_algorithm: x509_cert::spki::AlgorithmIdentifierOwned {
+                oid: const_oid::db::rfc5912::ID_SHA_1,
+                parameters: Some(ca_core::der::asn1::Null.into()),
+            },
+            issuer_name_hash: OctetString::new(vec![1; 20]).unwrap(),
+            issuer_key_hash: OctetString::new(vec![2; 20]).unwrap(),
+            serial_number: x509_cert::serial_number::SerialNumber::new(&[0x42]).unwrap(),
+        };
+        let revoked = Status::Revoked {
+            revoked_at: UnixTime(1_700_000_000),
+            reason: RevocationReason::KeyCompromise,
+        };
+        for status in [Status::Good, revoked, Status::Unknown] {
+            let compact = ocsp::build_compact_response(
+                &key,
+                &[SingleStatus {
+                    cert_id: cert_id.clone(),
+                    status,
+                    this_update: UnixTime(1_700_000_100),
+                    next_update: UnixTime(1_700_086_500),
+                }],
+                UnixTime(1_700_000_100),
+                None,
+            )
+            .unwrap();
+            assert_eq!(single_status(&compact), Some(status));
+        }
+        assert_eq!(single_status(&[0x30, 0x03, 0x02, 0x01]), None);
+    }
 
     #[test]
     fn serial_keys_ignore_leading_zeros() {
