@@ -17,6 +17,7 @@ use x509_cert::request::CertReq;
 
 use crate::error::CsrError;
 use crate::public_key::{self, PublicKeyKind, VerifyFailure};
+use crate::signature_memo::SignatureMemo;
 
 /// The largest CSR accepted, in bytes (DER or PEM).
 pub const MAX_CSR_LEN: usize = 64 * 1024;
@@ -35,6 +36,26 @@ impl VerifiedCsr {
     /// Parses PEM (`CERTIFICATE REQUEST` or `NEW CERTIFICATE REQUEST`) or DER and verifies it.
     /// RSA keys shorter than `min_rsa_bits` are refused.
     pub fn parse(input: &[u8], min_rsa_bits: usize) -> Result<Self, CsrError> {
+        Self::check(input, min_rsa_bits, None)
+    }
+
+    /// As [`VerifiedCsr::parse`], but the signature of a CSR whose exact bytes `memo` saw verify
+    /// before is not checked again (a device enroller re-issuing known terminals sends the same
+    /// CSR each time; the signature check is most of a CSR's cost). Everything else is checked
+    /// every time, and only signatures that verified are remembered.
+    pub fn parse_remembering(
+        input: &[u8],
+        min_rsa_bits: usize,
+        memo: &SignatureMemo,
+    ) -> Result<Self, CsrError> {
+        Self::check(input, min_rsa_bits, Some(memo))
+    }
+
+    fn check(
+        input: &[u8],
+        min_rsa_bits: usize,
+        memo: Option<&SignatureMemo>,
+    ) -> Result<Self, CsrError> {
         if input.len() > MAX_CSR_LEN {
             return Err(CsrError::TooLarge {
                 size: input.len(),
@@ -49,19 +70,25 @@ impl VerifiedCsr {
         let key_kind = public_key::classify(&request.info.public_key, min_rsa_bits)?;
         let info_bytes = info_tlv(&der)?;
         let signature = request.signature.as_bytes().ok_or(CsrError::BadSignature)?;
-        public_key::verify(
-            &request.info.public_key,
-            key_kind,
-            &request.algorithm,
-            info_bytes,
-            signature,
-        )
-        .map_err(|e| match e {
-            VerifyFailure::UnsupportedAlgorithm => {
-                CsrError::UnsupportedSignatureAlgorithm(request.algorithm.oid)
+        let seen = memo.map(|m| (m, SignatureMemo::key_of(&der)));
+        if !seen.as_ref().is_some_and(|(m, key)| m.contains(key)) {
+            public_key::verify(
+                &request.info.public_key,
+                key_kind,
+                &request.algorithm,
+                info_bytes,
+                signature,
+            )
+            .map_err(|e| match e {
+                VerifyFailure::UnsupportedAlgorithm => {
+                    CsrError::UnsupportedSignatureAlgorithm(request.algorithm.oid)
+                }
+                VerifyFailure::BadSignature => CsrError::BadSignature,
+            })?;
+            if let Some((memo, key)) = seen {
+                memo.insert(key);
             }
-            VerifyFailure::BadSignature => CsrError::BadSignature,
-        })?;
+        }
         let requested_sans = requested_sans(&request)?;
         Ok(VerifiedCsr {
             der,
@@ -230,6 +257,40 @@ mod tests {
         assert!(matches!(
             VerifiedCsr::parse(&der, 2048),
             Err(CsrError::BadSignature)
+        ));
+    }
+
+    #[test]
+    fn a_remembered_signature_is_not_checked_again_and_a_bad_one_never_remembered() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let der = csr(
+            rcgen::CertificateParams::new(vec!["a.example".into()]).unwrap(),
+            &key,
+        );
+        let mut forged = der.clone();
+        let last = forged.len() - 3;
+        forged[last] ^= 0x01;
+        let memo = SignatureMemo::new(16);
+        for _ in 0..2 {
+            assert!(matches!(
+                VerifiedCsr::parse_remembering(&forged, 2048, &memo),
+                Err(CsrError::BadSignature)
+            ));
+        }
+        assert!(memo.is_empty(), "a failed check is not remembered");
+        let first = VerifiedCsr::parse_remembering(&der, 2048, &memo).unwrap();
+        assert!(memo.contains(&SignatureMemo::key_of(&der)));
+        let again = VerifiedCsr::parse_remembering(&der, 2048, &memo).unwrap();
+        assert_eq!(first.der(), again.der());
+        assert_eq!(first.subject(), again.subject());
+        assert!(matches!(
+            VerifiedCsr::parse_remembering(&forged, 2048, &memo),
+            Err(CsrError::BadSignature)
+        ));
+        // The other checks still run on a remembered CSR.
+        assert!(matches!(
+            VerifiedCsr::parse_remembering(&der[..der.len() - 1], 2048, &memo),
+            Err(CsrError::Der(_))
         ));
     }
 

@@ -26,6 +26,7 @@ pub mod profile;
 pub mod public_key;
 pub mod role;
 pub mod serial;
+pub mod signature_memo;
 pub mod signer;
 pub mod time;
 pub mod tlv;

@@ -33,6 +33,7 @@ use crate::store::group_commit::GroupCommit;
 use crate::store::models::*;
 use crate::store::schema::*;
 use crate::store::{Conn, DbConnection, DbPool};
+use ca_core::signature_memo::SignatureMemo;
 
 /// The delegated OCSP responder of one issuing CA.
 pub struct Responder {
@@ -104,7 +105,12 @@ pub struct Authority {
     pub(crate) clock: SystemClock,
     /// The group-commit writer the issuance path's writes go through.
     writer: GroupCommit,
+    /// CSRs whose signature verified before (a re-issued terminal resends the same CSR).
+    csr_signatures: SignatureMemo,
 }
+
+/// How many verified CSR signatures an instance remembers (about 200 KiB).
+const CSR_SIGNATURES_REMEMBERED: usize = 4096;
 
 /// Roles parsed from the stored comma list.
 pub fn parse_roles(text: &str) -> Vec<Role> {
@@ -192,6 +198,7 @@ impl Authority {
             metrics: Metrics::default(),
             clock: SystemClock,
             writer,
+            csr_signatures: SignatureMemo::new(CSR_SIGNATURES_REMEMBERED),
         };
         authority.upkeep(false)?;
         authority.poll_responses()?;
@@ -784,7 +791,11 @@ impl Authority {
                 ))
             }
         };
-        let csr = VerifiedCsr::parse(request.csr.as_bytes(), profile.min_rsa_bits())?;
+        let csr = VerifiedCsr::parse_remembering(
+            request.csr.as_bytes(),
+            profile.min_rsa_bits(),
+            &self.csr_signatures,
+        )?;
         let ca = self.issuing_ca(profile)?;
         // The profile, the window and the lint all pass before anything is stored; a profile
         // without approvals issues this very preparation.
@@ -883,17 +894,21 @@ impl Authority {
             .zip(row.window_end)
             .map(|(s, e)| (UnixTime(s as u64), UnixTime(e as u64)));
         let now = self.now().as_secs() as i64;
-        let prepared = VerifiedCsr::parse(&row.csr_der, profile.min_rsa_bits())
-            .map_err(ServiceError::from)
-            .and_then(|csr| {
-                Ok(PreparedIssuance::prepare(
-                    ca,
-                    profile,
-                    &csr,
-                    &IssuanceOptions { window },
-                    &self.clock,
-                )?)
-            });
+        let prepared = VerifiedCsr::parse_remembering(
+            &row.csr_der,
+            profile.min_rsa_bits(),
+            &self.csr_signatures,
+        )
+        .map_err(ServiceError::from)
+        .and_then(|csr| {
+            Ok(PreparedIssuance::prepare(
+                ca,
+                profile,
+                &csr,
+                &IssuanceOptions { window },
+                &self.clock,
+            )?)
+        });
         let prepared = match prepared {
             Ok(p) => p,
             Err(e) => {

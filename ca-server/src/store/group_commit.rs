@@ -104,6 +104,7 @@ where
 pub struct GroupCommit {
     jobs: mpsc::Sender<Box<dyn Job>>,
     stats: Arc<Stats>,
+    _checkpoints: Option<super::checkpoint::Checkpointer>,
 }
 
 /// Counters of the writer, for `/metrics` (jobs per commit shows how well batching works).
@@ -122,7 +123,8 @@ pub struct Stats {
 impl GroupCommit {
     /// Starts the writer thread with its own connection to `url` (outside the request pool, so
     /// callers holding pooled connections can never starve it). The connection is opened on first
-    /// use and re-opened after a failure.
+    /// use and re-opened after a failure. On SQLite a second thread runs the WAL checkpoints
+    /// the writer would otherwise run (see `checkpoint`).
     pub fn start(url: &str) -> Result<GroupCommit, StoreError> {
         let (builder, manager) = super::pool_builder(url, 1)?;
         let pool = builder.min_idle(Some(0)).build_unchecked(manager);
@@ -133,7 +135,11 @@ impl GroupCommit {
             .name("mamori-writer".into())
             .spawn(move || serve(&pool, &queue, &counters))
             .map_err(|e| StoreError::Pool(format!("cannot start the writer thread: {e}")))?;
-        Ok(GroupCommit { jobs, stats })
+        Ok(GroupCommit {
+            jobs,
+            stats,
+            _checkpoints: super::checkpoint::start(url)?,
+        })
     }
 
     /// The writer's counters.
@@ -184,7 +190,15 @@ fn serve(pool: &DbPool, queue: &mpsc::Receiver<Box<dyn Job>>, stats: &Stats) {
         }
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.jobs.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        let committed = match held.take().map_or_else(|| pool.get(), Ok) {
+        let connection: Result<Conn, String> = held.take().map_or_else(
+            || {
+                let mut conn = pool.get().map_err(|e| e.to_string())?;
+                super::checkpoint::prepare_writer(&mut conn).map_err(|e| e.to_string())?;
+                Ok(conn)
+            },
+            Ok,
+        );
+        let committed = match connection {
             Ok(mut conn) => {
                 let committed = commit(&mut conn, &mut batch, stats);
                 if committed.is_ok() {

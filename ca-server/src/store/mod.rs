@@ -2,6 +2,7 @@
 //! Only this module and `authority` touch rows; migrations for both backends live in the
 //! top-level `migrations/` folder and run at start.
 
+pub mod checkpoint;
 pub mod gate;
 pub mod group_commit;
 pub mod models;
