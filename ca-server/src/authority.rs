@@ -16,6 +16,7 @@ use ca_core::ocsp::IssuerHashes;
 use ca_core::profile::Profile;
 use ca_core::role::Role;
 use ca_core::serial::{parse_serial_hex, serial_hex};
+use ca_core::signature_memo::SignatureMemo;
 use ca_core::time::UnixTime;
 use ca_core::totp::TotpSecret;
 use diesel::prelude::*;
@@ -33,7 +34,6 @@ use crate::store::group_commit::GroupCommit;
 use crate::store::models::*;
 use crate::store::schema::*;
 use crate::store::{Conn, DbConnection, DbPool};
-use ca_core::signature_memo::SignatureMemo;
 
 /// The delegated OCSP responder of one issuing CA.
 pub struct Responder {
