@@ -962,6 +962,8 @@ impl Authority {
             }
         };
         let details = json!({"request": request_id, "profile": profile.id(), "subject": issued.subject, "not_after": issued.not_after.to_rfc3339()});
+        // Shared with the queued write, which stores it, then cached from here once durable.
+        let response = response.map(Arc::new);
         let stored = response.clone();
         let entry = audit_log::Entry::new(
             now as u64,
@@ -999,7 +1001,7 @@ impl Authority {
             }
             Ok(())
         })?;
-        if let Some(row) = response {
+        if let Some(row) = &response {
             self.remember_response(row);
         }
         self.metrics

@@ -194,21 +194,17 @@ impl Authority {
         })
     }
 
-    fn cache_insert(
-        &self,
-        ca_id: &str,
-        serial: &str,
-        der: Vec<u8>,
-        this_update: u64,
-        next_update: u64,
-    ) {
+    fn cache_insert(&self, row: &OcspResponseRow) {
+        let (ca_id, serial, der) = (&row.ca_id, &row.serial, &row.der);
+        let (this_update, next_update) =
+            (row.this_update.max(0) as u64, row.next_update.max(0) as u64);
         let (Some(index), Some(key)) = (
             self.ca_index(ca_id),
             parse_serial_hex(serial).and_then(|s| serial_key(s.as_bytes())),
         ) else {
             return;
         };
-        let Ok((compact, certs)) = ocsp::split_response(&der) else {
+        let Ok((compact, certs)) = ocsp::split_response(der) else {
             return;
         };
         let Some(detail) = single_status(&compact) else {
@@ -221,7 +217,7 @@ impl Authority {
         };
         let certs = self.ocsp_cache.intern(certs);
         let entry = Arc::new(CachedResponse {
-            etag: etag_of(&der),
+            etag: etag_of(der),
             compact: compact.into(),
             certs,
             detail,
@@ -268,10 +264,7 @@ impl Authority {
                 rows.iter().try_for_each(|row| store_response(conn, row))
             })?;
         }
-        Ok(rows
-            .into_iter()
-            .map(|row| self.remember_response(row))
-            .collect())
+        Ok(rows.iter().map(|row| self.remember_response(row)).collect())
     }
 
     /// Signs the canonical (SHA-1 CertID) response reporting `status` for one certificate, as
@@ -325,14 +318,8 @@ impl Authority {
     }
 
     /// Puts a stored response into the cache (after the transaction that stored it committed).
-    pub(crate) fn remember_response(&self, row: OcspResponseRow) -> Option<Arc<CachedResponse>> {
-        self.cache_insert(
-            &row.ca_id,
-            &row.serial,
-            row.der,
-            row.this_update.max(0) as u64,
-            row.next_update.max(0) as u64,
-        );
+    pub(crate) fn remember_response(&self, row: &OcspResponseRow) -> Option<Arc<CachedResponse>> {
+        self.cache_insert(row);
         self.cached(&row.ca_id, &row.serial)
     }
 
@@ -519,13 +506,7 @@ impl Authority {
                         continue;
                     }
                 }
-                self.cache_insert(
-                    &row.ca_id,
-                    &row.serial,
-                    row.der,
-                    row.this_update.max(0) as u64,
-                    row.next_update.max(0) as u64,
-                );
+                self.cache_insert(&row);
             }
             if !full {
                 break;
