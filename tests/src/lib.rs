@@ -131,6 +131,19 @@ pub struct Person {
     pub token: Mutex<Option<String>>,
 }
 
+/// The oldest TOTP step worth sending at `now`. The server accepts one step of drift either way,
+/// so the previous step stops being accepted at the next 30 s boundary: it is used only while at
+/// least 10 s of the current window remain, so that a request slowed by load still arrives in
+/// time.
+fn oldest_usable_step(now: u64) -> u64 {
+    let current = now / 30;
+    if now % 30 < 20 {
+        current - 1
+    } else {
+        current
+    }
+}
+
 impl Person {
     fn new(username: &str, password: &str, secret: TotpSecret) -> Self {
         Person {
@@ -149,7 +162,7 @@ impl Person {
         loop {
             let now = ca_core::time::UnixTime::now().as_secs();
             let current = now / 30;
-            let step = (*last + 1).max(current - 1);
+            let step = (*last + 1).max(oldest_usable_step(now));
             if step <= current + 1 {
                 *last = step;
                 return self.secret.code_at_step(step);
@@ -162,8 +175,9 @@ impl Person {
     /// has been used.
     pub fn try_code(&self) -> Option<String> {
         let mut last = self.last_step.lock().unwrap();
-        let current = ca_core::time::UnixTime::now().as_secs() / 30;
-        let step = (*last + 1).max(current - 1);
+        let now = ca_core::time::UnixTime::now().as_secs();
+        let current = now / 30;
+        let step = (*last + 1).max(oldest_usable_step(now));
         if step > current + 1 {
             return None;
         }
