@@ -1,10 +1,14 @@
-//! Certificate serial numbers: 127 bits from the operating system's CSPRNG (RFC 5280 §4.1.2.2;
-//! CA/Browser Forum BR §7.1 asks for at least 64).
+//! Certificate serial numbers (RFC 5280 §4.1.2.2): CA certificates get 126 bits from the
+//! operating system's CSPRNG; leaf certificates get a five-octet time prefix followed by 80 bits
+//! from the CSPRNG (CA/Browser Forum BR §7.1 asks for at least 64), so that the serials a CA
+//! issues sort by time and the database's serial-keyed indexes grow at their end instead of
+//! touching a random page for every certificate.
 
 use ring::rand::{SecureRandom, SystemRandom};
 use x509_cert::serial_number::SerialNumber;
 
 use crate::error::KeyError;
+use crate::time::UnixTime;
 
 /// Octets in a Mamori serial number.
 pub const SERIAL_LEN: usize = 16;
@@ -17,6 +21,23 @@ pub fn random_serial() -> Result<SerialNumber, KeyError> {
         .fill(&mut bytes)
         .map_err(|_| KeyError::Random)?;
     bytes[0] = (bytes[0] & 0x7f) | 0x40;
+    SerialNumber::new(&bytes).map_err(|_| KeyError::Random)
+}
+
+/// Octets of CSPRNG output in a [`time_ordered_serial`].
+pub const RANDOM_OCTETS: usize = 10;
+
+/// Draws a fresh leaf serial: `0x40`, the seconds since the epoch in four big-endian octets
+/// (wrapping in 2106, which only costs ordering), then [`RANDOM_OCTETS`] octets from the CSPRNG
+/// — 16 octets, positive, without a leading zero octet, like [`random_serial`]. Serials drawn in
+/// the same second are in random order among themselves.
+pub fn time_ordered_serial(now: UnixTime) -> Result<SerialNumber, KeyError> {
+    let mut bytes = [0u8; SERIAL_LEN];
+    bytes[0] = 0x40;
+    bytes[1..5].copy_from_slice(&(now.as_secs() as u32).to_be_bytes());
+    SystemRandom::new()
+        .fill(&mut bytes[SERIAL_LEN - RANDOM_OCTETS..])
+        .map_err(|_| KeyError::Random)?;
     SerialNumber::new(&bytes).map_err(|_| KeyError::Random)
 }
 
@@ -48,6 +69,36 @@ mod tests {
             assert_eq!(der[1] as usize, SERIAL_LEN);
             assert!(der[2] & 0x80 == 0 && der[2] != 0);
             assert!(seen.insert(serial_hex(&serial)));
+        }
+    }
+
+    #[test]
+    fn time_ordered_serials_sort_by_second_and_keep_eighty_random_bits() {
+        let mut seen = std::collections::HashSet::new();
+        let mut last = String::new();
+        for second in [
+            1_700_000_000u64,
+            1_700_000_001,
+            1_800_000_000,
+            4_000_000_000,
+        ] {
+            let mut tails = std::collections::HashSet::new();
+            for _ in 0..200 {
+                let serial = time_ordered_serial(UnixTime(second)).unwrap();
+                let der = serial.to_der().unwrap();
+                assert_eq!(der[1] as usize, SERIAL_LEN);
+                assert_eq!(der[2], 0x40);
+                assert_eq!(&der[3..7], &(second as u32).to_be_bytes());
+                let hex = serial_hex(&serial);
+                assert!(hex > last, "{hex} sorts before {last}");
+                assert!(seen.insert(hex.clone()));
+                tails.insert(hex[hex.len() - 2 * RANDOM_OCTETS..].to_string());
+            }
+            assert_eq!(tails.len(), 200, "random tails repeat");
+            last = format!(
+                "{:f<32}",
+                &serial_hex(&time_ordered_serial(UnixTime(second)).unwrap())[..10]
+            );
         }
     }
 

@@ -138,6 +138,36 @@ fn new_id(prefix: &str) -> Result<String, ServiceError> {
     ))
 }
 
+/// A random identifier that sorts by creation time: the seconds since the epoch in hex, then
+/// 96 random bits. Request ids are the key of a table that grows with every issuance; keys in
+/// time order add to the end of its index instead of a random page each.
+fn new_ordered_id(prefix: &str, now: i64) -> Result<String, ServiceError> {
+    Ok(format!(
+        "{prefix}-{:010x}{}",
+        now.max(0),
+        hex::encode(crate::secrets::random_bytes(12)?)
+    ))
+}
+
+/// The audit entry of a stored request.
+fn submit_entry(row: &RequestRow, actor: &str, now: i64) -> audit_log::Entry {
+    audit_log::Entry::new(
+        now as u64,
+        actor,
+        "request.submit",
+        &row.id,
+        json!({"profile": row.profile_id, "work_order": row.work_order}),
+    )
+}
+
+/// A certificate signed for a request, with its first OCSP response and audit entry, waiting
+/// for the commit that stores them.
+struct SignedIssuance {
+    der: Vec<u8>,
+    response: Option<Arc<OcspResponseRow>>,
+    entry: audit_log::Entry,
+}
+
 /// Pieces `Authority::assemble` needs; built by `bootstrap`.
 pub struct Parts {
     /// Configuration.
@@ -804,7 +834,7 @@ impl Authority {
         let now = self.now().as_secs() as i64;
         let approved_now = profile.approval().approvals == 0;
         let row = RequestRow {
-            id: new_id("req")?,
+            id: new_ordered_id("req", now)?,
             profile_id: profile.id().to_string(),
             requester_id: caller.user_id.clone(),
             csr_der: csr.der().to_vec(),
@@ -819,42 +849,22 @@ impl Authority {
             created_at: now,
             updated_at: now,
         };
-        // Reserved in the same commit as the request: one durable write fewer.
-        let reservation = approved_now
-            .then(|| crate::signing::reservation(ca, &prepared, profile.id(), Some(&row.id), now));
         let mut view = row.clone();
-        let actor = caller.username.clone();
-        let reserved = self.writer.run(move |w| {
-            diesel::insert_into(requests::table)
-                .values(&row)
-                .execute(w.conn)?;
-            w.audit(audit_log::Entry::new(
-                now as u64,
-                &actor,
-                "request.submit",
-                &row.id,
-                json!({"profile": row.profile_id, "work_order": row.work_order}),
-            ));
-            let Some(reservation) = &reservation else {
-                return Ok(None);
-            };
-            crate::signing::store_reservation(w.conn, reservation)?;
-            Ok(Some(reservation.serial.clone()))
-        })?;
-        if let Some(serial) = reserved {
-            self.finish_issue(
-                &view.id,
-                ca,
-                profile,
-                prepared,
-                &serial,
-                &caller.username,
-                now,
-            )?;
-            // What finish_issue stored, without reading the row back.
+        if approved_now {
+            let serial = self.issue_at_once(row, ca, profile, prepared, &caller.username, now)?;
+            // What issue_at_once stored, without reading the row back.
             view.status = "issued".into();
             view.ca_id = Some(ca.id().to_string());
             view.certificate_serial = Some(serial);
+        } else {
+            let entry = submit_entry(&row, &caller.username, now);
+            self.writer.run(move |w| {
+                diesel::insert_into(requests::table)
+                    .values(&row)
+                    .execute(w.conn)?;
+                w.audit(entry.clone());
+                Ok(())
+            })?;
         }
         Ok(self.view_of(view, caller.username.clone(), &[]))
     }
@@ -939,6 +949,103 @@ impl Authority {
         self.finish_issue(request_id, ca, profile, prepared, &serial, actor, now)
     }
 
+    /// Signs the certificate and its first OCSP response (good), and builds the audit entry of
+    /// the issuance; nothing is stored yet.
+    #[allow(clippy::too_many_arguments)]
+    fn sign_issuance(
+        &self,
+        request_id: &str,
+        ca: &CertificateAuthority,
+        profile: &Profile,
+        prepared: PreparedIssuance,
+        serial: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<SignedIssuance, ServiceError> {
+        let issued = prepared.sign(ca)?;
+        let response = match self.sign_response(ca.id(), serial, ca_core::ocsp::Status::Good) {
+            Ok(row) => row,
+            Err(e) => {
+                tracing::warn!(error = %e, cert.serial = %serial, "pre-signing the OCSP response failed; upkeep will retry");
+                None
+            }
+        };
+        let details = json!({"request": request_id, "profile": profile.id(), "subject": issued.subject, "not_after": issued.not_after.to_rfc3339()});
+        let entry = audit_log::Entry::new(
+            now as u64,
+            actor,
+            "certificate.issue",
+            &format!("{}/{serial}", ca.id()),
+            details,
+        );
+        Ok(SignedIssuance {
+            der: issued.der,
+            // Shared with the queued write, which stores it, then cached from here once durable.
+            response: response.map(Arc::new),
+            entry,
+        })
+    }
+
+    /// After the commit that stored an issuance: caches its OCSP response, counts and logs it.
+    fn issued(
+        &self,
+        signed: &SignedIssuance,
+        ca: &CertificateAuthority,
+        profile: &Profile,
+        serial: &str,
+    ) {
+        if let Some(row) = &signed.response {
+            self.remember_response(row);
+        }
+        self.metrics
+            .issued
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(cert.serial = %serial, ca.id = %ca.id(), profile.id = %profile.id(), "certificate issued");
+    }
+
+    /// Issues a request whose profile needs no approval, with one durable commit: signs the
+    /// certificate and its first OCSP response, then stores the request (already issued), the
+    /// certificate, the response and both audit entries together (sharing the commit with other
+    /// writes through the group-commit writer). Nothing signed leaves the process before that
+    /// commit: if it fails, the caller gets the error and the certificate is dropped unseen.
+    /// Returns the serial (hex).
+    fn issue_at_once(
+        &self,
+        mut request: RequestRow,
+        ca: &CertificateAuthority,
+        profile: &Profile,
+        prepared: PreparedIssuance,
+        actor: &str,
+        now: i64,
+    ) -> Result<String, ServiceError> {
+        let mut certificate =
+            crate::signing::reservation(ca, &prepared, profile.id(), Some(&request.id), now);
+        let serial = certificate.serial.clone();
+        let signed = self.sign_issuance(&request.id, ca, profile, prepared, &serial, actor, now)?;
+        certificate.der = Some(signed.der.clone());
+        certificate.status = "valid".into();
+        let submitted = submit_entry(&request, actor, now);
+        request.status = "issued".into();
+        request.ca_id = Some(ca.id().to_string());
+        request.certificate_serial = Some(serial.clone());
+        let (entry, response) = (signed.entry.clone(), signed.response.clone());
+        self.writer.run(move |w| {
+            diesel::insert_into(requests::table)
+                .values(&request)
+                .execute(w.conn)?;
+            w.audit(submitted.clone());
+            crate::signing::store_reservation(w.conn, &certificate)?;
+            w.audit(entry.clone());
+            if let Some(row) = &response {
+                // A new serial has no response to replace.
+                crate::responder::insert_response(w.conn, row)?;
+            }
+            Ok(())
+        })?;
+        self.issued(&signed, ca, profile, &serial);
+        Ok(serial)
+    }
+
     /// Signs a reserved certificate and its first OCSP response (good), then in one commit (shared
     /// with other issuances through the group-commit writer) stores the certificate, marks the
     /// request issued, appends the audit entry and stores the OCSP response.
@@ -953,28 +1060,14 @@ impl Authority {
         actor: &str,
         now: i64,
     ) -> Result<(), ServiceError> {
-        let issued = prepared.sign(ca)?;
-        let response = match self.sign_response(ca.id(), serial, ca_core::ocsp::Status::Good) {
-            Ok(row) => row,
-            Err(e) => {
-                tracing::warn!(error = %e, cert.serial = %serial, "pre-signing the OCSP response failed; upkeep will retry");
-                None
-            }
-        };
-        let details = json!({"request": request_id, "profile": profile.id(), "subject": issued.subject, "not_after": issued.not_after.to_rfc3339()});
-        // Shared with the queued write, which stores it, then cached from here once durable.
-        let response = response.map(Arc::new);
-        let stored = response.clone();
-        let entry = audit_log::Entry::new(
-            now as u64,
-            actor,
-            "certificate.issue",
-            &format!("{}/{serial}", ca.id()),
-            details,
-        );
+        let signed = self.sign_issuance(request_id, ca, profile, prepared, serial, actor, now)?;
         let (ca_id, serial_owned) = (ca.id().to_string(), serial.to_string());
         let request_id = request_id.to_string();
-        let der = issued.der;
+        let (der, entry, response) = (
+            signed.der.clone(),
+            signed.entry.clone(),
+            signed.response.clone(),
+        );
         self.writer.run(move |w| {
             crate::signing::mark_issued(w.conn, &ca_id, &serial_owned, &der)?;
             let updated = diesel::update(
@@ -995,19 +1088,13 @@ impl Authority {
                 ));
             }
             w.audit(entry.clone());
-            if let Some(row) = &stored {
+            if let Some(row) = &response {
                 // The certificate was reserved until now, so it has no response to replace.
                 crate::responder::insert_response(w.conn, row)?;
             }
             Ok(())
         })?;
-        if let Some(row) = &response {
-            self.remember_response(row);
-        }
-        self.metrics
-            .issued
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::info!(cert.serial = %serial, ca.id = %ca.id(), profile.id = %profile.id(), "certificate issued");
+        self.issued(&signed, ca, profile, serial);
         Ok(())
     }
 
@@ -1674,4 +1761,20 @@ fn parse_role_list(names: &[String]) -> Result<Vec<Role>, ServiceError> {
         }
     }
     Ok(roles)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordered_ids_sort_by_second_and_differ_within_one() {
+        let a = new_ordered_id("req", 1_700_000_000).unwrap();
+        let b = new_ordered_id("req", 1_700_000_000).unwrap();
+        let c = new_ordered_id("req", 1_700_000_001).unwrap();
+        assert_ne!(a, b);
+        assert!(a < c && b < c, "{a} {b} {c}");
+        assert!(a.starts_with("req-006553f100"), "{a}");
+        assert_eq!(a.len(), "req-".len() + 10 + 24);
+    }
 }

@@ -1,6 +1,9 @@
-//! The one path every certificate Mamori signs goes through: store the serial and the exact TBS
-//! first (`reserved`), then sign, then mark it issued inside the caller's transaction — so a crash
-//! never leaves a signed certificate nobody recorded, and a reserved serial is never reused.
+//! Reserved signing: store the serial and the exact TBS first (`reserved`), then sign, then mark
+//! it issued inside the caller's transaction — so a crash never leaves a signed certificate
+//! nobody recorded, and a reserved serial is never reused. Issuance after approvals, the API
+//! server's own certificate and the OCSP responder certificate go this way; a profile without
+//! approvals stores the row built by [`reservation`] already signed, in the one commit that
+//! records its request (`Authority::issue_at_once`).
 
 use ca_core::ca::CertificateAuthority;
 use ca_core::issuance::{IssuedCertificate, PreparedIssuance};

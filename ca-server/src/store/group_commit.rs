@@ -1,8 +1,9 @@
 //! Group commit: write transactions from many request threads share one database transaction —
 //! and so one WAL flush — per batch.
 //!
-//! Every issuance makes two durable commits (the reservation, then the signed certificate), and
-//! each of them appends to the audit chain, whose single head makes writers take turns on either
+//! Every issuance makes one or two durable commits (without approvals the request and the signed
+//! certificate; after approvals the reservation, then the signed certificate), and each of them
+//! appends to the audit chain, whose single head makes writers take turns on either
 //! backend. One commit at a time, each waiting for its own flush (and on SQLite for the busy
 //! handler's sleeps), capped issuance at a few hundred per second. Here one writer thread takes
 //! whatever jobs are queued (up to [`MAX_BATCH`]), runs them inside one transaction, appends the
