@@ -1023,6 +1023,8 @@ impl Authority {
         let serial = certificate.serial.clone();
         let signed = self.sign_issuance(&request.id, ca, profile, prepared, &serial, actor, now)?;
         certificate.der = Some(signed.der.clone());
+        // As after a reservation: the stored certificate holds its TBS.
+        certificate.tbs_der = Vec::new();
         certificate.status = "valid".into();
         let submitted = submit_entry(&request, actor, now);
         request.status = "issued".into();

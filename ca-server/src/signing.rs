@@ -91,6 +91,8 @@ pub fn mark_issued(
     diesel::update(certificates::table.find((ca_id, serial)))
         .set((
             certificates::der.eq(Some(der)),
+            // The certificate holds its TBS; the reserved copy has served its purpose.
+            certificates::tbs_der.eq(Vec::<u8>::new()),
             certificates::status.eq("valid"),
         ))
         .execute(conn)

@@ -79,6 +79,7 @@ pub struct CertificateRow {
     pub request_id: Option<String>,
     pub profile_id: String,
     pub subject: String,
+    /// The exact TBS while `reserved`; empty once `der`, which holds it, is stored.
     pub tbs_der: Vec<u8>,
     pub der: Option<Vec<u8>>,
     pub not_before: i64,
