@@ -304,7 +304,20 @@ fn workflow(backend: Backend) {
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["status"], "issued");
     let amb_serial = body["serial"].as_str().unwrap().to_string();
-    let amb_chain = chain_of(&server, body["id"].as_str().unwrap(), &c.enroller.token());
+    let amb_request = body["id"].as_str().unwrap().to_string();
+    // Issued without approvals in one commit: the request, the certificate (whose row keeps no
+    // second copy of its TBS), its first OCSP response and both audit entries.
+    let stored = server.query(&format!(
+        "SELECT r.status, c.status, length(c.tbs_der), \
+         CASE WHEN length(c.der) > 0 THEN 'der' ELSE 'none' END, \
+         (SELECT count(*) FROM ocsp_responses o WHERE o.ca_id = c.ca_id AND o.serial = c.serial), \
+         (SELECT count(*) FROM audit_log a WHERE a.action = 'request.submit' AND a.target = r.id), \
+         (SELECT count(*) FROM audit_log a WHERE a.action = 'certificate.issue' \
+            AND a.target = 'issuing/' || c.serial) \
+         FROM requests r JOIN certificates c ON c.request_id = r.id WHERE r.id = '{amb_request}'"
+    ));
+    assert_eq!(stored.trim(), "issued|valid|0|der|1|1|1");
+    let amb_chain = chain_of(&server, &amb_request, &c.enroller.token());
     verify_chain(&server, &amb_chain);
     let (status, body) = server.call(
         "POST",
