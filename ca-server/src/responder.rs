@@ -31,6 +31,12 @@ use crate::store::DbConnection;
 const POLL_PAGE: i64 = 5_000;
 /// Responses the upkeep signs and then stores in one transaction.
 const REFRESH_BATCH: usize = 256;
+/// The most responses of one kind (stale, or outdated by a status change) one upkeep re-signs
+/// per CA; the rest wait for the next upkeep.
+const REFRESH_LIMIT: i64 = 20_000;
+/// Certificates of each CA the upkeep checks for a missing response per run (see
+/// `missing_responses`); also the most it signs for them per CA and run.
+const SWEEP_CHUNK: i64 = 20_000;
 
 /// Whether requests with a nonce get a freshly signed response echoing it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -83,6 +89,9 @@ impl CachedResponse {
 pub struct OcspCache {
     map: RwLock<HashMap<CacheKey, Arc<CachedResponse>>>,
     last_poll_ms: AtomicI64,
+    /// Per CA, the last serial the upkeep's sweep for missing responses checked ("" to start
+    /// over).
+    sweep: std::sync::Mutex<HashMap<String, String>>,
     /// The responder certificate fields seen, so every response shares one copy.
     certs: std::sync::Mutex<Vec<actix_web::web::Bytes>>,
 }
@@ -123,14 +132,6 @@ fn serial_key(bytes: &[u8]) -> Option<[u8; 20]> {
     let mut key = [0u8; 20];
     key[20 - digits.len()..].copy_from_slice(digits);
     Some(key)
-}
-
-#[derive(diesel::QueryableByName)]
-struct CaSerial {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    ca_id: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    serial: String,
 }
 
 /// What the OCSP endpoint sends back.
@@ -403,6 +404,68 @@ impl Authority {
             .ok_or_else(|| ServiceError::Internal(format!("no OCSP responder for {ca_id}")))
     }
 
+    /// Live, unexpired certificates without a stored response, found by a sweep that checks
+    /// [`SWEEP_CHUNK`] certificates of each CA per call in serial order and resumes after the
+    /// last one at the next call (wrapping at the end). Issuance pre-signs at once, so this is
+    /// the safety net (a failed pre-signature, rows added by other means); a sweep keeps each
+    /// upkeep's cost bounded where a query over the whole table read every certificate of a
+    /// large CA at every maintenance interval.
+    fn missing_responses(
+        &self,
+        conn: &mut DbConnection,
+        now: i64,
+    ) -> Result<Vec<(String, String)>, ServiceError> {
+        let mut missing = Vec::new();
+        for (ca_id, _) in &self.issuer_hashes {
+            let after = self
+                .ocsp_cache
+                .sweep
+                .lock()
+                .ok()
+                .and_then(|cursors| cursors.get(ca_id).cloned())
+                .unwrap_or_default();
+            let chunk: Vec<(String, String, i64)> = certificates::table
+                .filter(certificates::ca_id.eq(ca_id))
+                .filter(certificates::serial.gt(&after))
+                .order(certificates::serial.asc())
+                .select((
+                    certificates::serial,
+                    certificates::status,
+                    certificates::not_after,
+                ))
+                .limit(SWEEP_CHUNK)
+                .load(conn)?;
+            let next = match chunk.last() {
+                Some((last, _, _)) if chunk.len() as i64 == SWEEP_CHUNK => last.clone(),
+                _ => String::new(),
+            };
+            if let Some((last, _, _)) = chunk.last() {
+                let present: std::collections::HashSet<String> = ocsp_responses::table
+                    .filter(ocsp_responses::ca_id.eq(ca_id))
+                    .filter(ocsp_responses::serial.gt(&after))
+                    .filter(ocsp_responses::serial.le(last))
+                    .select(ocsp_responses::serial)
+                    .load::<String>(conn)?
+                    .into_iter()
+                    .collect();
+                missing.extend(
+                    chunk
+                        .into_iter()
+                        .filter(|(serial, status, not_after)| {
+                            matches!(status.as_str(), "valid" | "revoked" | "hold")
+                                && *not_after > now
+                                && !present.contains(serial)
+                        })
+                        .map(|(serial, _, _)| (ca_id.clone(), serial)),
+                );
+            }
+            if let Ok(mut cursors) = self.ocsp_cache.sweep.lock() {
+                cursors.insert(ca_id.clone(), next);
+            }
+        }
+        Ok(missing)
+    }
+
     /// Pre-signs every unexpired certificate that has no response yet, whose response is past
     /// half its validity, or whose status changed after its response was signed (a revocation
     /// whose re-signing was cut short, e.g. by a crash). Returns how many were signed.
@@ -410,33 +473,33 @@ impl Authority {
         let mut conn = self.conn()?;
         let now = self.now().as_secs() as i64;
         let half = (self.config.ocsp_validity_secs / 2) as i64;
-        let live = ["valid", "revoked", "hold"];
-        let live = live
-            .iter()
-            .map(|s| format!("'{s}'"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let missing: Vec<(String, String)> = diesel::sql_query(format!(
-            "SELECT c.ca_id, c.serial FROM certificates c WHERE c.status IN ({live}) AND c.not_after > {now} \
-             AND NOT EXISTS (SELECT 1 FROM ocsp_responses r WHERE r.ca_id = c.ca_id AND r.serial = c.serial) LIMIT 20000"
-        ))
-        .load::<CaSerial>(&mut conn)?
-        .into_iter()
-        .map(|r| (r.ca_id, r.serial))
-        .collect();
+        let missing = self.missing_responses(&mut conn, now)?;
         let stale: Vec<(String, String)> = ocsp_responses::table
             .filter(ocsp_responses::this_update.le(now - half))
             .select((ocsp_responses::ca_id, ocsp_responses::serial))
-            .limit(20_000)
+            .limit(REFRESH_LIMIT)
             .load(&mut conn)?;
-        let outdated: Vec<(String, String)> = diesel::sql_query(
-            "SELECT c.ca_id, c.serial FROM certificates c JOIN ocsp_responses r \
-             ON r.ca_id = c.ca_id AND r.serial = c.serial WHERE c.status_changed_ms > r.updated_ms LIMIT 20000",
-        )
-        .load::<CaSerial>(&mut conn)?
-        .into_iter()
-        .map(|r| (r.ca_id, r.serial))
-        .collect();
+        // A status change whose response predates it. Only changes of the last half validity
+        // (and a minute) need looking at: a response older than a change made before that is
+        // past half its validity, so `stale` above already re-signs it.
+        let changed_since_ms = (now - half - 60) * 1000;
+        let mut outdated: Vec<(String, String)> = Vec::new();
+        for (ca_id, _) in &self.issuer_hashes {
+            outdated.extend(
+                certificates::table
+                    .inner_join(
+                        ocsp_responses::table.on(ocsp_responses::ca_id
+                            .eq(certificates::ca_id)
+                            .and(ocsp_responses::serial.eq(certificates::serial))),
+                    )
+                    .filter(certificates::ca_id.eq(ca_id))
+                    .filter(certificates::status_changed_ms.gt(changed_since_ms))
+                    .filter(certificates::status_changed_ms.gt(ocsp_responses::updated_ms))
+                    .select((certificates::ca_id, certificates::serial))
+                    .limit(REFRESH_LIMIT)
+                    .load::<(String, String)>(&mut conn)?,
+            );
+        }
         let due: Vec<&(String, String)> = missing
             .iter()
             .chain(stale.iter())

@@ -413,6 +413,8 @@ impl Server {
     pub fn sql(&self, statement: &str) {
         let status = if let Some(path) = self.database_url.strip_prefix("sqlite://") {
             Command::new("sqlite3")
+                // Wait for the server's writer instead of failing with "database is locked".
+                .args(["-cmd", ".timeout 10000"])
                 .arg(path)
                 .arg(statement)
                 .status()
@@ -432,6 +434,8 @@ impl Server {
     pub fn query(&self, statement: &str) -> String {
         let output = if let Some(path) = self.database_url.strip_prefix("sqlite://") {
             Command::new("sqlite3")
+                // Wait for the server's writer instead of failing with "database is locked".
+                .args(["-cmd", ".timeout 10000"])
                 .arg(path)
                 .arg(statement)
                 .output()

@@ -856,3 +856,87 @@ fn large_crl_is_stored_in_chunks_and_served_whole() {
 fn large_crl_is_stored_in_chunks_and_served_whole_postgres() {
     large_crl(Backend::Postgres);
 }
+
+/// Polls `done` every 250 ms until it holds, failing with `what` after `seconds`.
+fn wait_until(seconds: u64, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn upkeep_signs_missing_and_outdated_responses_in_bounded_sweeps() {
+    let server = Server::start(
+        Backend::Sqlite,
+        &[("MAMORI_MAINTENANCE_INTERVAL_SECS", "1")],
+    );
+    server.login(&server.admin);
+    let enroller = server.user("enroller", &["device-enroller"]);
+    let changed = issue_device(&server, &enroller, "8001");
+    let deleted = issue_device(&server, &enroller, "8002");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+
+    // More rows without a response than one sweep checks (20,000 per CA and upkeep): the
+    // second upkeep must resume where the first stopped.
+    let rows = 20_500;
+    server.sql(&format!(
+        "INSERT INTO certificates (ca_id, serial, request_id, profile_id, subject, tbs_der, der, \
+         not_before, not_after, status, revoked_at, revocation_reason, invalidity_date, created_at, \
+         status_changed_ms, crl_partition) \
+         SELECT 'issuing', '7e' || printf('%030x', i), NULL, 'ambulance-terminal', 'CN=synthetic', \
+         x'', NULL, {nb}, {na}, 'valid', NULL, NULL, NULL, {nb}, 0, NULL FROM \
+         (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows}) \
+         SELECT i FROM n)",
+        nb = now - 86400,
+        na = now + 86400 * 30,
+    ));
+    let signed = || -> usize {
+        server
+            .query("SELECT count(*) FROM ocsp_responses WHERE serial LIKE '7e%'")
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    wait_until(180, "the sweep never covered every certificate", || {
+        signed() == rows
+    });
+
+    // A response deleted behind the server's back is signed again when the sweep comes round.
+    server.sql(&format!(
+        "DELETE FROM ocsp_responses WHERE serial = '{}'",
+        deleted.serial
+    ));
+    wait_until(60, "a missing response was never signed again", || {
+        server
+            .query(&format!(
+                "SELECT count(*) FROM ocsp_responses WHERE serial = '{}'",
+                deleted.serial
+            ))
+            .trim()
+            == "1"
+    });
+
+    // A status change whose re-signing never happened (written straight to the database) is
+    // caught by the upkeep: the served response turns to revoked.
+    server.sql(&format!(
+        "UPDATE certificates SET status = 'revoked', revoked_at = {now}, \
+         revocation_reason = 'key-compromise', status_changed_ms = {changed_ms} \
+         WHERE serial = '{serial}'",
+        changed_ms = (now + 1) * 1000,
+        serial = changed.serial
+    ));
+    let request = request_der(&[&changed.leaf], &changed.issuer, None);
+    wait_until(60, "an outdated response was never re-signed", || {
+        statuses(
+            &server,
+            &post(&server.public_url, &request),
+            &[&changed.leaf],
+            &changed.issuer,
+        ) == vec![OcspCertStatus::REVOKED]
+    });
+}

@@ -169,4 +169,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     published_crl_chunks,
     ocsp_responders,
     audit_log,
+    ocsp_responses,
 );

@@ -1,0 +1,1 @@
+DROP INDEX ocsp_responses_this_update;
