@@ -730,11 +730,21 @@ impl Authority {
             diesel::delete(sessions::table.find(&hash)).execute(&mut conn)?;
             return Err(ServiceError::Unauthenticated);
         }
-        if now > session.last_seen {
-            crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
-                diesel::update(sessions::table.find(&hash))
-                    .set(sessions::last_seen.eq(now))
-                    .execute(conn)?;
+        // Activity is recorded in steps of a thirtieth of the idle timeout (at most a minute),
+        // through the group-commit writer: a session in use writes about once a minute, not
+        // once a second with a write transaction of its own that, on SQLite, waited for the
+        // writer's lock while every other call of that second did the same.
+        let step = (self.config.session_idle_secs / 30).min(60) as i64;
+        if now > session.last_seen + step {
+            drop(conn);
+            self.writer.run(move |w| {
+                diesel::update(
+                    sessions::table
+                        .find(&hash)
+                        .filter(sessions::last_seen.lt(now)),
+                )
+                .set(sessions::last_seen.eq(now))
+                .execute(w.conn)?;
                 Ok(())
             })?;
         }

@@ -532,6 +532,36 @@ fn workflow(backend: Backend) {
         .unwrap();
     assert_eq!(again.status().as_u16(), 304);
 
+    // --- session activity is recorded in steps (a thirtieth of the 30 min idle timeout) ---
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let auditor_sessions = "user_id = (SELECT id FROM users WHERE username = 'auditor')";
+    let last_seen = || -> i64 {
+        server
+            .query(&format!(
+                "SELECT max(last_seen) FROM sessions WHERE {auditor_sessions}"
+            ))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    server.sql(&format!(
+        "UPDATE sessions SET last_seen = {} WHERE {auditor_sessions}",
+        now - 30
+    ));
+    let (status, _) = server.call("GET", "/api/v1/me", Some(&c.auditor.token()), None);
+    assert_eq!(status, 200);
+    assert_eq!(last_seen(), now - 30, "recorded again within a step");
+    server.sql(&format!(
+        "UPDATE sessions SET last_seen = {} WHERE {auditor_sessions}",
+        now - 120
+    ));
+    let (status, _) = server.call("GET", "/api/v1/me", Some(&c.auditor.token()), None);
+    assert_eq!(status, 200);
+    assert!(last_seen() >= now, "not recorded after a step");
+
     // --- audit: verifies, then a direct edit is found ---
     let (status, body) = server.call(
         "GET",
