@@ -114,13 +114,19 @@ pub fn backend_path(url: &str) -> Result<String, StoreError> {
 }
 
 /// A pool builder for `url` with the settings every pool shares (check-out timeout, SQLite
-/// pragmas), and its connection manager.
+/// pragmas), and its connection manager. A PostgreSQL connection is checked (`SELECT 1`) at
+/// every check-out, so that one broken by a database restart is replaced before a request
+/// uses it; a SQLite connection is a file handle in this process that nothing outside can
+/// break, so it is not (the check cost a statement per API call).
 fn pool_builder(url: &str, max_size: u32) -> Result<(Builder<Manager>, Manager), StoreError> {
+    let path = backend_path(url)?;
+    let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
     let builder = Pool::builder()
         .max_size(max_size)
         .connection_timeout(std::time::Duration::from_secs(10))
+        .test_on_check_out(postgres)
         .connection_customizer(Box::new(Pragmas));
-    Ok((builder, ConnectionManager::new(backend_path(url)?)))
+    Ok((builder, ConnectionManager::new(path)))
 }
 
 /// Opens a pool for `url` and runs pending migrations.
