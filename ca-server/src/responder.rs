@@ -31,8 +31,8 @@ use crate::store::DbConnection;
 const POLL_PAGE: i64 = 5_000;
 /// Responses the upkeep signs and then stores in one transaction.
 const REFRESH_BATCH: usize = 256;
-/// The most responses of one kind (stale, or outdated by a status change) one upkeep re-signs
-/// per CA; the rest wait for the next upkeep.
+/// The most responses of one kind one upkeep re-signs (stale ones in all, outdated ones per
+/// CA); the rest wait for the next upkeep.
 const REFRESH_LIMIT: i64 = 20_000;
 /// Certificates of each CA the upkeep checks for a missing response per run (see
 /// `missing_responses`); also the most it signs for them per CA and run.
