@@ -1041,16 +1041,15 @@ impl Authority {
         request.ca_id = Some(ca.id().to_string());
         request.certificate_serial = Some(serial.clone());
         let (entry, response) = (signed.entry.clone(), signed.response.clone());
+        // Inserted with the batch's other new rows, one statement per table (a new serial has no
+        // response to replace).
         self.writer.run(move |w| {
-            diesel::insert_into(requests::table)
-                .values(&request)
-                .execute(w.conn)?;
+            w.add_request(request.clone());
             w.audit(submitted.clone());
-            crate::signing::store_reservation(w.conn, &certificate)?;
+            w.add_certificate(certificate.clone());
             w.audit(entry.clone());
             if let Some(row) = &response {
-                // A new serial has no response to replace.
-                crate::responder::insert_response(w.conn, row)?;
+                w.add_response(row.clone());
             }
             Ok(())
         })?;

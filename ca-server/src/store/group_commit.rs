@@ -6,13 +6,15 @@
 //! appends to the audit chain, whose single head makes writers take turns on either
 //! backend. One commit at a time, each waiting for its own flush (and on SQLite for the busy
 //! handler's sleeps), capped issuance at a few hundred per second. Here one writer thread takes
-//! whatever jobs are queued (up to [`MAX_BATCH`]), runs them inside one transaction, appends the
+//! whatever jobs are queued (up to [`MAX_BATCH`]), runs them inside one transaction, inserts the
+//! rows they added ([`Rows`]) with one statement per table, appends the
 //! audit entries they recorded to the chain together at the end (one read of the chain's head,
 //! one insert, and on PostgreSQL the chain's lock held only from there to the commit, so that
 //! instances sharing the database overlap the rest of their batches), commits once, and only then
 //! answers each caller.
 //!
-//! Jobs run without savepoints first. If one fails, that attempt is rolled back and the batch is
+//! Jobs run without savepoints first. If one fails (or the insert of their rows does), that
+//! attempt is rolled back and the batch is
 //! run again with each job in its own savepoint, so that a failing job is rolled back alone and
 //! gets its own error while the others commit (jobs are therefore `FnMut`: they may run twice).
 //! If the commit fails every job in the batch gets an error, and none of them took effect — a
@@ -22,22 +24,25 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
-use diesel::Connection;
+use diesel::{Connection, QueryResult, RunQueryDsl};
 
 use crate::audit_log::{self, Entry};
 use crate::error::ServiceError;
+use crate::store::models::{CertificateRow, OcspResponseRow, RequestRow};
+use crate::store::schema::{certificates, ocsp_responses, requests};
 use crate::store::{write_transaction, Conn, DbConnection, DbPool, StoreError};
 
 /// The most jobs one transaction takes, so that one batch's commit never waits on an unbounded
 /// amount of work.
 pub const MAX_BATCH: usize = 64;
 
-/// What a queued write works with: the batch's connection, inside the batch's transaction, and
-/// the audit entries it records.
+/// What a queued write works with: the batch's connection, inside the batch's transaction, the
+/// audit entries it records and the rows it adds.
 pub struct Write<'a> {
     /// The batch's connection.
     pub conn: &'a mut DbConnection,
     audit: &'a mut Vec<Entry>,
+    rows: &'a mut Rows,
 }
 
 impl Write<'_> {
@@ -46,13 +51,90 @@ impl Write<'_> {
     pub fn audit(&mut self, entry: Entry) {
         self.audit.push(entry);
     }
+
+    /// Adds a request row, inserted with the batch's other new requests (see [`Rows`]).
+    pub fn add_request(&mut self, row: RequestRow) {
+        self.rows.requests.push(row);
+    }
+
+    /// Adds a certificate row, inserted with the batch's other new certificates.
+    pub fn add_certificate(&mut self, row: CertificateRow) {
+        self.rows.certificates.push(row);
+    }
+
+    /// Adds the first OCSP response of a new certificate, inserted with the batch's others.
+    pub fn add_response(&mut self, row: Arc<OcspResponseRow>) {
+        self.rows.responses.push(row);
+    }
+}
+
+/// New rows of the tables every issuance adds to. A write queues them with
+/// [`Write::add_request`] and the like; the batch inserts them with one multi-row INSERT per
+/// table after its writes have run and before the audit entries (on PostgreSQL one round trip
+/// per table and batch instead of per row). A write cannot read back the rows it added. If that
+/// insert fails (a duplicate key, say), the batch is run again with a savepoint per write, each
+/// write inserting its own rows inside its savepoint, so that only the write whose row failed
+/// is refused.
+#[derive(Default)]
+pub struct Rows {
+    requests: Vec<RequestRow>,
+    certificates: Vec<CertificateRow>,
+    responses: Vec<Arc<OcspResponseRow>>,
+}
+
+/// One multi-row INSERT per non-empty table, on a backend's own connection: the derived
+/// multi-backend connection cannot build a multi-row INSERT.
+macro_rules! insert_rows {
+    ($conn:expr, $rows:expr) => {{
+        if !$rows.requests.is_empty() {
+            diesel::insert_into(requests::table)
+                .values(&$rows.requests)
+                .execute($conn)?;
+        }
+        if !$rows.certificates.is_empty() {
+            diesel::insert_into(certificates::table)
+                .values(&$rows.certificates)
+                .execute($conn)?;
+        }
+        if !$rows.responses.is_empty() {
+            let responses: Vec<&OcspResponseRow> = $rows.responses.iter().map(|r| &**r).collect();
+            diesel::insert_into(ocsp_responses::table)
+                .values(responses)
+                .execute($conn)?;
+        }
+    }};
+}
+
+impl Rows {
+    fn append(&mut self, other: &mut Rows) {
+        self.requests.append(&mut other.requests);
+        self.certificates.append(&mut other.certificates);
+        self.responses.append(&mut other.responses);
+    }
+
+    /// Inserts every queued row, then forgets them.
+    fn insert(&mut self, conn: &mut DbConnection) -> QueryResult<()> {
+        match conn {
+            DbConnection::Postgresql(pg) => insert_rows!(pg, self),
+            DbConnection::Sqlite(sqlite) => insert_rows!(sqlite, self),
+        }
+        *self = Rows::default();
+        Ok(())
+    }
 }
 
 /// A queued unit of work: runs inside the batch's transaction, then hears how the batch ended.
 trait Job: Send {
-    /// Runs the work (in its own savepoint if `alone`), adds its audit entries to `audit` if it
+    /// Runs the work (in its own savepoint if `alone`, inserting the rows it added there too),
+    /// adds its audit entries to `audit` and (unless `alone`) its rows to `rows` if it
     /// succeeded, and says whether it did.
-    fn run(&mut self, conn: &mut DbConnection, audit: &mut Vec<Entry>, alone: bool) -> bool;
+    fn run(
+        &mut self,
+        conn: &mut DbConnection,
+        audit: &mut Vec<Entry>,
+        rows: &mut Rows,
+        alone: bool,
+    ) -> bool;
     /// Answers the caller: the work's own result if the batch committed, else the batch's error.
     fn finish(self: Box<Self>, committed: Result<(), &str>);
 }
@@ -68,23 +150,32 @@ where
     T: Send,
     F: FnMut(&mut Write<'_>) -> Result<T, ServiceError> + Send,
 {
-    fn run(&mut self, conn: &mut DbConnection, audit: &mut Vec<Entry>, alone: bool) -> bool {
+    fn run(
+        &mut self,
+        conn: &mut DbConnection,
+        audit: &mut Vec<Entry>,
+        rows: &mut Rows,
+        alone: bool,
+    ) -> bool {
         let mut entries = Vec::new();
+        let mut added = Rows::default();
         let work = &mut self.work;
-        let mut write = |conn: &mut DbConnection| {
-            work(&mut Write {
-                conn,
-                audit: &mut entries,
-            })
+        let mut write = |conn: &mut DbConnection, audit: &mut Vec<Entry>, rows: &mut Rows| {
+            work(&mut Write { conn, audit, rows })
         };
         let outcome = if alone {
-            conn.transaction(write)
+            conn.transaction(|conn| {
+                let value = write(conn, &mut entries, &mut added)?;
+                added.insert(conn)?;
+                Ok(value)
+            })
         } else {
-            write(conn)
+            write(conn, &mut entries, &mut added)
         };
         let succeeded = outcome.is_ok();
         if succeeded {
             audit.append(&mut entries);
+            rows.append(&mut added);
         }
         self.outcome = Some(outcome);
         succeeded
@@ -222,6 +313,8 @@ fn serve(pool: &DbPool, queue: &mpsc::Receiver<Box<dyn Job>>, stats: &Stats) {
 enum Failure {
     /// A job failed; the attempt was rolled back.
     Job,
+    /// Inserting the rows the jobs added failed; the attempt was rolled back.
+    Rows,
     /// The database failed (appending the audit entries, or the commit itself).
     Database(String),
 }
@@ -246,17 +339,24 @@ fn commit(
             stats.retried.fetch_add(1, Ordering::Relaxed);
             attempt(conn, batch, true)
         }
+        // Even a lone job runs again when its rows failed: it succeeded before they were
+        // inserted, and the savepoint run gives it the insert's error as its own.
+        Err(Failure::Rows) => {
+            stats.retried.fetch_add(1, Ordering::Relaxed);
+            attempt(conn, batch, true)
+        }
         other => other,
     }));
     match ran {
         Ok(Ok(())) | Ok(Err(Failure::Job)) => Ok(()),
+        Ok(Err(Failure::Rows)) => Err("the rows of a batch could not be stored".into()),
         Ok(Err(Failure::Database(e))) => Err(e),
         Err(_) => Err("a write panicked; the batch was rolled back".into()),
     }
 }
 
-/// Runs every job of `batch` (each in its own savepoint if `alone`), appends their audit entries
-/// and commits. Without savepoints the first failing job stops the attempt and rolls it back.
+/// Runs every job of `batch` (each in its own savepoint if `alone`), inserts the rows they added,
+/// appends their audit entries and commits. Without savepoints the first failing job stops the attempt and rolls it back.
 fn attempt(
     conn: &mut DbConnection,
     batch: &mut [Box<dyn Job>],
@@ -264,10 +364,14 @@ fn attempt(
 ) -> Result<(), Failure> {
     write_transaction::<_, Failure, _>(conn, |conn| {
         let mut audit = Vec::new();
+        let mut rows = Rows::default();
         for job in batch.iter_mut() {
-            if !job.run(conn, &mut audit, alone) && !alone {
+            if !job.run(conn, &mut audit, &mut rows, alone) && !alone {
                 return Err(Failure::Job);
             }
+        }
+        if rows.insert(conn).is_err() {
+            return Err(Failure::Rows);
         }
         audit_log::append_all(conn, audit)?;
         Ok(())
@@ -351,6 +455,75 @@ mod tests {
             assert!(Instant::now() < deadline, "jobs were never submitted");
             std::thread::yield_now();
         }
+    }
+
+    fn response(serial: &str) -> Arc<OcspResponseRow> {
+        Arc::new(OcspResponseRow {
+            ca_id: "gc".into(),
+            serial: serial.into(),
+            der: vec![0x30, 0x00],
+            this_update: 1,
+            next_update: 2,
+            updated_ms: 3,
+        })
+    }
+
+    fn adding(
+        serial: &'static str,
+        writer: Arc<GroupCommit>,
+    ) -> std::thread::JoinHandle<Result<(), ServiceError>> {
+        std::thread::spawn(move || {
+            writer.run(move |w| {
+                w.add_response(response(serial));
+                Ok(())
+            })
+        })
+    }
+
+    fn stored_responses(pool: &DbPool) -> Vec<String> {
+        let mut conn = pool.get().unwrap();
+        let mut serials: Vec<String> = ocsp_responses::table
+            .filter(ocsp_responses::ca_id.eq("gc"))
+            .select(ocsp_responses::serial)
+            .load(&mut conn)
+            .unwrap();
+        serials.sort();
+        serials
+    }
+
+    #[test]
+    fn added_rows_are_inserted_together_and_a_duplicate_is_refused_alone() {
+        let held = held_writer();
+        let first = adding("01", held.writer.clone());
+        wait_until_submitted(&held.writer, 2);
+        let duplicate = adding("01", held.writer.clone());
+        wait_until_submitted(&held.writer, 3);
+        let second = adding("02", held.writer.clone());
+        wait_until_submitted(&held.writer, 4);
+        held.release.send(()).unwrap();
+        held.first.join().unwrap().unwrap();
+        first.join().unwrap().unwrap();
+        second.join().unwrap().unwrap();
+        assert!(
+            duplicate.join().unwrap().is_err(),
+            "a duplicate row was accepted"
+        );
+        assert_eq!(stored_responses(&held.pool), ["01", "02"]);
+        let stats = held.writer.stats();
+        assert_eq!(stats.batches.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.retried.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_lone_write_whose_row_fails_gets_the_error() {
+        let held = held_writer();
+        held.release.send(()).unwrap();
+        held.first.join().unwrap().unwrap();
+        adding("07", held.writer.clone()).join().unwrap().unwrap();
+        let again = adding("07", held.writer.clone()).join().unwrap();
+        assert!(again.is_err(), "a lone duplicate was reported stored");
+        assert_eq!(stored_responses(&held.pool), ["07"]);
+        assert_eq!(held.writer.stats().retried.load(Ordering::Relaxed), 1);
     }
 
     #[test]

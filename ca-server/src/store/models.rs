@@ -42,6 +42,8 @@ pub struct SessionRow {
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = requests)]
+// NULL for None, not DEFAULT: SQLite then takes several rows in one INSERT (see group_commit).
+#[diesel(treat_none_as_default_value = false)]
 pub struct RequestRow {
     pub id: String,
     pub profile_id: String,
@@ -73,6 +75,8 @@ pub struct DecisionRow {
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = certificates)]
+// NULL for None, not DEFAULT: SQLite then takes several rows in one INSERT (see group_commit).
+#[diesel(treat_none_as_default_value = false)]
 pub struct CertificateRow {
     pub ca_id: String,
     pub serial: String,
