@@ -9,7 +9,9 @@
 #      against `cfssl serve`'s /api/v1/cfssl/sign on the same CSR, with wrk; SQLite with one
 #      instance, PostgreSQL with two instances (when PostgreSQL answers on 127.0.0.1:5432).
 # Usage: bash bench/scale.sh   (env: OCSP_ROWS=100000 CRL_ROWS=1000000 DURATION=10 CONNECTIONS=16;
-#        ONLY_OCSP_MEMORY=1 stops after part 1; SKIP_CRL=1 skips part 2; SKIP_ISSUANCE=1 skips part 3)
+#        ONLY_OCSP_MEMORY=1 stops after part 1; SKIP_CRL=1 skips part 2; SKIP_ISSUANCE=1 skips part 3;
+#        PG_URL_PARAMS='?sslmode=disable' is appended to the PostgreSQL URL: without it libpq's default
+#        sslmode=prefer encrypts even this loopback connection, as instances on other machines would)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -199,7 +201,7 @@ if pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   log "3b. issuance: two Mamori instances on one PostgreSQL database"
   pgdb=mamori_bench_$$
   psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $pgdb" postgres
-  pgurl=postgres://postgres@127.0.0.1:5432/$pgdb
+  pgurl=postgres://postgres@127.0.0.1:5432/$pgdb${PG_URL_PARAMS:-}
   data=$work/mamori-pg
   start dev 18180 18543 MAMORI_DATABASE_URL=$pgurl
   first=$pid
