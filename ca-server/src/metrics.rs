@@ -55,6 +55,12 @@ pub struct Metrics {
     pub login_failures: AtomicU64,
     /// OCSP answers: good, revoked, unknown, malformed, unauthorized, internal.
     pub ocsp: [AtomicU64; 6],
+    /// Stored OCSP responses the cache's polls saw (each poll looks back 5 s, so a new row is
+    /// seen several times).
+    pub ocsp_poll_rows: AtomicU64,
+    /// Of those, responses read in full because the cache did not hold them (stored by another
+    /// instance, or at start).
+    pub ocsp_poll_loaded: AtomicU64,
     /// Latency of the public listener.
     pub public_latency: Histogram,
     /// Latency of the API listener.
@@ -104,6 +110,16 @@ impl Metrics {
                 self.ocsp[i].load(Ordering::Relaxed)
             ));
         }
+        out.push_str("# HELP mamori_ocsp_poll_rows_total Stored OCSP responses the cache's polls saw.\n# TYPE mamori_ocsp_poll_rows_total counter\n");
+        out.push_str(&format!(
+            "mamori_ocsp_poll_rows_total {}\n",
+            self.ocsp_poll_rows.load(Ordering::Relaxed)
+        ));
+        out.push_str("# HELP mamori_ocsp_poll_loaded_total Polled OCSP responses read in full because the cache did not hold them.\n# TYPE mamori_ocsp_poll_loaded_total counter\n");
+        out.push_str(&format!(
+            "mamori_ocsp_poll_loaded_total {}\n",
+            self.ocsp_poll_loaded.load(Ordering::Relaxed)
+        ));
         out.push_str("# HELP mamori_http_request_duration_seconds Request latency.\n# TYPE mamori_http_request_duration_seconds histogram\n");
         self.public_latency.render(
             "mamori_http_request_duration_seconds",

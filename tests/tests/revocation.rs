@@ -367,11 +367,28 @@ fn nonce_setting_both_ways_and_multi_certificate_requests() {
     }
 }
 
+/// A counter from a listener's `/metrics`.
+fn counter(public_url: &str, name: &str) -> u64 {
+    let text = reqwest::blocking::get(format!("{public_url}/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} missing: {text}"))
+        .parse()
+        .unwrap()
+}
+
 fn ocsp_only(backend: Backend) {
     let server = Server::start(backend.clone(), &[]);
     server.login(&server.admin);
     let enroller = server.user("enroller", &["device-enroller"]);
     let officer = server.user("officer", &["security-officer"]);
+    let (seen_before, loaded_before) = (
+        counter(&server.public_url, "mamori_ocsp_poll_rows_total"),
+        counter(&server.public_url, "mamori_ocsp_poll_loaded_total"),
+    );
     let good = issue_device(&server, &enroller, "300");
     let lost = issue_device(&server, &enroller, "301");
     // Behind a link we can cut (PostgreSQL); SQLite shares the file directly.
@@ -425,6 +442,17 @@ fn ocsp_only(backend: Backend) {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The responder read those responses in full from the database; the CA instance, whose
+    // polls see the rows it stored itself (two issuances, one revocation), reads none of them
+    // again: it holds them already.
+    assert!(counter(&responder.url, "mamori_ocsp_poll_loaded_total") >= 3);
+    wait_until(20, "the CA instance's polls to see its own rows", || {
+        counter(&server.public_url, "mamori_ocsp_poll_rows_total") >= seen_before + 3
+    });
+    assert_eq!(
+        counter(&server.public_url, "mamori_ocsp_poll_loaded_total"),
+        loaded_before
+    );
     // Database gone: the cache keeps answering, the same bytes as before.
     if let Some(link) = &link {
         let before = post(&responder.url, &req_good);
