@@ -13,7 +13,7 @@ use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage, Subject
 use x509_cert::ext::Extension;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::Validity;
-use x509_cert::{Certificate, TbsCertificate, Version};
+use x509_cert::{TbsCertificate, Version};
 
 use crate::ca::{CertificateAuthority, BACKDATE_SECS};
 use crate::clock::Clock;
@@ -326,7 +326,9 @@ impl PreparedIssuance {
     }
 
     /// Signs the prepared certificate with `ca`'s key. Consumes the preparation, so it can be
-    /// signed at most once; refuses a CA other than the one it was prepared for.
+    /// signed at most once; refuses a CA other than the one it was prepared for. The result is
+    /// not decoded again: the lint decoded the TBS, and [`sign_tbs`] frames it with the DER
+    /// encoder's own algorithm identifier and signature BIT STRING.
     pub fn sign(self, ca: &CertificateAuthority) -> Result<IssuedCertificate, IssueError> {
         if ca.id() != self.ca_id {
             return Err(IssueError::WrongIssuer {
@@ -336,8 +338,6 @@ impl PreparedIssuance {
             });
         }
         let der = sign_tbs(&self.tbs_der, ca.key())?;
-        <Certificate as der::Decode>::from_der(&der)
-            .map_err(|e| IssueError::Encode(e.to_string()))?;
         Ok(IssuedCertificate {
             der,
             serial: self.serial,
