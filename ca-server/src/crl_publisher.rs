@@ -10,6 +10,7 @@
 //! another instance publishes.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use actix_web::web::Bytes;
@@ -71,6 +72,28 @@ impl PublishedCrl {
 #[derive(Debug, Default)]
 pub struct CrlCache {
     map: RwLock<HashMap<String, Arc<PublishedCrl>>>,
+    /// This instance's publications between start and caching their CRL (see [`Publishing`]).
+    publishing: AtomicUsize,
+}
+
+/// Marks a publication in progress from before its transaction until its CRL is cached. A CRL is
+/// visible to the poll from its commit, and on SQLite the committing connection may then spend a
+/// while checkpointing the CRL's pages into the database file before the publisher caches it: a
+/// poll in that window loaded a second copy of the CRL from the database (49 MB for a million
+/// entries, which took the server past 200 MB). The poll leaves such a CRL to its publisher.
+struct Publishing<'a>(&'a AtomicUsize);
+
+impl<'a> Publishing<'a> {
+    fn start(count: &'a AtomicUsize) -> Publishing<'a> {
+        count.fetch_add(1, Ordering::SeqCst);
+        Publishing(count)
+    }
+}
+
+impl Drop for Publishing<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// One status change or revoked certificate, as read for a CRL.
@@ -363,6 +386,7 @@ impl Authority {
     ) -> Result<(), ServiceError> {
         let ca = self.ca(ca_id)?;
         let name = ca.crl_name(partition, false);
+        let _publishing = Publishing::start(&self.crl_cache.publishing);
         let mut conn = self.conn()?;
         let now = self.now();
         let now_secs = now.as_secs() as i64;
@@ -512,6 +536,7 @@ impl Authority {
         let ca = self.ca(ca_id)?;
         let base_name = ca.crl_name(partition, false);
         let name = ca.crl_name(partition, true);
+        let _publishing = Publishing::start(&self.crl_cache.publishing);
         let mut conn = self.conn()?;
         let now = self.now();
         let now_secs = now.as_secs() as i64;
@@ -654,10 +679,17 @@ impl Authority {
             .load(&mut conn)?;
         drop(conn);
         for (name, number) in published {
-            if self.cached_crl(&name).map(|c| c.number) != Some(number) {
-                let loaded = self.load_crl(&name)?;
-                self.remember(&name, loaded);
+            let current = || self.cached_crl(&name).map(|c| c.number) == Some(number);
+            if current() {
+                continue;
             }
+            // Read after the numbers: a publication of this instance that committed before that
+            // read is either still marked (its publisher caches it) or already cached.
+            if self.crl_cache.publishing.load(Ordering::SeqCst) > 0 || current() {
+                continue;
+            }
+            let loaded = self.load_crl(&name)?;
+            self.remember(&name, loaded);
         }
         Ok(())
     }
