@@ -61,6 +61,9 @@ pub struct Metrics {
     /// Of those, responses read in full because the cache did not hold them (stored by another
     /// instance, or at start).
     pub ocsp_poll_loaded: AtomicU64,
+    /// Polls of the shared database (OCSP responses and CRLs) that failed, e.g. while the
+    /// database is unreachable and the instance answers from its cache: worth an alert.
+    pub poll_failures: AtomicU64,
     /// Latency of the public listener.
     pub public_latency: Histogram,
     /// Latency of the API listener.
@@ -119,6 +122,11 @@ impl Metrics {
         out.push_str(&format!(
             "mamori_ocsp_poll_loaded_total {}\n",
             self.ocsp_poll_loaded.load(Ordering::Relaxed)
+        ));
+        out.push_str("# HELP mamori_db_poll_failures_total Polls of the database for new OCSP responses and CRLs that failed (answering from the cache meanwhile).\n# TYPE mamori_db_poll_failures_total counter\n");
+        out.push_str(&format!(
+            "mamori_db_poll_failures_total {}\n",
+            self.poll_failures.load(Ordering::Relaxed)
         ));
         out.push_str("# HELP mamori_http_request_duration_seconds Request latency.\n# TYPE mamori_http_request_duration_seconds histogram\n");
         self.public_latency.render(

@@ -456,8 +456,13 @@ fn ocsp_only(backend: Backend) {
     // Database gone: the cache keeps answering, the same bytes as before.
     if let Some(link) = &link {
         let before = post(&responder.url, &req_good);
+        let failures = counter(&responder.url, "mamori_db_poll_failures_total");
         link.cut();
-        std::thread::sleep(Duration::from_secs(2));
+        wait_until(
+            30,
+            "the responder's polls to fail with the link cut",
+            || counter(&responder.url, "mamori_db_poll_failures_total") > failures,
+        );
         let after = post(&responder.url, &req_good);
         assert_eq!(after, before);
         assert_eq!(

@@ -545,6 +545,10 @@ pub async fn serve(
             if let Ok(Err(e)) =
                 web::block(move || a.poll_responses().and_then(|_| a.poll_crls())).await
             {
+                poller
+                    .metrics
+                    .poll_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(error = %e, "polling OCSP responses failed; answering from the cache");
             }
         }
