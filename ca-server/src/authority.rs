@@ -107,6 +107,8 @@ pub struct Authority {
     writer: GroupCommit,
     /// CSRs whose signature verified before (a re-issued terminal resends the same CSR).
     csr_signatures: SignatureMemo,
+    /// Sessions confirmed in the database within the last second.
+    sessions: crate::session_cache::SessionCache,
 }
 
 /// How many verified CSR signatures an instance remembers (about 200 KiB).
@@ -229,6 +231,7 @@ impl Authority {
             clock: SystemClock,
             writer,
             csr_signatures: SignatureMemo::new(CSR_SIGNATURES_REMEMBERED),
+            sessions: crate::session_cache::SessionCache::default(),
         };
         authority.upkeep(false)?;
         authority.poll_responses()?;
@@ -506,7 +509,7 @@ impl Authority {
         }
         let now = self.now().as_secs();
         let mut conn = self.conn()?;
-        crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
+        let outcome = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
             let user = self
                 .user_by_name(conn, username)?
                 .ok_or_else(|| ServiceError::NotFound(format!("user {username}")))?;
@@ -525,7 +528,8 @@ impl Authority {
             let mut updated = user.clone();
             updated.roles = roles_text(&roles);
             Ok(Self::user_view(&updated))
-        })
+        });
+        self.ending_sessions(outcome)
     }
 
     /// `POST /users/{name}/disable` (admin; never oneself).
@@ -538,7 +542,7 @@ impl Authority {
         }
         let now = self.now().as_secs();
         let mut conn = self.conn()?;
-        crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
+        let outcome = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
             let mut user = self
                 .user_by_name(conn, username)?
                 .ok_or_else(|| ServiceError::NotFound(format!("user {username}")))?;
@@ -556,7 +560,8 @@ impl Authority {
             )?;
             user.disabled = true;
             Ok(Self::user_view(&user))
-        })
+        });
+        self.ending_sessions(outcome)
     }
 
     /// `POST /users/{name}/totp/reset` (admin): a new secret, shown once.
@@ -570,7 +575,7 @@ impl Authority {
         let sealed = self.data_key.seal(secret.as_bytes())?;
         let now = self.now().as_secs();
         let mut conn = self.conn()?;
-        let user = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
+        let outcome = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
             let user = self
                 .user_by_name(conn, username)?
                 .ok_or_else(|| ServiceError::NotFound(format!("user {username}")))?;
@@ -590,7 +595,8 @@ impl Authority {
                 json!({}),
             )?;
             Ok(user)
-        })?;
+        });
+        let user = self.ending_sessions(outcome)?;
         Ok(TotpEnrolment {
             user: Self::user_view(&user),
             totp_uri: secret.otpauth_uri("Mamori", username).to_string(),
@@ -706,13 +712,40 @@ impl Authority {
         }
     }
 
-    /// Resolves a bearer token; refreshes its idle timer.
+    /// Passes on the outcome of a change that ends or narrows sessions (logout, roles, disable,
+    /// second-factor reset) after forgetting every cached session, so that no call on this
+    /// instance is answered for a session the change ended once the change has answered.
+    fn ending_sessions<T>(&self, outcome: Result<T, ServiceError>) -> Result<T, ServiceError> {
+        self.sessions.invalidate();
+        outcome
+    }
+
+    /// Resolves a bearer token; refreshes its idle timer. A session confirmed in the database
+    /// less than a second ago is taken from [`crate::session_cache`] (its expiry still checked).
     pub fn authenticate(&self, token: &str) -> Result<Caller, ServiceError> {
         if token.len() != 43 {
             return Err(ServiceError::Unauthenticated);
         }
         let hash = auth::token_hash(token);
-        let now = self.now().as_secs() as i64;
+        let now_ms = crate::responder::now_ms().max(0) as u64;
+        let now = (now_ms / 1000) as i64;
+        // Activity is recorded in steps of a thirtieth of the idle timeout (at most a minute),
+        // through the group-commit writer: a session in use writes about once a minute, not
+        // once a second with a write transaction of its own that, on SQLite, waited for the
+        // writer's lock while every other call of that second did the same.
+        let step = (self.config.session_idle_secs / 30).min(60) as i64;
+        let idle = self.config.session_idle_secs as i64;
+        if let Some(cached) = self.sessions.get(&hash, now_ms) {
+            if cached.expires_at > now && cached.last_seen + idle > now {
+                if now <= cached.last_seen + step {
+                    return Ok(cached.caller);
+                }
+            } else {
+                // Expired since it was read: the database path below deletes it.
+                self.sessions.invalidate();
+            }
+        }
+        let generation = self.sessions.generation();
         let mut conn = self.conn()?;
         // The primary key finds at most one row; `load`, not `first`, because SQLite re-prepares
         // a statement whose LIMIT is a bound parameter each time, and this runs per API call.
@@ -725,41 +758,50 @@ impl Authority {
         let Some((session, user)) = found else {
             return Err(ServiceError::Unauthenticated);
         };
-        let idle_expired = session.last_seen + self.config.session_idle_secs as i64 <= now;
+        let idle_expired = session.last_seen + idle <= now;
         if session.expires_at <= now || idle_expired || user.disabled {
             diesel::delete(sessions::table.find(&hash)).execute(&mut conn)?;
             return Err(ServiceError::Unauthenticated);
         }
-        // Activity is recorded in steps of a thirtieth of the idle timeout (at most a minute),
-        // through the group-commit writer: a session in use writes about once a minute, not
-        // once a second with a write transaction of its own that, on SQLite, waited for the
-        // writer's lock while every other call of that second did the same.
-        let step = (self.config.session_idle_secs / 30).min(60) as i64;
+        let mut last_seen = session.last_seen;
         if now > session.last_seen + step {
             drop(conn);
+            let key = hash.clone();
             self.writer.run(move |w| {
                 diesel::update(
                     sessions::table
-                        .find(&hash)
+                        .find(&key)
                         .filter(sessions::last_seen.lt(now)),
                 )
                 .set(sessions::last_seen.eq(now))
                 .execute(w.conn)?;
                 Ok(())
             })?;
+            last_seen = now;
         }
-        Ok(Caller {
+        let caller = Caller {
             user_id: user.id,
             username: user.username,
             roles: parse_roles(&user.roles),
-        })
+        };
+        self.sessions.insert(
+            hash,
+            crate::session_cache::CachedSession {
+                caller: caller.clone(),
+                expires_at: session.expires_at,
+                last_seen,
+                checked_ms: now_ms,
+            },
+            generation,
+        );
+        Ok(caller)
     }
 
     /// Ends a session.
     pub fn logout(&self, caller: &Caller, token: &str) -> Result<(), ServiceError> {
         let now = self.now().as_secs();
         let mut conn = self.conn()?;
-        crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
+        let outcome = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
             diesel::delete(sessions::table.find(auth::token_hash(token))).execute(conn)?;
             audit_log::append(
                 conn,
@@ -770,7 +812,8 @@ impl Authority {
                 json!({}),
             )?;
             Ok(())
-        })
+        });
+        self.ending_sessions(outcome)
     }
 
     // ---- requests ----

@@ -18,5 +18,6 @@ pub mod metrics;
 pub mod rate_limit;
 pub mod responder;
 pub mod secrets;
+pub mod session_cache;
 pub mod signing;
 pub mod store;

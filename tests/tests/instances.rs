@@ -176,4 +176,29 @@ fn two_instances_on_one_postgres_database_agree() {
     );
     assert_eq!(status, 200, "{verify}");
     assert_eq!(verify["ok"], json!(true), "{verify}");
+
+    // A logout on one instance ends the session on the other too, which trusts a session it
+    // confirmed in the database for at most a second.
+    let me = |api: &str| {
+        first
+            .client
+            .get(format!("{api}/api/v1/me"))
+            .bearer_auth(enroller.token())
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(me(&second.api_url), 200);
+    let (status, _) = first.call("POST", "/api/v1/logout", Some(&enroller.token()), None);
+    assert_eq!(status, 204);
+    assert_eq!(me(&first.api_url), 401);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while me(&second.api_url) != 401 {
+        assert!(
+            Instant::now() < deadline,
+            "the second instance still accepts a session ended on the first"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
