@@ -11,7 +11,8 @@
 # Usage: bash bench/scale.sh   (env: OCSP_ROWS=100000 CRL_ROWS=1000000 DURATION=10 CONNECTIONS=16;
 #        ONLY_OCSP_MEMORY=1 stops after part 1; SKIP_CRL=1 skips part 2; SKIP_ISSUANCE=1 skips part 3;
 #        PG_URL_PARAMS='?sslmode=disable' is appended to the PostgreSQL URL: without it libpq's default
-#        sslmode=prefer encrypts even this loopback connection, as instances on other machines would)
+#        sslmode=prefer encrypts even this loopback connection, as instances on other machines would;
+#        SERVER_BIN=/path/to/ca-server measures that build instead of this tree's, to compare two)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -38,7 +39,7 @@ done
 
 log "building release binaries"
 cargo build --release -q -p ca-server -p ca-cli
-server=$root/target/release/ca-server
+server=${SERVER_BIN:-$root/target/release/ca-server}
 cli=$root/target/release/ca-cli
 
 wait_for() { # url, seconds

@@ -84,11 +84,11 @@ pub async fn ca_certificate(
     Err(ServiceError::NotFound(format!("CA certificate {name}")))
 }
 
-fn ocsp_plain(der: Vec<u8>) -> HttpResponse {
+fn ocsp_plain(der: impl Into<web::Bytes>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/ocsp-response")
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(der)
+        .body(der.into())
 }
 
 /// RFC 5019 §6: a pre-signed answer to a GET carries max-age up to nextUpdate, Last-Modified,
@@ -125,7 +125,7 @@ fn ocsp_answer(answer: OcspAnswer, request: &HttpRequest, get: bool) -> HttpResp
                     .body(answer.der)
             }
         }
-        _ => ocsp_plain(answer.der.to_vec()),
+        _ => ocsp_plain(answer.der),
     }
 }
 
