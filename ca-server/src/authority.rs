@@ -735,14 +735,14 @@ impl Authority {
         // writer's lock while every other call of that second did the same.
         let step = (self.config.session_idle_secs / 30).min(60) as i64;
         let idle = self.config.session_idle_secs as i64;
+        // A session that expired since it was read, or whose activity is due to be recorded,
+        // goes the database path below (which deletes an expired one).
         if let Some(cached) = self.sessions.get(&hash, now_ms) {
-            if cached.expires_at > now && cached.last_seen + idle > now {
-                if now <= cached.last_seen + step {
-                    return Ok(cached.caller);
-                }
-            } else {
-                // Expired since it was read: the database path below deletes it.
-                self.sessions.invalidate();
+            if cached.expires_at > now
+                && cached.last_seen + idle > now
+                && now <= cached.last_seen + step
+            {
+                return Ok(cached.caller);
             }
         }
         let generation = self.sessions.generation();
