@@ -26,7 +26,7 @@ use zeroize::Zeroizing;
 use crate::bootstrap;
 use crate::config::Config;
 use crate::secrets::{random_bytes, DataKey};
-use crate::store::schema::{crl_sequences, published_crl_chunks, published_crls};
+use crate::store::schema::{crl_sequences, published_crl_chunks, published_crls, sessions, users};
 
 /// First bytes of every backup file.
 const MAGIC: &[u8] = b"MAMORI-BACKUP-1\n";
@@ -145,7 +145,9 @@ fn open_bundle(file: &Path, passphrase: &str) -> anyhow::Result<Bundle> {
 
 /// Restores a backup into the configured database (the server must be stopped), writes the
 /// files it holds next to where they belong, raises every cRLNumber sequence to the current
-/// time and records the restore in the audit chain. Returns where each file went.
+/// time, ends every session the backup held and refuses every TOTP code up to the next step (a
+/// code used after the backup was taken must not be accepted again), and records the restore in
+/// the audit chain. Returns where each file went.
 pub fn restore(config: &Config, passphrase: &str, file: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let bundle = open_bundle(file, passphrase)?;
     let database = Zeroizing::new(
@@ -227,13 +229,26 @@ pub fn restore(config: &Config, passphrase: &str, file: &Path) -> anyhow::Result
         // publishes fresh ones, numbered above everything before.
         diesel::delete(published_crl_chunks::table).execute(conn)?;
         diesel::delete(published_crls::table).execute(conn)?;
+        // The backup's sessions and last-used TOTP steps are older than the ones in use when it
+        // was restored: every session ends, and the server accepts one step of drift, so codes
+        // are refused through the step after the current one (users log in again within 30 s).
+        let sessions_ended = diesel::delete(sessions::table).execute(conn)?;
+        let step = (now_ms.max(0) as u64 / 1000 / ca_core::totp::STEP_SECS + 1) as i64;
+        diesel::update(users::table.filter(users::last_totp_step.lt(step)))
+            .set(users::last_totp_step.eq(step))
+            .execute(conn)?;
         crate::audit_log::append(
             conn,
             now_ms as u64 / 1000,
             "system",
             "backup.restore",
             &file.display().to_string(),
-            json!({"taken_at": bundle.created_at, "backend": bundle.backend}),
+            json!({
+                "taken_at": bundle.created_at,
+                "backend": bundle.backend,
+                "sessions_ended": sessions_ended,
+                "totp_steps_refused_through": step,
+            }),
         )?;
         Ok(())
     })?;

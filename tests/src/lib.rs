@@ -185,6 +185,13 @@ impl Person {
         Some(self.secret.code_at_step(step))
     }
 
+    /// Never sends a code for `step` or an earlier one (the server refuses them, e.g. after a
+    /// restore).
+    pub fn skip_codes_through(&self, step: u64) {
+        let mut last = self.last_step.lock().unwrap();
+        *last = (*last).max(step);
+    }
+
     /// The code of `steps` TOTP steps ago (for replay and staleness tests).
     pub fn stale_code(&self, steps: u64) -> String {
         let current = ca_core::time::UnixTime::now().as_secs() / 30;

@@ -94,6 +94,7 @@ fn backup_and_restore(backend: Backend) {
     let out = server.ca_server(&["restore", "--from", altered_file.to_str().unwrap()]);
     assert!(!out.status.success());
 
+    let before_restore = ca_core::time::UnixTime::now().as_secs() / 30;
     let out = server.ca_server(&["restore", "--from", file.to_str().unwrap()]);
     assert!(
         out.status.success(),
@@ -101,6 +102,32 @@ fn backup_and_restore(backend: Backend) {
         String::from_utf8_lossy(&out.stderr)
     );
     server.restart();
+
+    // The restore ended every session and refuses TOTP codes through the step after it: a code
+    // used between the backup and the restore cannot be replayed. Everyone logs in again.
+    let (status, _) = server.call("GET", "/api/v1/me", Some(&auditor.token()), None);
+    assert_eq!(
+        status, 401,
+        "a session from the backup outlived the restore"
+    );
+    assert_eq!(server.query("SELECT count(*) FROM sessions"), "0");
+    let refused_through: u64 = server
+        .query("SELECT min(last_totp_step) FROM users")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(refused_through > before_restore, "{refused_through}");
+    let (status, _) = server.call(
+        "POST",
+        "/api/v1/login",
+        None,
+        Some(json!({"username": "auditor", "password": auditor.password, "totp": auditor.stale_code(0)})),
+    );
+    assert_eq!(status, 401, "a code of the restore's step is refused");
+    for person in [&server.admin, &enroller, &officer, &auditor] {
+        person.skip_codes_through(refused_through);
+        server.login(person);
+    }
 
     // What the backup held is back; what came after is not.
     let token = auditor.token();
