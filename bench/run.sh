@@ -40,6 +40,8 @@ server=$root/target/release/ca-server
 cli=$root/target/release/ca-cli
 
 wait_for() { for _ in $(seq 1 300); do curl -sf -o /dev/null "$1" && return 0; sleep 0.2; done; echo "timed out waiting for $1" >&2; return 1; }
+# Waits (60 s at most) until something listens on port $1.
+wait_port() { for _ in $(seq 1 300); do ss -ltn | grep -q ":$1 " && return 0; sleep 0.2; done; echo "nothing listens on port $1" >&2; return 1; }
 
 start_mamori() { # $1 = extra env (e.g. MAMORI_OCSP_NONCE=echo)
   env MAMORI_DATA_DIR="$work/mamori" MAMORI_HTTP_ADDR=127.0.0.1:18080 MAMORI_API_ADDR=127.0.0.1:18443 \
@@ -146,7 +148,7 @@ while IFS='|' read -r serial status not_after; do
 done < "$work/certs.txt"
 openssl ocsp -index "$work/index.txt" -port 18090 -rsigner "$work/issuing.pem" -rkey "$work/issuing.key" -CA "$work/issuing.pem" -multi "$CORES" -ndays 1 > "$work/openssl-ocsp.log" 2>&1 &
 pids+=($!)
-sleep 1
+wait_port 18090
 run_wrk "openssl-ocsp-post" http://127.0.0.1:18090 bench/ocsp-post.lua REQ_DIR="$work/req"
 # Its -multi children keep spinning after the load ends; stop them before the next contender.
 pkill -f "openssl ocsp -index $work" 2>/dev/null || true
@@ -167,7 +169,7 @@ head -n 200 "$work/certs.txt" | while IFS='|' read -r serial status _; do
 done
 cfssl ocspserve -port 18091 -responses "$work/cfssl-responses.txt" > "$work/cfssl.log" 2>&1 &
 pids+=($!)
-sleep 1
+wait_port 18091
 run_wrk "cfssl-ocspserve-post" http://127.0.0.1:18091 bench/ocsp-post.lua REQ_DIR="$work/req"
 
 log "load: nginx serving one response file (ceiling)"
@@ -190,7 +192,7 @@ http {
 NGINX
 nginx -c "$work/nginx/nginx.conf"
 pids+=("$(cat "$work/nginx/nginx.pid")")
-sleep 0.5
+wait_for "http://127.0.0.1:18092$(head -n 1 "$work/get-paths.txt")"
 run_wrk "nginx-static-get" http://127.0.0.1:18092 bench/ocsp-get.lua REQ_LIST="$work/get-paths.txt"
 nginx -c "$work/nginx/nginx.conf" -s stop || true
 
