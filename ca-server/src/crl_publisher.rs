@@ -679,13 +679,12 @@ impl Authority {
             .load(&mut conn)?;
         drop(conn);
         for (name, number) in published {
-            let current = || self.cached_crl(&name).map(|c| c.number) == Some(number);
-            if current() {
-                continue;
-            }
-            // Read after the numbers: a publication of this instance that committed before that
-            // read is either still marked (its publisher caches it) or already cached.
-            if self.crl_cache.publishing.load(Ordering::SeqCst) > 0 || current() {
+            // The mark is read before the cache: a publication of this instance that committed
+            // before the numbers were read is either still marked (its publisher caches it) or
+            // already cached.
+            if self.crl_cache.publishing.load(Ordering::SeqCst) > 0
+                || self.cached_crl(&name).map(|c| c.number) == Some(number)
+            {
                 continue;
             }
             let loaded = self.load_crl(&name)?;
