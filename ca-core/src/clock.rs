@@ -7,6 +7,12 @@ use crate::time::UnixTime;
 pub trait Clock: Send + Sync {
     /// The current time.
     fn now(&self) -> UnixTime;
+
+    /// The current time in milliseconds since the epoch, for orderings finer than a second
+    /// (leaf serials); a clock without a finer source answers its whole seconds.
+    fn now_ms(&self) -> u64 {
+        self.now().as_secs().saturating_mul(1000)
+    }
 }
 
 /// The operating system's wall clock.
@@ -16,6 +22,13 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> UnixTime {
         UnixTime::now()
+    }
+
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
     }
 }
 

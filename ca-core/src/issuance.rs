@@ -257,7 +257,7 @@ impl PreparedIssuance {
         }
         let now = clock.now();
         let (not_before, not_after) = validity(ca, profile, options, now)?;
-        let serial = time_ordered_serial(now).map_err(|_| SignError::Backend)?;
+        let serial = time_ordered_serial(clock.now_ms()).map_err(|_| SignError::Backend)?;
         let encode = |e: der::Error| IssueError::Encode(e.to_string());
         let extensions =
             leaf_extensions(ca, profile, csr, sans, subject.is_empty(), &serial).map_err(encode)?;

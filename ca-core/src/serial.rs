@@ -1,14 +1,14 @@
 //! Certificate serial numbers (RFC 5280 §4.1.2.2): CA certificates get 126 bits from the
-//! operating system's CSPRNG; leaf certificates get a five-octet time prefix followed by 80 bits
-//! from the CSPRNG (CA/Browser Forum BR §7.1 asks for at least 64), so that the serials a CA
-//! issues sort by time and the database's serial-keyed indexes grow at their end instead of
-//! touching a random page for every certificate.
+//! operating system's CSPRNG; leaf certificates get a seven-octet prefix holding the time to the
+//! millisecond followed by 72 bits from the CSPRNG (CA/Browser Forum BR §7.1 asks for at least
+//! 64), so that the serials a CA issues sort by time and the database's serial-keyed indexes grow
+//! at their end instead of touching a random page for every certificate. Whole seconds were too
+//! coarse: thousands of serials a second landed on random pages among that second's own.
 
 use ring::rand::{SecureRandom, SystemRandom};
 use x509_cert::serial_number::SerialNumber;
 
 use crate::error::KeyError;
-use crate::time::UnixTime;
 
 /// Octets in a Mamori serial number.
 pub const SERIAL_LEN: usize = 16;
@@ -25,16 +25,16 @@ pub fn random_serial() -> Result<SerialNumber, KeyError> {
 }
 
 /// Octets of CSPRNG output in a [`time_ordered_serial`].
-pub const RANDOM_OCTETS: usize = 10;
+pub const RANDOM_OCTETS: usize = 9;
 
-/// Draws a fresh leaf serial: `0x40`, the seconds since the epoch in four big-endian octets
-/// (wrapping in 2106, which only costs ordering), then [`RANDOM_OCTETS`] octets from the CSPRNG
-/// — 16 octets, positive, without a leading zero octet, like [`random_serial`]. Serials drawn in
-/// the same second are in random order among themselves.
-pub fn time_ordered_serial(now: UnixTime) -> Result<SerialNumber, KeyError> {
+/// Draws a fresh leaf serial: `0x40`, the milliseconds since the epoch in six big-endian octets
+/// (wrapping in the year 10889, which only costs ordering), then [`RANDOM_OCTETS`] octets from
+/// the CSPRNG — 16 octets, positive, without a leading zero octet, like [`random_serial`].
+/// Serials drawn in the same millisecond are in random order among themselves.
+pub fn time_ordered_serial(now_ms: u64) -> Result<SerialNumber, KeyError> {
     let mut bytes = [0u8; SERIAL_LEN];
     bytes[0] = 0x40;
-    bytes[1..5].copy_from_slice(&(now.as_secs() as u32).to_be_bytes());
+    bytes[1..7].copy_from_slice(&now_ms.to_be_bytes()[2..]);
     SystemRandom::new()
         .fill(&mut bytes[SERIAL_LEN - RANDOM_OCTETS..])
         .map_err(|_| KeyError::Random)?;
@@ -73,22 +73,23 @@ mod tests {
     }
 
     #[test]
-    fn time_ordered_serials_sort_by_second_and_keep_eighty_random_bits() {
+    fn time_ordered_serials_sort_by_millisecond_and_keep_seventy_two_random_bits() {
         let mut seen = std::collections::HashSet::new();
         let mut last = String::new();
-        for second in [
-            1_700_000_000u64,
-            1_700_000_001,
-            1_800_000_000,
-            4_000_000_000,
+        for ms in [
+            1_700_000_000_000u64,
+            1_700_000_000_001,
+            1_700_000_001_000,
+            4_000_000_000_000,
+            (1 << 48) - 1,
         ] {
             let mut tails = std::collections::HashSet::new();
             for _ in 0..200 {
-                let serial = time_ordered_serial(UnixTime(second)).unwrap();
+                let serial = time_ordered_serial(ms).unwrap();
                 let der = serial.to_der().unwrap();
                 assert_eq!(der[1] as usize, SERIAL_LEN);
                 assert_eq!(der[2], 0x40);
-                assert_eq!(&der[3..7], &(second as u32).to_be_bytes());
+                assert_eq!(&der[3..9], &ms.to_be_bytes()[2..]);
                 let hex = serial_hex(&serial);
                 assert!(hex > last, "{hex} sorts before {last}");
                 assert!(seen.insert(hex.clone()));
@@ -97,7 +98,7 @@ mod tests {
             assert_eq!(tails.len(), 200, "random tails repeat");
             last = format!(
                 "{:f<32}",
-                &serial_hex(&time_ordered_serial(UnixTime(second)).unwrap())[..10]
+                &serial_hex(&time_ordered_serial(ms).unwrap())[..14]
             );
         }
     }

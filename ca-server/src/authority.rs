@@ -140,13 +140,14 @@ fn new_id(prefix: &str) -> Result<String, ServiceError> {
     ))
 }
 
-/// A random identifier that sorts by creation time: the seconds since the epoch in hex, then
-/// 96 random bits. Request ids are the key of a table that grows with every issuance; keys in
-/// time order add to the end of its index instead of a random page each.
-fn new_ordered_id(prefix: &str, now: i64) -> Result<String, ServiceError> {
+/// A random identifier that sorts by creation time: the milliseconds since the epoch in hex,
+/// then 96 random bits. Request ids are the key of a table that grows with every issuance; keys
+/// in time order add to the end of its index instead of a random page each (whole seconds were
+/// too coarse: a second's thousands of ids landed on random pages among their own).
+fn new_ordered_id(prefix: &str, now_ms: u64) -> Result<String, ServiceError> {
     Ok(format!(
-        "{prefix}-{:010x}{}",
-        now.max(0),
+        "{prefix}-{:012x}{}",
+        now_ms,
         hex::encode(crate::secrets::random_bytes(12)?)
     ))
 }
@@ -887,7 +888,7 @@ impl Authority {
         let now = self.now().as_secs() as i64;
         let approved_now = profile.approval().approvals == 0;
         let row = RequestRow {
-            id: new_ordered_id("req", now)?,
+            id: new_ordered_id("req", self.clock.now_ms())?,
             profile_id: profile.id().to_string(),
             requester_id: caller.user_id.clone(),
             csr_der: csr.der().to_vec(),
@@ -1822,13 +1823,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ordered_ids_sort_by_second_and_differ_within_one() {
-        let a = new_ordered_id("req", 1_700_000_000).unwrap();
-        let b = new_ordered_id("req", 1_700_000_000).unwrap();
-        let c = new_ordered_id("req", 1_700_000_001).unwrap();
+    fn ordered_ids_sort_by_millisecond_and_differ_within_one() {
+        let a = new_ordered_id("req", 1_700_000_000_000).unwrap();
+        let b = new_ordered_id("req", 1_700_000_000_000).unwrap();
+        let c = new_ordered_id("req", 1_700_000_000_001).unwrap();
         assert_ne!(a, b);
         assert!(a < c && b < c, "{a} {b} {c}");
-        assert!(a.starts_with("req-006553f100"), "{a}");
-        assert_eq!(a.len(), "req-".len() + 10 + 24);
+        assert!(a.starts_with("req-018bcfe56800"), "{a}");
+        assert_eq!(a.len(), "req-".len() + 12 + 24);
+        // Ids of the earlier whole-second form sort before every id of this form.
+        assert!("req-006553f100ffffffffffffffffffffffff" < a.as_str());
     }
 }
