@@ -167,7 +167,7 @@ fn submit_entry(row: &RequestRow, actor: &str, now: i64) -> audit_log::Entry {
 /// for the commit that stores them.
 struct SignedIssuance {
     der: Vec<u8>,
-    response: Option<Arc<OcspResponseRow>>,
+    response: Option<crate::responder::SignedResponse>,
     entry: audit_log::Entry,
 }
 
@@ -1035,7 +1035,7 @@ impl Authority {
         Ok(SignedIssuance {
             der: issued.der,
             // Shared with the queued write, which stores it, then cached from here once durable.
-            response: response.map(Arc::new),
+            response,
             entry,
         })
     }
@@ -1048,8 +1048,8 @@ impl Authority {
         profile: &Profile,
         serial: &str,
     ) {
-        if let Some(row) = &signed.response {
-            self.remember_response(row);
+        if let Some(response) = &signed.response {
+            self.cache_signed(response);
         }
         self.metrics
             .issued
@@ -1084,7 +1084,8 @@ impl Authority {
         request.status = "issued".into();
         request.ca_id = Some(ca.id().to_string());
         request.certificate_serial = Some(serial.clone());
-        let (entry, response) = (signed.entry.clone(), signed.response.clone());
+        let entry = signed.entry.clone();
+        let response = signed.response.as_ref().map(|r| r.row.clone());
         // Inserted with the batch's other new rows, one statement per table (a new serial has no
         // response to replace).
         self.writer.run(move |w| {
@@ -1121,7 +1122,7 @@ impl Authority {
         let (der, entry, response) = (
             signed.der.clone(),
             signed.entry.clone(),
-            signed.response.clone(),
+            signed.response.as_ref().map(|r| r.row.clone()),
         );
         self.writer.run(move |w| {
             crate::signing::mark_issued(w.conn, &ca_id, &serial_owned, &der)?;

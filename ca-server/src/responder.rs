@@ -154,6 +154,25 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// A response this instance just signed: the row to store, and the cache entry and key made
+/// from the same parts.
+#[derive(Debug)]
+pub(crate) struct SignedResponse {
+    /// The row to store (shared with the queued write that stores it).
+    pub(crate) row: Arc<OcspResponseRow>,
+    key: CacheKey,
+    entry: Arc<CachedResponse>,
+}
+
+/// The metrics label index of a status: 0 good, 1 revoked, 2 unknown.
+fn status_label(status: &Status) -> u8 {
+    match status {
+        Status::Good => 0,
+        Status::Revoked { .. } => 1,
+        Status::Unknown => 2,
+    }
+}
+
 fn etag_of(der: &[u8]) -> u64 {
     let digest = Sha256::digest(der);
     let mut first = [0u8; 8];
@@ -214,11 +233,7 @@ impl Authority {
         let Some(detail) = single_status(&compact) else {
             return;
         };
-        let status = match detail {
-            Status::Good => 0,
-            Status::Revoked { .. } => 1,
-            Status::Unknown => 2,
-        };
+        let status = status_label(&detail);
         let certs = self.ocsp_cache.intern(certs);
         let entry = Arc::new(CachedResponse {
             etag: etag_of(der),
@@ -254,42 +269,51 @@ impl Authority {
         conn: &mut DbConnection,
         certificates: &[&(String, String)],
     ) -> Result<Vec<Option<Arc<CachedResponse>>>, ServiceError> {
-        let mut rows = Vec::with_capacity(certificates.len());
+        let mut signed = Vec::with_capacity(certificates.len());
         for (ca_id, serial) in certificates {
             let status = self.status_of(conn, ca_id, serial)?;
             if status == Status::Unknown {
                 continue;
             }
-            if let Some(row) = self.sign_response(ca_id, serial, status)? {
-                rows.push(row);
+            if let Some(response) = self.sign_response(ca_id, serial, status)? {
+                signed.push(response);
             }
         }
-        if !rows.is_empty() {
+        if !signed.is_empty() {
             crate::store::write_transaction::<_, ServiceError, _>(&mut *conn, |conn| {
-                rows.iter().try_for_each(|row| store_response(conn, row))
+                signed
+                    .iter()
+                    .try_for_each(|response| store_response(conn, &response.row))
             })?;
         }
-        Ok(rows.iter().map(|row| self.remember_response(row)).collect())
+        Ok(signed
+            .iter()
+            .map(|response| Some(self.cache_signed(response)))
+            .collect())
     }
 
     /// Signs the canonical (SHA-1 CertID) response reporting `status` for one certificate, as
-    /// the row to store ([`store_response`]) and then cache ([`Authority::remember_response`]).
-    /// `None` for a CA this instance does not answer for.
+    /// the row to store ([`store_response`]) and the cache entry made from the same parts, put
+    /// into the cache once the row is durable ([`Authority::cache_signed`]) without decoding
+    /// what was just encoded. `None` for a CA this instance does not answer for.
     pub(crate) fn sign_response(
         &self,
         ca_id: &str,
         serial: &str,
         status: Status,
-    ) -> Result<Option<OcspResponseRow>, ServiceError> {
-        let Some(hashes) = self
+    ) -> Result<Option<SignedResponse>, ServiceError> {
+        let Some((index, hashes)) = self
             .issuer_hashes
             .iter()
-            .find(|(id, _)| id == ca_id)
-            .map(|(_, h)| h)
+            .enumerate()
+            .find(|(_, (id, _))| id == ca_id)
+            .map(|(i, (_, h))| (i as u16, h))
         else {
             return Ok(None);
         };
-        let Some(serial_number) = parse_serial_hex(serial) else {
+        let Some((serial_number, key)) = parse_serial_hex(serial)
+            .and_then(|s| serial_key(s.as_bytes()).map(|key| (s, key)))
+        else {
             return Ok(None);
         };
         let responder = self.responder(ca_id)?;
@@ -302,7 +326,7 @@ impl Authority {
             &responder.key,
             &[SingleStatus {
                 cert_id,
-                status,
+                status: status.clone(),
                 this_update: now,
                 next_update: next,
             }],
@@ -312,20 +336,38 @@ impl Authority {
         .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let der = ocsp::expand_response(&compact, &responder.certs_field)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
-        Ok(Some(OcspResponseRow {
-            ca_id: ca_id.to_string(),
-            serial: serial.to_string(),
-            der,
-            this_update: now.as_secs() as i64,
-            next_update: next.as_secs() as i64,
-            updated_ms: now_ms(),
+        let updated_ms = now_ms();
+        let entry = Arc::new(CachedResponse {
+            etag: etag_of(&der),
+            compact: compact.into(),
+            certs: self.ocsp_cache.intern(responder.certs_field.clone()),
+            this_update: now.as_secs(),
+            next_update: next.as_secs(),
+            updated_ms,
+            status: status_label(&status),
+            detail: status,
+        });
+        Ok(Some(SignedResponse {
+            row: Arc::new(OcspResponseRow {
+                ca_id: ca_id.to_string(),
+                serial: serial.to_string(),
+                der,
+                this_update: now.as_secs() as i64,
+                next_update: next.as_secs() as i64,
+                updated_ms,
+            }),
+            key: (index, key),
+            entry,
         }))
     }
 
-    /// Puts a stored response into the cache (after the transaction that stored it committed).
-    pub(crate) fn remember_response(&self, row: &OcspResponseRow) -> Option<Arc<CachedResponse>> {
-        self.cache_insert(row);
-        self.cached(&row.ca_id, &row.serial)
+    /// Puts a response this instance signed into the cache (after the transaction that stored
+    /// its row committed) and returns the entry.
+    pub(crate) fn cache_signed(&self, signed: &SignedResponse) -> Arc<CachedResponse> {
+        if let Ok(mut map) = self.ocsp_cache.map.write() {
+            map.insert(signed.key, signed.entry.clone());
+        }
+        signed.entry.clone()
     }
 
     /// Answers from the in-memory cache alone, without the database or a blocking thread: one
