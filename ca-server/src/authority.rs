@@ -93,6 +93,9 @@ pub struct Authority {
     pub(crate) responders: RwLock<HashMap<String, Arc<Responder>>>,
     pub(crate) issuer_hashes: Vec<(String, IssuerHashes)>,
     pub(crate) ocsp_cache: crate::responder::OcspCache,
+    /// A random number drawn at start that marks the OCSP responses this process stores
+    /// (`ocsp_responses.origin`), so that its polls of the shared database skip them.
+    pub(crate) origin: i64,
     pub(crate) crl_cache: crate::crl_publisher::CrlCache,
     /// Login attempts per client address.
     pub login_limiter: crate::rate_limit::LoginLimiter,
@@ -131,6 +134,13 @@ fn roles_text(roles: &[Role]) -> String {
 
 fn rfc3339(secs: i64) -> String {
     UnixTime(secs.max(0) as u64).to_rfc3339()
+}
+
+/// A positive, non-zero random 63-bit number for [`Authority::origin`] (0 marks older rows).
+fn new_origin() -> Result<i64, ServiceError> {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&crate::secrets::random_bytes(8)?);
+    Ok((u64::from_be_bytes(bytes) >> 1).max(1) as i64)
 }
 
 fn new_id(prefix: &str) -> Result<String, ServiceError> {
@@ -224,6 +234,7 @@ impl Authority {
             responders: RwLock::new(HashMap::new()),
             issuer_hashes,
             ocsp_cache: crate::responder::OcspCache::default(),
+            origin: new_origin()?,
             crl_cache: crate::crl_publisher::CrlCache::default(),
             login_limiter,
             ca_certificates: parts.ca_certificates,

@@ -55,8 +55,10 @@ pub struct Metrics {
     pub login_failures: AtomicU64,
     /// OCSP answers: good, revoked, unknown, malformed, unauthorized, internal.
     pub ocsp: [AtomicU64; 6],
-    /// Stored OCSP responses the cache's polls saw (each poll looks back 5 s, so a new row is
-    /// seen several times).
+    /// Polls of the stored OCSP responses that completed.
+    pub ocsp_polls: AtomicU64,
+    /// Stored OCSP responses the cache's polls saw, other than this process's own (each poll
+    /// looks back 5 s, so a new row is seen several times).
     pub ocsp_poll_rows: AtomicU64,
     /// Of those, responses read in full because the cache did not hold them (stored by another
     /// instance, or at start).
@@ -113,7 +115,12 @@ impl Metrics {
                 self.ocsp[i].load(Ordering::Relaxed)
             ));
         }
-        out.push_str("# HELP mamori_ocsp_poll_rows_total Stored OCSP responses the cache's polls saw.\n# TYPE mamori_ocsp_poll_rows_total counter\n");
+        out.push_str("# HELP mamori_ocsp_polls_total Completed polls of the stored OCSP responses.\n# TYPE mamori_ocsp_polls_total counter\n");
+        out.push_str(&format!(
+            "mamori_ocsp_polls_total {}\n",
+            self.ocsp_polls.load(Ordering::Relaxed)
+        ));
+        out.push_str("# HELP mamori_ocsp_poll_rows_total Stored OCSP responses, other than this process's own, the cache's polls saw.\n# TYPE mamori_ocsp_poll_rows_total counter\n");
         out.push_str(&format!(
             "mamori_ocsp_poll_rows_total {}\n",
             self.ocsp_poll_rows.load(Ordering::Relaxed)

@@ -311,8 +311,8 @@ impl Authority {
         else {
             return Ok(None);
         };
-        let Some((serial_number, key)) = parse_serial_hex(serial)
-            .and_then(|s| serial_key(s.as_bytes()).map(|key| (s, key)))
+        let Some((serial_number, key)) =
+            parse_serial_hex(serial).and_then(|s| serial_key(s.as_bytes()).map(|key| (s, key)))
         else {
             return Ok(None);
         };
@@ -355,6 +355,7 @@ impl Authority {
                 this_update: now.as_secs() as i64,
                 next_update: next.as_secs() as i64,
                 updated_ms,
+                origin: self.origin,
             }),
             key: (index, key),
             entry,
@@ -579,8 +580,10 @@ impl Authority {
         // stored responses holds one page of rows at a time, never all of them.
         let mut after: Option<(i64, String, String)> = None;
         loop {
+            // Rows this process stored are cached already (see `Authority::origin`).
             let mut query = ocsp_responses::table
                 .filter(ocsp_responses::updated_ms.gt(since))
+                .filter(ocsp_responses::origin.ne(self.origin))
                 .into_boxed();
             if let Some((ms, ca, serial)) = after.take() {
                 query = query.filter(
@@ -652,6 +655,7 @@ impl Authority {
         self.ocsp_cache
             .last_poll_ms
             .store(started, Ordering::Relaxed);
+        self.metrics.ocsp_polls.fetch_add(1, Ordering::Relaxed);
         Ok(count)
     }
 

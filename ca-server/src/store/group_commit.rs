@@ -485,6 +485,7 @@ mod tests {
             this_update: 1,
             next_update: 2,
             updated_ms: 3,
+            origin: 4,
         })
     }
 

@@ -153,6 +153,7 @@ diesel::table! {
         this_update -> BigInt,
         next_update -> BigInt,
         updated_ms -> BigInt,
+        origin -> BigInt,
     }
 }
 
