@@ -326,7 +326,7 @@ impl Authority {
             &responder.key,
             &[SingleStatus {
                 cert_id,
-                status: status.clone(),
+                status,
                 this_update: now,
                 next_update: next,
             }],
