@@ -514,6 +514,7 @@ pub async fn serve(
     let api = match api_server {
         Some((acceptor, server)) => Some(
             server
+                .worker_max_blocking_threads(config.api_blocking_threads)
                 .bind_openssl(&config.api_addr, acceptor)
                 .with_context(|| format!("binding the API listener to {}", config.api_addr))?
                 .run(),
