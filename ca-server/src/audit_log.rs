@@ -106,13 +106,24 @@ pub fn append_all(conn: &mut DbConnection, entries: Vec<Entry>) -> QueryResult<(
         seq += 1;
         rows.push(to_row(chained));
     }
-    // One multi-row INSERT; the derived multi-backend connection cannot build one, so each
-    // backend's own connection does.
-    let insert = diesel::insert_into(audit_log::table).values(&rows);
+    // PostgreSQL: one multi-row INSERT (one round trip; the derived multi-backend connection
+    // cannot build one, so PostgreSQL's own connection does). SQLite: one cached prepared
+    // statement run per row; diesel would otherwise run these rows one by one inside a savepoint
+    // of their own, each statement built anew.
     match conn {
-        DbConnection::Postgresql(pg) => insert.execute(pg)?,
-        DbConnection::Sqlite(sqlite) => insert.execute(sqlite)?,
-    };
+        DbConnection::Postgresql(pg) => {
+            diesel::insert_into(audit_log::table)
+                .values(&rows)
+                .execute(pg)?;
+        }
+        DbConnection::Sqlite(sqlite) => {
+            for row in &rows {
+                diesel::insert_into(audit_log::table)
+                    .values(row)
+                    .execute(sqlite)?;
+            }
+        }
+    }
     Ok(())
 }
 
