@@ -138,8 +138,12 @@ pub fn open(url: &str, max_size: u32) -> Result<DbPool, StoreError> {
         .map_err(|e| StoreError::Pool(e.to_string()))?;
     let mut conn = pool.get().map_err(|e| StoreError::Pool(e.to_string()))?;
     if let DbConnection::Sqlite(c) = &mut *conn {
-        // Persistent: set once, not per connection (switching needs an exclusive lock).
-        c.batch_execute("PRAGMA journal_mode = WAL;")
+        // Persistent: set once, not per connection (switching needs an exclusive lock). The
+        // page size applies only to a new, empty database (an existing one keeps its own): every
+        // issuance's commit rewrites the last page of each table and index it grows, and at
+        // 2 KiB instead of 4 KiB those pages cost half the writes (~20 % fewer bytes written
+        // per issuance and +2.5-7 % issuance in an A/B run, `bench/RESULTS.md`).
+        c.batch_execute("PRAGMA page_size = 2048; PRAGMA journal_mode = WAL;")
             .map_err(|e| StoreError::Pool(e.to_string()))?;
     }
     migrate(&mut conn)?;
@@ -155,4 +159,51 @@ pub fn migrate(conn: &mut DbConnection) -> Result<usize, StoreError> {
     conn.run_pending_migrations(migrations)
         .map(|v| v.len())
         .map_err(|e| StoreError::Migration(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::sql_types::BigInt;
+    use diesel::{QueryableByName, RunQueryDsl};
+
+    #[derive(QueryableByName)]
+    struct Pragma {
+        #[diesel(sql_type = BigInt)]
+        value: i64,
+    }
+
+    fn pragma(conn: &mut DbConnection, name: &str) -> i64 {
+        diesel::sql_query(format!("SELECT {name} AS value FROM pragma_{name}"))
+            .get_result::<Pragma>(conn)
+            .unwrap()
+            .value
+    }
+
+    #[test]
+    fn a_new_sqlite_database_has_two_kib_pages_and_a_write_ahead_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("p.db").display());
+        let pool = open(&url, 1).unwrap();
+        let mut conn = pool.get().unwrap();
+        assert_eq!(pragma(&mut conn, "page_size"), 2048);
+        drop(conn);
+        drop(pool);
+        // Opening it again keeps what it was created with.
+        let pool = open(&url, 1).unwrap();
+        let mut conn = pool.get().unwrap();
+        assert_eq!(pragma(&mut conn, "page_size"), 2048);
+        let DbConnection::Sqlite(sqlite) = &mut *conn else {
+            panic!("not SQLite")
+        };
+        #[derive(QueryableByName)]
+        struct Mode {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            journal_mode: String,
+        }
+        let mode: Mode = diesel::sql_query("PRAGMA journal_mode")
+            .get_result(sqlite)
+            .unwrap();
+        assert_eq!(mode.journal_mode, "wal");
+    }
 }
