@@ -30,7 +30,7 @@ use crate::config::Config;
 use crate::error::ServiceError;
 use crate::metrics::Metrics;
 use crate::secrets::DataKey;
-use crate::store::group_commit::GroupCommit;
+use crate::store::group_commit::{Committing, GroupCommit};
 use crate::store::models::*;
 use crate::store::schema::*;
 use crate::store::{Conn, DbConnection, DbPool};
@@ -175,10 +175,42 @@ fn submit_entry(row: &RequestRow, actor: &str, now: i64) -> audit_log::Entry {
 
 /// A certificate signed for a request, with its first OCSP response and audit entry, waiting
 /// for the commit that stores them.
+#[derive(Debug)]
 struct SignedIssuance {
     der: Vec<u8>,
     response: Option<crate::responder::SignedResponse>,
     entry: audit_log::Entry,
+}
+
+/// What [`Authority::submit`] hands back.
+#[derive(Debug)]
+pub enum Submitted {
+    /// A request stored to wait for its approvals.
+    Stored(Box<RequestView>),
+    /// A request whose profile needs no approval: signed, and queued for the one commit that
+    /// stores it; [`Issuing::done`] waits for that commit.
+    Issuing(Box<Issuing>),
+}
+
+/// An issuance queued for its commit (see [`Submitted`]).
+#[derive(Debug)]
+pub struct Issuing {
+    commit: Committing<()>,
+    signed: SignedIssuance,
+    ca_id: String,
+    profile_id: String,
+    serial: String,
+    view: RequestView,
+}
+
+impl Issuing {
+    /// Waits for the commit, then caches the certificate's first OCSP response and counts the
+    /// issuance; the request's view. Nothing signed leaves the process before the commit.
+    pub async fn done(self, authority: &Authority) -> Result<RequestView, ServiceError> {
+        self.commit.durable().await?;
+        authority.issued(&self.signed, &self.ca_id, &self.profile_id, &self.serial);
+        Ok(self.view)
+    }
 }
 
 /// Pieces `Authority::assemble` needs; built by `bootstrap`.
@@ -836,7 +868,7 @@ impl Authority {
         &self,
         caller: &Caller,
         request: SubmitRequest,
-    ) -> Result<RequestView, ServiceError> {
+    ) -> Result<Submitted, ServiceError> {
         let profile = self
             .profiles
             .get(&request.profile)
@@ -916,22 +948,31 @@ impl Authority {
         };
         let mut view = row.clone();
         if approved_now {
-            let serial = self.issue_at_once(row, ca, profile, prepared, &caller.username, now)?;
-            // What issue_at_once stored, without reading the row back.
+            let (serial, commit, signed) =
+                self.issue_at_once(row, ca, profile, prepared, &caller.username, now)?;
+            // What issue_at_once stores, without reading the row back.
             view.status = "issued".into();
             view.ca_id = Some(ca.id().to_string());
-            view.certificate_serial = Some(serial);
-        } else {
-            let entry = submit_entry(&row, &caller.username, now);
-            self.writer.run(move |w| {
-                diesel::insert_into(requests::table)
-                    .values(&row)
-                    .execute(w.conn)?;
-                w.audit(entry.clone());
-                Ok(())
-            })?;
+            view.certificate_serial = Some(serial.clone());
+            return Ok(Submitted::Issuing(Box::new(Issuing {
+                commit,
+                signed,
+                ca_id: ca.id().to_string(),
+                profile_id: profile.id().to_string(),
+                serial,
+                view: self.view_of(view, caller.username.clone(), &[]),
+            })));
         }
-        Ok(self.view_of(view, caller.username.clone(), &[]))
+        let entry = submit_entry(&row, &caller.username, now);
+        self.writer.run(move |w| {
+            diesel::insert_into(requests::table)
+                .values(&row)
+                .execute(w.conn)?;
+            w.audit(entry.clone());
+            Ok(())
+        })?;
+        let view = self.view_of(view, caller.username.clone(), &[]);
+        Ok(Submitted::Stored(Box::new(view)))
     }
 
     fn issuing_ca(&self, profile: &Profile) -> Result<&CertificateAuthority, ServiceError> {
@@ -1052,20 +1093,14 @@ impl Authority {
     }
 
     /// After the commit that stored an issuance: caches its OCSP response, counts and logs it.
-    fn issued(
-        &self,
-        signed: &SignedIssuance,
-        ca: &CertificateAuthority,
-        profile: &Profile,
-        serial: &str,
-    ) {
+    fn issued(&self, signed: &SignedIssuance, ca_id: &str, profile_id: &str, serial: &str) {
         if let Some(response) = &signed.response {
             self.cache_signed(response);
         }
         self.metrics
             .issued
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::info!(cert.serial = %serial, ca.id = %ca.id(), profile.id = %profile.id(), "certificate issued");
+        tracing::info!(cert.serial = %serial, ca.id = %ca_id, profile.id = %profile_id, "certificate issued");
     }
 
     /// Issues a request whose profile needs no approval, with one durable commit: signs the
@@ -1073,7 +1108,8 @@ impl Authority {
     /// certificate, the response and both audit entries together (sharing the commit with other
     /// writes through the group-commit writer). Nothing signed leaves the process before that
     /// commit: if it fails, the caller gets the error and the certificate is dropped unseen.
-    /// Returns the serial (hex).
+    /// Returns the serial (hex) and the queued commit, which the caller awaits
+    /// ([`Issuing::done`]).
     fn issue_at_once(
         &self,
         mut request: RequestRow,
@@ -1082,7 +1118,7 @@ impl Authority {
         prepared: PreparedIssuance,
         actor: &str,
         now: i64,
-    ) -> Result<String, ServiceError> {
+    ) -> Result<(String, Committing<()>, SignedIssuance), ServiceError> {
         let mut certificate =
             crate::signing::reservation(ca, &prepared, profile.id(), Some(&request.id), now);
         let serial = certificate.serial.clone();
@@ -1099,7 +1135,7 @@ impl Authority {
         let response = signed.response.as_ref().map(|r| r.row.clone());
         // Inserted with the batch's other new rows, one statement per table (a new serial has no
         // response to replace).
-        self.writer.run(move |w| {
+        let commit = self.writer.queue(move |w| {
             w.add_request(request.clone());
             w.audit(submitted.clone());
             w.add_certificate(certificate.clone());
@@ -1109,8 +1145,7 @@ impl Authority {
             }
             Ok(())
         })?;
-        self.issued(&signed, ca, profile, &serial);
-        Ok(serial)
+        Ok((serial, commit, signed))
     }
 
     /// Signs a reserved certificate and its first OCSP response (good), then in one commit (shared
@@ -1161,7 +1196,7 @@ impl Authority {
             }
             Ok(())
         })?;
-        self.issued(&signed, ca, profile, serial);
+        self.issued(&signed, ca.id(), profile.id(), serial);
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use ca_core::time::UnixTime;
 use serde::Deserialize;
 
 use crate::api::*;
-use crate::authority::{Authority, Caller, StatusChange};
+use crate::authority::{Authority, Caller, StatusChange, Submitted};
 use crate::error::ServiceError;
 
 type State = web::Data<Arc<Authority>>;
@@ -146,8 +146,18 @@ pub async fn submit(
     body: web::Json<SubmitRequest>,
 ) -> Result<HttpResponse, ServiceError> {
     let body = body.into_inner();
-    Ok(HttpResponse::Created()
-        .json(as_caller(&state, &request, move |a, c| a.submit(c, body)).await?))
+    let view = match as_caller(&state, &request, move |a, c| a.submit(c, body)).await? {
+        Submitted::Stored(view) => *view,
+        // The commit is awaited here, not on a blocking thread. A task of its own finishes the
+        // issuance (caches the OCSP response, counts it) even if the client goes away first.
+        Submitted::Issuing(issuing) => {
+            let authority = state.get_ref().clone();
+            actix_web::rt::spawn(async move { issuing.done(&authority).await })
+                .await
+                .map_err(|e| ServiceError::Internal(format!("issuance task: {e}")))??
+        }
+    };
+    Ok(HttpResponse::Created().json(view))
 }
 
 /// Query filters for request lists.

@@ -159,10 +159,17 @@ trait Job: Send {
     fn finish(self: Box<Self>, committed: Result<(), &str>);
 }
 
+/// Where a job's result goes: a thread blocked in [`GroupCommit::run`], or a future awaiting a
+/// [`Committing`].
+enum Reply<T> {
+    Blocked(mpsc::SyncSender<Result<T, ServiceError>>),
+    Awaited(tokio::sync::oneshot::Sender<Result<T, ServiceError>>),
+}
+
 struct Pending<T, F> {
     work: F,
     outcome: Option<Result<T, ServiceError>>,
-    reply: mpsc::SyncSender<Result<T, ServiceError>>,
+    reply: Reply<T>,
 }
 
 impl<T, F> Job for Pending<T, F>
@@ -208,7 +215,30 @@ where
             (Err(batch), _) => Err(ServiceError::Internal(format!("database: {batch}"))),
             (Ok(()), None) => Err(ServiceError::Internal("a queued write never ran".into())),
         };
-        let _ = self.reply.send(outcome);
+        match self.reply {
+            Reply::Blocked(reply) => {
+                let _ = reply.send(outcome);
+            }
+            Reply::Awaited(reply) => {
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+}
+
+/// A write queued with [`GroupCommit::queue`]: await [`Committing::durable`] for its result once
+/// its batch has committed.
+#[derive(Debug)]
+pub struct Committing<T> {
+    outcome: tokio::sync::oneshot::Receiver<Result<T, ServiceError>>,
+}
+
+impl<T> Committing<T> {
+    /// The write's result once its batch is durable (or the batch's error).
+    pub async fn durable(self) -> Result<T, ServiceError> {
+        self.outcome
+            .await
+            .map_err(|_| ServiceError::Internal("the database writer has stopped".into()))?
     }
 }
 
@@ -269,22 +299,48 @@ impl GroupCommit {
         T: Send + 'static,
         F: FnMut(&mut Write<'_>) -> Result<T, ServiceError> + Send + 'static,
     {
+        let (reply, outcome) = mpsc::sync_channel(1);
+        self.send(work, Reply::Blocked(reply))?;
+        outcome
+            .recv()
+            .map_err(|_| ServiceError::Internal("the database writer has stopped".into()))?
+    }
+
+    /// Queues `work` like [`GroupCommit::run`] without waiting for it: the caller's thread is
+    /// free at once, and the result arrives through the returned [`Committing`]. An HTTP
+    /// handler does the CPU work of a request on a blocking thread, queues its write, and
+    /// awaits the commit on its event loop, so that no thread sits parked on the writer (with
+    /// one parked thread per request in flight, the threads outnumbered the cores several
+    /// times over and issuance spent its time switching between them).
+    pub fn queue<T, F>(&self, work: F) -> Result<Committing<T>, ServiceError>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut Write<'_>) -> Result<T, ServiceError> + Send + 'static,
+    {
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        self.send(work, Reply::Awaited(reply))?;
+        Ok(Committing { outcome })
+    }
+
+    fn send<T, F>(&self, work: F, reply: Reply<T>) -> Result<(), ServiceError>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut Write<'_>) -> Result<T, ServiceError> + Send + 'static,
+    {
         if crate::store::gate::held_here() {
             return Err(ServiceError::Internal(
                 "group commit called inside a write transaction".into(),
             ));
         }
-        let stopped = || ServiceError::Internal("the database writer has stopped".into());
-        let (reply, outcome) = mpsc::sync_channel(1);
         self.jobs
             .send(Box::new(Pending {
                 work,
                 outcome: None,
                 reply,
             }))
-            .map_err(|_| stopped())?;
+            .map_err(|_| ServiceError::Internal("the database writer has stopped".into()))?;
         self.stats.submitted.fetch_add(1, Ordering::Relaxed);
-        outcome.recv().map_err(|_| stopped())?
+        Ok(())
     }
 }
 
