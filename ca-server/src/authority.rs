@@ -862,8 +862,10 @@ impl Authority {
 
     // ---- requests ----
 
-    /// `POST /requests`: checks the CSR against the profile now (so errors come back at once),
-    /// stores the request, and issues at once when the profile needs no approvals.
+    /// `POST /requests`: checks the CSR against the profile now (so errors come back at once)
+    /// and stores the request to wait for its approvals; when the profile needs none, signs the
+    /// certificate at once and queues the commit that stores everything
+    /// ([`Submitted::Issuing`]; the caller awaits [`Issuing::done`]).
     pub fn submit(
         &self,
         caller: &Caller,
