@@ -10,7 +10,7 @@
 //! After a restore nothing that may already have been published is reused: cRLNumbers never fall
 //! below the current time in milliseconds (see `crl_publisher`), the restore raises every CA's
 //! sequence to that floor and drops the backup's CRLs so that fresh ones are published at the next
-//! start; serials carry 80 random bits (126 for CA certificates), checked unique per CA.
+//! start; serials carry 72 random bits (126 for CA certificates), checked unique per CA.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
