@@ -40,8 +40,9 @@ pub struct Responder {
     /// Its key.
     pub key: SoftwareKey,
     /// The BasicOCSPResponse `certs` field carrying its certificate (ocsp-responder profile),
-    /// encoded once ([`ca_core::ocsp::certs_field`]) and added to every response it signs.
-    pub certs_field: Vec<u8>,
+    /// encoded once ([`ca_core::ocsp::certs_field`]) and added to every response it signs;
+    /// the OCSP cache's shared copy, so a response cached as signed points at it for free.
+    pub certs_field: actix_web::web::Bytes,
     /// When it expires.
     pub not_after: UnixTime,
 }

@@ -79,6 +79,33 @@ pub struct CachedResponse {
 type CacheKey = (u16, [u8; 20]);
 
 impl CachedResponse {
+    /// The entry for a response: its complete DER (for the ETag), its compact form, the shared
+    /// responder certificate field, what it reports, (thisUpdate, nextUpdate) and its row's
+    /// `updated_ms`.
+    fn new(
+        der: &[u8],
+        compact: Vec<u8>,
+        certs: actix_web::web::Bytes,
+        detail: Status,
+        (this_update, next_update): (u64, u64),
+        updated_ms: i64,
+    ) -> Arc<CachedResponse> {
+        Arc::new(CachedResponse {
+            etag: etag_of(der),
+            compact: compact.into(),
+            certs,
+            this_update,
+            next_update,
+            updated_ms,
+            status: match detail {
+                Status::Good => 0,
+                Status::Revoked { .. } => 1,
+                Status::Unknown => 2,
+            },
+            detail,
+        })
+    }
+
     /// The complete OCSPResponse DER, as signed.
     pub fn der(&self) -> actix_web::web::Bytes {
         ocsp::expand_response(&self.compact, &self.certs)
@@ -108,6 +135,12 @@ impl OcspCache {
     /// Whether the cache is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    fn put(&self, key: CacheKey, entry: Arc<CachedResponse>) {
+        if let Ok(mut map) = self.map.write() {
+            map.insert(key, entry);
+        }
     }
 
     fn intern(&self, certs: Vec<u8>) -> actix_web::web::Bytes {
@@ -162,15 +195,6 @@ pub(crate) struct SignedResponse {
     pub(crate) row: Arc<OcspResponseRow>,
     key: CacheKey,
     entry: Arc<CachedResponse>,
-}
-
-/// The metrics label index of a status: 0 good, 1 revoked, 2 unknown.
-fn status_label(status: &Status) -> u8 {
-    match status {
-        Status::Good => 0,
-        Status::Revoked { .. } => 1,
-        Status::Unknown => 2,
-    }
 }
 
 fn etag_of(der: &[u8]) -> u64 {
@@ -233,21 +257,15 @@ impl Authority {
         let Some(detail) = single_status(&compact) else {
             return;
         };
-        let status = status_label(&detail);
-        let certs = self.ocsp_cache.intern(certs);
-        let entry = Arc::new(CachedResponse {
-            etag: etag_of(der),
-            compact: compact.into(),
-            certs,
+        let entry = CachedResponse::new(
+            der,
+            compact,
+            self.ocsp_cache.intern(certs),
             detail,
-            this_update,
-            next_update,
-            updated_ms: row.updated_ms,
-            status,
-        });
-        if let Ok(mut map) = self.ocsp_cache.map.write() {
-            map.insert((index, key), entry);
-        }
+            (this_update, next_update),
+            row.updated_ms,
+        );
+        self.ocsp_cache.put((index, key), entry);
     }
 
     /// Signs, stores and caches the canonical (SHA-1 CertID) response for one certificate.
@@ -337,16 +355,14 @@ impl Authority {
         let der = ocsp::expand_response(&compact, &responder.certs_field)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let updated_ms = now_ms();
-        let entry = Arc::new(CachedResponse {
-            etag: etag_of(&der),
-            compact: compact.into(),
-            certs: self.ocsp_cache.intern(responder.certs_field.clone()),
-            this_update: now.as_secs(),
-            next_update: next.as_secs(),
+        let entry = CachedResponse::new(
+            &der,
+            compact,
+            responder.certs_field.clone(),
+            status,
+            (now.as_secs(), next.as_secs()),
             updated_ms,
-            status: status_label(&status),
-            detail: status,
-        });
+        );
         Ok(Some(SignedResponse {
             row: Arc::new(OcspResponseRow {
                 ca_id: ca_id.to_string(),
@@ -365,9 +381,7 @@ impl Authority {
     /// Puts a response this instance signed into the cache (after the transaction that stored
     /// its row committed) and returns the entry.
     pub(crate) fn cache_signed(&self, signed: &SignedResponse) -> Arc<CachedResponse> {
-        if let Ok(mut map) = self.ocsp_cache.map.write() {
-            map.insert(signed.key, signed.entry.clone());
-        }
+        self.ocsp_cache.put(signed.key, signed.entry.clone());
         signed.entry.clone()
     }
 
@@ -767,7 +781,7 @@ impl Authority {
             ocsp::certs_field(&certificate).map_err(|e| ServiceError::Internal(e.to_string()))?;
         Ok(Responder {
             key,
-            certs_field,
+            certs_field: self.ocsp_cache.intern(certs_field),
             not_after: UnixTime(row.not_after.max(0) as u64),
         })
     }
@@ -875,7 +889,7 @@ impl Authority {
         let certs_field = ocsp::certs_field(&certificate).map_err(|e| internal(e.to_string()))?;
         Ok(Responder {
             key,
-            certs_field,
+            certs_field: self.ocsp_cache.intern(certs_field),
             not_after: issued.not_after,
         })
     }
