@@ -106,25 +106,7 @@ pub fn append_all(conn: &mut DbConnection, entries: Vec<Entry>) -> QueryResult<(
         seq += 1;
         rows.push(to_row(chained));
     }
-    // PostgreSQL: one multi-row INSERT (one round trip; the derived multi-backend connection
-    // cannot build one, so PostgreSQL's own connection does). SQLite: one cached prepared
-    // statement run per row; diesel would otherwise run these rows one by one inside a savepoint
-    // of their own, each statement built anew.
-    match conn {
-        DbConnection::Postgresql(pg) => {
-            diesel::insert_into(audit_log::table)
-                .values(&rows)
-                .execute(pg)?;
-        }
-        DbConnection::Sqlite(sqlite) => {
-            for row in &rows {
-                diesel::insert_into(audit_log::table)
-                    .values(row)
-                    .execute(sqlite)?;
-            }
-        }
-    }
-    Ok(())
+    crate::store::insert_all!(conn, audit_log::table, &rows)
 }
 
 fn to_row(entry: ChainedRecord) -> AuditRow {

@@ -24,7 +24,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
-use diesel::{Connection, QueryResult, RunQueryDsl};
+use diesel::{Connection, QueryResult};
 
 use crate::audit_log::{self, Entry};
 use crate::error::ServiceError;
@@ -82,29 +82,6 @@ pub struct Rows {
     responses: Vec<Arc<OcspResponseRow>>,
 }
 
-/// One multi-row INSERT per non-empty table, on PostgreSQL's own connection: the derived
-/// multi-backend connection cannot build a multi-row INSERT.
-macro_rules! insert_rows {
-    ($conn:expr, $rows:expr) => {{
-        if !$rows.requests.is_empty() {
-            diesel::insert_into(requests::table)
-                .values(&$rows.requests)
-                .execute($conn)?;
-        }
-        if !$rows.certificates.is_empty() {
-            diesel::insert_into(certificates::table)
-                .values(&$rows.certificates)
-                .execute($conn)?;
-        }
-        if !$rows.responses.is_empty() {
-            let responses: Vec<&OcspResponseRow> = $rows.responses.iter().map(|r| &**r).collect();
-            diesel::insert_into(ocsp_responses::table)
-                .values(responses)
-                .execute($conn)?;
-        }
-    }};
-}
-
 impl Rows {
     fn append(&mut self, other: &mut Rows) {
         self.requests.append(&mut other.requests);
@@ -112,32 +89,16 @@ impl Rows {
         self.responses.append(&mut other.responses);
     }
 
-    /// Inserts every queued row, then forgets them. SQLite has no round trip to save: there each
-    /// row goes through one prepared statement per table, kept in the connection's statement
-    /// cache. A multi-row INSERT's text depends on its row count, so SQLite parsed it anew for
-    /// every batch (and it needed a statement journal); that was ~6 % of the server's CPU, on the
-    /// writer's one thread.
+    /// Inserts every queued row, one statement per table and backend (`store::insert_all!`), then
+    /// forgets them.
     fn insert(&mut self, conn: &mut DbConnection) -> QueryResult<()> {
-        match conn {
-            DbConnection::Postgresql(pg) => insert_rows!(pg, self),
-            DbConnection::Sqlite(sqlite) => {
-                for row in &self.requests {
-                    diesel::insert_into(requests::table)
-                        .values(row)
-                        .execute(sqlite)?;
-                }
-                for row in &self.certificates {
-                    diesel::insert_into(certificates::table)
-                        .values(row)
-                        .execute(sqlite)?;
-                }
-                for row in &self.responses {
-                    diesel::insert_into(ocsp_responses::table)
-                        .values(&**row)
-                        .execute(sqlite)?;
-                }
-            }
-        }
+        insert_all!(&mut *conn, requests::table, &self.requests)?;
+        insert_all!(&mut *conn, certificates::table, &self.certificates)?;
+        insert_all!(
+            &mut *conn,
+            ocsp_responses::table,
+            self.responses.iter().map(|r| &**r)
+        )?;
         *self = Rows::default();
         Ok(())
     }

@@ -2,6 +2,34 @@
 //! Only this module and `authority` touch rows; migrations for both backends live in the
 //! top-level `migrations/` folder and run at start.
 
+/// Inserts the rows `$rows` (anything iterable over row references; none is fine) into `$table`
+/// with the backend's best statement: on PostgreSQL one multi-row INSERT (one round trip; only
+/// PostgreSQL's own connection can build it, not the derived multi-backend one); on SQLite one
+/// cached prepared statement run per row (no round trip to save, and a multi-row INSERT's text
+/// depends on its row count, so SQLite parsed it anew every time and needed a statement journal;
+/// diesel also runs rows without `treat_none_as_default_value = false` one by one inside a
+/// savepoint each). Evaluates to `QueryResult<()>`.
+macro_rules! insert_all {
+    ($conn:expr, $table:expr, $rows:expr) => {{
+        use diesel::RunQueryDsl as _;
+        match $conn {
+            $crate::store::DbConnection::Postgresql(pg) => {
+                let rows: Vec<_> = $rows.into_iter().collect();
+                if !rows.is_empty() {
+                    diesel::insert_into($table).values(rows).execute(pg)?;
+                }
+            }
+            $crate::store::DbConnection::Sqlite(sqlite) => {
+                for row in $rows {
+                    diesel::insert_into($table).values(row).execute(sqlite)?;
+                }
+            }
+        }
+        diesel::QueryResult::Ok(())
+    }};
+}
+pub(crate) use insert_all;
+
 pub mod checkpoint;
 pub mod gate;
 pub mod group_commit;
