@@ -72,20 +72,17 @@ pub fn append_all(conn: &mut DbConnection, entries: Vec<Entry>) -> QueryResult<(
     if entries.is_empty() {
         return Ok(());
     }
-    serialize(conn, "mamori.audit")?;
-    // `seq = (SELECT max(seq) ...)`, not `ORDER BY seq DESC LIMIT ?`: SQLite re-prepares a
-    // statement whose LIMIT is a bound parameter each time it is bound, and this runs per batch.
-    let newest = diesel::alias!(audit_log as newest);
-    let last: Option<(i64, String)> = audit_log::table
-        .filter(
-            audit_log::seq.nullable().eq(newest
-                .select(diesel::dsl::max(newest.field(audit_log::seq)))
-                .single_value()),
-        )
-        .select((audit_log::seq, audit_log::hash))
-        .load(conn)?
-        .pop();
-    let (mut seq, mut prev) = match last {
+    let rows = chain_onto_head(conn, entries)?;
+    crate::store::insert_all!(conn, audit_log::table, &rows)
+}
+
+/// Reads the chain's head (on PostgreSQL first taking the chain's lock, held until the
+/// transaction ends) and chains `entries` onto it, in order.
+fn chain_onto_head(conn: &mut DbConnection, entries: Vec<Entry>) -> QueryResult<Vec<AuditRow>> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (mut seq, mut prev) = match head(conn)? {
         Some((seq, hash)) => (seq + 1, hash),
         None => (1, GENESIS.to_string()),
     };
@@ -106,7 +103,37 @@ pub fn append_all(conn: &mut DbConnection, entries: Vec<Entry>) -> QueryResult<(
         seq += 1;
         rows.push(to_row(chained));
     }
-    crate::store::insert_all!(conn, audit_log::table, &rows)
+    Ok(rows)
+}
+
+/// The newest entry's sequence number and hash, if any. On PostgreSQL `mamori_audit_tail()`
+/// (migration 000007) takes the chain's lock and then reads, in one round trip; SQLite's
+/// `BEGIN IMMEDIATE` already made this the only writer.
+fn head(conn: &mut DbConnection) -> QueryResult<Option<(i64, String)>> {
+    if let DbConnection::Postgresql(pg) = conn {
+        #[derive(QueryableByName)]
+        struct Head {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            seq: i64,
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            hash: String,
+        }
+        let head =
+            diesel::sql_query("SELECT seq, hash FROM mamori_audit_tail()").load::<Head>(pg)?;
+        return Ok(head.into_iter().next().map(|h| (h.seq, h.hash)));
+    }
+    // `seq = (SELECT max(seq) ...)`, not `ORDER BY seq DESC LIMIT ?`: SQLite re-prepares a
+    // statement whose LIMIT is a bound parameter each time it is bound, and this runs per batch.
+    let newest = diesel::alias!(audit_log as newest);
+    Ok(audit_log::table
+        .filter(
+            audit_log::seq.nullable().eq(newest
+                .select(diesel::dsl::max(newest.field(audit_log::seq)))
+                .single_value()),
+        )
+        .select((audit_log::seq, audit_log::hash))
+        .load(conn)?
+        .pop())
 }
 
 fn to_row(entry: ChainedRecord) -> AuditRow {

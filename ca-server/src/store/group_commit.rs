@@ -7,11 +7,12 @@
 //! backend. One commit at a time, each waiting for its own flush (and on SQLite for the busy
 //! handler's sleeps), capped issuance at a few hundred per second. Here one writer thread takes
 //! whatever jobs are queued (up to [`MAX_BATCH`]), runs them inside one transaction, inserts the
-//! rows they added ([`Rows`]) with one statement per table, appends the
-//! audit entries they recorded to the chain together at the end (one read of the chain's head,
-//! one insert, and on PostgreSQL the chain's lock held only from there to the commit, so that
-//! instances sharing the database overlap the rest of their batches), commits once, and only then
-//! answers each caller.
+//! rows they added ([`Rows`]; on PostgreSQL as one statement), appends the audit entries they
+//! recorded to the chain together at the end (one read of the chain's head, one insert; on
+//! PostgreSQL the chain's lock is taken in the same round trip as the read and held only from
+//! there to the commit, so that instances sharing the database overlap the rest of their
+//! batches), commits once, and only then answers each caller. On PostgreSQL an issuance batch
+//! is five round trips: BEGIN, the rows, the chain's head, the audit rows, COMMIT.
 //!
 //! Jobs run without savepoints first. If one fails (or the insert of their rows does), that
 //! attempt is rolled back and the batch is
@@ -28,6 +29,7 @@ use diesel::{Connection, QueryResult};
 
 use crate::audit_log::{self, Entry};
 use crate::error::ServiceError;
+use crate::store::chained_insert::ChainedInsert;
 use crate::store::models::{CertificateRow, OcspResponseRow, RequestRow};
 use crate::store::schema::{certificates, ocsp_responses, requests};
 use crate::store::{write_transaction, Conn, DbConnection, DbPool, StoreError};
@@ -69,9 +71,9 @@ impl Write<'_> {
 }
 
 /// New rows of the tables every issuance adds to. A write queues them with
-/// [`Write::add_request`] and the like; the batch inserts them with one multi-row INSERT per
-/// table after its writes have run and before the audit entries (on PostgreSQL one round trip
-/// per table and batch instead of per row). A write cannot read back the rows it added. If that
+/// [`Write::add_request`] and the like; the batch inserts them after its writes have run,
+/// together with the audit rows (on PostgreSQL one statement per batch instead of one per row).
+/// A write cannot read back the rows it added. If that
 /// insert fails (a duplicate key, say), the batch is run again with a savepoint per write, each
 /// write inserting its own rows inside its savepoint, so that only the write whose row failed
 /// is refused.
@@ -89,9 +91,33 @@ impl Rows {
         self.responses.append(&mut other.responses);
     }
 
-    /// Inserts every queued row, one statement per table and backend (`store::insert_all!`), then
-    /// forgets them.
+    /// Inserts every queued row, then forgets them. On PostgreSQL all of them go as one
+    /// statement ([`ChainedInsert`]): one round trip instead of one per table, before the batch
+    /// takes the audit chain's lock. On SQLite each row goes through its table's cached statement
+    /// (`store::insert_all!`).
     fn insert(&mut self, conn: &mut DbConnection) -> QueryResult<()> {
+        let DbConnection::Postgresql(pg) = conn else {
+            return self.insert_alone(conn);
+        };
+        let mut chained = ChainedInsert::default();
+        if !self.requests.is_empty() {
+            chained.push(diesel::insert_into(requests::table).values(&self.requests));
+        }
+        if !self.certificates.is_empty() {
+            chained.push(diesel::insert_into(certificates::table).values(&self.certificates));
+        }
+        if !self.responses.is_empty() {
+            let responses: Vec<&OcspResponseRow> = self.responses.iter().map(|r| &**r).collect();
+            chained.push(diesel::insert_into(ocsp_responses::table).values(responses));
+        }
+        chained.execute(pg)?;
+        *self = Rows::default();
+        Ok(())
+    }
+
+    /// Inserts the queued rows with one statement per table and backend (`store::insert_all!`),
+    /// then forgets them: a write's own rows, inside its savepoint.
+    fn insert_alone(&mut self, conn: &mut DbConnection) -> QueryResult<()> {
         insert_all!(&mut *conn, requests::table, &self.requests)?;
         insert_all!(&mut *conn, certificates::table, &self.certificates)?;
         insert_all!(
@@ -154,7 +180,7 @@ where
         let outcome = if alone {
             conn.transaction(|conn| {
                 let value = write(conn, &mut entries, &mut added)?;
-                added.insert(conn)?;
+                added.insert_alone(conn)?;
                 Ok(value)
             })
         } else {
@@ -422,8 +448,9 @@ mod tests {
     use std::time::{Duration, Instant};
 
     fn setting(write: &mut Write<'_>, name: &str) -> QueryResult<usize> {
-        diesel::sql_query("INSERT INTO settings (name, value) VALUES (?, 'x')")
-            .bind::<diesel::sql_types::Text, _>(name)
+        use crate::store::schema::settings;
+        diesel::insert_into(settings::table)
+            .values((settings::name.eq(name), settings::value.eq("x")))
             .execute(write.conn)
     }
 
@@ -453,14 +480,49 @@ mod tests {
         pool: DbPool,
         release: mpsc::Sender<()>,
         first: std::thread::JoinHandle<Result<(), ServiceError>>,
-        _dir: tempfile::TempDir,
+        _dir: Option<tempfile::TempDir>,
     }
 
     fn held_writer() -> Held {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("gc.db").display());
-        let pool = crate::store::open(&url, 2).unwrap();
-        let writer = Arc::new(GroupCommit::start(&url).unwrap());
+        held_writer_at(&url, Some(dir))
+    }
+
+    /// A fresh database on the PostgreSQL server named by MAMORI_TEST_POSTGRES_URL, dropped
+    /// (with whoever is still connected) when this goes out of scope.
+    struct PostgresDatabase {
+        admin: diesel::PgConnection,
+        name: String,
+        url: String,
+    }
+
+    impl PostgresDatabase {
+        fn new() -> PostgresDatabase {
+            let base = std::env::var("MAMORI_TEST_POSTGRES_URL").expect("MAMORI_TEST_POSTGRES_URL");
+            let mut admin = diesel::PgConnection::establish(&base).unwrap();
+            let mut tag = [0u8; 6];
+            openssl::rand::rand_bytes(&mut tag).unwrap();
+            let name = format!("mamori_gc_{}", hex::encode(tag));
+            diesel::sql_query(format!("CREATE DATABASE {name}"))
+                .execute(&mut admin)
+                .unwrap();
+            let (server, _) = base.rsplit_once('/').unwrap();
+            let url = format!("{server}/{name}");
+            PostgresDatabase { admin, name, url }
+        }
+    }
+
+    impl Drop for PostgresDatabase {
+        fn drop(&mut self) {
+            let _ = diesel::sql_query(format!("DROP DATABASE {} WITH (FORCE)", self.name))
+                .execute(&mut self.admin);
+        }
+    }
+
+    fn held_writer_at(url: &str, dir: Option<tempfile::TempDir>) -> Held {
+        let pool = crate::store::open(url, 2).unwrap();
+        let writer = Arc::new(GroupCommit::start(url).unwrap());
         let (release, wait) = mpsc::channel::<()>();
         let (started, running) = mpsc::channel::<()>();
         let first = {
@@ -549,6 +611,53 @@ mod tests {
         assert_eq!(stored_responses(&held.pool), ["01", "02"]);
         let stats = held.writer.stats();
         assert_eq!(stats.batches.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.retried.load(Ordering::Relaxed), 1);
+    }
+
+    fn adding_audited(
+        serial: &'static str,
+        writer: Arc<GroupCommit>,
+    ) -> std::thread::JoinHandle<Result<(), ServiceError>> {
+        std::thread::spawn(move || {
+            writer.run(move |w| {
+                w.add_response(response(serial));
+                w.audit(Entry::new(1, "tester", serial, "x", serde_json::json!({})));
+                Ok(())
+            })
+        })
+    }
+
+    /// On PostgreSQL a batch's rows go as one statement (`ChainedInsert`) and its audit entries
+    /// after `mamori_audit_tail()`; a duplicate among them sends the batch round again with a
+    /// savepoint per write, so that only the duplicate is refused and leaves no audit entry.
+    #[test]
+    #[cfg_attr(not(mamori_postgres), ignore = "MAMORI_TEST_POSTGRES_URL is not set")]
+    fn on_postgresql_a_batch_is_stored_together_and_a_duplicate_is_refused_alone() {
+        let database = PostgresDatabase::new();
+        let held = held_writer_at(&database.url, None);
+        let first = adding_audited("01", held.writer.clone());
+        wait_until_submitted(&held.writer, 2);
+        let duplicate = adding_audited("01", held.writer.clone());
+        wait_until_submitted(&held.writer, 3);
+        let second = adding_audited("02", held.writer.clone());
+        wait_until_submitted(&held.writer, 4);
+        held.release.send(()).unwrap();
+        held.first.join().unwrap().unwrap();
+        first.join().unwrap().unwrap();
+        second.join().unwrap().unwrap();
+        assert!(
+            matches!(duplicate.join().unwrap(), Err(ServiceError::Internal(m)) if m.contains("duplicate key")),
+            "a duplicate row was accepted"
+        );
+        assert_eq!(stored_responses(&held.pool), ["01", "02"]);
+        assert_eq!(audit_actions(&held.pool), ["01", "02"]);
+        let stats = held.writer.stats();
+        assert_eq!(stats.batches.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.retried.load(Ordering::Relaxed), 1);
+        let third = adding_audited("03", held.writer.clone());
+        third.join().unwrap().unwrap();
+        assert_eq!(stored_responses(&held.pool), ["01", "02", "03"]);
+        assert_eq!(audit_actions(&held.pool), ["01", "02", "03"]);
         assert_eq!(stats.retried.load(Ordering::Relaxed), 1);
     }
 

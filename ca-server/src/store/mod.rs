@@ -30,6 +30,7 @@ macro_rules! insert_all {
 }
 pub(crate) use insert_all;
 
+pub mod chained_insert;
 pub mod checkpoint;
 pub mod gate;
 pub mod group_commit;

@@ -1,0 +1,1 @@
+DROP FUNCTION mamori_audit_tail();
