@@ -7,7 +7,8 @@
 #      and the server's peak memory (VmHWM).
 #   3. Issuance through the API (zero-approval ambulance-terminal profile, persisted and audited)
 #      against `cfssl serve`'s /api/v1/cfssl/sign on the same CSR, with wrk; SQLite with one
-#      instance, PostgreSQL with two instances (when PostgreSQL answers on 127.0.0.1:5432).
+#      instance, PostgreSQL with two instances (when PostgreSQL answers on 127.0.0.1:5432), and
+#      there the CPU each issuance costs PostgreSQL, the instances and the whole machine.
 # Usage: bash bench/scale.sh   (env: OCSP_ROWS=100000 CRL_ROWS=1000000 DURATION=10 CONNECTIONS=16;
 #        ONLY_OCSP_MEMORY=1 stops after part 1; SKIP_CRL=1 skips part 2; SKIP_ISSUANCE=1 skips part 3;
 #        PG_URL_PARAMS='?sslmode=disable' is appended to the PostgreSQL URL: without it libpq's default
@@ -220,12 +221,33 @@ if pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   pgtoken=$(token_of "$work/pg-enroller")
   out1=$work/wrk-pg-1.txt
   out2=$work/wrk-pg-2.txt
+  # CPU per issuance over the middle half of the run: utime+stime of PostgreSQL's and the
+  # instances' processes, and the whole machine's busy time (/proc/stat), per certificate stored.
+  cpu_ticks() { local t=0 p; for p in $(pgrep -x "$1"); do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo "$t"; }
+  cpu_sample() {
+    psql -h 127.0.0.1 -U postgres -d "$pgdb" -tAc "SELECT count(*) FROM certificates"
+    cpu_ticks postgres; cpu_ticks "$(basename "$server" | cut -c1-15)"
+    awk '/^cpu /{print $2+$3+$4+$7+$8; print $5}' /proc/stat
+  }
+  ( sleep "$(python3 -c "print($DURATION / 4)")"; cpu_sample; sleep "$(python3 -c "print($DURATION / 2)")"; cpu_sample ) > "$work/pg-cpu.txt" &
+  sampler=$!
   BODY_FILE=$work/mamori-body.json BEARER=$pgtoken PATH_=/api/v1/requests wrk -t1 -c$((CONNECTIONS / 2)) -d"${DURATION}s" --latency -s bench/issue.lua https://127.0.0.1:18543 > "$out1" 2>&1 &
   w1=$!
   BODY_FILE=$work/mamori-body.json BEARER=$pgtoken PATH_=/api/v1/requests wrk -t1 -c$((CONNECTIONS / 2)) -d"${DURATION}s" --latency -s bench/issue.lua https://127.0.0.1:18544 > "$out2" 2>&1
   wait "$w1" || true
+  wait "$sampler" || true
   r1=$(awk '/Requests\/sec/{print $2}' "$out1"); r2=$(awk '/Requests\/sec/{print $2}' "$out2")
   record "issue-mamori-postgres-2-instances	$(python3 -c "print(round($r1+$r2,1))") req/s	(instance 1 $r1, p99 $(awk '$1=="99%"{print $2}' "$out1"); instance 2 $r2, p99 $(awk '$1=="99%"{print $2}' "$out2"))	non-2xx $(cat "$out1" "$out2" | awk '/Non-2xx/{s+=$NF} END{print s+0}')"
+  record "issue-mamori-postgres-cpu-per-issuance	$(python3 - "$(getconf CLK_TCK)" $(cat "$work/pg-cpu.txt") <<'PY'
+import sys
+tick = 1e6 / int(sys.argv[1])
+n0, pg0, ca0, busy0, idle0, n1, pg1, ca1, busy1, idle1 = map(int, sys.argv[2:12])
+n = max(n1 - n0, 1)
+print(f"PostgreSQL {(pg1 - pg0) * tick / n:.0f} us, ca-server instances {(ca1 - ca0) * tick / n:.0f} us, "
+      f"whole machine {(busy1 - busy0) * tick / n:.0f} us (wrk included), idle {100 * (idle1 - idle0) / ((busy1 - busy0) + (idle1 - idle0)):.0f} %, "
+      f"over {n} issuances in the middle half of the run")
+PY
+)"
   record "issue-mamori-postgres-duplicate-serials	$(psql -h 127.0.0.1 -U postgres -d "$pgdb" -tAc "SELECT count(*) - count(DISTINCT (ca_id, serial)) FROM certificates")"
   stop "$first"; stop "$second"
   psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE $pgdb" postgres
