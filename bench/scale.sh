@@ -11,6 +11,7 @@
 #      there the CPU each issuance costs PostgreSQL, the instances and the whole machine.
 # Usage: bash bench/scale.sh   (env: OCSP_ROWS=100000 CRL_ROWS=1000000 DURATION=10 CONNECTIONS=16;
 #        ONLY_OCSP_MEMORY=1 stops after part 1; SKIP_CRL=1 skips part 2; SKIP_ISSUANCE=1 skips part 3;
+#        SKIP_POSTGRES=1 skips its PostgreSQL half;
 #        PG_URL_PARAMS='?sslmode=disable' is appended to the PostgreSQL URL: without it libpq's default
 #        sslmode=prefer encrypts even this loopback connection, as instances on other machines would;
 #        SERVER_BIN=/path/to/ca-server measures that build instead of this tree's, to compare two)
@@ -178,9 +179,18 @@ run_wrk() { # name, url, body, bearer, path
 start serve 18180 18543
 wait_for http://127.0.0.1:18180/healthz
 before=$(sqlite3 "$data/mamori.db" "SELECT count(*) FROM certificates WHERE status='valid'")
+io_cpu() { awk '/^write_bytes/{print $2}' "/proc/$pid/io"; awk '{print $14+$15}' "/proc/$pid/stat"; }
+io_cpu_before=$(io_cpu)
 run_wrk "issue-mamori-sqlite" https://127.0.0.1:18543 "$work/mamori-body.json" "$token" /api/v1/requests
+io_cpu_after=$(io_cpu)
 after=$(sqlite3 "$data/mamori.db" "SELECT count(*) FROM certificates WHERE status='valid'")
-record "issue-mamori-sqlite-persisted	$((after - before)) certificates stored"
+record "issue-mamori-sqlite-persisted	$((after - before)) certificates stored	$(python3 - "$((after - before))" "$(getconf CLK_TCK)" $io_cpu_before $io_cpu_after <<'PY'
+import sys
+n, tck, w0, c0, w1, c1 = (int(x) for x in sys.argv[1:7])
+n = max(n, 1)
+print(f"server per issuance: {(w1 - w0) / n / 1024:.1f} KiB written, {(c1 - c0) * 1e6 / tck / n:.0f} us CPU")
+PY
+)"
 stop "$pid"
 
 sqlite3 "$data/mamori.db" "SELECT key_pem FROM cas WHERE id='issuing'" > "$work/issuing-enc.key"
@@ -199,7 +209,7 @@ until curl -s -o /dev/null http://127.0.0.1:18888/; do
 done
 run_wrk "issue-cfssl-serve" http://127.0.0.1:18888 "$work/cfssl-body.json" "" /api/v1/cfssl/sign
 
-if pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+if [ "${SKIP_POSTGRES:-0}" != 1 ] && pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   log "3b. issuance: two Mamori instances on one PostgreSQL database"
   pgdb=mamori_bench_$$
   psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $pgdb" postgres
