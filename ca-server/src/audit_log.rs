@@ -72,16 +72,6 @@ pub fn append_all(conn: &mut DbConnection, entries: Vec<Entry>) -> QueryResult<(
     if entries.is_empty() {
         return Ok(());
     }
-    let rows = chain_onto_head(conn, entries)?;
-    crate::store::insert_all!(conn, audit_log::table, &rows)
-}
-
-/// Reads the chain's head (on PostgreSQL first taking the chain's lock, held until the
-/// transaction ends) and chains `entries` onto it, in order.
-fn chain_onto_head(conn: &mut DbConnection, entries: Vec<Entry>) -> QueryResult<Vec<AuditRow>> {
-    if entries.is_empty() {
-        return Ok(Vec::new());
-    }
     let (mut seq, mut prev) = match head(conn)? {
         Some((seq, hash)) => (seq + 1, hash),
         None => (1, GENESIS.to_string()),
@@ -103,7 +93,7 @@ fn chain_onto_head(conn: &mut DbConnection, entries: Vec<Entry>) -> QueryResult<
         seq += 1;
         rows.push(to_row(chained));
     }
-    Ok(rows)
+    crate::store::insert_all!(conn, audit_log::table, &rows)
 }
 
 /// The newest entry's sequence number and hash, if any. On PostgreSQL `mamori_audit_tail()`

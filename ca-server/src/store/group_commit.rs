@@ -568,16 +568,31 @@ mod tests {
         })
     }
 
-    fn adding(
-        serial: &'static str,
-        writer: Arc<GroupCommit>,
-    ) -> std::thread::JoinHandle<Result<(), ServiceError>> {
+    /// Queues a write that adds the response `serial` (and, if `audited`, an audit entry whose
+    /// action is the serial).
+    fn adding(serial: &'static str, writer: Arc<GroupCommit>, audited: bool) -> Queued {
         std::thread::spawn(move || {
             writer.run(move |w| {
                 w.add_response(response(serial));
+                if audited {
+                    w.audit(Entry::new(1, "tester", serial, "x", serde_json::json!({})));
+                }
                 Ok(())
             })
         })
+    }
+
+    type Queued = std::thread::JoinHandle<Result<(), ServiceError>>;
+
+    /// Queues "01", "01" again and "02" behind the held job, to be taken as one batch.
+    fn queue_with_a_duplicate(held: &Held, audited: bool) -> [Queued; 3] {
+        let first = adding("01", held.writer.clone(), audited);
+        wait_until_submitted(&held.writer, 2);
+        let duplicate = adding("01", held.writer.clone(), audited);
+        wait_until_submitted(&held.writer, 3);
+        let second = adding("02", held.writer.clone(), audited);
+        wait_until_submitted(&held.writer, 4);
+        [first, duplicate, second]
     }
 
     fn stored_responses(pool: &DbPool) -> Vec<String> {
@@ -594,12 +609,7 @@ mod tests {
     #[test]
     fn added_rows_are_inserted_together_and_a_duplicate_is_refused_alone() {
         let held = held_writer();
-        let first = adding("01", held.writer.clone());
-        wait_until_submitted(&held.writer, 2);
-        let duplicate = adding("01", held.writer.clone());
-        wait_until_submitted(&held.writer, 3);
-        let second = adding("02", held.writer.clone());
-        wait_until_submitted(&held.writer, 4);
+        let [first, duplicate, second] = queue_with_a_duplicate(&held, false);
         held.release.send(()).unwrap();
         held.first.join().unwrap().unwrap();
         first.join().unwrap().unwrap();
@@ -614,19 +624,6 @@ mod tests {
         assert_eq!(stats.retried.load(Ordering::Relaxed), 1);
     }
 
-    fn adding_audited(
-        serial: &'static str,
-        writer: Arc<GroupCommit>,
-    ) -> std::thread::JoinHandle<Result<(), ServiceError>> {
-        std::thread::spawn(move || {
-            writer.run(move |w| {
-                w.add_response(response(serial));
-                w.audit(Entry::new(1, "tester", serial, "x", serde_json::json!({})));
-                Ok(())
-            })
-        })
-    }
-
     /// On PostgreSQL a batch's rows go as one statement (`ChainedInsert`) and its audit entries
     /// after `mamori_audit_tail()`; a duplicate among them sends the batch round again with a
     /// savepoint per write, so that only the duplicate is refused and leaves no audit entry.
@@ -635,12 +632,7 @@ mod tests {
     fn on_postgresql_a_batch_is_stored_together_and_a_duplicate_is_refused_alone() {
         let database = PostgresDatabase::new();
         let held = held_writer_at(&database.url, None);
-        let first = adding_audited("01", held.writer.clone());
-        wait_until_submitted(&held.writer, 2);
-        let duplicate = adding_audited("01", held.writer.clone());
-        wait_until_submitted(&held.writer, 3);
-        let second = adding_audited("02", held.writer.clone());
-        wait_until_submitted(&held.writer, 4);
+        let [first, duplicate, second] = queue_with_a_duplicate(&held, true);
         held.release.send(()).unwrap();
         held.first.join().unwrap().unwrap();
         first.join().unwrap().unwrap();
@@ -654,7 +646,7 @@ mod tests {
         let stats = held.writer.stats();
         assert_eq!(stats.batches.load(Ordering::Relaxed), 2);
         assert_eq!(stats.retried.load(Ordering::Relaxed), 1);
-        let third = adding_audited("03", held.writer.clone());
+        let third = adding("03", held.writer.clone(), true);
         third.join().unwrap().unwrap();
         assert_eq!(stored_responses(&held.pool), ["01", "02", "03"]);
         assert_eq!(audit_actions(&held.pool), ["01", "02", "03"]);
@@ -666,8 +658,11 @@ mod tests {
         let held = held_writer();
         held.release.send(()).unwrap();
         held.first.join().unwrap().unwrap();
-        adding("07", held.writer.clone()).join().unwrap().unwrap();
-        let again = adding("07", held.writer.clone()).join().unwrap();
+        adding("07", held.writer.clone(), false)
+            .join()
+            .unwrap()
+            .unwrap();
+        let again = adding("07", held.writer.clone(), false).join().unwrap();
         assert!(again.is_err(), "a lone duplicate was reported stored");
         assert_eq!(stored_responses(&held.pool), ["07"]);
         assert_eq!(held.writer.stats().retried.load(Ordering::Relaxed), 1);
