@@ -277,6 +277,31 @@ impl CertificateAuthority {
             .as_ref()
             .map(|b| format!("{b}/crl/{}.crl", self.crl_name(partition, true)))
     }
+    /// Whether this is a self-signed root: its certificate's issuer is its subject and it
+    /// verifies under its own key. A root issues CA certificates and its own delegated OCSP
+    /// responder, so its CRL covers every kind of certificate (no issuingDistributionPoint).
+    pub fn is_root(&self) -> bool {
+        let tbs = &self.certificate.tbs_certificate;
+        tbs.issuer == tbs.subject
+            && tbs
+                .get::<x509_cert::ext::pkix::AuthorityKeyIdentifier>()
+                .ok()
+                .flatten()
+                .and_then(|(_, aki)| aki.key_identifier)
+                .is_none_or(|id| id.as_bytes() == self.key_id.as_slice())
+    }
+    /// The issuingDistributionPoint URL a complete or delta CRL of `partition` names (RFC 5280
+    /// §5.2.5, with onlyContainsUserCerts): an issuing CA's CRLs cover only the end-entity
+    /// certificates it issues. `None` for a root, whose CRL must also cover the CA certificates
+    /// it issues: an IDP with onlyContainsUserCerts made OpenSSL (`error 44: different CRL
+    /// scope`), Java and nginx refuse the chain, and no IDP at all is what every relying party
+    /// reads as "every certificate this issuer signed".
+    pub fn crl_idp_url(&self, partition: Option<u32>) -> Option<String> {
+        if self.is_root() {
+            return None;
+        }
+        self.crl_url_for(partition)
+    }
     /// `<base>/ocsp`: the OCSP responder for certificates this CA issues.
     pub fn ocsp_url(&self) -> Option<String> {
         self.public_url.as_ref().map(|b| format!("{b}/ocsp"))
@@ -345,7 +370,12 @@ fn ca_extensions(
         if let Some(url) = parent.crl_url() {
             extensions.push(crl_distribution_points(&url)?);
         }
-        if let Some(aia) = authority_info_access(None, parent.ca_issuers_url().as_deref())? {
+        // The parent's OCSP responder too: relying parties that check the whole chain (nginx
+        // `ssl_ocsp on`, Windows, strict PKIX) ask about this CA certificate as well.
+        if let Some(aia) = authority_info_access(
+            parent.ocsp_url().as_deref(),
+            parent.ca_issuers_url().as_deref(),
+        )? {
             extensions.push(aia);
         }
     }

@@ -135,7 +135,9 @@ pub struct CrlParams {
     pub next_update: UnixTime,
     /// cRLNumber; must only grow per CA.
     pub crl_number: u64,
-    /// If set, an issuingDistributionPoint naming this URI with onlyContainsUserCerts.
+    /// If set, an issuingDistributionPoint naming this URI with onlyContainsUserCerts
+    /// ([`CertificateAuthority::crl_idp_url`]); `None` for a CRL covering every certificate of
+    /// its issuer (a root's).
     pub issuing_distribution_point: Option<String>,
     /// For a delta CRL: the cRLNumber of its base (deltaCRLIndicator, RFC 5280 §5.2.4).
     pub delta_base: Option<u64>,

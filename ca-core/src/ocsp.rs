@@ -1,18 +1,18 @@
-//! OCSP (RFC 6960, RFC 5019): parsing requests and building signed responses.
+//! OCSP (RFC 6960, RFC 9919): parsing requests and building signed responses.
 //!
-//! A request is parsed into [`ParsedRequest`]: each CertID (SHA-1 or SHA-256) and the nonce
+//! A request is parsed into [`ParsedRequest`]: each CertID (SHA-1, SHA-256, SHA-384 or SHA-512) and the nonce
 //! (RFC 9654: 1..=128 octets). Statuses are looked up by the caller, who owns the data; this
 //! module matches CertIDs to issuers ([`IssuerHashes`]) and builds the `BasicOCSPResponse`,
 //! signed by the CA itself or by a delegated responder whose certificate is included.
 //! The response is assembled from `x509-ocsp` types and signed through [`SigningKey`], so the
 //! fast ring backend (or an HSM) signs it.
 
-use const_oid::db::rfc5912::{ID_SHA_1, ID_SHA_256};
+use const_oid::db::rfc5912::{ID_SHA_1, ID_SHA_256, ID_SHA_384, ID_SHA_512};
 use const_oid::db::rfc6960::ID_PKIX_OCSP_NONCE;
 use der::asn1::{BitString, OctetString};
 use der::{Decode, Encode};
 use sha1::Sha1;
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha384, Sha512};
 use x509_cert::ext::Extension;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::Certificate;
@@ -38,8 +38,56 @@ pub const MAX_REQUEST_LEN: usize = 16 * 1024;
 pub enum CertIdHash {
     /// SHA-1 (what most clients send).
     Sha1,
-    /// SHA-256.
+    /// SHA-256 (what RFC 9919 recommends).
     Sha256,
+    /// SHA-384.
+    Sha384,
+    /// SHA-512.
+    Sha512,
+}
+
+impl CertIdHash {
+    /// Every CertID hash answered, SHA-1 first.
+    pub const ALL: [CertIdHash; 4] = [
+        CertIdHash::Sha1,
+        CertIdHash::Sha256,
+        CertIdHash::Sha384,
+        CertIdHash::Sha512,
+    ];
+
+    /// The algorithm's OID.
+    pub fn oid(self) -> const_oid::ObjectIdentifier {
+        match self {
+            CertIdHash::Sha1 => ID_SHA_1,
+            CertIdHash::Sha256 => ID_SHA_256,
+            CertIdHash::Sha384 => ID_SHA_384,
+            CertIdHash::Sha512 => ID_SHA_512,
+        }
+    }
+
+    /// The algorithm named by `oid`, if answered.
+    pub fn from_oid(oid: &const_oid::ObjectIdentifier) -> Option<CertIdHash> {
+        CertIdHash::ALL.into_iter().find(|h| h.oid() == *oid)
+    }
+
+    /// The digest length in octets.
+    pub fn digest_len(self) -> usize {
+        match self {
+            CertIdHash::Sha1 => 20,
+            CertIdHash::Sha256 => 32,
+            CertIdHash::Sha384 => 48,
+            CertIdHash::Sha512 => 64,
+        }
+    }
+
+    fn digest(self, data: &[u8]) -> Vec<u8> {
+        match self {
+            CertIdHash::Sha1 => Sha1::digest(data).to_vec(),
+            CertIdHash::Sha256 => Sha256::digest(data).to_vec(),
+            CertIdHash::Sha384 => Sha384::digest(data).to_vec(),
+            CertIdHash::Sha512 => Sha512::digest(data).to_vec(),
+        }
+    }
 }
 
 /// A parsed OCSP request.
@@ -75,13 +123,10 @@ pub fn parse_request(der: &[u8]) -> Result<ParsedRequest, OcspRequestError> {
     let mut cert_ids = Vec::with_capacity(list.len());
     for single in list {
         let id = single.req_cert;
-        let (hash, len) = if id.hash_algorithm.oid == ID_SHA_1 {
-            (CertIdHash::Sha1, 20)
-        } else if id.hash_algorithm.oid == ID_SHA_256 {
-            (CertIdHash::Sha256, 32)
-        } else {
+        let Some(hash) = CertIdHash::from_oid(&id.hash_algorithm.oid) else {
             return Err(OcspRequestError::UnsupportedHash(id.hash_algorithm.oid));
         };
+        let len = hash.digest_len();
         if id.issuer_name_hash.as_bytes().len() != len || id.issuer_key_hash.as_bytes().len() != len
         {
             return Err(OcspRequestError::Malformed(
@@ -105,13 +150,12 @@ pub fn parse_request(der: &[u8]) -> Result<ParsedRequest, OcspRequestError> {
     Ok(ParsedRequest { cert_ids, nonce })
 }
 
-/// An issuer's name and key hashes, to recognise CertIDs that name it.
+/// An issuer's name and key hashes under every answered CertID hash, to recognise CertIDs that
+/// name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuerHashes {
-    sha1_name: Vec<u8>,
-    sha1_key: Vec<u8>,
-    sha256_name: Vec<u8>,
-    sha256_key: Vec<u8>,
+    /// (name hash, key hash) in the order of [`CertIdHash::ALL`].
+    hashes: [(Vec<u8>, Vec<u8>); 4],
 }
 
 impl IssuerHashes {
@@ -124,35 +168,102 @@ impl IssuerHashes {
             .subject_public_key
             .raw_bytes();
         Ok(IssuerHashes {
-            sha1_name: Sha1::digest(&name).to_vec(),
-            sha1_key: Sha1::digest(key).to_vec(),
-            sha256_name: Sha256::digest(&name).to_vec(),
-            sha256_key: Sha256::digest(key).to_vec(),
+            hashes: CertIdHash::ALL.map(|h| (h.digest(&name), h.digest(key))),
         })
+    }
+
+    fn pair(&self, hash: CertIdHash) -> &(Vec<u8>, Vec<u8>) {
+        &self.hashes[CertIdHash::ALL
+            .iter()
+            .position(|h| *h == hash)
+            .unwrap_or_default()]
     }
 
     /// Whether `id` names this issuer.
     pub fn matches(&self, hash: CertIdHash, id: &CertId) -> bool {
-        let (name, key) = match hash {
-            CertIdHash::Sha1 => (&self.sha1_name, &self.sha1_key),
-            CertIdHash::Sha256 => (&self.sha256_name, &self.sha256_key),
-        };
+        let (name, key) = self.pair(hash);
         id.issuer_name_hash.as_bytes() == name.as_slice()
             && id.issuer_key_hash.as_bytes() == key.as_slice()
     }
 
-    /// A SHA-1 CertID for `serial` under this issuer (what clients send).
+    /// A SHA-1 CertID for `serial` under this issuer (what most clients send; the pre-signed
+    /// responses are keyed by it).
     pub fn cert_id(&self, serial: SerialNumber) -> Result<CertId, der::Error> {
+        self.cert_id_with(CertIdHash::Sha1, serial)
+    }
+
+    /// The CertID for `serial` under this issuer with `hash`, encoded as OpenSSL, Java and
+    /// Windows send it (the AlgorithmIdentifier with NULL parameters).
+    pub fn cert_id_with(
+        &self,
+        hash: CertIdHash,
+        serial: SerialNumber,
+    ) -> Result<CertId, der::Error> {
+        let (name, key) = self.pair(hash);
         Ok(CertId {
             hash_algorithm: spki::AlgorithmIdentifierOwned {
-                oid: ID_SHA_1,
+                oid: hash.oid(),
                 parameters: Some(der::asn1::Null.into()),
             },
-            issuer_name_hash: OctetString::new(self.sha1_name.clone())?,
-            issuer_key_hash: OctetString::new(self.sha1_key.clone())?,
+            issuer_name_hash: OctetString::new(name.clone())?,
+            issuer_key_hash: OctetString::new(key.clone())?,
             serial_number: serial,
         })
     }
+}
+
+/// The tbsResponseData of a single-response compact response ([`split_response`]) with its
+/// CertID replaced by `cert_id`, and the compact response's signatureAlgorithm. Everything else
+/// (responder, producedAt, status, thisUpdate, nextUpdate) stays as signed, so a response for the
+/// same certificate under another CertID hash needs only a signature over these bytes
+/// ([`sign_variant`]), and [`assemble_variant`] rebuilds it from that signature alone: the
+/// responder keeps about 80 bytes per certificate and hash instead of a second response.
+pub fn variant_tbs<'c>(
+    compact: &'c [u8],
+    cert_id: &CertId,
+) -> Result<(Vec<u8>, &'c [u8]), OcspError> {
+    use crate::tlv::expect;
+    use der::Tag;
+    let walk = |e: crate::tlv::TlvError| OcspError::Encode(e.0);
+    let tbs = expect(compact, Tag::Sequence).map_err(walk)?;
+    let algorithm = expect(tbs.rest, Tag::Sequence).map_err(walk)?;
+    let mut data =
+        ResponseData::from_der(tbs.whole).map_err(|e| OcspError::Encode(e.to_string()))?;
+    match data.responses.as_mut_slice() {
+        [single] => single.cert_id = cert_id.clone(),
+        _ => return Err(OcspError::Encode("not a single response".into())),
+    }
+    let der = data
+        .to_der()
+        .map_err(|e| OcspError::Encode(e.to_string()))?;
+    Ok((der, algorithm.whole))
+}
+
+/// Signs [`variant_tbs`] of `compact` for `cert_id`: the signature BIT STRING (tag and length
+/// included) to keep. `key` must be the key that signed `compact`.
+pub fn sign_variant(
+    key: &dyn SigningKey,
+    compact: &[u8],
+    cert_id: &CertId,
+) -> Result<Vec<u8>, OcspError> {
+    let (tbs, _) = variant_tbs(compact, cert_id)?;
+    let signature = key.sign(&tbs)?;
+    BitString::from_bytes(&signature)
+        .and_then(|b| b.to_der())
+        .map_err(|e| OcspError::Encode(e.to_string()))
+}
+
+/// The compact response for `cert_id` rebuilt from `compact` and the signature
+/// [`sign_variant`] made: byte for byte what was signed, for [`expand_response`].
+pub fn assemble_variant(
+    compact: &[u8],
+    cert_id: &CertId,
+    signature: &[u8],
+) -> Result<Vec<u8>, OcspError> {
+    let (mut tbs, algorithm) = variant_tbs(compact, cert_id)?;
+    tbs.extend_from_slice(algorithm);
+    tbs.extend_from_slice(signature);
+    Ok(tbs)
 }
 
 /// A certificate's status as the responder reports it.
@@ -180,7 +291,7 @@ pub struct SingleStatus {
     pub status: Status,
     /// thisUpdate.
     pub this_update: UnixTime,
-    /// nextUpdate (RFC 5019 requires it).
+    /// nextUpdate (RFC 9919 requires it).
     pub next_update: UnixTime,
 }
 

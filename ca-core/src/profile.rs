@@ -673,6 +673,14 @@ impl Profile {
     pub fn issuing_ca(&self) -> &str {
         &self.issuing_ca
     }
+    /// The same profile issued by another CA: Mamori's delegated OCSP responders follow one
+    /// profile (`ocsp-responder`) under the issuing CA and under the root.
+    pub fn for_issuer(&self, ca_id: &str) -> Profile {
+        Profile {
+            issuing_ca: ca_id.to_string(),
+            ..self.clone()
+        }
+    }
     /// Allowed key types.
     pub fn key_types(&self) -> &[KeyType] {
         &self.key_types

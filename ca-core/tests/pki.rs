@@ -1673,3 +1673,176 @@ fn crl_written_in_place_matches_and_refuses_a_changed_entry_set() {
     });
     assert!(matches!(refused, Err(CrlError::EntriesChanged { .. })));
 }
+
+/// A pre-signed SHA-1 response re-signed under SHA-256, SHA-384 and SHA-512 CertIDs
+/// (`ocsp::sign_variant`) and rebuilt from the signature alone (`ocsp::assemble_variant`) is a
+/// response OpenSSL verifies and finds the certificate's status in, under that hash.
+#[test]
+fn ocsp_variants_under_other_certid_hashes_verify() {
+    let h = hierarchy(KeyAlgorithm::EcdsaP256, ca::DEFAULT_ISSUING_VALIDITY_SECS);
+    let certs = issue_many(&h, 1);
+    let issuer = x509(h.issuing.certificate_der());
+    let leaf = x509(&certs[0].der);
+    let hashes = IssuerHashes::of(h.issuing.certificate()).unwrap();
+    let now = UnixTime::now();
+    let status = Status::Revoked {
+        revoked_at: now.minus(10),
+        reason: RevocationReason::KeyCompromise,
+    };
+    let compact = ocsp::build_compact_response(
+        h.issuing.key(),
+        &[SingleStatus {
+            cert_id: hashes.cert_id(certs[0].serial.clone()).unwrap(),
+            status,
+            this_update: now,
+            next_update: now.plus(3600),
+        }],
+        now,
+        None,
+    )
+    .unwrap();
+    let mut store = X509StoreBuilder::new().unwrap();
+    store.add_cert(x509(h.root.certificate_der())).unwrap();
+    let store = store.build();
+    let mut untrusted = Stack::new().unwrap();
+    untrusted.push(issuer.clone()).unwrap();
+    for (hash, digest) in [
+        (
+            ocsp::CertIdHash::Sha256,
+            openssl::hash::MessageDigest::sha256(),
+        ),
+        (
+            ocsp::CertIdHash::Sha384,
+            openssl::hash::MessageDigest::sha384(),
+        ),
+        (
+            ocsp::CertIdHash::Sha512,
+            openssl::hash::MessageDigest::sha512(),
+        ),
+    ] {
+        // What OpenSSL sends is what the responder recognises and rebuilds.
+        let mut request = OcspRequest::new().unwrap();
+        request
+            .add_id(OcspCertId::from_cert(digest, &leaf, &issuer).unwrap())
+            .unwrap();
+        let parsed = ocsp::parse_request(&request.to_der().unwrap()).unwrap();
+        let (got_hash, id) = &parsed.cert_ids[0];
+        assert_eq!(*got_hash, hash);
+        assert!(hashes.matches(hash, id));
+        let canonical = hashes.cert_id_with(hash, certs[0].serial.clone()).unwrap();
+        assert_eq!(&canonical, id, "{hash:?}: canonical CertID encoding");
+        let signature = ocsp::sign_variant(h.issuing.key(), &compact, &canonical).unwrap();
+        assert!(signature.len() < 80, "{} bytes kept", signature.len());
+        let rebuilt = ocsp::assemble_variant(&compact, &canonical, &signature).unwrap();
+        assert_eq!(
+            ocsp::assemble_variant(&compact, &canonical, &signature).unwrap(),
+            rebuilt,
+            "rebuilding is deterministic"
+        );
+        let der = ocsp::expand_response(&rebuilt, &[]).unwrap();
+        let response = OcspResponse::from_der(&der).unwrap();
+        let basic = response.basic().unwrap();
+        basic
+            .verify(&untrusted, &store, OcspFlag::empty())
+            .unwrap_or_else(|e| panic!("{hash:?}: {e}"));
+        let found = basic
+            .find_status(&OcspCertId::from_cert(digest, &leaf, &issuer).unwrap())
+            .unwrap();
+        assert_eq!(found.status, OcspCertStatus::REVOKED, "{hash:?}");
+        assert_eq!(found.reason, OcspRevokedStatus::KEY_COMPROMISE, "{hash:?}");
+        // A signature made for another CertID does not verify here.
+        let other = hashes
+            .cert_id_with(hash, issue_many(&h, 1)[0].serial.clone())
+            .unwrap();
+        let forged = ocsp::assemble_variant(&compact, &other, &signature).unwrap();
+        let forged = OcspResponse::from_der(&ocsp::expand_response(&forged, &[]).unwrap()).unwrap();
+        assert!(forged
+            .basic()
+            .unwrap()
+            .verify(&untrusted, &store, OcspFlag::empty())
+            .is_err());
+    }
+}
+
+/// The root's CRL covers the CA certificates it issues (no issuingDistributionPoint, so no
+/// onlyContainsUserCerts), and the issuing CA certificate names the root's OCSP responder and
+/// CRL: `openssl verify -crl_check_all` accepts a good leaf with both CRLs (it failed with
+/// "error 44: different CRL scope" when every CRL said onlyContainsUserCerts).
+#[test]
+fn root_crl_covers_ca_certificates_and_issuing_ca_names_root_ocsp() {
+    let h = hierarchy(KeyAlgorithm::EcdsaP256, ca::DEFAULT_ISSUING_VALIDITY_SECS);
+    assert!(h.root.is_root() && !h.issuing.is_root());
+    assert_eq!(h.root.crl_idp_url(None), None);
+    assert_eq!(
+        h.issuing.crl_idp_url(None).as_deref(),
+        Some("http://pki.hospital.example/crl/issuing.crl")
+    );
+    let issuing_text =
+        String::from_utf8(x509(h.issuing.certificate_der()).to_text().unwrap()).unwrap();
+    assert!(
+        issuing_text.contains("OCSP - URI:http://pki.hospital.example/ocsp"),
+        "{issuing_text}"
+    );
+    assert!(issuing_text.contains("URI:http://pki.hospital.example/crl/root.crl"));
+    let certs = issue_many(&h, 1);
+    let now = UnixTime::now();
+    let crl_for = |ca: &CertificateAuthority| {
+        ca_core::crl::build_crl(
+            ca,
+            &CrlParams {
+                this_update: now,
+                next_update: now.plus(86_400),
+                crl_number: 1,
+                issuing_distribution_point: ca.crl_idp_url(None),
+                delta_base: None,
+                freshest_crl: None,
+            },
+            &[],
+        )
+        .unwrap()
+    };
+    let root_crl = crl_for(&h.root);
+    let issuing_crl = crl_for(&h.issuing);
+    write_artifact("crl-root.der", &root_crl);
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, data: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, data).unwrap();
+        p.display().to_string()
+    };
+    let root_pem = write("root.pem", h.root.certificate_pem().as_bytes());
+    let issuing_pem = write("issuing.pem", h.issuing.certificate_pem().as_bytes());
+    let leaf_pem = write("leaf.pem", &x509(&certs[0].der).to_pem().unwrap());
+    let root_crl_pem = write(
+        "root.crl",
+        &X509Crl::from_der(&root_crl).unwrap().to_pem().unwrap(),
+    );
+    let issuing_crl_pem = write(
+        "issuing.crl",
+        &X509Crl::from_der(&issuing_crl).unwrap().to_pem().unwrap(),
+    );
+    let out = std::process::Command::new("openssl")
+        .args([
+            "verify",
+            "-crl_check_all",
+            "-CAfile",
+            &root_pem,
+            "-untrusted",
+            &issuing_pem,
+        ])
+        .args([
+            "-CRLfile",
+            &root_crl_pem,
+            "-CRLfile",
+            &issuing_crl_pem,
+            &leaf_pem,
+        ])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && text.contains(": OK"), "{text}");
+}

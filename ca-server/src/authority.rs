@@ -241,16 +241,16 @@ impl Authority {
     /// responder and a published CRL.
     pub fn assemble(parts: Parts) -> Result<Authority, ServiceError> {
         let mut issuer_hashes = Vec::new();
+        // Every CA, the root too: relying parties that check the whole chain ask about the
+        // issuing CA's certificate, which the root's delegated responder answers for.
         for (id, der) in &parts.ca_certificates {
-            if *id != parts.root_id {
-                let certificate = <x509_cert::Certificate as ca_core::der::Decode>::from_der(der)
-                    .map_err(|e| ServiceError::Internal(e.to_string()))?;
-                issuer_hashes.push((
-                    id.clone(),
-                    IssuerHashes::of(&certificate)
-                        .map_err(|e| ServiceError::Internal(e.to_string()))?,
-                ));
-            }
+            let certificate = <x509_cert::Certificate as ca_core::der::Decode>::from_der(der)
+                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+            issuer_hashes.push((
+                id.clone(),
+                IssuerHashes::of(&certificate)
+                    .map_err(|e| ServiceError::Internal(e.to_string()))?,
+            ));
         }
         let writer = GroupCommit::start(&parts.config.database_url())
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
@@ -302,7 +302,15 @@ impl Authority {
                 .map(|(id, _)| id.clone())
                 .collect();
             for id in &ids {
-                self.ensure_responder(id)?;
+                match self.ensure_responder(id) {
+                    // A database from before the root had a delegated responder: the CA
+                    // instance issues one at its next start; until then the root's
+                    // certificates get tryLater here.
+                    Err(e) if *id == self.root_id => {
+                        tracing::warn!(error = %e, "no OCSP responder for the root yet")
+                    }
+                    other => other?,
+                }
             }
             if sign_responses {
                 if let Err(e) = self.refresh_responses() {
@@ -313,9 +321,7 @@ impl Authority {
         }
         let ids: Vec<String> = self.cas.keys().cloned().collect();
         for id in &ids {
-            if *id != self.root_id {
-                self.ensure_responder(id)?;
-            }
+            self.ensure_responder(id)?;
             self.maintain_crls(id)?;
         }
         self.expire_requests()?;

@@ -103,10 +103,16 @@ pub struct Config {
     /// Login attempts allowed per client address per minute (0: no limit). Behind a reverse
     /// proxy every client shares the proxy's address: raise it there, or limit at the proxy.
     pub login_attempts_per_minute: u32,
-    /// Seconds between a CRL's thisUpdate and nextUpdate.
+    /// Seconds between an issuing CA's CRL's thisUpdate and nextUpdate.
     pub crl_validity_secs: u64,
-    /// Publish delta CRLs (RFC 5280 §5.2.4): every revocation publishes a small delta at
-    /// `/crl/<ca>-delta.crl`; the complete CRL is republished on its schedule only.
+    /// Seconds between the root's CRL's thisUpdate and nextUpdate. The root revokes rarely (an
+    /// issuing CA, its own OCSP responder) and, once offline, signs at ceremonies only: relying
+    /// parties keep its CRL this long. Republished at half of it and on every revocation.
+    pub root_crl_validity_secs: u64,
+    /// Publish delta CRLs (RFC 5280 §5.2.4) at `/crl/<ca>-delta.crl` as well. Every revocation
+    /// republishes the complete CRL too (so a client that ignores deltas never trusts a revoked
+    /// certificate past the next fetch), and each delta lists every change since the complete CRL
+    /// of the last scheduled rebuild, so a client holding that one fetches only the delta.
     pub delta_crls: bool,
     /// Seconds between a delta CRL's thisUpdate and nextUpdate.
     pub delta_crl_validity_secs: u64,
@@ -150,6 +156,7 @@ impl Default for Config {
             lockout_secs: 15 * 60,
             login_attempts_per_minute: 20,
             crl_validity_secs: 24 * 3600,
+            root_crl_validity_secs: 30 * 24 * 3600,
             ocsp_validity_secs: 3600,
             delta_crls: false,
             delta_crl_validity_secs: 3600,
@@ -248,6 +255,9 @@ impl Config {
         if let Some(v) = env("crl_validity_secs") {
             self.crl_validity_secs = parse("crl_validity_secs", &v)?;
         }
+        if let Some(v) = env("root_crl_validity_secs") {
+            self.root_crl_validity_secs = parse("root_crl_validity_secs", &v)?;
+        }
         if let Some(v) = env("ocsp_validity_secs") {
             self.ocsp_validity_secs = parse("ocsp_validity_secs", &v)?;
         }
@@ -315,6 +325,12 @@ impl Config {
         }
         if self.crl_validity_secs < 600 {
             return Err(invalid("crl_validity_secs", "must be at least 600"));
+        }
+        if !(600..=400 * 86_400).contains(&self.root_crl_validity_secs) {
+            return Err(invalid(
+                "root_crl_validity_secs",
+                "must be at least 600 and at most 400 days",
+            ));
         }
         if self.delta_crl_validity_secs < 60
             || self.delta_crl_validity_secs > self.crl_validity_secs

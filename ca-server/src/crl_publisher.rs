@@ -216,19 +216,36 @@ fn next_number(conn: &mut DbConnection, ca_id: &str, now_ms: i64) -> Result<i64,
     }
 }
 
-/// A published CRL's cRLNumber, thisUpdate, nextUpdate and (for a delta) base number.
-type Header = (i64, i64, i64, Option<i64>);
+/// A published CRL's header: everything stored but its DER.
+#[derive(Debug, Clone, Copy, Queryable, Selectable)]
+#[diesel(table_name = published_crls)]
+struct Header {
+    #[diesel(column_name = crl_number)]
+    number: i64,
+    this_update: i64,
+    next_update: i64,
+    /// For a delta CRL: its base's cRLNumber (deltaCRLIndicator).
+    base_number: Option<i64>,
+    delta_base_number: Option<i64>,
+    delta_base_this_update: Option<i64>,
+}
+
+impl Header {
+    /// For a complete CRL: the (cRLNumber, thisUpdate) of the complete CRL its deltas are based
+    /// on — its own for a scheduled rebuild and for rows stored before the base was recorded.
+    fn delta_base(&self) -> (i64, i64) {
+        match (self.delta_base_number, self.delta_base_this_update) {
+            (Some(number), Some(this)) => (number, this),
+            _ => (self.number, self.this_update),
+        }
+    }
+}
 
 /// The stored header of a published CRL (everything but its DER).
 fn published_header(conn: &mut DbConnection, name: &str) -> QueryResult<Option<Header>> {
     published_crls::table
         .find(name)
-        .select((
-            published_crls::crl_number,
-            published_crls::this_update,
-            published_crls::next_update,
-            published_crls::base_number,
-        ))
+        .select(Header::as_select())
         .first(conn)
         .optional()
 }
@@ -349,18 +366,33 @@ impl Authority {
         self.retry(|| self.publish_complete(ca_id, partition, actor, Rebuild::Full))
     }
 
-    /// Publishes what changed in one scope since its last CRL: a delta CRL when deltas are on,
-    /// otherwise the next complete CRL built from the previous one.
+    /// Publishes what changed in one scope since its last CRL: the next complete CRL, built
+    /// from the previous one, and when deltas are on a delta CRL too. The complete CRL is
+    /// republished even with deltas: a relying party that reads complete CRLs only (Java's
+    /// default checker, `openssl verify -crl_check`, nginx `ssl_crl`, many VPN gateways) would
+    /// otherwise accept a revoked certificate until the complete CRL's scheduled republication,
+    /// up to `crl_validity_secs` later. It costs what a revocation without deltas costs (a
+    /// million entries in under a second, `bench/RESULTS.md`).
     pub fn publish_change(
         &self,
         ca_id: &str,
         partition: Option<u32>,
         actor: &str,
     ) -> Result<(), ServiceError> {
+        self.retry(|| self.publish_complete(ca_id, partition, actor, Rebuild::FromBase))?;
         if self.ca(ca_id)?.delta_crls() {
-            self.retry(|| self.publish_delta(ca_id, partition, actor))
+            self.retry(|| self.publish_delta(ca_id, partition, actor))?;
+        }
+        Ok(())
+    }
+
+    /// The nextUpdate distance of `ca`'s complete CRLs: long for the root, whose CRL covers CA
+    /// certificates and which revokes rarely.
+    fn crl_validity(&self, ca: &CertificateAuthority) -> u64 {
+        if ca.is_root() {
+            self.config.root_crl_validity_secs
         } else {
-            self.retry(|| self.publish_complete(ca_id, partition, actor, Rebuild::FromBase))
+            self.config.crl_validity_secs
         }
     }
 
@@ -394,9 +426,9 @@ impl Authority {
             let number = next_number(conn, ca_id, crate::responder::now_ms())?;
             let params = CrlParams {
                 this_update: now,
-                next_update: now.plus(self.config.crl_validity_secs),
+                next_update: now.plus(self.crl_validity(ca)),
                 crl_number: number as u64,
-                issuing_distribution_point: ca.crl_url_for(partition),
+                issuing_distribution_point: ca.crl_idp_url(partition),
                 delta_base: None,
                 freshest_crl: ca.delta_crl_url_for(partition),
             };
@@ -404,6 +436,13 @@ impl Authority {
                 Rebuild::Full => None,
                 Rebuild::FromBase => self.current_crl(conn, &name)?,
             };
+            // Deltas stay based on the last scheduled rebuild's CRL, which relying parties
+            // that use deltas hold; a republication from a base carries that base on.
+            let delta_base = match &base {
+                Some(_) => published_header(conn, &name)?.map(|h| h.delta_base()),
+                None => None,
+            }
+            .unwrap_or((number, now_secs));
             let (der, detail) = match base {
                 Some(base) => {
                     let changes =
@@ -438,6 +477,8 @@ impl Authority {
                 this_update: now_secs,
                 next_update: params.next_update.as_secs() as i64,
                 der_len: der.len() as i64,
+                delta_base_number: Some(delta_base.0),
+                delta_base_this_update: Some(delta_base.1),
             };
             store(conn, &row, &der)?;
             audit_log::append(conn, now.as_secs(), actor, "crl.publish", ca_id, detail)?;
@@ -454,7 +495,7 @@ impl Authority {
         conn: &mut DbConnection,
         name: &str,
     ) -> Result<Option<Arc<PublishedCrl>>, ServiceError> {
-        let Some((number, ..)) = published_header(conn, name)? else {
+        let Some(Header { number, .. }) = published_header(conn, name)? else {
             return Ok(None);
         };
         if let Some(hit) = self.cached_crl(name).filter(|c| c.number == number) {
@@ -526,7 +567,9 @@ impl Authority {
     }
 
     /// Builds, signs and stores the delta CRL of one scope over every status change since its
-    /// complete CRL (revocations and holds; releases as removeFromCRL).
+    /// base — the complete CRL of the scope's last scheduled rebuild — (revocations and holds;
+    /// releases as removeFromCRL). It combines with that complete CRL and with every one
+    /// republished since (RFC 5280 §5.2.4: a complete CRL numbered at least the base).
     fn publish_delta(
         &self,
         ca_id: &str,
@@ -542,12 +585,13 @@ impl Authority {
         let now_secs = now.as_secs() as i64;
         let published = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
             let number = next_number(conn, ca_id, crate::responder::now_ms())?;
-            let Some((base_number, base_this, base_next, _)) = published_header(conn, &base_name)?
-            else {
+            let Some(complete) = published_header(conn, &base_name)? else {
                 return Err(ServiceError::Conflict(
                     "no complete CRL to base a delta on".into(),
                 ));
             };
+            let (base_number, base_this) = complete.delta_base();
+            let base_next = complete.next_update;
             let rows = changes_since(conn, ca_id, partition, base_this * 1000 - SLACK_MS)?;
             let entries: Vec<RevokedEntry> = rows
                 .iter()
@@ -564,7 +608,7 @@ impl Authority {
                     now.plus(60)
                 },
                 crl_number: number as u64,
-                issuing_distribution_point: ca.crl_url_for(partition),
+                issuing_distribution_point: ca.crl_idp_url(partition),
                 delta_base: Some(base_number as u64),
                 freshest_crl: None,
             };
@@ -578,6 +622,8 @@ impl Authority {
                 this_update: now_secs,
                 next_update: params.next_update.as_secs() as i64,
                 der_len: der.len() as i64,
+                delta_base_number: None,
+                delta_base_this_update: None,
             };
             store(conn, &row, &der)?;
             audit_log::append(
@@ -594,9 +640,11 @@ impl Authority {
         Ok(())
     }
 
-    /// The scheduled work for one CA: for every scope, a complete CRL when it is missing or past
-    /// half its validity, the next one when a status change is not yet published (a revocation
-    /// whose publication was cut short, e.g. by a crash), and a fresh delta when deltas are on.
+    /// The scheduled work for one CA: for every scope, a complete CRL rebuilt from the rows when
+    /// it is missing or its delta base (the last rebuild) is past half its validity; the next
+    /// one when a status change is not yet published (a revocation whose publication was cut
+    /// short, e.g. by a crash); and when deltas are on, a fresh delta when the current one is
+    /// missing, past half its validity or older than its complete CRL.
     pub(crate) fn maintain_crls(&self, ca_id: &str) -> Result<(), ServiceError> {
         let deltas = self.ca(ca_id)?.delta_crls();
         for partition in self.crl_scopes(ca_id)? {
@@ -607,27 +655,24 @@ impl Authority {
             let complete = published_header(&mut conn, &name)?;
             let stale = match complete {
                 None => true,
-                Some((_, this, next, _)) => now >= this + (next - this) / 2,
+                Some(h) => {
+                    let since = if deltas {
+                        h.delta_base().1
+                    } else {
+                        h.this_update
+                    };
+                    now >= since + (h.next_update - h.this_update) / 2
+                }
             };
             if stale {
                 drop(conn);
                 self.publish_crl(ca_id, partition, "system")?;
+                if deltas {
+                    self.retry(|| self.publish_delta(ca_id, partition, "system"))?;
+                }
                 continue;
             }
-            let delta = if deltas {
-                published_header(&mut conn, &ca.crl_name(partition, true))?
-            } else {
-                None
-            };
-            let covered_ms = match (complete, delta) {
-                (Some((number, this, ..)), Some((_, delta_this, _, Some(base))))
-                    if base == number =>
-                {
-                    delta_this.max(this) * 1000
-                }
-                (Some((_, this, ..)), _) => this * 1000,
-                (None, _) => 0,
-            };
+            let covered_ms = complete.map(|h| h.this_update * 1000).unwrap_or(0);
             let unpublished = scope_query(ca_id, partition)
                 .filter(certificates::status_changed_ms.gt(covered_ms))
                 .select(certificates::serial)
@@ -635,15 +680,22 @@ impl Authority {
                 .optional()?
                 .is_some();
             let delta_stale = deltas
-                && match (complete, delta) {
-                    (Some((number, ..)), Some((_, this, next, base))) => {
-                        base != Some(number) || now >= this + (next - this) / 2
+                && match (
+                    complete,
+                    published_header(&mut conn, &ca.crl_name(partition, true))?,
+                ) {
+                    (Some(c), Some(d)) => {
+                        d.base_number != Some(c.delta_base().0)
+                            || d.this_update < c.this_update
+                            || now >= d.this_update + (d.next_update - d.this_update) / 2
                     }
                     _ => true,
                 };
             drop(conn);
-            if unpublished || delta_stale {
+            if unpublished {
                 self.publish_change(ca_id, partition, "system")?;
+            } else if delta_stale {
+                self.retry(|| self.publish_delta(ca_id, partition, "system"))?;
             }
         }
         Ok(())

@@ -1,8 +1,11 @@
-//! The OCSP responder (RFC 6960, RFC 5019): the delegated responder certificate Mamori issues
-//! and renews itself, pre-signed responses for every unexpired certificate (stored in
-//! `ocsp_responses` and cached in memory), re-signed at once on revoke, hold and release and
-//! refreshed at half their validity, and fresh signing only where a request needs it (a nonce when
-//! `ocsp_nonce = "echo"`, several CertIDs, or an unusual CertID encoding).
+//! The OCSP responder (RFC 6960, RFC 9919) for every CA, the root included: the delegated
+//! responder certificates Mamori issues and renews itself (one per CA, each issued by that CA),
+//! pre-signed responses for every unexpired certificate (stored in `ocsp_responses` under their
+//! SHA-1 CertID and cached in memory), re-signed at once on revoke, hold and release and refreshed
+//! at half their validity. A SHA-256, SHA-384 or SHA-512 CertID is answered from the same cached
+//! response, re-signed once under that CertID and kept with it. Fresh signing only where a
+//! request needs it (a nonce when `ocsp_nonce = "echo"`, several CertIDs, or an unusual CertID
+//! encoding).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -42,7 +45,7 @@ const SWEEP_CHUNK: i64 = 20_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NonceMode {
-    /// Default: answer from the pre-signed cache without a nonce (RFC 5019 §2.2.1 permits it).
+    /// Default: answer from the pre-signed cache without a nonce (RFC 9919, like RFC 5019 before it, permits it).
     /// Signing per request would let anyone spend the responder's CPU at will, and the
     /// responders relying parties use (Windows, Java, VPN gateways) do not send nonces.
     #[default]
@@ -74,6 +77,10 @@ pub struct CachedResponse {
     pub status: u8,
     /// The status it reports, so that requests signed fresh (nonce echoed) need no database.
     pub detail: Status,
+    /// Signatures of the same response under other CertID hashes (SHA-256, SHA-384, SHA-512),
+    /// made on the first request for each and kept until the response is replaced: about 80
+    /// bytes each instead of a second response ([`ocsp::assemble_variant`]).
+    variants: std::sync::Mutex<Vec<(CertIdHash, actix_web::web::Bytes)>>,
 }
 
 type CacheKey = (u16, [u8; 20]);
@@ -103,7 +110,23 @@ impl CachedResponse {
                 Status::Unknown => 2,
             },
             detail,
+            variants: std::sync::Mutex::new(Vec::new()),
         })
+    }
+
+    fn variant(&self, hash: CertIdHash) -> Option<actix_web::web::Bytes> {
+        let held = self.variants.lock().ok()?;
+        held.iter()
+            .find(|(h, _)| *h == hash)
+            .map(|(_, s)| s.clone())
+    }
+
+    fn keep_variant(&self, hash: CertIdHash, signature: actix_web::web::Bytes) {
+        if let Ok(mut held) = self.variants.lock() {
+            if !held.iter().any(|(h, _)| *h == hash) {
+                held.push((hash, signature));
+            }
+        }
     }
 
     /// The complete OCSPResponse DER, as signed.
@@ -418,16 +441,13 @@ impl Authority {
             return None;
         }
         let (hash, id) = &parsed.cert_ids[0];
-        if *hash != CertIdHash::Sha1 {
-            return None;
-        }
         let index = self
             .issuer_hashes
             .iter()
             .position(|(_, h)| h.matches(*hash, id))?;
         let canonical = self.issuer_hashes[index]
             .1
-            .cert_id(id.serial_number.clone())
+            .cert_id_with(*hash, id.serial_number.clone())
             .ok()?;
         if canonical != *id {
             return None;
@@ -443,11 +463,54 @@ impl Authority {
         if entry.next_update <= self.now().as_secs() {
             return None;
         }
+        let answer = self.answer_from(index, &entry, *hash, id)?;
         self.metrics
             .ocsp(["good", "revoked", "unknown"][entry.status as usize % 3]);
+        Some(answer)
+    }
+
+    /// The answer to CertID `id` (hash `hash`, canonical encoding) from `entry`, the pre-signed
+    /// SHA-1 response for the same certificate of CA `index`: the response itself for SHA-1;
+    /// for another hash the same response under that CertID, signed on the first request and
+    /// kept with the entry. `None` when the responder key that signed `entry` is no longer the
+    /// current one (the caller then signs afresh).
+    fn answer_from(
+        &self,
+        index: usize,
+        entry: &CachedResponse,
+        hash: CertIdHash,
+        id: &x509_ocsp::CertId,
+    ) -> Option<OcspAnswer> {
+        if hash == CertIdHash::Sha1 {
+            return Some(OcspAnswer {
+                der: entry.der(),
+                cache: Some((entry.this_update, entry.next_update, entry.etag)),
+            });
+        }
+        let signature = match entry.variant(hash) {
+            Some(signature) => signature,
+            None => {
+                let responder = self.responder(&self.issuer_hashes.get(index)?.0).ok()?;
+                if responder.certs_field != entry.certs {
+                    return None;
+                }
+                let signature: actix_web::web::Bytes =
+                    ocsp::sign_variant(&responder.key, &entry.compact, id)
+                        .ok()?
+                        .into();
+                entry.keep_variant(hash, signature.clone());
+                signature
+            }
+        };
+        let compact = ocsp::assemble_variant(&entry.compact, id, &signature).ok()?;
+        let der = ocsp::expand_response(&compact, &entry.certs).ok()?;
         Some(OcspAnswer {
-            der: entry.der(),
-            cache: Some((entry.this_update, entry.next_update, entry.etag)),
+            der: der.into(),
+            cache: Some((
+                entry.this_update,
+                entry.next_update,
+                entry.etag ^ (hash.digest_len() as u64),
+            )),
         })
     }
 
@@ -728,14 +791,16 @@ impl Authority {
         let echo = parsed.nonce.is_some() && self.config.ocsp_nonce == NonceMode::Echo;
         if !echo && parsed.cert_ids.len() == 1 {
             let (hash, id) = &parsed.cert_ids[0];
-            let canonical = *hash == CertIdHash::Sha1
-                && self
-                    .issuer_hashes
-                    .iter()
-                    .find(|(c, _)| c == ca_id)
-                    .and_then(|(_, h)| h.cert_id(id.serial_number.clone()).ok())
-                    .is_some_and(|c| c == *id);
-            if canonical {
+            let index = self.ca_index(ca_id).map(usize::from);
+            let canonical = index
+                .and_then(|i| {
+                    self.issuer_hashes[i]
+                        .1
+                        .cert_id_with(*hash, id.serial_number.clone())
+                        .ok()
+                })
+                .is_some_and(|c| c == *id);
+            if let (true, Some(index)) = (canonical, index) {
                 let serial = serial_hex(&id.serial_number);
                 let now = self.now().as_secs();
                 let hit = self.cached(ca_id, &serial).filter(|c| c.next_update > now);
@@ -745,13 +810,13 @@ impl Authority {
                         self.presign(&mut conn, ca_id, &serial).ok().flatten()
                     }),
                 };
-                if let Some(entry) = entry {
+                if let Some(answer) = entry.and_then(|e| {
+                    let answer = self.answer_from(index, &e, *hash, id)?;
                     self.metrics
-                        .ocsp(["good", "revoked", "unknown"][entry.status as usize % 3]);
-                    return OcspAnswer {
-                        der: entry.der(),
-                        cache: Some((entry.this_update, entry.next_update, entry.etag)),
-                    };
+                        .ocsp(["good", "revoked", "unknown"][e.status as usize % 3]);
+                    Some(answer)
+                }) {
+                    return answer;
                 }
             }
         }
@@ -858,6 +923,8 @@ impl Authority {
         .map_err(internal)?;
         let csr_der = ca_core::csr::build_csr(&subject, vec![], &key)?;
         let csr = VerifiedCsr::parse(&csr_der, 2048)?;
+        // One profile for every CA's responder: under the root it is the root that signs.
+        let profile = &profile.for_issuer(ca_id);
         let prepared =
             PreparedIssuance::prepare(ca, profile, &csr, &IssuanceOptions::default(), &self.clock)?;
         let now = self.now().as_secs() as i64;

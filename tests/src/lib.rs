@@ -72,7 +72,7 @@ pub enum Backend {
 /// A port for a server under test, chosen below the kernel's ephemeral range so that no outgoing
 /// connection (the tests' own HTTP clients use ephemeral ports) can take it between choosing and
 /// binding; ports already handed out in this process are never handed out again.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     static TAKEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
     let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()

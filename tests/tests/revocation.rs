@@ -1,5 +1,5 @@
 //! Revocation at scale, end to end: pre-signed OCSP responses served from the cache with
-//! RFC 5019 caching headers, re-signed at once on hold/release/revoke and refreshed before they go
+//! RFC 9919 caching headers, re-signed at once on hold/release/revoke and refreshed before they go
 //! stale; the nonce setting both ways; several certificates in one request; and an OCSP-only
 //! instance answering from the shared database, then from its cache with the database cut off.
 
@@ -173,7 +173,7 @@ fn presigned_cache_headers_resign_and_refresh() {
     let d = issue_device(&server, &enroller, "100");
     let request = request_der(&[&d.leaf], &d.issuer, None);
 
-    // GET: RFC 5019 headers; a second GET and a POST return the very same pre-signed bytes.
+    // GET: RFC 9919 headers; a second GET and a POST return the very same pre-signed bytes.
     let first = get(&server.public_url, &request, None);
     assert_eq!(first.status().as_u16(), 200);
     let headers = first.headers().clone();
@@ -546,9 +546,21 @@ fn delta_crls_carry_revocations_between_complete_crls() {
         .bytes()
         .unwrap()
         .to_vec();
-    assert_eq!(full, full_before, "the complete CRL waits for its schedule");
-    let verify = |leaf: &X509, delta: &[u8]| {
-        let crls = write("crls.pem", &[pem(&full), pem(delta)].concat());
+    // The complete CRL is republished too, so a client that ignores deltas sees both changes.
+    assert_ne!(
+        full, full_before,
+        "the complete CRL is republished on revocation"
+    );
+    let listed = crl_serials(&full);
+    assert!(
+        listed.contains(&normal_serial(&held.serial))
+            && listed.contains(&normal_serial(&lost.serial)),
+        "{listed:?}"
+    );
+    // A client holding the complete CRL of the last scheduled rebuild (the delta's base) uses the
+    // delta; with the newer complete CRL the delta combines too.
+    let verify_with = |base: &[u8], leaf: &X509, delta: &[u8]| {
+        let crls = write("crls.pem", &[pem(base), pem(delta)].concat());
         let root = write("root.pem", server.root_pem.as_bytes());
         let issuing = write("issuing.pem", &held.issuer.to_pem().unwrap());
         let leaf = write("leaf.pem", &leaf.to_pem().unwrap());
@@ -577,6 +589,7 @@ fn delta_crls_carry_revocations_between_complete_crls() {
             ),
         )
     };
+    let verify = |leaf: &X509, delta: &[u8]| verify_with(&full_before, leaf, delta);
     let delta = server
         .public_get("/crl/issuing-delta.crl")
         .bytes()
@@ -602,6 +615,14 @@ fn delta_crls_carry_revocations_between_complete_crls() {
     assert!(!ok && out.contains("revoked"), "{out}");
     let (ok, out) = verify(&held.leaf, &delta);
     assert!(!ok && out.contains("revoked"), "{out}");
+    let (ok, out) = verify_with(&full, &lost.leaf, &delta);
+    assert!(!ok && out.contains("revoked"), "{out}");
+    // Its base is the scheduled complete CRL, not the republished one.
+    let indicator = &delta_text[delta_text.find("Delta CRL Indicator").unwrap()..];
+    assert!(
+        indicator[..indicator.len().min(120)].contains(&crl_number(&full_before).to_string()),
+        "{delta_text}"
+    );
     // Release from hold: the next delta carries removeFromCRL and the terminal verifies again.
     let (status, answer) = server.call(
         "POST",
@@ -633,7 +654,8 @@ fn delta_crls_carry_revocations_between_complete_crls() {
             .iter()
             .fold(0u64, |acc, b| acc * 256 + u64::from(*b))
     };
-    assert!(number(&full) < number(&delta) && number(&delta) < number(&delta2));
+    assert!(number(&full_before) < number(&full) && number(&full) < number(&delta));
+    assert!(number(&delta) < number(&delta2));
 }
 
 fn partitioned(backend: Backend) {

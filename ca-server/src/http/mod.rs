@@ -377,7 +377,13 @@ pub fn public_routes(cfg: &mut web::ServiceConfig) {
     .route("/crl/{name}", web::get().to(public::crl))
     .route("/ca/{name}", web::get().to(public::ca_certificate))
     .route("/healthz", web::get().to(public::healthz))
-    .route("/metrics", web::get().to(public::metrics));
+    .route("/metrics", web::get().to(public::metrics))
+    // HEAD on every GET route (HTTP caches and some clients probe with it): the same handler,
+    // whose body actix leaves unsent while keeping its headers and Content-Length.
+    .route("/crl/{name}", web::head().to(public::crl))
+    .route("/ca/{name}", web::head().to(public::ca_certificate))
+    .route("/healthz", web::head().to(public::healthz))
+    .route("/metrics", web::head().to(public::metrics));
 }
 
 fn tls_acceptor(

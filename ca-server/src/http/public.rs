@@ -1,5 +1,5 @@
 //! The public plain-HTTP listener: what relying parties fetch. CRLs, OCSP (POST and GET,
-//! RFC 6960 appendix A / RFC 5019), CA certificates, health and metrics. Nothing secret.
+//! RFC 6960 appendix A / RFC 9919), CA certificates, health and metrics. Nothing secret.
 
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -91,8 +91,9 @@ fn ocsp_plain(der: impl Into<web::Bytes>) -> HttpResponse {
         .body(der.into())
 }
 
-/// RFC 5019 §6: a pre-signed answer to a GET carries max-age up to nextUpdate, Last-Modified,
-/// Expires and an ETag; a matching If-None-Match gets 304.
+/// RFC 9919 (the lightweight OCSP profile that obsoletes RFC 5019) caching: a pre-signed answer
+/// to a GET carries max-age up to nextUpdate, Last-Modified, Expires and an ETag; a matching
+/// If-None-Match gets 304.
 fn ocsp_answer(answer: OcspAnswer, request: &HttpRequest, get: bool) -> HttpResponse {
     match answer.cache {
         Some((this_update, next_update, tag)) if get => {
@@ -160,13 +161,16 @@ pub async fn ocsp_post(
     }
 }
 
-/// Everything under `/ocsp` but `POST /ocsp`: a GET of `/ocsp/{request}` is an OCSP request,
-/// anything else is refused with 405.
+/// Everything under `/ocsp` but `POST /ocsp`: a GET (or HEAD) of `/ocsp/{request}` is an OCSP
+/// request, anything else is refused with 405.
 pub async fn ocsp_get_or_refuse(
     state: web::Data<Arc<Authority>>,
     request: HttpRequest,
 ) -> HttpResponse {
-    if request.method() == actix_web::http::Method::GET && request.path().starts_with("/ocsp/") {
+    let method = request.method();
+    if (method == actix_web::http::Method::GET || method == actix_web::http::Method::HEAD)
+        && request.path().starts_with("/ocsp/")
+    {
         return ocsp_get(state, request).await;
     }
     problem(
@@ -177,7 +181,7 @@ pub async fn ocsp_get_or_refuse(
     )
 }
 
-/// `GET /ocsp/{base64 request}` (RFC 6960 appendix A.1, RFC 5019 §5): base64 of the DER
+/// `GET /ocsp/{base64 request}` (RFC 6960 appendix A.1, RFC 9919): base64 of the DER
 /// request, URL-encoded.
 pub async fn ocsp_get(state: web::Data<Arc<Authority>>, request: HttpRequest) -> HttpResponse {
     let raw = request.path().strip_prefix("/ocsp/").unwrap_or("");

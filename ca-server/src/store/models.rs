@@ -108,6 +108,10 @@ pub struct PublishedCrlRow {
     pub this_update: i64,
     pub next_update: i64,
     pub der_len: i64,
+    /// For a complete CRL: the cRLNumber of the complete CRL its deltas are based on.
+    pub delta_base_number: Option<i64>,
+    /// For a complete CRL: that base's thisUpdate (deltas list the changes since).
+    pub delta_base_this_update: Option<i64>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

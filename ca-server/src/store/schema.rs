@@ -112,6 +112,8 @@ diesel::table! {
         this_update -> BigInt,
         next_update -> BigInt,
         der_len -> BigInt,
+        delta_base_number -> Nullable<BigInt>,
+        delta_base_this_update -> Nullable<BigInt>,
     }
 }
 
