@@ -4,6 +4,7 @@
 # pre-signed by `cfssl ocspsign`, and nginx serving one response file (the ceiling of HTTP here).
 # Then the CRL: Mamori (ca-core) against `openssl ca -gencrl` over the same revoked set.
 #
+# Mamori is also measured with SHA-256 CertIDs (RFC 9919), answered from the same cache.
 # Usage: bash bench/run.sh            (CERTS=2000 REVOKED_SHARE=10 DURATION=10 CONNECTIONS=64 CRL_ENTRIES=1000000)
 # Needs: Debian packages wrk, golang-cfssl, nginx-light, sqlite3, openssl (installed if missing).
 # Only loopback addresses are used; every load run is bounded by DURATION.
@@ -93,13 +94,17 @@ start_mamori ""
 curl -s http://127.0.0.1:18080/ca/issuing.pem | awk '/BEGIN/{n++} n==1' > "$work/issuing.pem"
 
 log "OCSP requests (SHA-1 CertIDs, as clients send them): without and with nonces"
-rm -rf "$work/req" "$work/req-nonce"
-mkdir -p "$work/req" "$work/req-nonce"
+rm -rf "$work/req" "$work/req-nonce" "$work/req-sha256"
+mkdir -p "$work/req" "$work/req-nonce" "$work/req-sha256"
 head -n 200 "$work/certs.txt" | while IFS='|' read -r serial status _; do
   openssl ocsp -issuer "$work/issuing.pem" -serial "0x$serial" -no_nonce -reqout "$work/req/$serial.der" 2>/dev/null
   openssl ocsp -issuer "$work/issuing.pem" -serial "0x$serial" -reqout "$work/req-nonce/$serial.der" 2>/dev/null
+  # RFC 9919 recommends SHA-256 CertIDs.
+  openssl ocsp -sha256 -issuer "$work/issuing.pem" -serial "0x$serial" -no_nonce -reqout "$work/req-sha256/$serial.der" 2>/dev/null
 done
-for f in "$work"/req/*.der; do printf '/ocsp/%s\n' "$(base64 -w0 "$f" | sed 's/+/%2B/g; s/\//%2F/g; s/=/%3D/g')"; done > "$work/get-paths.txt"
+paths() { for f in "$1"/*.der; do printf '/ocsp/%s\n' "$(base64 -w0 "$f" | sed 's/+/%2B/g; s/\//%2F/g; s/=/%3D/g')"; done; }
+paths "$work/req" > "$work/get-paths.txt"
+paths "$work/req-sha256" > "$work/get-paths-sha256.txt"
 for f in "$work"/req/*.der; do one=$f; break; done
 curl -s -X POST -H 'content-type: application/ocsp-request' --data-binary @"$one" http://127.0.0.1:18080/ocsp -o "$work/one-response.der"
 # Refresh runs at start-up; wait until every response is pre-signed.
@@ -125,6 +130,8 @@ log "load: Mamori (cached POST, cached GET)"
 rss_before=$(ps -o rss= -p "$mamori_pid")
 run_wrk "mamori-post-cached" http://127.0.0.1:18080 bench/ocsp-post.lua REQ_DIR="$work/req"
 run_wrk "mamori-get-cached" http://127.0.0.1:18080 bench/ocsp-get.lua REQ_LIST="$work/get-paths.txt"
+run_wrk "mamori-post-cached-sha256" http://127.0.0.1:18080 bench/ocsp-post.lua REQ_DIR="$work/req-sha256"
+run_wrk "mamori-get-cached-sha256" http://127.0.0.1:18080 bench/ocsp-get.lua REQ_LIST="$work/get-paths-sha256.txt"
 rss_after=$(ps -o rss= -p "$mamori_pid")
 printf 'mamori-rss-kb\t%s\t%s\t%s\n' "$rss_before" "$rss_after" "$CERTS" | tee -a "$results" >&2
 stop_mamori

@@ -125,6 +125,38 @@ loaded_cached=$(cached)
 loaded_rss=$(rss_kb "$pid")
 sleep 10
 record "ocsp-cache	baseline ${baseline_cached} responses ${baseline_rss} KB	loaded ${loaded_cached} responses ${loaded_rss} KB	$(( (loaded_rss - baseline_rss) * 1024 / (loaded_cached - baseline_cached) )) bytes per cached response"
+# 1b. Every synthetic certificate asked once with a SHA-256 CertID (RFC 9919): each entry then
+# keeps that variant's signature. GET requests built from one openssl template.
+curl -s http://127.0.0.1:18180/ca/issuing.pem | awk '/BEGIN/{n++} n==1' > "$work/issuing1.pem"
+openssl ocsp -sha256 -issuer "$work/issuing1.pem" -serial 0x01 -no_nonce -reqout "$work/template-sha256.der" 2>/dev/null
+sqlite3 "$data/mamori.db" "SELECT serial FROM certificates WHERE subject='CN=synthetic'" > "$work/synthetic.txt"
+python3 - "$work/template-sha256.der" "$work/synthetic.txt" > "$work/sha256-paths.txt" <<'PY'
+import base64, sys, urllib.parse
+t = open(sys.argv[1], 'rb').read()
+i = t.index(b'\x04\x20'); name = t[i + 2:i + 34]
+j = t.index(b'\x04\x20', i + 34); key = t[j + 2:j + 34]
+def tlv(tag, body):
+    n = len(body)
+    head = bytes([n]) if n < 128 else (bytes([0x81, n]) if n < 256 else bytes([0x82, n >> 8, n & 255]))
+    return bytes([tag]) + head + body
+alg = tlv(0x30, tlv(0x06, bytes.fromhex('608648016503040201')) + b'\x05\x00')
+for line in open(sys.argv[2]):
+    serial = bytes.fromhex(line.strip())
+    if serial[0] & 0x80:
+        serial = b'\x00' + serial
+    cert_id = tlv(0x30, alg + tlv(0x04, name) + tlv(0x04, key) + tlv(0x02, serial))
+    request = tlv(0x30, tlv(0x30, tlv(0x30, tlv(0x30, cert_id))))
+    print('/ocsp/' + urllib.parse.quote(base64.b64encode(request).decode(), safe=''))
+PY
+first=$(head -n 1 "$work/sha256-paths.txt")
+curl -s "http://127.0.0.1:18180$first" | openssl ocsp -respin /dev/stdin -noverify -resp_text 2>/dev/null | grep -q "Hash Algorithm: sha256" \
+  || { echo "the SHA-256 template request was not answered under SHA-256" >&2; exit 1; }
+# One pass over the list per wrk thread (each thread rotates through it from the start).
+sha_out=$(REQ_LIST="$work/sha256-paths.txt" wrk -t1 -c8 -d30s -s bench/ocsp-get.lua http://127.0.0.1:18180 2>&1)
+sha_requests=$(printf '%s\n' "$sha_out" | awk '/requests in/{print $1}')
+sleep 2
+sha_rss=$(rss_kb "$pid")
+record "ocsp-cache-sha256	${sha_requests} SHA-256 GETs over ${OCSP_ROWS} certificates	${sha_rss} KB	$(( (sha_rss - baseline_rss) * 1024 / (loaded_cached - baseline_cached) )) bytes per cached response with its SHA-256 variant ($(( (sha_rss - loaded_rss) * 1024 / OCSP_ROWS )) for the variant)"
 stop "$pid"
 sqlite3 "$data/mamori.db" "DELETE FROM ocsp_responses WHERE serial IN (SELECT serial FROM certificates WHERE subject='CN=synthetic'); DELETE FROM certificates WHERE subject='CN=synthetic';"
 

@@ -78,9 +78,10 @@ pub struct CachedResponse {
     /// The status it reports, so that requests signed fresh (nonce echoed) need no database.
     pub detail: Status,
     /// Signatures of the same response under other CertID hashes (SHA-256, SHA-384, SHA-512),
-    /// made on the first request for each and kept until the response is replaced: about 80
+    /// made on the first request for each and kept until the response is replaced, packed as
+    /// `[hash index][length, 2 octets][signature BIT STRING]` in one exact allocation: about 80
     /// bytes each instead of a second response ([`ocsp::assemble_variant`]).
-    variants: std::sync::Mutex<Vec<(CertIdHash, actix_web::web::Bytes)>>,
+    variants: std::sync::Mutex<Box<[u8]>>,
 }
 
 type CacheKey = (u16, [u8; 20]);
@@ -110,22 +111,37 @@ impl CachedResponse {
                 Status::Unknown => 2,
             },
             detail,
-            variants: std::sync::Mutex::new(Vec::new()),
+            variants: std::sync::Mutex::new(Box::default()),
         })
     }
 
-    fn variant(&self, hash: CertIdHash) -> Option<actix_web::web::Bytes> {
+    /// The kept signature under `hash`, copied out.
+    fn variant(&self, hash: CertIdHash) -> Option<Vec<u8>> {
         let held = self.variants.lock().ok()?;
-        held.iter()
+        let found = packed_variants(&held)
             .find(|(h, _)| *h == hash)
-            .map(|(_, s)| s.clone())
+            .map(|(_, signature)| signature.to_vec());
+        found
     }
 
-    fn keep_variant(&self, hash: CertIdHash, signature: actix_web::web::Bytes) {
+    /// Keeps `signature` under `hash` (once; the first one stays).
+    fn keep_variant(&self, hash: CertIdHash, signature: &[u8]) {
+        let Ok(len) = u16::try_from(signature.len()) else {
+            return;
+        };
+        let Some(index) = CertIdHash::ALL.iter().position(|h| *h == hash) else {
+            return;
+        };
         if let Ok(mut held) = self.variants.lock() {
-            if !held.iter().any(|(h, _)| *h == hash) {
-                held.push((hash, signature));
+            if packed_variants(&held).any(|(h, _)| h == hash) {
+                return;
             }
+            let mut grown = Vec::with_capacity(held.len() + 3 + signature.len());
+            grown.extend_from_slice(&held);
+            grown.push(index as u8);
+            grown.extend_from_slice(&len.to_be_bytes());
+            grown.extend_from_slice(signature);
+            *held = grown.into_boxed_slice();
         }
     }
 
@@ -180,6 +196,17 @@ impl OcspCache {
         seen.push(shared.clone());
         shared
     }
+}
+
+/// The (hash, signature) pairs of a [`CachedResponse`]'s packed variants.
+fn packed_variants(mut packed: &[u8]) -> impl Iterator<Item = (CertIdHash, &[u8])> {
+    std::iter::from_fn(move || {
+        let (&index, rest) = packed.split_first()?;
+        let len = usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?]));
+        let signature = rest.get(2..2 + len)?;
+        packed = &rest[2 + len..];
+        Some((*CertIdHash::ALL.get(usize::from(index))?, signature))
+    })
 }
 
 fn serial_key(bytes: &[u8]) -> Option<[u8; 20]> {
@@ -494,11 +521,8 @@ impl Authority {
                 if responder.certs_field != entry.certs {
                     return None;
                 }
-                let signature: actix_web::web::Bytes =
-                    ocsp::sign_variant(&responder.key, &entry.compact, id)
-                        .ok()?
-                        .into();
-                entry.keep_variant(hash, signature.clone());
+                let signature = ocsp::sign_variant(&responder.key, &entry.compact, id).ok()?;
+                entry.keep_variant(hash, &signature);
                 signature
             }
         };
@@ -1108,6 +1132,27 @@ mod tests {
             assert_eq!(single_status(&compact), Some(status));
         }
         assert_eq!(single_status(&[0x30, 0x03, 0x02, 0x01]), None);
+    }
+
+    #[test]
+    fn variants_are_packed_once_per_hash() {
+        let entry = CachedResponse::new(
+            &[0x30, 0x00],
+            vec![0x30, 0x00],
+            actix_web::web::Bytes::new(),
+            Status::Good,
+            (1, 2),
+            0,
+        );
+        assert_eq!(entry.variant(CertIdHash::Sha256), None);
+        entry.keep_variant(CertIdHash::Sha256, &[3, 2, 0, 7]);
+        entry.keep_variant(CertIdHash::Sha512, &[3, 3, 0, 8, 9]);
+        entry.keep_variant(CertIdHash::Sha256, &[3, 2, 0, 1]);
+        assert_eq!(entry.variant(CertIdHash::Sha256), Some(vec![3, 2, 0, 7]));
+        assert_eq!(entry.variant(CertIdHash::Sha512), Some(vec![3, 3, 0, 8, 9]));
+        assert_eq!(entry.variant(CertIdHash::Sha384), None);
+        assert_eq!(entry.variants.lock().unwrap().len(), 3 + 4 + 3 + 5);
+        assert_eq!(packed_variants(&[1, 0, 9, 1]).count(), 0, "truncated");
     }
 
     #[test]
