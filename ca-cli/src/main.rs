@@ -164,7 +164,7 @@ fn main() {
         }
     };
     if let Err(e) = run(cli) {
-        eprintln!("ca-cli: {:#}", e.error);
+        eprintln!("ca-cli: {}", output::shown(&format!("{:#}", e.error)));
         std::process::exit(e.code);
     }
 }
@@ -197,7 +197,7 @@ fn run(cli: Cli) -> CliResult<()> {
         Command::Totp(TotpCommand::Enroll { username }) => {
             user::run(&conn, user::UserCommand::ResetTotp { username }, json)
         }
-        Command::Audit(command) => audit::run(&conn, command, json),
+        Command::Audit(command) => audit::run(&conn, &cli.public_url, command, json),
         Command::Device(DeviceCommand::Import(args)) => device::import(&conn, args, json),
     }
 }

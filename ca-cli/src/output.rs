@@ -1,6 +1,19 @@
-//! Output: readable tables for people, JSON for scripts (`--json`).
+//! Output: readable tables for people, JSON for scripts (`--json`). Every text that came from
+//! the server goes through [`shown`] before a table or message prints it: user names, subjects
+//! and comments are someone else's input, and control or bidi characters in them must not
+//! reach the terminal (`ca_core::text::escape`).
 
 use serde_json::Value;
+
+/// Text from the server made safe to print: control and bidi characters escaped.
+pub fn shown(text: &str) -> String {
+    ca_core::text::escape(text)
+}
+
+/// A string field of a JSON value, [`shown`] (`default` when absent).
+pub fn field(value: &Value, default: &str) -> String {
+    shown(value.as_str().unwrap_or(default))
+}
 
 /// Prints `value` as JSON, or as a table of `columns` (field name, header) for each object.
 pub fn print(json: bool, value: &Value, columns: &[(&str, &str)]) {
@@ -20,7 +33,7 @@ pub fn print(json: bool, value: &Value, columns: &[(&str, &str)]) {
         return;
     }
     let cell = |row: &Value, key: &str| -> String {
-        match row.get(key) {
+        shown(&match row.get(key) {
             None | Some(Value::Null) => "-".into(),
             Some(Value::String(s)) => s.clone(),
             Some(Value::Array(a)) => a
@@ -33,7 +46,7 @@ pub fn print(json: bool, value: &Value, columns: &[(&str, &str)]) {
                 .collect::<Vec<_>>()
                 .join(","),
             Some(other) => other.to_string(),
-        }
+        })
     };
     let widths: Vec<usize> = columns
         .iter()

@@ -106,6 +106,129 @@ pub fn verify_chain(entries: &[ChainedRecord]) -> Result<(), ChainBreak> {
     Ok(())
 }
 
+/// A signed statement that the chain's entry `seq` had hash `hash` at time `at`: what anchors
+/// the chain outside the database. An auditor who keeps a checkpoint detects any later
+/// truncation to before `seq` and any rewrite of entries up to `seq`, even with every hash after
+/// it recomputed, because the entry at `seq` no longer has this hash.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    /// The chain's head when it was signed.
+    pub seq: u64,
+    /// That entry's hash (hex).
+    pub hash: String,
+    /// When it was signed (Unix seconds).
+    pub at: u64,
+    /// The signature over [`checkpoint_message`] (DER, base64).
+    pub signature: String,
+}
+
+/// The bytes a checkpoint's signature covers.
+pub fn checkpoint_message(seq: u64, hash: &str, at: u64) -> Vec<u8> {
+    format!("mamori-audit-checkpoint:v1\n{seq}\n{hash}\n{at}\n").into_bytes()
+}
+
+/// Signs a checkpoint of the entry `seq` with hash `hash` at `at`.
+pub fn sign_checkpoint(
+    key: &dyn crate::signer::SigningKey,
+    seq: u64,
+    hash: &str,
+    at: u64,
+) -> Result<Checkpoint, crate::error::SignError> {
+    use base64::Engine;
+    let signature = key.sign(&checkpoint_message(seq, hash, at))?;
+    Ok(Checkpoint {
+        seq,
+        hash: hash.to_string(),
+        at,
+        signature: base64::engine::general_purpose::STANDARD.encode(signature),
+    })
+}
+
+/// Whether `checkpoint`'s signature verifies under the audit key `spki` (ECDSA P-256 or P-384).
+pub fn checkpoint_signed_by(
+    checkpoint: &Checkpoint,
+    spki: &spki::SubjectPublicKeyInfoOwned,
+) -> bool {
+    use base64::Engine;
+    let Ok(signature) = base64::engine::general_purpose::STANDARD.decode(&checkpoint.signature)
+    else {
+        return false;
+    };
+    let Ok(kind) = crate::public_key::classify(spki, 2048) else {
+        return false;
+    };
+    let algorithm = match kind {
+        crate::public_key::PublicKeyKind::EcdsaP256 => {
+            crate::signer::SignatureAlgorithm::EcdsaP256Sha256
+        }
+        crate::public_key::PublicKeyKind::EcdsaP384 => {
+            crate::signer::SignatureAlgorithm::EcdsaP384Sha384
+        }
+        _ => return false,
+    };
+    crate::public_key::verify(
+        spki,
+        kind,
+        &algorithm.identifier(),
+        &checkpoint_message(checkpoint.seq, &checkpoint.hash, checkpoint.at),
+        &signature,
+    )
+    .is_ok()
+}
+
+/// Why a chain does not match the checkpoints an auditor holds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointFailure {
+    /// A checkpoint's signature does not verify under the audit key.
+    #[error("checkpoint at entry {0} is not signed by the audit key")]
+    BadSignature(u64),
+    /// The chain ends before a checkpointed entry: entries were cut off.
+    #[error(
+        "the chain ends at entry {head}, but entry {seq} was checkpointed: entries were deleted"
+    )]
+    Truncated {
+        /// The chain's last entry.
+        head: u64,
+        /// The checkpointed entry that is gone.
+        seq: u64,
+    },
+    /// The checkpointed entry's hash differs: it or an entry before it was rewritten.
+    #[error("entry {0} differs from its checkpoint: it or an earlier entry was rewritten")]
+    Rewritten(u64),
+}
+
+/// Checks a chain (already verified link by link with [`verify_chain`]) against checkpoints:
+/// each must verify under `spki`, its entry must exist and carry its hash. Returns how many
+/// checkpoints matched.
+pub fn verify_checkpoints(
+    entries: &[ChainedRecord],
+    checkpoints: &[Checkpoint],
+    spki: &spki::SubjectPublicKeyInfoOwned,
+) -> Result<usize, CheckpointFailure> {
+    let head = entries.last().map(|e| e.record.seq).unwrap_or(0);
+    for checkpoint in checkpoints {
+        if !checkpoint_signed_by(checkpoint, spki) {
+            return Err(CheckpointFailure::BadSignature(checkpoint.seq));
+        }
+        if checkpoint.seq > head {
+            return Err(CheckpointFailure::Truncated {
+                head,
+                seq: checkpoint.seq,
+            });
+        }
+        let entry = checkpoint
+            .seq
+            .checked_sub(1)
+            .and_then(|i| entries.get(i as usize))
+            .filter(|e| e.record.seq == checkpoint.seq);
+        match entry {
+            Some(e) if e.hash == checkpoint.hash => {}
+            _ => return Err(CheckpointFailure::Rewritten(checkpoint.seq)),
+        }
+    }
+    Ok(checkpoints.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

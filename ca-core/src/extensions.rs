@@ -120,3 +120,92 @@ pub fn ocsp_no_check() -> Result<Extension, der::Error> {
         extn_value: OctetString::new(Null.to_der()?)?,
     })
 }
+
+/// The DER content octets of the OID written `text` (dotted decimal), with arcs of any size:
+/// UUID OIDs (`2.25.<uuid>`, ITU-T X.667) carry a 128-bit arc, more than `const_oid` holds.
+pub fn oid_content(text: &str) -> Result<Vec<u8>, String> {
+    let arcs: Vec<u128> = text
+        .split('.')
+        .map(|a| {
+            if a.is_empty()
+                || !a.chars().all(|c| c.is_ascii_digit())
+                || (a.len() > 1 && a.starts_with('0'))
+            {
+                return Err(format!("{text:?} is not a dotted-decimal OID"));
+            }
+            a.parse::<u128>()
+                .map_err(|_| format!("{text:?}: arc {a} is too large"))
+        })
+        .collect::<Result<_, _>>()?;
+    if arcs.len() < 2 || arcs[0] > 2 || (arcs[0] < 2 && arcs[1] > 39) {
+        return Err(format!("{text:?} is not a valid OID"));
+    }
+    let first = arcs[0]
+        .checked_mul(40)
+        .and_then(|v| v.checked_add(arcs[1]))
+        .ok_or_else(|| format!("{text:?}: arc too large"))?;
+    let mut out = Vec::new();
+    for arc in std::iter::once(first).chain(arcs[2..].iter().copied()) {
+        let mut groups = vec![(arc & 0x7f) as u8];
+        let mut rest = arc >> 7;
+        while rest > 0 {
+            groups.push((rest & 0x7f) as u8 | 0x80);
+            rest >>= 7;
+        }
+        out.extend(groups.iter().rev());
+    }
+    if out.len() > 127 {
+        return Err(format!("{text:?} is too long"));
+    }
+    Ok(out)
+}
+
+/// certificatePolicies (RFC 5280 §4.2.1.4), non-critical: one PolicyInformation naming the OID
+/// whose content octets are `oid_content` ([`oid_content`]), without qualifiers.
+pub fn certificate_policies(oid_content: &[u8]) -> Result<Extension, der::Error> {
+    let len = u8::try_from(oid_content.len()).map_err(|_| der::ErrorKind::Overlength)?;
+    let mut oid = vec![0x06, len];
+    oid.extend_from_slice(oid_content);
+    let information = sequence(&oid)?;
+    let policies = sequence(&information)?;
+    Ok(Extension {
+        extn_id: const_oid::db::rfc5280::ID_CE_CERTIFICATE_POLICIES,
+        critical: false,
+        extn_value: OctetString::new(policies)?,
+    })
+}
+
+fn sequence(content: &[u8]) -> Result<Vec<u8>, der::Error> {
+    let mut out = Vec::with_capacity(content.len() + 4);
+    der::Header::new(der::Tag::Sequence, content.len())?.encode_to_vec(&mut out)?;
+    out.extend_from_slice(content);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod oid_tests {
+    use super::*;
+
+    #[test]
+    fn uuid_oids_encode_like_openssl() {
+        // `openssl asn1parse -genstr OID:2.25.329800735698586629295641978511506172918 -out f`
+        // (X.667's example UUID) writes 06 14 followed by these content octets.
+        let content = oid_content("2.25.329800735698586629295641978511506172918").unwrap();
+        assert_eq!(
+            content,
+            [
+                0x69, 0x83, 0xf0, 0x9d, 0xa7, 0xeb, 0xcf, 0xde, 0xe0, 0xc7, 0xa1, 0xa7, 0xb2, 0xc0,
+                0x94, 0x8c, 0xc8, 0xf9, 0xd7, 0x76
+            ]
+        );
+        assert_eq!(
+            oid_content("1.2.840.113549").unwrap(),
+            [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d]
+        );
+        assert!(oid_content("3.1").is_err());
+        assert!(oid_content("1.40").is_err());
+        assert!(oid_content("1.2.x").is_err());
+        assert!(oid_content("1.02").is_err());
+        assert!(certificate_policies(&content).is_ok());
+    }
+}

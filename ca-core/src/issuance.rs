@@ -208,6 +208,9 @@ fn leaf_extensions(
     if profile.ocsp_no_check() {
         extensions.push(ocsp_no_check()?);
     }
+    if let Some((_, content)) = profile.policy_oid() {
+        extensions.push(crate::extensions::certificate_policies(content)?);
+    }
     Ok(extensions)
 }
 

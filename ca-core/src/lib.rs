@@ -24,14 +24,17 @@ pub mod name;
 pub mod ocsp;
 pub mod profile;
 pub mod public_key;
+pub mod review;
 pub mod role;
 pub mod serial;
 pub mod signature_memo;
 pub mod signer;
+pub mod text;
 pub mod time;
 pub mod tlv;
 pub mod totp;
 
 pub use der;
+pub use spki;
 pub use x509_cert;
 pub use x509_ocsp;

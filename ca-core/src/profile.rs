@@ -137,6 +137,10 @@ pub struct SubjectConfig {
     /// Allowed attributes, in the order they are written into the certificate.
     #[serde(default)]
     pub attributes: Vec<AttributeRuleConfig>,
+    /// O must equal the organization registered on the requester's account (a vendor's
+    /// company), so a vendor cannot ask for the hospital group's name or another vendor's.
+    #[serde(default)]
+    pub organization_from_account: bool,
 }
 
 /// One SAN type's rule as written (`[san.dns]`, `[san.uri]`, `[san.email]`, `[san.ip]`).
@@ -154,6 +158,9 @@ pub struct SanRuleConfig {
     /// DNS and email: the domains names must equal or fall under.
     #[serde(default)]
     pub allowed_domains: Vec<String>,
+    /// Email: the domain must be the one registered on the requester's account.
+    #[serde(default)]
+    pub domain_from_account: bool,
 }
 
 fn default_san_max() -> usize {
@@ -246,6 +253,11 @@ pub struct ProfileConfig {
     /// Add CRL distribution point and OCSP URL (off for the OCSP responder's own certificate).
     #[serde(default = "default_true")]
     pub revocation_info: bool,
+    /// The certificate policy OID written into every certificate of this profile
+    /// (certificatePolicies, RFC 5280 §4.2.1.4), so relying parties can tell profiles apart,
+    /// e.g. a VPN gateway that must not take a vendor's certificate for a staff member's.
+    #[serde(default)]
+    pub policy_oid: Option<String>,
     /// Validity rule.
     pub validity: ValidityConfig,
     /// Subject rule.
@@ -286,6 +298,8 @@ pub struct SanRule {
     pub pattern: Option<Regex>,
     /// Allowed domains (lower-case).
     pub allowed_domains: Vec<String>,
+    /// The domain must be the one registered on the requester's account (e-mail only).
+    pub domain_from_account: bool,
 }
 
 /// A validated approval rule; see [`crate::approval`].
@@ -327,6 +341,8 @@ pub struct Profile {
     extended_key_usage: Vec<ExtendedKeyUsageName>,
     ocsp_no_check: bool,
     revocation_info: bool,
+    policy_oid: Option<(String, Vec<u8>)>,
+    organization_from_account: bool,
     default_validity_secs: u64,
     max_validity_secs: u64,
     requested_window: bool,
@@ -403,6 +419,7 @@ impl SanRule {
             max: config.max,
             pattern: anchored(file, &format!("{field}.pattern"), &config.pattern)?,
             allowed_domains,
+            domain_from_account: config.domain_from_account,
         })
     }
 
@@ -627,6 +644,37 @@ impl Profile {
         let renewal_window = parse_duration(&config.renewal.window)
             .map_err(|e| invalid(file, "renewal.window", e.to_string()))?;
 
+        let policy_oid = match &config.policy_oid {
+            None => None,
+            Some(text) => {
+                let text = text.trim().to_string();
+                let content = crate::extensions::oid_content(&text)
+                    .map_err(|e| invalid(file, "policy_oid", e))?;
+                Some((text, content))
+            }
+        };
+        if config
+            .san
+            .dns
+            .as_ref()
+            .is_some_and(|r| r.domain_from_account)
+            || config
+                .san
+                .uri
+                .as_ref()
+                .is_some_and(|r| r.domain_from_account)
+            || config
+                .san
+                .ip
+                .as_ref()
+                .is_some_and(|r| r.domain_from_account)
+        {
+            return Err(invalid(
+                file,
+                "san.domain_from_account",
+                "only [san.email] can take its domain from the account",
+            ));
+        }
         Ok(Profile {
             id: config.id,
             description: config.description,
@@ -638,6 +686,8 @@ impl Profile {
             extended_key_usage: config.extended_key_usage,
             ocsp_no_check: config.ocsp_no_check,
             revocation_info: config.revocation_info,
+            policy_oid,
+            organization_from_account: config.subject.organization_from_account,
             default_validity_secs,
             max_validity_secs,
             requested_window: config.validity.requested_window,
@@ -672,6 +722,22 @@ impl Profile {
     /// The issuing CA's id.
     pub fn issuing_ca(&self) -> &str {
         &self.issuing_ca
+    }
+    /// The certificate policy OID certificates of this profile carry, if any: its dotted text
+    /// and its DER content octets. Kept as octets because UUID OIDs (`2.25.<128-bit>`) have an
+    /// arc larger than `const_oid` holds.
+    pub fn policy_oid(&self) -> Option<(&str, &[u8])> {
+        self.policy_oid
+            .as_ref()
+            .map(|(text, content)| (text.as_str(), content.as_slice()))
+    }
+    /// Whether O must be the organization registered on the requester's account.
+    pub fn organization_from_account(&self) -> bool {
+        self.organization_from_account
+    }
+    /// Whether e-mail names must be in the domain registered on the requester's account.
+    pub fn email_domain_from_account(&self) -> bool {
+        self.email.as_ref().is_some_and(|r| r.domain_from_account)
     }
     /// The same profile issued by another CA: Mamori's delegated OCSP responders follow one
     /// profile (`ocsp-responder`) under the issuing CA and under the root.

@@ -241,6 +241,11 @@ fn every_shipped_profile_issues_a_certificate_openssl_verifies() {
         let text = String::from_utf8(cert.to_text().unwrap()).unwrap();
         assert!(text.contains("CA:FALSE"), "{id}: {text}");
         assert!(!text.contains("Certificate Sign"), "{id}: {text}");
+        // Each profile carries its own certificate policy, as OpenSSL reads it.
+        let (policy, _) = profile
+            .policy_oid()
+            .expect("shipped profiles name a policy");
+        assert!(text.contains(&format!("Policy: {policy}")), "{id}: {text}");
         assert_eq!(
             cert.serial_number().to_bn().unwrap().num_bits(),
             127,

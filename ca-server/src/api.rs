@@ -34,6 +34,18 @@ pub struct UserView {
     pub roles: Vec<String>,
     /// Disabled accounts cannot log in.
     pub disabled: bool,
+    /// Step-up is locked after too many wrong codes (another officer or an admin unlocks it).
+    #[serde(default)]
+    pub step_up_locked: bool,
+    /// Until when logins are locked after failed attempts (RFC 3339), if they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<String>,
+    /// The organization registered on the account, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<String>,
+    /// The e-mail domain registered on the account, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_domain: Option<String>,
 }
 
 /// `POST /api/v1/users`.
@@ -46,6 +58,13 @@ pub struct CreateUserRequest {
     pub password: String,
     /// Roles to grant.
     pub roles: Vec<String>,
+    /// The organization registered on the account (a vendor's company; profiles with
+    /// `organization_from_account` require the CSR's O to be exactly this).
+    #[serde(default)]
+    pub organization: Option<String>,
+    /// The e-mail domain registered on the account (profiles with `domain_from_account`).
+    #[serde(default)]
+    pub email_domain: Option<String>,
 }
 
 /// A new user or a TOTP reset: the enrolment URI is shown once.
@@ -193,6 +212,8 @@ pub struct RequestView {
     pub failure: Option<String>,
     /// Submitted (RFC 3339).
     pub created_at: String,
+    /// The CSR decoded — subject, SANs, key — with what a reviewer must notice (`flags`).
+    pub csr: Option<ca_core::review::CsrSummary>,
 }
 
 /// A certificate as the API shows it.
@@ -236,7 +257,7 @@ pub struct RevokeRequest {
     pub comment: String,
 }
 
-/// `POST .../hold` and `.../release`.
+/// `POST .../hold`, `.../release` and `/users/{name}/unlock`: a step-up code and a comment.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepUpRequest {
@@ -266,6 +287,9 @@ pub struct AuditView {
     pub prev_hash: String,
     /// This entry's hash.
     pub hash: String,
+    /// When, in Unix seconds (what the hash covers; `at` is the same time for people).
+    #[serde(default)]
+    pub at_unix: u64,
 }
 
 /// `GET /api/v1/audit/verify`.
@@ -279,6 +303,9 @@ pub struct AuditVerifyView {
     pub broken_at: Option<u64>,
     /// Why.
     pub reason: Option<String>,
+    /// Signed checkpoints (stored in the database) the chain matched.
+    #[serde(default)]
+    pub checkpoints: usize,
 }
 
 /// Parses RFC 3339 (`2026-11-23T09:00:00Z` or with an offset like `+09:00`) into Unix seconds.

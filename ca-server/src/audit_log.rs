@@ -155,12 +155,17 @@ pub fn from_row(row: AuditRow) -> ChainedRecord {
     }
 }
 
-/// Reads the whole chain in order and verifies it; returns the number of entries.
-pub fn verify(conn: &mut DbConnection) -> Result<Result<usize, ChainBreak>, diesel::result::Error> {
+/// The whole chain in order.
+pub fn load_chain(conn: &mut DbConnection) -> QueryResult<Vec<ChainedRecord>> {
     let rows: Vec<AuditRow> = audit_log::table
         .order(audit_log::seq.asc())
         .select(AuditRow::as_select())
         .load(conn)?;
-    let entries: Vec<ChainedRecord> = rows.into_iter().map(from_row).collect();
+    Ok(rows.into_iter().map(from_row).collect())
+}
+
+/// Reads the whole chain in order and verifies it; returns the number of entries.
+pub fn verify(conn: &mut DbConnection) -> Result<Result<usize, ChainBreak>, diesel::result::Error> {
+    let entries = load_chain(conn)?;
     Ok(verify_chain(&entries).map(|_| entries.len()))
 }

@@ -21,6 +21,7 @@ use ca_core::time::UnixTime;
 use ca_core::totp::TotpSecret;
 use diesel::prelude::*;
 use serde_json::json;
+use sha2::Digest;
 use zeroize::Zeroizing;
 
 use crate::api::*;
@@ -56,6 +57,8 @@ pub struct Caller {
     pub username: String,
     /// Roles.
     pub roles: Vec<Role>,
+    /// The session's token hash (wrong step-up codes are counted per session too).
+    pub session: String,
 }
 
 impl Caller {
@@ -64,7 +67,7 @@ impl Caller {
         self.roles.iter().any(|r| roles.contains(r))
     }
 
-    fn require(&self, roles: &[Role]) -> Result<(), ServiceError> {
+    pub(crate) fn require(&self, roles: &[Role]) -> Result<(), ServiceError> {
         if self.has_any(roles) {
             Ok(())
         } else {
@@ -110,9 +113,11 @@ pub struct Authority {
     /// The group-commit writer the issuance path's writes go through.
     writer: GroupCommit,
     /// CSRs whose signature verified before (a re-issued terminal resends the same CSR).
-    csr_signatures: SignatureMemo,
+    pub(crate) csr_signatures: SignatureMemo,
+    /// The key that signs audit checkpoints (`None` on an OCSP-only instance).
+    pub(crate) audit_key: Option<SoftwareKey>,
     /// Sessions confirmed in the database within the last second.
-    sessions: crate::session_cache::SessionCache,
+    pub(crate) sessions: crate::session_cache::SessionCache,
 }
 
 /// How many verified CSR signatures an instance remembers (about 200 KiB).
@@ -252,6 +257,15 @@ impl Authority {
                     .map_err(|e| ServiceError::Internal(e.to_string()))?,
             ));
         }
+        let audit_key = if parts.ocsp_only {
+            None
+        } else {
+            let mut conn = parts.pool.get()?;
+            Some(crate::audit_checkpoint::load_or_create_key(
+                &mut conn,
+                &parts.passphrase,
+            )?)
+        };
         let writer = GroupCommit::start(&parts.config.database_url())
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let login_limiter =
@@ -276,6 +290,7 @@ impl Authority {
             clock: SystemClock,
             writer,
             csr_signatures: SignatureMemo::new(CSR_SIGNATURES_REMEMBERED),
+            audit_key,
             sessions: crate::session_cache::SessionCache::default(),
         };
         authority.upkeep(false)?;
@@ -325,6 +340,9 @@ impl Authority {
             self.maintain_crls(id)?;
         }
         self.expire_requests()?;
+        if let Err(e) = self.checkpoint_audit(false) {
+            tracing::warn!(error = %e, "signing an audit checkpoint failed");
+        }
         if sign_responses {
             self.refresh_responses()?;
             self.poll_responses()?;
@@ -405,7 +423,7 @@ impl Authority {
 
     // ---- people ----
 
-    fn user_by_name(
+    pub(crate) fn user_by_name(
         &self,
         conn: &mut DbConnection,
         name: &str,
@@ -417,7 +435,7 @@ impl Authority {
             .optional()?)
     }
 
-    fn user_view(row: &UserRow) -> UserView {
+    pub(crate) fn user_view(row: &UserRow) -> UserView {
         UserView {
             username: row.username.clone(),
             roles: parse_roles(&row.roles)
@@ -425,12 +443,16 @@ impl Authority {
                 .map(|r| r.to_string())
                 .collect(),
             disabled: row.disabled,
+            step_up_locked: row.step_up_locked_at.is_some(),
+            locked_until: row.locked_until.map(rfc3339),
+            organization: row.organization.clone(),
+            email_domain: row.email_domain.clone(),
         }
     }
 
     /// Checks a TOTP code for `user` and records its step so it is accepted once. Call inside a
     /// transaction.
-    fn consume_totp(
+    pub(crate) fn consume_totp(
         &self,
         conn: &mut DbConnection,
         user: &UserRow,
@@ -461,8 +483,10 @@ impl Authority {
         username: &str,
         password: &str,
         roles: &[Role],
+        registered: (Option<String>, Option<String>),
     ) -> Result<TotpEnrolment, ServiceError> {
         auth::check_username(username).map_err(ServiceError::Invalid)?;
+        let (organization, email_domain) = crate::review::registered_fields(registered)?;
         auth::check_password_policy(password).map_err(ServiceError::Invalid)?;
         if roles.is_empty() {
             return Err(ServiceError::Invalid(
@@ -484,6 +508,10 @@ impl Authority {
             locked_until: None,
             last_totp_step: 0,
             created_at: now,
+            step_up_failures: 0,
+            step_up_locked_at: None,
+            organization,
+            email_domain,
         };
         crate::store::write_transaction::<_, ServiceError, _>(&mut *conn, |conn| {
             if self.user_by_name(conn, username)?.is_some() {
@@ -500,7 +528,7 @@ impl Authority {
                 actor,
                 "user.create",
                 username,
-                json!({"roles": roles_text(roles)}),
+                json!({"roles": roles_text(roles), "organization": row.organization, "email_domain": row.email_domain}),
             )?;
             Ok(())
         })?;
@@ -516,7 +544,12 @@ impl Authority {
         caller: &Caller,
         request: CreateUserRequest,
     ) -> Result<TotpEnrolment, ServiceError> {
-        caller.require(&[Role::Admin])?;
+        self.guarded(
+            caller,
+            "user.create",
+            &request.username,
+            caller.require(&[Role::Admin]),
+        )?;
         let roles = parse_role_list(&request.roles)?;
         let mut conn = self.conn()?;
         self.create_user_unchecked(
@@ -525,6 +558,7 @@ impl Authority {
             &request.username,
             &request.password,
             &roles,
+            (request.organization, request.email_domain),
         )
     }
 
@@ -546,12 +580,15 @@ impl Authority {
         username: &str,
         request: SetRolesRequest,
     ) -> Result<UserView, ServiceError> {
-        caller.require(&[Role::Admin])?;
-        if username == caller.username {
-            return Err(ServiceError::Forbidden(
-                "nobody changes their own roles".into(),
-            ));
-        }
+        let allowed = caller.require(&[Role::Admin]).and_then(|_| {
+            if username == caller.username {
+                return Err(ServiceError::Forbidden(
+                    "nobody changes their own roles".into(),
+                ));
+            }
+            Ok(())
+        });
+        self.guarded(caller, "user.roles", username, allowed)?;
         let roles = parse_role_list(&request.roles)?;
         if roles.is_empty() {
             return Err(ServiceError::Invalid(
@@ -585,12 +622,15 @@ impl Authority {
 
     /// `POST /users/{name}/disable` (admin; never oneself).
     pub fn disable_user(&self, caller: &Caller, username: &str) -> Result<UserView, ServiceError> {
-        caller.require(&[Role::Admin])?;
-        if username == caller.username {
-            return Err(ServiceError::Forbidden(
-                "admins cannot disable themselves".into(),
-            ));
-        }
+        let allowed = caller.require(&[Role::Admin]).and_then(|_| {
+            if username == caller.username {
+                return Err(ServiceError::Forbidden(
+                    "admins cannot disable themselves".into(),
+                ));
+            }
+            Ok(())
+        });
+        self.guarded(caller, "user.disable", username, allowed)?;
         let now = self.now().as_secs();
         let mut conn = self.conn()?;
         let outcome = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
@@ -601,14 +641,37 @@ impl Authority {
                 .set(users::disabled.eq(true))
                 .execute(conn)?;
             diesel::delete(sessions::table.filter(sessions::user_id.eq(&user.id))).execute(conn)?;
+            // A disabled person's pending requests go with them: a vendor let go must not get a
+            // certificate from a request officers approve later.
+            let pending: Vec<String> = requests::table
+                .filter(requests::requester_id.eq(&user.id))
+                .filter(requests::status.eq("pending"))
+                .select(requests::id)
+                .load(conn)?;
+            diesel::update(requests::table.filter(requests::id.eq_any(&pending)))
+                .set((
+                    requests::status.eq("cancelled"),
+                    requests::updated_at.eq(now as i64),
+                ))
+                .execute(conn)?;
             audit_log::append(
                 conn,
                 now,
                 &caller.username,
                 "user.disable",
                 username,
-                json!({}),
+                json!({"cancelled_requests": pending}),
             )?;
+            for id in &pending {
+                audit_log::append(
+                    conn,
+                    now,
+                    &caller.username,
+                    "request.cancel",
+                    id,
+                    json!({"reason": "requester disabled", "requester": username}),
+                )?;
+            }
             user.disabled = true;
             Ok(Self::user_view(&user))
         });
@@ -621,7 +684,12 @@ impl Authority {
         caller: &Caller,
         username: &str,
     ) -> Result<TotpEnrolment, ServiceError> {
-        caller.require(&[Role::Admin])?;
+        self.guarded(
+            caller,
+            "user.totp_reset",
+            username,
+            caller.require(&[Role::Admin]),
+        )?;
         let secret = TotpSecret::generate().map_err(|e| ServiceError::Internal(e.to_string()))?;
         let sealed = self.data_key.seal(secret.as_bytes())?;
         let now = self.now().as_secs();
@@ -667,19 +735,35 @@ impl Authority {
             self.metrics
                 .login_failures
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let name: String = request.username.chars().take(64).collect();
+            // Whatever was typed as a user name is data, never an actor: kept as a hash to
+            // correlate attempts and a short escaped form to read (no control or bidi
+            // characters reach a terminal or log).
+            let digest = hex::encode(&sha2::Sha256::digest(request.username.as_bytes())[..8]);
+            let shown = ca_core::text::escape_untrusted(&request.username, 32);
             audit_log::append(
                 &mut conn,
                 now as u64,
-                &name,
+                "(unknown user)",
                 "login.failed",
-                &name,
-                json!({"reason": "unknown user"}),
+                &format!("unknown:{digest}"),
+                json!({"reason": "unknown user", "name": shown, "name_sha256_64": digest}),
             )?;
             return Err(ServiceError::InvalidCredentials);
         };
         let password_ok = auth::verify_password(&request.password, &user.password_hash);
         let result = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
+            // Concurrent attempts on one account take turns from here: the no-op UPDATE takes
+            // the row's lock on PostgreSQL (SQLite's write transaction is already exclusive),
+            // and the row is read again after it, so each attempt counts on the last one's
+            // count and sees its lock. Read before the transaction, 40 parallel wrong
+            // passwords left the count at 4 and the account unlocked.
+            diesel::update(users::table.find(&user.id))
+                .set(users::failed_logins.eq(users::failed_logins))
+                .execute(conn)?;
+            let user: UserRow = users::table
+                .find(&user.id)
+                .select(UserRow::as_select())
+                .first(conn)?;
             let locked = user.locked_until.is_some_and(|t| t > now);
             let totp_ok = password_ok
                 && !locked
@@ -736,6 +820,7 @@ impl Authority {
                     created_at: now,
                     last_seen: now,
                     expires_at: expires,
+                    step_up_failures: 0,
                 })
                 .execute(conn)?;
             audit_log::append(
@@ -834,6 +919,7 @@ impl Authority {
             user_id: user.id,
             username: user.username,
             roles: parse_roles(&user.roles),
+            session: hash.clone(),
         };
         self.sessions.insert(
             hash,
@@ -919,6 +1005,13 @@ impl Authority {
                     .ok_or_else(|| ServiceError::Invalid("not_before is not RFC 3339".into()))?;
                 let end = parse_rfc3339(end)
                     .ok_or_else(|| ServiceError::Invalid("not_after is not RFC 3339".into()))?;
+                let horizon = self.config.max_window_start_days;
+                if start > self.now().as_secs() + horizon * 86_400 {
+                    return Err(ServiceError::Invalid(format!(
+                        "not_before must be within {horizon} days (max_window_start_days); \
+                         request the window nearer the work"
+                    )));
+                }
                 Some((UnixTime(start), UnixTime(end)))
             }
             _ => {
@@ -932,6 +1025,9 @@ impl Authority {
             profile.min_rsa_bits(),
             &self.csr_signatures,
         )?;
+        if profile.organization_from_account() || profile.email_domain_from_account() {
+            self.check_account_binding(caller, profile, &csr)?;
+        }
         let ca = self.issuing_ca(profile)?;
         // The profile, the window and the lint all pass before anything is stored; a profile
         // without approvals issues this very preparation.
@@ -1247,6 +1343,21 @@ impl Authority {
         verdict: Verdict,
         body: &DecisionRequest,
     ) -> Result<RequestView, ServiceError> {
+        let action = match verdict {
+            Verdict::Approve => "request.approve",
+            Verdict::Reject => "request.reject",
+        };
+        let outcome = self.decide_inner(caller, request_id, verdict, body);
+        self.guarded(caller, action, request_id, outcome)
+    }
+
+    fn decide_inner(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+        verdict: Verdict,
+        body: &DecisionRequest,
+    ) -> Result<RequestView, ServiceError> {
         if body.comment.len() > 2000 {
             return Err(ServiceError::Invalid(
                 "comment must be at most 2000 characters".into(),
@@ -1277,6 +1388,17 @@ impl Authority {
             if row.status != "pending" {
                 return Err(ca_core::error::ApprovalError::NotPending(row.status.clone()).into());
             }
+            let requester_disabled: bool = users::table
+                .find(&row.requester_id)
+                .select(users::disabled)
+                .first(conn)
+                .optional()?
+                .unwrap_or(true);
+            if requester_disabled {
+                return Err(ServiceError::Conflict(
+                    "the requester's account is disabled: the request cannot be decided".into(),
+                ));
+            }
             let user: UserRow = users::table
                 .find(&caller.user_id)
                 .select(UserRow::as_select())
@@ -1295,9 +1417,7 @@ impl Authority {
                 at: now,
             };
             approval::check_decision(rule, &pending, &existing, &provisional, now)?;
-            if !self.consume_totp(conn, &user, &body.totp)? {
-                return Err(ServiceError::InvalidSecondFactor);
-            }
+            self.step_up(conn, &user, &body.totp)?;
             let decision = DecisionRow {
                 request_id: request_id.to_string(),
                 approver_id: caller.user_id.clone(),
@@ -1432,7 +1552,11 @@ impl Authority {
             .optional()?
             .ok_or_else(|| ServiceError::NotFound(format!("request {request_id}")))?;
         let decisions = self.decisions_of(conn, request_id)?;
-        Ok(self.view_of(row, requester, &decisions))
+        let profile_id = row.profile_id.clone();
+        let csr_der = row.csr_der.clone();
+        let mut view = self.view_of(row, requester, &decisions);
+        view.csr = self.review_csr(conn, &profile_id, &view.requester, &csr_der)?;
+        Ok(view)
     }
 
     /// The API view of a request row, its requester's name and its decisions.
@@ -1474,6 +1598,7 @@ impl Authority {
             serial: row.certificate_serial,
             failure: row.failure,
             created_at: rfc3339(row.created_at),
+            csr: None,
         }
     }
 
@@ -1679,6 +1804,25 @@ impl Authority {
         code: &str,
         comment: &str,
     ) -> Result<CertificateView, ServiceError> {
+        let action = match change {
+            StatusChange::Revoke { .. } => "certificate.revoke",
+            StatusChange::Hold => "certificate.hold",
+            StatusChange::Release => "certificate.release",
+        };
+        let target = format!("{ca}/{serial}");
+        let outcome = self.change_status_inner(caller, ca, serial, change, code, comment);
+        self.guarded(caller, action, &target, outcome)
+    }
+
+    fn change_status_inner(
+        &self,
+        caller: &Caller,
+        ca: &str,
+        serial: &str,
+        change: StatusChange,
+        code: &str,
+        comment: &str,
+    ) -> Result<CertificateView, ServiceError> {
         caller.require(&[Role::SecurityOfficer])?;
         if comment.len() > 2000 {
             return Err(ServiceError::Invalid(
@@ -1747,9 +1891,7 @@ impl Authority {
                         ("valid", None, None, None, "certificate.release")
                     }
                 };
-                if !self.consume_totp(conn, &user, code)? {
-                    return Err(ServiceError::InvalidSecondFactor);
-                }
+                self.step_up(conn, &user, code)?;
                 diesel::update(certificates::table.find((&row.ca_id, &row.serial)))
                     .set((
                         certificates::status.eq(status),
@@ -1821,6 +1963,7 @@ impl Authority {
                 details: serde_json::from_str(&r.details).unwrap_or(serde_json::Value::Null),
                 prev_hash: r.prev_hash,
                 hash: r.hash,
+                at_unix: r.at.max(0) as u64,
             })
             .collect())
     }
@@ -1829,18 +1972,34 @@ impl Authority {
     pub fn audit_verify(&self, caller: &Caller) -> Result<AuditVerifyView, ServiceError> {
         caller.require(&[Role::Auditor, Role::Admin])?;
         let mut conn = self.conn()?;
-        Ok(match audit_log::verify(&mut conn)? {
-            Ok(n) => AuditVerifyView {
-                ok: true,
-                entries: n,
-                broken_at: None,
-                reason: None,
-            },
-            Err(b) => AuditVerifyView {
+        let chain = audit_log::load_chain(&mut conn)?;
+        if let Err(b) = ca_core::audit::verify_chain(&chain) {
+            return Ok(AuditVerifyView {
                 ok: false,
                 entries: 0,
                 broken_at: Some(b.seq),
                 reason: Some(b.reason.to_string()),
+                checkpoints: 0,
+            });
+        }
+        Ok(match self.verify_stored_checkpoints(&mut conn, &chain)? {
+            Ok(matched) => AuditVerifyView {
+                ok: true,
+                entries: chain.len(),
+                broken_at: None,
+                reason: None,
+                checkpoints: matched,
+            },
+            Err(failure) => AuditVerifyView {
+                ok: false,
+                entries: chain.len(),
+                broken_at: Some(match failure {
+                    ca_core::audit::CheckpointFailure::BadSignature(s)
+                    | ca_core::audit::CheckpointFailure::Rewritten(s)
+                    | ca_core::audit::CheckpointFailure::Truncated { seq: s, .. } => s,
+                }),
+                reason: Some(failure.to_string()),
+                checkpoints: 0,
             },
         })
     }

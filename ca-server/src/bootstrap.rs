@@ -35,7 +35,7 @@ pub const ROOT_ID: &str = "root";
 /// The issuing CA's id (profiles name it in `issuing_ca`).
 pub const ISSUING_ID: &str = "issuing";
 
-fn setting(conn: &mut DbConnection, name: &str) -> anyhow::Result<Option<String>> {
+pub(crate) fn setting(conn: &mut DbConnection, name: &str) -> anyhow::Result<Option<String>> {
     Ok(settings::table
         .find(name)
         .select(settings::value)
@@ -43,7 +43,7 @@ fn setting(conn: &mut DbConnection, name: &str) -> anyhow::Result<Option<String>
         .optional()?)
 }
 
-fn put_setting(conn: &mut DbConnection, name: &str, value: &str) -> QueryResult<usize> {
+pub(crate) fn put_setting(conn: &mut DbConnection, name: &str, value: &str) -> QueryResult<usize> {
     diesel::insert_into(settings::table)
         .values(SettingRow {
             name: name.into(),
@@ -544,6 +544,7 @@ pub fn dev_admin(config: &Config, authority: &Authority) -> anyhow::Result<()> {
         "admin",
         &password,
         &[Role::Admin, Role::SecurityOfficer],
+        (None, None),
     )?;
     let secret = enrolment
         .totp_uri

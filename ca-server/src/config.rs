@@ -86,6 +86,9 @@ pub struct Config {
     pub policies_dir: PathBuf,
     /// DNS names and IP addresses in the API listener's certificate.
     pub api_tls_names: Vec<String>,
+    /// The group's own domains: request views flag e-mail addresses and DNS names outside them
+    /// (empty: `[hierarchy] permitted_dns`).
+    pub group_domains: Vec<String>,
     /// PEM certificate chain for the API listener (instead of one from Mamori's own CA).
     pub api_tls_cert: Option<PathBuf>,
     /// PEM private key for `api_tls_cert`.
@@ -100,6 +103,16 @@ pub struct Config {
     pub lockout_threshold: u32,
     /// Seconds an account stays locked.
     pub lockout_secs: u64,
+    /// Wrong step-up codes (approve, reject, revoke, hold, release) an account may send in a
+    /// row; then its step-up is locked until another security officer or an admin lifts it.
+    pub step_up_max_failures: u32,
+    /// Wrong step-up codes one session may send; then the session is ended (the next login
+    /// needs password and TOTP again, under the login lockout).
+    pub step_up_session_failures: u32,
+    /// How far ahead (days) a maintenance window may start.
+    pub max_window_start_days: u64,
+    /// Seconds between signed audit checkpoints while the chain grows (also on demand).
+    pub audit_checkpoint_secs: u64,
     /// Login attempts allowed per client address per minute (0: no limit). Behind a reverse
     /// proxy every client shares the proxy's address: raise it there, or limit at the proxy.
     pub login_attempts_per_minute: u32,
@@ -147,12 +160,17 @@ impl Default for Config {
             public_url: "http://127.0.0.1:8080".into(),
             policies_dir: PathBuf::from("policies"),
             api_tls_names: vec!["localhost".into(), "127.0.0.1".into()],
+            group_domains: Vec::new(),
             api_tls_cert: None,
             api_tls_key: None,
             api_require_client_cert: false,
             session_idle_secs: 30 * 60,
             session_absolute_secs: 12 * 3600,
             lockout_threshold: 5,
+            step_up_max_failures: 5,
+            step_up_session_failures: 3,
+            max_window_start_days: 30,
+            audit_checkpoint_secs: 300,
             lockout_secs: 15 * 60,
             login_attempts_per_minute: 20,
             crl_validity_secs: 24 * 3600,
@@ -228,6 +246,13 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .collect();
         }
+        if let Some(v) = env("group_domains") {
+            self.group_domains = v
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+        }
         if let Some(v) = env("api_tls_cert") {
             self.api_tls_cert = Some(PathBuf::from(v));
         }
@@ -242,6 +267,18 @@ impl Config {
         }
         if let Some(v) = env("session_absolute_secs") {
             self.session_absolute_secs = parse("session_absolute_secs", &v)?;
+        }
+        if let Some(v) = env("step_up_max_failures") {
+            self.step_up_max_failures = parse("step_up_max_failures", &v)?;
+        }
+        if let Some(v) = env("step_up_session_failures") {
+            self.step_up_session_failures = parse("step_up_session_failures", &v)?;
+        }
+        if let Some(v) = env("audit_checkpoint_secs") {
+            self.audit_checkpoint_secs = parse("audit_checkpoint_secs", &v)?;
+        }
+        if let Some(v) = env("max_window_start_days") {
+            self.max_window_start_days = parse("max_window_start_days", &v)?;
         }
         if let Some(v) = env("lockout_threshold") {
             self.lockout_threshold = parse("lockout_threshold", &v)?;
@@ -354,6 +391,18 @@ impl Config {
         }
         if self.maintenance_interval_secs == 0 || self.maintenance_interval_secs > 3600 {
             return Err(invalid("maintenance_interval_secs", "must be 1 to 3600"));
+        }
+        if !(1..=100).contains(&self.step_up_max_failures) {
+            return Err(invalid("step_up_max_failures", "must be 1-100"));
+        }
+        if !(1..=100).contains(&self.step_up_session_failures) {
+            return Err(invalid("step_up_session_failures", "must be 1-100"));
+        }
+        if !(10..=86_400).contains(&self.audit_checkpoint_secs) {
+            return Err(invalid("audit_checkpoint_secs", "must be 10-86400"));
+        }
+        if !(1..=3650).contains(&self.max_window_start_days) {
+            return Err(invalid("max_window_start_days", "must be 1-3650"));
         }
         if self.lockout_threshold == 0 {
             return Err(invalid("lockout_threshold", "must be at least 1"));

@@ -19,6 +19,10 @@ pub enum ServiceError {
     /// A step-up second factor that is wrong or replayed.
     #[error("the second-factor code is invalid or was already used")]
     InvalidSecondFactor,
+    /// Step-up is locked for this account after too many wrong codes; another security officer
+    /// or an admin lifts it.
+    #[error("step-up is locked after too many wrong codes; another security officer or an admin must unlock it")]
+    StepUpLocked,
     /// The caller's roles do not allow this.
     #[error("forbidden: {0}")]
     Forbidden(String),
@@ -43,6 +47,22 @@ pub enum ServiceError {
     /// Something failed inside; details are logged, not shown.
     #[error("internal error")]
     Internal(String),
+}
+
+impl ServiceError {
+    /// For a refused security action, its problem type (audited and counted as a refusal);
+    /// `None` for every other error.
+    pub fn refusal_kind(&self) -> Option<&'static str> {
+        match self {
+            ServiceError::InvalidSecondFactor => Some("invalid-second-factor"),
+            ServiceError::StepUpLocked => Some("step-up-locked"),
+            ServiceError::Approval(ApprovalError::SelfApproval) => Some("self-approval"),
+            ServiceError::Forbidden(_)
+            | ServiceError::Approval(ApprovalError::RoleNotAllowed(_)) => Some("forbidden"),
+            ServiceError::Approval(_) => Some("approval-refused"),
+            _ => None,
+        }
+    }
 }
 
 impl From<IssueError> for ServiceError {

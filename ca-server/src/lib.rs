@@ -5,6 +5,7 @@
 //! `store` is the only place that knows diesel's tables.
 
 pub mod api;
+pub mod audit_checkpoint;
 pub mod audit_log;
 pub mod auth;
 pub mod authority;
@@ -17,7 +18,9 @@ pub mod http;
 pub mod metrics;
 pub mod rate_limit;
 pub mod responder;
+pub mod review;
 pub mod secrets;
 pub mod session_cache;
 pub mod signing;
+pub mod step_up;
 pub mod store;

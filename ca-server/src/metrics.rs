@@ -66,6 +66,11 @@ pub struct Metrics {
     /// Polls of the shared database (OCSP responses and CRLs) that failed, e.g. while the
     /// database is unreachable and the instance answers from its cache: worth an alert.
     pub poll_failures: AtomicU64,
+    /// Wrong step-up codes.
+    pub step_up_failures: AtomicU64,
+    /// Refused security actions (self-approval, duplicate decision, forbidden role, locked
+    /// step-up, wrong code) by problem type, in the order of [`REFUSAL_LABELS`].
+    pub refusals: [AtomicU64; 5],
     /// Latency of the public listener.
     pub public_latency: Histogram,
     /// Latency of the API listener.
@@ -82,7 +87,23 @@ pub const OCSP_LABELS: [&str; 6] = [
     "internal",
 ];
 
+/// Refusal labels, in the order of [`Metrics::refusals`].
+pub const REFUSAL_LABELS: [&str; 5] = [
+    "invalid-second-factor",
+    "step-up-locked",
+    "self-approval",
+    "forbidden",
+    "approval-refused",
+];
+
 impl Metrics {
+    /// Counts a refused security action by its problem type.
+    pub fn refusal(&self, label: &str) {
+        if let Some(i) = REFUSAL_LABELS.iter().position(|l| *l == label) {
+            self.refusals[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Counts an OCSP outcome by label.
     pub fn ocsp(&self, label: &str) {
         if let Some(i) = OCSP_LABELS.iter().position(|l| *l == label) {
@@ -108,6 +129,18 @@ impl Metrics {
             "mamori_login_failures_total {}\n",
             self.login_failures.load(Ordering::Relaxed)
         ));
+        out.push_str("# HELP mamori_step_up_failures_total Wrong step-up codes (approve, reject, revoke, hold, release).\n# TYPE mamori_step_up_failures_total counter\n");
+        out.push_str(&format!(
+            "mamori_step_up_failures_total {}\n",
+            self.step_up_failures.load(Ordering::Relaxed)
+        ));
+        out.push_str("# HELP mamori_security_refusals_total Refused security actions by problem type.\n# TYPE mamori_security_refusals_total counter\n");
+        for (i, label) in REFUSAL_LABELS.iter().enumerate() {
+            out.push_str(&format!(
+                "mamori_security_refusals_total{{type=\"{label}\"}} {}\n",
+                self.refusals[i].load(Ordering::Relaxed)
+            ));
+        }
         out.push_str("# HELP mamori_ocsp_requests_total OCSP answers by status.\n# TYPE mamori_ocsp_requests_total counter\n");
         for (i, label) in OCSP_LABELS.iter().enumerate() {
             out.push_str(&format!(

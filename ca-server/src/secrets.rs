@@ -41,6 +41,23 @@ pub fn read_passphrase(
 ) -> Result<Zeroizing<String>, SecretError> {
     let pass = match source {
         PassphraseSource::File(path) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(path)
+                    .map_err(|e| SecretError::Read(format!("{}: {e}", path.display())))?
+                    .permissions()
+                    .mode();
+                if mode & 0o077 != 0 {
+                    return Err(SecretError::Read(format!(
+                        "{} can be read by group or others (mode {:04o}); the CA passphrase file \
+                         must be the owner's alone: chmod 600 {}",
+                        path.display(),
+                        mode & 0o7777,
+                        path.display()
+                    )));
+                }
+            }
             let text = Zeroizing::new(
                 std::fs::read_to_string(path)
                     .map_err(|e| SecretError::Read(format!("{}: {e}", path.display())))?,

@@ -107,6 +107,7 @@ mod tests {
                 user_id: "u1".into(),
                 username: "alice".into(),
                 roles: vec![],
+                session: "h".into(),
             },
             expires_at: 10_000,
             last_seen: 5,

@@ -57,6 +57,23 @@ fn serve_refuses_an_uninitialized_database_and_a_wrong_passphrase() {
             concat!(env!("CARGO_MANIFEST_DIR"), "/../policies"),
         );
     };
+    // A passphrase file others can read is refused, with what to do about it.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut open = server();
+    env(&mut open);
+    let out = open
+        .args(["init", "--passphrase-file"])
+        .arg(&pass)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("group or others (mode 0644)") && stderr.contains("chmod 600"),
+        "{stderr}"
+    );
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
     let mut serve = server();
     env(&mut serve);
     let out = serve
@@ -90,6 +107,15 @@ fn serve_refuses_an_uninitialized_database_and_a_wrong_passphrase() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "init twice must refuse");
+    // The database and its WAL files are the owner's alone.
+    for name in ["mamori.db", "mamori.db-wal", "mamori.db-shm"] {
+        let path = dir.path().join(name);
+        if path.exists() {
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name} has mode {mode:o}");
+        }
+    }
+    assert!(dir.path().join("mamori.db").exists());
     std::fs::write(&pass, "a wrong passphrase entirely\n").unwrap();
     let mut wrong = server();
     env(&mut wrong);

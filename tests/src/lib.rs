@@ -388,14 +388,21 @@ impl Server {
         *person.token.lock().unwrap() = Some(body["token"].as_str().unwrap().to_string());
     }
 
-    /// Creates a user as the admin and returns them logged in.
+    /// Creates a user as the admin and returns them logged in. A vendor account is registered
+    /// for the organization `Acme Medical` and the e-mail domain `acme.example` (the
+    /// vendor-maintenance profile holds the CSR's O and e-mail to them).
     pub fn user(&self, name: &str, roles: &[&str]) -> Person {
         let password = format!("pw-{}", hex(&rand_bytes(8)));
+        let mut body = json!({"username": name, "password": password, "roles": roles});
+        if roles.contains(&"vendor") {
+            body["organization"] = json!("Acme Medical");
+            body["email_domain"] = json!("acme.example");
+        }
         let (status, body) = self.call(
             "POST",
             "/api/v1/users",
             Some(&self.admin.token()),
-            Some(json!({"username": name, "password": password, "roles": roles})),
+            Some(body),
         );
         assert_eq!(status, 201, "create {name}: {body}");
         let uri = body["totp_uri"].as_str().unwrap();

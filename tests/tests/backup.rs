@@ -77,6 +77,10 @@ fn backup_and_restore(backend: Backend) {
     // A wrong passphrase and an altered file are refused, leaving the database alone.
     let wrong = server.path().join("wrong-pass");
     std::fs::write(&wrong, "not the passphrase\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let out = server.ca_server(&[
         "restore",
         "--from",

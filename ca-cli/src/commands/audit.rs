@@ -1,4 +1,9 @@
-//! `audit list|export|verify` (auditors).
+//! `audit list|export|verify|checkpoints|checkpoint` (auditors).
+//!
+//! `verify --checkpoints FILE` checks the chain here, not on the server: it reads every entry
+//! through the API, recomputes each hash (`ca_core::audit`), and holds the chain to the signed
+//! checkpoints in FILE — an auditor's own copy of `/audit/checkpoints`, kept where the
+//! database's administrator cannot reach it.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -34,14 +39,117 @@ pub enum AuditCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Verify the hash chain on the server (exit 6 when broken).
+    /// Verify the hash chain (exit 6 when broken): on the server, or here against the signed
+    /// checkpoints you kept, which detects a cut tail or a rewritten entry up to the newest one.
     ///
-    /// Example: ca-cli audit verify
-    Verify,
+    /// Example: ca-cli audit verify --checkpoints audit-checkpoints-2026-12.json
+    Verify {
+        /// A checkpoints file saved earlier (`ca-cli audit checkpoints --out`): verify here,
+        /// against it.
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
+    },
+    /// Save the audit key and the signed checkpoints the server publishes, to keep offline.
+    ///
+    /// Example: ca-cli audit checkpoints --out audit-checkpoints-2026-12.json
+    Checkpoints {
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a checkpoint of the chain's head now (auditor, admin, security officer).
+    ///
+    /// Example: ca-cli audit checkpoint
+    Checkpoint,
+}
+
+/// Every entry, read through the API a page at a time.
+fn all_entries(conn: &Connection) -> CliResult<Vec<serde_json::Value>> {
+    let mut after = 0u64;
+    let mut all = Vec::new();
+    loop {
+        let page = conn.json(
+            "GET",
+            &format!("/api/v1/audit?after={after}&limit=1000"),
+            None,
+        )?;
+        let entries = page.as_array().cloned().unwrap_or_default();
+        if entries.is_empty() {
+            return Ok(all);
+        }
+        for entry in entries {
+            after = entry["seq"].as_u64().unwrap_or(after);
+            all.push(entry);
+        }
+    }
+}
+
+/// The server's published checkpoints file (`GET <public>/audit/checkpoints`).
+fn fetch_checkpoints(conn: &Connection, public_url: &str) -> CliResult<String> {
+    let url = format!("{}/audit/checkpoints", public_url.trim_end_matches('/'));
+    let response = conn
+        .http()?
+        .get(&url)
+        .send()
+        .map_err(|e| fail(exit::UNAVAILABLE, format!("GET {url}: {e}")))?;
+    if !response.status().is_success() {
+        return Err(fail(
+            exit::UNAVAILABLE,
+            format!("GET {url}: {}", response.status()),
+        ));
+    }
+    response
+        .text()
+        .map_err(|e| fail(exit::UNAVAILABLE, e.to_string()))
+}
+
+/// Verifies `entries` here against the checkpoints file `file`: every hash recomputed, every
+/// link checked, every checkpoint's signature and entry. Returns (entries, checkpoints).
+fn verify_here(entries: &[serde_json::Value], file: &str) -> Result<(usize, usize), String> {
+    use ca_core::audit::{
+        verify_chain, verify_checkpoints, AuditRecord, ChainedRecord, Checkpoint,
+    };
+    let parsed: serde_json::Value =
+        serde_json::from_str(file).map_err(|e| format!("checkpoints file: {e}"))?;
+    let key = parsed["audit_key"].as_str().unwrap_or_default();
+    let spki = parse_public_key(key).ok_or("checkpoints file: no audit_key")?;
+    let checkpoints: Vec<Checkpoint> = serde_json::from_value(parsed["checkpoints"].clone())
+        .map_err(|e| format!("checkpoints file: {e}"))?;
+    let chain: Vec<ChainedRecord> = entries
+        .iter()
+        .map(|e| ChainedRecord {
+            record: AuditRecord {
+                seq: e["seq"].as_u64().unwrap_or(0),
+                at: e["at_unix"].as_u64().unwrap_or(0),
+                actor: e["actor"].as_str().unwrap_or_default().to_string(),
+                action: e["action"].as_str().unwrap_or_default().to_string(),
+                target: e["target"].as_str().unwrap_or_default().to_string(),
+                details: e["details"].to_string(),
+            },
+            prev_hash: e["prev_hash"].as_str().unwrap_or_default().to_string(),
+            hash: e["hash"].as_str().unwrap_or_default().to_string(),
+        })
+        .collect();
+    verify_chain(&chain).map_err(|b| b.to_string())?;
+    let matched = verify_checkpoints(&chain, &checkpoints, &spki).map_err(|f| f.to_string())?;
+    Ok((chain.len(), matched))
+}
+
+fn parse_public_key(pem: &str) -> Option<ca_core::spki::SubjectPublicKeyInfoOwned> {
+    use ca_core::der::Decode;
+    let (label, der) = ca_core::der::pem::decode_vec(pem.trim().as_bytes()).ok()?;
+    (label == "PUBLIC KEY")
+        .then(|| ca_core::spki::SubjectPublicKeyInfoOwned::from_der(&der).ok())
+        .flatten()
 }
 
 /// Runs an audit command.
-pub fn run(conn: &Connection, command: AuditCommand, json_out: bool) -> CliResult<()> {
+pub fn run(
+    conn: &Connection,
+    public_url: &str,
+    command: AuditCommand,
+    json_out: bool,
+) -> CliResult<()> {
     match command {
         AuditCommand::List {
             after,
@@ -86,16 +194,77 @@ pub fn run(conn: &Connection, command: AuditCommand, json_out: bool) -> CliResul
                     count += 1;
                 }
             }
-            println!("exported {count} entries to {}", out.display());
+            // The checkpoints go with every export, so the export can be verified later.
+            let checkpoints_path = PathBuf::from(format!("{}.checkpoints.json", out.display()));
+            std::fs::write(&checkpoints_path, fetch_checkpoints(conn, public_url)?)
+                .with_context(|| format!("writing {}", checkpoints_path.display()))?;
+            println!(
+                "exported {count} entries to {} and the signed checkpoints to {}",
+                out.display(),
+                checkpoints_path.display()
+            );
         }
-        AuditCommand::Verify => {
+        AuditCommand::Checkpoints { out } => {
+            let text = fetch_checkpoints(conn, public_url)?;
+            let parsed: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| fail(exit::UNAVAILABLE, format!("the server's checkpoints: {e}")))?;
+            std::fs::write(&out, &text).with_context(|| format!("writing {}", out.display()))?;
+            let list = parsed["checkpoints"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            println!(
+                "saved {} checkpoints (newest at entry {}) and the audit key to {}",
+                list.len(),
+                list.last()
+                    .map(|c| c["seq"].to_string())
+                    .unwrap_or("-".into()),
+                out.display()
+            );
+        }
+        AuditCommand::Checkpoint => {
+            let value = conn.json("POST", "/api/v1/audit/checkpoints", None)?;
+            output::print(
+                json_out,
+                &value,
+                &[("seq", "ENTRY"), ("hash", "HASH"), ("at", "SIGNED AT")],
+            );
+        }
+        AuditCommand::Verify {
+            checkpoints: Some(path),
+        } => {
+            let file = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let entries = all_entries(conn)?;
+            match verify_here(&entries, &file) {
+                Ok((count, matched)) => {
+                    if json_out {
+                        output::print(
+                            true,
+                            &serde_json::json!({"ok": true, "entries": count, "checkpoints": matched}),
+                            &[],
+                        );
+                    } else {
+                        println!(
+                            "audit chain intact: {count} entries, {matched} signed checkpoints from {} match",
+                            path.display()
+                        );
+                    }
+                }
+                Err(reason) => return Err(fail(exit::REFUSED, reason)),
+            }
+        }
+        AuditCommand::Verify { checkpoints: None } => {
             let result = conn.json("GET", "/api/v1/audit/verify", None)?;
             if json_out {
                 output::print(true, &result, &[]);
             }
             if result["ok"].as_bool() == Some(true) {
                 if !json_out {
-                    println!("audit chain intact: {} entries", result["entries"]);
+                    println!(
+                        "audit chain intact: {} entries, {} signed checkpoints stored with it match",
+                        result["entries"], result["checkpoints"]
+                    );
                 }
             } else {
                 return Err(fail(

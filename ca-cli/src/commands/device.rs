@@ -165,8 +165,8 @@ pub fn import(conn: &Connection, args: Import, json_out: bool) -> CliResult<()> 
             println!(
                 "  line {}: {}: {}",
                 f["line"],
-                f["id"].as_str().unwrap_or(""),
-                f["error"].as_str().unwrap_or("")
+                crate::output::field(&f["id"], ""),
+                crate::output::field(&f["error"], "")
             );
         }
     }

@@ -149,13 +149,14 @@ pub fn run(conn: &Connection, command: RequestCommand, json_out: bool) -> CliRes
             let view = conn.json("GET", &format!("/api/v1/requests/{id}"), None)?;
             output::print(json_out, &view, COLUMNS);
             if !json_out {
+                print_csr(&view["csr"]);
                 for d in view["decisions"].as_array().into_iter().flatten() {
                     println!(
                         "  {} {} {} {}",
-                        d["decided_at"].as_str().unwrap_or(""),
-                        d["approver"].as_str().unwrap_or(""),
-                        d["verdict"].as_str().unwrap_or(""),
-                        d["comment"].as_str().unwrap_or("")
+                        output::field(&d["decided_at"], ""),
+                        output::field(&d["approver"], ""),
+                        output::field(&d["verdict"], ""),
+                        output::field(&d["comment"], "")
                     );
                 }
             }
@@ -189,7 +190,7 @@ pub fn run(conn: &Connection, command: RequestCommand, json_out: bool) -> CliRes
                         } else {
                             println!(
                                 "issued: serial {} saved to {}",
-                                view["serial"].as_str().unwrap_or("?"),
+                                output::field(&view["serial"], "?"),
                                 out.display()
                             );
                         }
@@ -231,4 +232,35 @@ fn decide(conn: &Connection, verdict: &str, args: Decide, json_out: bool) -> Cli
     )?;
     output::print(json_out, &view, COLUMNS);
     Ok(())
+}
+
+/// Prints the decoded CSR of a request view and what a reviewer must notice in it.
+fn print_csr(csr: &Value) {
+    if csr.is_null() {
+        return;
+    }
+    println!("subject / 主体名: {}", output::field(&csr["subject"], "-"));
+    let sans: Vec<String> = csr["sans"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| output::field(s, ""))
+        .collect();
+    println!(
+        "SANs / 別名: {}",
+        if sans.is_empty() {
+            "-".to_string()
+        } else {
+            sans.join(", ")
+        }
+    );
+    println!("key / 鍵: {}", output::field(&csr["key"], "-"));
+    for flag in csr["flags"].as_array().into_iter().flatten() {
+        println!(
+            "!! 要確認 / CHECK [{}] {}: {}",
+            output::field(&flag["code"], ""),
+            output::field(&flag["field"], ""),
+            output::field(&flag["detail"], "")
+        );
+    }
 }

@@ -1,15 +1,18 @@
-//! `user add|list|disable|reset-totp|roles` (admins) and `totp enroll`.
+//! `user add|list|disable|reset-totp|roles|unlock` (admins; unlock also officers) and `totp enroll`.
 
 use clap::Subcommand;
 use serde_json::{json, Value};
 
-use crate::client::{read_secret_file, CliResult, Connection};
+use crate::client::{read_secret_file, totp_code, CliResult, Connection};
 use crate::output;
 
 const COLUMNS: &[(&str, &str)] = &[
     ("username", "USER"),
     ("roles", "ROLES"),
     ("disabled", "DISABLED"),
+    ("step_up_locked", "STEP-UP LOCKED"),
+    ("locked_until", "LOGIN LOCKED UNTIL"),
+    ("organization", "ORGANIZATION"),
 ];
 
 /// User commands.
@@ -18,6 +21,7 @@ pub enum UserCommand {
     /// Add a user with roles; prints the TOTP enrolment URI and QR code once.
     ///
     /// Example: ca-cli user add alice --roles security-officer --password-file alice-initial-pw
+    /// Example: ca-cli user add acme --roles vendor --organization "Acme Medical" --email-domain acme.example --password-file pw
     Add {
         /// User name.
         username: String,
@@ -27,6 +31,27 @@ pub enum UserCommand {
         /// File holding the initial password (at least 12 characters).
         #[arg(long)]
         password_file: std::path::PathBuf,
+        /// The organization registered on the account: a vendor's company, which its
+        /// certificates' O must be (vendor-maintenance profile).
+        #[arg(long)]
+        organization: Option<String>,
+        /// The e-mail domain registered on the account (a vendor's own).
+        #[arg(long)]
+        email_domain: Option<String>,
+    },
+    /// Lift a user's step-up lock (too many wrong codes) and login lockout; needs your TOTP
+    /// code, and never for yourself.
+    ///
+    /// Example: ca-cli user unlock alice --comment "mistyped codes, confirmed by phone"
+    Unlock {
+        /// User name.
+        username: String,
+        /// Your TOTP code (asked for when absent).
+        #[arg(long)]
+        totp: Option<String>,
+        /// Why, for the audit trail.
+        #[arg(long, default_value = "")]
+        comment: String,
     },
     /// List users.
     ///
@@ -65,10 +90,7 @@ pub fn print_enrolment(value: &Value, json_out: bool) {
         return;
     }
     let uri = value["totp_uri"].as_str().unwrap_or_default();
-    println!(
-        "user: {}",
-        value["user"]["username"].as_str().unwrap_or("?")
-    );
+    println!("user: {}", output::field(&value["user"]["username"], "?"));
     println!("TOTP enrolment URI (shown once): {uri}");
     if let Ok(code) = qrcode::QrCode::new(uri.as_bytes()) {
         println!(
@@ -87,14 +109,35 @@ pub fn run(conn: &Connection, command: UserCommand, json_out: bool) -> CliResult
             username,
             roles,
             password_file,
+            organization,
+            email_domain,
         } => {
             let password = read_secret_file(&password_file)?;
             let value = conn.json(
                 "POST",
                 "/api/v1/users",
-                Some(&json!({"username": username, "password": password.as_str(), "roles": roles})),
+                Some(
+                    &json!({"username": username, "password": password.as_str(), "roles": roles,
+                    "organization": organization, "email_domain": email_domain}),
+                ),
             )?;
             print_enrolment(&value, json_out);
+        }
+        UserCommand::Unlock {
+            username,
+            totp,
+            comment,
+        } => {
+            let code = totp_code(totp)?;
+            output::print(
+                json_out,
+                &conn.json(
+                    "POST",
+                    &format!("/api/v1/users/{username}/unlock"),
+                    Some(&json!({"totp": code, "comment": comment})),
+                )?,
+                COLUMNS,
+            );
         }
         UserCommand::List => {
             output::print(json_out, &conn.json("GET", "/api/v1/users", None)?, COLUMNS)

@@ -88,6 +88,7 @@ pub(super) fn check(tbs: &TbsCertificate, ctx: &LintContext<'_>, out: &mut Findi
         ID_CE_NAME_CONSTRAINTS,
         ID_PKIX_OCSP_NOCHECK,
         ID_CE_FRESHEST_CRL,
+        const_oid::db::rfc5280::ID_CE_CERTIFICATE_POLICIES,
     ];
     let mut seen = HashSet::new();
     for extension in extensions(tbs) {

@@ -81,6 +81,10 @@ pub async fn me(state: State, request: HttpRequest) -> Result<HttpResponse, Serv
         username: caller.username,
         roles: caller.roles.iter().map(|r| r.to_string()).collect(),
         disabled: false,
+        step_up_locked: false,
+        locked_until: None,
+        organization: None,
+        email_domain: None,
     }))
 }
 
@@ -121,6 +125,19 @@ pub async fn disable_user(
     let name = path.into_inner();
     Ok(HttpResponse::Ok()
         .json(as_caller(&state, &request, move |a, c| a.disable_user(c, &name)).await?))
+}
+
+/// `POST /api/v1/users/{username}/unlock`: lifts a step-up lock and a login lockout.
+pub async fn unlock_user(
+    state: State,
+    request: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<StepUpRequest>,
+) -> Result<HttpResponse, ServiceError> {
+    let name = path.into_inner();
+    let body = body.into_inner();
+    Ok(HttpResponse::Ok()
+        .json(as_caller(&state, &request, move |a, c| a.unlock_user(c, &name, &body)).await?))
 }
 
 /// `POST /api/v1/users/{username}/totp/reset`.
@@ -415,6 +432,23 @@ pub async fn audit(
         })
         .await?,
     ))
+}
+
+/// `POST /api/v1/audit/checkpoints`: signs a checkpoint of the chain's head now.
+pub async fn audit_checkpoint(
+    state: State,
+    request: HttpRequest,
+) -> Result<HttpResponse, ServiceError> {
+    let checkpoint = as_caller(&state, &request, |a, c| {
+        c.require(&[
+            ca_core::role::Role::Auditor,
+            ca_core::role::Role::Admin,
+            ca_core::role::Role::SecurityOfficer,
+        ])?;
+        a.checkpoint_audit(true)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(checkpoint))
 }
 
 /// `GET /api/v1/audit/verify`.

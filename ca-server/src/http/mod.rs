@@ -77,6 +77,12 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "post",
+        path: "/api/v1/users/{username}/unlock",
+        roles: "admin, security-officer (not oneself; with the caller's step-up)",
+        summary: "Lift a step-up lock and a login lockout",
+    },
+    Route {
+        method: "post",
         path: "/api/v1/users/{username}/totp/reset",
         roles: "admin",
         summary: "New TOTP secret; returns the enrolment URI once",
@@ -163,7 +169,14 @@ pub const ROUTES: &[Route] = &[
         method: "get",
         path: "/api/v1/audit/verify",
         roles: "auditor, admin",
-        summary: "Verify the audit hash chain",
+        summary: "Verify the audit hash chain and the signed checkpoints stored with it",
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/audit/checkpoints",
+        roles: "auditor, admin, security-officer",
+        summary:
+            "Sign a checkpoint of the audit chain's head now (also public: GET /audit/checkpoints)",
     },
     Route {
         method: "get",
@@ -328,6 +341,7 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
                 "/users/{username}/totp/reset",
                 web::post().to(api::reset_totp),
             )
+            .route("/users/{username}/unlock", web::post().to(api::unlock_user))
             .route("/profiles", web::get().to(api::profiles))
             .route("/requests", web::post().to(api::submit))
             .route("/requests", web::get().to(api::list_requests))
@@ -357,6 +371,7 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
             )
             .route("/audit", web::get().to(api::audit))
             .route("/audit/verify", web::get().to(api::audit_verify))
+            .route("/audit/checkpoints", web::post().to(api::audit_checkpoint))
             .route(
                 "/openapi.json",
                 web::get().to(|| async { HttpResponse::Ok().json(openapi()) }),
@@ -378,12 +393,20 @@ pub fn public_routes(cfg: &mut web::ServiceConfig) {
     .route("/ca/{name}", web::get().to(public::ca_certificate))
     .route("/healthz", web::get().to(public::healthz))
     .route("/metrics", web::get().to(public::metrics))
+    .route(
+        "/audit/checkpoints",
+        web::get().to(public::audit_checkpoints),
+    )
     // HEAD on every GET route (HTTP caches and some clients probe with it): the same handler,
     // whose body actix leaves unsent while keeping its headers and Content-Length.
     .route("/crl/{name}", web::head().to(public::crl))
     .route("/ca/{name}", web::head().to(public::ca_certificate))
     .route("/healthz", web::head().to(public::healthz))
-    .route("/metrics", web::head().to(public::metrics));
+    .route("/metrics", web::head().to(public::metrics))
+    .route(
+        "/audit/checkpoints",
+        web::head().to(public::audit_checkpoints),
+    );
 }
 
 fn tls_acceptor(

@@ -254,6 +254,21 @@ pub async fn healthz(state: web::Data<Arc<Authority>>) -> HttpResponse {
     }
 }
 
+/// `GET /audit/checkpoints`: the audit key and the newest signed checkpoints of the audit
+/// chain, for auditors to keep where the database cannot reach (`ca-cli audit checkpoints`).
+pub async fn audit_checkpoints(state: web::Data<Arc<Authority>>) -> HttpResponse {
+    let authority = state.get_ref().clone();
+    match web::block(move || authority.audit_checkpoints()).await {
+        Ok(Ok(file)) => HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(file),
+        Ok(Err(e)) => actix_web::ResponseError::error_response(&e),
+        Err(_) => {
+            actix_web::ResponseError::error_response(&ServiceError::Internal("blocking".into()))
+        }
+    }
+}
+
 /// `GET /metrics`: Prometheus text format, with how many pre-signed OCSP responses are held and
 /// how the group-commit writer batches.
 pub async fn metrics(state: web::Data<Arc<Authority>>) -> HttpResponse {

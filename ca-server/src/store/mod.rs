@@ -160,6 +160,9 @@ fn pool_builder(url: &str, max_size: u32) -> Result<(Builder<Manager>, Manager),
 
 /// Opens a pool for `url` and runs pending migrations.
 pub fn open(url: &str, max_size: u32) -> Result<DbPool, StoreError> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        restrict_sqlite_files(std::path::Path::new(path))?;
+    }
     let (builder, manager) = pool_builder(url, max_size)?;
     let pool = builder
         .min_idle(Some(1))
@@ -177,6 +180,37 @@ pub fn open(url: &str, max_size: u32) -> Result<DbPool, StoreError> {
     }
     migrate(&mut conn)?;
     Ok(pool)
+}
+
+/// Creates a SQLite database file readable by its owner only (0600) before SQLite opens it,
+/// and narrows an existing one and its `-wal` and `-shm` files to 0600: SQLite creates them
+/// with the process's umask (0644 by default), and gives the `-wal` and `-shm` files the mode of
+/// the database file. They hold every certificate, session and audit entry.
+pub fn restrict_sqlite_files(path: &std::path::Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let fail = |p: &std::path::Path, e: std::io::Error| {
+            StoreError::Pool(format!("restricting {}: {e}", p.display()))
+        };
+        if !path.exists() {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| fail(path, e))?;
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+            if file.exists() {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| fail(&file, e))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Applies pending migrations for the connection's backend.

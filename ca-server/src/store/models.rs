@@ -28,6 +28,14 @@ pub struct UserRow {
     pub locked_until: Option<i64>,
     pub last_totp_step: i64,
     pub created_at: i64,
+    /// Wrong step-up codes since the last right one.
+    pub step_up_failures: i32,
+    /// When step-up was locked for too many wrong codes (until another officer lifts it).
+    pub step_up_locked_at: Option<i64>,
+    /// The organization registered on the account (a vendor's company).
+    pub organization: Option<String>,
+    /// The e-mail domain registered on the account.
+    pub email_domain: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -38,6 +46,8 @@ pub struct SessionRow {
     pub created_at: i64,
     pub last_seen: i64,
     pub expires_at: i64,
+    /// Wrong step-up codes in this session.
+    pub step_up_failures: i32,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

@@ -30,6 +30,10 @@ diesel::table! {
         locked_until -> Nullable<BigInt>,
         last_totp_step -> BigInt,
         created_at -> BigInt,
+        step_up_failures -> Integer,
+        step_up_locked_at -> Nullable<BigInt>,
+        organization -> Nullable<Text>,
+        email_domain -> Nullable<Text>,
     }
 }
 
@@ -40,6 +44,7 @@ diesel::table! {
         created_at -> BigInt,
         last_seen -> BigInt,
         expires_at -> BigInt,
+        step_up_failures -> Integer,
     }
 }
 
@@ -159,7 +164,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    audit_checkpoints (seq) {
+        seq -> BigInt,
+        hash -> Text,
+        at -> BigInt,
+        signature -> Text,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    audit_checkpoints,
     settings,
     cas,
     users,

@@ -1,0 +1,197 @@
+//! The CSR of a request as an approver sees it: decoded, with what a reviewer must notice
+//! (`ca_core::review`), plus the flags that need Mamori's own data — a subject or e-mail that
+//! looks like an existing account or role, or like a valid staff certificate's holder.
+
+use ca_core::csr::VerifiedCsr;
+use ca_core::name::{first_attribute, AttributeKind};
+use ca_core::review::{self, skeleton, CsrSummary, ReviewContext, ReviewFlag};
+use ca_core::role::Role;
+use diesel::prelude::*;
+
+use crate::authority::Authority;
+use crate::error::ServiceError;
+use crate::store::schema::*;
+use crate::store::DbConnection;
+
+/// Staff certificates compared per name (enough to say "this person has one").
+const STAFF_MATCHES: i64 = 3;
+
+impl Authority {
+    /// The decoded CSR of a request of `profile_id` by `requester`, flagged; `None` if the
+    /// stored CSR no longer parses (it did when it was submitted).
+    pub(crate) fn review_csr(
+        &self,
+        conn: &mut DbConnection,
+        profile_id: &str,
+        requester: &str,
+        csr_der: &[u8],
+    ) -> Result<Option<CsrSummary>, ServiceError> {
+        let Ok(csr) = VerifiedCsr::parse_remembering(csr_der, 1024, &self.csr_signatures) else {
+            return Ok(None);
+        };
+        let outsiders = self
+            .profiles
+            .get(profile_id)
+            .is_some_and(|p| p.requester_roles().contains(&Role::Vendor));
+        let domains = if self.config.group_domains.is_empty() {
+            &self.config.hierarchy.permitted_dns
+        } else {
+            &self.config.group_domains
+        };
+        let mut summary = review::summarize(
+            &csr,
+            &ReviewContext {
+                group_domains: domains,
+                group_organization: &self.config.hierarchy.organization,
+                group_profile: !outsiders,
+            },
+        );
+        // Names a reviewer could take for someone they know: the CN and each e-mail's local
+        // part, compared by skeleton with every account and role name.
+        let cn = first_attribute(csr.subject(), AttributeKind::CN);
+        let mut names: Vec<(String, String)> =
+            cn.iter().map(|c| ("CN".into(), c.clone())).collect();
+        for san in &summary.sans {
+            if let Some(email) = san.strip_prefix("email:") {
+                if let Some((local, _)) = email.split_once('@') {
+                    names.push(("email".into(), local.to_string()));
+                }
+            }
+        }
+        let accounts: Vec<String> = users::table.select(users::username).load(conn)?;
+        let roles = Role::ALL;
+        for (field, value) in &names {
+            let shape = skeleton(value);
+            if shape.is_empty() {
+                continue;
+            }
+            if let Some(account) = accounts
+                .iter()
+                .find(|a| a.as_str() != requester && skeleton(a) == shape)
+            {
+                summary.flags.push(ReviewFlag {
+                    code: "matches-account".into(),
+                    field: field.clone(),
+                    detail: format!("{field} {value} looks like the account {account}"),
+                });
+            }
+            if let Some(role) = roles.iter().find(|r| skeleton(r.as_str()) == shape) {
+                summary.flags.push(ReviewFlag {
+                    code: "matches-role".into(),
+                    field: field.clone(),
+                    detail: format!("{field} {value} names the role {}", role.as_str()),
+                });
+            }
+        }
+        if let (Some(cn), false) = (&cn, profile_id == "staff") {
+            let holders: Vec<String> = certificates::table
+                .filter(certificates::profile_id.eq("staff"))
+                .filter(certificates::status.eq("valid"))
+                .filter(certificates::subject.like(format!("%CN={}%", like_escape(cn))))
+                .select(certificates::serial)
+                .limit(STAFF_MATCHES)
+                .load(conn)?;
+            if !holders.is_empty() {
+                summary.flags.push(ReviewFlag {
+                    code: "matches-staff-certificate".into(),
+                    field: "CN".into(),
+                    detail: format!(
+                        "CN {cn} is the name on valid staff certificate(s) {}",
+                        holders.join(", ")
+                    ),
+                });
+            }
+        }
+        Ok(Some(summary))
+    }
+}
+
+/// `text` without LIKE's wildcards (`%`, `_`): SQLite's LIKE has no default escape character,
+/// so they are dropped rather than escaped; the match is a hint for a reviewer, not a rule.
+fn like_escape(text: &str) -> String {
+    text.chars().filter(|c| *c != '%' && *c != '_').collect()
+}
+
+/// The organization and e-mail domain to register on a new account, checked: an organization
+/// of 1-64 characters without control, bidi or zero-width characters; a lower-case DNS domain.
+pub(crate) fn registered_fields(
+    (organization, email_domain): (Option<String>, Option<String>),
+) -> Result<(Option<String>, Option<String>), ServiceError> {
+    let organization = organization
+        .map(|o| o.trim().to_string())
+        .filter(|o| !o.is_empty());
+    if let Some(o) = &organization {
+        if o.chars().count() > 64 || ca_core::text::has_unsafe(o) {
+            return Err(ServiceError::Invalid(
+                "organization must be 1-64 characters without control characters".into(),
+            ));
+        }
+    }
+    let email_domain = email_domain
+        .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase())
+        .filter(|d| !d.is_empty());
+    if let Some(d) = &email_domain {
+        let ok = d.len() <= 253
+            && d.split('.').count() >= 2
+            && d.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
+        if !ok {
+            return Err(ServiceError::Invalid(format!(
+                "email_domain {d:?} is not a DNS domain"
+            )));
+        }
+    }
+    Ok((organization, email_domain))
+}
+
+impl Authority {
+    /// For a profile that binds the subject to the requester's account: the CSR's O must be the
+    /// account's registered organization, and every e-mail name in the account's domain.
+    pub(crate) fn check_account_binding(
+        &self,
+        caller: &crate::authority::Caller,
+        profile: &ca_core::profile::Profile,
+        csr: &VerifiedCsr,
+    ) -> Result<(), ServiceError> {
+        let mut conn = self.conn()?;
+        let (organization, email_domain): (Option<String>, Option<String>) = users::table
+            .find(&caller.user_id)
+            .select((users::organization, users::email_domain))
+            .first(&mut conn)?;
+        if profile.organization_from_account() {
+            let Some(registered) = organization else {
+                return Err(ServiceError::Forbidden(format!(
+                    "profile {} needs the organization registered on your account, and yours has none: ask an admin to register it",
+                    profile.id()
+                )));
+            };
+            let asked = first_attribute(csr.subject(), AttributeKind::O);
+            if asked.as_deref() != Some(registered.as_str()) {
+                return Err(ServiceError::Invalid(format!(
+                    "O must be {registered:?}, the organization registered on your account (the CSR has {:?})",
+                    asked.unwrap_or_default()
+                )));
+            }
+        }
+        if profile.email_domain_from_account() {
+            for san in csr.requested_sans() {
+                if let x509_cert::ext::pkix::name::GeneralName::Rfc822Name(email) = san {
+                    let domain = email
+                        .as_str()
+                        .rsplit_once('@')
+                        .map(|(_, d)| d.to_ascii_lowercase());
+                    if email_domain.is_none() || domain != email_domain {
+                        return Err(ServiceError::Invalid(format!(
+                            "e-mail {email} must be in the domain registered on your account ({})",
+                            email_domain.as_deref().unwrap_or("none registered")
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

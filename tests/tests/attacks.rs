@@ -1,0 +1,487 @@
+//! Issue 18's findings, reproduced as an attacker would try them against the real server, each
+//! now failing to get in: guessing step-up codes, parallel wrong passwords against lockout,
+//! terminal escapes through the audit log, a disabled requester's pending request, a
+//! maintenance window years ahead.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use mamori_e2e::{csr, rfc3339, Backend, Person, Server};
+use rcgen::DnType::{CommonName, OrganizationName};
+use serde_json::{json, Value};
+
+fn vendor_request(server: &Server, vendor: &Person, start_in: u64) -> (u16, Value) {
+    let now = ca_core::time::UnixTime::now().as_secs();
+    let (_key, pem) = csr(
+        &[
+            (OrganizationName, "Acme Medical"),
+            (CommonName, "acme-engineer-1"),
+        ],
+        vec![],
+    );
+    server.call(
+        "POST",
+        "/api/v1/requests",
+        Some(&vendor.token()),
+        Some(json!({"profile": "vendor-maintenance", "csr": pem, "justification": "MRI firmware",
+            "work_order": "WO-1", "not_before": rfc3339(now + start_in), "not_after": rfc3339(now + start_in + 4 * 3600)})),
+    )
+}
+
+fn audit(server: &Server, action: &str) -> Vec<Value> {
+    let (status, body) = server.call(
+        "GET",
+        &format!("/api/v1/audit?action={action}&limit=1000"),
+        Some(&server.admin.token()),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    body.as_array().unwrap().clone()
+}
+
+fn metric(server: &Server, name: &str) -> f64 {
+    let text = server.public_get("/metrics").text().unwrap();
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing in /metrics"))
+}
+
+/// Finding 1: wrong step-up codes end the session after 3 and lock the account's step-up after
+/// 5, even with the right code; each is audited and counted; only another officer unlocks.
+#[test]
+fn step_up_guessing_stops_at_the_limit_and_is_audited() {
+    let server = Server::start(Backend::Sqlite, &[]);
+    server.login(&server.admin);
+    let alice = server.user("alice", &["security-officer"]);
+    let bob = server.user("bob", &["security-officer"]);
+    let vendor = server.user("acme", &["vendor"]);
+    let (status, body) = vendor_request(&server, &vendor, 0);
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    let approve = |who: &Person, code: &str| {
+        server.call(
+            "POST",
+            &format!("/api/v1/requests/{id}/approve"),
+            Some(&who.token()),
+            Some(json!({"totp": code, "comment": "guess"})),
+        )
+    };
+    let wrong = alice.stale_code(20);
+    for attempt in 1..=3 {
+        let (status, body) = approve(&alice, &wrong);
+        assert_eq!(status, 403, "attempt {attempt}: {body}");
+        assert_eq!(
+            body["type"],
+            "https://mamori.dev/problems/invalid-second-factor"
+        );
+    }
+    // The third wrong code in one session ended it.
+    let (status, _) = server.call("GET", "/api/v1/me", Some(&alice.token()), None);
+    assert_eq!(status, 401, "the session that guessed three times is over");
+    server.login(&alice);
+    for attempt in 4..=5 {
+        let (status, body) = approve(&alice, &wrong);
+        assert_eq!(status, 403, "attempt {attempt}: {body}");
+    }
+    // Five in a row: locked, even for the right code.
+    let (status, body) = approve(&alice, &alice.code());
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["type"], "https://mamori.dev/problems/step-up-locked");
+    let failed = audit(&server, "stepup.failed");
+    assert_eq!(failed.len(), 5, "{failed:?}");
+    assert_eq!(failed[4]["details"]["step_up_locked"], true);
+    assert_eq!(failed[2]["details"]["session_ended"], true);
+    assert!(failed
+        .iter()
+        .all(|e| e["actor"] == "alice" && e["target"] == id.as_str()));
+    let refused = audit(&server, "security.refused");
+    assert!(
+        refused
+            .iter()
+            .any(|e| e["details"]["type"] == "step-up-locked" && e["actor"] == "alice"),
+        "{refused:?}"
+    );
+    assert_eq!(metric(&server, "mamori_step_up_failures_total"), 5.0);
+    assert!(
+        metric(
+            &server,
+            "mamori_security_refusals_total{type=\"invalid-second-factor\"}"
+        ) >= 5.0
+    );
+    let (_, users) = server.call("GET", "/api/v1/users", Some(&server.admin.token()), None);
+    let shown = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "alice")
+        .unwrap()
+        .clone();
+    assert_eq!(shown["step_up_locked"], true, "{shown}");
+    // Nobody lifts their own lock; another officer does, with their own step-up.
+    let (status, body) = server.call(
+        "POST",
+        "/api/v1/users/alice/unlock",
+        Some(&alice.token()),
+        Some(json!({"totp": "000000"})),
+    );
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = server.call(
+        "POST",
+        "/api/v1/users/alice/unlock",
+        Some(&bob.token()),
+        Some(json!({"totp": bob.code(), "comment": "alice mistyped"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["step_up_locked"], false);
+    let (status, body) = approve(&alice, &alice.code());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["approvals"], 1);
+}
+
+/// Finding 5: 40 parallel wrong passwords lock the account; the right password then fails.
+#[test]
+fn parallel_wrong_passwords_lock_the_account() {
+    let server = Server::start(
+        Backend::Sqlite,
+        &[("MAMORI_LOGIN_ATTEMPTS_PER_MINUTE", "0")],
+    );
+    server.login(&server.admin);
+    let victim = server.user("victim", &["security-officer"]);
+    let threads: Vec<_> = (0..40)
+        .map(|i| {
+            let client = server.client.clone();
+            let url = format!("{}/api/v1/login", server.api_url);
+            std::thread::spawn(move || {
+                client
+                    .post(url)
+                    .json(&json!({"username": "victim", "password": format!("wrong password {i}"), "totp": "123456"}))
+                    .send()
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), 401);
+    }
+    let (status, body) = server.call(
+        "POST",
+        "/api/v1/login",
+        None,
+        Some(json!({"username": "victim", "password": victim.password, "totp": victim.code()})),
+    );
+    assert_eq!(status, 401, "locked after 40 parallel failures: {body}");
+    let (_, users) = server.call("GET", "/api/v1/users", Some(&server.admin.token()), None);
+    let shown = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "victim")
+        .unwrap()
+        .clone();
+    assert!(shown["locked_until"].is_string(), "{shown}");
+    let failed = audit(&server, "login.failed");
+    assert!(
+        failed
+            .iter()
+            .filter(|e| e["actor"] == "victim")
+            .any(|e| e["details"]["locked"] == true),
+        "{failed:?}"
+    );
+}
+
+/// Finding 6: a user name with terminal escapes and a newline, typed at a failed login, comes
+/// out of `ca-cli audit list` escaped, and is stored as a hash and a short escaped form.
+#[test]
+fn terminal_escapes_in_the_audit_log_come_out_escaped() {
+    let server = Server::start(Backend::Sqlite, &[]);
+    server.login(&server.admin);
+    let forged = "\u{1b}[2J\u{1b}[HAUDIT OK - no events\u{1b}[8m\nforged  row";
+    let (status, _) = server.call(
+        "POST",
+        "/api/v1/login",
+        None,
+        Some(json!({"username": forged, "password": "whatever it is", "totp": "123456"})),
+    );
+    assert_eq!(status, 401);
+    let entry = audit(&server, "login.failed").pop().unwrap();
+    assert_eq!(entry["actor"], "(unknown user)");
+    assert!(entry["target"].as_str().unwrap().starts_with("unknown:"));
+    let name = entry["details"]["name"].as_str().unwrap();
+    assert!(!name.contains('\u{1b}') && !name.contains('\n'), "{name:?}");
+    let home = server.dir.path().join("cli-admin");
+    server.cli_login(&home, &server.admin);
+    let run = server.cli(&home, &["audit", "list", "--action", "login.failed"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        !run.stdout.contains('\u{1b}'),
+        "no escape reaches the terminal: {:?}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.lines().any(|l| l.starts_with("forged")),
+        "no forged row: {}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("(unknown user)"), "{}", run.stdout);
+}
+
+/// Finding 7: disabling a vendor cancels their pending request (audited) and it cannot be
+/// approved; a maintenance window may not start two years ahead.
+#[test]
+fn disabled_requesters_requests_are_cancelled_and_windows_are_bounded() {
+    let server = Server::start(Backend::Sqlite, &[]);
+    server.login(&server.admin);
+    let alice = server.user("alice", &["security-officer"]);
+    let vendor = server.user("acme", &["vendor"]);
+    let (status, body) = vendor_request(&server, &vendor, 2 * 365 * 86_400);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("within 30 days"),
+        "{body}"
+    );
+    let (status, body) = vendor_request(&server, &vendor, 0);
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    let (status, body) = server.call(
+        "POST",
+        "/api/v1/users/acme/disable",
+        Some(&server.admin.token()),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server.call(
+        "POST",
+        &format!("/api/v1/requests/{id}/approve"),
+        Some(&alice.token()),
+        Some(json!({"totp": alice.code()})),
+    );
+    assert_eq!(status, 409, "{body}");
+    let (_, view) = server.call(
+        "GET",
+        &format!("/api/v1/requests/{id}"),
+        Some(&alice.token()),
+        None,
+    );
+    assert_eq!(view["status"], "cancelled", "{view}");
+    let cancelled = audit(&server, "request.cancel");
+    assert_eq!(cancelled.len(), 1, "{cancelled:?}");
+    assert_eq!(cancelled[0]["target"], id.as_str());
+}
+
+/// Finding 2: approvers see the decoded CSR with what to notice; a vendor cannot ask for the
+/// group's organization or an e-mail outside its own domain; profiles carry distinct policies.
+#[test]
+fn approvers_see_the_subject_and_vendors_are_bound_to_their_account() {
+    let server = Server::start(
+        Backend::Sqlite,
+        &[("MAMORI_GROUP_DOMAINS", "hospital.example")],
+    );
+    server.login(&server.admin);
+    let alice = server.user("alice", &["security-officer"]);
+    let vendor = server.user("acme", &["vendor"]);
+    let now = ca_core::time::UnixTime::now().as_secs();
+    let submit = |subject: &[(rcgen::DnType, &str)], sans: Vec<rcgen::SanType>| {
+        let (_key, pem) = csr(subject, sans);
+        server.call(
+            "POST",
+            "/api/v1/requests",
+            Some(&vendor.token()),
+            Some(json!({"profile": "vendor-maintenance", "csr": pem, "justification": "x",
+                "work_order": "WO-2", "not_before": rfc3339(now), "not_after": rfc3339(now + 3600)})),
+        )
+    };
+    let email = |e: &str| rcgen::SanType::Rfc822Name(e.try_into().unwrap());
+    // The group's own name as O, and another domain's e-mail, are refused outright.
+    let (status, body) = submit(
+        &[
+            (OrganizationName, "Mamori Hospital Group"),
+            (CommonName, "Security Officer"),
+        ],
+        vec![],
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("Acme Medical"),
+        "{body}"
+    );
+    let (status, body) = submit(
+        &[(OrganizationName, "Acme Medical"), (CommonName, "eng")],
+        vec![email("director@hospital.example")],
+    );
+    assert_eq!(status, 400, "{body}");
+    // A lookalike of the admin account goes through to review, flagged.
+    let (status, body) = submit(
+        &[
+            (OrganizationName, "Acme Medical"),
+            (CommonName, "\u{430}dmin"),
+        ],
+        vec![email("eng@acme.example")],
+    );
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    let (status, view) = server.call(
+        "GET",
+        &format!("/api/v1/requests/{id}"),
+        Some(&alice.token()),
+        None,
+    );
+    assert_eq!(status, 200, "{view}");
+    let csr = &view["csr"];
+    assert!(
+        csr["subject"].as_str().unwrap().contains("Acme Medical"),
+        "{csr}"
+    );
+    assert_eq!(csr["sans"][0], "email:eng@acme.example");
+    assert_eq!(csr["key"], "ECDSA P-256");
+    let codes: Vec<&str> = csr["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    assert!(codes.contains(&"mixed-scripts"), "{codes:?}");
+    assert!(codes.contains(&"matches-account"), "{codes:?}");
+    assert!(codes.contains(&"outside-group-domain"), "{codes:?}");
+    // The CLI shows it to the officer.
+    let home = server.dir.path().join("cli-alice");
+    server.cli_login(&home, &alice);
+    let run = server.cli(&home, &["request", "show", &id]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.contains("主体名") && run.stdout.contains("O=Acme Medical"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("CHECK [matches-account]"),
+        "{}",
+        run.stdout
+    );
+}
+
+/// Saves the server's signed checkpoints as an auditor would (after signing one now) and checks
+/// the chain against them through the real CLI; returns the file and the checkpointed entry.
+fn keep_checkpoints(server: &Server, home: &std::path::Path) -> (std::path::PathBuf, u64) {
+    let run = server.cli(home, &["audit", "checkpoint"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let file = home.join("checkpoints.json");
+    let run = server.cli(
+        home,
+        &["audit", "checkpoints", "--out", file.to_str().unwrap()],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let run = server.cli(
+        home,
+        &["audit", "verify", "--checkpoints", file.to_str().unwrap()],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("audit chain intact"), "{}", run.stdout);
+    let kept: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let seq = kept["checkpoints"].as_array().unwrap().last().unwrap()["seq"]
+        .as_u64()
+        .unwrap();
+    (file, seq)
+}
+
+/// Finding 4, first half: cutting the tail off the audit log is detected against a checkpoint
+/// the auditor keeps, and by the server's own verify while its checkpoints are there.
+#[test]
+fn audit_tail_truncation_is_detected_against_a_checkpoint() {
+    let server = Server::start(Backend::Sqlite, &[]);
+    server.login(&server.admin);
+    let auditor = server.user("audit", &["auditor"]);
+    server.user("alice", &["security-officer"]);
+    let home = server.dir.path().join("cli-audit");
+    server.cli_login(&home, &auditor);
+    let (file, seq) = keep_checkpoints(&server, &home);
+    // The checkpoint is public, with the key that signed it.
+    let published: Value = server.public_get("/audit/checkpoints").json().unwrap();
+    assert!(published["audit_key"]
+        .as_str()
+        .unwrap()
+        .contains("PUBLIC KEY"));
+    // Delete the last two entries the checkpoint covers (an approval and a login, say).
+    server.sql(&format!("DELETE FROM audit_log WHERE seq >= {}", seq - 1));
+    let run = server.cli(
+        &home,
+        &["audit", "verify", "--checkpoints", file.to_str().unwrap()],
+    );
+    assert_eq!(run.code, 6, "{run:?}");
+    assert!(run.stderr.contains(&format!("{seq}")), "{}", run.stderr);
+    let run = server.cli(&home, &["audit", "verify"]);
+    assert_eq!(
+        run.code, 6,
+        "the server's stored checkpoint catches it too: {run:?}"
+    );
+}
+
+/// Finding 4, second half: rewriting an entry's actor and recomputing every hash after it,
+/// with the database's checkpoints deleted as well, still fails against the auditor's copy.
+#[test]
+fn consistent_audit_rewrite_is_detected_against_a_checkpoint() {
+    let mut server = Server::start(Backend::Sqlite, &[]);
+    server.login(&server.admin);
+    let auditor = server.user("audit", &["auditor"]);
+    server.user("alice", &["security-officer"]);
+    let home = server.dir.path().join("cli-audit");
+    server.cli_login(&home, &auditor);
+    let (file, _) = keep_checkpoints(&server, &home);
+    let (status, entries) = server.call(
+        "GET",
+        "/api/v1/audit?limit=1000",
+        Some(&auditor.token()),
+        None,
+    );
+    assert_eq!(status, 200);
+    let entries = entries.as_array().unwrap().clone();
+    server.kill();
+    assert_eq!(
+        server.query("SELECT max(seq) FROM audit_log"),
+        entries.len().to_string()
+    );
+    // The attacker rewrites who created alice, and recomputes the chain from there on.
+    let victim = entries
+        .iter()
+        .position(|e| e["action"] == "user.create" && e["target"] == "alice")
+        .unwrap();
+    let mut prev = entries[victim]["prev_hash"].as_str().unwrap().to_string();
+    for (i, entry) in entries.iter().enumerate().skip(victim) {
+        let actor = if i == victim {
+            "mallory".to_string()
+        } else {
+            entry["actor"].as_str().unwrap().to_string()
+        };
+        let record = ca_core::audit::AuditRecord {
+            seq: entry["seq"].as_u64().unwrap(),
+            at: entry["at_unix"].as_u64().unwrap(),
+            actor: actor.clone(),
+            action: entry["action"].as_str().unwrap().to_string(),
+            target: entry["target"].as_str().unwrap().to_string(),
+            details: entry["details"].to_string(),
+        };
+        let hash = ca_core::audit::entry_hash(&prev, &record);
+        server.sql(&format!(
+            "UPDATE audit_log SET actor = '{actor}', prev_hash = '{prev}', hash = '{hash}' WHERE seq = {}",
+            record.seq
+        ));
+        prev = hash;
+    }
+    server.sql("DELETE FROM audit_checkpoints");
+    server.restart();
+    // The chain alone is consistent: the server's verify, without its checkpoints, passes.
+    let run = server.cli(&home, &["audit", "verify"]);
+    assert_eq!(
+        run.code, 0,
+        "a consistent rewrite fools the chain alone: {run:?}"
+    );
+    // The auditor's checkpoint does not.
+    let run = server.cli(
+        &home,
+        &["audit", "verify", "--checkpoints", file.to_str().unwrap()],
+    );
+    assert_eq!(run.code, 6, "{run:?}");
+    assert!(run.stderr.contains("rewritten"), "{}", run.stderr);
+}
