@@ -68,6 +68,8 @@ enum Command {
     ///
     /// Example: ca-cli whoami
     Whoami,
+    /// Change your own password (required first when an admin set it).
+    Passwd(session::Passwd),
     /// Local keys.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -184,6 +186,7 @@ fn run(cli: Cli) -> CliResult<()> {
         Command::Login(args) => session::login(&conn, args, json),
         Command::Logout => session::logout(&conn),
         Command::Whoami => session::whoami(&conn, json),
+        Command::Passwd(args) => session::passwd(&conn, args, json),
         Command::Key(KeyCommand::Generate(args)) => key::generate(args),
         Command::Csr(CsrCommand::Create(args)) => key::csr_create(&conn, args),
         Command::Pkcs12(Pkcs12Command::Export(args)) => key::pkcs12_export(args),

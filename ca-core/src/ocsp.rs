@@ -222,21 +222,48 @@ pub fn variant_tbs<'c>(
     compact: &'c [u8],
     cert_id: &CertId,
 ) -> Result<(Vec<u8>, &'c [u8]), OcspError> {
-    use crate::tlv::expect;
+    use crate::tlv::{expect, push_header, split};
     use der::Tag;
+    // Spliced, not decoded and re-encoded: this runs for every answer under another hash, and
+    // a decode of the ResponseData cost about as much as the rest of the request.
     let walk = |e: crate::tlv::TlvError| OcspError::Encode(e.0);
     let tbs = expect(compact, Tag::Sequence).map_err(walk)?;
     let algorithm = expect(tbs.rest, Tag::Sequence).map_err(walk)?;
-    let mut data =
-        ResponseData::from_der(tbs.whole).map_err(|e| OcspError::Encode(e.to_string()))?;
-    match data.responses.as_mut_slice() {
-        [single] => single.cert_id = cert_id.clone(),
-        _ => return Err(OcspError::Encode("not a single response".into())),
+    // version [0], responderID [1] or [2], producedAt: everything before `responses`, the
+    // first SEQUENCE in tbsResponseData.
+    let mut cursor = tbs.content;
+    loop {
+        let field = split(cursor).map_err(walk)?;
+        if field.tag == Tag::Sequence {
+            break;
+        }
+        cursor = field.rest;
     }
-    let der = data
+    let before = &tbs.content[..tbs.content.len() - cursor.len()];
+    let responses = expect(cursor, Tag::Sequence).map_err(walk)?;
+    let single = expect(responses.content, Tag::Sequence).map_err(walk)?;
+    if !single.rest.is_empty() {
+        return Err(OcspError::Encode("not a single response".into()));
+    }
+    let old_id = expect(single.content, Tag::Sequence).map_err(walk)?;
+    let new_id = cert_id
         .to_der()
         .map_err(|e| OcspError::Encode(e.to_string()))?;
-    Ok((der, algorithm.whole))
+    let single_len = new_id.len() + old_id.rest.len();
+    let mut single_der = Vec::with_capacity(single_len + 4);
+    push_header(&mut single_der, Tag::Sequence, single_len).map_err(walk)?;
+    single_der.extend_from_slice(&new_id);
+    single_der.extend_from_slice(old_id.rest);
+    let mut responses_der = Vec::with_capacity(single_der.len() + 4);
+    push_header(&mut responses_der, Tag::Sequence, single_der.len()).map_err(walk)?;
+    responses_der.extend_from_slice(&single_der);
+    let content_len = before.len() + responses_der.len() + responses.rest.len();
+    let mut out = Vec::with_capacity(content_len + 4 + algorithm.whole.len() + 80);
+    push_header(&mut out, Tag::Sequence, content_len).map_err(walk)?;
+    out.extend_from_slice(before);
+    out.extend_from_slice(&responses_der);
+    out.extend_from_slice(responses.rest);
+    Ok((out, algorithm.whole))
 }
 
 /// Signs [`variant_tbs`] of `compact` for `cert_id`: the signature BIT STRING (tag and length

@@ -1736,6 +1736,13 @@ fn ocsp_variants_under_other_certid_hashes_verify() {
         assert!(hashes.matches(hash, id));
         let canonical = hashes.cert_id_with(hash, certs[0].serial.clone()).unwrap();
         assert_eq!(&canonical, id, "{hash:?}: canonical CertID encoding");
+        // The spliced tbsResponseData is what decoding, swapping the CertID and encoding
+        // again would give.
+        let (spliced, _) = ocsp::variant_tbs(&compact, &canonical).unwrap();
+        let original = ca_core::tlv::expect(&compact, der::Tag::Sequence).unwrap();
+        let mut data = x509_ocsp::ResponseData::from_der(original.whole).unwrap();
+        data.responses[0].cert_id = canonical.clone();
+        assert_eq!(spliced, data.to_der().unwrap(), "{hash:?}");
         let signature = ocsp::sign_variant(h.issuing.key(), &compact, &canonical).unwrap();
         assert!(signature.len() < 80, "{} bytes kept", signature.len());
         let rebuilt = ocsp::assemble_variant(&compact, &canonical, &signature).unwrap();

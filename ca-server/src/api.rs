@@ -23,6 +23,20 @@ pub struct LoginResponse {
     pub expires_at: String,
     /// Who logged in.
     pub user: UserView,
+    /// The password was set by an admin: nothing but `POST /passwd` (and `/me`, `/logout`)
+    /// answers until it is changed.
+    #[serde(default)]
+    pub password_change_required: bool,
+}
+
+/// `POST /api/v1/passwd`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChangeRequest {
+    /// The current password.
+    pub current_password: String,
+    /// The new one (at least 12 characters, not the current one).
+    pub new_password: String,
 }
 
 /// A user as the API shows it.

@@ -59,6 +59,8 @@ pub struct Caller {
     pub roles: Vec<Role>,
     /// The session's token hash (wrong step-up codes are counted per session too).
     pub session: String,
+    /// The password was set by an admin and must be changed before anything else.
+    pub must_change_password: bool,
 }
 
 impl Caller {
@@ -512,6 +514,10 @@ impl Authority {
             step_up_locked_at: None,
             organization,
             email_domain,
+            // Someone else chose this password: its owner replaces it at first sign-in.
+            must_change_password: actor != "system",
+            // The first admin, made at init, is nobody's sock puppet: no cooling-off.
+            credentials_set_at: if actor == "system" { 0 } else { now },
         };
         crate::store::write_transaction::<_, ServiceError, _>(&mut *conn, |conn| {
             if self.user_by_name(conn, username)?.is_some() {
@@ -702,6 +708,7 @@ impl Authority {
                 .set((
                     users::totp_secret_enc.eq(&sealed),
                     users::last_totp_step.eq(0),
+                    users::credentials_set_at.eq(now as i64),
                 ))
                 .execute(conn)?;
             diesel::delete(sessions::table.filter(sessions::user_id.eq(&user.id))).execute(conn)?;
@@ -838,6 +845,7 @@ impl Authority {
                 token,
                 expires_at: rfc3339(expires),
                 user: Self::user_view(&user),
+                password_change_required: user.must_change_password,
             }),
             None => {
                 self.metrics
@@ -920,6 +928,7 @@ impl Authority {
             username: user.username,
             roles: parse_roles(&user.roles),
             session: hash.clone(),
+            must_change_password: user.must_change_password,
         };
         self.sessions.insert(
             hash,
@@ -1403,6 +1412,14 @@ impl Authority {
                 .find(&caller.user_id)
                 .select(UserRow::as_select())
                 .first(conn)?;
+            let cooling_off = self.config.approval_cooling_off_secs as i64;
+            if user.credentials_set_at + cooling_off > now.as_secs() as i64 {
+                return Err(ServiceError::Forbidden(format!(
+                    "this account was created or its second factor reset less than {cooling_off} s ago \
+                     (approval_cooling_off_secs); it can decide from {}",
+                    rfc3339(user.credentials_set_at + cooling_off)
+                )));
+            }
             let pending = PendingRequest {
                 requester: UserId(row.requester_id.clone()),
                 submitted_at: UnixTime(row.created_at.max(0) as u64),

@@ -113,6 +113,9 @@ pub struct Config {
     pub max_window_start_days: u64,
     /// Seconds between signed audit checkpoints while the chain grows (also on demand).
     pub audit_checkpoint_secs: u64,
+    /// Seconds after an account is created or its TOTP reset during which it cannot approve
+    /// (0: none), so that an account an admin just made cannot supply a second approval.
+    pub approval_cooling_off_secs: u64,
     /// Login attempts allowed per client address per minute (0: no limit). Behind a reverse
     /// proxy every client shares the proxy's address: raise it there, or limit at the proxy.
     pub login_attempts_per_minute: u32,
@@ -171,6 +174,7 @@ impl Default for Config {
             step_up_session_failures: 3,
             max_window_start_days: 30,
             audit_checkpoint_secs: 300,
+            approval_cooling_off_secs: 86_400,
             lockout_secs: 15 * 60,
             login_attempts_per_minute: 20,
             crl_validity_secs: 24 * 3600,
@@ -273,6 +277,9 @@ impl Config {
         }
         if let Some(v) = env("step_up_session_failures") {
             self.step_up_session_failures = parse("step_up_session_failures", &v)?;
+        }
+        if let Some(v) = env("approval_cooling_off_secs") {
+            self.approval_cooling_off_secs = parse("approval_cooling_off_secs", &v)?;
         }
         if let Some(v) = env("audit_checkpoint_secs") {
             self.audit_checkpoint_secs = parse("audit_checkpoint_secs", &v)?;

@@ -23,6 +23,9 @@ pub enum ServiceError {
     /// or an admin lifts it.
     #[error("step-up is locked after too many wrong codes; another security officer or an admin must unlock it")]
     StepUpLocked,
+    /// The account's password was set by an admin and must be changed before anything else.
+    #[error("change the password an admin set first (ca-cli passwd, or POST /api/v1/passwd)")]
+    PasswordChangeRequired,
     /// The caller's roles do not allow this.
     #[error("forbidden: {0}")]
     Forbidden(String),

@@ -16,6 +16,7 @@ pub mod crl_publisher;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod password;
 pub mod rate_limit;
 pub mod responder;
 pub mod review;

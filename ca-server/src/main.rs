@@ -155,6 +155,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Dev => {
             let mut config = Config::load(cli.config.as_deref())?;
+            // dev is for trying Mamori: the walk-throughs create officers who approve at once.
+            if std::env::var_os("MAMORI_APPROVAL_COOLING_OFF_SECS").is_none() {
+                config.approval_cooling_off_secs = 0;
+            }
             if std::env::var_os("MAMORI_DATA_DIR").is_none() && cli.config.is_none() {
                 config.data_dir = PathBuf::from("mamori-dev");
             }

@@ -108,6 +108,7 @@ mod tests {
                 username: "alice".into(),
                 roles: vec![],
                 session: "h".into(),
+                must_change_password: false,
             },
             expires_at: 10_000,
             last_seen: 5,

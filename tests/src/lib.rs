@@ -413,8 +413,26 @@ impl Server {
             .split('&')
             .next()
             .unwrap();
-        let person = Person::new(name, &password, TotpSecret::from_base32(secret).unwrap());
-        self.login(&person);
+        // The password the admin set is replaced at first sign-in, as every new user must.
+        let own = format!("pw-{}", hex(&rand_bytes(8)));
+        let person = Person::new(name, &own, TotpSecret::from_base32(secret).unwrap());
+        let (status, login) = self.call(
+            "POST",
+            "/api/v1/login",
+            None,
+            Some(json!({"username": name, "password": password, "totp": person.code()})),
+        );
+        assert_eq!(status, 200, "login {name}: {login}");
+        assert_eq!(login["password_change_required"], true, "{login}");
+        let token = login["token"].as_str().unwrap().to_string();
+        let (status, changed) = self.call(
+            "POST",
+            "/api/v1/passwd",
+            Some(&token),
+            Some(json!({"current_password": password, "new_password": own})),
+        );
+        assert_eq!(status, 200, "passwd {name}: {changed}");
+        *person.token.lock().unwrap() = Some(token);
         person
     }
 

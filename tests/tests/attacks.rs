@@ -485,3 +485,124 @@ fn consistent_audit_rewrite_is_detected_against_a_checkpoint() {
     assert_eq!(run.code, 6, "{run:?}");
     assert!(run.stderr.contains("rewritten"), "{}", run.stderr);
 }
+
+/// Finding 3: one administrator, holding every role there is, tries each path to a
+/// two-approval certificate alone — approving their own request, a second officer account
+/// they create, another officer's account after resetting its TOTP, changing their own roles —
+/// and each is refused. Cooling-off as in production (one day).
+#[test]
+fn fresh_accounts_cannot_approve_during_cooling_off() {
+    let server = Server::start(
+        Backend::Sqlite,
+        &[("MAMORI_APPROVAL_COOLING_OFF_SECS", "86400")],
+    );
+    server.login(&server.admin);
+    // An officer who has been around: made before the admin turns rogue, and past cooling-off
+    // (their creation time is set back as if a day had passed).
+    let bob = server.user("bob", &["security-officer"]);
+    server.sql(
+        "UPDATE users SET credentials_set_at = credentials_set_at - 90000 WHERE username = 'bob'",
+    );
+    let admin = &server.admin;
+    // The admin holds every role: requests a vendor certificate through a vendor account they
+    // create, then tries to supply both approvals.
+    let (status, body) = server.call(
+        "PUT",
+        "/api/v1/users/admin/roles",
+        Some(&admin.token()),
+        Some(json!({"roles": ["admin", "security-officer", "vendor"]})),
+    );
+    assert_eq!(status, 403, "nobody changes their own roles: {body}");
+    let vendor = server.user("rogue-vendor", &["vendor"]);
+    server.sql("UPDATE users SET credentials_set_at = 0 WHERE username = 'rogue-vendor'");
+    let (status, body) = vendor_request(&server, &vendor, 0);
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    let approve = |who: &Person| {
+        server.call(
+            "POST",
+            &format!("/api/v1/requests/{id}/approve"),
+            Some(&who.token()),
+            Some(json!({"totp": who.code()})),
+        )
+    };
+    // First approval: the admin's own officer role (legitimately one of two).
+    let (status, body) = approve(admin);
+    assert_eq!(status, 200, "{body}");
+    // Again as the same person: refused.
+    let (status, body) = approve(admin);
+    assert_eq!(status, 409, "one vote per approver: {body}");
+    // A second officer account the admin just created: in cooling-off.
+    let sock = server.user("sock-puppet", &["security-officer"]);
+    let (status, body) = approve(&sock);
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("approval_cooling_off_secs"),
+        "{body}"
+    );
+    // Bob's account after the admin resets his TOTP: the admin gets the new secret but not
+    // Bob's password (Bob replaced the one the admin set), and the reset starts cooling-off.
+    let (status, reset) = server.call(
+        "POST",
+        "/api/v1/users/bob/totp/reset",
+        Some(&admin.token()),
+        None,
+    );
+    assert_eq!(status, 200, "{reset}");
+    let uri = reset["totp_uri"].as_str().unwrap();
+    let secret = uri
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let secret = ca_core::totp::TotpSecret::from_base32(secret).unwrap();
+    let now = ca_core::time::UnixTime::now().as_secs();
+    let (status, _) = server.call(
+        "POST",
+        "/api/v1/login",
+        None,
+        Some(json!({"username": "bob", "password": "the password the admin once set", "totp": secret.code_at_step(now / 30)})),
+    );
+    assert_eq!(status, 401, "the admin cannot sign in as Bob");
+    let (status, view) = server.call(
+        "GET",
+        &format!("/api/v1/requests/{id}"),
+        Some(&admin.token()),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(view["status"], "pending", "{view}");
+    assert_eq!(view["approvals"], 1, "{view}");
+    // Bob, who signs in with his own password and his new code, is in cooling-off too.
+    let bob_again = {
+        let (status, login) = server.call(
+            "POST",
+            "/api/v1/login",
+            None,
+            Some(json!({"username": "bob", "password": bob.password, "totp": secret.code_at_step(now / 30 + 1)})),
+        );
+        assert_eq!(status, 200, "{login}");
+        login["token"].as_str().unwrap().to_string()
+    };
+    let (status, body) = server.call(
+        "POST",
+        &format!("/api/v1/requests/{id}/approve"),
+        Some(&bob_again),
+        Some(json!({"totp": secret.code_at_step(now / 30 - 1)})),
+    );
+    assert_eq!(status, 403, "{body}");
+    let refused = audit(&server, "security.refused");
+    assert!(
+        refused
+            .iter()
+            .filter(|e| e["target"] == id.as_str())
+            .count()
+            >= 3,
+        "{refused:?}"
+    );
+}

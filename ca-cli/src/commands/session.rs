@@ -1,4 +1,4 @@
-//! `login`, `logout`, `whoami`.
+//! `login`, `logout`, `whoami`, `passwd`.
 
 use std::path::PathBuf;
 
@@ -84,6 +84,11 @@ pub fn login(conn: &Connection, args: Login, json_out: bool) -> CliResult<()> {
             body["expires_at"].as_str().unwrap_or("?")
         );
     }
+    if body["password_change_required"].as_bool() == Some(true) {
+        eprintln!(
+            "パスワードを変更してください / the password was set by an admin: change it with `ca-cli passwd` before anything else"
+        );
+    }
     Ok(())
 }
 
@@ -98,5 +103,72 @@ pub fn logout(conn: &Connection) -> CliResult<()> {
 pub fn whoami(conn: &Connection, json_out: bool) -> CliResult<()> {
     let me = conn.json("GET", "/api/v1/me", None)?;
     output::print(json_out, &me, &[("username", "USER"), ("roles", "ROLES")]);
+    Ok(())
+}
+
+/// `ca-cli passwd`.
+#[derive(Args)]
+#[command(
+    after_help = "Example:\n  ca-cli passwd --current-password-file old.txt --new-password-file new.txt"
+)]
+pub struct Passwd {
+    /// Read the current password from this file instead of prompting.
+    #[arg(long)]
+    pub current_password_file: Option<PathBuf>,
+    /// Read the new password (at least 12 characters) from this file instead of prompting.
+    #[arg(long)]
+    pub new_password_file: Option<PathBuf>,
+}
+
+/// Changes the logged-in user's own password.
+pub fn passwd(conn: &Connection, args: Passwd, json_out: bool) -> CliResult<()> {
+    use std::io::IsTerminal;
+    let read = |file: &Option<PathBuf>,
+                prompt: &str,
+                confirm: bool|
+     -> CliResult<zeroize::Zeroizing<String>> {
+        if let Some(path) = file {
+            return read_secret_file(path);
+        }
+        if !std::io::stdin().is_terminal() {
+            return Err(fail(
+                exit::USAGE,
+                "pass --current-password-file and --new-password-file in scripts",
+            ));
+        }
+        let first = zeroize::Zeroizing::new(
+            rpassword::prompt_password(prompt).context("reading the password")?,
+        );
+        if confirm {
+            let again = zeroize::Zeroizing::new(
+                rpassword::prompt_password("Repeat the new password / もう一度: ")
+                    .context("reading the password")?,
+            );
+            if *again != *first {
+                return Err(fail(exit::USAGE, "the new passwords differ / 一致しません"));
+            }
+        }
+        Ok(first)
+    };
+    let current = read(
+        &args.current_password_file,
+        "Current password / 現在のパスワード: ",
+        false,
+    )?;
+    let new = read(
+        &args.new_password_file,
+        "New password / 新しいパスワード: ",
+        true,
+    )?;
+    let view = conn.json(
+        "POST",
+        "/api/v1/passwd",
+        Some(&json!({"current_password": current.as_str(), "new_password": new.as_str()})),
+    )?;
+    if json_out {
+        output::print(true, &view, &[]);
+    } else {
+        println!("password changed / パスワードを変更しました");
+    }
     Ok(())
 }

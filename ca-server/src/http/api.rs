@@ -36,7 +36,24 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ServiceError::Internal(e.to_string()))?
 }
 
+/// Runs `f` as the caller the bearer token names. A caller who must still change the password
+/// an admin set gets nothing but [`as_caller_any`]'s routes (who am I, log out, change it).
 async fn as_caller<T: Send + 'static>(
+    state: &State,
+    request: &HttpRequest,
+    f: impl FnOnce(&Authority, &Caller) -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    as_caller_any(state, request, move |authority, caller| {
+        if caller.must_change_password {
+            return Err(ServiceError::PasswordChangeRequired);
+        }
+        f(authority, caller)
+    })
+    .await
+}
+
+/// As [`as_caller`], also for a caller who must change their password first.
+async fn as_caller_any<T: Send + 'static>(
     state: &State,
     request: &HttpRequest,
     f: impl FnOnce(&Authority, &Caller) -> Result<T, ServiceError> + Send + 'static,
@@ -48,6 +65,17 @@ async fn as_caller<T: Send + 'static>(
         f(&authority, &caller)
     })
     .await
+}
+
+/// `POST /api/v1/passwd`: changes the caller's own password (the current one is asked again).
+pub async fn change_password(
+    state: State,
+    request: HttpRequest,
+    body: web::Json<PasswordChangeRequest>,
+) -> Result<HttpResponse, ServiceError> {
+    let body = body.into_inner();
+    Ok(HttpResponse::Ok()
+        .json(as_caller_any(&state, &request, move |a, c| a.change_password(c, &body)).await?))
 }
 
 /// `POST /api/v1/login`.
@@ -70,13 +98,13 @@ pub async fn login(
 /// `POST /api/v1/logout`.
 pub async fn logout(state: State, request: HttpRequest) -> Result<HttpResponse, ServiceError> {
     let token = bearer(&request)?;
-    as_caller(&state, &request, move |a, c| a.logout(c, &token)).await?;
+    as_caller_any(&state, &request, move |a, c| a.logout(c, &token)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// `GET /api/v1/me`.
 pub async fn me(state: State, request: HttpRequest) -> Result<HttpResponse, ServiceError> {
-    let caller = as_caller(&state, &request, |_, c| Ok(c.clone())).await?;
+    let caller = as_caller_any(&state, &request, |_, c| Ok(c.clone())).await?;
     Ok(HttpResponse::Ok().json(UserView {
         username: caller.username,
         roles: caller.roles.iter().map(|r| r.to_string()).collect(),

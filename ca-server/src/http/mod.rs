@@ -46,6 +46,12 @@ pub const ROUTES: &[Route] = &[
         summary: "End the session",
     },
     Route {
+        method: "post",
+        path: "/api/v1/passwd",
+        roles: "any (one's own password; the current one is asked again)",
+        summary: "Change one's own password (required first when an admin set it)",
+    },
+    Route {
         method: "get",
         path: "/api/v1/me",
         roles: "any",
@@ -330,6 +336,7 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
             .route("/login", web::post().to(api::login))
             .route("/logout", web::post().to(api::logout))
             .route("/me", web::get().to(api::me))
+            .route("/passwd", web::post().to(api::change_password))
             .route("/users", web::get().to(api::list_users))
             .route("/users", web::post().to(api::create_user))
             .route("/users/{username}/roles", web::put().to(api::set_roles))

@@ -59,6 +59,11 @@ fn parts(error: &ServiceError) -> (StatusCode, &'static str, &'static str) {
             "invalid-second-factor",
             "Invalid second factor",
         ),
+        ServiceError::PasswordChangeRequired => (
+            StatusCode::FORBIDDEN,
+            "password-change-required",
+            "Password change required",
+        ),
         ServiceError::StepUpLocked => (StatusCode::FORBIDDEN, "step-up-locked", "Step-up locked"),
         ServiceError::TooManyAttempts(_) => (
             StatusCode::TOO_MANY_REQUESTS,

@@ -36,6 +36,10 @@ pub struct UserRow {
     pub organization: Option<String>,
     /// The e-mail domain registered on the account.
     pub email_domain: Option<String>,
+    /// The password was set by someone else: the next sign-in must change it.
+    pub must_change_password: bool,
+    /// When someone else last set the account's password or TOTP secret (creation, reset).
+    pub credentials_set_at: i64,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

@@ -34,6 +34,8 @@ diesel::table! {
         step_up_locked_at -> Nullable<BigInt>,
         organization -> Nullable<Text>,
         email_domain -> Nullable<Text>,
+        must_change_password -> Bool,
+        credentials_set_at -> BigInt,
     }
 }
 

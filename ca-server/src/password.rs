@@ -1,0 +1,76 @@
+//! Changing one's own password: required at the first sign-in when an admin set it (so the
+//! password the admin chose does not stay valid), and open to everyone at any time.
+
+use diesel::prelude::*;
+use serde_json::json;
+
+use crate::api::{PasswordChangeRequest, UserView};
+use crate::audit_log;
+use crate::auth;
+use crate::authority::{Authority, Caller};
+use crate::error::ServiceError;
+use crate::store::models::UserRow;
+use crate::store::schema::*;
+
+impl Authority {
+    /// `POST /passwd`: the current password again, then a new one that meets the policy and
+    /// differs from it. Other sessions of the account end; this one goes on.
+    pub fn change_password(
+        &self,
+        caller: &Caller,
+        request: &PasswordChangeRequest,
+    ) -> Result<UserView, ServiceError> {
+        auth::check_password_policy(&request.new_password).map_err(ServiceError::Invalid)?;
+        if request.new_password == request.current_password {
+            return Err(ServiceError::Invalid(
+                "the new password must differ from the current one".into(),
+            ));
+        }
+        let now = self.now().as_secs();
+        let mut conn = self.conn()?;
+        let user: UserRow = users::table
+            .find(&caller.user_id)
+            .select(UserRow::as_select())
+            .first(&mut conn)?;
+        if !auth::verify_password(&request.current_password, &user.password_hash) {
+            audit_log::append(
+                &mut conn,
+                now,
+                &caller.username,
+                "user.passwd_failed",
+                &caller.username,
+                json!({"reason": "current password wrong"}),
+            )?;
+            return Err(ServiceError::InvalidCredentials);
+        }
+        let hash = auth::hash_password(&request.new_password)?;
+        let outcome = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
+            diesel::update(users::table.find(&user.id))
+                .set((
+                    users::password_hash.eq(&hash),
+                    users::must_change_password.eq(false),
+                ))
+                .execute(conn)?;
+            diesel::delete(
+                sessions::table
+                    .filter(sessions::user_id.eq(&user.id))
+                    .filter(sessions::token_hash.ne(&caller.session)),
+            )
+            .execute(conn)?;
+            audit_log::append(
+                conn,
+                now,
+                &caller.username,
+                "user.passwd",
+                &caller.username,
+                json!({"was_set_by_admin": user.must_change_password}),
+            )?;
+            let mut updated = user.clone();
+            updated.must_change_password = false;
+            Ok(Self::user_view(&updated))
+        });
+        // Cached sessions carry the old flag: forget them.
+        self.sessions.invalidate();
+        outcome
+    }
+}

@@ -1,0 +1,2 @@
+ALTER TABLE users DROP COLUMN credentials_set_at;
+ALTER TABLE users DROP COLUMN must_change_password;
