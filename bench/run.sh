@@ -75,6 +75,9 @@ printf 'a long enough password\n' > "$work/pw2"
 "$cli" --config-dir "$work/admin" --json user add enroller --roles device-enroller --password-file "$work/pw2" > "$work/enroller.json"
 esecret=$(python3 -c "import json;print(json.load(open('$work/enroller.json'))['totp_uri'].split('secret=')[1].split('&')[0])")
 secret=$esecret "$cli" --config-dir "$work/enroller" login --username enroller --password-file "$work/pw2" --totp "$(secret=$esecret; totp)" > /dev/null
+# A user an admin added replaces the admin's password at first sign-in.
+printf 'the enrollers own password\n' > "$work/pw3"
+"$cli" --config-dir "$work/enroller" passwd --current-password-file "$work/pw2" --new-password-file "$work/pw3" > /dev/null
 { echo "id"; for i in $(seq -w 1 "$CERTS"); do echo "d$i"; done; } > "$work/fleet.csv"
 time "$cli" --config-dir "$work/enroller" device import "$work/fleet.csv" --keys-dir "$work/fleet" >&2
 stop_mamori

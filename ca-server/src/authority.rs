@@ -579,6 +579,24 @@ impl Authority {
         Ok(rows.iter().map(Self::user_view).collect())
     }
 
+    /// Lets an admin act on another account only (`why` says so otherwise); a refusal is
+    /// audited ([`Authority::guarded`]).
+    fn admin_on_another(
+        &self,
+        caller: &Caller,
+        action: &str,
+        username: &str,
+        why: &str,
+    ) -> Result<(), ServiceError> {
+        let allowed = caller.require(&[Role::Admin]).and_then(|_| {
+            if username == caller.username {
+                return Err(ServiceError::Forbidden(why.into()));
+            }
+            Ok(())
+        });
+        self.guarded(caller, action, username, allowed)
+    }
+
     /// `PUT /users/{name}/roles` (admin; never one's own).
     pub fn set_roles(
         &self,
@@ -586,15 +604,12 @@ impl Authority {
         username: &str,
         request: SetRolesRequest,
     ) -> Result<UserView, ServiceError> {
-        let allowed = caller.require(&[Role::Admin]).and_then(|_| {
-            if username == caller.username {
-                return Err(ServiceError::Forbidden(
-                    "nobody changes their own roles".into(),
-                ));
-            }
-            Ok(())
-        });
-        self.guarded(caller, "user.roles", username, allowed)?;
+        self.admin_on_another(
+            caller,
+            "user.roles",
+            username,
+            "nobody changes their own roles",
+        )?;
         let roles = parse_role_list(&request.roles)?;
         if roles.is_empty() {
             return Err(ServiceError::Invalid(
@@ -628,15 +643,12 @@ impl Authority {
 
     /// `POST /users/{name}/disable` (admin; never oneself).
     pub fn disable_user(&self, caller: &Caller, username: &str) -> Result<UserView, ServiceError> {
-        let allowed = caller.require(&[Role::Admin]).and_then(|_| {
-            if username == caller.username {
-                return Err(ServiceError::Forbidden(
-                    "admins cannot disable themselves".into(),
-                ));
-            }
-            Ok(())
-        });
-        self.guarded(caller, "user.disable", username, allowed)?;
+        self.admin_on_another(
+            caller,
+            "user.disable",
+            username,
+            "admins cannot disable themselves",
+        )?;
         let now = self.now().as_secs();
         let mut conn = self.conn()?;
         let outcome = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {

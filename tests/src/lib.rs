@@ -405,17 +405,9 @@ impl Server {
             Some(body),
         );
         assert_eq!(status, 201, "create {name}: {body}");
-        let uri = body["totp_uri"].as_str().unwrap();
-        let secret = uri
-            .split("secret=")
-            .nth(1)
-            .unwrap()
-            .split('&')
-            .next()
-            .unwrap();
         // The password the admin set is replaced at first sign-in, as every new user must.
         let own = format!("pw-{}", hex(&rand_bytes(8)));
-        let person = Person::new(name, &own, TotpSecret::from_base32(secret).unwrap());
+        let person = Person::new(name, &own, totp_secret_of(&body));
         let (status, login) = self.call(
             "POST",
             "/api/v1/login",
@@ -600,6 +592,19 @@ fn wait_ready(mut child: Child, public_url: &str, dir: &Path, admin_file: Option
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The TOTP secret in an enrolment answer (`totp_uri`, as user creation and TOTP reset give it).
+pub fn totp_secret_of(enrolment: &Value) -> TotpSecret {
+    let uri = enrolment["totp_uri"].as_str().unwrap();
+    let secret = uri
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    TotpSecret::from_base32(secret).unwrap()
 }
 
 /// A P-256 key and a PEM CSR with the given subject and SANs.

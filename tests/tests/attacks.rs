@@ -552,15 +552,7 @@ fn fresh_accounts_cannot_approve_during_cooling_off() {
         None,
     );
     assert_eq!(status, 200, "{reset}");
-    let uri = reset["totp_uri"].as_str().unwrap();
-    let secret = uri
-        .split("secret=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap();
-    let secret = ca_core::totp::TotpSecret::from_base32(secret).unwrap();
+    let secret = mamori_e2e::totp_secret_of(&reset);
     let now = ca_core::time::UnixTime::now().as_secs();
     let (status, _) = server.call(
         "POST",

@@ -175,24 +175,11 @@ pub fn run(
         AuditCommand::Export { out } => {
             let mut file = std::fs::File::create(&out)
                 .with_context(|| format!("creating {}", out.display()))?;
-            let mut after = 0u64;
-            let mut count = 0usize;
-            loop {
-                let page = conn.json(
-                    "GET",
-                    &format!("/api/v1/audit?after={after}&limit=1000"),
-                    None,
-                )?;
-                let entries = page.as_array().cloned().unwrap_or_default();
-                if entries.is_empty() {
-                    break;
-                }
-                for entry in &entries {
-                    writeln!(file, "{}", serde_json::to_string(entry)?)
-                        .with_context(|| format!("writing {}", out.display()))?;
-                    after = entry["seq"].as_u64().unwrap_or(after);
-                    count += 1;
-                }
+            let entries = all_entries(conn)?;
+            let count = entries.len();
+            for entry in &entries {
+                writeln!(file, "{}", serde_json::to_string(entry)?)
+                    .with_context(|| format!("writing {}", out.display()))?;
             }
             // The checkpoints go with every export, so the export can be verified later.
             let checkpoints_path = PathBuf::from(format!("{}.checkpoints.json", out.display()));
