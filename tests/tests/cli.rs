@@ -389,3 +389,72 @@ fn bulk_import_of_fifty_devices_with_one_bad_row() {
     );
     assert_eq!(run.json().as_array().unwrap().len(), 49);
 }
+
+/// A user an admin adds with `ca-cli user add` signs in with the admin's password, can do
+/// nothing but change it (`ca-cli passwd`), and then works with their own; the admin's password
+/// no longer opens the account.
+#[test]
+fn first_sign_in_replaces_the_admins_password() {
+    let server = Server::start(Backend::Sqlite, &[]);
+    let work = tempfile::tempdir().unwrap();
+    let (admin_home, user_home) = (work.path().join("admin"), work.path().join("carol"));
+    server.cli_login(&admin_home, &server.admin);
+    let initial = work.path().join("initial.txt");
+    let own = work.path().join("own.txt");
+    std::fs::write(&initial, "the admin chose this one\n").unwrap();
+    std::fs::write(&own, "carol chose this one herself\n").unwrap();
+    let run = server.cli(
+        &admin_home,
+        &[
+            "--json",
+            "user",
+            "add",
+            "carol",
+            "--roles",
+            "auditor",
+            "--password-file",
+            s(&initial),
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let secret = mamori_e2e::totp_secret_of(&run.json());
+    let now = ca_core::time::UnixTime::now().as_secs();
+    let login = |password: &std::path::Path, step: u64| {
+        server.cli(
+            &user_home,
+            &[
+                "login",
+                "--username",
+                "carol",
+                "--password-file",
+                s(password),
+                "--totp",
+                &secret.code_at_step(step),
+            ],
+        )
+    };
+    let run = login(&initial, now / 30);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("ca-cli passwd"), "{run:?}");
+    let run = server.cli(&user_home, &["audit", "list"]);
+    assert_eq!(run.code, 4, "nothing before the change: {run:?}");
+    assert!(run.stderr.contains("change the password"), "{run:?}");
+    let run = server.cli(
+        &user_home,
+        &[
+            "passwd",
+            "--current-password-file",
+            s(&initial),
+            "--new-password-file",
+            s(&own),
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let run = server.cli(&user_home, &["audit", "list"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("user.passwd"), "{}", run.stdout);
+    let run = login(&initial, now / 30 + 1);
+    assert_eq!(run.code, 3, "the admin's password is gone: {run:?}");
+    let run = login(&own, now / 30 + 1);
+    assert_eq!(run.code, 0, "{run:?}");
+}
