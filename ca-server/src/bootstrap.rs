@@ -569,3 +569,39 @@ pub fn dev_admin(config: &Config, authority: &Authority) -> anyhow::Result<()> {
     println!("  TOTP:     {}", enrolment.totp_uri);
     Ok(())
 }
+
+/// `ca-server unlock`: lifts a user's step-up lock and login lockout from the server itself,
+/// for when every officer and admin who could do it through the API is locked (a stolen-session
+/// attack can lock them all). Proves the CA passphrase first; audited as `ca-server (local)`.
+pub fn unlock_user_locally(
+    config: &Config,
+    passphrase: &str,
+    username: &str,
+) -> anyhow::Result<()> {
+    let pool = open_pool(config)?;
+    let mut conn = pool.get()?;
+    unlock(&mut conn, passphrase)?;
+    let now = SystemClock.now().as_secs();
+    crate::store::write_transaction::<_, anyhow::Error, _>(&mut conn, |conn| {
+        let updated = diesel::update(users::table.filter(users::username.eq(username)))
+            .set((
+                users::step_up_failures.eq(0),
+                users::step_up_locked_at.eq(None::<i64>),
+                users::failed_logins.eq(0),
+                users::locked_until.eq(None::<i64>),
+            ))
+            .execute(conn)?;
+        if updated != 1 {
+            bail!("no user {username}");
+        }
+        audit_log::append(
+            conn,
+            now,
+            "ca-server (local)",
+            "user.unlock",
+            username,
+            json!({"local": true}),
+        )?;
+        Ok(())
+    })
+}

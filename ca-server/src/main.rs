@@ -68,6 +68,18 @@ enum Command {
         #[arg(long)]
         from: PathBuf,
     },
+    /// On the server itself, with the CA passphrase: lift a user's step-up lock and login
+    /// lockout when nobody who could do it through the API is left unlocked (audited). The
+    /// server may keep running.
+    ///
+    /// Example: ca-server unlock --config mamori.toml --passphrase-file /root/ca-pass --username alice
+    Unlock {
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
+        /// The user to unlock.
+        #[arg(long)]
+        username: String,
+    },
     /// A local instance for trying Mamori: data in ./mamori-dev, an admin whose password and
     /// TOTP URI are printed once and written to <data dir>/dev-admin.json.
     ///
@@ -151,6 +163,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             for path in written {
                 println!("wrote {}", path.display());
             }
+            Ok(())
+        }
+        Command::Unlock {
+            passphrase,
+            username,
+        } => {
+            let config = Config::load(cli.config.as_deref())?;
+            let secret = read_passphrase(&passphrase.source(), false)?;
+            bootstrap::unlock_user_locally(&config, &secret, &username)?;
+            println!("unlocked {username}");
             Ok(())
         }
         Command::Dev => {

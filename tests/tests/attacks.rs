@@ -190,6 +190,22 @@ fn parallel_wrong_passwords_lock_the_account() {
             .any(|e| e["details"]["locked"] == true),
         "{failed:?}"
     );
+    // Break-glass on the server itself, with the CA passphrase: the lock is lifted, audited.
+    let out = server.ca_server(&["unlock", "--username", "victim"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, body) = server.call(
+        "POST",
+        "/api/v1/login",
+        None,
+        Some(json!({"username": "victim", "password": victim.password, "totp": victim.code()})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let unlocked = audit(&server, "user.unlock");
+    assert_eq!(unlocked.last().unwrap()["actor"], "ca-server (local)");
 }
 
 /// Finding 6: a user name with terminal escapes and a newline, typed at a failed login, comes
