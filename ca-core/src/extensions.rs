@@ -121,8 +121,10 @@ pub fn ocsp_no_check() -> Result<Extension, der::Error> {
     })
 }
 
-/// The DER content octets of the OID written `text` (dotted decimal), with arcs of any size:
-/// UUID OIDs (`2.25.<uuid>`, ITU-T X.667) carry a 128-bit arc, more than `const_oid` holds.
+/// The DER content octets of the OID written `text` (dotted decimal). Every arc must fit in 32
+/// bits: UUID OIDs (`2.25.<uuid>`, ITU-T X.667) are refused, because pkilint (pyasn1) fails them
+/// as FATAL and Windows' CryptoAPI, which NPS and Schannel validate with, handles 32-bit arcs
+/// only. (Checked here, before `const_oid`, whose parser panics on such arcs.)
 pub fn oid_content(text: &str) -> Result<Vec<u8>, String> {
     let arcs: Vec<u128> = text
         .split('.')
@@ -134,7 +136,14 @@ pub fn oid_content(text: &str) -> Result<Vec<u8>, String> {
                 return Err(format!("{text:?} is not a dotted-decimal OID"));
             }
             a.parse::<u128>()
-                .map_err(|_| format!("{text:?}: arc {a} is too large"))
+                .ok()
+                .filter(|v| *v <= u128::from(u32::MAX))
+                .ok_or_else(|| {
+                    format!(
+                        "{text:?}: arc {a} is larger than 32 bits, which pkilint and Windows refuse; \
+                         use an arc under your organization's IANA Private Enterprise Number"
+                    )
+                })
         })
         .collect::<Result<_, _>>()?;
     if arcs.len() < 2 || arcs[0] > 2 || (arcs[0] < 2 && arcs[1] > 39) {
@@ -187,17 +196,17 @@ mod oid_tests {
     use super::*;
 
     #[test]
-    fn uuid_oids_encode_like_openssl() {
-        // `openssl asn1parse -genstr OID:2.25.329800735698586629295641978511506172918 -out f`
-        // (X.667's example UUID) writes 06 14 followed by these content octets.
-        let content = oid_content("2.25.329800735698586629295641978511506172918").unwrap();
+    fn oids_encode_like_openssl_and_big_arcs_are_refused() {
+        // A UUID OID (X.667's example): a 128-bit arc, refused.
+        let refused = oid_content("2.25.329800735698586629295641978511506172918").unwrap_err();
+        assert!(refused.contains("32 bits"), "{refused}");
+        assert!(oid_content("1.3.6.1.4.1.4294967296.1").is_err());
+        // `openssl asn1parse -genstr OID:1.3.6.1.4.1.4294967295.1` gives 06 0B and these.
         assert_eq!(
-            content,
-            [
-                0x69, 0x83, 0xf0, 0x9d, 0xa7, 0xeb, 0xcf, 0xde, 0xe0, 0xc7, 0xa1, 0xa7, 0xb2, 0xc0,
-                0x94, 0x8c, 0xc8, 0xf9, 0xd7, 0x76
-            ]
+            oid_content("1.3.6.1.4.1.4294967295.1").unwrap(),
+            [0x2b, 0x06, 0x01, 0x04, 0x01, 0x8f, 0xff, 0xff, 0xff, 0x7f, 0x01]
         );
+        let content = oid_content("1.3.6.1.4.1.55555.1.2").unwrap();
         assert_eq!(
             oid_content("1.2.840.113549").unwrap(),
             [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d]
