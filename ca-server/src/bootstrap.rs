@@ -583,17 +583,15 @@ pub fn unlock_user_locally(
     unlock(&mut conn, passphrase)?;
     let now = SystemClock.now().as_secs();
     crate::store::write_transaction::<_, anyhow::Error, _>(&mut conn, |conn| {
-        let updated = diesel::update(users::table.filter(users::username.eq(username)))
-            .set((
-                users::step_up_failures.eq(0),
-                users::step_up_locked_at.eq(None::<i64>),
-                users::failed_logins.eq(0),
-                users::locked_until.eq(None::<i64>),
-            ))
-            .execute(conn)?;
-        if updated != 1 {
-            bail!("no user {username}");
-        }
+        let id: Option<String> = users::table
+            .filter(users::username.eq(username))
+            .select(users::id)
+            .first(conn)
+            .optional()?;
+        match id {
+            Some(id) => crate::step_up::lift_locks(conn, &id)?,
+            None => bail!("no user {username}"),
+        };
         audit_log::append(
             conn,
             now,

@@ -21,6 +21,19 @@ use crate::store::models::UserRow;
 use crate::store::schema::*;
 use crate::store::DbConnection;
 
+/// Clears an account's step-up lock and login lockout, with their counts (`user unlock` through
+/// the API, and `ca-server unlock` on the server). Returns the rows changed (0: no such user).
+pub(crate) fn lift_locks(conn: &mut DbConnection, user_id: &str) -> QueryResult<usize> {
+    diesel::update(users::table.find(user_id))
+        .set((
+            users::step_up_failures.eq(0),
+            users::step_up_locked_at.eq(None::<i64>),
+            users::failed_logins.eq(0),
+            users::locked_until.eq(None::<i64>),
+        ))
+        .execute(conn)
+}
+
 impl Authority {
     /// Checks `code` as `user`'s step-up inside the caller's write transaction: refused while
     /// the account's step-up is locked; a right code (once per TOTP step) clears the count of
@@ -193,14 +206,7 @@ impl Authority {
             let mut user = self
                 .user_by_name(conn, username)?
                 .ok_or_else(|| ServiceError::NotFound(format!("user {username}")))?;
-            diesel::update(users::table.find(&user.id))
-                .set((
-                    users::step_up_failures.eq(0),
-                    users::step_up_locked_at.eq(None::<i64>),
-                    users::failed_logins.eq(0),
-                    users::locked_until.eq(None::<i64>),
-                ))
-                .execute(conn)?;
+            lift_locks(conn, &user.id)?;
             audit_log::append(
                 conn,
                 now,
