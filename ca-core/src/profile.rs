@@ -376,7 +376,9 @@ fn anchored(
     }
 }
 
-fn valid_dns_name(name: &str) -> bool {
+/// Whether `name` is a lower-case host or domain name: labels of 1-63 letters, digits and
+/// inner hyphens, 253 octets at most, no wildcard.
+pub fn valid_dns_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
         && name.split('.').all(|label| {

@@ -1573,6 +1573,18 @@ impl Authority {
         conn: &mut DbConnection,
         request_id: &str,
     ) -> Result<RequestView, ServiceError> {
+        let accounts = crate::review::account_names(conn)?;
+        self.request_view_among(conn, request_id, &accounts)
+    }
+
+    /// [`Authority::request_view`] with the account names its review compares against read
+    /// once by the caller (a list reads them once, not once per request).
+    fn request_view_among(
+        &self,
+        conn: &mut DbConnection,
+        request_id: &str,
+        accounts: &[String],
+    ) -> Result<RequestView, ServiceError> {
         let (row, requester): (RequestRow, String) = requests::table
             .inner_join(users::table.on(users::id.eq(requests::requester_id)))
             .filter(requests::id.eq(request_id))
@@ -1584,7 +1596,7 @@ impl Authority {
         let profile_id = row.profile_id.clone();
         let csr_der = row.csr_der.clone();
         let mut view = self.view_of(row, requester, &decisions);
-        view.csr = self.review_csr(conn, &profile_id, &view.requester, &csr_der)?;
+        view.csr = self.review_csr(conn, &profile_id, &view.requester, &csr_der, accounts)?;
         Ok(view)
     }
 
@@ -1676,8 +1688,9 @@ impl Authority {
             query = query.filter(requests::requester_id.eq(caller.user_id.clone()));
         }
         let ids: Vec<String> = query.load(&mut conn)?;
+        let accounts = crate::review::account_names(&mut conn)?;
         ids.iter()
-            .map(|id| self.request_view(&mut conn, id))
+            .map(|id| self.request_view_among(&mut conn, id, &accounts))
             .collect()
     }
 

@@ -432,17 +432,17 @@ impl Authority {
                 delta_base: None,
                 freshest_crl: ca.delta_crl_url_for(partition),
             };
-            let base = match how {
+            let header = match how {
                 Rebuild::Full => None,
-                Rebuild::FromBase => self.current_crl(conn, &name)?,
+                Rebuild::FromBase => published_header(conn, &name)?,
+            };
+            let base = match &header {
+                Some(header) => Some(self.current_crl(conn, &name, header)?),
+                None => None,
             };
             // Deltas stay based on the last scheduled rebuild's CRL, which relying parties
             // that use deltas hold; a republication from a base carries that base on.
-            let delta_base = match &base {
-                Some(_) => published_header(conn, &name)?.map(|h| h.delta_base()),
-                None => None,
-            }
-            .unwrap_or((number, now_secs));
+            let delta_base = header.map(|h| h.delta_base()).unwrap_or((number, now_secs));
             let (der, detail) = match base {
                 Some(base) => {
                     let changes =
@@ -488,20 +488,20 @@ impl Authority {
         Ok(())
     }
 
-    /// The scope's current complete CRL: from memory when it is the one the database holds,
-    /// otherwise from the database.
+    /// The scope's current complete CRL, whose stored header is `header`: from memory when it
+    /// is the one the database holds, otherwise from the database.
     fn current_crl(
         &self,
         conn: &mut DbConnection,
         name: &str,
-    ) -> Result<Option<Arc<PublishedCrl>>, ServiceError> {
-        let Some(Header { number, .. }) = published_header(conn, name)? else {
-            return Ok(None);
-        };
-        if let Some(hit) = self.cached_crl(name).filter(|c| c.number == number) {
-            return Ok(Some(hit));
+        header: &Header,
+    ) -> Result<Arc<PublishedCrl>, ServiceError> {
+        if let Some(hit) = self.cached_crl(name).filter(|c| c.number == header.number) {
+            return Ok(hit);
         }
-        Ok(load(conn, name)?.map(Arc::new))
+        load(conn, name)?
+            .map(Arc::new)
+            .ok_or_else(|| ServiceError::Conflict(format!("CRL {name} vanished; retry")))
     }
 
     /// Calls `each` with every revoked or held, unexpired certificate of a scope in serial order,

@@ -25,6 +25,7 @@ impl Authority {
         profile_id: &str,
         requester: &str,
         csr_der: &[u8],
+        accounts: &[String],
     ) -> Result<Option<CsrSummary>, ServiceError> {
         let Ok(csr) = VerifiedCsr::parse_remembering(csr_der, 1024, &self.csr_signatures) else {
             return Ok(None);
@@ -58,7 +59,6 @@ impl Authority {
                 }
             }
         }
-        let accounts: Vec<String> = users::table.select(users::username).load(conn)?;
         let roles = Role::ALL;
         for (field, value) in &names {
             let shape = skeleton(value);
@@ -106,6 +106,11 @@ impl Authority {
     }
 }
 
+/// Every account name, for [`Authority::review_csr`] to compare names against.
+pub(crate) fn account_names(conn: &mut DbConnection) -> Result<Vec<String>, ServiceError> {
+    Ok(users::table.select(users::username).load(conn)?)
+}
+
 /// `text` without LIKE's wildcards (`%`, `_`): SQLite's LIKE has no default escape character,
 /// so they are dropped rather than escaped; the match is a hint for a reviewer, not a rule.
 fn like_escape(text: &str) -> String {
@@ -131,14 +136,7 @@ pub(crate) fn registered_fields(
         .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase())
         .filter(|d| !d.is_empty());
     if let Some(d) = &email_domain {
-        let ok = d.len() <= 253
-            && d.split('.').count() >= 2
-            && d.split('.').all(|l| {
-                !l.is_empty()
-                    && l.len() <= 63
-                    && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            });
-        if !ok {
+        if !d.contains('.') || !ca_core::profile::valid_dns_name(d) {
             return Err(ServiceError::Invalid(format!(
                 "email_domain {d:?} is not a DNS domain"
             )));
