@@ -71,13 +71,16 @@ PY
 export MAMORI_SERVER=https://127.0.0.1:18443 MAMORI_PUBLIC_URL=http://127.0.0.1:18080 MAMORI_CA_FILE=$work/mamori/root-ca.pem
 printf '%s\n' "$password" > "$work/pw"
 "$cli" --config-dir "$work/admin" login --username admin --password-file "$work/pw" --totp "$(totp)" > /dev/null
-printf 'a long enough password\n' > "$work/pw2"
-"$cli" --config-dir "$work/admin" --json user add enroller --roles device-enroller --password-file "$work/pw2" > "$work/enroller.json"
-esecret=$(python3 -c "import json;print(json.load(open('$work/enroller.json'))['totp_uri'].split('secret=')[1].split('&')[0])")
-secret=$esecret "$cli" --config-dir "$work/enroller" login --username enroller --password-file "$work/pw2" --totp "$(secret=$esecret; totp)" > /dev/null
-# A user an admin added replaces the admin's password at first sign-in.
+# The enroller is made on the server (`ca-server user add`, with the CA passphrase) and sets
+# its own password and TOTP with `ca-cli enrol`.
+env MAMORI_DATA_DIR="$work/mamori" MAMORI_POLICIES_DIR="$root/policies" MAMORI_LOG=warn \
+  MAMORI_CA_PASSPHRASE_FILE="$work/mamori/dev-passphrase" \
+  "$server" user add --username enroller --roles device-enroller --json > "$work/enroller-code.json"
+code=$(python3 -c "import json;print(json.load(open('$work/enroller-code.json'))['enrolment_code'])")
 printf 'the enrollers own password\n' > "$work/pw3"
-"$cli" --config-dir "$work/enroller" passwd --current-password-file "$work/pw2" --new-password-file "$work/pw3" > /dev/null
+"$cli" --json enrol --username enroller --code "$code" --password-file "$work/pw3" > "$work/enroller.json"
+esecret=$(python3 -c "import json;print(json.load(open('$work/enroller.json'))['totp_uri'].split('secret=')[1].split('&')[0])")
+secret=$esecret "$cli" --config-dir "$work/enroller" login --username enroller --password-file "$work/pw3" --totp "$(secret=$esecret; totp)" > /dev/null
 { echo "id"; for i in $(seq -w 1 "$CERTS"); do echo "d$i"; done; } > "$work/fleet.csv"
 time "$cli" --config-dir "$work/enroller" device import "$work/fleet.csv" --keys-dir "$work/fleet" >&2
 stop_mamori

@@ -93,19 +93,25 @@ export MAMORI_SERVER=https://127.0.0.1:18543 MAMORI_CA_FILE=$data/root-ca.pem
 admin_secret=$(python3 -c "import json;print(json.load(open('$data/dev-admin.json'))['totp_secret'])")
 python3 -c "import json;print(json.load(open('$data/dev-admin.json'))['password'])" > "$work/admin-pw"
 "$cli" --config-dir "$work/admin" login --username admin --password-file "$work/admin-pw" --totp "$(totp "$admin_secret")" > /dev/null
-printf 'a long enough password\n' > "$work/pw"
-printf 'the users own password\n' > "$work/pw-own"
-# A user an admin added replaces the admin's password at first sign-in.
-own_password() { "$cli" --config-dir "$1" passwd --current-password-file "$work/pw" --new-password-file "$work/pw-own" > /dev/null; }
-"$cli" --config-dir "$work/admin" --json user add enroller --roles device-enroller --password-file "$work/pw" > "$work/enroller.json"
-"$cli" --config-dir "$work/admin" --json user add officer --roles security-officer --password-file "$work/pw" > "$work/officer.json"
+printf 'the users own password\n' > "$work/pw"
 secret_of() { python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['totp_uri'].split('secret=')[1].split('&')[0])" "$1"; }
+# An account made on the server (`ca-server user add`, with the CA passphrase) that sets its own
+# password and TOTP with `ca-cli enrol`: name, roles, enrolment answer file, extra env.
+host_user() {
+  local name=$1 roles=$2 out=$3; shift 3
+  env MAMORI_DATA_DIR="$data" MAMORI_POLICIES_DIR="$root/policies" MAMORI_LOG=warn \
+    MAMORI_CA_PASSPHRASE_FILE="$data/dev-passphrase" "$@" \
+    "$server" user add --username "$name" --roles "$roles" --json > "$out.code"
+  "$cli" --json enrol --username "$name" --code "$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['enrolment_code'])" "$out.code")" \
+    --password-file "$work/pw" > "$out"
+}
+host_user enroller device-enroller "$work/enroller.json"
 enroller_secret=$(secret_of "$work/enroller.json")
-officer_secret=$(secret_of "$work/officer.json")
+# The dev instance's second trial account is the security officer.
+officer_secret=$(python3 -c "import json;print(json.load(open('$data/dev-officer.json'))['totp_secret'])")
+python3 -c "import json;print(json.load(open('$data/dev-officer.json'))['password'])" > "$work/officer-pw"
 "$cli" --config-dir "$work/enroller" login --username enroller --password-file "$work/pw" --totp "$(totp "$enroller_secret")" > /dev/null
-"$cli" --config-dir "$work/officer" login --username officer --password-file "$work/pw" --totp "$(totp "$officer_secret")" > /dev/null
-own_password "$work/enroller"
-own_password "$work/officer"
+"$cli" --config-dir "$work/officer" login --username officer --password-file "$work/officer-pw" --totp "$(totp "$officer_secret")" > /dev/null
 "$cli" key generate --out "$work/device.key" > /dev/null
 "$cli" csr create --key "$work/device.key" --cn amb-bench --uri urn:mamori:device:ambulance:bench --out "$work/device.csr" > /dev/null
 "$cli" --config-dir "$work/enroller" --json request submit --profile ambulance-terminal --csr "$work/device.csr" --justification bench > "$work/submitted.json"
@@ -262,10 +268,9 @@ if [ "${SKIP_POSTGRES:-0}" != 1 ] && pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/n
   python3 -c "import json;print(json.load(open('$data/dev-admin.json'))['password'])" > "$work/admin-pw"
   export MAMORI_CA_FILE=$data/root-ca.pem
   "$cli" --config-dir "$work/pg-admin" login --username admin --password-file "$work/admin-pw" --totp "$(totp "$admin_secret")" > /dev/null
-  "$cli" --config-dir "$work/pg-admin" --json user add enroller --roles device-enroller --password-file "$work/pw" > "$work/pg-enroller.json"
+  host_user enroller device-enroller "$work/pg-enroller.json" MAMORI_DATABASE_URL="$pgurl"
   next_window
   "$cli" --config-dir "$work/pg-enroller" login --username enroller --password-file "$work/pw" --totp "$(totp "$(secret_of "$work/pg-enroller.json")")" > /dev/null
-  own_password "$work/pg-enroller"
   pgtoken=$(token_of "$work/pg-enroller")
   out1=$work/wrk-pg-1.txt
   out2=$work/wrk-pg-2.txt

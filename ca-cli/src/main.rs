@@ -68,8 +68,11 @@ enum Command {
     ///
     /// Example: ca-cli whoami
     Whoami,
-    /// Change your own password (required first when an admin set it).
+    /// Change your own password.
     Passwd(session::Passwd),
+    /// Set your password and get your TOTP secret with the one-time enrolment code (new or
+    /// reset accounts; no sign-in needed).
+    Enrol(session::Enrol),
     /// Local keys.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -94,9 +97,6 @@ enum Command {
     /// Users (admins).
     #[command(subcommand)]
     User(user::UserCommand),
-    /// TOTP enrolment.
-    #[command(subcommand)]
-    Totp(TotpCommand),
     /// The audit trail (auditors).
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -133,17 +133,6 @@ enum CrlCommand {
 enum OcspCommand {
     /// Ask the certificate's OCSP responder and verify the answer.
     Check(revocation::OcspCheck),
-}
-
-#[derive(Subcommand)]
-enum TotpCommand {
-    /// Give a user a new TOTP secret and print its URI and QR code (admins).
-    ///
-    /// Example: ca-cli totp enroll alice
-    Enroll {
-        /// User name.
-        username: String,
-    },
 }
 
 #[derive(Subcommand)]
@@ -187,6 +176,7 @@ fn run(cli: Cli) -> CliResult<()> {
         Command::Logout => session::logout(&conn),
         Command::Whoami => session::whoami(&conn, json),
         Command::Passwd(args) => session::passwd(&conn, args, json),
+        Command::Enrol(args) => session::enrol(&conn, args, json),
         Command::Key(KeyCommand::Generate(args)) => key::generate(args),
         Command::Csr(CsrCommand::Create(args)) => key::csr_create(&conn, args),
         Command::Pkcs12(Pkcs12Command::Export(args)) => key::pkcs12_export(args),
@@ -197,9 +187,6 @@ fn run(cli: Cli) -> CliResult<()> {
         }
         Command::Ocsp(OcspCommand::Check(args)) => revocation::ocsp_check(&conn, args, json),
         Command::User(command) => user::run(&conn, command, json),
-        Command::Totp(TotpCommand::Enroll { username }) => {
-            user::run(&conn, user::UserCommand::ResetTotp { username }, json)
-        }
         Command::Audit(command) => audit::run(&conn, &cli.public_url, command, json),
         Command::Device(DeviceCommand::Import(args)) => device::import(&conn, args, json),
     }

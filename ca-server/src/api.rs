@@ -60,16 +60,18 @@ pub struct UserView {
     /// The e-mail domain registered on the account, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_domain: Option<String>,
+    /// Created or reset, and waiting for its holder to enrol (`ca-cli enrol`).
+    #[serde(default)]
+    pub enrolment_pending: bool,
 }
 
-/// `POST /api/v1/users`.
+/// `POST /api/v1/users`: asks for a new account; it is created when the account policy's
+/// approvers have approved (`policies/accounts.toml`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
     /// New user's name.
     pub username: String,
-    /// Initial password.
-    pub password: String,
     /// Roles to grant.
     pub roles: Vec<String>,
     /// The organization registered on the account (a vendor's company; profiles with
@@ -79,9 +81,14 @@ pub struct CreateUserRequest {
     /// The e-mail domain registered on the account (profiles with `domain_from_account`).
     #[serde(default)]
     pub email_domain: Option<String>,
+    /// The requesting admin's fresh TOTP code.
+    pub totp: String,
+    /// Why, for the approvers and the audit trail.
+    #[serde(default)]
+    pub comment: String,
 }
 
-/// A new user or a TOTP reset: the enrolment URI is shown once.
+/// A new TOTP secret after enrolment: the URI is shown once.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct TotpEnrolment {
     /// The user.
@@ -90,12 +97,94 @@ pub struct TotpEnrolment {
     pub totp_uri: String,
 }
 
-/// `PUT /api/v1/users/{username}/roles`.
+/// `POST /api/v1/enrol` (no session): a created or reset account's holder sets their own
+/// password and gets their own TOTP secret with the one-time code (both halves).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolRequest {
+    /// The account.
+    pub username: String,
+    /// The enrolment code: the requester's half, then the approver's half.
+    pub code: String,
+    /// The password to set (at least 12 characters).
+    pub new_password: String,
+}
+
+/// `PUT /api/v1/users/{username}/roles`: asks for a role change (applied when approved).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SetRolesRequest {
     /// The complete new set of roles.
     pub roles: Vec<String>,
+    /// The requesting admin's fresh TOTP code.
+    pub totp: String,
+    /// Why, for the approvers and the audit trail.
+    #[serde(default)]
+    pub comment: String,
+}
+
+/// A change to an account under four eyes.
+#[derive(Debug, Serialize, Deserialize, Clone)]
+pub struct AccountChangeView {
+    /// Id (`ac-...`).
+    pub id: String,
+    /// `create`, `roles`, `reset` (new password and TOTP by enrolment) or `enable`.
+    pub kind: String,
+    /// The account concerned.
+    pub target: String,
+    /// The roles the change sets (create, roles).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// The account's roles when the change was asked for (roles, reset, enable).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub current_roles: Vec<String>,
+    /// The organization a created account is registered for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<String>,
+    /// The e-mail domain a created account is registered for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_domain: Option<String>,
+    /// The admin who asked.
+    pub requester: String,
+    /// `pending`, `applied`, `rejected` or `expired`.
+    pub status: String,
+    /// Approvals needed.
+    pub approvals_required: u32,
+    /// Decisions so far.
+    pub decisions: Vec<AccountChangeDecisionView>,
+    /// The requester's reason.
+    pub comment: String,
+    /// When it was asked for (RFC 3339).
+    pub created_at: String,
+    /// When it stops waiting (RFC 3339).
+    pub expires_at: String,
+    /// Only in the answer to the admin who asked (their half) and to the approver whose
+    /// approval applied a create or reset (theirs): one half of the enrolment code, to hand to
+    /// the account's holder in person. Never stored in clear, never shown again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrolment_code_part: Option<String>,
+}
+
+/// One decision on an account change.
+#[derive(Debug, Serialize, Deserialize, Clone)]
+pub struct AccountChangeDecisionView {
+    /// Who decided.
+    pub approver: String,
+    /// `approve` or `reject`.
+    pub verdict: String,
+    /// Their comment.
+    pub comment: String,
+    /// When (RFC 3339).
+    pub decided_at: String,
+}
+
+/// `GET /api/v1/account-changes` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountChangeQuery {
+    /// Only changes in this status (`pending`, `applied`, `rejected`, `expired`).
+    #[serde(default)]
+    pub status: Option<String>,
 }
 
 /// A profile as the API shows it.

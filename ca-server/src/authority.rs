@@ -91,7 +91,7 @@ pub struct Authority {
     /// Configuration.
     pub config: Config,
     pub(crate) pool: DbPool,
-    data_key: DataKey,
+    pub(crate) data_key: DataKey,
     pub(crate) passphrase: Zeroizing<String>,
     pub(crate) cas: BTreeMap<String, CertificateAuthority>,
     pub(crate) root_id: String,
@@ -120,6 +120,8 @@ pub struct Authority {
     pub(crate) audit_key: Option<SoftwareKey>,
     /// Sessions confirmed in the database within the last second.
     pub(crate) sessions: crate::session_cache::SessionCache,
+    /// Who approves account changes (`policies/accounts.toml`).
+    pub(crate) account_policy: crate::account_policy::AccountPolicy,
 }
 
 /// How many verified CSR signatures an instance remembers (about 200 KiB).
@@ -132,7 +134,7 @@ pub fn parse_roles(text: &str) -> Vec<Role> {
         .collect()
 }
 
-fn roles_text(roles: &[Role]) -> String {
+pub(crate) fn roles_text(roles: &[Role]) -> String {
     roles
         .iter()
         .map(|r| r.as_str())
@@ -140,7 +142,7 @@ fn roles_text(roles: &[Role]) -> String {
         .join(",")
 }
 
-fn rfc3339(secs: i64) -> String {
+pub(crate) fn rfc3339(secs: i64) -> String {
     UnixTime(secs.max(0) as u64).to_rfc3339()
 }
 
@@ -151,7 +153,7 @@ fn new_origin() -> Result<i64, ServiceError> {
     Ok((u64::from_be_bytes(bytes) >> 1).max(1) as i64)
 }
 
-fn new_id(prefix: &str) -> Result<String, ServiceError> {
+pub(crate) fn new_id(prefix: &str) -> Result<String, ServiceError> {
     Ok(format!(
         "{prefix}-{}",
         hex::encode(crate::secrets::random_bytes(12)?)
@@ -241,6 +243,8 @@ pub struct Parts {
     pub ca_certificates: BTreeMap<String, Vec<u8>>,
     /// OCSP-only mode.
     pub ocsp_only: bool,
+    /// Who approves account changes.
+    pub account_policy: crate::account_policy::AccountPolicy,
 }
 
 impl Authority {
@@ -294,6 +298,7 @@ impl Authority {
             csr_signatures: SignatureMemo::new(CSR_SIGNATURES_REMEMBERED),
             audit_key,
             sessions: crate::session_cache::SessionCache::default(),
+            account_policy: parts.account_policy,
         };
         authority.upkeep(false)?;
         authority.poll_responses()?;
@@ -449,6 +454,7 @@ impl Authority {
             locked_until: row.locked_until.map(rfc3339),
             organization: row.organization.clone(),
             email_domain: row.email_domain.clone(),
+            enrolment_pending: false,
         }
     }
 
@@ -476,9 +482,10 @@ impl Authority {
         Ok(updated == 1)
     }
 
-    /// Creates a user (the first admin at bootstrap, or by an admin later). Returns the TOTP
-    /// enrolment URI, shown once.
-    pub fn create_user_unchecked(
+    /// Creates a user with a password and TOTP secret the caller chooses: only `ca-server dev`'s
+    /// trial accounts (`actor` "system"), never through the API, where accounts enrol their own.
+    /// Returns the TOTP enrolment URI, shown once.
+    pub(crate) fn create_dev_user(
         &self,
         conn: &mut DbConnection,
         actor: &str,
@@ -514,10 +521,9 @@ impl Authority {
             step_up_locked_at: None,
             organization,
             email_domain,
-            // Someone else chose this password: its owner replaces it at first sign-in.
-            must_change_password: actor != "system",
-            // The first admin, made at init, is nobody's sock puppet: no cooling-off.
-            credentials_set_at: if actor == "system" { 0 } else { now },
+            must_change_password: false,
+            // A trial account made at start-up is nobody's sock puppet: no cooling-off.
+            credentials_set_at: 0,
         };
         crate::store::write_transaction::<_, ServiceError, _>(&mut *conn, |conn| {
             if self.user_by_name(conn, username)?.is_some() {
@@ -544,30 +550,6 @@ impl Authority {
         })
     }
 
-    /// `POST /users` (admin).
-    pub fn create_user(
-        &self,
-        caller: &Caller,
-        request: CreateUserRequest,
-    ) -> Result<TotpEnrolment, ServiceError> {
-        self.guarded(
-            caller,
-            "user.create",
-            &request.username,
-            caller.require(&[Role::Admin]),
-        )?;
-        let roles = parse_role_list(&request.roles)?;
-        let mut conn = self.conn()?;
-        self.create_user_unchecked(
-            &mut conn,
-            &caller.username,
-            &request.username,
-            &request.password,
-            &roles,
-            (request.organization, request.email_domain),
-        )
-    }
-
     /// `GET /users` (admin, auditor).
     pub fn list_users(&self, caller: &Caller) -> Result<Vec<UserView>, ServiceError> {
         caller.require(&[Role::Admin, Role::Auditor])?;
@@ -576,82 +558,52 @@ impl Authority {
             .order(users::username.asc())
             .select(UserRow::as_select())
             .load(&mut conn)?;
-        Ok(rows.iter().map(Self::user_view).collect())
+        let enrolling: std::collections::HashSet<String> = enrolments::table
+            .select(enrolments::user_id)
+            .load::<String>(&mut conn)?
+            .into_iter()
+            .collect();
+        Ok(rows
+            .iter()
+            .map(|row| UserView {
+                enrolment_pending: enrolling.contains(&row.id),
+                ..Self::user_view(row)
+            })
+            .collect())
     }
 
-    /// Lets an admin act on another account only (`why` says so otherwise); a refusal is
-    /// audited ([`Authority::guarded`]).
-    fn admin_on_another(
-        &self,
-        caller: &Caller,
-        action: &str,
-        username: &str,
-        why: &str,
-    ) -> Result<(), ServiceError> {
-        let allowed = caller.require(&[Role::Admin]).and_then(|_| {
-            if username == caller.username {
-                return Err(ServiceError::Forbidden(why.into()));
-            }
-            Ok(())
-        });
-        self.guarded(caller, action, username, allowed)
-    }
-
-    /// `PUT /users/{name}/roles` (admin; never one's own).
-    pub fn set_roles(
+    /// `POST /users/{name}/disable` (admin with step-up; never oneself). Immediate, without a
+    /// second person: disabling only takes power away, and a leaver must lose it at once.
+    pub fn disable_user(
         &self,
         caller: &Caller,
         username: &str,
-        request: SetRolesRequest,
+        body: &StepUpRequest,
     ) -> Result<UserView, ServiceError> {
-        self.admin_on_another(
-            caller,
-            "user.roles",
-            username,
-            "nobody changes their own roles",
-        )?;
-        let roles = parse_role_list(&request.roles)?;
-        if roles.is_empty() {
-            return Err(ServiceError::Invalid(
-                "a user needs at least one role".into(),
+        let outcome = self.disable_user_inner(caller, username, body);
+        self.guarded(caller, "user.disable", username, outcome)
+    }
+
+    fn disable_user_inner(
+        &self,
+        caller: &Caller,
+        username: &str,
+        body: &StepUpRequest,
+    ) -> Result<UserView, ServiceError> {
+        caller.require(&[Role::Admin])?;
+        if username == caller.username {
+            return Err(ServiceError::Forbidden(
+                "admins cannot disable themselves".into(),
             ));
         }
         let now = self.now().as_secs();
         let mut conn = self.conn()?;
         let outcome = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
-            let user = self
-                .user_by_name(conn, username)?
-                .ok_or_else(|| ServiceError::NotFound(format!("user {username}")))?;
-            diesel::update(users::table.find(&user.id))
-                .set(users::roles.eq(roles_text(&roles)))
-                .execute(conn)?;
-            diesel::delete(sessions::table.filter(sessions::user_id.eq(&user.id))).execute(conn)?;
-            audit_log::append(
-                conn,
-                now,
-                &caller.username,
-                "user.roles",
-                username,
-                json!({"from": user.roles, "to": roles_text(&roles)}),
-            )?;
-            let mut updated = user.clone();
-            updated.roles = roles_text(&roles);
-            Ok(Self::user_view(&updated))
-        });
-        self.ending_sessions(outcome)
-    }
-
-    /// `POST /users/{name}/disable` (admin; never oneself).
-    pub fn disable_user(&self, caller: &Caller, username: &str) -> Result<UserView, ServiceError> {
-        self.admin_on_another(
-            caller,
-            "user.disable",
-            username,
-            "admins cannot disable themselves",
-        )?;
-        let now = self.now().as_secs();
-        let mut conn = self.conn()?;
-        let outcome = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
+            let me: UserRow = users::table
+                .find(&caller.user_id)
+                .select(UserRow::as_select())
+                .first(conn)?;
+            self.step_up(conn, &me, &body.totp)?;
             let mut user = self
                 .user_by_name(conn, username)?
                 .ok_or_else(|| ServiceError::NotFound(format!("user {username}")))?;
@@ -678,7 +630,7 @@ impl Authority {
                 &caller.username,
                 "user.disable",
                 username,
-                json!({"cancelled_requests": pending}),
+                json!({"cancelled_requests": pending, "comment": body.comment}),
             )?;
             for id in &pending {
                 audit_log::append(
@@ -694,51 +646,6 @@ impl Authority {
             Ok(Self::user_view(&user))
         });
         self.ending_sessions(outcome)
-    }
-
-    /// `POST /users/{name}/totp/reset` (admin): a new secret, shown once.
-    pub fn reset_totp(
-        &self,
-        caller: &Caller,
-        username: &str,
-    ) -> Result<TotpEnrolment, ServiceError> {
-        self.guarded(
-            caller,
-            "user.totp_reset",
-            username,
-            caller.require(&[Role::Admin]),
-        )?;
-        let secret = TotpSecret::generate().map_err(|e| ServiceError::Internal(e.to_string()))?;
-        let sealed = self.data_key.seal(secret.as_bytes())?;
-        let now = self.now().as_secs();
-        let mut conn = self.conn()?;
-        let outcome = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
-            let user = self
-                .user_by_name(conn, username)?
-                .ok_or_else(|| ServiceError::NotFound(format!("user {username}")))?;
-            diesel::update(users::table.find(&user.id))
-                .set((
-                    users::totp_secret_enc.eq(&sealed),
-                    users::last_totp_step.eq(0),
-                    users::credentials_set_at.eq(now as i64),
-                ))
-                .execute(conn)?;
-            diesel::delete(sessions::table.filter(sessions::user_id.eq(&user.id))).execute(conn)?;
-            audit_log::append(
-                conn,
-                now,
-                &caller.username,
-                "user.totp_reset",
-                username,
-                json!({}),
-            )?;
-            Ok(user)
-        });
-        let user = self.ending_sessions(outcome)?;
-        Ok(TotpEnrolment {
-            user: Self::user_view(&user),
-            totp_uri: secret.otpauth_uri("Mamori", username).to_string(),
-        })
     }
 
     // ---- sessions ----
@@ -784,9 +691,15 @@ impl Authority {
                 .select(UserRow::as_select())
                 .first(conn)?;
             let locked = user.locked_until.is_some_and(|t| t > now);
+            let enrolling = enrolments::table
+                .find(&user.id)
+                .count()
+                .get_result::<i64>(conn)?
+                > 0;
             let totp_ok = password_ok
                 && !locked
                 && !user.disabled
+                && !enrolling
                 && self.consume_totp(conn, &user, &request.totp)?;
             if !totp_ok {
                 let failures = user.failed_logins + 1;
@@ -807,6 +720,8 @@ impl Authority {
                     .execute(conn)?;
                 let reason = if user.disabled {
                     "disabled"
+                } else if enrolling {
+                    "enrolment pending"
                 } else if locked {
                     "locked"
                 } else if !password_ok {
@@ -1424,14 +1339,7 @@ impl Authority {
                 .find(&caller.user_id)
                 .select(UserRow::as_select())
                 .first(conn)?;
-            let cooling_off = self.config.approval_cooling_off_secs as i64;
-            if user.credentials_set_at + cooling_off > now.as_secs() as i64 {
-                return Err(ServiceError::Forbidden(format!(
-                    "this account was created or its second factor reset less than {cooling_off} s ago \
-                     (approval_cooling_off_secs); it can decide from {}",
-                    rfc3339(user.credentials_set_at + cooling_off)
-                )));
-            }
+            self.check_cooling_off(&user, now.as_secs() as i64)?;
             let pending = PendingRequest {
                 requester: UserId(row.requester_id.clone()),
                 submitted_at: UnixTime(row.created_at.max(0) as u64),
@@ -2063,7 +1971,7 @@ pub enum StatusChange {
     Release,
 }
 
-fn parse_role_list(names: &[String]) -> Result<Vec<Role>, ServiceError> {
+pub(crate) fn parse_role_list(names: &[String]) -> Result<Vec<Role>, ServiceError> {
     let mut roles = Vec::new();
     for name in names {
         let role = Role::parse(name)

@@ -22,6 +22,7 @@ use serde_json::json;
 use x509_cert::ext::pkix::name::GeneralName;
 use zeroize::Zeroizing;
 
+use crate::account_policy::AccountPolicy;
 use crate::audit_log;
 use crate::authority::{Authority, Parts};
 use crate::config::Config;
@@ -358,6 +359,10 @@ pub fn load_profiles(dir: &Path) -> anyhow::Result<BTreeMap<String, Profile>> {
     let mut paths: Vec<_> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .filter(|p| {
+            p.file_name()
+                .is_none_or(|n| n != crate::account_policy::FILE_NAME)
+        })
         .collect();
     paths.sort();
     for path in paths {
@@ -413,6 +418,7 @@ pub fn open(config: Config, passphrase: Zeroizing<String>) -> anyhow::Result<Aut
         bail!("the database has no root CA");
     }
     let profiles = load_profiles(&config.policies_dir)?;
+    let account_policy = AccountPolicy::load(&config.policies_dir)?;
     for profile in profiles.values() {
         if !cas.contains_key(profile.issuing_ca()) {
             bail!(
@@ -447,6 +453,7 @@ pub fn open(config: Config, passphrase: Zeroizing<String>) -> anyhow::Result<Aut
         profiles,
         ca_certificates,
         ocsp_only: false,
+        account_policy,
     })?)
 }
 
@@ -474,6 +481,7 @@ pub fn open_ocsp_only(config: Config, passphrase: Zeroizing<String>) -> anyhow::
         profiles: BTreeMap::new(),
         ca_certificates,
         ocsp_only: true,
+        account_policy: AccountPolicy::default(),
     })?)
 }
 
@@ -529,23 +537,35 @@ pub fn dev(config: &Config) -> anyhow::Result<Zeroizing<String>> {
     Ok(passphrase)
 }
 
-/// After `open` in dev mode: the admin user, created once.
+/// After `open` in dev mode: two trial accounts, created once — `admin` (admin and security
+/// officer) and `officer` (security officer), so that one can ask for account changes and the
+/// other approve them. Their passwords and TOTP URIs are printed and written to
+/// `dev-admin.json` and `dev-officer.json` (mode 0600).
 pub fn dev_admin(config: &Config, authority: &Authority) -> anyhow::Result<()> {
-    let path = config.data_dir.join("dev-admin.json");
+    for (name, roles) in [
+        ("admin", &[Role::Admin, Role::SecurityOfficer][..]),
+        ("officer", &[Role::SecurityOfficer][..]),
+    ] {
+        dev_account(config, authority, name, roles)?;
+    }
+    Ok(())
+}
+
+fn dev_account(
+    config: &Config,
+    authority: &Authority,
+    name: &str,
+    roles: &[Role],
+) -> anyhow::Result<()> {
+    let path = config.data_dir.join(format!("dev-{name}.json"));
     if path.exists() {
-        println!("dev admin credentials: {}", path.display());
+        println!("dev {name} credentials: {}", path.display());
         return Ok(());
     }
     let password = hex::encode(random_bytes(12)?);
     let mut conn = authority.conn()?;
-    let enrolment = authority.create_user_unchecked(
-        &mut conn,
-        "system",
-        "admin",
-        &password,
-        &[Role::Admin, Role::SecurityOfficer],
-        (None, None),
-    )?;
+    let enrolment =
+        authority.create_dev_user(&mut conn, "system", name, &password, roles, (None, None))?;
     let secret = enrolment
         .totp_uri
         .split("secret=")
@@ -554,7 +574,7 @@ pub fn dev_admin(config: &Config, authority: &Authority) -> anyhow::Result<()> {
         .unwrap_or_default()
         .to_string();
     let body = json!({
-        "username": "admin",
+        "username": name,
         "password": password,
         "totp_uri": enrolment.totp_uri,
         "totp_secret": secret,
@@ -563,8 +583,8 @@ pub fn dev_admin(config: &Config, authority: &Authority) -> anyhow::Result<()> {
         "root_ca": config.data_dir.join("root-ca.pem").display().to_string(),
     });
     write_private(&path, serde_json::to_string_pretty(&body)?.as_bytes())?;
-    println!("dev admin (shown once; also in {}):", path.display());
-    println!("  username: admin");
+    println!("dev {name} (shown once; also in {}):", path.display());
+    println!("  username: {name}");
     println!("  password: {password}");
     println!("  TOTP:     {}", enrolment.totp_uri);
     Ok(())

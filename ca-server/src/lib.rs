@@ -4,6 +4,8 @@
 //! `authority` holds the workflow and never sees HTTP; `http` parses, calls it and maps errors;
 //! `store` is the only place that knows diesel's tables.
 
+pub mod account_changes;
+pub mod account_policy;
 pub mod api;
 pub mod audit_checkpoint;
 pub mod audit_log;
@@ -13,8 +15,10 @@ pub mod backup;
 pub mod bootstrap;
 pub mod config;
 pub mod crl_publisher;
+pub mod enrolment;
 pub mod error;
 pub mod http;
+pub mod local_accounts;
 pub mod metrics;
 pub mod password;
 pub mod rate_limit;

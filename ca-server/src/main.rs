@@ -80,11 +80,60 @@ enum Command {
         #[arg(long)]
         username: String,
     },
-    /// A local instance for trying Mamori: data in ./mamori-dev, an admin whose password and
-    /// TOTP URI are printed once and written to <data dir>/dev-admin.json.
+    /// On the server itself, with the CA passphrase: create the first accounts after `init`, or
+    /// reset one when no admin is left to ask or approve through the API (audited). Prints the
+    /// whole one-time enrolment code; the account's holder sets their own password and TOTP
+    /// with `ca-cli enrol`.
+    ///
+    /// Example: ca-server user add --config mamori.toml --passphrase-file /root/ca-pass --username alice --roles admin,security-officer
+    #[command(subcommand)]
+    User(UserCommand),
+    /// A local instance for trying Mamori: data in ./mamori-dev, and two trial accounts (`admin`,
+    /// admin and security officer; `officer`, security officer) whose passwords and TOTP URIs
+    /// are printed once and written to <data dir>/dev-admin.json and dev-officer.json.
     ///
     /// Example: ca-server dev
     Dev,
+}
+
+/// `ca-server user ...`.
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account waiting for enrolment.
+    ///
+    /// Example: ca-server user add --passphrase-file /root/ca-pass --username bob --roles admin
+    Add {
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
+        /// User name.
+        #[arg(long)]
+        username: String,
+        /// Roles, comma-separated: admin, security-officer, auditor, device-enroller, staff-requester, vendor.
+        #[arg(long, value_delimiter = ',', required = true)]
+        roles: Vec<String>,
+        /// The organization registered on the account (a vendor's company).
+        #[arg(long)]
+        organization: Option<String>,
+        /// The e-mail domain registered on the account.
+        #[arg(long)]
+        email_domain: Option<String>,
+        /// Print JSON (`username`, `enrolment_code`, `expires_at`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put an account into enrolment: its holder sets a new password and TOTP.
+    ///
+    /// Example: ca-server user reset --passphrase-file /root/ca-pass --username alice
+    Reset {
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
+        /// User name.
+        #[arg(long)]
+        username: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -173,6 +222,54 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let secret = read_passphrase(&passphrase.source(), false)?;
             bootstrap::unlock_user_locally(&config, &secret, &username)?;
             println!("unlocked {username}");
+            Ok(())
+        }
+        Command::User(command) => {
+            let config = Config::load(cli.config.as_deref())?;
+            let (username, enrolment, json) = match command {
+                UserCommand::Add {
+                    passphrase,
+                    username,
+                    roles,
+                    organization,
+                    email_domain,
+                    json,
+                } => {
+                    let secret = read_passphrase(&passphrase.source(), false)?;
+                    let enrolment = ca_server::local_accounts::add_user_locally(
+                        &config,
+                        &secret,
+                        &username,
+                        &roles,
+                        (organization, email_domain),
+                    )?;
+                    (username, enrolment, json)
+                }
+                UserCommand::Reset {
+                    passphrase,
+                    username,
+                    json,
+                } => {
+                    let secret = read_passphrase(&passphrase.source(), false)?;
+                    let enrolment =
+                        ca_server::local_accounts::reset_user_locally(&config, &secret, &username)?;
+                    (username, enrolment, json)
+                }
+            };
+            let expires = ca_core::time::UnixTime(enrolment.expires_at.max(0) as u64).to_rfc3339();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"username": username, "enrolment_code": enrolment.code, "expires_at": expires})
+                );
+            } else {
+                println!("enrolment code for {username} (works once, until {expires}):");
+                println!("  {}", enrolment.code);
+                println!(
+                    "hand it to {username} in person; they run: ca-cli enrol --username {username}"
+                );
+                println!("{username} のための登録コード ({expires} まで一回限り有効)。本人に直接渡し、本人が ca-cli enrol を実行します。");
+            }
             Ok(())
         }
         Command::Dev => {

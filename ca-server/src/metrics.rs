@@ -70,7 +70,7 @@ pub struct Metrics {
     pub step_up_failures: AtomicU64,
     /// Refused security actions (self-approval, duplicate decision, forbidden role, locked
     /// step-up, wrong code) by problem type, in the order of [`REFUSAL_LABELS`].
-    pub refusals: [AtomicU64; 5],
+    pub refusals: [AtomicU64; 6],
     /// Latency of the public listener.
     pub public_latency: Histogram,
     /// Latency of the API listener.
@@ -88,12 +88,13 @@ pub const OCSP_LABELS: [&str; 6] = [
 ];
 
 /// Refusal labels, in the order of [`Metrics::refusals`].
-pub const REFUSAL_LABELS: [&str; 5] = [
+pub const REFUSAL_LABELS: [&str; 6] = [
     "invalid-second-factor",
     "step-up-locked",
     "self-approval",
     "forbidden",
     "approval-refused",
+    "enrolment",
 ];
 
 impl Metrics {

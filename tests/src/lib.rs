@@ -217,8 +217,10 @@ pub struct Server {
     pub database_url: String,
     /// HTTPS client trusting the server's root.
     pub client: reqwest::blocking::Client,
-    /// The dev admin.
+    /// The dev admin (admin and security officer).
     pub admin: Person,
+    /// The dev officer (security officer): approves what the admin asks for.
+    pub officer: Person,
     /// The root certificate (PEM).
     pub root_pem: String,
     http_port: u16,
@@ -271,9 +273,14 @@ impl Server {
         );
         let admin_file = dir.path().join("dev-admin.json");
         let child = wait_ready(child, &public_url, dir.path(), Some(&admin_file));
-        let admin: Value =
-            serde_json::from_str(&std::fs::read_to_string(&admin_file).unwrap()).unwrap();
-        let secret = TotpSecret::from_base32(admin["totp_secret"].as_str().unwrap()).unwrap();
+        let dev_person = |name: &str| {
+            let file = dir.path().join(format!("dev-{name}.json"));
+            let value: Value =
+                serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+            let secret = TotpSecret::from_base32(value["totp_secret"].as_str().unwrap()).unwrap();
+            Person::new(name, value["password"].as_str().unwrap(), secret)
+        };
+        let (admin, officer) = (dev_person("admin"), dev_person("officer"));
         let root_pem = std::fs::read_to_string(dir.path().join("root-ca.pem")).unwrap();
         let client = reqwest::blocking::Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(root_pem.as_bytes()).unwrap())
@@ -291,7 +298,8 @@ impl Server {
             api_url: format!("https://localhost:{api_port}"),
             database_url,
             client,
-            admin: Person::new("admin", admin["password"].as_str().unwrap(), secret),
+            admin,
+            officer,
             root_pem,
         }
     }
@@ -388,43 +396,52 @@ impl Server {
         *person.token.lock().unwrap() = Some(body["token"].as_str().unwrap().to_string());
     }
 
-    /// Creates a user as the admin and returns them logged in. A vendor account is registered
-    /// for the organization `Acme Medical` and the e-mail domain `acme.example` (the
-    /// vendor-maintenance profile holds the CSR's O and e-mail to them).
+    /// Creates a user on the server itself (`ca-server user add`, with the CA passphrase: the
+    /// bootstrap path, which needs no approver) and returns them enrolled and logged in. A vendor
+    /// account is registered for the organization `Acme Medical` and the e-mail domain
+    /// `acme.example` (the vendor-maintenance profile holds the CSR's O and e-mail to them). The
+    /// four-eyes path through the API is what `tests/attacks.rs` drives.
     pub fn user(&self, name: &str, roles: &[&str]) -> Person {
-        let password = format!("pw-{}", hex(&rand_bytes(8)));
-        let mut body = json!({"username": name, "password": password, "roles": roles});
-        if roles.contains(&"vendor") {
-            body["organization"] = json!("Acme Medical");
-            body["email_domain"] = json!("acme.example");
+        let roles = roles.join(",");
+        let mut args = vec![
+            "user",
+            "add",
+            "--username",
+            name,
+            "--roles",
+            &roles,
+            "--json",
+        ];
+        if roles.split(',').any(|r| r == "vendor") {
+            args.extend([
+                "--organization",
+                "Acme Medical",
+                "--email-domain",
+                "acme.example",
+            ]);
         }
-        let (status, body) = self.call(
-            "POST",
-            "/api/v1/users",
-            Some(&self.admin.token()),
-            Some(body),
+        let out = self.ca_server(&args);
+        assert!(
+            out.status.success(),
+            "ca-server user add {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
-        assert_eq!(status, 201, "create {name}: {body}");
-        // The password the admin set is replaced at first sign-in, as every new user must.
-        let own = format!("pw-{}", hex(&rand_bytes(8)));
-        let person = Person::new(name, &own, totp_secret_of(&body));
-        let (status, login) = self.call(
+        let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+        self.enrol(name, created["enrolment_code"].as_str().unwrap())
+    }
+
+    /// Enrols `name` with the whole enrolment code and returns them logged in.
+    pub fn enrol(&self, name: &str, code: &str) -> Person {
+        let password = format!("pw-{}", hex(&rand_bytes(8)));
+        let (status, enrolment) = self.call(
             "POST",
-            "/api/v1/login",
+            "/api/v1/enrol",
             None,
-            Some(json!({"username": name, "password": password, "totp": person.code()})),
+            Some(json!({"username": name, "code": code, "new_password": password})),
         );
-        assert_eq!(status, 200, "login {name}: {login}");
-        assert_eq!(login["password_change_required"], true, "{login}");
-        let token = login["token"].as_str().unwrap().to_string();
-        let (status, changed) = self.call(
-            "POST",
-            "/api/v1/passwd",
-            Some(&token),
-            Some(json!({"current_password": password, "new_password": own})),
-        );
-        assert_eq!(status, 200, "passwd {name}: {changed}");
-        *person.token.lock().unwrap() = Some(token);
+        assert_eq!(status, 200, "enrol {name}: {enrolment}");
+        let person = Person::new(name, &password, totp_secret_of(&enrolment));
+        self.login(&person);
         person
     }
 

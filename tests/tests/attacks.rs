@@ -1,7 +1,8 @@
 //! Issue 18's findings, reproduced as an attacker would try them against the real server, each
 //! now failing to get in: guessing step-up codes, parallel wrong passwords against lockout,
 //! terminal escapes through the audit log, a disabled requester's pending request, a
-//! maintenance window years ahead.
+//! maintenance window years ahead, one administrator supplying every approval, guessing
+//! enrolment codes, cutting or rewriting the audit trail.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -265,7 +266,7 @@ fn disabled_requesters_requests_are_cancelled_and_windows_are_bounded() {
         "POST",
         "/api/v1/users/acme/disable",
         Some(&server.admin.token()),
-        None,
+        Some(json!({"totp": server.admin.code(), "comment": "contract ended"})),
     );
     assert_eq!(status, 200, "{body}");
     let (status, body) = server.call(
@@ -502,115 +503,309 @@ fn consistent_audit_rewrite_is_detected_against_a_checkpoint() {
     assert!(run.stderr.contains("rewritten"), "{}", run.stderr);
 }
 
-/// Finding 3: one administrator, holding every role there is, tries each path to a
-/// two-approval certificate alone — approving their own request, a second officer account
-/// they create, another officer's account after resetting its TOTP, changing their own roles —
-/// and each is refused. Cooling-off as in production (one day).
+/// Finding 3: one administrator, holding admin and security-officer, tries every path to a
+/// two-approval certificate alone — changing their own roles, creating a second officer
+/// account, resetting another officer's credentials, re-enabling a dormant account, approving
+/// their own account changes, voting twice — and each is refused. The four-eyes path with a
+/// second person works, and the accounts it makes or resets cannot approve during cooling-off
+/// (one day, as in production). Nothing the admin holds alone lets them sign in as anyone else.
 #[test]
-fn fresh_accounts_cannot_approve_during_cooling_off() {
+fn one_admin_cannot_get_a_two_approval_certificate_alone() {
     let server = Server::start(
         Backend::Sqlite,
-        &[("MAMORI_APPROVAL_COOLING_OFF_SECS", "86400")],
+        &[
+            ("MAMORI_APPROVAL_COOLING_OFF_SECS", "86400"),
+            ("MAMORI_LOGIN_ATTEMPTS_PER_MINUTE", "1000"),
+        ],
     );
     server.login(&server.admin);
-    // An officer who has been around: made before the admin turns rogue, and past cooling-off
-    // (their creation time is set back as if a day had passed).
-    let bob = server.user("bob", &["security-officer"]);
-    server.sql(
-        "UPDATE users SET credentials_set_at = credentials_set_at - 90000 WHERE username = 'bob'",
-    );
+    server.login(&server.officer);
     let admin = &server.admin;
-    // The admin holds every role: requests a vendor certificate through a vendor account they
-    // create, then tries to supply both approvals.
+    // Colleagues from before the admin turned rogue, past their cooling-off.
+    let bob = server.user("bob", &["security-officer"]);
+    let vendor = server.user("acme", &["vendor"]);
+    let _dora = server.user("dora", &["security-officer"]);
+    server.sql("UPDATE users SET credentials_set_at = 0");
+    server.sql("UPDATE users SET disabled = TRUE WHERE username = 'dora'");
+    // A code the server never checks: every refusal below comes before the step-up.
+    let no_code = json!({"totp": "000000", "comment": "alone"});
+    let refused = |status: u16, body: &Value, words: &str| {
+        assert_eq!(status, 403, "{body}");
+        assert!(
+            body["detail"].as_str().unwrap_or_default().contains(words),
+            "{words}: {body}"
+        );
+    };
+
+    // 1. Their own roles: refused outright.
     let (status, body) = server.call(
         "PUT",
         "/api/v1/users/admin/roles",
         Some(&admin.token()),
-        Some(json!({"roles": ["admin", "security-officer", "vendor"]})),
+        Some(json!({"roles": ["admin", "security-officer", "vendor"], "totp": "000000"})),
     );
-    assert_eq!(status, 403, "nobody changes their own roles: {body}");
-    let vendor = server.user("rogue-vendor", &["vendor"]);
-    server.sql("UPDATE users SET credentials_set_at = 0 WHERE username = 'rogue-vendor'");
-    let (status, body) = vendor_request(&server, &vendor, 0);
-    assert_eq!(status, 201, "{body}");
-    let id = body["id"].as_str().unwrap().to_string();
-    let approve = |who: &Person| {
+    refused(status, &body, "own account");
+
+    // 2. A second officer account: asking works, approving it themselves does not, and the
+    //    account does not exist until someone else approves.
+    let (status, sock) = server.call(
+        "POST",
+        "/api/v1/users",
+        Some(&admin.token()),
+        Some(json!({"username": "sock", "roles": ["security-officer"], "totp": admin.code(), "comment": "new officer"})),
+    );
+    assert_eq!(status, 202, "{sock}");
+    assert_eq!(sock["status"], "pending", "{sock}");
+    let sock_id = sock["id"].as_str().unwrap().to_string();
+    let admins_half = sock["enrolment_code_part"].as_str().unwrap().to_string();
+    let (status, body) = server.call(
+        "POST",
+        &format!("/api/v1/account-changes/{sock_id}/approve"),
+        Some(&admin.token()),
+        Some(no_code.clone()),
+    );
+    refused(status, &body, "own request");
+    let (_, users) = server.call("GET", "/api/v1/users", Some(&admin.token()), None);
+    assert!(
+        !users
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["username"] == "sock"),
+        "{users}"
+    );
+    // The admin's half alone enrols nobody, before or after a second person approves.
+    let enrol = |name: &str, code: &str| {
         server.call(
             "POST",
-            &format!("/api/v1/requests/{id}/approve"),
-            Some(&who.token()),
-            Some(json!({"totp": who.code()})),
+            "/api/v1/enrol",
+            None,
+            Some(json!({"username": name, "code": code, "new_password": "a password of my own"})),
         )
     };
-    // First approval: the admin's own officer role (legitimately one of two).
-    let (status, body) = approve(admin);
-    assert_eq!(status, 200, "{body}");
-    // Again as the same person: refused.
-    let (status, body) = approve(admin);
-    assert_eq!(status, 409, "one vote per approver: {body}");
-    // A second officer account the admin just created: in cooling-off.
-    let sock = server.user("sock-puppet", &["security-officer"]);
-    let (status, body) = approve(&sock);
-    assert_eq!(status, 403, "{body}");
-    assert!(
-        body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("approval_cooling_off_secs"),
-        "{body}"
+    assert_eq!(enrol("sock", &format!("{admins_half}-00000-00000")).0, 401);
+    let (status, applied) = server.call(
+        "POST",
+        &format!("/api/v1/account-changes/{sock_id}/approve"),
+        Some(&server.officer.token()),
+        Some(json!({"totp": server.officer.code(), "comment": "checked the roster"})),
     );
-    // Bob's account after the admin resets his TOTP: the admin gets the new secret but not
-    // Bob's password (Bob replaced the one the admin set), and the reset starts cooling-off.
+    assert_eq!(status, 200, "{applied}");
+    assert_eq!(applied["status"], "applied", "{applied}");
+    let officers_half = applied["enrolment_code_part"].as_str().unwrap().to_string();
+    assert_ne!(admins_half, officers_half);
+    for guess in [
+        format!("{admins_half}-00000-00000"),
+        admins_half.clone(),
+        format!("{officers_half}-{admins_half}"),
+    ] {
+        let (status, body) = enrol("sock", &guess);
+        assert_eq!(status, 401, "{guess}: {body}");
+    }
+    let (_, users) = server.call("GET", "/api/v1/users", Some(&admin.token()), None);
+    let listed = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "sock")
+        .unwrap();
+    assert_eq!(listed["enrolment_pending"], true, "{listed}");
+    // With both halves (the two people together) the holder enrols, and the new account is
+    // in cooling-off.
+    let sock = server.enrol("sock", &format!("{admins_half}-{officers_half}"));
+
+    // 3. Bob's credentials: the admin asks for a reset, cannot approve it, and Bob cannot
+    //    approve the change to his own account.
     let (status, reset) = server.call(
         "POST",
-        "/api/v1/users/bob/totp/reset",
+        "/api/v1/users/bob/reset",
         Some(&admin.token()),
-        None,
+        Some(json!({"totp": admin.code(), "comment": "lost phone"})),
     );
-    assert_eq!(status, 200, "{reset}");
-    let secret = mamori_e2e::totp_secret_of(&reset);
-    let now = ca_core::time::UnixTime::now().as_secs();
+    assert_eq!(status, 202, "{reset}");
+    let reset_id = reset["id"].as_str().unwrap().to_string();
+    let reset_half = reset["enrolment_code_part"].as_str().unwrap().to_string();
+    let (status, body) = server.call(
+        "POST",
+        &format!("/api/v1/account-changes/{reset_id}/approve"),
+        Some(&admin.token()),
+        Some(no_code.clone()),
+    );
+    refused(status, &body, "own request");
+    let (status, body) = server.call(
+        "POST",
+        &format!("/api/v1/account-changes/{reset_id}/approve"),
+        Some(&bob.token()),
+        Some(no_code.clone()),
+    );
+    refused(status, &body, "own account");
+    // Until someone else approves, Bob signs in as before.
+    server.login(&bob);
+
+    // 4. A dormant officer account: enabling it needs another person too.
+    let (status, enable) = server.call(
+        "POST",
+        "/api/v1/users/dora/enable",
+        Some(&admin.token()),
+        Some(json!({"totp": admin.code(), "comment": "back"})),
+    );
+    assert_eq!(status, 202, "{enable}");
+    let (status, body) = server.call(
+        "POST",
+        &format!(
+            "/api/v1/account-changes/{}/approve",
+            enable["id"].as_str().unwrap()
+        ),
+        Some(&admin.token()),
+        Some(no_code.clone()),
+    );
+    refused(status, &body, "own request");
     let (status, _) = server.call(
         "POST",
         "/api/v1/login",
         None,
-        Some(json!({"username": "bob", "password": "the password the admin once set", "totp": secret.code_at_step(now / 30)})),
+        Some(json!({"username": "dora", "password": _dora.password, "totp": _dora.code()})),
     );
-    assert_eq!(status, 401, "the admin cannot sign in as Bob");
-    let (status, view) = server.call(
+    assert_eq!(status, 401, "dora stays disabled");
+
+    // 5. The certificate itself: the admin's officer role is one vote of two, once.
+    let (status, body) = vendor_request(&server, &vendor, 0);
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    let (status, body) = server.call(
+        "POST",
+        &format!("/api/v1/requests/{id}/approve"),
+        Some(&admin.token()),
+        Some(json!({"totp": admin.code()})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server.call(
+        "POST",
+        &format!("/api/v1/requests/{id}/approve"),
+        Some(&admin.token()),
+        Some(no_code.clone()),
+    );
+    assert_eq!(status, 409, "one vote per approver: {body}");
+    // The account made under four eyes is in cooling-off.
+    let (status, body) = server.call(
+        "POST",
+        &format!("/api/v1/requests/{id}/approve"),
+        Some(&sock.token()),
+        Some(no_code.clone()),
+    );
+    refused(status, &body, "approval_cooling_off_secs");
+    // Once a second person approves Bob's reset, Bob's old credentials stop working and his
+    // enrolment needs the approver's half as well as the admin's.
+    let (status, applied) = server.call(
+        "POST",
+        &format!("/api/v1/account-changes/{reset_id}/approve"),
+        Some(&server.officer.token()),
+        Some(json!({"totp": server.officer.code()})),
+    );
+    assert_eq!(status, 200, "{applied}");
+    let (status, _) = server.call("GET", "/api/v1/me", Some(&bob.token()), None);
+    assert_eq!(status, 401, "a reset ends Bob's sessions");
+    let (status, _) = server.call(
+        "POST",
+        "/api/v1/login",
+        None,
+        Some(json!({"username": "bob", "password": bob.password, "totp": bob.code()})),
+    );
+    assert_eq!(status, 401, "no sign-in while the enrolment is pending");
+    assert_eq!(enrol("bob", &format!("{reset_half}-00000-00000")).0, 401);
+    let second = applied["enrolment_code_part"].as_str().unwrap();
+    let bob = server.enrol("bob", &format!("{reset_half}-{second}"));
+    let (status, body) = server.call(
+        "POST",
+        &format!("/api/v1/requests/{id}/approve"),
+        Some(&bob.token()),
+        Some(no_code.clone()),
+    );
+    refused(status, &body, "approval_cooling_off_secs");
+    let (_, view) = server.call(
         "GET",
         &format!("/api/v1/requests/{id}"),
         Some(&admin.token()),
         None,
     );
-    assert_eq!(status, 200);
     assert_eq!(view["status"], "pending", "{view}");
     assert_eq!(view["approvals"], 1, "{view}");
-    // Bob, who signs in with his own password and his new code, is in cooling-off too.
-    let bob_again = {
-        let (status, login) = server.call(
-            "POST",
-            "/api/v1/login",
-            None,
-            Some(json!({"username": "bob", "password": bob.password, "totp": secret.code_at_step(now / 30 + 1)})),
-        );
-        assert_eq!(status, 200, "{login}");
-        login["token"].as_str().unwrap().to_string()
-    };
-    let (status, body) = server.call(
-        "POST",
-        &format!("/api/v1/requests/{id}/approve"),
-        Some(&bob_again),
-        Some(json!({"totp": secret.code_at_step(now / 30 - 1)})),
+    // Every refusal is on the audit trail, and each applied change names both people.
+    let refusals = audit(&server, "security.refused");
+    assert!(refusals.len() >= 7, "{refusals:?}");
+    let created = audit(&server, "user.create");
+    let sock_entry = created.iter().find(|e| e["target"] == "sock").unwrap();
+    assert_eq!(sock_entry["actor"], "officer", "{sock_entry}");
+    assert_eq!(
+        sock_entry["details"]["requested_by"], "admin",
+        "{sock_entry}"
     );
-    assert_eq!(status, 403, "{body}");
-    let refused = audit(&server, "security.refused");
+}
+
+/// Enrolment codes cannot be guessed: the fifth wrong code voids the enrolment, after which
+/// even the right code fails; an expired code fails; each failure is audited.
+#[test]
+fn enrolment_codes_cannot_be_guessed() {
+    let server = Server::start(
+        Backend::Sqlite,
+        &[("MAMORI_LOGIN_ATTEMPTS_PER_MINUTE", "1000")],
+    );
+    server.login(&server.admin);
+    let add = |name: &str| {
+        let out = server.ca_server(&[
+            "user",
+            "add",
+            "--username",
+            name,
+            "--roles",
+            "auditor",
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let value: Value = serde_json::from_slice(&out.stdout).unwrap();
+        value["enrolment_code"].as_str().unwrap().to_string()
+    };
+    let enrol = |name: &str, code: &str| {
+        server
+            .call(
+                "POST",
+                "/api/v1/enrol",
+                None,
+                Some(
+                    json!({"username": name, "code": code, "new_password": "a password of my own"}),
+                ),
+            )
+            .0
+    };
+    let code = add("vic");
+    for _ in 0..5 {
+        assert_eq!(enrol("vic", "ABCDE-FGHJK-MNPQR-STVWX"), 401);
+    }
+    assert_eq!(enrol("vic", &code), 401, "void after five wrong codes");
+    let failed = audit(&server, "user.enrol_failed");
+    assert_eq!(failed.len(), 5, "{failed:?}");
+    assert_eq!(failed.last().unwrap()["details"]["void"], true);
+    // Expired: the code's time is set back past its validity.
+    let code = add("walt");
+    server.sql("UPDATE enrolments SET expires_at = 1");
+    assert_eq!(enrol("walt", &code), 401, "expired");
+    // The server-side reset gives a new code that works.
+    let out = server.ca_server(&["user", "reset", "--username", "walt", "--json"]);
     assert!(
-        refused
-            .iter()
-            .filter(|e| e["target"] == id.as_str())
-            .count()
-            >= 3,
-        "{refused:?}"
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let value: Value = serde_json::from_slice(&out.stdout).unwrap();
+    server.enrol("walt", value["enrolment_code"].as_str().unwrap());
+    assert!(
+        metric(
+            &server,
+            "mamori_security_refusals_total{type=\"enrolment\"}"
+        ) >= 7.0
     );
 }

@@ -390,34 +390,104 @@ fn bulk_import_of_fifty_devices_with_one_bad_row() {
     assert_eq!(run.json().as_array().unwrap().len(), 49);
 }
 
-/// A user an admin adds with `ca-cli user add` signs in with the admin's password, can do
-/// nothing but change it (`ca-cli passwd`), and then works with their own; the admin's password
-/// no longer opens the account.
+/// Account creation through the real CLI under four eyes: an admin asks (`user add`), another
+/// person approves (`user changes`, `user approve`), each prints one half of the enrolment code,
+/// and the new user enrols with both (`ca-cli enrol`), choosing a password neither knows and
+/// getting a TOTP secret neither saw; later `ca-cli passwd` replaces the password.
 #[test]
-fn first_sign_in_replaces_the_admins_password() {
+fn accounts_are_made_by_two_people_and_enrolled_by_their_holder() {
     let server = Server::start(Backend::Sqlite, &[]);
     let work = tempfile::tempdir().unwrap();
-    let (admin_home, user_home) = (work.path().join("admin"), work.path().join("carol"));
+    let (admin_home, officer_home, user_home) = (
+        work.path().join("admin"),
+        work.path().join("officer"),
+        work.path().join("carol"),
+    );
     server.cli_login(&admin_home, &server.admin);
-    let initial = work.path().join("initial.txt");
-    let own = work.path().join("own.txt");
-    std::fs::write(&initial, "the admin chose this one\n").unwrap();
-    std::fs::write(&own, "carol chose this one herself\n").unwrap();
+    server.cli_login(&officer_home, &server.officer);
     let run = server.cli(
         &admin_home,
         &[
-            "--json",
             "user",
             "add",
             "carol",
             "--roles",
             "auditor",
+            "--totp",
+            &server.admin.code(),
+            "--comment",
+            "new auditor",
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("ca-cli user approve"), "{}", run.stdout);
+    let first = run
+        .stdout
+        .lines()
+        .find_map(|l| l.split("(shown once): ").nth(1))
+        .unwrap_or_else(|| panic!("no half in {}", run.stdout))
+        .trim()
+        .to_string();
+    let run = server.cli(
+        &officer_home,
+        &["--json", "user", "changes", "--status", "pending"],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let pending = run.json();
+    let change = &pending.as_array().unwrap()[0];
+    assert_eq!(change["target"], "carol");
+    assert_eq!(change["requester"], "admin");
+    assert!(change.get("enrolment_code_part").is_none(), "{change}");
+    let id = change["id"].as_str().unwrap().to_string();
+    // The admin cannot approve it, through the CLI either.
+    let run = server.cli(&admin_home, &["user", "approve", &id, "--totp", "000000"]);
+    assert_eq!(run.code, 4, "{run:?}");
+    let run = server.cli(
+        &officer_home,
+        &[
+            "--json",
+            "user",
+            "approve",
+            &id,
+            "--totp",
+            &server.officer.code(),
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let applied = run.json();
+    assert_eq!(applied["status"], "applied");
+    let second = applied["enrolment_code_part"].as_str().unwrap().to_string();
+    let own = work.path().join("own.txt");
+    std::fs::write(&own, "carol chose this one herself\n").unwrap();
+    let run = server.cli(
+        &user_home,
+        &[
+            "--json",
+            "enrol",
+            "--username",
+            "carol",
+            "--code",
+            &format!("{first} {second}"),
             "--password-file",
-            s(&initial),
+            s(&own),
         ],
     );
     assert_eq!(run.code, 0, "{run:?}");
     let secret = mamori_e2e::totp_secret_of(&run.json());
+    // The code works once.
+    let run = server.cli(
+        &user_home,
+        &[
+            "enrol",
+            "--username",
+            "carol",
+            "--code",
+            &format!("{first}-{second}"),
+            "--password-file",
+            s(&own),
+        ],
+    );
+    assert_eq!(run.code, 3, "{run:?}");
     let now = ca_core::time::UnixTime::now().as_secs();
     let login = |password: &std::path::Path, step: u64| {
         server.cli(
@@ -433,28 +503,26 @@ fn first_sign_in_replaces_the_admins_password() {
             ],
         )
     };
-    let run = login(&initial, now / 30);
+    let run = login(&own, now / 30);
     assert_eq!(run.code, 0, "{run:?}");
-    assert!(run.stderr.contains("ca-cli passwd"), "{run:?}");
-    let run = server.cli(&user_home, &["audit", "list"]);
-    assert_eq!(run.code, 4, "nothing before the change: {run:?}");
-    assert!(run.stderr.contains("change the password"), "{run:?}");
+    let run = server.cli(&user_home, &["audit", "list", "--action", "user.create"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("carol"), "{}", run.stdout);
+    let newer = work.path().join("newer.txt");
+    std::fs::write(&newer, "carol changed her mind\n").unwrap();
     let run = server.cli(
         &user_home,
         &[
             "passwd",
             "--current-password-file",
-            s(&initial),
-            "--new-password-file",
             s(&own),
+            "--new-password-file",
+            s(&newer),
         ],
     );
     assert_eq!(run.code, 0, "{run:?}");
-    let run = server.cli(&user_home, &["audit", "list"]);
-    assert_eq!(run.code, 0, "{run:?}");
-    assert!(run.stdout.contains("user.passwd"), "{}", run.stdout);
-    let run = login(&initial, now / 30 + 1);
-    assert_eq!(run.code, 3, "the admin's password is gone: {run:?}");
     let run = login(&own, now / 30 + 1);
+    assert_eq!(run.code, 3, "the old password is gone: {run:?}");
+    let run = login(&newer, now / 30 + 1);
     assert_eq!(run.code, 0, "{run:?}");
 }

@@ -705,23 +705,24 @@ fn mfa_edges(backend: Backend) {
     assert_eq!(status, 401, "expired token");
 }
 
-/// Disabling a user, changing their roles or resetting their second factor ends their sessions
-/// before the change answers, although the server trusts a session it confirmed less than a
-/// second ago without reading it again.
+/// Disabling a user, and applying a role change or a credential reset, ends their sessions
+/// before the call answers, although the server trusts a session it confirmed less than a second
+/// ago without reading it again. A change waiting for approval leaves them alone.
 #[test]
 fn changes_to_a_user_end_their_sessions_at_once() {
     let server = Server::start(Backend::Sqlite, &[]);
     server.login(&server.admin);
-    let admin = server.admin.token();
+    server.login(&server.officer);
+    let admin = &server.admin;
     for (name, method, change, body) in [
-        ("dave", "POST", "disable", None),
+        ("dave", "POST", "disable", json!({})),
         (
             "erin",
             "PUT",
             "roles",
-            Some(json!({"roles": ["security-officer"]})),
+            json!({"roles": ["security-officer"]}),
         ),
-        ("finn", "POST", "totp/reset", None),
+        ("finn", "POST", "reset", json!({})),
     ] {
         let person = server.user(name, &["auditor"]);
         let token = person.token();
@@ -729,9 +730,30 @@ fn changes_to_a_user_end_their_sessions_at_once() {
             let (status, body) = server.call("GET", "/api/v1/me", Some(&token), None);
             assert_eq!(status, 200, "{body}");
         }
+        let mut body = body;
+        body["totp"] = json!(admin.code());
         let path = format!("/api/v1/users/{name}/{change}");
-        let (status, answer) = server.call(method, &path, Some(&admin), body);
+        let (status, answer) = server.call(method, &path, Some(&admin.token()), Some(body));
         assert!((200..300).contains(&status), "{path}: {status} {answer}");
+        if status == 202 {
+            let (status, _) = server.call("GET", "/api/v1/me", Some(&token), None);
+            assert_eq!(
+                status, 200,
+                "{name}'s session ended before the change was approved"
+            );
+            let approve = format!(
+                "/api/v1/account-changes/{}/approve",
+                answer["id"].as_str().unwrap()
+            );
+            let (status, applied) = server.call(
+                "POST",
+                &approve,
+                Some(&server.officer.token()),
+                Some(json!({"totp": server.officer.code()})),
+            );
+            assert_eq!(status, 200, "{applied}");
+            assert_eq!(applied["status"], "applied", "{applied}");
+        }
         let (status, _) = server.call("GET", "/api/v1/me", Some(&token), None);
         assert_eq!(status, 401, "{name}'s session outlived {path}");
     }
@@ -780,22 +802,44 @@ fn role_matrix(backend: Backend) {
     );
     let cases: Vec<Case> = vec![
         ("GET", "/api/v1/users".into(), None, &["auditor"]),
+        // Account changes: only admins ask (none in this cast); refused before any code is
+        // checked, so a fixed code burns nothing.
         (
             "POST",
             "/api/v1/users".into(),
-            Some(
-                |_| json!({"username": "zed", "password": "long enough password", "roles": ["auditor"]}),
-            ),
+            Some(|_| json!({"username": "zed", "roles": ["auditor"], "totp": "000000"})),
             &[],
         ),
         (
             "PUT",
             "/api/v1/users/bob/roles".into(),
-            Some(|_| json!({"roles": ["admin"]})),
+            Some(|_| json!({"roles": ["admin"], "totp": "000000"})),
             &[],
         ),
-        ("POST", "/api/v1/users/bob/disable".into(), None, &[]),
-        ("POST", "/api/v1/users/bob/totp/reset".into(), None, &[]),
+        (
+            "POST",
+            "/api/v1/users/bob/disable".into(),
+            Some(|_| json!({"totp": "000000"})),
+            &[],
+        ),
+        (
+            "POST",
+            "/api/v1/users/bob/reset".into(),
+            Some(|_| json!({"totp": "000000"})),
+            &[],
+        ),
+        (
+            "POST",
+            "/api/v1/users/bob/enable".into(),
+            Some(|_| json!({"totp": "000000"})),
+            &[],
+        ),
+        (
+            "GET",
+            "/api/v1/account-changes".into(),
+            None,
+            &["security-officer", "auditor"],
+        ),
         ("GET", "/api/v1/audit".into(), None, &["auditor"]),
         ("GET", "/api/v1/audit/verify".into(), None, &["auditor"]),
         (
@@ -844,7 +888,7 @@ fn role_matrix(backend: Backend) {
         "PUT",
         "/api/v1/users/admin/roles",
         Some(&server.admin.token()),
-        Some(json!({"roles": ["auditor", "admin"]})),
+        Some(json!({"roles": ["auditor", "admin"], "totp": "000000"})),
     );
     assert_eq!(status, 403);
     // Every route in the table is registered (anonymous calls get 401, not 404).

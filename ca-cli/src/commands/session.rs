@@ -1,4 +1,4 @@
-//! `login`, `logout`, `whoami`, `passwd`.
+//! `login`, `logout`, `whoami`, `passwd`, `enrol`.
 
 use std::path::PathBuf;
 
@@ -169,6 +169,83 @@ pub fn passwd(conn: &Connection, args: Passwd, json_out: bool) -> CliResult<()> 
         output::print(true, &view, &[]);
     } else {
         println!("password changed / パスワードを変更しました");
+    }
+    Ok(())
+}
+
+/// `ca-cli enrol`.
+#[derive(Args)]
+#[command(
+    after_help = "Example:\n  ca-cli enrol --username alice            # asks for both halves of the code and a new password"
+)]
+pub struct Enrol {
+    /// Your user name.
+    #[arg(long, short)]
+    pub username: String,
+    /// The enrolment code: the requester's half, then the approver's half (asked for when
+    /// absent).
+    #[arg(long)]
+    pub code: Option<String>,
+    /// Read the new password (at least 12 characters) from this file instead of prompting.
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+}
+
+/// Enrols a created or reset account: sets its password and prints its new TOTP secret once.
+pub fn enrol(conn: &Connection, args: Enrol, json_out: bool) -> CliResult<()> {
+    use std::io::IsTerminal;
+    let code = match args.code {
+        Some(code) => zeroize::Zeroizing::new(code),
+        None => {
+            if !std::io::stdin().is_terminal() {
+                return Err(fail(exit::USAGE, "pass --code in scripts"));
+            }
+            let first = rpassword::prompt_password(
+                "First half (from the admin who asked) / 依頼した管理者の半分: ",
+            )
+            .context("reading the code")?;
+            let second =
+                rpassword::prompt_password("Second half (from the approver) / 承認者の半分: ")
+                    .context("reading the code")?;
+            zeroize::Zeroizing::new(format!("{}-{}", first.trim(), second.trim()))
+        }
+    };
+    let password = match &args.password_file {
+        Some(path) => read_secret_file(path)?,
+        None => {
+            if !std::io::stdin().is_terminal() {
+                return Err(fail(exit::USAGE, "pass --password-file in scripts"));
+            }
+            let first = zeroize::Zeroizing::new(
+                rpassword::prompt_password("New password / 新しいパスワード: ")
+                    .context("reading the password")?,
+            );
+            let again = zeroize::Zeroizing::new(
+                rpassword::prompt_password("Repeat the new password / もう一度: ")
+                    .context("reading the password")?,
+            );
+            if *again != *first {
+                return Err(fail(exit::USAGE, "the new passwords differ / 一致しません"));
+            }
+            first
+        }
+    };
+    let response = conn.call(
+        "POST",
+        "/api/v1/enrol",
+        Some(&json!({"username": args.username, "code": code.as_str(), "new_password": password.as_str()})),
+        false,
+    )?;
+    let body: serde_json::Value = response
+        .json()
+        .map_err(|e| fail(exit::UNAVAILABLE, e.to_string()))?;
+    crate::commands::user::print_enrolment(&body, json_out);
+    if !json_out {
+        println!(
+            "scan it with your authenticator app, then: ca-cli login --username {}",
+            args.username
+        );
+        println!("認証アプリで読み取り、ca-cli login でサインインしてください。");
     }
     Ok(())
 }

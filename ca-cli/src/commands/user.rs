@@ -1,9 +1,10 @@
-//! `user add|list|disable|reset-totp|roles|unlock` (admins; unlock also officers) and `totp enroll`.
+//! `user add|roles|reset|enable|disable|list|unlock|changes|change|approve|reject`: account
+//! administration under four eyes (admins ask; another admin or security officer approves).
 
 use clap::Subcommand;
 use serde_json::{json, Value};
 
-use crate::client::{read_secret_file, totp_code, CliResult, Connection};
+use crate::client::{totp_code, CliResult, Connection};
 use crate::output;
 
 const COLUMNS: &[(&str, &str)] = &[
@@ -15,22 +16,33 @@ const COLUMNS: &[(&str, &str)] = &[
     ("organization", "ORGANIZATION"),
 ];
 
-/// User commands.
+const CHANGE_COLUMNS: &[(&str, &str)] = &[
+    ("id", "CHANGE"),
+    ("kind", "KIND"),
+    ("target", "USER"),
+    ("roles", "NEW ROLES"),
+    ("current_roles", "CURRENT ROLES"),
+    ("requester", "REQUESTED BY"),
+    ("status", "STATUS"),
+    ("expires_at", "OPEN UNTIL"),
+];
+
+/// User commands. Creating, re-roling, resetting and enabling accounts are asked for by one
+/// admin and applied when someone else approves (`ca-cli user approve`).
 #[derive(Subcommand)]
 pub enum UserCommand {
-    /// Add a user with roles; prints the TOTP enrolment URI and QR code once.
+    /// Ask for a new account (applied when another admin or security officer approves). Prints
+    /// your half of the one-time enrolment code: hand it to the new user yourself; the approver
+    /// hands over the other half; the user runs `ca-cli enrol`.
     ///
-    /// Example: ca-cli user add alice --roles security-officer --password-file alice-initial-pw
-    /// Example: ca-cli user add acme --roles vendor --organization "Acme Medical" --email-domain acme.example --password-file pw
+    /// Example: ca-cli user add alice --roles security-officer --comment "new ward officer"
+    /// Example: ca-cli user add acme --roles vendor --organization "Acme Medical" --email-domain acme.example
     Add {
         /// User name.
         username: String,
         /// Roles, comma-separated: admin, security-officer, auditor, device-enroller, staff-requester, vendor.
         #[arg(long, value_delimiter = ',', required = true)]
         roles: Vec<String>,
-        /// File holding the initial password (at least 12 characters).
-        #[arg(long)]
-        password_file: std::path::PathBuf,
         /// The organization registered on the account: a vendor's company, which its
         /// certificates' O must be (vendor-maintenance profile).
         #[arg(long)]
@@ -38,6 +50,12 @@ pub enum UserCommand {
         /// The e-mail domain registered on the account (a vendor's own).
         #[arg(long)]
         email_domain: Option<String>,
+        /// Your TOTP code (asked for when absent).
+        #[arg(long)]
+        totp: Option<String>,
+        /// Why, for the approvers and the audit trail.
+        #[arg(long, default_value = "")]
+        comment: String,
     },
     /// Lift a user's step-up lock (too many wrong codes) and login lockout; needs your TOTP
     /// code, and never for yourself.
@@ -57,14 +75,33 @@ pub enum UserCommand {
     ///
     /// Example: ca-cli user list
     List,
-    /// Disable a user and end their sessions.
+    /// Disable a user at once: ends their sessions and cancels their pending requests.
     ///
-    /// Example: ca-cli user disable former-vendor
+    /// Example: ca-cli user disable former-vendor --comment "contract ended"
     Disable {
         /// User name.
         username: String,
+        /// Your TOTP code (asked for when absent).
+        #[arg(long)]
+        totp: Option<String>,
+        /// Why, for the audit trail.
+        #[arg(long, default_value = "")]
+        comment: String,
     },
-    /// Replace a user's roles (never your own).
+    /// Ask to enable a disabled user again (applied when approved).
+    ///
+    /// Example: ca-cli user enable bob --comment "back from leave"
+    Enable {
+        /// User name.
+        username: String,
+        /// Your TOTP code (asked for when absent).
+        #[arg(long)]
+        totp: Option<String>,
+        /// Why, for the approvers and the audit trail.
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Ask to replace a user's roles (never your own; applied when approved).
     ///
     /// Example: ca-cli user roles bob --roles security-officer,auditor
     Roles {
@@ -73,13 +110,69 @@ pub enum UserCommand {
         /// The new roles, comma-separated.
         #[arg(long, value_delimiter = ',', required = true)]
         roles: Vec<String>,
+        /// Your TOTP code (asked for when absent).
+        #[arg(long)]
+        totp: Option<String>,
+        /// Why, for the approvers and the audit trail.
+        #[arg(long, default_value = "")]
+        comment: String,
     },
-    /// Give a user a new TOTP secret; prints the enrolment URI and QR code once.
+    /// Ask for a user's new password and TOTP (lost phone, forgotten password; applied when
+    /// approved). Prints your half of the enrolment code, as `user add` does.
     ///
-    /// Example: ca-cli user reset-totp alice
-    ResetTotp {
+    /// Example: ca-cli user reset alice --comment "phone lost, confirmed in person"
+    #[command(alias = "reset-totp")]
+    Reset {
         /// User name.
         username: String,
+        /// Your TOTP code (asked for when absent).
+        #[arg(long)]
+        totp: Option<String>,
+        /// Why, for the approvers and the audit trail.
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// List account changes (newest first).
+    ///
+    /// Example: ca-cli user changes --status pending
+    Changes {
+        /// Only this status: pending, applied, rejected, expired.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Show one account change with its decisions.
+    ///
+    /// Example: ca-cli user change ac-3f2a...
+    Change {
+        /// Change id.
+        id: String,
+    },
+    /// Approve an account change someone else asked for (with your TOTP code). The approval
+    /// that applies a new account or a reset prints your half of the enrolment code.
+    ///
+    /// Example: ca-cli user approve ac-3f2a... --comment "confirmed with the ward head"
+    Approve {
+        /// Change id.
+        id: String,
+        /// Your TOTP code (asked for when absent).
+        #[arg(long)]
+        totp: Option<String>,
+        /// Comment for the audit trail.
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Reject an account change (with your TOTP code).
+    ///
+    /// Example: ca-cli user reject ac-3f2a... --comment "nobody of that name on the roster"
+    Reject {
+        /// Change id.
+        id: String,
+        /// Your TOTP code (asked for when absent).
+        #[arg(long)]
+        totp: Option<String>,
+        /// Comment for the audit trail.
+        #[arg(long, default_value = "")]
+        comment: String,
     },
 }
 
@@ -91,7 +184,7 @@ pub fn print_enrolment(value: &Value, json_out: bool) {
     }
     let uri = value["totp_uri"].as_str().unwrap_or_default();
     println!("user: {}", output::field(&value["user"]["username"], "?"));
-    println!("TOTP enrolment URI (shown once): {uri}");
+    println!("TOTP enrolment URI (shown once / 一度だけ表示): {uri}");
     if let Ok(code) = qrcode::QrCode::new(uri.as_bytes()) {
         println!(
             "{}",
@@ -102,39 +195,67 @@ pub fn print_enrolment(value: &Value, json_out: bool) {
     }
 }
 
+/// Prints an account change, and the half of the enrolment code it carries if any.
+fn print_change(value: &Value, json_out: bool) {
+    output::print(json_out, value, CHANGE_COLUMNS);
+    if json_out {
+        return;
+    }
+    let target = output::field(&value["target"], "?");
+    if value["status"] == "pending" {
+        println!(
+            "waiting for {} approval(s) by another admin or security officer: ca-cli user approve {}",
+            value["approvals_required"],
+            output::field(&value["id"], "?")
+        );
+        println!("承認待ちです。別の管理者またはセキュリティ責任者が承認します。");
+    }
+    if let Some(part) = value["enrolment_code_part"].as_str() {
+        println!("your half of {target}'s enrolment code (shown once): {part}");
+        println!("hand it to {target} in person; the other half comes from the other person.");
+        println!(
+            "{target} types both halves, requester's first, with: ca-cli enrol --username {target}"
+        );
+        println!("登録コードの半分です (一度だけ表示)。本人に直接渡してください。");
+    }
+}
+
 /// Runs a user command.
 pub fn run(conn: &Connection, command: UserCommand, json_out: bool) -> CliResult<()> {
+    let step_up = |totp: Option<String>, comment: &str| -> CliResult<Value> {
+        Ok(json!({"totp": totp_code(totp)?, "comment": comment}))
+    };
     match command {
         UserCommand::Add {
             username,
             roles,
-            password_file,
             organization,
             email_domain,
+            totp,
+            comment,
         } => {
-            let password = read_secret_file(&password_file)?;
+            let code = totp_code(totp)?;
             let value = conn.json(
                 "POST",
                 "/api/v1/users",
-                Some(
-                    &json!({"username": username, "password": password.as_str(), "roles": roles,
-                    "organization": organization, "email_domain": email_domain}),
-                ),
+                Some(&json!({"username": username, "roles": roles,
+                    "organization": organization, "email_domain": email_domain,
+                    "totp": code, "comment": comment})),
             )?;
-            print_enrolment(&value, json_out);
+            print_change(&value, json_out);
         }
         UserCommand::Unlock {
             username,
             totp,
             comment,
         } => {
-            let code = totp_code(totp)?;
+            let body = step_up(totp, &comment)?;
             output::print(
                 json_out,
                 &conn.json(
                     "POST",
                     &format!("/api/v1/users/{username}/unlock"),
-                    Some(&json!({"totp": code, "comment": comment})),
+                    Some(&body),
                 )?,
                 COLUMNS,
             );
@@ -142,27 +263,114 @@ pub fn run(conn: &Connection, command: UserCommand, json_out: bool) -> CliResult
         UserCommand::List => {
             output::print(json_out, &conn.json("GET", "/api/v1/users", None)?, COLUMNS)
         }
-        UserCommand::Disable { username } => output::print(
-            json_out,
-            &conn.json("POST", &format!("/api/v1/users/{username}/disable"), None)?,
-            COLUMNS,
-        ),
-        UserCommand::Roles { username, roles } => output::print(
-            json_out,
-            &conn.json(
-                "PUT",
-                &format!("/api/v1/users/{username}/roles"),
-                Some(&json!({"roles": roles})),
-            )?,
-            COLUMNS,
-        ),
-        UserCommand::ResetTotp { username } => {
-            let value = conn.json(
-                "POST",
-                &format!("/api/v1/users/{username}/totp/reset"),
-                None,
-            )?;
-            print_enrolment(&value, json_out);
+        UserCommand::Disable {
+            username,
+            totp,
+            comment,
+        } => {
+            let body = step_up(totp, &comment)?;
+            output::print(
+                json_out,
+                &conn.json(
+                    "POST",
+                    &format!("/api/v1/users/{username}/disable"),
+                    Some(&body),
+                )?,
+                COLUMNS,
+            )
+        }
+        UserCommand::Enable {
+            username,
+            totp,
+            comment,
+        } => {
+            let body = step_up(totp, &comment)?;
+            print_change(
+                &conn.json(
+                    "POST",
+                    &format!("/api/v1/users/{username}/enable"),
+                    Some(&body),
+                )?,
+                json_out,
+            );
+        }
+        UserCommand::Roles {
+            username,
+            roles,
+            totp,
+            comment,
+        } => {
+            let code = totp_code(totp)?;
+            print_change(
+                &conn.json(
+                    "PUT",
+                    &format!("/api/v1/users/{username}/roles"),
+                    Some(&json!({"roles": roles, "totp": code, "comment": comment})),
+                )?,
+                json_out,
+            );
+        }
+        UserCommand::Reset {
+            username,
+            totp,
+            comment,
+        } => {
+            let body = step_up(totp, &comment)?;
+            print_change(
+                &conn.json(
+                    "POST",
+                    &format!("/api/v1/users/{username}/reset"),
+                    Some(&body),
+                )?,
+                json_out,
+            );
+        }
+        UserCommand::Changes { status } => {
+            let path = match status {
+                Some(s) => format!("/api/v1/account-changes?status={s}"),
+                None => "/api/v1/account-changes".into(),
+            };
+            output::print(json_out, &conn.json("GET", &path, None)?, CHANGE_COLUMNS);
+        }
+        UserCommand::Change { id } => {
+            let value = conn.json("GET", &format!("/api/v1/account-changes/{id}"), None)?;
+            output::print(json_out, &value, CHANGE_COLUMNS);
+            if !json_out {
+                if let Some(decisions) = value["decisions"].as_array() {
+                    for d in decisions {
+                        println!(
+                            "{} {} at {}: {}",
+                            output::field(&d["approver"], "?"),
+                            output::field(&d["verdict"], "?"),
+                            output::field(&d["decided_at"], "?"),
+                            output::field(&d["comment"], "")
+                        );
+                    }
+                }
+                println!("comment: {}", output::field(&value["comment"], ""));
+            }
+        }
+        UserCommand::Approve { id, totp, comment } => {
+            let body = step_up(totp, &comment)?;
+            print_change(
+                &conn.json(
+                    "POST",
+                    &format!("/api/v1/account-changes/{id}/approve"),
+                    Some(&body),
+                )?,
+                json_out,
+            );
+        }
+        UserCommand::Reject { id, totp, comment } => {
+            let body = step_up(totp, &comment)?;
+            print_change(
+                &conn.json(
+                    "POST",
+                    &format!("/api/v1/account-changes/{id}/reject"),
+                    Some(&body),
+                )?,
+                json_out,
+            );
         }
     }
     Ok(())

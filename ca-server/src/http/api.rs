@@ -9,6 +9,7 @@ use ca_core::crl::RevocationReason;
 use ca_core::time::UnixTime;
 use serde::Deserialize;
 
+use crate::account_changes::ChangeKind;
 use crate::api::*;
 use crate::authority::{Authority, Caller, StatusChange, Submitted};
 use crate::error::ServiceError;
@@ -113,6 +114,7 @@ pub async fn me(state: State, request: HttpRequest) -> Result<HttpResponse, Serv
         locked_until: None,
         organization: None,
         email_domain: None,
+        enrolment_pending: false,
     }))
 }
 
@@ -121,18 +123,18 @@ pub async fn list_users(state: State, request: HttpRequest) -> Result<HttpRespon
     Ok(HttpResponse::Ok().json(as_caller(&state, &request, |a, c| a.list_users(c)).await?))
 }
 
-/// `POST /api/v1/users`.
+/// `POST /api/v1/users`: asks for a new account (202: waiting for approval).
 pub async fn create_user(
     state: State,
     request: HttpRequest,
     body: web::Json<CreateUserRequest>,
 ) -> Result<HttpResponse, ServiceError> {
     let body = body.into_inner();
-    Ok(HttpResponse::Created()
-        .json(as_caller(&state, &request, move |a, c| a.create_user(c, body)).await?))
+    Ok(HttpResponse::Accepted()
+        .json(as_caller(&state, &request, move |a, c| a.request_create_user(c, body)).await?))
 }
 
-/// `PUT /api/v1/users/{username}/roles`.
+/// `PUT /api/v1/users/{username}/roles`: asks for a role change (202).
 pub async fn set_roles(
     state: State,
     request: HttpRequest,
@@ -140,19 +142,28 @@ pub async fn set_roles(
     body: web::Json<SetRolesRequest>,
 ) -> Result<HttpResponse, ServiceError> {
     let (name, body) = (path.into_inner(), body.into_inner());
-    Ok(HttpResponse::Ok()
-        .json(as_caller(&state, &request, move |a, c| a.set_roles(c, &name, body)).await?))
+    Ok(HttpResponse::Accepted().json(
+        as_caller(&state, &request, move |a, c| {
+            a.request_set_roles(c, &name, body)
+        })
+        .await?,
+    ))
 }
 
-/// `POST /api/v1/users/{username}/disable`.
+/// `POST /api/v1/users/{username}/disable` (immediate, with step-up).
 pub async fn disable_user(
     state: State,
     request: HttpRequest,
     path: web::Path<String>,
+    body: web::Json<StepUpRequest>,
 ) -> Result<HttpResponse, ServiceError> {
-    let name = path.into_inner();
-    Ok(HttpResponse::Ok()
-        .json(as_caller(&state, &request, move |a, c| a.disable_user(c, &name)).await?))
+    let (name, body) = (path.into_inner(), body.into_inner());
+    Ok(HttpResponse::Ok().json(
+        as_caller(&state, &request, move |a, c| {
+            a.disable_user(c, &name, &body)
+        })
+        .await?,
+    ))
 }
 
 /// `POST /api/v1/users/{username}/unlock`: lifts a step-up lock and a login lockout.
@@ -168,15 +179,127 @@ pub async fn unlock_user(
         .json(as_caller(&state, &request, move |a, c| a.unlock_user(c, &name, &body)).await?))
 }
 
-/// `POST /api/v1/users/{username}/totp/reset`.
-pub async fn reset_totp(
+/// `POST /api/v1/users/{username}/reset`: asks for a new password and TOTP by enrolment (202).
+pub async fn reset_user(
+    state: State,
+    request: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<StepUpRequest>,
+) -> Result<HttpResponse, ServiceError> {
+    let (name, body) = (path.into_inner(), body.into_inner());
+    Ok(HttpResponse::Accepted().json(
+        as_caller(&state, &request, move |a, c| {
+            a.request_reset_or_enable(c, &name, ChangeKind::Reset, &body)
+        })
+        .await?,
+    ))
+}
+
+/// `POST /api/v1/users/{username}/enable`: asks for a disabled account back (202).
+pub async fn enable_user(
+    state: State,
+    request: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<StepUpRequest>,
+) -> Result<HttpResponse, ServiceError> {
+    let (name, body) = (path.into_inner(), body.into_inner());
+    Ok(HttpResponse::Accepted().json(
+        as_caller(&state, &request, move |a, c| {
+            a.request_reset_or_enable(c, &name, ChangeKind::Enable, &body)
+        })
+        .await?,
+    ))
+}
+
+/// `GET /api/v1/account-changes`.
+pub async fn list_account_changes(
+    state: State,
+    request: HttpRequest,
+    query: web::Query<AccountChangeQuery>,
+) -> Result<HttpResponse, ServiceError> {
+    let query = query.into_inner();
+    Ok(HttpResponse::Ok().json(
+        as_caller(&state, &request, move |a, c| {
+            a.list_account_changes(c, &query)
+        })
+        .await?,
+    ))
+}
+
+/// `GET /api/v1/account-changes/{id}`.
+pub async fn get_account_change(
     state: State,
     request: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ServiceError> {
-    let name = path.into_inner();
+    let id = path.into_inner();
     Ok(HttpResponse::Ok()
-        .json(as_caller(&state, &request, move |a, c| a.reset_totp(c, &name)).await?))
+        .json(as_caller(&state, &request, move |a, c| a.get_account_change(c, &id)).await?))
+}
+
+/// `POST /api/v1/account-changes/{id}/approve`.
+pub async fn approve_account_change(
+    state: State,
+    request: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<StepUpRequest>,
+) -> Result<HttpResponse, ServiceError> {
+    decide_account_change(
+        state,
+        request,
+        path.into_inner(),
+        body.into_inner(),
+        Verdict::Approve,
+    )
+    .await
+}
+
+/// `POST /api/v1/account-changes/{id}/reject`.
+pub async fn reject_account_change(
+    state: State,
+    request: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<StepUpRequest>,
+) -> Result<HttpResponse, ServiceError> {
+    decide_account_change(
+        state,
+        request,
+        path.into_inner(),
+        body.into_inner(),
+        Verdict::Reject,
+    )
+    .await
+}
+
+async fn decide_account_change(
+    state: State,
+    request: HttpRequest,
+    id: String,
+    body: StepUpRequest,
+    verdict: Verdict,
+) -> Result<HttpResponse, ServiceError> {
+    Ok(HttpResponse::Ok().json(
+        as_caller(&state, &request, move |a, c| {
+            a.decide_account_change(c, &id, verdict, &body)
+        })
+        .await?,
+    ))
+}
+
+/// `POST /api/v1/enrol` (no session; limited per client address like login).
+pub async fn enrol(
+    state: State,
+    request: HttpRequest,
+    body: web::Json<EnrolRequest>,
+) -> Result<HttpResponse, ServiceError> {
+    if let Some(peer) = request.peer_addr() {
+        state
+            .login_limiter
+            .attempt(peer.ip(), ca_core::time::UnixTime::now().as_secs())
+            .map_err(ServiceError::TooManyAttempts)?;
+    }
+    let authority = state.get_ref().clone();
+    Ok(HttpResponse::Ok().json(blocking(move || authority.enrol(&body)).await?))
 }
 
 /// `GET /api/v1/profiles`.

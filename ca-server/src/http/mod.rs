@@ -66,20 +66,32 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "post",
         path: "/api/v1/users",
-        roles: "admin",
-        summary: "Create a user; returns the TOTP enrolment URI once",
+        roles: "admin (with step-up; applied when approved: policies/accounts.toml)",
+        summary: "Ask for a new account; answers 202 with the requester's half of the enrolment code",
     },
     Route {
         method: "put",
         path: "/api/v1/users/{username}/roles",
-        roles: "admin (not oneself)",
-        summary: "Replace a user's roles",
+        roles: "admin (not oneself; with step-up; applied when approved)",
+        summary: "Ask to replace a user's roles",
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/users/{username}/reset",
+        roles: "admin (not oneself; with step-up; applied when approved)",
+        summary: "Ask for a new password and TOTP secret, set by the holder at enrolment",
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/users/{username}/enable",
+        roles: "admin (not oneself; with step-up; applied when approved)",
+        summary: "Ask to enable a disabled user",
     },
     Route {
         method: "post",
         path: "/api/v1/users/{username}/disable",
-        roles: "admin (not oneself)",
-        summary: "Disable a user",
+        roles: "admin (not oneself; with step-up)",
+        summary: "Disable a user at once (ends sessions, cancels pending requests)",
     },
     Route {
         method: "post",
@@ -88,10 +100,34 @@ pub const ROUTES: &[Route] = &[
         summary: "Lift a step-up lock and a login lockout",
     },
     Route {
+        method: "get",
+        path: "/api/v1/account-changes",
+        roles: "admin, security-officer, auditor",
+        summary: "List account changes (?status=pending)",
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/account-changes/{id}",
+        roles: "admin, security-officer, auditor",
+        summary: "Show an account change",
+    },
+    Route {
         method: "post",
-        path: "/api/v1/users/{username}/totp/reset",
-        roles: "admin",
-        summary: "New TOTP secret; returns the enrolment URI once",
+        path: "/api/v1/account-changes/{id}/approve",
+        roles: "policies/accounts.toml approver roles (not the requester or the account; with step-up)",
+        summary: "Approve an account change; the approval that applies a create or reset answers with the approver's half of the enrolment code",
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/account-changes/{id}/reject",
+        roles: "policies/accounts.toml approver roles (not the requester or the account; with step-up)",
+        summary: "Reject an account change",
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/enrol",
+        roles: "public (with the whole one-time enrolment code)",
+        summary: "Set one's own password and get one's TOTP secret (created or reset accounts)",
     },
     Route {
         method: "get",
@@ -344,11 +380,23 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
                 "/users/{username}/disable",
                 web::post().to(api::disable_user),
             )
-            .route(
-                "/users/{username}/totp/reset",
-                web::post().to(api::reset_totp),
-            )
+            .route("/users/{username}/reset", web::post().to(api::reset_user))
+            .route("/users/{username}/enable", web::post().to(api::enable_user))
             .route("/users/{username}/unlock", web::post().to(api::unlock_user))
+            .route("/account-changes", web::get().to(api::list_account_changes))
+            .route(
+                "/account-changes/{id}",
+                web::get().to(api::get_account_change),
+            )
+            .route(
+                "/account-changes/{id}/approve",
+                web::post().to(api::approve_account_change),
+            )
+            .route(
+                "/account-changes/{id}/reject",
+                web::post().to(api::reject_account_change),
+            )
+            .route("/enrol", web::post().to(api::enrol))
             .route("/profiles", web::get().to(api::profiles))
             .route("/requests", web::post().to(api::submit))
             .route("/requests", web::get().to(api::list_requests))

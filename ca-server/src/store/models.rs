@@ -42,6 +42,56 @@ pub struct UserRow {
     pub credentials_set_at: i64,
 }
 
+/// An account waiting for its holder to enrol (created or reset under four eyes).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = enrolments)]
+pub struct EnrolmentRow {
+    pub user_id: String,
+    /// The SHA-256 of each half of the one-time code, `hex:hex`.
+    pub code_hash: String,
+    /// When the code stops working.
+    pub expires_at: i64,
+    /// Wrong codes so far (at the limit the enrolment is void).
+    pub failures: i32,
+}
+
+/// A change to an account waiting for (or past) four-eyes approval.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = account_changes)]
+pub struct AccountChangeRow {
+    pub id: String,
+    /// `create`, `roles`, `reset` or `enable`.
+    pub kind: String,
+    /// The account's user name.
+    pub target: String,
+    /// JSON: roles, organization, e-mail domain (what the change sets).
+    pub payload: String,
+    pub requester_id: String,
+    pub requester: String,
+    /// `pending`, `applied`, `rejected`, `expired`.
+    pub status: String,
+    pub approvals_required: i32,
+    /// SHA-256 of the requester's half of the enrolment code (create and reset).
+    pub requester_half_hash: Option<String>,
+    pub comment: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub updated_at: i64,
+}
+
+/// One person's decision on an account change.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = account_change_decisions)]
+pub struct AccountChangeDecisionRow {
+    pub change_id: String,
+    pub approver_id: String,
+    pub approver: String,
+    /// `approve` or `reject`.
+    pub verdict: String,
+    pub comment: String,
+    pub decided_at: i64,
+}
+
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = sessions)]
 pub struct SessionRow {

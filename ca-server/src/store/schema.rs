@@ -40,6 +40,44 @@ diesel::table! {
 }
 
 diesel::table! {
+    enrolments (user_id) {
+        user_id -> Text,
+        code_hash -> Text,
+        expires_at -> BigInt,
+        failures -> Integer,
+    }
+}
+
+diesel::table! {
+    account_changes (id) {
+        id -> Text,
+        kind -> Text,
+        target -> Text,
+        payload -> Text,
+        requester_id -> Text,
+        requester -> Text,
+        status -> Text,
+        approvals_required -> Integer,
+        requester_half_hash -> Nullable<Text>,
+        comment -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    account_change_decisions (change_id, approver_id) {
+        change_id -> Text,
+        approver_id -> Text,
+        approver -> Text,
+        verdict -> Text,
+        comment -> Text,
+        decided_at -> BigInt,
+    }
+}
+
+diesel::table! {
     sessions (token_hash) {
         token_hash -> Text,
         user_id -> Text,
@@ -176,6 +214,9 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(
+    account_changes,
+    account_change_decisions,
+    enrolments,
     audit_checkpoints,
     settings,
     cas,

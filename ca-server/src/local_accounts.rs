@@ -1,0 +1,118 @@
+//! `ca-server user add|reset`: accounts made on the server itself, with the CA passphrase — the
+//! first admins after `ca-server init`, and the way back in when no admin is left to ask or
+//! approve through the API. Whoever holds the CA passphrase and the host can sign anything with
+//! the CA key already, so this path adds no power; it is audited as `ca-server (local)`. The
+//! account's holder still sets their own password and TOTP secret with the whole enrolment code
+//! printed here (`ca-cli enrol`).
+
+use anyhow::{bail, Context};
+use ca_core::clock::{Clock, SystemClock};
+use diesel::prelude::*;
+use serde_json::json;
+
+use crate::account_policy::AccountPolicy;
+use crate::audit_log;
+use crate::authority::{parse_role_list, roles_text};
+use crate::bootstrap::{open_pool, unlock};
+use crate::config::Config;
+use crate::enrolment;
+use crate::store::schema::*;
+
+/// The audit actor of local account commands.
+const ACTOR: &str = "ca-server (local)";
+
+/// What a local command hands back: the whole enrolment code and until when it works.
+#[derive(Debug)]
+pub struct LocalEnrolment {
+    /// Both halves, `XXXXX-XXXXX-XXXXX-XXXXX`.
+    pub code: String,
+    /// Expiry (Unix seconds).
+    pub expires_at: i64,
+}
+
+fn whole_code() -> anyhow::Result<(String, String)> {
+    let (first, second) = (enrolment::new_half()?, enrolment::new_half()?);
+    let stored = enrolment::stored_hash(&enrolment::half_hash(&first), &second);
+    Ok((format!("{first}-{second}"), stored))
+}
+
+/// Creates an account waiting for enrolment.
+pub fn add_user_locally(
+    config: &Config,
+    passphrase: &str,
+    username: &str,
+    roles: &[String],
+    registered: (Option<String>, Option<String>),
+) -> anyhow::Result<LocalEnrolment> {
+    crate::auth::check_username(username).map_err(anyhow::Error::msg)?;
+    let roles = parse_role_list(roles).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if roles.is_empty() {
+        bail!("a user needs at least one role");
+    }
+    let policy = AccountPolicy::load(&config.policies_dir)?;
+    let pool = open_pool(config)?;
+    let mut conn = pool.get()?;
+    let data_key = unlock(&mut conn, passphrase)?;
+    let now = SystemClock.now().as_secs() as i64;
+    let (code, stored) = whole_code()?;
+    let expires_at = now + policy.enrolment_validity_secs as i64;
+    let row = enrolment::enrolling_user_row(&data_key, username, &roles, registered, now)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::store::write_transaction::<_, anyhow::Error, _>(&mut conn, |conn| {
+        let exists: i64 = users::table
+            .filter(users::username.eq(username))
+            .count()
+            .get_result(conn)?;
+        if exists > 0 {
+            bail!("user {username} already exists");
+        }
+        diesel::insert_into(users::table)
+            .values(&row)
+            .execute(conn)?;
+        enrolment::start_enrolment(conn, &row.id, &stored, expires_at)?;
+        audit_log::append(
+            conn,
+            now as u64,
+            ACTOR,
+            "user.create",
+            username,
+            json!({"local": true, "roles": roles_text(&roles), "organization": row.organization, "email_domain": row.email_domain}),
+        )?;
+        Ok(())
+    })?;
+    Ok(LocalEnrolment { code, expires_at })
+}
+
+/// Puts an existing account into enrolment (new password and TOTP secret by its holder).
+pub fn reset_user_locally(
+    config: &Config,
+    passphrase: &str,
+    username: &str,
+) -> anyhow::Result<LocalEnrolment> {
+    let policy = AccountPolicy::load(&config.policies_dir)?;
+    let pool = open_pool(config)?;
+    let mut conn = pool.get()?;
+    unlock(&mut conn, passphrase)?;
+    let now = SystemClock.now().as_secs() as i64;
+    let (code, stored) = whole_code()?;
+    let expires_at = now + policy.enrolment_validity_secs as i64;
+    crate::store::write_transaction::<_, anyhow::Error, _>(&mut conn, |conn| {
+        let id: String = users::table
+            .filter(users::username.eq(username))
+            .select(users::id)
+            .first(conn)
+            .optional()?
+            .with_context(|| format!("no user {username}"))?;
+        enrolment::start_enrolment(conn, &id, &stored, expires_at)?;
+        audit_log::append(
+            conn,
+            now as u64,
+            ACTOR,
+            "user.reset",
+            username,
+            json!({"local": true}),
+        )?;
+        Ok(())
+    })?;
+    Ok(LocalEnrolment { code, expires_at })
+}

@@ -1,0 +1,3 @@
+DROP TABLE enrolments;
+DROP TABLE account_change_decisions;
+DROP TABLE account_changes;
