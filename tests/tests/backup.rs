@@ -37,7 +37,7 @@ fn backup_and_restore(backend: Backend) {
     let mut server = Server::start(backend, &[]);
     server.login(&server.admin);
     let enroller = server.user("enroller", &["device-enroller"]);
-    let officer = server.user("officer", &["security-officer"]);
+    let officer = server.user("oscar", &["security-officer"]);
     let auditor = server.user("auditor", &["auditor"]);
     let kept = issue(&server, &enroller, "kept");
 

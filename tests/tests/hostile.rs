@@ -127,7 +127,7 @@ fn hostile(backend: Backend) {
     let server = Server::start(backend, &[("MAMORI_LOGIN_ATTEMPTS_PER_MINUTE", "1000")]);
     server.login(&server.admin);
     let enroller = server.user("enroller", &["device-enroller"]);
-    let officer = server.user("officer", &["security-officer"]);
+    let officer = server.user("oscar", &["security-officer"]);
     let other = server.user("other", &["device-enroller"]);
     let leaver = server.user("leaver", &["auditor"]);
     let (status, _) = server.call("POST", "/api/v1/logout", Some(&leaver.token()), None);

@@ -226,7 +226,7 @@ fn presigned_cache_headers_resign_and_refresh() {
     assert_eq!(not_modified.status().as_u16(), 304);
 
     // Hold, release, revoke: each re-signs at once.
-    let officer = server.user("officer", &["security-officer"]);
+    let officer = server.user("oscar", &["security-officer"]);
     let mut tags = vec![etag.clone()];
     for (action, body, expected) in [
         (
@@ -384,7 +384,7 @@ fn ocsp_only(backend: Backend) {
     let server = Server::start(backend.clone(), &[]);
     server.login(&server.admin);
     let enroller = server.user("enroller", &["device-enroller"]);
-    let officer = server.user("officer", &["security-officer"]);
+    let officer = server.user("oscar", &["security-officer"]);
     let (seen_before, loaded_before) = (
         counter(&server.public_url, "mamori_ocsp_poll_rows_total"),
         counter(&server.public_url, "mamori_ocsp_poll_loaded_total"),
@@ -500,7 +500,7 @@ fn delta_crls_carry_revocations_between_complete_crls() {
     let server = Server::start(Backend::Sqlite, &[("MAMORI_DELTA_CRLS", "true")]);
     server.login(&server.admin);
     let enroller = server.user("enroller", &["device-enroller"]);
-    let officer = server.user("officer", &["security-officer"]);
+    let officer = server.user("oscar", &["security-officer"]);
     let held = issue_device(&server, &enroller, "400");
     let lost = issue_device(&server, &enroller, "401");
     let text = String::from_utf8(held.leaf.to_text().unwrap()).unwrap();
@@ -662,7 +662,7 @@ fn partitioned(backend: Backend) {
     let server = Server::start(backend, &[("MAMORI_CRL_PARTITIONS", "3")]);
     server.login(&server.admin);
     let enroller = server.user("enroller", &["device-enroller"]);
-    let officer = server.user("officer", &["security-officer"]);
+    let officer = server.user("oscar", &["security-officer"]);
     let shard_of = |device: &Device| -> u32 {
         let text = String::from_utf8(device.leaf.to_text().unwrap()).unwrap();
         let at = text.find("/crl/issuing-p").expect("the CDP names a shard");
@@ -820,7 +820,7 @@ fn large_crl(backend: Backend) {
     let server = Server::start(backend, &[]);
     server.login(&server.admin);
     let enroller = server.user("enroller", &["device-enroller"]);
-    let officer = server.user("officer", &["security-officer"]);
+    let officer = server.user("oscar", &["security-officer"]);
     let device = issue_device(&server, &enroller, "7001");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
