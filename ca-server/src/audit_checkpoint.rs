@@ -138,29 +138,6 @@ impl Authority {
         }
     }
 
-    /// The audit key and the newest checkpoints, oldest first (`/audit/checkpoints`, exports).
-    pub fn audit_checkpoints(&self) -> Result<CheckpointFile, ServiceError> {
-        let mut conn = self.conn()?;
-        let audit_key = crate::bootstrap::setting(&mut conn, PUBLIC_SETTING)
-            .map_err(|e| ServiceError::Internal(e.to_string()))?
-            .ok_or_else(|| ServiceError::NotFound("audit key".into()))?;
-        let mut rows: Vec<(i64, String, i64, String)> = audit_checkpoints::table
-            .order(audit_checkpoints::seq.desc())
-            .limit(PUBLISHED)
-            .select((
-                audit_checkpoints::seq,
-                audit_checkpoints::hash,
-                audit_checkpoints::at,
-                audit_checkpoints::signature,
-            ))
-            .load(&mut conn)?;
-        rows.reverse();
-        Ok(CheckpointFile {
-            audit_key,
-            checkpoints: rows.into_iter().map(checkpoint_of).collect(),
-        })
-    }
-
     /// The stored checkpoints checked against the chain: how many matched, or why one does not
     /// (a checkpoint whose entry is gone or differs). Part of the server's own verify; an
     /// auditor's copy is what survives someone deleting checkpoints from the database too.
@@ -214,3 +191,26 @@ fn latest(conn: &mut DbConnection) -> Result<Option<Checkpoint>, ServiceError> {
         .optional()?
         .map(checkpoint_of))
 }
+
+/// The audit key and the newest checkpoints, oldest first (`/audit/checkpoints`, exports).
+pub fn published(conn: &mut DbConnection) -> Result<CheckpointFile, ServiceError> {
+    let audit_key = crate::bootstrap::setting(conn, PUBLIC_SETTING)
+        .map_err(|e| ServiceError::Internal(e.to_string()))?
+        .ok_or_else(|| ServiceError::NotFound("audit key".into()))?;
+    let mut rows: Vec<(i64, String, i64, String)> = audit_checkpoints::table
+        .order(audit_checkpoints::seq.desc())
+        .limit(PUBLISHED)
+        .select((
+            audit_checkpoints::seq,
+            audit_checkpoints::hash,
+            audit_checkpoints::at,
+            audit_checkpoints::signature,
+        ))
+        .load(conn)?;
+    rows.reverse();
+    Ok(CheckpointFile {
+        audit_key,
+        checkpoints: rows.into_iter().map(checkpoint_of).collect(),
+    })
+}
+

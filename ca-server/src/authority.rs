@@ -2,8 +2,8 @@
 //! TBS → sign → store the certificate, update the request and audit in one transaction),
 //! revocation, CRL publication and OCSP answers. Handlers call these and map the errors.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use ca_core::approval::{self, ApprovalState, Decision, PendingRequest, UserId, Verdict};
 use ca_core::ca::CertificateAuthority;
@@ -12,7 +12,6 @@ use ca_core::crl::RevocationReason;
 use ca_core::csr::VerifiedCsr;
 use ca_core::issuance::{IssuanceOptions, PreparedIssuance};
 use ca_core::key::SoftwareKey;
-use ca_core::ocsp::IssuerHashes;
 use ca_core::profile::Profile;
 use ca_core::role::Role;
 use ca_core::serial::{parse_serial_hex, serial_hex};
@@ -25,6 +24,9 @@ use sha2::Digest;
 use zeroize::Zeroizing;
 
 use crate::api::*;
+use crate::ca::{CaCertificates, Issuers};
+use crate::crl::CrlService;
+use crate::ocsp::{OcspParts, OcspService};
 use crate::audit_log;
 use crate::auth;
 use crate::config::Config;
@@ -35,18 +37,6 @@ use crate::store::group_commit::{Committing, GroupCommit};
 use crate::store::models::*;
 use crate::store::schema::*;
 use crate::store::{Conn, DbConnection, DbPool};
-
-/// The delegated OCSP responder of one issuing CA.
-pub struct Responder {
-    /// Its key.
-    pub key: SoftwareKey,
-    /// The BasicOCSPResponse `certs` field carrying its certificate (ocsp-responder profile),
-    /// encoded once ([`ca_core::ocsp::certs_field`]) and added to every response it signs;
-    /// the OCSP cache's shared copy, so a response cached as signed points at it for free.
-    pub certs_field: actix_web::web::Bytes,
-    /// When it expires.
-    pub not_after: UnixTime,
-}
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
@@ -92,26 +82,20 @@ pub struct Authority {
     pub config: Config,
     pub(crate) pool: DbPool,
     pub(crate) data_key: DataKey,
-    pub(crate) passphrase: Zeroizing<String>,
-    pub(crate) cas: BTreeMap<String, CertificateAuthority>,
-    pub(crate) root_id: String,
+    /// The CAs (the only holder of CA keys) and every CA certificate.
+    pub issuers: Arc<Issuers>,
     pub(crate) profiles: BTreeMap<String, Profile>,
-    pub(crate) responders: RwLock<HashMap<String, Arc<Responder>>>,
-    pub(crate) issuer_hashes: Vec<(String, IssuerHashes)>,
-    pub(crate) ocsp_cache: crate::responder::OcspCache,
-    /// A random number drawn at start that marks the OCSP responses this process stores
-    /// (`ocsp_responses.origin`), so that its polls of the shared database skip them.
-    pub(crate) origin: i64,
-    pub(crate) crl_cache: crate::crl_publisher::CrlCache,
+    /// OCSP: responder certificates, pre-signed responses, answers.
+    pub ocsp: Arc<OcspService>,
+    /// CRLs: publication and the published files.
+    pub crls: Arc<CrlService>,
     /// Login attempts per client address.
     pub login_limiter: crate::rate_limit::LoginLimiter,
-    /// CA certificates (DER) by id, including CAs whose keys this instance does not hold.
-    ca_certificates: BTreeMap<String, Vec<u8>>,
     /// An OCSP-only instance: no API, no CA keys, only the delegated responder keys.
     pub(crate) ocsp_only: bool,
     /// Metrics.
-    pub metrics: Metrics,
-    pub(crate) clock: SystemClock,
+    pub metrics: Arc<Metrics>,
+    pub(crate) clock: Arc<dyn Clock>,
     /// The group-commit writer the issuance path's writes go through.
     writer: GroupCommit,
     /// CSRs whose signature verified before (a re-issued terminal resends the same CSR).
@@ -147,12 +131,6 @@ pub(crate) fn rfc3339(secs: i64) -> String {
 }
 
 /// A positive, non-zero random 63-bit number for [`Authority::origin`] (0 marks older rows).
-fn new_origin() -> Result<i64, ServiceError> {
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&crate::secrets::random_bytes(8)?);
-    Ok((u64::from_be_bytes(bytes) >> 1).max(1) as i64)
-}
-
 pub(crate) fn new_id(prefix: &str) -> Result<String, ServiceError> {
     Ok(format!(
         "{prefix}-{}",
@@ -188,7 +166,7 @@ fn submit_entry(row: &RequestRow, actor: &str, now: i64) -> audit_log::Entry {
 #[derive(Debug)]
 struct SignedIssuance {
     der: Vec<u8>,
-    response: Option<crate::responder::SignedResponse>,
+    response: Option<crate::ocsp::SignedResponse>,
     entry: audit_log::Entry,
 }
 
@@ -251,18 +229,26 @@ impl Authority {
     /// Builds the service from its parts and makes sure every issuing CA has a current OCSP
     /// responder and a published CRL.
     pub fn assemble(parts: Parts) -> Result<Authority, ServiceError> {
-        let mut issuer_hashes = Vec::new();
-        // Every CA, the root too: relying parties that check the whole chain ask about the
-        // issuing CA's certificate, which the root's delegated responder answers for.
-        for (id, der) in &parts.ca_certificates {
-            let certificate = <x509_cert::Certificate as ca_core::der::Decode>::from_der(der)
-                .map_err(|e| ServiceError::Internal(e.to_string()))?;
-            issuer_hashes.push((
-                id.clone(),
-                IssuerHashes::of(&certificate)
-                    .map_err(|e| ServiceError::Internal(e.to_string()))?,
-            ));
-        }
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let metrics = Arc::new(Metrics::default());
+        let shared_config = Arc::new(parts.config.clone());
+        let certificates = Arc::new(CaCertificates::new(parts.root_id, parts.ca_certificates));
+        let issuers = Arc::new(Issuers::new(parts.cas, certificates.clone()));
+        let ocsp = Arc::new(OcspService::new(OcspParts {
+            pool: parts.pool.clone(),
+            config: shared_config.clone(),
+            metrics: metrics.clone(),
+            clock: clock.clone(),
+            certificates,
+            responder_profile: parts.profiles.get("ocsp-responder").cloned(),
+            passphrase: parts.passphrase.clone(),
+            ocsp_only: parts.ocsp_only,
+        })?);
+        let crls = Arc::new(CrlService::new(
+            parts.pool.clone(),
+            shared_config,
+            clock.clone(),
+        ));
         let audit_key = if parts.ocsp_only {
             None
         } else {
@@ -280,20 +266,14 @@ impl Authority {
             config: parts.config,
             pool: parts.pool,
             data_key: parts.data_key,
-            passphrase: parts.passphrase,
-            cas: parts.cas,
-            root_id: parts.root_id,
+            issuers,
             profiles: parts.profiles,
-            responders: RwLock::new(HashMap::new()),
-            issuer_hashes,
-            ocsp_cache: crate::responder::OcspCache::default(),
-            origin: new_origin()?,
-            crl_cache: crate::crl_publisher::CrlCache::default(),
+            ocsp,
+            crls,
             login_limiter,
-            ca_certificates: parts.ca_certificates,
             ocsp_only: parts.ocsp_only,
-            metrics: Metrics::default(),
-            clock: SystemClock,
+            metrics,
+            clock,
             writer,
             csr_signatures: SignatureMemo::new(CSR_SIGNATURES_REMEMBERED),
             audit_key,
@@ -301,7 +281,7 @@ impl Authority {
             account_policy: parts.account_policy,
         };
         authority.upkeep(false)?;
-        authority.poll_responses()?;
+        authority.ocsp.poll_responses()?;
         Ok(authority)
     }
 
@@ -318,47 +298,25 @@ impl Authority {
     /// staying unready until the backlog is signed.
     fn upkeep(&self, sign_responses: bool) -> Result<(), ServiceError> {
         if self.ocsp_only {
-            let ids: Vec<String> = self
-                .issuer_hashes
-                .iter()
-                .map(|(id, _)| id.clone())
-                .collect();
-            for id in &ids {
-                match self.ensure_responder(id) {
-                    // A database from before the root had a delegated responder: the CA
-                    // instance issues one at its next start; until then the root's
-                    // certificates get tryLater here.
-                    Err(e) if *id == self.root_id => {
-                        tracing::warn!(error = %e, "no OCSP responder for the root yet")
-                    }
-                    other => other?,
-                }
-            }
-            if sign_responses {
-                if let Err(e) = self.refresh_responses() {
-                    tracing::warn!(error = %e, "refreshing OCSP responses failed");
-                }
-            }
-            return Ok(());
+            return self.ocsp.maintain_only(sign_responses);
         }
-        let ids: Vec<String> = self.cas.keys().cloned().collect();
-        for id in &ids {
-            self.ensure_responder(id)?;
-            self.maintain_crls(id)?;
+        for id in &self.issuers.ids() {
+            self.ocsp.ensure_responder(id, Some(&self.issuers))?;
+            self.crls.publisher(&self.issuers).maintain_crls(id)?;
         }
         self.expire_requests()?;
         if let Err(e) = self.checkpoint_audit(false) {
             tracing::warn!(error = %e, "signing an audit checkpoint failed");
         }
         if sign_responses {
-            self.refresh_responses()?;
-            self.poll_responses()?;
+            self.ocsp.refresh_responses()?;
+            self.ocsp.poll_responses()?;
         }
         Ok(())
     }
 
     /// The group-commit writer's counters.
-    pub fn writer_stats(&self) -> &crate::store::group_commit::Stats {
+    pub fn writer_stats(&self) -> &Arc<crate::store::group_commit::Stats> {
         self.writer.stats()
     }
 
@@ -416,16 +374,12 @@ impl Authority {
 
     /// A CA certificate's DER by id.
     pub fn ca_certificate_der(&self, id: &str) -> Option<&[u8]> {
-        self.ca_certificates.get(id).map(Vec::as_slice)
+        self.issuers.certificates().der(id)
     }
 
     /// The chain from `id` up to the root, leaf-most first.
     pub fn chain_pem(&self, id: &str) -> Option<String> {
-        let mut out = ca_core::ca::pem(self.ca_certificates.get(id)?);
-        if id != self.root_id {
-            out.push_str(&ca_core::ca::pem(self.ca_certificates.get(&self.root_id)?));
-        }
-        Some(out)
+        self.issuers.certificates().chain_pem(id)
     }
 
     // ---- people ----
@@ -798,7 +752,7 @@ impl Authority {
             return Err(ServiceError::Unauthenticated);
         }
         let hash = auth::token_hash(token);
-        let now_ms = crate::responder::now_ms().max(0) as u64;
+        let now_ms = crate::store::now_ms().max(0) as u64;
         let now = (now_ms / 1000) as i64;
         // Activity is recorded in steps of a thirtieth of the idle timeout (at most a minute),
         // through the group-commit writer: a session in use writes about once a minute, not
@@ -968,7 +922,7 @@ impl Authority {
         // The profile, the window and the lint all pass before anything is stored; a profile
         // without approvals issues this very preparation.
         let prepared =
-            PreparedIssuance::prepare(ca, profile, &csr, &IssuanceOptions { window }, &self.clock)?;
+            PreparedIssuance::prepare(ca, profile, &csr, &IssuanceOptions { window }, &*self.clock)?;
         let now = self.now().as_secs() as i64;
         let approved_now = profile.approval().approvals == 0;
         let row = RequestRow {
@@ -1017,7 +971,7 @@ impl Authority {
     }
 
     fn issuing_ca(&self, profile: &Profile) -> Result<&CertificateAuthority, ServiceError> {
-        self.cas.get(profile.issuing_ca()).ok_or_else(|| {
+        self.issuers.get(profile.issuing_ca()).ok_or_else(|| {
             ServiceError::Internal(format!(
                 "profile {} names unknown CA {}",
                 profile.id(),
@@ -1063,7 +1017,7 @@ impl Authority {
                 profile,
                 &csr,
                 &IssuanceOptions { window },
-                &self.clock,
+                &*self.clock,
             )?)
         });
         let prepared = match prepared {
@@ -1092,7 +1046,7 @@ impl Authority {
             }
         };
         let serial =
-            crate::signing::reserve(conn, ca, &prepared, profile.id(), Some(&row.id), now)?;
+            crate::ca::reservation::reserve(conn, ca, &prepared, profile.id(), Some(&row.id), now)?;
         self.finish_issue(request_id, ca, profile, prepared, &serial, actor, now)
     }
 
@@ -1110,7 +1064,7 @@ impl Authority {
         now: i64,
     ) -> Result<SignedIssuance, ServiceError> {
         let issued = prepared.sign(ca)?;
-        let response = match self.sign_response(ca.id(), serial, ca_core::ocsp::Status::Good) {
+        let response = match self.ocsp.sign_response(ca.id(), serial, ca_core::ocsp::Status::Good) {
             Ok(row) => row,
             Err(e) => {
                 tracing::warn!(error = %e, cert.serial = %serial, "pre-signing the OCSP response failed; upkeep will retry");
@@ -1136,7 +1090,7 @@ impl Authority {
     /// After the commit that stored an issuance: caches its OCSP response, counts and logs it.
     fn issued(&self, signed: &SignedIssuance, ca_id: &str, profile_id: &str, serial: &str) {
         if let Some(response) = &signed.response {
-            self.cache_signed(response);
+            self.ocsp.cache_signed(response);
         }
         self.metrics
             .issued
@@ -1161,7 +1115,7 @@ impl Authority {
         now: i64,
     ) -> Result<(String, Committing<()>, SignedIssuance), ServiceError> {
         let mut certificate =
-            crate::signing::reservation(ca, &prepared, profile.id(), Some(&request.id), now);
+            crate::ca::reservation::reservation(ca, &prepared, profile.id(), Some(&request.id), now);
         let serial = certificate.serial.clone();
         let signed = self.sign_issuance(&request.id, ca, profile, prepared, &serial, actor, now)?;
         certificate.der = Some(signed.der.clone());
@@ -1212,7 +1166,7 @@ impl Authority {
             signed.response.as_ref().map(|r| r.row.clone()),
         );
         self.writer.run(move |w| {
-            crate::signing::mark_issued(w.conn, &ca_id, &serial_owned, &der)?;
+            crate::ca::reservation::mark_issued(w.conn, &ca_id, &serial_owned, &der)?;
             let updated = diesel::update(
                 requests::table
                     .find(&request_id)
@@ -1233,7 +1187,7 @@ impl Authority {
             w.audit(entry.clone());
             if let Some(row) = &response {
                 // The certificate was reserved until now, so it has no response to replace.
-                crate::responder::insert_response(w.conn, row)?;
+                crate::ocsp::insert_response(w.conn, row)?;
             }
             Ok(())
         })?;
@@ -1848,7 +1802,7 @@ impl Authority {
                         certificates::revocation_reason.eq(&reason),
                         certificates::revoked_at.eq(at),
                         certificates::invalidity_date.eq(invalidity),
-                        certificates::status_changed_ms.eq(crate::responder::now_ms()),
+                        certificates::status_changed_ms.eq(crate::store::now_ms()),
                     ))
                     .execute(conn)?;
                 audit_log::append(
@@ -1874,8 +1828,10 @@ impl Authority {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         let mut conn = self.conn()?;
-        self.presign(&mut conn, &view.ca, &view.serial)?;
-        self.publish_change(ca, partition, &caller.username)?;
+        self.ocsp.presign(&mut conn, &view.ca, &view.serial)?;
+        self.crls
+            .publisher(&self.issuers)
+            .publish_change(ca, partition, &caller.username)?;
         Ok(view)
     }
 

@@ -8,7 +8,7 @@
 //! reveals nothing without the passphrase.
 //!
 //! After a restore nothing that may already have been published is reused: cRLNumbers never fall
-//! below the current time in milliseconds (see `crl_publisher`), the restore raises every CA's
+//! below the current time in milliseconds (see `crl`), the restore raises every CA's
 //! sequence to that floor and drops the backup's CRLs so that fresh ones are published at the next
 //! start; serials carry 72 random bits (126 for CA certificates), checked unique per CA.
 
@@ -220,7 +220,7 @@ pub fn restore(config: &Config, passphrase: &str, file: &Path) -> anyhow::Result
     let pool = bootstrap::open_pool(config)?;
     let mut conn = pool.get()?;
     bootstrap::unlock(&mut conn, passphrase)?;
-    let now_ms = crate::responder::now_ms();
+    let now_ms = crate::store::now_ms();
     crate::store::write_transaction::<_, anyhow::Error, _>(&mut conn, |conn| {
         diesel::update(crl_sequences::table.filter(crl_sequences::last_number.lt(now_ms)))
             .set(crl_sequences::last_number.eq(now_ms))

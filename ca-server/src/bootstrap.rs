@@ -202,7 +202,7 @@ fn issue_api_certificate(
     )?;
     let now = SystemClock.now().as_secs() as i64;
     let (issued, serial) =
-        crate::signing::reserve_and_sign(conn, issuing, prepared, "api-server", None, now)?;
+        crate::ca::reservation::reserve_and_sign(conn, issuing, prepared, "api-server", None, now)?;
     let chain = format!(
         "{}{}{}",
         issued.pem(),
@@ -211,7 +211,7 @@ fn issue_api_certificate(
     );
     let key_pem = encrypt_pkcs8(&pkcs8, passphrase.as_bytes())?;
     crate::store::write_transaction::<_, anyhow::Error, _>(&mut *conn, |conn| {
-        crate::signing::mark_issued(conn, issuing.id(), &serial, &issued.der)?;
+        crate::ca::reservation::mark_issued(conn, issuing.id(), &serial, &issued.der)?;
         diesel::delete(
             settings::table.filter(settings::name.eq_any(["api_tls_cert", "api_tls_key"])),
         )

@@ -148,7 +148,7 @@ pub struct Config {
     pub maintenance_interval_secs: u64,
     /// OCSP requests with a nonce: `ignore` (default: answer from the pre-signed cache) or
     /// `echo` (sign a fresh response echoing the nonce).
-    pub ocsp_nonce: crate::responder::NonceMode,
+    pub ocsp_nonce: NonceMode,
     /// The CA hierarchy.
     pub hierarchy: HierarchyConfig,
 }
@@ -186,7 +186,7 @@ impl Default for Config {
             max_body_bytes: 256 * 1024,
             api_blocking_threads: 8,
             maintenance_interval_secs: 60,
-            ocsp_nonce: crate::responder::NonceMode::Ignore,
+            ocsp_nonce: NonceMode::Ignore,
             hierarchy: HierarchyConfig::default(),
         }
     }
@@ -307,8 +307,8 @@ impl Config {
         }
         if let Some(v) = env("ocsp_nonce") {
             self.ocsp_nonce = match v.trim() {
-                "ignore" => crate::responder::NonceMode::Ignore,
-                "echo" => crate::responder::NonceMode::Echo,
+                "ignore" => NonceMode::Ignore,
+                "echo" => NonceMode::Echo,
                 _ => {
                     return Err(ConfigError::Invalid {
                         key: "MAMORI_OCSP_NONCE".into(),
@@ -437,6 +437,20 @@ impl Config {
     pub fn public_base(&self) -> String {
         self.public_url.trim_end_matches('/').to_string()
     }
+}
+
+
+/// Whether requests with a nonce get a freshly signed response echoing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NonceMode {
+    /// Default: answer from the pre-signed cache without a nonce (RFC 9919, like RFC 5019 before it, permits it).
+    /// Signing per request would let anyone spend the responder's CPU at will, and the
+    /// responders relying parties use (Windows, Java, VPN gateways) do not send nonces.
+    #[default]
+    Ignore,
+    /// Sign a fresh response echoing the nonce (RFC 9654).
+    Echo,
 }
 
 #[cfg(test)]

@@ -517,7 +517,14 @@ pub async fn serve(
     let data = web::Data::new(authority.clone());
     let limit = config.max_body_bytes;
 
-    let public_data = data.clone();
+    let public_data = web::Data::new(public::PublicState {
+        ocsp: authority.ocsp.clone(),
+        crls: authority.crls.clone(),
+        certificates: authority.issuers.certificates().clone(),
+        pool: authority.pool.clone(),
+        metrics: authority.metrics.clone(),
+        writer: Some(authority.writer_stats().clone()),
+    });
     let public = HttpServer::new(move || {
         let metrics_state = public_data.clone();
         App::new()
@@ -628,7 +635,7 @@ pub async fn serve(
             tick.tick().await;
             let a = poller.clone();
             if let Ok(Err(e)) =
-                web::block(move || a.poll_responses().and_then(|_| a.poll_crls())).await
+                web::block(move || a.ocsp.poll_responses().and_then(|_| a.crls.poll_crls())).await
             {
                 poller
                     .metrics

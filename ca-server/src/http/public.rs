@@ -10,9 +10,32 @@ use base64::Engine;
 
 use super::body::SlicedBody;
 use super::problem::problem;
-use crate::authority::Authority;
+use crate::ca::CaCertificates;
+use crate::crl::CrlService;
+use crate::metrics::Metrics;
+use crate::ocsp::OcspService;
+use crate::store::group_commit::Stats;
+use crate::store::DbPool;
 use crate::error::ServiceError;
-use crate::responder::OcspAnswer;
+use crate::ocsp::OcspAnswer;
+
+/// What the public listener reaches: OCSP, CRLs, CA certificates, the published audit
+/// checkpoints and the counters. Never a CA key, an account, a session or the RA: an
+/// unauthenticated caller's request cannot get near them.
+pub struct PublicState {
+    /// OCSP answers (pre-signed, or signed with a responder key).
+    pub ocsp: Arc<OcspService>,
+    /// Published CRLs.
+    pub crls: Arc<CrlService>,
+    /// CA certificates.
+    pub certificates: Arc<CaCertificates>,
+    /// For the published audit checkpoints.
+    pub pool: DbPool,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// The group-commit writer's counters (none on an OCSP-only instance that never writes).
+    pub writer: Option<Arc<Stats>>,
+}
 
 fn http_date(secs: i64) -> String {
     HttpDate::from(UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64)).to_string()
@@ -20,7 +43,7 @@ fn http_date(secs: i64) -> String {
 
 /// `GET /crl/{ca}.crl`: DER, application/pkix-crl, with Last-Modified, ETag and Cache-Control.
 pub async fn crl(
-    state: web::Data<Arc<Authority>>,
+    state: web::Data<PublicState>,
     path: web::Path<String>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ServiceError> {
@@ -28,9 +51,9 @@ pub async fn crl(
     let Some(ca) = name.strip_suffix(".crl").map(str::to_string) else {
         return Err(ServiceError::NotFound(format!("CRL {name}")));
     };
-    let authority = state.get_ref().clone();
+    let crls = state.crls.clone();
     let file = ca.clone();
-    let row = web::block(move || authority.crl_file(&file))
+    let row = web::block(move || crls.crl_file(&file))
         .await
         .map_err(|e| ServiceError::Internal(e.to_string()))??;
     let etag = format!("\"{}-{}\"", ca, row.number);
@@ -59,13 +82,14 @@ pub async fn crl(
 
 /// `GET /ca/{ca}.crt` (DER, the AIA caIssuers target) and `GET /ca/{ca}.pem` (PEM chain to the root).
 pub async fn ca_certificate(
-    state: web::Data<Arc<Authority>>,
+    state: web::Data<PublicState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ServiceError> {
     let name = path.into_inner();
     if let Some(id) = name.strip_suffix(".crt") {
         let der = state
-            .ca_certificate_der(id)
+            .certificates
+            .der(id)
             .ok_or_else(|| ServiceError::NotFound(format!("CA {id}")))?;
         return Ok(HttpResponse::Ok()
             .content_type("application/pkix-cert")
@@ -74,6 +98,7 @@ pub async fn ca_certificate(
     }
     if let Some(id) = name.strip_suffix(".pem") {
         let chain = state
+            .certificates
             .chain_pem(id)
             .ok_or_else(|| ServiceError::NotFound(format!("CA {id}")))?;
         return Ok(HttpResponse::Ok()
@@ -132,7 +157,7 @@ fn ocsp_answer(answer: OcspAnswer, request: &HttpRequest, get: bool) -> HttpResp
 
 /// `POST /ocsp` with `application/ocsp-request`.
 pub async fn ocsp_post(
-    state: web::Data<Arc<Authority>>,
+    state: web::Data<PublicState>,
     request: HttpRequest,
     body: web::Bytes,
 ) -> HttpResponse {
@@ -149,11 +174,11 @@ pub async fn ocsp_post(
             "OCSP requests must be sent as application/ocsp-request",
         );
     }
-    let authority = state.get_ref().clone();
-    if let Some(answer) = authority.ocsp_cached(&body) {
+    let ocsp = state.ocsp.clone();
+    if let Some(answer) = ocsp.ocsp_cached(&body) {
         return ocsp_answer(answer, &request, false);
     }
-    match web::block(move || authority.ocsp(&body)).await {
+    match web::block(move || ocsp.ocsp(&body)).await {
         Ok(answer) => ocsp_answer(answer, &request, false),
         Err(_) => ocsp_plain(ca_core::ocsp::error_response(
             x509_ocsp::OcspResponseStatus::InternalError,
@@ -164,7 +189,7 @@ pub async fn ocsp_post(
 /// Everything under `/ocsp` but `POST /ocsp`: a GET (or HEAD) of `/ocsp/{request}` is an OCSP
 /// request, anything else is refused with 405.
 pub async fn ocsp_get_or_refuse(
-    state: web::Data<Arc<Authority>>,
+    state: web::Data<PublicState>,
     request: HttpRequest,
 ) -> HttpResponse {
     let method = request.method();
@@ -183,7 +208,7 @@ pub async fn ocsp_get_or_refuse(
 
 /// `GET /ocsp/{base64 request}` (RFC 6960 appendix A.1, RFC 9919): base64 of the DER
 /// request, URL-encoded.
-pub async fn ocsp_get(state: web::Data<Arc<Authority>>, request: HttpRequest) -> HttpResponse {
+pub async fn ocsp_get(state: web::Data<PublicState>, request: HttpRequest) -> HttpResponse {
     let raw = request.path().strip_prefix("/ocsp/").unwrap_or("");
     let decoded = percent_decode(raw);
     let der = decoded.and_then(|text| {
@@ -200,11 +225,11 @@ pub async fn ocsp_get(state: web::Data<Arc<Authority>>, request: HttpRequest) ->
             x509_ocsp::OcspResponseStatus::MalformedRequest,
         ));
     };
-    let authority = state.get_ref().clone();
-    if let Some(answer) = authority.ocsp_cached(&der) {
+    let ocsp = state.ocsp.clone();
+    if let Some(answer) = ocsp.ocsp_cached(&der) {
         return ocsp_answer(answer, &request, true);
     }
-    match web::block(move || authority.ocsp(&der)).await {
+    match web::block(move || ocsp.ocsp(&der)).await {
         Ok(answer) => ocsp_answer(answer, &request, true),
         Err(_) => ocsp_plain(ca_core::ocsp::error_response(
             x509_ocsp::OcspResponseStatus::InternalError,
@@ -231,14 +256,13 @@ fn percent_decode(text: &str) -> Option<String> {
 
 /// `GET /healthz`: the database answers and the CRL is current; an OCSP-only instance is
 /// healthy while its cache holds responses, even with the database unreachable.
-pub async fn healthz(state: web::Data<Arc<Authority>>) -> HttpResponse {
-    let authority = state.get_ref().clone();
+pub async fn healthz(state: web::Data<PublicState>) -> HttpResponse {
+    let (ocsp, crls) = (state.ocsp.clone(), state.crls.clone());
     let ok = web::block(move || {
-        if authority.ocsp_only && !authority.ocsp_cache.is_empty() {
+        if ocsp.ocsp_only() && ocsp.cached_responses() > 0 {
             return true;
         }
-        authority
-            .crl("issuing")
+        crls.crl("issuing")
             .map(|c| c.next_update > ca_core::time::UnixTime::now().as_secs() as i64)
             .unwrap_or(false)
     })
@@ -256,9 +280,9 @@ pub async fn healthz(state: web::Data<Arc<Authority>>) -> HttpResponse {
 
 /// `GET /audit/checkpoints`: the audit key and the newest signed checkpoints of the audit
 /// chain, for auditors to keep where the database cannot reach (`ca-cli audit checkpoints`).
-pub async fn audit_checkpoints(state: web::Data<Arc<Authority>>) -> HttpResponse {
-    let authority = state.get_ref().clone();
-    match web::block(move || authority.audit_checkpoints()).await {
+pub async fn audit_checkpoints(state: web::Data<PublicState>) -> HttpResponse {
+    let pool = state.pool.clone();
+    match web::block(move || crate::audit_checkpoint::published(&mut *pool.get()?)).await {
         Ok(Ok(file)) => HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .json(file),
@@ -271,19 +295,20 @@ pub async fn audit_checkpoints(state: web::Data<Arc<Authority>>) -> HttpResponse
 
 /// `GET /metrics`: Prometheus text format, with how many pre-signed OCSP responses are held and
 /// how the group-commit writer batches.
-pub async fn metrics(state: web::Data<Arc<Authority>>) -> HttpResponse {
+pub async fn metrics(state: web::Data<PublicState>) -> HttpResponse {
     let mut text = state.metrics.render();
     text.push_str(&format!(
         "# HELP mamori_ocsp_cached_responses Pre-signed OCSP responses held in memory.\n# TYPE mamori_ocsp_cached_responses gauge\nmamori_ocsp_cached_responses {}\n",
-        state.ocsp_cache.len()
+        state.ocsp.cached_responses()
     ));
-    let writer = state.writer_stats();
-    text.push_str(&format!(
+    if let Some(writer) = &state.writer {
+        text.push_str(&format!(
         "# HELP mamori_db_group_commits_total Transactions run by the group-commit writer.\n# TYPE mamori_db_group_commits_total counter\nmamori_db_group_commits_total {}\n# HELP mamori_db_group_commit_jobs_total Writes those transactions carried (jobs per commit = this / commits).\n# TYPE mamori_db_group_commit_jobs_total counter\nmamori_db_group_commit_jobs_total {}\n# HELP mamori_db_group_commit_retries_total Batches run again with a savepoint per write because one write failed.\n# TYPE mamori_db_group_commit_retries_total counter\nmamori_db_group_commit_retries_total {}\n",
         writer.batches.load(std::sync::atomic::Ordering::Relaxed),
         writer.jobs.load(std::sync::atomic::Ordering::Relaxed),
         writer.retried.load(std::sync::atomic::Ordering::Relaxed)
     ));
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(text)

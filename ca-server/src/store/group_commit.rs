@@ -272,7 +272,7 @@ impl GroupCommit {
     }
 
     /// The writer's counters.
-    pub fn stats(&self) -> &Stats {
+    pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
     }
 

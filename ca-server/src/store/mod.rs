@@ -224,6 +224,14 @@ pub fn migrate(conn: &mut DbConnection) -> Result<usize, StoreError> {
         .map_err(|e| StoreError::Migration(e.to_string()))
 }
 
+/// Milliseconds since the epoch (change stamps shared between instances).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

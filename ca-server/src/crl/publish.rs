@@ -1,338 +1,28 @@
-//! CRL publication for every scope of every CA — the whole CA, or one shard when partitioned
-//! CRLs are on — as complete CRLs and, when enabled, delta CRLs (RFC 5280 §5.2.4). All of a CA's
-//! CRLs share one cRLNumber sequence that only grows.
-//!
-//! A revocation republishes its scope from the previous CRL's DER (entries kept byte for byte,
-//! changed serials replaced), so a CA with a million revoked certificates publishes in well under
-//! a second; the scheduled complete rebuild reads rows from the database in batches, twice (to
-//! measure, then to write into the CRL's own buffer), so memory holds the CRL and one batch.
-//! CRLs are stored in 1 MiB chunks, kept in memory for the public listener and re-read when
-//! another instance publishes.
+//! Building, signing and storing CRLs: complete ones (rebuilt from every row, or from the
+//! previous CRL and the changes since), delta ones, and the upkeep that republishes them.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::collections::HashSet;
+use std::sync::Arc;
 
-use actix_web::web::Bytes;
 use ca_core::ca::CertificateAuthority;
-use ca_core::crl::{
-    build_crl_from_base, build_crl_with, encode_entry, CrlParams, RevocationReason, RevokedEntry,
-};
 use ca_core::serial::parse_serial_hex;
 use ca_core::time::UnixTime;
+use ca_core::crl::{build_crl_from_base, build_crl_with, encode_entry, CrlParams, RevokedEntry};
 use diesel::prelude::*;
 use serde_json::json;
 
+use super::storage::*;
+use super::{PublishedCrl, Publisher, Publishing};
 use crate::audit_log;
-use crate::authority::Authority;
 use crate::error::ServiceError;
 use crate::store::models::PublishedCrlRow;
 use crate::store::schema::*;
 use crate::store::DbConnection;
 
-/// How far before a CRL's thisUpdate the next one looks for status changes, so that a change
-/// whose transaction committed just after the previous CRL read the database is never missed.
-const SLACK_MS: i64 = 60_000;
-
-/// Rows read per batch while a complete CRL is rebuilt.
-const BATCH: i64 = 50_000;
-
-/// The largest piece of a CRL's DER stored in one row: the database drivers copy a value whole
-/// while binding or reading it, so pieces keep that copy small next to a CRL of 50 MB.
-const CHUNK: usize = 1 << 20;
-
 /// How often a publication that lost a race with another instance is retried.
 const RETRIES: usize = 5;
 
-/// A published CRL as served.
-#[derive(Debug)]
-pub struct PublishedCrl {
-    /// DER, shared with every response that serves it.
-    pub der: Bytes,
-    /// cRLNumber.
-    pub number: i64,
-    /// thisUpdate (Unix seconds).
-    pub this_update: i64,
-    /// nextUpdate (Unix seconds).
-    pub next_update: i64,
-}
-
-impl PublishedCrl {
-    fn new(row: &PublishedCrlRow, der: Vec<u8>) -> Self {
-        PublishedCrl {
-            der: Bytes::from(der),
-            number: row.crl_number,
-            this_update: row.this_update,
-            next_update: row.next_update,
-        }
-    }
-}
-
-/// Published CRLs by file name (`issuing`, `issuing-p3`, `issuing-delta`, `root`, ...).
-#[derive(Debug, Default)]
-pub struct CrlCache {
-    map: RwLock<HashMap<String, Arc<PublishedCrl>>>,
-    /// This instance's publications between start and caching their CRL (see [`Publishing`]).
-    publishing: AtomicUsize,
-}
-
-/// Marks a publication in progress from before its transaction until its CRL is cached. A CRL is
-/// visible to the poll from its commit, and on SQLite the committing connection may then spend a
-/// while checkpointing the CRL's pages into the database file before the publisher caches it: a
-/// poll in that window loaded a second copy of the CRL from the database (49 MB for a million
-/// entries, which took the server past 200 MB). The poll leaves such a CRL to its publisher.
-struct Publishing<'a>(&'a AtomicUsize);
-
-impl<'a> Publishing<'a> {
-    fn start(count: &'a AtomicUsize) -> Publishing<'a> {
-        count.fetch_add(1, Ordering::SeqCst);
-        Publishing(count)
-    }
-}
-
-impl Drop for Publishing<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// One status change or revoked certificate, as read for a CRL.
-#[derive(Debug, Queryable, Selectable)]
-#[diesel(table_name = certificates)]
-struct Revoked {
-    serial: String,
-    revoked_at: Option<i64>,
-    created_at: i64,
-    #[diesel(column_name = revocation_reason)]
-    reason: Option<String>,
-    invalidity_date: Option<i64>,
-    status: String,
-    not_after: i64,
-    #[diesel(column_name = status_changed_ms)]
-    changed_ms: i64,
-}
-
-/// Certificates of one CRL scope.
-fn scope_query<'a>(
-    ca_id: &str,
-    partition: Option<u32>,
-) -> certificates::BoxedQuery<'a, <DbConnection as diesel::Connection>::Backend> {
-    let query = certificates::table
-        .filter(certificates::ca_id.eq(ca_id.to_string()))
-        .into_boxed();
-    match partition {
-        None => query.filter(certificates::crl_partition.is_null()),
-        Some(k) => query.filter(certificates::crl_partition.eq(k as i32)),
-    }
-}
-
-/// Every certificate of the scope whose status changed at or after `since_ms` (releases and
-/// expiries included: they leave the CRL).
-fn changes_since(
-    conn: &mut DbConnection,
-    ca_id: &str,
-    partition: Option<u32>,
-    since_ms: i64,
-) -> QueryResult<Vec<Revoked>> {
-    scope_query(ca_id, partition)
-        .filter(certificates::status_changed_ms.ge(since_ms))
-        .filter(certificates::status.eq_any(["revoked", "hold", "valid"]))
-        .select(Revoked::as_select())
-        .load(conn)
-}
-
-impl Revoked {
-    /// The CRL entry for this row at `now`: revoked or held and unexpired.
-    fn entry(&self, now: i64) -> Option<RevokedEntry> {
-        if !matches!(self.status.as_str(), "revoked" | "hold") || self.not_after <= now {
-            return None;
-        }
-        Some(RevokedEntry {
-            serial: parse_serial_hex(&self.serial)?,
-            revoked_at: UnixTime(self.revoked_at.unwrap_or(self.created_at).max(0) as u64),
-            reason: self
-                .reason
-                .as_deref()
-                .and_then(RevocationReason::parse)
-                .unwrap_or(RevocationReason::Unspecified),
-            invalidity_date: self.invalidity_date.map(|d| UnixTime(d.max(0) as u64)),
-        })
-    }
-
-    /// The delta CRL entry: as [`Revoked::entry`], or removeFromCRL for a release.
-    fn delta_entry(&self, now: i64) -> Option<RevokedEntry> {
-        if self.status == "valid" {
-            return Some(RevokedEntry {
-                serial: parse_serial_hex(&self.serial)?,
-                revoked_at: UnixTime((self.changed_ms / 1000).max(0) as u64),
-                reason: RevocationReason::RemoveFromCrl,
-                invalidity_date: None,
-            });
-        }
-        self.entry(now)
-    }
-}
-
-/// Reserves the next cRLNumber of `ca_id`: one more than the last, and never less than the
-/// current time in milliseconds, so that numbers keep growing even after a restore from a backup
-/// older than the last CRL published (the approach of Let's Encrypt's Boulder). The row stays
-/// locked until the transaction ends, so publications of one CA are serialised across instances.
-fn next_number(conn: &mut DbConnection, ca_id: &str, now_ms: i64) -> Result<i64, ServiceError> {
-    audit_log::serialize(conn, &format!("mamori.crl.{ca_id}"))?;
-    let last: Option<i64> = crl_sequences::table
-        .find(ca_id)
-        .select(crl_sequences::last_number)
-        .first(conn)
-        .optional()?;
-    match last {
-        None => {
-            diesel::insert_into(crl_sequences::table)
-                .values((
-                    crl_sequences::ca_id.eq(ca_id),
-                    crl_sequences::last_number.eq(now_ms),
-                ))
-                .execute(conn)
-                .map_err(|_| {
-                    ServiceError::Conflict("a concurrent CRL publication won; retry".into())
-                })?;
-            Ok(now_ms)
-        }
-        Some(last) => {
-            let next = (last + 1).max(now_ms);
-            let n = diesel::update(
-                crl_sequences::table
-                    .find(ca_id)
-                    .filter(crl_sequences::last_number.eq(last)),
-            )
-            .set(crl_sequences::last_number.eq(next))
-            .execute(conn)?;
-            if n != 1 {
-                return Err(ServiceError::Conflict(
-                    "a concurrent CRL publication won; retry".into(),
-                ));
-            }
-            Ok(next)
-        }
-    }
-}
-
-/// A published CRL's header: everything stored but its DER.
-#[derive(Debug, Clone, Copy, Queryable, Selectable)]
-#[diesel(table_name = published_crls)]
-struct Header {
-    #[diesel(column_name = crl_number)]
-    number: i64,
-    this_update: i64,
-    next_update: i64,
-    /// For a delta CRL: its base's cRLNumber (deltaCRLIndicator).
-    base_number: Option<i64>,
-    delta_base_number: Option<i64>,
-    delta_base_this_update: Option<i64>,
-}
-
-impl Header {
-    /// For a complete CRL: the (cRLNumber, thisUpdate) of the complete CRL its deltas are based
-    /// on — its own for a scheduled rebuild and for rows stored before the base was recorded.
-    fn delta_base(&self) -> (i64, i64) {
-        match (self.delta_base_number, self.delta_base_this_update) {
-            (Some(number), Some(this)) => (number, this),
-            _ => (self.number, self.this_update),
-        }
-    }
-}
-
-/// The stored header of a published CRL (everything but its DER).
-fn published_header(conn: &mut DbConnection, name: &str) -> QueryResult<Option<Header>> {
-    published_crls::table
-        .find(name)
-        .select(Header::as_select())
-        .first(conn)
-        .optional()
-}
-
-/// Replaces the published CRL `row.name` with `row` and its DER, stored in chunks.
-fn store(conn: &mut DbConnection, row: &PublishedCrlRow, der: &[u8]) -> QueryResult<()> {
-    diesel::delete(published_crl_chunks::table.filter(published_crl_chunks::name.eq(&row.name)))
-        .execute(conn)?;
-    diesel::delete(published_crls::table.find(&row.name)).execute(conn)?;
-    diesel::insert_into(published_crls::table)
-        .values(row)
-        .execute(conn)?;
-    for (seq, chunk) in der.chunks(CHUNK).enumerate() {
-        diesel::insert_into(published_crl_chunks::table)
-            .values((
-                published_crl_chunks::name.eq(&row.name),
-                published_crl_chunks::seq.eq(seq as i32),
-                published_crl_chunks::der.eq(chunk),
-            ))
-            .execute(conn)?;
-    }
-    Ok(())
-}
-
-/// Reads the published CRL `name` (header and DER, one chunk at a time into one buffer of the
-/// CRL's size).
-fn load(conn: &mut DbConnection, name: &str) -> Result<Option<PublishedCrl>, ServiceError> {
-    let Some(row) = published_crls::table
-        .find(name)
-        .select(PublishedCrlRow::as_select())
-        .first(conn)
-        .optional()?
-    else {
-        return Ok(None);
-    };
-    let len = usize::try_from(row.der_len)
-        .map_err(|_| ServiceError::Internal(format!("CRL {name}: negative length")))?;
-    let mut der = Vec::with_capacity(len);
-    let mut seq = 0i32;
-    while der.len() < len {
-        let chunk: Vec<u8> = published_crl_chunks::table
-            .find((name, seq))
-            .select(published_crl_chunks::der)
-            .first(conn)
-            .optional()?
-            .ok_or_else(|| ServiceError::Internal(format!("CRL {name}: chunk {seq} missing")))?;
-        der.extend_from_slice(&chunk);
-        seq += 1;
-    }
-    if der.len() != len {
-        return Err(ServiceError::Internal(format!(
-            "CRL {name}: {} bytes stored, {len} expected",
-            der.len()
-        )));
-    }
-    Ok(Some(PublishedCrl::new(&row, der)))
-}
-
-/// How a complete CRL is built.
-enum Rebuild {
-    /// From every row of the scope.
-    Full,
-    /// From the previous CRL plus the status changes since.
-    FromBase,
-}
-
-impl Authority {
-    fn remember(&self, name: &str, crl: PublishedCrl) {
-        if let Ok(mut map) = self.crl_cache.map.write() {
-            map.insert(name.to_string(), Arc::new(crl));
-        }
-    }
-
-    fn cached_crl(&self, name: &str) -> Option<Arc<PublishedCrl>> {
-        self.crl_cache
-            .map
-            .read()
-            .ok()
-            .and_then(|m| m.get(name).cloned())
-    }
-
-    fn ca(&self, ca_id: &str) -> Result<&CertificateAuthority, ServiceError> {
-        self.cas
-            .get(ca_id)
-            .ok_or_else(|| ServiceError::NotFound(format!("CA {ca_id}")))
-    }
-
+impl Publisher<'_> {
     /// The CRL scopes of `ca_id`: the whole CA, every configured shard, and any shard that
     /// certificates issued under an earlier setting still name.
     pub(crate) fn crl_scopes(&self, ca_id: &str) -> Result<Vec<Option<u32>>, ServiceError> {
@@ -423,7 +113,7 @@ impl Authority {
         let now = self.now();
         let now_secs = now.as_secs() as i64;
         let published = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
-            let number = next_number(conn, ca_id, crate::responder::now_ms())?;
+            let number = next_number(conn, ca_id, crate::store::now_ms())?;
             let params = CrlParams {
                 this_update: now,
                 next_update: now.plus(self.crl_validity(ca)),
@@ -584,7 +274,7 @@ impl Authority {
         let now = self.now();
         let now_secs = now.as_secs() as i64;
         let published = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
-            let number = next_number(conn, ca_id, crate::responder::now_ms())?;
+            let number = next_number(conn, ca_id, crate::store::now_ms())?;
             let Some(complete) = published_header(conn, &base_name)? else {
                 return Err(ServiceError::Conflict(
                     "no complete CRL to base a delta on".into(),
@@ -697,50 +387,6 @@ impl Authority {
             } else if delta_stale {
                 self.retry(|| self.publish_delta(ca_id, partition, "system"))?;
             }
-        }
-        Ok(())
-    }
-
-    /// A published CRL by file name (`issuing`, `issuing-p3`, `issuing-delta`, `root`), from
-    /// memory.
-    pub fn crl_file(&self, name: &str) -> Result<Arc<PublishedCrl>, ServiceError> {
-        if let Some(hit) = self.cached_crl(name) {
-            return Ok(hit);
-        }
-        let loaded = self.load_crl(name)?;
-        self.remember(name, loaded);
-        self.cached_crl(name)
-            .ok_or_else(|| ServiceError::NotFound(format!("CRL {name}")))
-    }
-
-    fn load_crl(&self, name: &str) -> Result<PublishedCrl, ServiceError> {
-        let mut conn = self.conn()?;
-        load(&mut conn, name)?.ok_or_else(|| ServiceError::NotFound(format!("CRL {name}")))
-    }
-
-    /// The current complete, unpartitioned CRL of `ca_id`.
-    pub fn crl(&self, ca_id: &str) -> Result<Arc<PublishedCrl>, ServiceError> {
-        self.crl_file(ca_id)
-    }
-
-    /// Re-reads CRLs another instance published (their numbers moved on in the database).
-    pub fn poll_crls(&self) -> Result<(), ServiceError> {
-        let mut conn = self.conn()?;
-        let published: Vec<(String, i64)> = published_crls::table
-            .select((published_crls::name, published_crls::crl_number))
-            .load(&mut conn)?;
-        drop(conn);
-        for (name, number) in published {
-            // The mark is read before the cache: a publication of this instance that committed
-            // before the numbers were read is either still marked (its publisher caches it) or
-            // already cached.
-            if self.crl_cache.publishing.load(Ordering::SeqCst) > 0
-                || self.cached_crl(&name).map(|c| c.number) == Some(number)
-            {
-                continue;
-            }
-            let loaded = self.load_crl(&name)?;
-            self.remember(&name, loaded);
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 //! nobody recorded, and a reserved serial is never reused. Issuance after approvals, the API
 //! server's own certificate and the OCSP responder certificate go this way; a profile without
 //! approvals stores the row built by [`reservation`] already signed, in the one commit that
-//! records its request (`Authority::issue_at_once`).
+//! records its request (the RA's issue-at-once path).
 
 use ca_core::ca::CertificateAuthority;
 use ca_core::issuance::{IssuedCertificate, PreparedIssuance};
