@@ -2,6 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A Unix time as the API shows times: RFC 3339, UTC.
+pub fn rfc3339(secs: i64) -> String {
+    ca_core::time::UnixTime(secs.max(0) as u64).to_rfc3339()
+}
+
 /// `POST /api/v1/login`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -53,7 +53,7 @@ fn b64() -> base64::engine::GeneralPurpose {
 fn check_passphrase(config: &Config, passphrase: &str) -> anyhow::Result<()> {
     let pool = bootstrap::open_pool(config)?;
     let mut conn = pool.get()?;
-    bootstrap::unlock(&mut conn, passphrase)?;
+    crate::store::settings::unlock(&mut conn, passphrase)?;
     Ok(())
 }
 
@@ -219,7 +219,7 @@ pub fn restore(config: &Config, passphrase: &str, file: &Path) -> anyhow::Result
     }
     let pool = bootstrap::open_pool(config)?;
     let mut conn = pool.get()?;
-    bootstrap::unlock(&mut conn, passphrase)?;
+    crate::store::settings::unlock(&mut conn, passphrase)?;
     let now_ms = crate::store::now_ms();
     crate::store::write_transaction::<_, anyhow::Error, _>(&mut conn, |conn| {
         diesel::update(crl_sequences::table.filter(crl_sequences::last_number.lt(now_ms)))
@@ -237,7 +237,7 @@ pub fn restore(config: &Config, passphrase: &str, file: &Path) -> anyhow::Result
         diesel::update(users::table.filter(users::last_totp_step.lt(step)))
             .set(users::last_totp_step.eq(step))
             .execute(conn)?;
-        crate::audit_log::append(
+        crate::store::audit_log::append(
             conn,
             now_ms as u64 / 1000,
             "system",

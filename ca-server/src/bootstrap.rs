@@ -22,36 +22,20 @@ use serde_json::json;
 use x509_cert::ext::pkix::name::GeneralName;
 use zeroize::Zeroizing;
 
-use crate::account_policy::AccountPolicy;
-use crate::audit_log;
-use crate::authority::{Authority, Parts};
+use crate::accounts::policy::AccountPolicy;
 use crate::config::Config;
+use crate::ra::{Authority, Parts};
 use crate::secrets::{random_bytes, DataKey};
+use crate::store::audit_log;
 use crate::store::models::*;
 use crate::store::schema::*;
+use crate::store::settings::{put_setting, setting, unlock};
 use crate::store::{self, DbConnection, DbPool};
 
 /// The root CA's id.
 pub const ROOT_ID: &str = "root";
 /// The issuing CA's id (profiles name it in `issuing_ca`).
 pub const ISSUING_ID: &str = "issuing";
-
-pub(crate) fn setting(conn: &mut DbConnection, name: &str) -> anyhow::Result<Option<String>> {
-    Ok(settings::table
-        .find(name)
-        .select(settings::value)
-        .first(conn)
-        .optional()?)
-}
-
-pub(crate) fn put_setting(conn: &mut DbConnection, name: &str, value: &str) -> QueryResult<usize> {
-    diesel::insert_into(settings::table)
-        .values(SettingRow {
-            name: name.into(),
-            value: value.into(),
-        })
-        .execute(conn)
-}
 
 /// Creates the data folder with owner-only permissions.
 pub fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
@@ -361,7 +345,7 @@ pub fn load_profiles(dir: &Path) -> anyhow::Result<BTreeMap<String, Profile>> {
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .filter(|p| {
             p.file_name()
-                .is_none_or(|n| n != crate::account_policy::FILE_NAME)
+                .is_none_or(|n| n != crate::accounts::policy::FILE_NAME)
         })
         .collect();
     paths.sort();
@@ -375,19 +359,6 @@ pub fn load_profiles(dir: &Path) -> anyhow::Result<BTreeMap<String, Profile>> {
         bail!("{}: the ocsp-responder profile is required", dir.display());
     }
     Ok(profiles)
-}
-
-/// Derives the data key from the passphrase and proves the passphrase right against the stored
-/// check value, so a wrong passphrase is reported as such.
-/// Derives the data key from the passphrase and checks it against the stored check value.
-pub fn unlock(conn: &mut DbConnection, passphrase: &str) -> anyhow::Result<DataKey> {
-    let salt = setting(conn, "kdf_salt")?
-        .context("this database is not initialized: run `ca-server init` first")?;
-    let salt = hex::decode(salt).context("damaged kdf_salt setting")?;
-    let data_key = DataKey::derive(passphrase, &salt)?;
-    let check = hex::decode(setting(conn, "key_check")?.unwrap_or_default()).unwrap_or_default();
-    data_key.open(&check).context("wrong CA passphrase")?;
-    Ok(data_key)
 }
 
 /// Decrypts the CAs, loads the profiles and assembles the running authority.
@@ -564,8 +535,14 @@ fn dev_account(
     }
     let password = hex::encode(random_bytes(12)?);
     let mut conn = authority.conn()?;
-    let enrolment =
-        authority.create_dev_user(&mut conn, "system", name, &password, roles, (None, None))?;
+    let enrolment = authority.accounts.create_dev_user(
+        &mut conn,
+        "system",
+        name,
+        &password,
+        roles,
+        (None, None),
+    )?;
     let secret = enrolment
         .totp_uri
         .split("secret=")
@@ -609,7 +586,7 @@ pub fn unlock_user_locally(
             .first(conn)
             .optional()?;
         match id {
-            Some(id) => crate::step_up::lift_locks(conn, &id)?,
+            Some(id) => crate::accounts::step_up::lift_locks(conn, &id)?,
             None => bail!("no user {username}"),
         };
         audit_log::append(

@@ -439,7 +439,6 @@ impl Config {
     }
 }
 
-
 /// Whether requests with a nonce get a freshly signed response echoing it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -236,7 +236,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     json,
                 } => {
                     let secret = read_passphrase(&passphrase.source(), false)?;
-                    let enrolment = ca_server::local_accounts::add_user_locally(
+                    let enrolment = ca_server::accounts::local::add_user_locally(
                         &config,
                         &secret,
                         &username,
@@ -251,8 +251,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     json,
                 } => {
                     let secret = read_passphrase(&passphrase.source(), false)?;
-                    let enrolment =
-                        ca_server::local_accounts::reset_user_locally(&config, &secret, &username)?;
+                    let enrolment = ca_server::accounts::local::reset_user_locally(
+                        &config, &secret, &username,
+                    )?;
                     (username, enrolment, json)
                 }
             };
@@ -308,7 +309,7 @@ fn serve(config: Config, passphrase: zeroize::Zeroizing<String>, dev: bool) -> a
 }
 
 fn run_server(
-    authority: ca_server::authority::Authority,
+    authority: ca_server::ra::Authority,
     tls: Option<(String, zeroize::Zeroizing<Vec<u8>>)>,
 ) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -5,16 +5,16 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use ca_core::ca::CertificateAuthority;
+use ca_core::crl::{build_crl_from_base, build_crl_with, encode_entry, CrlParams, RevokedEntry};
 use ca_core::serial::parse_serial_hex;
 use ca_core::time::UnixTime;
-use ca_core::crl::{build_crl_from_base, build_crl_with, encode_entry, CrlParams, RevokedEntry};
 use diesel::prelude::*;
 use serde_json::json;
 
 use super::storage::*;
 use super::{PublishedCrl, Publisher, Publishing};
-use crate::audit_log;
 use crate::error::ServiceError;
+use crate::store::audit_log;
 use crate::store::models::PublishedCrlRow;
 use crate::store::schema::*;
 use crate::store::DbConnection;

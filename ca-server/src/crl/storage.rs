@@ -7,8 +7,8 @@ use ca_core::serial::parse_serial_hex;
 use ca_core::time::UnixTime;
 
 use super::PublishedCrl;
-use crate::audit_log;
 use crate::error::ServiceError;
+use crate::store::audit_log;
 use crate::store::models::PublishedCrlRow;
 use crate::store::schema::*;
 use crate::store::DbConnection;
@@ -23,7 +23,6 @@ pub(super) const BATCH: i64 = 50_000;
 /// The largest piece of a CRL's DER stored in one row: the database drivers copy a value whole
 /// while binding or reading it, so pieces keep that copy small next to a CRL of 50 MB.
 const CHUNK: usize = 1 << 20;
-
 
 #[derive(Debug, Queryable, Selectable)]
 #[diesel(table_name = certificates)]
@@ -105,7 +104,11 @@ impl Revoked {
 /// current time in milliseconds, so that numbers keep growing even after a restore from a backup
 /// older than the last CRL published (the approach of Let's Encrypt's Boulder). The row stays
 /// locked until the transaction ends, so publications of one CA are serialised across instances.
-pub(super) fn next_number(conn: &mut DbConnection, ca_id: &str, now_ms: i64) -> Result<i64, ServiceError> {
+pub(super) fn next_number(
+    conn: &mut DbConnection,
+    ca_id: &str,
+    now_ms: i64,
+) -> Result<i64, ServiceError> {
     audit_log::serialize(conn, &format!("mamori.crl.{ca_id}"))?;
     let last: Option<i64> = crl_sequences::table
         .find(ca_id)
@@ -200,7 +203,10 @@ pub(super) fn store(conn: &mut DbConnection, row: &PublishedCrlRow, der: &[u8]) 
 
 /// Reads the published CRL `name` (header and DER, one chunk at a time into one buffer of the
 /// CRL's size).
-pub(super) fn load(conn: &mut DbConnection, name: &str) -> Result<Option<PublishedCrl>, ServiceError> {
+pub(super) fn load(
+    conn: &mut DbConnection,
+    name: &str,
+) -> Result<Option<PublishedCrl>, ServiceError> {
     let Some(row) = published_crls::table
         .find(name)
         .select(PublishedCrlRow::as_select())

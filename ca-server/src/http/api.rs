@@ -9,10 +9,11 @@ use ca_core::crl::RevocationReason;
 use ca_core::time::UnixTime;
 use serde::Deserialize;
 
-use crate::account_changes::ChangeKind;
+use crate::accounts::changes::ChangeKind;
+use crate::accounts::Caller;
 use crate::api::*;
-use crate::authority::{Authority, Caller, StatusChange, Submitted};
 use crate::error::ServiceError;
+use crate::ra::{Authority, StatusChange, Submitted};
 
 type State = web::Data<Arc<Authority>>;
 
@@ -62,7 +63,7 @@ async fn as_caller_any<T: Send + 'static>(
     let token = bearer(request)?;
     let authority = state.get_ref().clone();
     blocking(move || {
-        let caller = authority.authenticate(&token)?;
+        let caller = authority.accounts.authenticate(&token)?;
         f(&authority, &caller)
     })
     .await
@@ -75,8 +76,12 @@ pub async fn change_password(
     body: web::Json<PasswordChangeRequest>,
 ) -> Result<HttpResponse, ServiceError> {
     let body = body.into_inner();
-    Ok(HttpResponse::Ok()
-        .json(as_caller_any(&state, &request, move |a, c| a.change_password(c, &body)).await?))
+    Ok(HttpResponse::Ok().json(
+        as_caller_any(&state, &request, move |a, c| {
+            a.accounts.change_password(c, &body)
+        })
+        .await?,
+    ))
 }
 
 /// `POST /api/v1/login`.
@@ -87,19 +92,20 @@ pub async fn login(
 ) -> Result<HttpResponse, ServiceError> {
     if let Some(peer) = request.peer_addr() {
         state
+            .accounts
             .login_limiter
             .attempt(peer.ip(), ca_core::time::UnixTime::now().as_secs())
             .map_err(ServiceError::TooManyAttempts)?;
     }
     let authority = state.get_ref().clone();
-    let response = blocking(move || authority.login(&body)).await?;
+    let response = blocking(move || authority.accounts.login(&body)).await?;
     Ok(HttpResponse::Ok().json(response))
 }
 
 /// `POST /api/v1/logout`.
 pub async fn logout(state: State, request: HttpRequest) -> Result<HttpResponse, ServiceError> {
     let token = bearer(&request)?;
-    as_caller_any(&state, &request, move |a, c| a.logout(c, &token)).await?;
+    as_caller_any(&state, &request, move |a, c| a.accounts.logout(c, &token)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -120,7 +126,10 @@ pub async fn me(state: State, request: HttpRequest) -> Result<HttpResponse, Serv
 
 /// `GET /api/v1/users`.
 pub async fn list_users(state: State, request: HttpRequest) -> Result<HttpResponse, ServiceError> {
-    Ok(HttpResponse::Ok().json(as_caller(&state, &request, |a, c| a.list_users(c)).await?))
+    Ok(
+        HttpResponse::Ok()
+            .json(as_caller(&state, &request, |a, c| a.accounts.list_users(c)).await?),
+    )
 }
 
 /// `POST /api/v1/users`: asks for a new account (202: waiting for approval).
@@ -130,8 +139,12 @@ pub async fn create_user(
     body: web::Json<CreateUserRequest>,
 ) -> Result<HttpResponse, ServiceError> {
     let body = body.into_inner();
-    Ok(HttpResponse::Accepted()
-        .json(as_caller(&state, &request, move |a, c| a.request_create_user(c, body)).await?))
+    Ok(HttpResponse::Accepted().json(
+        as_caller(&state, &request, move |a, c| {
+            a.accounts.request_create_user(c, body)
+        })
+        .await?,
+    ))
 }
 
 /// `PUT /api/v1/users/{username}/roles`: asks for a role change (202).
@@ -144,7 +157,7 @@ pub async fn set_roles(
     let (name, body) = (path.into_inner(), body.into_inner());
     Ok(HttpResponse::Accepted().json(
         as_caller(&state, &request, move |a, c| {
-            a.request_set_roles(c, &name, body)
+            a.accounts.request_set_roles(c, &name, body)
         })
         .await?,
     ))
@@ -160,7 +173,7 @@ pub async fn disable_user(
     let (name, body) = (path.into_inner(), body.into_inner());
     Ok(HttpResponse::Ok().json(
         as_caller(&state, &request, move |a, c| {
-            a.disable_user(c, &name, &body)
+            a.accounts.disable_user(c, &name, &body)
         })
         .await?,
     ))
@@ -175,8 +188,12 @@ pub async fn unlock_user(
 ) -> Result<HttpResponse, ServiceError> {
     let name = path.into_inner();
     let body = body.into_inner();
-    Ok(HttpResponse::Ok()
-        .json(as_caller(&state, &request, move |a, c| a.unlock_user(c, &name, &body)).await?))
+    Ok(HttpResponse::Ok().json(
+        as_caller(&state, &request, move |a, c| {
+            a.accounts.unlock_user(c, &name, &body)
+        })
+        .await?,
+    ))
 }
 
 /// `POST /api/v1/users/{username}/reset`: asks for a new password and TOTP by enrolment (202).
@@ -189,7 +206,8 @@ pub async fn reset_user(
     let (name, body) = (path.into_inner(), body.into_inner());
     Ok(HttpResponse::Accepted().json(
         as_caller(&state, &request, move |a, c| {
-            a.request_reset_or_enable(c, &name, ChangeKind::Reset, &body)
+            a.accounts
+                .request_reset_or_enable(c, &name, ChangeKind::Reset, &body)
         })
         .await?,
     ))
@@ -205,7 +223,8 @@ pub async fn enable_user(
     let (name, body) = (path.into_inner(), body.into_inner());
     Ok(HttpResponse::Accepted().json(
         as_caller(&state, &request, move |a, c| {
-            a.request_reset_or_enable(c, &name, ChangeKind::Enable, &body)
+            a.accounts
+                .request_reset_or_enable(c, &name, ChangeKind::Enable, &body)
         })
         .await?,
     ))
@@ -220,7 +239,7 @@ pub async fn list_account_changes(
     let query = query.into_inner();
     Ok(HttpResponse::Ok().json(
         as_caller(&state, &request, move |a, c| {
-            a.list_account_changes(c, &query)
+            a.accounts.list_account_changes(c, &query)
         })
         .await?,
     ))
@@ -233,8 +252,12 @@ pub async fn get_account_change(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ServiceError> {
     let id = path.into_inner();
-    Ok(HttpResponse::Ok()
-        .json(as_caller(&state, &request, move |a, c| a.get_account_change(c, &id)).await?))
+    Ok(HttpResponse::Ok().json(
+        as_caller(&state, &request, move |a, c| {
+            a.accounts.get_account_change(c, &id)
+        })
+        .await?,
+    ))
 }
 
 /// `POST /api/v1/account-changes/{id}/approve`.
@@ -280,7 +303,7 @@ async fn decide_account_change(
 ) -> Result<HttpResponse, ServiceError> {
     Ok(HttpResponse::Ok().json(
         as_caller(&state, &request, move |a, c| {
-            a.decide_account_change(c, &id, verdict, &body)
+            a.accounts.decide_account_change(c, &id, verdict, &body)
         })
         .await?,
     ))
@@ -294,12 +317,13 @@ pub async fn enrol(
 ) -> Result<HttpResponse, ServiceError> {
     if let Some(peer) = request.peer_addr() {
         state
+            .accounts
             .login_limiter
             .attempt(peer.ip(), ca_core::time::UnixTime::now().as_secs())
             .map_err(ServiceError::TooManyAttempts)?;
     }
     let authority = state.get_ref().clone();
-    Ok(HttpResponse::Ok().json(blocking(move || authority.enrol(&body)).await?))
+    Ok(HttpResponse::Ok().json(blocking(move || authority.accounts.enrol(&body)).await?))
 }
 
 /// `GET /api/v1/profiles`.

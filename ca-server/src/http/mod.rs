@@ -16,7 +16,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 use openssl::ssl::{SslAcceptor, SslAcceptorBuilder, SslMethod, SslVerifyMode};
 
-use crate::authority::Authority;
+use crate::ra::Authority;
 use problem::problem;
 
 /// One API route: method, path, who may call it, what it does.

@@ -12,12 +12,12 @@ use super::body::SlicedBody;
 use super::problem::problem;
 use crate::ca::CaCertificates;
 use crate::crl::CrlService;
+use crate::error::ServiceError;
 use crate::metrics::Metrics;
+use crate::ocsp::OcspAnswer;
 use crate::ocsp::OcspService;
 use crate::store::group_commit::Stats;
 use crate::store::DbPool;
-use crate::error::ServiceError;
-use crate::ocsp::OcspAnswer;
 
 /// What the public listener reaches: OCSP, CRLs, CA certificates, the published audit
 /// checkpoints and the counters. Never a CA key, an account, a session or the RA: an
@@ -282,7 +282,7 @@ pub async fn healthz(state: web::Data<PublicState>) -> HttpResponse {
 /// chain, for auditors to keep where the database cannot reach (`ca-cli audit checkpoints`).
 pub async fn audit_checkpoints(state: web::Data<PublicState>) -> HttpResponse {
     let pool = state.pool.clone();
-    match web::block(move || crate::audit_checkpoint::published(&mut *pool.get()?)).await {
+    match web::block(move || crate::ra::audit_checkpoint::published(&mut *pool.get()?)).await {
         Ok(Ok(file)) => HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .json(file),

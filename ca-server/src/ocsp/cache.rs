@@ -284,4 +284,3 @@ mod tests {
         assert!(serial_key(&[1; 21]).is_none());
     }
 }
-

@@ -26,15 +26,15 @@ use ca_core::crl::RevocationReason;
 use ca_core::ocsp::{IssuerHashes, Status};
 use ca_core::serial::parse_serial_hex;
 
-use cache::serial_key;
 use ca_core::profile::Profile;
 use ca_core::time::UnixTime;
+use cache::serial_key;
 use diesel::prelude::*;
 use zeroize::Zeroizing;
 
 pub use answer::OcspAnswer;
-pub use cache::{CachedResponse, OcspCache};
 pub(crate) use cache::SignedResponse;
+pub use cache::{CachedResponse, OcspCache};
 pub(crate) use presign::insert_response;
 pub use responder_cert::Responder;
 
@@ -117,7 +117,10 @@ impl OcspService {
 
     /// Ids of the CAs it answers for.
     pub fn ca_ids(&self) -> Vec<String> {
-        self.issuer_hashes.iter().map(|(id, _)| id.clone()).collect()
+        self.issuer_hashes
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// How many responses the cache holds.

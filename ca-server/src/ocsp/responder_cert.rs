@@ -14,9 +14,9 @@ use diesel::prelude::*;
 use serde_json::json;
 
 use super::OcspService;
-use crate::audit_log;
 use crate::ca::Issuers;
 use crate::error::ServiceError;
+use crate::store::audit_log;
 use crate::store::models::*;
 use crate::store::schema::*;
 use crate::store::DbConnection;
@@ -129,8 +129,13 @@ impl OcspService {
         let csr = VerifiedCsr::parse(&csr_der, 2048)?;
         // One profile for every CA's responder: under the root it is the root that signs.
         let profile = &profile.for_issuer(ca_id);
-        let prepared =
-            PreparedIssuance::prepare(ca, profile, &csr, &IssuanceOptions::default(), &*self.clock)?;
+        let prepared = PreparedIssuance::prepare(
+            ca,
+            profile,
+            &csr,
+            &IssuanceOptions::default(),
+            &*self.clock,
+        )?;
         let now = self.now().as_secs() as i64;
         let (issued, serial) =
             crate::ca::reservation::reserve_and_sign(conn, ca, prepared, profile.id(), None, now)?;

@@ -27,8 +27,8 @@ use std::sync::{mpsc, Arc};
 
 use diesel::{Connection, QueryResult};
 
-use crate::audit_log::{self, Entry};
 use crate::error::ServiceError;
+use crate::store::audit_log::{self, Entry};
 use crate::store::chained_insert::ChainedInsert;
 use crate::store::models::{CertificateRow, OcspResponseRow, RequestRow};
 use crate::store::schema::{certificates, ocsp_responses, requests};
@@ -754,7 +754,7 @@ mod tests {
         use crate::store::schema::audit_log;
         let mut conn = pool.get().unwrap();
         assert!(
-            matches!(crate::audit_log::verify(&mut conn), Ok(Ok(_))),
+            matches!(crate::store::audit_log::verify(&mut conn), Ok(Ok(_))),
             "the chain verifies"
         );
         audit_log::table

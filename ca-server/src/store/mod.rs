@@ -30,12 +30,15 @@ macro_rules! insert_all {
 }
 pub(crate) use insert_all;
 
+pub mod audit_log;
 pub mod chained_insert;
 pub mod checkpoint;
 pub mod gate;
 pub mod group_commit;
+pub mod ids;
 pub mod models;
 pub mod schema;
+pub mod settings;
 
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{Builder, ConnectionManager, CustomizeConnection, Pool, PooledConnection};

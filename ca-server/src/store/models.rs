@@ -216,6 +216,6 @@ pub struct OcspResponseRow {
     pub this_update: i64,
     pub next_update: i64,
     pub updated_ms: i64,
-    /// The storing process's [`crate::authority::Authority::origin`]; 0 for older rows.
+    /// The storing process's `ocsp` service's origin; 0 for older rows.
     pub origin: i64,
 }

@@ -12,12 +12,12 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::Accounts;
+use crate::accounts::credentials as auth;
 use crate::api::{EnrolRequest, TotpEnrolment};
-use crate::audit_log;
-use crate::auth;
-use crate::authority::Authority;
 use crate::error::ServiceError;
 use crate::secrets::{random_bytes, DataKey, SecretError};
+use crate::store::audit_log;
 use crate::store::models::{EnrolmentRow, UserRow};
 use crate::store::schema::*;
 use crate::store::DbConnection;
@@ -114,14 +114,14 @@ pub fn enrolling_user_row(
     registered: (Option<String>, Option<String>),
     now: i64,
 ) -> Result<UserRow, ServiceError> {
-    let (organization, email_domain) = crate::review::registered_fields(registered)?;
+    let (organization, email_domain) = crate::accounts::registered_fields(registered)?;
     let secret = TotpSecret::generate().map_err(|e| ServiceError::Internal(e.to_string()))?;
     Ok(UserRow {
-        id: crate::authority::new_id("u")?,
+        id: crate::store::ids::new_id("u")?,
         username: username.into(),
         password_hash: unusable_password_hash()?,
         totp_secret_enc: data_key.seal(secret.as_bytes())?,
-        roles: crate::authority::roles_text(roles),
+        roles: crate::accounts::roles_text(roles),
         disabled: false,
         failed_logins: 0,
         locked_until: None,
@@ -136,7 +136,7 @@ pub fn enrolling_user_row(
     })
 }
 
-impl Authority {
+impl Accounts {
     /// `POST /api/v1/enrol` (no session): with the whole one-time code, the account's holder
     /// sets their password and receives a new TOTP secret, shown once. Every failure answers
     /// "invalid credentials" and is audited; the fifth wrong code voids the enrolment.

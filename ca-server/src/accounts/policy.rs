@@ -107,7 +107,7 @@ mod tests {
 
     #[test]
     fn the_shipped_policy_parses() {
-        let text = include_str!("../../policies/accounts.toml");
+        let text = include_str!("../../../policies/accounts.toml");
         let policy = AccountPolicy::parse(text).unwrap();
         assert_eq!(policy.approvals, 1);
         assert_eq!(

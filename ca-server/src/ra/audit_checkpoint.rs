@@ -16,8 +16,8 @@ use ca_core::signer::SigningKey;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::authority::Authority;
 use crate::error::ServiceError;
+use crate::ra::Authority;
 use crate::store::schema::*;
 use crate::store::DbConnection;
 
@@ -45,7 +45,7 @@ pub fn load_or_create_key(
 ) -> Result<SoftwareKey, ServiceError> {
     let internal = |e: String| ServiceError::Internal(format!("audit key: {e}"));
     if let Some(pem) =
-        crate::bootstrap::setting(conn, KEY_SETTING).map_err(|e| internal(e.to_string()))?
+        crate::store::settings::setting(conn, KEY_SETTING).map_err(|e| internal(e.to_string()))?
     {
         return SoftwareKey::from_encrypted(pem.as_bytes(), passphrase.as_bytes())
             .map_err(|e| internal(e.to_string()));
@@ -57,16 +57,16 @@ pub fn load_or_create_key(
     let public = spki_pem(&key)?;
     crate::store::write_transaction::<_, ServiceError, _>(conn, |conn| {
         // Another instance may have created it meanwhile: the first one stays.
-        if crate::bootstrap::setting(conn, KEY_SETTING)
+        if crate::store::settings::setting(conn, KEY_SETTING)
             .map_err(|e| internal(e.to_string()))?
             .is_none()
         {
-            crate::bootstrap::put_setting(conn, KEY_SETTING, &encrypted)?;
-            crate::bootstrap::put_setting(conn, PUBLIC_SETTING, &public)?;
+            crate::store::settings::put_setting(conn, KEY_SETTING, &encrypted)?;
+            crate::store::settings::put_setting(conn, PUBLIC_SETTING, &public)?;
         }
         Ok(())
     })?;
-    let pem = crate::bootstrap::setting(conn, KEY_SETTING)
+    let pem = crate::store::settings::setting(conn, KEY_SETTING)
         .map_err(|e| internal(e.to_string()))?
         .ok_or_else(|| internal("vanished".into()))?;
     SoftwareKey::from_encrypted(pem.as_bytes(), passphrase.as_bytes())
@@ -146,7 +146,7 @@ impl Authority {
         conn: &mut DbConnection,
         chain: &[ca_core::audit::ChainedRecord],
     ) -> Result<Result<usize, ca_core::audit::CheckpointFailure>, ServiceError> {
-        let public = crate::bootstrap::setting(conn, PUBLIC_SETTING)
+        let public = crate::store::settings::setting(conn, PUBLIC_SETTING)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let Some(spki) = public.as_deref().and_then(parse_audit_key) else {
             return Ok(Ok(0));
@@ -194,7 +194,7 @@ fn latest(conn: &mut DbConnection) -> Result<Option<Checkpoint>, ServiceError> {
 
 /// The audit key and the newest checkpoints, oldest first (`/audit/checkpoints`, exports).
 pub fn published(conn: &mut DbConnection) -> Result<CheckpointFile, ServiceError> {
-    let audit_key = crate::bootstrap::setting(conn, PUBLIC_SETTING)
+    let audit_key = crate::store::settings::setting(conn, PUBLIC_SETTING)
         .map_err(|e| ServiceError::Internal(e.to_string()))?
         .ok_or_else(|| ServiceError::NotFound("audit key".into()))?;
     let mut rows: Vec<(i64, String, i64, String)> = audit_checkpoints::table
@@ -213,4 +213,3 @@ pub fn published(conn: &mut DbConnection) -> Result<CheckpointFile, ServiceError
         checkpoints: rows.into_iter().map(checkpoint_of).collect(),
     })
 }
-

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use crate::authority::Caller;
+use crate::accounts::Caller;
 
 /// How long a confirmed session is trusted without reading it again (milliseconds).
 pub const SESSION_RECHECK_MS: u64 = 1_000;

@@ -13,10 +13,10 @@ use ca_core::role::Role;
 use diesel::prelude::*;
 use serde_json::json;
 
+use super::{Accounts, Caller};
 use crate::api::{StepUpRequest, UserView};
-use crate::audit_log;
-use crate::authority::{Authority, Caller};
 use crate::error::ServiceError;
+use crate::store::audit_log;
 use crate::store::models::UserRow;
 use crate::store::schema::*;
 use crate::store::DbConnection;
@@ -34,7 +34,7 @@ pub(crate) fn lift_locks(conn: &mut DbConnection, user_id: &str) -> QueryResult<
         .execute(conn)
 }
 
-impl Authority {
+impl Accounts {
     /// Checks `code` as `user`'s step-up inside the caller's write transaction: refused while
     /// the account's step-up is locked; a right code (once per TOTP step) clears the count of
     /// wrong ones.
@@ -86,7 +86,7 @@ impl Authority {
         outcome
     }
 
-    fn count_step_up_failure(
+    pub(super) fn count_step_up_failure(
         &self,
         caller: &Caller,
         action: &str,
@@ -148,7 +148,7 @@ impl Authority {
         Ok(())
     }
 
-    fn record_refusal(
+    pub(super) fn record_refusal(
         &self,
         caller: &Caller,
         action: &str,
@@ -183,7 +183,7 @@ impl Authority {
         self.guarded(caller, "user.unlock", username, outcome)
     }
 
-    fn unlock_user_inner(
+    pub(super) fn unlock_user_inner(
         &self,
         caller: &Caller,
         username: &str,

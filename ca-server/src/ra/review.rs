@@ -8,8 +8,8 @@ use ca_core::review::{self, skeleton, CsrSummary, ReviewContext, ReviewFlag};
 use ca_core::role::Role;
 use diesel::prelude::*;
 
-use crate::authority::Authority;
 use crate::error::ServiceError;
+use crate::ra::Authority;
 use crate::store::schema::*;
 use crate::store::DbConnection;
 
@@ -117,40 +117,12 @@ fn like_escape(text: &str) -> String {
     text.chars().filter(|c| *c != '%' && *c != '_').collect()
 }
 
-/// The organization and e-mail domain to register on a new account, checked: an organization
-/// of 1-64 characters without control, bidi or zero-width characters; a lower-case DNS domain.
-pub(crate) fn registered_fields(
-    (organization, email_domain): (Option<String>, Option<String>),
-) -> Result<(Option<String>, Option<String>), ServiceError> {
-    let organization = organization
-        .map(|o| o.trim().to_string())
-        .filter(|o| !o.is_empty());
-    if let Some(o) = &organization {
-        if o.chars().count() > 64 || ca_core::text::has_unsafe(o) {
-            return Err(ServiceError::Invalid(
-                "organization must be 1-64 characters without control characters".into(),
-            ));
-        }
-    }
-    let email_domain = email_domain
-        .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase())
-        .filter(|d| !d.is_empty());
-    if let Some(d) = &email_domain {
-        if !d.contains('.') || !ca_core::profile::valid_dns_name(d) {
-            return Err(ServiceError::Invalid(format!(
-                "email_domain {d:?} is not a DNS domain"
-            )));
-        }
-    }
-    Ok((organization, email_domain))
-}
-
 impl Authority {
     /// For a profile that binds the subject to the requester's account: the CSR's O must be the
     /// account's registered organization, and every e-mail name in the account's domain.
     pub(crate) fn check_account_binding(
         &self,
-        caller: &crate::authority::Caller,
+        caller: &crate::accounts::Caller,
         profile: &ca_core::profile::Profile,
         csr: &VerifiedCsr,
     ) -> Result<(), ServiceError> {

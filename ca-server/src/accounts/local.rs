@@ -10,13 +10,13 @@ use ca_core::clock::{Clock, SystemClock};
 use diesel::prelude::*;
 use serde_json::json;
 
-use crate::account_policy::AccountPolicy;
-use crate::audit_log;
-use crate::authority::{parse_role_list, roles_text};
-use crate::bootstrap::{open_pool, unlock};
+use super::policy::AccountPolicy;
+use super::{parse_role_list, roles_text};
+use crate::accounts::enrolment;
 use crate::config::Config;
-use crate::enrolment;
+use crate::store::audit_log;
 use crate::store::schema::*;
+use crate::store::settings::unlock;
 
 /// The audit actor of local account commands.
 const ACTOR: &str = "ca-server (local)";
@@ -44,13 +44,13 @@ pub fn add_user_locally(
     roles: &[String],
     registered: (Option<String>, Option<String>),
 ) -> anyhow::Result<LocalEnrolment> {
-    crate::auth::check_username(username).map_err(anyhow::Error::msg)?;
+    crate::accounts::credentials::check_username(username).map_err(anyhow::Error::msg)?;
     let roles = parse_role_list(roles).map_err(|e| anyhow::anyhow!("{e}"))?;
     if roles.is_empty() {
         bail!("a user needs at least one role");
     }
     let policy = AccountPolicy::load(&config.policies_dir)?;
-    let pool = open_pool(config)?;
+    let pool = crate::store::open(&config.database_url(), 2)?;
     let mut conn = pool.get()?;
     let data_key = unlock(&mut conn, passphrase)?;
     let now = SystemClock.now().as_secs() as i64;
@@ -90,7 +90,7 @@ pub fn reset_user_locally(
     username: &str,
 ) -> anyhow::Result<LocalEnrolment> {
     let policy = AccountPolicy::load(&config.policies_dir)?;
-    let pool = open_pool(config)?;
+    let pool = crate::store::open(&config.database_url(), 2)?;
     let mut conn = pool.get()?;
     unlock(&mut conn, passphrase)?;
     let now = SystemClock.now().as_secs() as i64;

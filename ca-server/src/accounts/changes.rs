@@ -14,14 +14,14 @@ use ca_core::role::Role;
 use diesel::prelude::*;
 use serde_json::json;
 
+use super::{parse_role_list, parse_roles, roles_text, Accounts, Caller};
+use crate::accounts::credentials as auth;
+use crate::accounts::enrolment;
+use crate::api::rfc3339;
 use crate::api::*;
-use crate::audit_log;
-use crate::auth;
-use crate::authority::{
-    new_id, parse_role_list, parse_roles, rfc3339, roles_text, Authority, Caller,
-};
-use crate::enrolment;
 use crate::error::ServiceError;
+use crate::store::audit_log;
+use crate::store::ids::new_id;
 use crate::store::models::*;
 use crate::store::schema::*;
 use crate::store::DbConnection;
@@ -80,7 +80,7 @@ struct Payload {
     email_domain: Option<String>,
 }
 
-impl Authority {
+impl Accounts {
     /// `POST /users` (admin, step-up): asks for a new account.
     pub fn request_create_user(
         &self,
@@ -95,7 +95,7 @@ impl Authority {
                     "a user needs at least one role".into(),
                 ));
             }
-            let (organization, email_domain) = crate::review::registered_fields((
+            let (organization, email_domain) = crate::accounts::registered_fields((
                 request.organization.clone(),
                 request.email_domain.clone(),
             ))?;

@@ -4,15 +4,15 @@
 use diesel::prelude::*;
 use serde_json::json;
 
+use super::{Accounts, Caller};
+use crate::accounts::credentials as auth;
 use crate::api::{PasswordChangeRequest, UserView};
-use crate::audit_log;
-use crate::auth;
-use crate::authority::{Authority, Caller};
 use crate::error::ServiceError;
+use crate::store::audit_log;
 use crate::store::models::UserRow;
 use crate::store::schema::*;
 
-impl Authority {
+impl Accounts {
     /// `POST /passwd`: the current password again, then a new one that meets the policy and
     /// differs from it. Other sessions of the account end; this one goes on.
     pub fn change_password(

@@ -1,0 +1,258 @@
+//! Sign-in, sessions (bearer tokens stored as SHA-256, idle and absolute expiry, a cache
+//! trusted for a second) and sign-out.
+
+use diesel::prelude::*;
+use serde_json::json;
+use sha2::Digest;
+
+use super::credentials as auth;
+use super::{parse_roles, Accounts, Caller};
+use crate::api::*;
+use crate::error::ServiceError;
+use crate::store::audit_log;
+use crate::store::models::*;
+use crate::store::schema::*;
+
+impl Accounts {
+    /// Logs in with password and TOTP. Every failure answers the same; repeated failures lock
+    /// the account for `lockout_secs`.
+    pub fn login(&self, request: &LoginRequest) -> Result<LoginResponse, ServiceError> {
+        let now = self.now().as_secs() as i64;
+        let mut conn = self.conn()?;
+        let user = self.user_by_name(&mut conn, &request.username)?;
+        let Some(user) = user else {
+            let _ = auth::verify_password(&request.password, auth::dummy_hash());
+            self.metrics
+                .login_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // Whatever was typed as a user name is data, never an actor: kept as a hash to
+            // correlate attempts and a short escaped form to read (no control or bidi
+            // characters reach a terminal or log).
+            let digest = hex::encode(&sha2::Sha256::digest(request.username.as_bytes())[..8]);
+            let shown = ca_core::text::escape_untrusted(&request.username, 32);
+            audit_log::append(
+                &mut conn,
+                now as u64,
+                "(unknown user)",
+                "login.failed",
+                &format!("unknown:{digest}"),
+                json!({"reason": "unknown user", "name": shown, "name_sha256_64": digest}),
+            )?;
+            return Err(ServiceError::InvalidCredentials);
+        };
+        let password_ok = auth::verify_password(&request.password, &user.password_hash);
+        let result = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
+            // Concurrent attempts on one account take turns from here: the no-op UPDATE takes
+            // the row's lock on PostgreSQL (SQLite's write transaction is already exclusive),
+            // and the row is read again after it, so each attempt counts on the last one's
+            // count and sees its lock. Read before the transaction, 40 parallel wrong
+            // passwords left the count at 4 and the account unlocked.
+            diesel::update(users::table.find(&user.id))
+                .set(users::failed_logins.eq(users::failed_logins))
+                .execute(conn)?;
+            let user: UserRow = users::table
+                .find(&user.id)
+                .select(UserRow::as_select())
+                .first(conn)?;
+            let locked = user.locked_until.is_some_and(|t| t > now);
+            let enrolling = enrolments::table
+                .find(&user.id)
+                .count()
+                .get_result::<i64>(conn)?
+                > 0;
+            let totp_ok = password_ok
+                && !locked
+                && !user.disabled
+                && !enrolling
+                && self.consume_totp(conn, &user, &request.totp)?;
+            if !totp_ok {
+                let failures = user.failed_logins + 1;
+                let lock = if failures as u32 >= self.config.lockout_threshold {
+                    Some(now + self.config.lockout_secs as i64)
+                } else {
+                    user.locked_until
+                };
+                diesel::update(users::table.find(&user.id))
+                    .set((
+                        users::failed_logins.eq(if lock != user.locked_until {
+                            0
+                        } else {
+                            failures
+                        }),
+                        users::locked_until.eq(lock),
+                    ))
+                    .execute(conn)?;
+                let reason = if user.disabled {
+                    "disabled"
+                } else if enrolling {
+                    "enrolment pending"
+                } else if locked {
+                    "locked"
+                } else if !password_ok {
+                    "password"
+                } else {
+                    "second factor"
+                };
+                audit_log::append(
+                    conn,
+                    now as u64,
+                    &user.username,
+                    "login.failed",
+                    &user.username,
+                    json!({"reason": reason, "locked": lock.is_some_and(|t| t > now)}),
+                )?;
+                return Ok(None);
+            }
+            diesel::update(users::table.find(&user.id))
+                .set((
+                    users::failed_logins.eq(0),
+                    users::locked_until.eq(None::<i64>),
+                ))
+                .execute(conn)?;
+            let (token, hash) = auth::new_token()?;
+            let expires = now + self.config.session_absolute_secs as i64;
+            diesel::insert_into(sessions::table)
+                .values(SessionRow {
+                    token_hash: hash,
+                    user_id: user.id.clone(),
+                    created_at: now,
+                    last_seen: now,
+                    expires_at: expires,
+                    step_up_failures: 0,
+                })
+                .execute(conn)?;
+            audit_log::append(
+                conn,
+                now as u64,
+                &user.username,
+                "login.ok",
+                &user.username,
+                json!({}),
+            )?;
+            Ok(Some((token, expires)))
+        })?;
+        match result {
+            Some((token, expires)) => Ok(LoginResponse {
+                token,
+                expires_at: rfc3339(expires),
+                user: Self::user_view(&user),
+                password_change_required: user.must_change_password,
+            }),
+            None => {
+                self.metrics
+                    .login_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Err(ServiceError::InvalidCredentials)
+            }
+        }
+    }
+
+    /// Passes on the outcome of a change that ends or narrows sessions (logout, roles, disable,
+    /// second-factor reset) after forgetting every cached session, so that no call on this
+    /// instance is answered for a session the change ended once the change has answered.
+    pub(super) fn ending_sessions<T>(
+        &self,
+        outcome: Result<T, ServiceError>,
+    ) -> Result<T, ServiceError> {
+        self.sessions.invalidate();
+        outcome
+    }
+
+    /// Resolves a bearer token; refreshes its idle timer. A session confirmed in the database
+    /// less than a second ago is taken from [`crate::accounts::session_cache`] (its expiry still checked).
+    pub fn authenticate(&self, token: &str) -> Result<Caller, ServiceError> {
+        if token.len() != 43 {
+            return Err(ServiceError::Unauthenticated);
+        }
+        let hash = auth::token_hash(token);
+        let now_ms = crate::store::now_ms().max(0) as u64;
+        let now = (now_ms / 1000) as i64;
+        // Activity is recorded in steps of a thirtieth of the idle timeout (at most a minute),
+        // through the group-commit writer: a session in use writes about once a minute, not
+        // once a second with a write transaction of its own that, on SQLite, waited for the
+        // writer's lock while every other call of that second did the same.
+        let step = (self.config.session_idle_secs / 30).min(60) as i64;
+        let idle = self.config.session_idle_secs as i64;
+        // A session that expired since it was read, or whose activity is due to be recorded,
+        // goes the database path below (which deletes an expired one).
+        if let Some(cached) = self.sessions.get(&hash, now_ms) {
+            if cached.expires_at > now
+                && cached.last_seen + idle > now
+                && now <= cached.last_seen + step
+            {
+                return Ok(cached.caller);
+            }
+        }
+        let generation = self.sessions.generation();
+        let mut conn = self.conn()?;
+        // The primary key finds at most one row; `load`, not `first`, because SQLite re-prepares
+        // a statement whose LIMIT is a bound parameter each time, and this runs per API call.
+        let found: Option<(SessionRow, UserRow)> = sessions::table
+            .inner_join(users::table.on(users::id.eq(sessions::user_id)))
+            .filter(sessions::token_hash.eq(&hash))
+            .select((SessionRow::as_select(), UserRow::as_select()))
+            .load(&mut conn)?
+            .pop();
+        let Some((session, user)) = found else {
+            return Err(ServiceError::Unauthenticated);
+        };
+        let idle_expired = session.last_seen + idle <= now;
+        if session.expires_at <= now || idle_expired || user.disabled {
+            diesel::delete(sessions::table.find(&hash)).execute(&mut conn)?;
+            return Err(ServiceError::Unauthenticated);
+        }
+        let mut last_seen = session.last_seen;
+        if now > session.last_seen + step {
+            drop(conn);
+            let key = hash.clone();
+            self.writer.run(move |w| {
+                diesel::update(
+                    sessions::table
+                        .find(&key)
+                        .filter(sessions::last_seen.lt(now)),
+                )
+                .set(sessions::last_seen.eq(now))
+                .execute(w.conn)?;
+                Ok(())
+            })?;
+            last_seen = now;
+        }
+        let caller = Caller {
+            user_id: user.id,
+            username: user.username,
+            roles: parse_roles(&user.roles),
+            session: hash.clone(),
+            must_change_password: user.must_change_password,
+        };
+        self.sessions.insert(
+            hash,
+            crate::accounts::session_cache::CachedSession {
+                caller: caller.clone(),
+                expires_at: session.expires_at,
+                last_seen,
+                checked_ms: now_ms,
+            },
+            generation,
+        );
+        Ok(caller)
+    }
+
+    /// Ends a session.
+    pub fn logout(&self, caller: &Caller, token: &str) -> Result<(), ServiceError> {
+        let now = self.now().as_secs();
+        let mut conn = self.conn()?;
+        let outcome = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
+            diesel::delete(sessions::table.find(auth::token_hash(token))).execute(conn)?;
+            audit_log::append(
+                conn,
+                now,
+                &caller.username,
+                "logout",
+                &caller.username,
+                json!({}),
+            )?;
+            Ok(())
+        });
+        self.ending_sessions(outcome)
+    }
+}

@@ -1,0 +1,237 @@
+//! Users: lookups, views, the TOTP check, the trial accounts of `ca-server dev`, listing and
+//! disabling.
+
+use ca_core::role::Role;
+use ca_core::totp::TotpSecret;
+use diesel::prelude::*;
+use serde_json::json;
+
+use super::credentials as auth;
+use super::{parse_roles, roles_text, Accounts, Caller};
+use crate::api::*;
+use crate::error::ServiceError;
+use crate::store::audit_log;
+use crate::store::ids::new_id;
+use crate::store::models::*;
+use crate::store::schema::*;
+use crate::store::DbConnection;
+
+impl Accounts {
+    pub(crate) fn user_by_name(
+        &self,
+        conn: &mut DbConnection,
+        name: &str,
+    ) -> Result<Option<UserRow>, ServiceError> {
+        Ok(users::table
+            .filter(users::username.eq(name))
+            .select(UserRow::as_select())
+            .first(conn)
+            .optional()?)
+    }
+
+    pub(crate) fn user_view(row: &UserRow) -> UserView {
+        UserView {
+            username: row.username.clone(),
+            roles: parse_roles(&row.roles)
+                .iter()
+                .map(|r| r.to_string())
+                .collect(),
+            disabled: row.disabled,
+            step_up_locked: row.step_up_locked_at.is_some(),
+            locked_until: row.locked_until.map(rfc3339),
+            organization: row.organization.clone(),
+            email_domain: row.email_domain.clone(),
+            enrolment_pending: false,
+        }
+    }
+
+    /// Checks a TOTP code for `user` and records its step so it is accepted once. Call inside a
+    /// transaction.
+    pub(crate) fn consume_totp(
+        &self,
+        conn: &mut DbConnection,
+        user: &UserRow,
+        code: &str,
+    ) -> Result<bool, ServiceError> {
+        let secret_bytes = self.data_key.open(&user.totp_secret_enc)?;
+        let secret = TotpSecret::from_bytes(&secret_bytes);
+        let Some(step) = secret.verify(code, self.now().as_secs()) else {
+            return Ok(false);
+        };
+        let step = step as i64;
+        let updated = diesel::update(
+            users::table
+                .filter(users::id.eq(&user.id))
+                .filter(users::last_totp_step.lt(step)),
+        )
+        .set(users::last_totp_step.eq(step))
+        .execute(conn)?;
+        Ok(updated == 1)
+    }
+
+    /// Creates a user with a password and TOTP secret the caller chooses: only `ca-server dev`'s
+    /// trial accounts (`actor` "system"), never through the API, where accounts enrol their own.
+    /// Returns the TOTP enrolment URI, shown once.
+    pub(crate) fn create_dev_user(
+        &self,
+        conn: &mut DbConnection,
+        actor: &str,
+        username: &str,
+        password: &str,
+        roles: &[Role],
+        registered: (Option<String>, Option<String>),
+    ) -> Result<TotpEnrolment, ServiceError> {
+        auth::check_username(username).map_err(ServiceError::Invalid)?;
+        let (organization, email_domain) = crate::accounts::registered_fields(registered)?;
+        auth::check_password_policy(password).map_err(ServiceError::Invalid)?;
+        if roles.is_empty() {
+            return Err(ServiceError::Invalid(
+                "a user needs at least one role".into(),
+            ));
+        }
+        let hash = auth::hash_password(password)?;
+        let secret = TotpSecret::generate().map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let sealed = self.data_key.seal(secret.as_bytes())?;
+        let now = self.now().as_secs() as i64;
+        let row = UserRow {
+            id: new_id("u")?,
+            username: username.to_string(),
+            password_hash: hash,
+            totp_secret_enc: sealed,
+            roles: roles_text(roles),
+            disabled: false,
+            failed_logins: 0,
+            locked_until: None,
+            last_totp_step: 0,
+            created_at: now,
+            step_up_failures: 0,
+            step_up_locked_at: None,
+            organization,
+            email_domain,
+            must_change_password: false,
+            // A trial account made at start-up is nobody's sock puppet: no cooling-off.
+            credentials_set_at: 0,
+        };
+        crate::store::write_transaction::<_, ServiceError, _>(&mut *conn, |conn| {
+            if self.user_by_name(conn, username)?.is_some() {
+                return Err(ServiceError::Conflict(format!(
+                    "user {username} already exists"
+                )));
+            }
+            diesel::insert_into(users::table)
+                .values(&row)
+                .execute(conn)?;
+            audit_log::append(
+                conn,
+                now as u64,
+                actor,
+                "user.create",
+                username,
+                json!({"roles": roles_text(roles), "organization": row.organization, "email_domain": row.email_domain}),
+            )?;
+            Ok(())
+        })?;
+        Ok(TotpEnrolment {
+            user: Self::user_view(&row),
+            totp_uri: secret.otpauth_uri("Mamori", username).to_string(),
+        })
+    }
+
+    /// `GET /users` (admin, auditor).
+    pub fn list_users(&self, caller: &Caller) -> Result<Vec<UserView>, ServiceError> {
+        caller.require(&[Role::Admin, Role::Auditor])?;
+        let mut conn = self.conn()?;
+        let rows: Vec<UserRow> = users::table
+            .order(users::username.asc())
+            .select(UserRow::as_select())
+            .load(&mut conn)?;
+        let enrolling: std::collections::HashSet<String> = enrolments::table
+            .select(enrolments::user_id)
+            .load::<String>(&mut conn)?
+            .into_iter()
+            .collect();
+        Ok(rows
+            .iter()
+            .map(|row| UserView {
+                enrolment_pending: enrolling.contains(&row.id),
+                ..Self::user_view(row)
+            })
+            .collect())
+    }
+
+    /// `POST /users/{name}/disable` (admin with step-up; never oneself). Immediate, without a
+    /// second person: disabling only takes power away, and a leaver must lose it at once.
+    pub fn disable_user(
+        &self,
+        caller: &Caller,
+        username: &str,
+        body: &StepUpRequest,
+    ) -> Result<UserView, ServiceError> {
+        let outcome = self.disable_user_inner(caller, username, body);
+        self.guarded(caller, "user.disable", username, outcome)
+    }
+
+    pub(super) fn disable_user_inner(
+        &self,
+        caller: &Caller,
+        username: &str,
+        body: &StepUpRequest,
+    ) -> Result<UserView, ServiceError> {
+        caller.require(&[Role::Admin])?;
+        if username == caller.username {
+            return Err(ServiceError::Forbidden(
+                "admins cannot disable themselves".into(),
+            ));
+        }
+        let now = self.now().as_secs();
+        let mut conn = self.conn()?;
+        let outcome = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
+            let me: UserRow = users::table
+                .find(&caller.user_id)
+                .select(UserRow::as_select())
+                .first(conn)?;
+            self.step_up(conn, &me, &body.totp)?;
+            let mut user = self
+                .user_by_name(conn, username)?
+                .ok_or_else(|| ServiceError::NotFound(format!("user {username}")))?;
+            diesel::update(users::table.find(&user.id))
+                .set(users::disabled.eq(true))
+                .execute(conn)?;
+            diesel::delete(sessions::table.filter(sessions::user_id.eq(&user.id))).execute(conn)?;
+            // A disabled person's pending requests go with them: a vendor let go must not get a
+            // certificate from a request officers approve later.
+            let pending: Vec<String> = requests::table
+                .filter(requests::requester_id.eq(&user.id))
+                .filter(requests::status.eq("pending"))
+                .select(requests::id)
+                .load(conn)?;
+            diesel::update(requests::table.filter(requests::id.eq_any(&pending)))
+                .set((
+                    requests::status.eq("cancelled"),
+                    requests::updated_at.eq(now as i64),
+                ))
+                .execute(conn)?;
+            audit_log::append(
+                conn,
+                now,
+                &caller.username,
+                "user.disable",
+                username,
+                json!({"cancelled_requests": pending, "comment": body.comment}),
+            )?;
+            for id in &pending {
+                audit_log::append(
+                    conn,
+                    now,
+                    &caller.username,
+                    "request.cancel",
+                    id,
+                    json!({"reason": "requester disabled", "requester": username}),
+                )?;
+            }
+            user.disabled = true;
+            Ok(Self::user_view(&user))
+        });
+        self.ending_sessions(outcome)
+    }
+}

@@ -1,0 +1,259 @@
+//! Decisions on requests (approve, reject, each with step-up) and the expiry of requests that
+//! waited too long.
+
+use ca_core::approval::{self, ApprovalState, Decision, PendingRequest, UserId, Verdict};
+use ca_core::time::UnixTime;
+use diesel::prelude::*;
+use serde_json::json;
+
+use crate::accounts::{parse_roles, roles_text, Caller};
+use crate::api::*;
+use crate::error::ServiceError;
+use crate::store::audit_log;
+use crate::store::models::*;
+use crate::store::schema::*;
+use crate::store::DbConnection;
+
+use super::Authority;
+
+impl Authority {
+    pub(super) fn decisions_of(
+        &self,
+        conn: &mut DbConnection,
+        request_id: &str,
+    ) -> Result<Vec<(DecisionRow, String)>, ServiceError> {
+        Ok(decisions::table
+            .inner_join(users::table.on(users::id.eq(decisions::approver_id)))
+            .filter(decisions::request_id.eq(request_id))
+            .order(decisions::decided_at.asc())
+            .select((DecisionRow::as_select(), users::username))
+            .load(conn)?)
+    }
+
+    pub(super) fn core_decisions(rows: &[(DecisionRow, String)]) -> Vec<Decision> {
+        rows.iter()
+            .map(|(d, _)| Decision {
+                approver: UserId(d.approver_id.clone()),
+                approver_roles: parse_roles(&d.approver_roles),
+                verdict: if d.verdict == "approve" {
+                    Verdict::Approve
+                } else {
+                    Verdict::Reject
+                },
+                second_factor_verified: d.second_factor,
+                at: UnixTime(d.decided_at.max(0) as u64),
+            })
+            .collect()
+    }
+
+    /// `POST /requests/{id}/approve|reject`: a fresh TOTP code in the same call; the approval
+    /// rules decide; the last needed approval issues at once.
+    pub fn decide(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+        verdict: Verdict,
+        body: &DecisionRequest,
+    ) -> Result<RequestView, ServiceError> {
+        let action = match verdict {
+            Verdict::Approve => "request.approve",
+            Verdict::Reject => "request.reject",
+        };
+        let outcome = self.decide_inner(caller, request_id, verdict, body);
+        self.accounts.guarded(caller, action, request_id, outcome)
+    }
+
+    pub(super) fn decide_inner(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+        verdict: Verdict,
+        body: &DecisionRequest,
+    ) -> Result<RequestView, ServiceError> {
+        if body.comment.len() > 2000 {
+            return Err(ServiceError::Invalid(
+                "comment must be at most 2000 characters".into(),
+            ));
+        }
+        let mut conn = self.conn()?;
+        self.expire_one(&mut conn, request_id)?;
+        let now = self.now();
+        let issue_now = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
+            let row: RequestRow = requests::table
+                .find(request_id)
+                .select(RequestRow::as_select())
+                .first(conn)
+                .optional()?
+                .ok_or_else(|| ServiceError::NotFound(format!("request {request_id}")))?;
+            let profile = self
+                .profiles
+                .get(&row.profile_id)
+                .ok_or_else(|| ServiceError::Internal("profile vanished".into()))?;
+            let rule = profile.approval();
+            if !caller.has_any(&rule.approver_roles) {
+                let names: Vec<&str> = rule.approver_roles.iter().map(|r| r.as_str()).collect();
+                return Err(ServiceError::Forbidden(format!(
+                    "approving requires one of the roles: {}",
+                    names.join(", ")
+                )));
+            }
+            if row.status != "pending" {
+                return Err(ca_core::error::ApprovalError::NotPending(row.status.clone()).into());
+            }
+            let requester_disabled: bool = users::table
+                .find(&row.requester_id)
+                .select(users::disabled)
+                .first(conn)
+                .optional()?
+                .unwrap_or(true);
+            if requester_disabled {
+                return Err(ServiceError::Conflict(
+                    "the requester's account is disabled: the request cannot be decided".into(),
+                ));
+            }
+            let user: UserRow = users::table
+                .find(&caller.user_id)
+                .select(UserRow::as_select())
+                .first(conn)?;
+            self.accounts
+                .check_cooling_off(&user, now.as_secs() as i64)?;
+            let pending = PendingRequest {
+                requester: UserId(row.requester_id.clone()),
+                submitted_at: UnixTime(row.created_at.max(0) as u64),
+            };
+            let existing = Self::core_decisions(&self.decisions_of(conn, request_id)?);
+            // Rule checks that need no code come first, so a self-approval never burns a code.
+            let provisional = Decision {
+                approver: UserId(caller.user_id.clone()),
+                approver_roles: caller.roles.clone(),
+                verdict,
+                second_factor_verified: true,
+                at: now,
+            };
+            approval::check_decision(rule, &pending, &existing, &provisional, now)?;
+            self.accounts.step_up(conn, &user, &body.totp)?;
+            let decision = DecisionRow {
+                request_id: request_id.to_string(),
+                approver_id: caller.user_id.clone(),
+                approver_roles: roles_text(&caller.roles),
+                verdict: if verdict == Verdict::Approve {
+                    "approve".into()
+                } else {
+                    "reject".into()
+                },
+                second_factor: true,
+                comment: body.comment.clone(),
+                decided_at: now.as_secs() as i64,
+            };
+            diesel::insert_into(decisions::table)
+                .values(&decision)
+                .execute(conn)?;
+            let action = if verdict == Verdict::Approve {
+                "request.approve"
+            } else {
+                "request.reject"
+            };
+            audit_log::append(
+                conn,
+                now.as_secs(),
+                &caller.username,
+                action,
+                request_id,
+                json!({"comment": body.comment, "second_factor": true}),
+            )?;
+            let mut all = existing;
+            all.push(Decision {
+                second_factor_verified: true,
+                ..provisional
+            });
+            match approval::evaluate(rule, &pending, &all, now) {
+                ApprovalState::Approved => {
+                    let flipped = diesel::update(
+                        requests::table
+                            .find(request_id)
+                            .filter(requests::status.eq("pending")),
+                    )
+                    .set((
+                        requests::status.eq("approved"),
+                        requests::updated_at.eq(now.as_secs() as i64),
+                    ))
+                    .execute(conn)?;
+                    Ok(flipped == 1)
+                }
+                ApprovalState::Rejected { .. } => {
+                    diesel::update(requests::table.find(request_id))
+                        .set((
+                            requests::status.eq("rejected"),
+                            requests::updated_at.eq(now.as_secs() as i64),
+                        ))
+                        .execute(conn)?;
+                    Ok(false)
+                }
+                _ => Ok(false),
+            }
+        })?;
+        if issue_now {
+            self.issue_approved(&mut conn, request_id, &caller.username)?;
+        }
+        self.request_view(&mut conn, request_id)
+    }
+
+    pub(super) fn expire_one(
+        &self,
+        conn: &mut DbConnection,
+        request_id: &str,
+    ) -> Result<(), ServiceError> {
+        let row: Option<RequestRow> = requests::table
+            .find(request_id)
+            .select(RequestRow::as_select())
+            .first(conn)
+            .optional()?;
+        let Some(row) = row else { return Ok(()) };
+        if row.status != "pending" {
+            return Ok(());
+        }
+        let Some(profile) = self.profiles.get(&row.profile_id) else {
+            return Ok(());
+        };
+        let now = self.now();
+        if now.as_secs() as i64 > row.created_at + profile.approval().max_wait_secs as i64 {
+            crate::store::write_transaction::<_, ServiceError, _>(&mut *conn, |conn| {
+                let n = diesel::update(
+                    requests::table
+                        .find(request_id)
+                        .filter(requests::status.eq("pending")),
+                )
+                .set((
+                    requests::status.eq("expired"),
+                    requests::updated_at.eq(now.as_secs() as i64),
+                ))
+                .execute(conn)?;
+                if n == 1 {
+                    audit_log::append(
+                        conn,
+                        now.as_secs(),
+                        "system",
+                        "request.expire",
+                        request_id,
+                        json!({}),
+                    )?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Expires every pending request past its profile's `max_wait`.
+    pub fn expire_requests(&self) -> Result<(), ServiceError> {
+        let mut conn = self.conn()?;
+        let pending: Vec<String> = requests::table
+            .filter(requests::status.eq("pending"))
+            .select(requests::id)
+            .load(&mut conn)?;
+        for id in pending {
+            self.expire_one(&mut conn, &id)?;
+        }
+        Ok(())
+    }
+}

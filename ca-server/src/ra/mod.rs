@@ -1,0 +1,264 @@
+//! The registration authority: the workflow, free of HTTP — who may request what, the approval
+//! rules, issuance (store the serial and TBS → sign → store the certificate, update the request
+//! and audit in one transaction), revocation decisions, request and certificate views, audit
+//! queries. It composes the other services: it asks `accounts` who a caller is and checks
+//! step-up codes there, signs through `ca`'s issuers, and has `ocsp` and `crl` re-sign and
+//! republish. Handlers call these and map the errors.
+//!
+//! `submit` (requests and issuance), `decide` (approvals, expiry), `views` (requests and
+//! certificates as the API shows them), `revocation` (revoke, hold, release), `audit` (audit
+//! queries), `audit_checkpoint` (signed checkpoints), `review` (the decoded CSR a reviewer sees).
+
+pub mod audit;
+pub mod audit_checkpoint;
+mod decide;
+pub mod review;
+mod revocation;
+mod submit;
+mod views;
+
+pub use revocation::StatusChange;
+pub use submit::{Issuing, Submitted};
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ca_core::ca::CertificateAuthority;
+use ca_core::clock::{Clock, SystemClock};
+use ca_core::key::SoftwareKey;
+use ca_core::profile::Profile;
+use ca_core::signature_memo::SignatureMemo;
+use ca_core::time::UnixTime;
+use zeroize::Zeroizing;
+
+use crate::accounts::{Accounts, AccountsParts};
+use crate::api::*;
+use crate::ca::{CaCertificates, Issuers};
+use crate::config::Config;
+use crate::crl::CrlService;
+use crate::error::ServiceError;
+use crate::metrics::Metrics;
+use crate::ocsp::{OcspParts, OcspService};
+use crate::secrets::DataKey;
+use crate::store::group_commit::GroupCommit;
+use crate::store::{Conn, DbPool};
+
+/// The running CA service.
+pub struct Authority {
+    /// Configuration.
+    pub config: Config,
+    pub(crate) pool: DbPool,
+    /// The CAs (the only holder of CA keys) and every CA certificate.
+    pub issuers: Arc<Issuers>,
+    pub(crate) profiles: BTreeMap<String, Profile>,
+    /// OCSP: responder certificates, pre-signed responses, answers.
+    pub ocsp: Arc<OcspService>,
+    /// CRLs: publication and the published files.
+    pub crls: Arc<CrlService>,
+    /// An OCSP-only instance: no API, no CA keys, only the delegated responder keys.
+    pub(crate) ocsp_only: bool,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// The group-commit writer the issuance path's writes go through.
+    writer: Arc<GroupCommit>,
+    /// CSRs whose signature verified before (a re-issued terminal resends the same CSR).
+    pub(crate) csr_signatures: SignatureMemo,
+    /// The key that signs audit checkpoints (`None` on an OCSP-only instance).
+    pub(crate) audit_key: Option<SoftwareKey>,
+    /// Users, sessions, step-up, account administration.
+    pub accounts: Arc<Accounts>,
+}
+
+/// How many verified CSR signatures an instance remembers (about 200 KiB).
+const CSR_SIGNATURES_REMEMBERED: usize = 4096;
+
+/// Pieces `Authority::assemble` needs; built by `bootstrap`.
+pub struct Parts {
+    /// Configuration.
+    pub config: Config,
+    /// Database pool.
+    pub pool: DbPool,
+    /// Data key.
+    pub data_key: DataKey,
+    /// The CA passphrase (kept to encrypt renewed responder keys).
+    pub passphrase: Zeroizing<String>,
+    /// Every CA, by id.
+    pub cas: BTreeMap<String, CertificateAuthority>,
+    /// The root's id.
+    pub root_id: String,
+    /// Profiles by id.
+    pub profiles: BTreeMap<String, Profile>,
+    /// Every CA certificate (DER) by id.
+    pub ca_certificates: BTreeMap<String, Vec<u8>>,
+    /// OCSP-only mode.
+    pub ocsp_only: bool,
+    /// Who approves account changes.
+    pub account_policy: crate::accounts::policy::AccountPolicy,
+}
+
+impl Authority {
+    /// Builds the service from its parts and makes sure every issuing CA has a current OCSP
+    /// responder and a published CRL.
+    pub fn assemble(parts: Parts) -> Result<Authority, ServiceError> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let metrics = Arc::new(Metrics::default());
+        let shared_config = Arc::new(parts.config.clone());
+        let certificates = Arc::new(CaCertificates::new(parts.root_id, parts.ca_certificates));
+        let issuers = Arc::new(Issuers::new(parts.cas, certificates.clone()));
+        let ocsp = Arc::new(OcspService::new(OcspParts {
+            pool: parts.pool.clone(),
+            config: shared_config.clone(),
+            metrics: metrics.clone(),
+            clock: clock.clone(),
+            certificates,
+            responder_profile: parts.profiles.get("ocsp-responder").cloned(),
+            passphrase: parts.passphrase.clone(),
+            ocsp_only: parts.ocsp_only,
+        })?);
+        let crls = Arc::new(CrlService::new(
+            parts.pool.clone(),
+            shared_config,
+            clock.clone(),
+        ));
+        let audit_key = if parts.ocsp_only {
+            None
+        } else {
+            let mut conn = parts.pool.get()?;
+            Some(crate::ra::audit_checkpoint::load_or_create_key(
+                &mut conn,
+                &parts.passphrase,
+            )?)
+        };
+        let writer = Arc::new(
+            GroupCommit::start(&parts.config.database_url())
+                .map_err(|e| ServiceError::Internal(e.to_string()))?,
+        );
+        let accounts = Arc::new(Accounts::new(AccountsParts {
+            pool: parts.pool.clone(),
+            config: Arc::new(parts.config.clone()),
+            metrics: metrics.clone(),
+            clock: clock.clone(),
+            data_key: parts.data_key,
+            account_policy: parts.account_policy,
+            writer: writer.clone(),
+        }));
+        let authority = Authority {
+            config: parts.config,
+            pool: parts.pool,
+            issuers,
+            profiles: parts.profiles,
+            ocsp,
+            crls,
+            ocsp_only: parts.ocsp_only,
+            metrics,
+            clock,
+            writer,
+            csr_signatures: SignatureMemo::new(CSR_SIGNATURES_REMEMBERED),
+            audit_key,
+            accounts,
+        };
+        authority.upkeep(false)?;
+        authority.ocsp.poll_responses()?;
+        Ok(authority)
+    }
+
+    /// Periodic upkeep: renew OCSP responders near expiry, republish CRLs well before
+    /// nextUpdate (at half their validity), expire stale requests, sign missing or stale OCSP
+    /// responses.
+    pub fn maintain(&self) -> Result<(), ServiceError> {
+        self.upkeep(true)
+    }
+
+    /// The upkeep; at start (`sign_responses` false) it leaves the signing of missing or stale
+    /// OCSP responses to the first periodic run, which starts at once: a responder with a backlog
+    /// of thousands serves from the database (cache misses are signed on demand) instead of
+    /// staying unready until the backlog is signed.
+    pub(super) fn upkeep(&self, sign_responses: bool) -> Result<(), ServiceError> {
+        if self.ocsp_only {
+            return self.ocsp.maintain_only(sign_responses);
+        }
+        for id in &self.issuers.ids() {
+            self.ocsp.ensure_responder(id, Some(&self.issuers))?;
+            self.crls.publisher(&self.issuers).maintain_crls(id)?;
+        }
+        self.expire_requests()?;
+        if let Err(e) = self.checkpoint_audit(false) {
+            tracing::warn!(error = %e, "signing an audit checkpoint failed");
+        }
+        if sign_responses {
+            self.ocsp.refresh_responses()?;
+            self.ocsp.poll_responses()?;
+        }
+        Ok(())
+    }
+
+    /// The group-commit writer's counters.
+    pub fn writer_stats(&self) -> &Arc<crate::store::group_commit::Stats> {
+        self.writer.stats()
+    }
+
+    /// A pooled connection.
+    pub fn conn(&self) -> Result<Conn, ServiceError> {
+        Ok(self.pool.get()?)
+    }
+
+    pub(crate) fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+
+    /// The loaded profiles.
+    pub fn profiles(&self) -> Vec<ProfileView> {
+        self.profiles
+            .values()
+            .map(|p| ProfileView {
+                id: p.id().to_string(),
+                description: p.description().to_string(),
+                requester_roles: p.requester_roles().iter().map(|r| r.to_string()).collect(),
+                approvals: p.approval().approvals,
+                approver_roles: p
+                    .approval()
+                    .approver_roles
+                    .iter()
+                    .map(|r| r.to_string())
+                    .collect(),
+                default_validity_secs: p.default_validity_secs(),
+                max_validity_secs: p.max_validity_secs(),
+                requested_window: p.allows_requested_window(),
+                subject: p
+                    .subject_rules()
+                    .iter()
+                    .map(|r| AttributeRuleView {
+                        kind: r.kind.as_str().to_string(),
+                        required: r.required,
+                        pattern: r.pattern.as_ref().map(|x| x.as_str().to_string()),
+                    })
+                    .collect(),
+                san: ["dns", "uri", "email", "ip"]
+                    .iter()
+                    .filter_map(|k| {
+                        p.san_rule(k).map(|r| SanRuleView {
+                            kind: k.to_string(),
+                            required: r.required,
+                            max: r.max,
+                            pattern: r.pattern.as_ref().map(|x| x.as_str().to_string()),
+                            allowed_domains: r.allowed_domains.clone(),
+                        })
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// A CA certificate's DER by id.
+    pub fn ca_certificate_der(&self, id: &str) -> Option<&[u8]> {
+        self.issuers.certificates().der(id)
+    }
+
+    /// The chain from `id` up to the root, leaf-most first.
+    pub fn chain_pem(&self, id: &str) -> Option<String> {
+        self.issuers.certificates().chain_pem(id)
+    }
+
+    // ---- requests ----
+}

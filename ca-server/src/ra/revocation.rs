@@ -1,0 +1,174 @@
+//! Revocation decisions: revoke, hold and release with step-up; the OCSP response is re-signed
+//! and the CRL republished before the call answers.
+
+use ca_core::crl::RevocationReason;
+use ca_core::role::Role;
+use ca_core::time::UnixTime;
+use diesel::prelude::*;
+use serde_json::json;
+
+use crate::accounts::Caller;
+use crate::api::*;
+use crate::error::ServiceError;
+use crate::store::audit_log;
+use crate::store::models::*;
+use crate::store::schema::*;
+
+use super::Authority;
+
+impl Authority {
+    /// Revoke (any reason), hold, or release, with a fresh TOTP code; republishes the CRL.
+    pub fn change_status(
+        &self,
+        caller: &Caller,
+        ca: &str,
+        serial: &str,
+        change: StatusChange,
+        code: &str,
+        comment: &str,
+    ) -> Result<CertificateView, ServiceError> {
+        let action = match change {
+            StatusChange::Revoke { .. } => "certificate.revoke",
+            StatusChange::Hold => "certificate.hold",
+            StatusChange::Release => "certificate.release",
+        };
+        let target = format!("{ca}/{serial}");
+        let outcome = self.change_status_inner(caller, ca, serial, change, code, comment);
+        self.accounts.guarded(caller, action, &target, outcome)
+    }
+
+    pub(super) fn change_status_inner(
+        &self,
+        caller: &Caller,
+        ca: &str,
+        serial: &str,
+        change: StatusChange,
+        code: &str,
+        comment: &str,
+    ) -> Result<CertificateView, ServiceError> {
+        caller.require(&[Role::SecurityOfficer])?;
+        if comment.len() > 2000 {
+            return Err(ServiceError::Invalid(
+                "comment must be at most 2000 characters".into(),
+            ));
+        }
+        let mut conn = self.conn()?;
+        let now = self.now();
+        let (view, partition) =
+            crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
+                let row = self.visible_certificate(conn, caller, ca, serial)?;
+                let user: UserRow = users::table
+                    .find(&caller.user_id)
+                    .select(UserRow::as_select())
+                    .first(conn)?;
+                let (status, reason, at, invalidity, action) = match change {
+                    StatusChange::Revoke {
+                        reason,
+                        invalidity_date,
+                    } => {
+                        if row.status == "revoked" {
+                            return Err(ServiceError::Conflict(
+                                "the certificate is already revoked".into(),
+                            ));
+                        }
+                        if reason == RevocationReason::CertificateHold {
+                            return Err(ServiceError::Invalid(
+                                "use hold for certificateHold".into(),
+                            ));
+                        }
+                        if invalidity_date.is_some_and(|d| d > now) {
+                            return Err(ServiceError::Invalid(
+                                "invalidity_date cannot be in the future".into(),
+                            ));
+                        }
+                        (
+                            "revoked",
+                            Some(reason.as_str().to_string()),
+                            Some(now.as_secs() as i64),
+                            invalidity_date.map(|d| d.as_secs() as i64),
+                            "certificate.revoke",
+                        )
+                    }
+                    StatusChange::Hold => {
+                        if row.status != "valid" {
+                            return Err(ServiceError::Conflict(format!(
+                                "only valid certificates can be held (this one is {})",
+                                row.status
+                            )));
+                        }
+                        (
+                            "hold",
+                            Some("certificate-hold".to_string()),
+                            Some(now.as_secs() as i64),
+                            None,
+                            "certificate.hold",
+                        )
+                    }
+                    StatusChange::Release => {
+                        if row.status != "hold" {
+                            return Err(ServiceError::Conflict(format!(
+                                "only held certificates can be released (this one is {})",
+                                row.status
+                            )));
+                        }
+                        ("valid", None, None, None, "certificate.release")
+                    }
+                };
+                self.accounts.step_up(conn, &user, code)?;
+                diesel::update(certificates::table.find((&row.ca_id, &row.serial)))
+                    .set((
+                        certificates::status.eq(status),
+                        certificates::revocation_reason.eq(&reason),
+                        certificates::revoked_at.eq(at),
+                        certificates::invalidity_date.eq(invalidity),
+                        certificates::status_changed_ms.eq(crate::store::now_ms()),
+                    ))
+                    .execute(conn)?;
+                audit_log::append(
+                    conn,
+                    now.as_secs(),
+                    &caller.username,
+                    action,
+                    &format!("{}/{}", row.ca_id, row.serial),
+                    json!({"reason": reason, "comment": comment}),
+                )?;
+                let mut updated = row.clone();
+                updated.status = status.into();
+                updated.revocation_reason = reason;
+                updated.revoked_at = at;
+                Ok((
+                    Self::certificate_view(&updated),
+                    row.crl_partition.map(|k| k.max(0) as u32),
+                ))
+            })?;
+        if !matches!(change, StatusChange::Release) {
+            self.metrics
+                .revoked
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let mut conn = self.conn()?;
+        self.ocsp.presign(&mut conn, &view.ca, &view.serial)?;
+        self.crls
+            .publisher(&self.issuers)
+            .publish_change(ca, partition, &caller.username)?;
+        Ok(view)
+    }
+
+    // ---- audit ----
+}
+
+/// A change of a certificate's revocation status.
+#[derive(Debug, Clone, Copy)]
+pub enum StatusChange {
+    /// Revoke for good.
+    Revoke {
+        /// Why.
+        reason: RevocationReason,
+        /// When the key was compromised.
+        invalidity_date: Option<UnixTime>,
+    },
+    /// certificateHold.
+    Hold,
+    /// Release from hold.
+    Release,
+}

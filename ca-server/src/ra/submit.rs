@@ -1,0 +1,447 @@
+//! Submitting requests and issuing: at once for profiles without approvals (one commit stores
+//! certificate, request and audit), or after approvals through a reserved serial.
+
+use ca_core::ca::CertificateAuthority;
+use ca_core::csr::VerifiedCsr;
+use ca_core::issuance::{IssuanceOptions, PreparedIssuance};
+use ca_core::profile::Profile;
+use ca_core::time::UnixTime;
+use diesel::prelude::*;
+use serde_json::json;
+
+use crate::accounts::Caller;
+use crate::api::*;
+use crate::error::ServiceError;
+use crate::store::audit_log;
+use crate::store::group_commit::Committing;
+use crate::store::ids::new_ordered_id;
+use crate::store::models::*;
+use crate::store::schema::*;
+use crate::store::DbConnection;
+
+use super::Authority;
+
+/// The audit entry of a stored request.
+fn submit_entry(row: &RequestRow, actor: &str, now: i64) -> audit_log::Entry {
+    audit_log::Entry::new(
+        now as u64,
+        actor,
+        "request.submit",
+        &row.id,
+        json!({"profile": row.profile_id, "work_order": row.work_order}),
+    )
+}
+
+/// A certificate signed for a request, with its first OCSP response and audit entry, waiting
+/// for the commit that stores them.
+#[derive(Debug)]
+struct SignedIssuance {
+    der: Vec<u8>,
+    response: Option<crate::ocsp::SignedResponse>,
+    entry: audit_log::Entry,
+}
+
+/// What [`Authority::submit`] hands back.
+#[derive(Debug)]
+pub enum Submitted {
+    /// A request stored to wait for its approvals.
+    Stored(Box<RequestView>),
+    /// A request whose profile needs no approval: signed, and queued for the one commit that
+    /// stores it; [`Issuing::done`] waits for that commit.
+    Issuing(Box<Issuing>),
+}
+
+/// An issuance queued for its commit (see [`Submitted`]).
+#[derive(Debug)]
+pub struct Issuing {
+    commit: Committing<()>,
+    signed: SignedIssuance,
+    ca_id: String,
+    profile_id: String,
+    serial: String,
+    view: RequestView,
+}
+
+impl Issuing {
+    /// Waits for the commit, then caches the certificate's first OCSP response and counts the
+    /// issuance; the request's view. Nothing signed leaves the process before the commit.
+    pub async fn done(self, authority: &Authority) -> Result<RequestView, ServiceError> {
+        self.commit.durable().await?;
+        authority.issued(&self.signed, &self.ca_id, &self.profile_id, &self.serial);
+        Ok(self.view)
+    }
+}
+
+impl Authority {
+    /// `POST /requests`: checks the CSR against the profile now (so errors come back at once)
+    /// and stores the request to wait for its approvals; when the profile needs none, signs the
+    /// certificate at once and queues the commit that stores everything
+    /// ([`Submitted::Issuing`]; the caller awaits [`Issuing::done`]).
+    pub fn submit(
+        &self,
+        caller: &Caller,
+        request: SubmitRequest,
+    ) -> Result<Submitted, ServiceError> {
+        let profile = self
+            .profiles
+            .get(&request.profile)
+            .ok_or_else(|| ServiceError::NotFound(format!("profile {}", request.profile)))?;
+        if !profile.may_request(&caller.roles) {
+            return Err(ServiceError::Forbidden(format!(
+                "your roles may not request profile {}",
+                profile.id()
+            )));
+        }
+        let justification = request.justification.trim();
+        if justification.is_empty() || justification.len() > 2000 {
+            return Err(ServiceError::Invalid(
+                "justification must be 1-2000 characters".into(),
+            ));
+        }
+        let work_order = request
+            .work_order
+            .as_deref()
+            .map(str::trim)
+            .filter(|w| !w.is_empty());
+        if let Some(w) = work_order {
+            if w.len() > 128 {
+                return Err(ServiceError::Invalid(
+                    "work_order must be at most 128 characters".into(),
+                ));
+            }
+        }
+        if profile.allows_requested_window() && work_order.is_none() {
+            return Err(ServiceError::Invalid(format!(
+                "profile {} needs a work_order reference",
+                profile.id()
+            )));
+        }
+        let window = match (&request.not_before, &request.not_after) {
+            (None, None) => None,
+            (Some(start), Some(end)) => {
+                let start = parse_rfc3339(start)
+                    .ok_or_else(|| ServiceError::Invalid("not_before is not RFC 3339".into()))?;
+                let end = parse_rfc3339(end)
+                    .ok_or_else(|| ServiceError::Invalid("not_after is not RFC 3339".into()))?;
+                let horizon = self.config.max_window_start_days;
+                if start > self.now().as_secs() + horizon * 86_400 {
+                    return Err(ServiceError::Invalid(format!(
+                        "not_before must be within {horizon} days (max_window_start_days); \
+                         request the window nearer the work"
+                    )));
+                }
+                Some((UnixTime(start), UnixTime(end)))
+            }
+            _ => {
+                return Err(ServiceError::Invalid(
+                    "give both not_before and not_after, or neither".into(),
+                ))
+            }
+        };
+        let csr = VerifiedCsr::parse_remembering(
+            request.csr.as_bytes(),
+            profile.min_rsa_bits(),
+            &self.csr_signatures,
+        )?;
+        if profile.organization_from_account() || profile.email_domain_from_account() {
+            self.check_account_binding(caller, profile, &csr)?;
+        }
+        let ca = self.issuing_ca(profile)?;
+        // The profile, the window and the lint all pass before anything is stored; a profile
+        // without approvals issues this very preparation.
+        let prepared = PreparedIssuance::prepare(
+            ca,
+            profile,
+            &csr,
+            &IssuanceOptions { window },
+            &*self.clock,
+        )?;
+        let now = self.now().as_secs() as i64;
+        let approved_now = profile.approval().approvals == 0;
+        let row = RequestRow {
+            id: new_ordered_id("req", self.clock.now_ms())?,
+            profile_id: profile.id().to_string(),
+            requester_id: caller.user_id.clone(),
+            csr_der: csr.der().to_vec(),
+            justification: justification.to_string(),
+            work_order: work_order.map(str::to_string),
+            window_start: window.map(|w| w.0.as_secs() as i64),
+            window_end: window.map(|w| w.1.as_secs() as i64),
+            status: if approved_now { "approved" } else { "pending" }.into(),
+            ca_id: None,
+            certificate_serial: None,
+            failure: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut view = row.clone();
+        if approved_now {
+            let (serial, commit, signed) =
+                self.issue_at_once(row, ca, profile, prepared, &caller.username, now)?;
+            // What issue_at_once stores, without reading the row back.
+            view.status = "issued".into();
+            view.ca_id = Some(ca.id().to_string());
+            view.certificate_serial = Some(serial.clone());
+            return Ok(Submitted::Issuing(Box::new(Issuing {
+                commit,
+                signed,
+                ca_id: ca.id().to_string(),
+                profile_id: profile.id().to_string(),
+                serial,
+                view: self.view_of(view, caller.username.clone(), &[]),
+            })));
+        }
+        let entry = submit_entry(&row, &caller.username, now);
+        self.writer.run(move |w| {
+            diesel::insert_into(requests::table)
+                .values(&row)
+                .execute(w.conn)?;
+            w.audit(entry.clone());
+            Ok(())
+        })?;
+        let view = self.view_of(view, caller.username.clone(), &[]);
+        Ok(Submitted::Stored(Box::new(view)))
+    }
+
+    fn issuing_ca(
+        &self,
+        profile: &Profile,
+    ) -> Result<&CertificateAuthority, ServiceError> {
+        self.issuers.get(profile.issuing_ca()).ok_or_else(|| {
+            ServiceError::Internal(format!(
+                "profile {} names unknown CA {}",
+                profile.id(),
+                profile.issuing_ca()
+            ))
+        })
+    }
+
+    /// Issues an approved request: reserve serial + TBS, sign, then store the certificate,
+    /// mark the request issued and audit, in one transaction.
+    pub(super) fn issue_approved(
+        &self,
+        conn: &mut DbConnection,
+        request_id: &str,
+        actor: &str,
+    ) -> Result<(), ServiceError> {
+        let row: RequestRow = requests::table
+            .find(request_id)
+            .select(RequestRow::as_select())
+            .first(conn)?;
+        if row.status != "approved" {
+            return Ok(());
+        }
+        let profile = self
+            .profiles
+            .get(&row.profile_id)
+            .ok_or_else(|| ServiceError::Internal("profile vanished".into()))?;
+        let ca = self.issuing_ca(profile)?;
+        let window = row
+            .window_start
+            .zip(row.window_end)
+            .map(|(s, e)| (UnixTime(s as u64), UnixTime(e as u64)));
+        let now = self.now().as_secs() as i64;
+        let prepared = VerifiedCsr::parse_remembering(
+            &row.csr_der,
+            profile.min_rsa_bits(),
+            &self.csr_signatures,
+        )
+        .map_err(ServiceError::from)
+        .and_then(|csr| {
+            Ok(PreparedIssuance::prepare(
+                ca,
+                profile,
+                &csr,
+                &IssuanceOptions { window },
+                &*self.clock,
+            )?)
+        });
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                let message = e.to_string();
+                crate::store::write_transaction::<_, ServiceError, _>(&mut *conn, |conn| {
+                    diesel::update(requests::table.find(request_id))
+                        .set((
+                            requests::status.eq("failed"),
+                            requests::failure.eq(&message),
+                            requests::updated_at.eq(now),
+                        ))
+                        .execute(conn)?;
+                    audit_log::append(
+                        conn,
+                        now as u64,
+                        actor,
+                        "request.failed",
+                        request_id,
+                        json!({"error": message}),
+                    )?;
+                    Ok(())
+                })?;
+                return Ok(());
+            }
+        };
+        let serial =
+            crate::ca::reservation::reserve(conn, ca, &prepared, profile.id(), Some(&row.id), now)?;
+        self.finish_issue(request_id, ca, profile, prepared, &serial, actor, now)
+    }
+
+    /// Signs the certificate and its first OCSP response (good), and builds the audit entry of
+    /// the issuance; nothing is stored yet.
+    #[allow(clippy::too_many_arguments)]
+    fn sign_issuance(
+        &self,
+        request_id: &str,
+        ca: &CertificateAuthority,
+        profile: &Profile,
+        prepared: PreparedIssuance,
+        serial: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<SignedIssuance, ServiceError> {
+        let issued = prepared.sign(ca)?;
+        let response = match self
+            .ocsp
+            .sign_response(ca.id(), serial, ca_core::ocsp::Status::Good)
+        {
+            Ok(row) => row,
+            Err(e) => {
+                tracing::warn!(error = %e, cert.serial = %serial, "pre-signing the OCSP response failed; upkeep will retry");
+                None
+            }
+        };
+        let details = json!({"request": request_id, "profile": profile.id(), "subject": issued.subject, "not_after": issued.not_after.to_rfc3339()});
+        let entry = audit_log::Entry::new(
+            now as u64,
+            actor,
+            "certificate.issue",
+            &format!("{}/{serial}", ca.id()),
+            details,
+        );
+        Ok(SignedIssuance {
+            der: issued.der,
+            // Shared with the queued write, which stores it, then cached from here once durable.
+            response,
+            entry,
+        })
+    }
+
+    /// After the commit that stored an issuance: caches its OCSP response, counts and logs it.
+    fn issued(
+        &self,
+        signed: &SignedIssuance,
+        ca_id: &str,
+        profile_id: &str,
+        serial: &str,
+    ) {
+        if let Some(response) = &signed.response {
+            self.ocsp.cache_signed(response);
+        }
+        self.metrics
+            .issued
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(cert.serial = %serial, ca.id = %ca_id, profile.id = %profile_id, "certificate issued");
+    }
+
+    /// Issues a request whose profile needs no approval, with one durable commit: signs the
+    /// certificate and its first OCSP response, then stores the request (already issued), the
+    /// certificate, the response and both audit entries together (sharing the commit with other
+    /// writes through the group-commit writer). Nothing signed leaves the process before that
+    /// commit: if it fails, the caller gets the error and the certificate is dropped unseen.
+    /// Returns the serial (hex) and the queued commit, which the caller awaits
+    /// ([`Issuing::done`]).
+    fn issue_at_once(
+        &self,
+        mut request: RequestRow,
+        ca: &CertificateAuthority,
+        profile: &Profile,
+        prepared: PreparedIssuance,
+        actor: &str,
+        now: i64,
+    ) -> Result<(String, Committing<()>, SignedIssuance), ServiceError> {
+        let mut certificate = crate::ca::reservation::reservation(
+            ca,
+            &prepared,
+            profile.id(),
+            Some(&request.id),
+            now,
+        );
+        let serial = certificate.serial.clone();
+        let signed = self.sign_issuance(&request.id, ca, profile, prepared, &serial, actor, now)?;
+        certificate.der = Some(signed.der.clone());
+        // As after a reservation: the stored certificate holds its TBS.
+        certificate.tbs_der = Vec::new();
+        certificate.status = "valid".into();
+        let submitted = submit_entry(&request, actor, now);
+        request.status = "issued".into();
+        request.ca_id = Some(ca.id().to_string());
+        request.certificate_serial = Some(serial.clone());
+        let entry = signed.entry.clone();
+        let response = signed.response.as_ref().map(|r| r.row.clone());
+        // Inserted with the batch's other new rows, one statement per table (a new serial has no
+        // response to replace).
+        let commit = self.writer.queue(move |w| {
+            w.add_request(request.clone());
+            w.audit(submitted.clone());
+            w.add_certificate(certificate.clone());
+            w.audit(entry.clone());
+            if let Some(row) = &response {
+                w.add_response(row.clone());
+            }
+            Ok(())
+        })?;
+        Ok((serial, commit, signed))
+    }
+
+    /// Signs a reserved certificate and its first OCSP response (good), then in one commit (shared
+    /// with other issuances through the group-commit writer) stores the certificate, marks the
+    /// request issued, appends the audit entry and stores the OCSP response.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_issue(
+        &self,
+        request_id: &str,
+        ca: &CertificateAuthority,
+        profile: &Profile,
+        prepared: PreparedIssuance,
+        serial: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<(), ServiceError> {
+        let signed = self.sign_issuance(request_id, ca, profile, prepared, serial, actor, now)?;
+        let (ca_id, serial_owned) = (ca.id().to_string(), serial.to_string());
+        let request_id = request_id.to_string();
+        let (der, entry, response) = (
+            signed.der.clone(),
+            signed.entry.clone(),
+            signed.response.as_ref().map(|r| r.row.clone()),
+        );
+        self.writer.run(move |w| {
+            crate::ca::reservation::mark_issued(w.conn, &ca_id, &serial_owned, &der)?;
+            let updated = diesel::update(
+                requests::table
+                    .find(&request_id)
+                    .filter(requests::status.eq("approved")),
+            )
+            .set((
+                requests::status.eq("issued"),
+                requests::ca_id.eq(&ca_id),
+                requests::certificate_serial.eq(&serial_owned),
+                requests::updated_at.eq(now),
+            ))
+            .execute(w.conn)?;
+            if updated != 1 {
+                return Err(ServiceError::Conflict(
+                    "request changed while issuing".into(),
+                ));
+            }
+            w.audit(entry.clone());
+            if let Some(row) = &response {
+                // The certificate was reserved until now, so it has no response to replace.
+                crate::ocsp::insert_response(w.conn, row)?;
+            }
+            Ok(())
+        })?;
+        self.issued(&signed, ca.id(), profile.id(), serial);
+        Ok(())
+    }
+}

@@ -1,0 +1,283 @@
+//! Requests and certificates as the API shows them, to whom they may be shown.
+
+use ca_core::serial::{parse_serial_hex, serial_hex};
+use diesel::prelude::*;
+
+use crate::accounts::Caller;
+use crate::api::*;
+use crate::error::ServiceError;
+use crate::store::models::*;
+use crate::store::schema::*;
+use crate::store::DbConnection;
+
+use super::Authority;
+
+impl Authority {
+    pub(super) fn request_view(
+        &self,
+        conn: &mut DbConnection,
+        request_id: &str,
+    ) -> Result<RequestView, ServiceError> {
+        let accounts = crate::ra::review::account_names(conn)?;
+        self.request_view_among(conn, request_id, &accounts)
+    }
+
+    /// [`Authority::request_view`] with the account names its review compares against read
+    /// once by the caller (a list reads them once, not once per request).
+    pub(super) fn request_view_among(
+        &self,
+        conn: &mut DbConnection,
+        request_id: &str,
+        accounts: &[String],
+    ) -> Result<RequestView, ServiceError> {
+        let (row, requester): (RequestRow, String) = requests::table
+            .inner_join(users::table.on(users::id.eq(requests::requester_id)))
+            .filter(requests::id.eq(request_id))
+            .select((RequestRow::as_select(), users::username))
+            .first(conn)
+            .optional()?
+            .ok_or_else(|| ServiceError::NotFound(format!("request {request_id}")))?;
+        let decisions = self.decisions_of(conn, request_id)?;
+        let profile_id = row.profile_id.clone();
+        let csr_der = row.csr_der.clone();
+        let mut view = self.view_of(row, requester, &decisions);
+        view.csr = self.review_csr(conn, &profile_id, &view.requester, &csr_der, accounts)?;
+        Ok(view)
+    }
+
+    /// The API view of a request row, its requester's name and its decisions.
+    pub(super) fn view_of(
+        &self,
+        row: RequestRow,
+        requester: String,
+        decisions: &[(DecisionRow, String)],
+    ) -> RequestView {
+        let required = self
+            .profiles
+            .get(&row.profile_id)
+            .map(|p| p.approval().approvals)
+            .unwrap_or(0);
+        RequestView {
+            approvals: decisions
+                .iter()
+                .filter(|(d, _)| d.verdict == "approve")
+                .count() as u32,
+            approvals_required: required,
+            decisions: decisions
+                .iter()
+                .map(|(d, name)| DecisionView {
+                    approver: name.clone(),
+                    verdict: d.verdict.clone(),
+                    comment: d.comment.clone(),
+                    decided_at: rfc3339(d.decided_at),
+                })
+                .collect(),
+            id: row.id,
+            profile: row.profile_id,
+            requester,
+            status: row.status,
+            justification: row.justification,
+            work_order: row.work_order,
+            not_before: row.window_start.map(rfc3339),
+            not_after: row.window_end.map(rfc3339),
+            ca: row.ca_id,
+            serial: row.certificate_serial,
+            failure: row.failure,
+            created_at: rfc3339(row.created_at),
+            csr: None,
+        }
+    }
+
+    /// `GET /requests/{id}`: requesters see their own; officers, admins and auditors all.
+    pub fn get_request(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+    ) -> Result<RequestView, ServiceError> {
+        let mut conn = self.conn()?;
+        self.expire_one(&mut conn, request_id)?;
+        let owner: Option<String> = requests::table
+            .find(request_id)
+            .select(requests::requester_id)
+            .first(&mut conn)
+            .optional()?;
+        match owner {
+            Some(owner) if owner == caller.user_id || caller.sees_everything() => {
+                self.request_view(&mut conn, request_id)
+            }
+            _ => Err(ServiceError::NotFound(format!("request {request_id}"))),
+        }
+    }
+
+    /// `GET /requests?status=&profile=`.
+    pub fn list_requests(
+        &self,
+        caller: &Caller,
+        status: Option<&str>,
+        profile: Option<&str>,
+    ) -> Result<Vec<RequestView>, ServiceError> {
+        self.expire_requests()?;
+        let mut conn = self.conn()?;
+        let mut query = requests::table
+            .select(requests::id)
+            .order(requests::created_at.desc())
+            .limit(500)
+            .into_boxed();
+        if let Some(s) = status {
+            query = query.filter(requests::status.eq(s.to_string()));
+        }
+        if let Some(p) = profile {
+            query = query.filter(requests::profile_id.eq(p.to_string()));
+        }
+        if !caller.sees_everything() {
+            query = query.filter(requests::requester_id.eq(caller.user_id.clone()));
+        }
+        let ids: Vec<String> = query.load(&mut conn)?;
+        let accounts = crate::ra::review::account_names(&mut conn)?;
+        ids.iter()
+            .map(|id| self.request_view_among(&mut conn, id, &accounts))
+            .collect()
+    }
+
+    /// `GET /requests/{id}/certificate`: the issued certificate with its chain, in PEM.
+    pub fn request_certificate(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+    ) -> Result<String, ServiceError> {
+        let view = self.get_request(caller, request_id)?;
+        let (Some(ca), Some(serial)) = (view.ca, view.serial) else {
+            return Err(ServiceError::Conflict(format!(
+                "request {request_id} is {} and has no certificate",
+                view.status
+            )));
+        };
+        let mut conn = self.conn()?;
+        let der: Option<Vec<u8>> = certificates::table
+            .find((&ca, &serial))
+            .select(certificates::der)
+            .first(&mut conn)?;
+        let der =
+            der.ok_or_else(|| ServiceError::Internal("issued certificate without DER".into()))?;
+        let mut pem = ca_core::ca::pem(&der);
+        pem.push_str(&self.chain_pem(&ca).unwrap_or_default());
+        Ok(pem)
+    }
+
+    // ---- certificates ----
+
+    pub(super) fn certificate_view(row: &CertificateRow) -> CertificateView {
+        CertificateView {
+            ca: row.ca_id.clone(),
+            serial: row.serial.clone(),
+            profile: row.profile_id.clone(),
+            subject: row.subject.clone(),
+            status: row.status.clone(),
+            not_before: rfc3339(row.not_before),
+            not_after: rfc3339(row.not_after),
+            revoked_at: row.revoked_at.map(rfc3339),
+            revocation_reason: row.revocation_reason.clone(),
+            request_id: row.request_id.clone(),
+        }
+    }
+
+    pub(super) fn visible_certificate(
+        &self,
+        conn: &mut DbConnection,
+        caller: &Caller,
+        ca: &str,
+        serial: &str,
+    ) -> Result<CertificateRow, ServiceError> {
+        let serial = parse_serial_hex(serial)
+            .map(|s| serial_hex(&s))
+            .ok_or_else(|| ServiceError::Invalid("serial must be hex".into()))?;
+        let not_found = || ServiceError::NotFound(format!("certificate {ca}/{serial}"));
+        let row: CertificateRow = certificates::table
+            .find((ca, &serial))
+            .select(CertificateRow::as_select())
+            .first(conn)
+            .optional()?
+            .ok_or_else(not_found)?;
+        if row.status == "reserved" {
+            return Err(not_found());
+        }
+        if caller.sees_everything() {
+            return Ok(row);
+        }
+        let owner: Option<String> = match &row.request_id {
+            Some(id) => requests::table
+                .find(id)
+                .select(requests::requester_id)
+                .first(conn)
+                .optional()?,
+            None => None,
+        };
+        if owner.as_deref() == Some(caller.user_id.as_str()) {
+            Ok(row)
+        } else {
+            Err(not_found())
+        }
+    }
+
+    /// `GET /certificates?profile=&status=&expiring_within_days=`.
+    pub fn list_certificates(
+        &self,
+        caller: &Caller,
+        profile: Option<&str>,
+        status: Option<&str>,
+        expiring_within_days: Option<u64>,
+    ) -> Result<Vec<CertificateView>, ServiceError> {
+        if let Some(s) = status {
+            if !matches!(s, "valid" | "revoked" | "hold") {
+                return Err(ServiceError::Invalid(format!(
+                    "status must be valid, revoked or hold (got {s:?})"
+                )));
+            }
+        }
+        if let Some(p) = profile {
+            if !self.profiles.contains_key(p) && p != "ocsp-responder" && p != "issuing-ca" {
+                return Err(ServiceError::Invalid(format!("no profile named {p:?}")));
+            }
+        }
+        let mut conn = self.conn()?;
+        let mut query = certificates::table
+            .filter(certificates::status.ne("reserved"))
+            .order(certificates::created_at.desc())
+            .limit(1000)
+            .select(CertificateRow::as_select())
+            .into_boxed();
+        if let Some(p) = profile {
+            query = query.filter(certificates::profile_id.eq(p.to_string()));
+        }
+        if let Some(s) = status {
+            query = query.filter(certificates::status.eq(s.to_string()));
+        }
+        if let Some(days) = expiring_within_days {
+            let now = self.now().as_secs() as i64;
+            query = query
+                .filter(certificates::not_after.le(now + days.min(10_000) as i64 * 86_400))
+                .filter(certificates::not_after.gt(now));
+        }
+        if !caller.sees_everything() {
+            let own: Vec<String> = requests::table
+                .filter(requests::requester_id.eq(&caller.user_id))
+                .select(requests::id)
+                .load(&mut conn)?;
+            query = query.filter(certificates::request_id.eq_any(own));
+        }
+        let rows: Vec<CertificateRow> = query.load(&mut conn)?;
+        Ok(rows.iter().map(Self::certificate_view).collect())
+    }
+
+    /// `GET /certificates/{ca}/{serial}`.
+    pub fn get_certificate(
+        &self,
+        caller: &Caller,
+        ca: &str,
+        serial: &str,
+    ) -> Result<(CertificateView, Vec<u8>), ServiceError> {
+        let mut conn = self.conn()?;
+        let row = self.visible_certificate(&mut conn, caller, ca, serial)?;
+        Ok((Self::certificate_view(&row), row.der.unwrap_or_default()))
+    }
+}
