@@ -2,6 +2,17 @@
 //! and scripts. It talks HTTP(S) only and never opens the database; private keys it generates stay
 //! on the machine that runs it.
 
+/// `println!` that ends the program quietly (exit 0) when standard output is a closed pipe
+/// (`ca-cli cert list | head`), where `println!` would panic.
+macro_rules! out {
+    () => {
+        $crate::output::write_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_line(format_args!($($arg)*))
+    };
+}
+
 mod client;
 mod commands;
 mod output;

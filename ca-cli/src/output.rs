@@ -5,6 +5,21 @@
 
 use serde_json::Value;
 
+/// Writes one line to standard output (the `out!` macro); a reader that went away ends the
+/// program with exit 0, as it would end `cat` or `ls`, instead of a panic.
+pub fn write_line(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout
+        .write_fmt(args)
+        .and_then(|()| stdout.write_all(b"\n"));
+    if let Err(e) = written {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
+}
+
 /// Text from the server made safe to print: control and bidi characters escaped.
 pub fn shown(text: &str) -> String {
     ca_core::text::escape(text)
@@ -18,7 +33,7 @@ pub fn field(value: &Value, default: &str) -> String {
 /// Prints `value` as JSON, or as a table of `columns` (field name, header) for each object.
 pub fn print(json: bool, value: &Value, columns: &[(&str, &str)]) {
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(value).unwrap_or_default()
         );
@@ -29,7 +44,7 @@ pub fn print(json: bool, value: &Value, columns: &[(&str, &str)]) {
         other => vec![other],
     };
     if rows.is_empty() {
-        println!("(none)");
+        out!("(none)");
         return;
     }
     let cell = |row: &Value, key: &str| -> String {
@@ -64,7 +79,7 @@ pub fn print(json: bool, value: &Value, columns: &[(&str, &str)]) {
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", parts.join("  ").trim_end());
+        out!("{}", parts.join("  ").trim_end());
     };
     line(columns.iter().map(|(_, h)| h.to_string()).collect());
     for row in rows {

@@ -18,7 +18,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use der::Encode;
 
 fn bench(c: &mut Criterion) {
-    let (key, _) = SoftwareKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let key = Arc::new(SoftwareKey::generate(KeyAlgorithm::EcdsaP256).unwrap().0);
     let root = ca::create_root(
         &CaSpec {
             id: "root".into(),
@@ -27,7 +27,7 @@ fn bench(c: &mut Criterion) {
             path_len: None,
             name_constraints: None,
         },
-        Arc::new(key),
+        key.clone(),
         None,
         &SystemClock,
     )
@@ -56,7 +56,7 @@ fn bench(c: &mut Criterion) {
         next_update: now.plus(3600),
     }];
     let identity = ResponderIdentity {
-        key: root.key(),
+        key: key.as_ref(),
         certificate: None,
     };
     let mut group = c.benchmark_group("ocsp");

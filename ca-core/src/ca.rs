@@ -187,7 +187,7 @@ impl CertificateAuthority {
         &self.certificate.tbs_certificate.subject
     }
     /// The signing key.
-    pub fn key(&self) -> &dyn SigningKey {
+    pub(crate) fn key(&self) -> &dyn SigningKey {
         self.key.as_ref()
     }
     /// The subject key identifier (also the OCSP issuer key hash for SHA-1).

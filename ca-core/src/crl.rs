@@ -334,6 +334,21 @@ pub fn build_crl_with<E: From<CrlError>>(
         }
     }
     out.extend_from_slice(&extensions_der);
+    // Lint before sign: the exact tbsCertList, one pass over its bytes.
+    let algorithm = ca.key().algorithm().identifier();
+    crate::lint::crl::lint_crl(
+        &out[RESERVED..],
+        &crate::lint::crl::CrlLintContext {
+            issuer: ca.subject(),
+            issuer_key_id: ca.key_id(),
+            signature_algorithm: &algorithm,
+            this_update: params.this_update,
+            next_update: params.next_update,
+            crl_number: params.crl_number,
+            delta: params.delta_base.is_some(),
+        },
+    )
+    .map_err(CrlError::Lint)?;
     let signature = ca.key().sign(&out[RESERVED..]).map_err(CrlError::from)?;
     let alg = ca.key().algorithm().identifier().to_der().map_err(encode)?;
     let signature = der::asn1::BitString::from_bytes(&signature)

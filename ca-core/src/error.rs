@@ -343,6 +343,9 @@ pub enum CrlError {
     /// DER encoding failed.
     #[error("encoding the CRL failed: {0}")]
     Encode(String),
+    /// The pre-signing lint refused the tbsCertList.
+    #[error(transparent)]
+    Lint(LintFailure),
     /// The entries written did not add up to the length announced for them (the revoked set
     /// changed between counting and writing).
     #[error("CRL entries changed while the CRL was built: {written} octets written, {expected} expected")]

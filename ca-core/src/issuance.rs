@@ -31,7 +31,7 @@ use crate::signer::SigningKey;
 use crate::time::UnixTime;
 
 /// Signs DER-encoded TBS bytes and returns the DER certificate.
-pub fn sign_tbs(tbs_der: &[u8], key: &dyn SigningKey) -> Result<Vec<u8>, SignError> {
+pub(crate) fn sign_tbs(tbs_der: &[u8], key: &dyn SigningKey) -> Result<Vec<u8>, SignError> {
     let signature = key.sign(tbs_der)?;
     let signature_algorithm = key.algorithm().identifier();
     let signature = BitString::from_bytes(&signature).map_err(|_| SignError::Backend)?;

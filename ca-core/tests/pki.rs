@@ -20,6 +20,7 @@ use ca_core::key::{KeyAlgorithm, SoftwareKey};
 use ca_core::name::{build_name, AttributeKind};
 use ca_core::ocsp::{self, IssuerHashes, ResponderIdentity, SingleStatus, Status};
 use ca_core::profile::Profile;
+use ca_core::signer::SigningKey;
 use ca_core::time::UnixTime;
 use der::{Decode, Encode};
 use openssl::ocsp::{
@@ -54,6 +55,8 @@ fn profile(id: &str) -> Profile {
 struct Hierarchy {
     root: CertificateAuthority,
     issuing: CertificateAuthority,
+    /// The issuing CA's key, kept by the test (a CA hands its key to nobody).
+    issuing_key: Arc<SoftwareKey>,
 }
 
 fn hierarchy(algorithm: KeyAlgorithm, issuing_validity: u64) -> Hierarchy {
@@ -77,7 +80,7 @@ fn hierarchy(algorithm: KeyAlgorithm, issuing_validity: u64) -> Hierarchy {
         &clock,
     )
     .unwrap();
-    let (issuing_key, _) = SoftwareKey::generate(algorithm).unwrap();
+    let issuing_key = Arc::new(SoftwareKey::generate(algorithm).unwrap().0);
     let issuing = ca::create_issuing(
         &CaSpec {
             id: "issuing".into(),
@@ -91,13 +94,17 @@ fn hierarchy(algorithm: KeyAlgorithm, issuing_validity: u64) -> Hierarchy {
             path_len: Some(0),
             name_constraints: None,
         },
-        Arc::new(issuing_key),
+        issuing_key.clone(),
         &root,
         Some(BASE_URL.into()),
         &clock,
     )
     .unwrap();
-    Hierarchy { root, issuing }
+    Hierarchy {
+        root,
+        issuing,
+        issuing_key,
+    }
 }
 
 fn x509(der: &[u8]) -> X509 {
@@ -559,7 +566,7 @@ fn pre_issuance_lint_refuses_tampered_tbs() {
         issuer_key_id: h.issuing.key_id(),
         issuer_not_before: Some(h.issuing.not_before()),
         issuer_not_after: Some(h.issuing.not_after()),
-        signature_algorithm: h.issuing.key().algorithm().identifier(),
+        signature_algorithm: h.issuing_key.as_ref().algorithm().identifier(),
         now: UnixTime::now(),
         expectation: Expectation::Leaf {
             profile: &profile,
@@ -673,6 +680,7 @@ fn name_constraints_and_external_root() {
     let hc = Hierarchy {
         root: h.root.clone(),
         issuing: constrained,
+        issuing_key: h.issuing_key.clone(),
     };
     let der = issue(
         &hc,
@@ -1050,7 +1058,7 @@ fn ocsp_responses_verify_ca_signed_and_delegated() {
 
     let ca_signed = ocsp::build_response(
         &ResponderIdentity {
-            key: h.issuing.key(),
+            key: h.issuing_key.as_ref(),
             certificate: None,
         },
         &statuses,
@@ -1410,6 +1418,7 @@ fn partitioned_crls_scope_each_certificate_to_its_shard() {
     let h = Hierarchy {
         root: h.root,
         issuing: h.issuing.with_crl_partitions(4),
+        issuing_key: h.issuing_key,
     };
     // Issue until shard 1 holds three certificates and some other shard holds one.
     let mut mine = Vec::new();
@@ -1704,7 +1713,7 @@ fn ocsp_variants_under_other_certid_hashes_verify() {
         reason: RevocationReason::KeyCompromise,
     };
     let compact = ocsp::build_compact_response(
-        h.issuing.key(),
+        h.issuing_key.as_ref(),
         &[SingleStatus {
             cert_id: hashes.cert_id(certs[0].serial.clone()).unwrap(),
             status,
@@ -1752,7 +1761,7 @@ fn ocsp_variants_under_other_certid_hashes_verify() {
         let mut data = x509_ocsp::ResponseData::from_der(original.whole).unwrap();
         data.responses[0].cert_id = canonical.clone();
         assert_eq!(spliced, data.to_der().unwrap(), "{hash:?}");
-        let signature = ocsp::sign_variant(h.issuing.key(), &compact, &canonical).unwrap();
+        let signature = ocsp::sign_variant(h.issuing_key.as_ref(), &compact, &canonical).unwrap();
         assert!(signature.len() < 80, "{} bytes kept", signature.len());
         let rebuilt = ocsp::assemble_variant(&compact, &canonical, &signature).unwrap();
         assert_eq!(

@@ -783,6 +783,29 @@ impl Server {
         }
     }
 
+    /// Runs `ca-cli` with a standard output whose reader has already gone away (`ca-cli ... |
+    /// head` after head exits).
+    pub fn cli_into_closed_pipe(&self, home: &Path, args: &[&str]) -> CliRun {
+        let mut child = Command::new(binary("ca-cli"))
+            .args(["--config-dir", home.to_str().unwrap()])
+            .args(args)
+            .env("MAMORI_SERVER", &self.api_url)
+            .env("MAMORI_PUBLIC_URL", &self.public_url)
+            .env("MAMORI_CA_FILE", self.dir.path().join("root-ca.pem"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        CliRun {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::new(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
     /// Logs `person` in through the CLI, in config folder `home`.
     pub fn cli_login(&self, home: &Path, person: &Person) {
         let pw = home.join("password");

@@ -185,7 +185,7 @@ pub fn run(
             let checkpoints_path = PathBuf::from(format!("{}.checkpoints.json", out.display()));
             std::fs::write(&checkpoints_path, fetch_checkpoints(conn, public_url)?)
                 .with_context(|| format!("writing {}", checkpoints_path.display()))?;
-            println!(
+            out!(
                 "exported {count} entries to {} and the signed checkpoints to {}",
                 out.display(),
                 checkpoints_path.display()
@@ -200,7 +200,7 @@ pub fn run(
                 .as_array()
                 .cloned()
                 .unwrap_or_default();
-            println!(
+            out!(
                 "saved {} checkpoints (newest at entry {}) and the audit key to {}",
                 list.len(),
                 list.last()
@@ -232,7 +232,7 @@ pub fn run(
                             &[],
                         );
                     } else {
-                        println!(
+                        out!(
                             "audit chain intact: {count} entries, {matched} signed checkpoints from {} match",
                             path.display()
                         );
@@ -248,7 +248,7 @@ pub fn run(
             }
             if result["ok"].as_bool() == Some(true) {
                 if !json_out {
-                    println!(
+                    out!(
                         "audit chain intact: {} entries, {} signed checkpoints stored with it match",
                         result["entries"], result["checkpoints"]
                     );

@@ -173,7 +173,7 @@ pub fn run(conn: &Connection, command: CertCommand, json_out: bool) -> CliResult
                 .bytes()
                 .map_err(|e| fail(exit::UNAVAILABLE, e.to_string()))?;
             std::fs::write(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
-            println!("wrote {}", out.display());
+            out!("wrote {}", out.display());
         }
         CertCommand::Revoke {
             ca,

@@ -156,13 +156,13 @@ pub fn import(conn: &Connection, args: Import, json_out: bool) -> CliResult<()> 
     if json_out {
         output::print(true, &summary, &[]);
     } else {
-        println!(
+        out!(
             "{} rows: {issued} issued, {pending} pending approval, {} failed",
             rows.len(),
             failures.len()
         );
         for f in &failures {
-            println!(
+            out!(
                 "  line {}: {}: {}",
                 f["line"],
                 crate::output::field(&f["id"], ""),

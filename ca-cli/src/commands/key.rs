@@ -92,7 +92,7 @@ pub fn generate(args: Generate) -> CliResult<()> {
         &args.out,
         &key_pem(&key, passphrase.as_deref().map(|s| s.as_str()))?,
     )?;
-    println!("wrote {}", args.out.display());
+    out!("wrote {}", args.out.display());
     Ok(())
 }
 
@@ -383,7 +383,7 @@ pub fn csr_create(conn: &crate::client::Connection, mut args: CsrCreate) -> CliR
     let key = load_key(&args.key, args.passphrase_file.as_deref())?;
     let pem = build_csr(&key, &args)?;
     std::fs::write(&args.out, pem).with_context(|| format!("writing {}", args.out.display()))?;
-    println!("wrote {}", args.out.display());
+    out!("wrote {}", args.out.display());
     Ok(())
 }
 
@@ -446,6 +446,6 @@ pub fn pkcs12_export(args: Pkcs12Export) -> CliResult<()> {
         .mac_md(openssl::hash::MessageDigest::sha256());
     let p12 = builder.build2(&pass)?;
     write_new_private(&args.out, &p12.to_der()?)?;
-    println!("wrote {}", args.out.display());
+    out!("wrote {}", args.out.display());
     Ok(())
 }

@@ -151,7 +151,7 @@ pub fn run(conn: &Connection, command: RequestCommand, json_out: bool) -> CliRes
             if !json_out {
                 print_csr(&view["csr"]);
                 for d in view["decisions"].as_array().into_iter().flatten() {
-                    println!(
+                    out!(
                         "  {} {} {} {}",
                         output::field(&d["decided_at"], ""),
                         output::field(&d["approver"], ""),
@@ -188,7 +188,7 @@ pub fn run(conn: &Connection, command: RequestCommand, json_out: bool) -> CliRes
                         if json_out {
                             output::print(true, &view, &[]);
                         } else {
-                            println!(
+                            out!(
                                 "issued: serial {} saved to {}",
                                 output::field(&view["serial"], "?"),
                                 out.display()
@@ -239,14 +239,14 @@ fn print_csr(csr: &Value) {
     if csr.is_null() {
         return;
     }
-    println!("subject / 主体名: {}", output::field(&csr["subject"], "-"));
+    out!("subject / 主体名: {}", output::field(&csr["subject"], "-"));
     let sans: Vec<String> = csr["sans"]
         .as_array()
         .into_iter()
         .flatten()
         .map(|s| output::field(s, ""))
         .collect();
-    println!(
+    out!(
         "SANs / 別名: {}",
         if sans.is_empty() {
             "-".to_string()
@@ -254,9 +254,9 @@ fn print_csr(csr: &Value) {
             sans.join(", ")
         }
     );
-    println!("key / 鍵: {}", output::field(&csr["key"], "-"));
+    out!("key / 鍵: {}", output::field(&csr["key"], "-"));
     for flag in csr["flags"].as_array().into_iter().flatten() {
-        println!(
+        out!(
             "!! 要確認 / CHECK [{}] {}: {}",
             output::field(&flag["code"], ""),
             output::field(&flag["field"], ""),

@@ -158,7 +158,7 @@ pub fn crl_fetch(
             ],
         );
         if args.list {
-            println!();
+            out!();
             output::print(
                 false,
                 &serde_json::Value::Array(entries),

@@ -79,7 +79,7 @@ pub fn login(conn: &Connection, args: Login, json_out: bool) -> CliResult<()> {
             &[],
         );
     } else {
-        println!(
+        out!(
             "logged in as {username} until {}",
             body["expires_at"].as_str().unwrap_or("?")
         );
@@ -96,7 +96,7 @@ pub fn login(conn: &Connection, args: Login, json_out: bool) -> CliResult<()> {
 pub fn logout(conn: &Connection) -> CliResult<()> {
     let result = conn.call("POST", "/api/v1/logout", None, true);
     conn.clear_session();
-    result.map(|_| println!("logged out"))
+    result.map(|_| out!("logged out"))
 }
 
 /// Shows who is logged in.
@@ -168,7 +168,7 @@ pub fn passwd(conn: &Connection, args: Passwd, json_out: bool) -> CliResult<()> 
     if json_out {
         output::print(true, &view, &[]);
     } else {
-        println!("password changed / パスワードを変更しました");
+        out!("password changed / パスワードを変更しました");
     }
     Ok(())
 }
@@ -241,11 +241,11 @@ pub fn enrol(conn: &Connection, args: Enrol, json_out: bool) -> CliResult<()> {
         .map_err(|e| fail(exit::UNAVAILABLE, e.to_string()))?;
     crate::commands::user::print_enrolment(&body, json_out);
     if !json_out {
-        println!(
+        out!(
             "scan it with your authenticator app, then: ca-cli login --username {}",
             args.username
         );
-        println!("認証アプリで読み取り、ca-cli login でサインインしてください。");
+        out!("認証アプリで読み取り、ca-cli login でサインインしてください。");
     }
     Ok(())
 }

@@ -183,10 +183,10 @@ pub fn print_enrolment(value: &Value, json_out: bool) {
         return;
     }
     let uri = value["totp_uri"].as_str().unwrap_or_default();
-    println!("user: {}", output::field(&value["user"]["username"], "?"));
-    println!("TOTP enrolment URI (shown once / 一度だけ表示): {uri}");
+    out!("user: {}", output::field(&value["user"]["username"], "?"));
+    out!("TOTP enrolment URI (shown once / 一度だけ表示): {uri}");
     if let Ok(code) = qrcode::QrCode::new(uri.as_bytes()) {
-        println!(
+        out!(
             "{}",
             code.render::<qrcode::render::unicode::Dense1x2>()
                 .quiet_zone(true)
@@ -203,20 +203,20 @@ fn print_change(value: &Value, json_out: bool) {
     }
     let target = output::field(&value["target"], "?");
     if value["status"] == "pending" {
-        println!(
+        out!(
             "waiting for {} approval(s) by another admin or security officer: ca-cli user approve {}",
             value["approvals_required"],
             output::field(&value["id"], "?")
         );
-        println!("承認待ちです。別の管理者またはセキュリティ責任者が承認します。");
+        out!("承認待ちです。別の管理者またはセキュリティ責任者が承認します。");
     }
     if let Some(part) = value["enrolment_code_part"].as_str() {
-        println!("your half of {target}'s enrolment code (shown once): {part}");
-        println!("hand it to {target} in person; the other half comes from the other person.");
-        println!(
+        out!("your half of {target}'s enrolment code (shown once): {part}");
+        out!("hand it to {target} in person; the other half comes from the other person.");
+        out!(
             "{target} types both halves, requester's first, with: ca-cli enrol --username {target}"
         );
-        println!("登録コードの半分です (一度だけ表示)。本人に直接渡してください。");
+        out!("登録コードの半分です (一度だけ表示)。本人に直接渡してください。");
     }
 }
 
@@ -338,7 +338,7 @@ pub fn run(conn: &Connection, command: UserCommand, json_out: bool) -> CliResult
             if !json_out {
                 if let Some(decisions) = value["decisions"].as_array() {
                     for d in decisions {
-                        println!(
+                        out!(
                             "{} {} at {}: {}",
                             output::field(&d["approver"], "?"),
                             output::field(&d["verdict"], "?"),
@@ -347,7 +347,7 @@ pub fn run(conn: &Connection, command: UserCommand, json_out: bool) -> CliResult
                         );
                     }
                 }
-                println!("comment: {}", output::field(&value["comment"], ""));
+                out!("comment: {}", output::field(&value["comment"], ""));
             }
         }
         UserCommand::Approve { id, totp, comment } => {

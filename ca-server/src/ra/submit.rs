@@ -203,10 +203,7 @@ impl Authority {
         Ok(Submitted::Stored(Box::new(view)))
     }
 
-    fn issuing_ca(
-        &self,
-        profile: &Profile,
-    ) -> Result<&CertificateAuthority, ServiceError> {
+    fn issuing_ca(&self, profile: &Profile) -> Result<&CertificateAuthority, ServiceError> {
         self.issuers.get(profile.issuing_ca()).ok_or_else(|| {
             ServiceError::Internal(format!(
                 "profile {} names unknown CA {}",
@@ -327,13 +324,7 @@ impl Authority {
     }
 
     /// After the commit that stored an issuance: caches its OCSP response, counts and logs it.
-    fn issued(
-        &self,
-        signed: &SignedIssuance,
-        ca_id: &str,
-        profile_id: &str,
-        serial: &str,
-    ) {
+    fn issued(&self, signed: &SignedIssuance, ca_id: &str, profile_id: &str, serial: &str) {
         if let Some(response) = &signed.response {
             self.ocsp.cache_signed(response);
         }
