@@ -29,15 +29,14 @@ use crate::extensions::{
     authority_info_access, authority_key_identifier, crl_distribution_points, extension,
     key_identifier, subject_key_identifier,
 };
-use crate::issuance::sign_tbs;
 use crate::lint::{self, Expectation, LintContext};
 use crate::public_key;
 use crate::serial::random_serial;
+use crate::signer::sign_tbs;
 use crate::signer::SigningKey;
 use crate::time::UnixTime;
 
-/// Seconds a CA or leaf certificate's notBefore is set back, to absorb clock skew.
-pub const BACKDATE_SECS: u64 = 60;
+pub use crate::time::BACKDATE_SECS;
 
 /// Default root lifetime: 20 years.
 pub const DEFAULT_ROOT_VALIDITY_SECS: u64 = 20 * 365 * 86_400;

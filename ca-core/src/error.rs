@@ -399,6 +399,9 @@ pub enum OcspError {
     /// DER encoding failed.
     #[error("encoding the OCSP response failed: {0}")]
     Encode(String),
+    /// The pre-signing lint refused the tbsResponseData.
+    #[error(transparent)]
+    Lint(LintFailure),
 }
 
 /// A decision that the approval rules refuse to record.

@@ -6,7 +6,6 @@
 //! then calls [`PreparedIssuance::sign`], which consumes the preparation: it can be signed at most
 //! once.
 
-use der::asn1::BitString;
 use der::Encode;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAltName};
@@ -15,7 +14,7 @@ use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::Validity;
 use x509_cert::{TbsCertificate, Version};
 
-use crate::ca::{CertificateAuthority, BACKDATE_SECS};
+use crate::ca::CertificateAuthority;
 use crate::clock::Clock;
 use crate::csr::VerifiedCsr;
 use crate::error::{CsrError, IssueError, SignError};
@@ -27,29 +26,9 @@ use crate::lint::{self, Expectation, LintContext};
 use crate::name::build_name;
 use crate::profile::Profile;
 use crate::serial::time_ordered_serial;
-use crate::signer::SigningKey;
+use crate::signer::sign_tbs;
 use crate::time::UnixTime;
-
-/// Signs DER-encoded TBS bytes and returns the DER certificate.
-pub(crate) fn sign_tbs(tbs_der: &[u8], key: &dyn SigningKey) -> Result<Vec<u8>, SignError> {
-    let signature = key.sign(tbs_der)?;
-    let signature_algorithm = key.algorithm().identifier();
-    let signature = BitString::from_bytes(&signature).map_err(|_| SignError::Backend)?;
-    let alg = signature_algorithm
-        .to_der()
-        .map_err(|_| SignError::Backend)?;
-    let sig = signature.to_der().map_err(|_| SignError::Backend)?;
-    let body_len = tbs_der.len() + alg.len() + sig.len();
-    let header = der::Header::new(der::Tag::Sequence, body_len)
-        .and_then(|h| h.to_der())
-        .map_err(|_| SignError::Backend)?;
-    let mut out = Vec::with_capacity(header.len() + body_len);
-    out.extend_from_slice(&header);
-    out.extend_from_slice(tbs_der);
-    out.extend_from_slice(&alg);
-    out.extend_from_slice(&sig);
-    Ok(out)
-}
+use crate::time::BACKDATE_SECS;
 
 /// What a requester asks for beyond the CSR.
 #[derive(Debug, Clone, Default)]

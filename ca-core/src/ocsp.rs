@@ -274,6 +274,8 @@ pub fn sign_variant(
     cert_id: &CertId,
 ) -> Result<Vec<u8>, OcspError> {
     let (tbs, _) = variant_tbs(compact, cert_id)?;
+    crate::lint::ocsp::lint_response_data(&tbs, &key_identifier(key.public_key_info()))
+        .map_err(OcspError::Lint)?;
     let signature = key.sign(&tbs)?;
     BitString::from_bytes(&signature)
         .and_then(|b| b.to_der())
@@ -418,12 +420,14 @@ pub fn build_compact_response(
     let key_hash = key_identifier(key.public_key_info());
     let data = ResponseData {
         version: Version::V1,
-        responder_id: ResponderId::ByKey(OctetString::new(key_hash).map_err(encode)?),
+        responder_id: ResponderId::ByKey(OctetString::new(key_hash.clone()).map_err(encode)?),
         produced_at: produced_at.to_ocsp_time()?,
         responses,
         response_extensions,
     };
     let mut compact = data.to_der().map_err(encode)?;
+    // Lint before sign: the exact tbsResponseData.
+    crate::lint::ocsp::lint_response_data(&compact, &key_hash).map_err(OcspError::Lint)?;
     let signature = key.sign(&compact)?;
     key.algorithm()
         .identifier()

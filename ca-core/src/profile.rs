@@ -302,7 +302,7 @@ pub struct SanRule {
     pub domain_from_account: bool,
 }
 
-/// A validated approval rule; see [`crate::approval`].
+/// A validated approval rule; the `approval` module applies it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApprovalRule {
     /// Distinct approvals needed.

@@ -5,6 +5,8 @@
 
 use const_oid::db::rfc5912::{ECDSA_WITH_SHA_256, ECDSA_WITH_SHA_384};
 use const_oid::ObjectIdentifier;
+use der::asn1::BitString;
+use der::Encode;
 use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 
 use crate::error::SignError;
@@ -45,4 +47,25 @@ pub trait SigningKey: Send + Sync {
     fn public_key_info(&self) -> &SubjectPublicKeyInfoOwned;
     /// Signs `message`, returning the DER-encoded signature value (for ECDSA, `Ecdsa-Sig-Value`).
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError>;
+}
+
+/// Signs DER-encoded TBS bytes and returns the DER certificate.
+pub(crate) fn sign_tbs(tbs_der: &[u8], key: &dyn SigningKey) -> Result<Vec<u8>, SignError> {
+    let signature = key.sign(tbs_der)?;
+    let signature_algorithm = key.algorithm().identifier();
+    let signature = BitString::from_bytes(&signature).map_err(|_| SignError::Backend)?;
+    let alg = signature_algorithm
+        .to_der()
+        .map_err(|_| SignError::Backend)?;
+    let sig = signature.to_der().map_err(|_| SignError::Backend)?;
+    let body_len = tbs_der.len() + alg.len() + sig.len();
+    let header = der::Header::new(der::Tag::Sequence, body_len)
+        .and_then(|h| h.to_der())
+        .map_err(|_| SignError::Backend)?;
+    let mut out = Vec::with_capacity(header.len() + body_len);
+    out.extend_from_slice(&header);
+    out.extend_from_slice(tbs_der);
+    out.extend_from_slice(&alg);
+    out.extend_from_slice(&sig);
+    Ok(out)
 }

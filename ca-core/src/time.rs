@@ -97,6 +97,9 @@ impl std::fmt::Display for UnixTime {
     }
 }
 
+/// Seconds a CA or leaf certificate's notBefore is set back, to absorb clock skew.
+pub const BACKDATE_SECS: u64 = 60;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,6 @@
-//! The source layout's rules, checked on every test run: no top-level module of ca-server
-//! imports one that imports it (directly or around a circle), and no source file is over 700
-//! lines before its `#[cfg(test)]` module.
+//! The source layout's rules, checked on every test run: no top-level module of ca-server or
+//! ca-core imports one that imports it (directly or around a circle), and no source file of
+//! ca-server is over 700 lines before its `#[cfg(test)]` module.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -22,6 +22,10 @@ fn src_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
 }
 
+fn core_src_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../ca-core/src")
+}
+
 /// The code before the unit tests.
 fn without_tests(text: &str) -> &str {
     match text.find("#[cfg(test)]\nmod tests") {
@@ -30,9 +34,9 @@ fn without_tests(text: &str) -> &str {
     }
 }
 
-/// The top-level module a file belongs to (`ocsp` for `src/ocsp/answer.rs`).
-fn top_module(path: &Path) -> String {
-    let relative = path.strip_prefix(src_dir()).unwrap();
+/// The top-level module a file under `root` belongs to (`ocsp` for `src/ocsp/answer.rs`).
+fn top_module(root: &Path, path: &Path) -> String {
+    let relative = path.strip_prefix(root).unwrap();
     let first = relative.components().next().unwrap().as_os_str();
     first.to_string_lossy().trim_end_matches(".rs").to_string()
 }
@@ -57,13 +61,13 @@ fn crate_paths(text: &str) -> BTreeSet<String> {
     found
 }
 
-#[test]
-fn no_module_imports_a_module_that_imports_it() {
+/// Panics naming a circle among the top-level modules under `root`.
+fn assert_no_circles(root: &Path) {
     let mut files = Vec::new();
-    sources(&src_dir(), &mut files);
+    sources(root, &mut files);
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for file in &files {
-        let top = top_module(file);
+        let top = top_module(root, file);
         if top == "lib" || top == "main" {
             continue;
         }
@@ -80,7 +84,10 @@ fn no_module_imports_a_module_that_imports_it() {
         let mut stack: Vec<&String> = edges[start].iter().collect();
         while let Some(module) = stack.pop() {
             if module == start {
-                panic!("{start} imports a module that (through others) imports it: {edges:#?}");
+                panic!(
+                    "{}: {start} imports a module that (through others) imports it: {edges:#?}",
+                    root.display()
+                );
             }
             if seen.insert(module.clone()) {
                 if let Some(next) = edges.get(module) {
@@ -89,6 +96,12 @@ fn no_module_imports_a_module_that_imports_it() {
             }
         }
     }
+}
+
+#[test]
+fn no_module_imports_a_module_that_imports_it() {
+    assert_no_circles(&src_dir());
+    assert_no_circles(&core_src_dir());
 }
 
 #[test]

@@ -1,12 +1,13 @@
 //! Pre-signing lint: every to-be-signed certificate is decoded from the exact DER about to be
-//! signed and checked against RFC 5280 and its profile, and every tbsCertList is walked and
-//! checked against RFC 5280 §5 (`crl`). Any finding refuses the signature. One file per area;
+//! signed and checked against RFC 5280 and its profile, every tbsCertList is walked and checked
+//! against RFC 5280 §5 (`crl`), and every tbsResponseData against RFC 6960 (`ocsp`). Any finding refuses the signature. One file per area;
 //! each check is named `e_*` and cites the rule it enforces.
 
 pub mod crl;
 mod identifiers;
 mod key_usage;
 mod names;
+pub mod ocsp;
 mod structure;
 mod validity;
 

@@ -4,8 +4,8 @@ use x509_cert::time::Time;
 use x509_cert::TbsCertificate;
 
 use super::{Expectation, Findings, LintContext};
-use crate::ca::BACKDATE_SECS;
 use crate::time::UnixTime;
+use crate::time::BACKDATE_SECS;
 
 fn encoding_ok(time: &Time) -> bool {
     let year = time.to_date_time().year();
