@@ -41,3 +41,35 @@ impl Clock for FixedClock {
         self.0
     }
 }
+
+/// A clock that stands still until a test moves it: session expiry, TOTP steps and request
+/// expiry are tested by advancing it, never by sleeping.
+#[derive(Debug, Default)]
+pub struct ManualClock(std::sync::atomic::AtomicU64);
+
+impl ManualClock {
+    /// A clock showing `at`.
+    pub fn at(at: UnixTime) -> ManualClock {
+        ManualClock(std::sync::atomic::AtomicU64::new(
+            at.as_secs().saturating_mul(1000),
+        ))
+    }
+
+    /// Moves the clock `secs` seconds on.
+    pub fn advance(&self, secs: u64) {
+        self.0.fetch_add(
+            secs.saturating_mul(1000),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> UnixTime {
+        UnixTime(self.now_ms() / 1000)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}

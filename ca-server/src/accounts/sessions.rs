@@ -165,7 +165,7 @@ impl Accounts {
             return Err(ServiceError::Unauthenticated);
         }
         let hash = auth::token_hash(token);
-        let now_ms = crate::store::now_ms().max(0) as u64;
+        let now_ms = self.clock.now_ms();
         let now = (now_ms / 1000) as i64;
         // Activity is recorded in steps of a thirtieth of the idle timeout (at most a minute),
         // through the group-commit writer: a session in use writes about once a minute, not
@@ -254,5 +254,125 @@ impl Accounts {
             Ok(())
         });
         self.ending_sessions(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use ca_core::clock::{Clock, ManualClock};
+    use ca_core::role::Role;
+    use ca_core::time::UnixTime;
+    use ca_core::totp::TotpSecret;
+
+    use super::*;
+    use crate::accounts::policy::AccountPolicy;
+    use crate::accounts::AccountsParts;
+    use crate::config::Config;
+    use crate::metrics::Metrics;
+    use crate::secrets::DataKey;
+    use crate::store::group_commit::GroupCommit;
+
+    /// An accounts service on a fresh SQLite database, with a clock the test moves, and one
+    /// officer whose TOTP secret the test holds.
+    fn service() -> (tempfile::TempDir, Accounts, Arc<ManualClock>, TotpSecret) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("accounts.db").display());
+        let pool = crate::store::open(&url, 4).unwrap();
+        let clock = Arc::new(ManualClock::at(UnixTime(1_800_000_000)));
+        let accounts = Accounts::new(AccountsParts {
+            pool,
+            config: Arc::new(Config::default()),
+            metrics: Arc::new(Metrics::default()),
+            clock: clock.clone(),
+            data_key: DataKey::derive("a test passphrase", b"0123456789abcdef").unwrap(),
+            account_policy: AccountPolicy::default(),
+            writer: Arc::new(GroupCommit::start(&url).unwrap()),
+        });
+        let mut conn = accounts.conn().unwrap();
+        let enrolment = accounts
+            .create_dev_user(
+                &mut conn,
+                "system",
+                "alice",
+                "a long password of hers",
+                &[Role::SecurityOfficer],
+                (None, None),
+            )
+            .unwrap();
+        let secret = enrolment
+            .totp_uri
+            .split("secret=")
+            .nth(1)
+            .and_then(|s| s.split('&').next())
+            .unwrap()
+            .to_string();
+        (
+            dir,
+            accounts,
+            clock,
+            TotpSecret::from_base32(&secret).unwrap(),
+        )
+    }
+
+    fn login(accounts: &Accounts, code: String) -> Result<LoginResponse, ServiceError> {
+        accounts.login(&LoginRequest {
+            username: "alice".into(),
+            password: "a long password of hers".into(),
+            totp: code,
+        })
+    }
+
+    #[test]
+    fn sessions_end_when_idle_and_at_their_absolute_limit_on_the_injected_clock() {
+        let (_dir, accounts, clock, secret) = service();
+        let code = |clock: &ManualClock| secret.code_at_step(clock.now().as_secs() / 30);
+        let token = login(&accounts, code(&clock)).unwrap().token;
+        accounts.authenticate(&token).unwrap();
+        // Idle: one second short of the timeout still works; past it the session is gone.
+        let idle = accounts.config.session_idle_secs;
+        clock.advance(idle - 1);
+        accounts.authenticate(&token).unwrap();
+        clock.advance(idle);
+        assert!(matches!(
+            accounts.authenticate(&token),
+            Err(ServiceError::Unauthenticated)
+        ));
+        // Absolute: kept busy, a session still ends at session_absolute_secs.
+        clock.advance(30);
+        let token = login(&accounts, code(&clock)).unwrap().token;
+        let absolute = accounts.config.session_absolute_secs;
+        let mut used = 0;
+        while used + idle / 2 < absolute {
+            clock.advance(idle / 2);
+            used += idle / 2;
+            accounts.authenticate(&token).unwrap();
+        }
+        clock.advance(absolute - used);
+        assert!(matches!(
+            accounts.authenticate(&token),
+            Err(ServiceError::Unauthenticated)
+        ));
+    }
+
+    #[test]
+    fn a_totp_code_works_once_and_the_next_step_brings_a_new_one() {
+        let (_dir, accounts, clock, secret) = service();
+        let step = clock.now().as_secs() / 30;
+        login(&accounts, secret.code_at_step(step)).unwrap();
+        // The same code again, within its step: a replay.
+        assert!(matches!(
+            login(&accounts, secret.code_at_step(step)),
+            Err(ServiceError::InvalidCredentials)
+        ));
+        // Thirty seconds on, the next code is accepted; a code from two steps back is not.
+        clock.advance(30);
+        login(&accounts, secret.code_at_step(step + 1)).unwrap();
+        clock.advance(60);
+        assert!(matches!(
+            login(&accounts, secret.code_at_step(step)),
+            Err(ServiceError::InvalidCredentials)
+        ));
     }
 }
