@@ -365,7 +365,9 @@ pub fn load_profiles(dir: &Path) -> anyhow::Result<BTreeMap<String, Profile>> {
 pub fn open(config: Config, passphrase: Zeroizing<String>) -> anyhow::Result<Authority> {
     let pool = open_pool(&config)?;
     let mut conn = pool.get()?;
-    let data_key = unlock(&mut conn, &passphrase)?;
+    let (data_key, responder_key) =
+        crate::store::settings::unlock_with_responder_key(&mut conn, &passphrase)?;
+    crate::ocsp::reseal_responder_keys(&mut conn, &passphrase, &responder_key)?;
     let rows: Vec<CaRow> = cas::table.select(CaRow::as_select()).load(&mut conn)?;
     let mut cas = BTreeMap::new();
     for row in rows {
@@ -419,6 +421,7 @@ pub fn open(config: Config, passphrase: Zeroizing<String>) -> anyhow::Result<Aut
         pool,
         data_key,
         passphrase,
+        responder_key,
         cas,
         root_id: ROOT_ID.into(),
         profiles,
@@ -433,7 +436,9 @@ pub fn open(config: Config, passphrase: Zeroizing<String>) -> anyhow::Result<Aut
 pub fn open_ocsp_only(config: Config, passphrase: Zeroizing<String>) -> anyhow::Result<Authority> {
     let pool = open_pool(&config)?;
     let mut conn = pool.get()?;
-    let data_key = unlock(&mut conn, &passphrase)?;
+    let (data_key, responder_key) =
+        crate::store::settings::unlock_with_responder_key(&mut conn, &passphrase)?;
+    crate::ocsp::reseal_responder_keys(&mut conn, &passphrase, &responder_key)?;
     let rows: Vec<(String, Vec<u8>)> = cas::table
         .select((cas::id, cas::certificate_der))
         .load(&mut conn)?;
@@ -447,6 +452,7 @@ pub fn open_ocsp_only(config: Config, passphrase: Zeroizing<String>) -> anyhow::
         pool,
         data_key,
         passphrase,
+        responder_key,
         cas: BTreeMap::new(),
         root_id: ROOT_ID.into(),
         profiles: BTreeMap::new(),

@@ -120,6 +120,28 @@ impl DataKey {
         Ok(DataKey(LessSafeKey::new(unbound)))
     }
 
+    /// The data key and, derived from the same scrypt output with HKDF-SHA256, the key that
+    /// seals the OCSP responders' private keys: a responder instance holds that one instead of
+    /// the CA passphrase (which would open the CA keys too).
+    pub fn derive_with_responder_key(
+        passphrase: &str,
+        salt: &[u8],
+    ) -> Result<(Self, Self), SecretError> {
+        let mut key = Zeroizing::new([0u8; 32]);
+        let scrypt_params = scrypt_params()?;
+        scrypt_derive(passphrase.as_bytes(), salt, &scrypt_params, key.as_mut())?;
+        let data = UnboundKey::new(&AES_256_GCM, key.as_ref()).map_err(|_| SecretError::Random)?;
+        let responder: UnboundKey =
+            ring::hkdf::Prk::new_less_safe(ring::hkdf::HKDF_SHA256, key.as_ref())
+                .expand(&[b"mamori ocsp responder keys v1"], &AES_256_GCM)
+                .map_err(|_| SecretError::Random)?
+                .into();
+        Ok((
+            DataKey(LessSafeKey::new(data)),
+            DataKey(LessSafeKey::new(responder)),
+        ))
+    }
+
     /// Encrypts: random 96-bit nonce followed by ciphertext and tag.
     pub fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, SecretError> {
         let nonce_bytes = random_bytes(NONCE_LEN)?;

@@ -30,18 +30,18 @@ use ca_core::profile::Profile;
 use ca_core::time::UnixTime;
 use cache::serial_key;
 use diesel::prelude::*;
-use zeroize::Zeroizing;
 
 pub use answer::OcspAnswer;
 pub(crate) use cache::SignedResponse;
 pub use cache::{CachedResponse, OcspCache};
 pub(crate) use presign::insert_response;
-pub use responder_cert::Responder;
+pub use responder_cert::{reseal_responder_keys, Responder};
 
 use crate::ca::CaCertificates;
 use crate::config::Config;
 use crate::error::ServiceError;
 use crate::metrics::Metrics;
+use crate::secrets::DataKey;
 use crate::store::schema::*;
 use crate::store::{Conn, DbConnection, DbPool};
 
@@ -60,8 +60,9 @@ pub struct OcspService {
     ocsp_only: bool,
     root_id: String,
     responder_profile: Option<Profile>,
-    /// Decrypts stored responder keys and encrypts renewed ones.
-    passphrase: Zeroizing<String>,
+    /// Opens stored responder keys and seals renewed ones (derived from the CA passphrase, which
+    /// this service never holds: the passphrase would open the CA keys too).
+    responder_key: DataKey,
 }
 
 /// What [`OcspService::new`] needs.
@@ -78,8 +79,8 @@ pub struct OcspParts {
     pub certificates: Arc<CaCertificates>,
     /// The `ocsp-responder` profile (a CA instance renews responder certificates with it).
     pub responder_profile: Option<Profile>,
-    /// The CA passphrase (responder keys are stored encrypted under it).
-    pub passphrase: Zeroizing<String>,
+    /// The key that seals responder keys ([`DataKey::derive_with_responder_key`]).
+    pub responder_key: DataKey,
     /// An OCSP-only instance: never issues a responder certificate.
     pub ocsp_only: bool,
 }
@@ -111,7 +112,7 @@ impl OcspService {
             ocsp_only: parts.ocsp_only,
             root_id: parts.certificates.root_id().to_string(),
             responder_profile: parts.responder_profile,
-            passphrase: parts.passphrase,
+            responder_key: parts.responder_key,
         })
     }
 

@@ -13,13 +13,55 @@ use ca_core::time::UnixTime;
 use diesel::prelude::*;
 use serde_json::json;
 
+use base64::Engine;
+
 use super::OcspService;
 use crate::ca::Issuers;
 use crate::error::ServiceError;
+use crate::secrets::DataKey;
 use crate::store::audit_log;
 use crate::store::models::*;
 use crate::store::schema::*;
 use crate::store::DbConnection;
+
+/// How a sealed responder key is stored in `ocsp_responders.key_pem`: this prefix, then base64
+/// of [`DataKey::seal`] over the PKCS#8 DER.
+const SEALED: &str = "sealed-v1:";
+
+fn seal_key(key: &DataKey, pkcs8: &[u8]) -> Result<String, ServiceError> {
+    Ok(format!(
+        "{SEALED}{}",
+        base64::engine::general_purpose::STANDARD.encode(key.seal(pkcs8)?)
+    ))
+}
+
+/// Reseals responder keys stored before they were sealed (PKCS#8 encrypted under the CA
+/// passphrase) under the responder key, at start while the passphrase is at hand; returns how
+/// many. Every instance of a group runs this version from then on: an older one cannot open
+/// a sealed key.
+pub fn reseal_responder_keys(
+    conn: &mut DbConnection,
+    passphrase: &str,
+    responder_key: &DataKey,
+) -> Result<usize, ServiceError> {
+    let rows: Vec<ResponderRow> = ocsp_responders::table
+        .select(ResponderRow::as_select())
+        .load(conn)?;
+    let mut resealed = 0;
+    for row in rows.iter().filter(|r| !r.key_pem.starts_with(SEALED)) {
+        let pkcs8 = ca_core::key::decrypt_pkcs8(row.key_pem.as_bytes(), passphrase.as_bytes())
+            .map_err(|e| ServiceError::Internal(format!("responder key of {}: {e}", row.ca_id)))?;
+        let sealed = seal_key(responder_key, &pkcs8)?;
+        resealed += diesel::update(
+            ocsp_responders::table
+                .find(&row.ca_id)
+                .filter(ocsp_responders::key_pem.eq(&row.key_pem)),
+        )
+        .set(ocsp_responders::key_pem.eq(sealed))
+        .execute(conn)?;
+    }
+    Ok(resealed)
+}
 
 /// The delegated OCSP responder of one CA.
 pub struct Responder {
@@ -35,7 +77,18 @@ pub struct Responder {
 
 impl OcspService {
     pub(super) fn responder_from_row(&self, row: &ResponderRow) -> Result<Responder, ServiceError> {
-        let key = SoftwareKey::from_encrypted(row.key_pem.as_bytes(), self.passphrase.as_bytes())
+        let sealed = row
+            .key_pem
+            .strip_prefix(SEALED)
+            .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+            .ok_or_else(|| {
+                ServiceError::Internal(format!(
+                    "the responder key of {} is not sealed; start a CA instance to reseal it",
+                    row.ca_id
+                ))
+            })?;
+        let pkcs8 = self.responder_key.open(&sealed)?;
+        let key = SoftwareKey::from_pkcs8_der(&pkcs8)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let certificate =
             <x509_cert::Certificate as ca_core::der::Decode>::from_der(&row.certificate_der)
@@ -112,8 +165,7 @@ impl OcspService {
         let internal = |e: String| ServiceError::Internal(e);
         let (key, pkcs8) = SoftwareKey::generate(ca_core::key::KeyAlgorithm::EcdsaP256)
             .map_err(|e| internal(e.to_string()))?;
-        let key_pem = ca_core::key::encrypt_pkcs8(&pkcs8, self.passphrase.as_bytes())
-            .map_err(|e| internal(e.to_string()))?;
+        let key_pem = seal_key(&self.responder_key, &pkcs8)?;
         let subject = ca_core::name::build_name(&[
             (
                 ca_core::name::AttributeKind::O,
@@ -168,5 +220,62 @@ impl OcspService {
             certs_field: self.ocsp_cache.intern(certs_field),
             not_after: issued.not_after,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ca_core::key::{encrypt_pkcs8, KeyAlgorithm};
+
+    use super::*;
+
+    #[test]
+    fn keys_from_before_sealing_are_resealed_once_and_open_with_the_responder_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("r.db").display());
+        let pool = crate::store::open(&url, 2).unwrap();
+        let mut conn = pool.get().unwrap();
+        // The row's CA is not in this database: only the key column matters here.
+        diesel::connection::SimpleConnection::batch_execute(
+            &mut *conn,
+            "PRAGMA foreign_keys = OFF",
+        )
+        .unwrap();
+        let passphrase = "the CA passphrase";
+        let (_, responder_key) =
+            DataKey::derive_with_responder_key(passphrase, b"0123456789abcdef").unwrap();
+        let (_, pkcs8) = SoftwareKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let legacy = encrypt_pkcs8(&pkcs8, passphrase.as_bytes()).unwrap();
+        diesel::insert_into(ocsp_responders::table)
+            .values(ResponderRow {
+                ca_id: "issuing".into(),
+                certificate_der: vec![],
+                key_pem: legacy,
+                not_after: 0,
+            })
+            .execute(&mut conn)
+            .unwrap();
+        assert_eq!(
+            reseal_responder_keys(&mut conn, passphrase, &responder_key).unwrap(),
+            1
+        );
+        assert_eq!(
+            reseal_responder_keys(&mut conn, passphrase, &responder_key).unwrap(),
+            0,
+            "a sealed key is left alone"
+        );
+        let stored: String = ocsp_responders::table
+            .find("issuing")
+            .select(ocsp_responders::key_pem)
+            .first(&mut conn)
+            .unwrap();
+        let sealed = base64::engine::general_purpose::STANDARD
+            .decode(stored.strip_prefix(SEALED).unwrap())
+            .unwrap();
+        assert_eq!(
+            responder_key.open(&sealed).unwrap().as_slice(),
+            pkcs8.as_slice()
+        );
+        assert!(!stored.contains("PRIVATE KEY"), "{stored}");
     }
 }

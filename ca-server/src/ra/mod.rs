@@ -81,8 +81,11 @@ pub struct Parts {
     pub pool: DbPool,
     /// Data key.
     pub data_key: DataKey,
-    /// The CA passphrase (kept to encrypt renewed responder keys).
+    /// The CA passphrase: used while assembling (the audit key) and dropped with the parts;
+    /// no service keeps it.
     pub passphrase: Zeroizing<String>,
+    /// Seals the OCSP responders' keys.
+    pub responder_key: DataKey,
     /// Every CA, by id.
     pub cas: BTreeMap<String, CertificateAuthority>,
     /// The root's id.
@@ -113,7 +116,7 @@ impl Authority {
             clock: clock.clone(),
             certificates,
             responder_profile: parts.profiles.get("ocsp-responder").cloned(),
-            passphrase: parts.passphrase.clone(),
+            responder_key: parts.responder_key,
             ocsp_only: parts.ocsp_only,
         })?);
         let crls = Arc::new(CrlService::new(

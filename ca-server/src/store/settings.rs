@@ -39,3 +39,18 @@ pub fn unlock(conn: &mut DbConnection, passphrase: &str) -> anyhow::Result<DataK
     data_key.open(&check).context("wrong CA passphrase")?;
     Ok(data_key)
 }
+
+/// As [`unlock`], with the key that seals the OCSP responders' private keys
+/// ([`DataKey::derive_with_responder_key`]).
+pub fn unlock_with_responder_key(
+    conn: &mut DbConnection,
+    passphrase: &str,
+) -> anyhow::Result<(DataKey, DataKey)> {
+    let salt = setting(conn, "kdf_salt")?
+        .context("this database is not initialized: run `ca-server init` first")?;
+    let salt = hex::decode(salt).context("damaged kdf_salt setting")?;
+    let (data_key, responder_key) = DataKey::derive_with_responder_key(passphrase, &salt)?;
+    let check = hex::decode(setting(conn, "key_check")?.unwrap_or_default()).unwrap_or_default();
+    data_key.open(&check).context("wrong CA passphrase")?;
+    Ok((data_key, responder_key))
+}
