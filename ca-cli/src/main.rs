@@ -125,13 +125,13 @@ enum KeyCommand {
 #[derive(Subcommand)]
 enum CsrCommand {
     /// Create a CSR from flags.
-    Create(key::CsrCreate),
+    Create(csr::CsrCreate),
 }
 
 #[derive(Subcommand)]
 enum Pkcs12Command {
     /// Bundle key, certificate and chain.
-    Export(key::Pkcs12Export),
+    Export(pkcs12::Pkcs12Export),
 }
 
 #[derive(Subcommand)]
@@ -189,8 +189,8 @@ fn run(cli: Cli) -> CliResult<()> {
         Command::Passwd(args) => session::passwd(&conn, args, json),
         Command::Enrol(args) => session::enrol(&conn, args, json),
         Command::Key(KeyCommand::Generate(args)) => key::generate(args),
-        Command::Csr(CsrCommand::Create(args)) => key::csr_create(&conn, args),
-        Command::Pkcs12(Pkcs12Command::Export(args)) => key::pkcs12_export(args),
+        Command::Csr(CsrCommand::Create(args)) => csr::csr_create(&conn, args),
+        Command::Pkcs12(Pkcs12Command::Export(args)) => pkcs12::pkcs12_export(args),
         Command::Request(command) => request::run(&conn, command, json),
         Command::Cert(command) => cert::run(&conn, command, json),
         Command::Crl(CrlCommand::Fetch(args)) => {

@@ -9,9 +9,8 @@ use clap::Args;
 use serde_json::json;
 
 use crate::client::{exit, fail, CliResult, Connection};
-use crate::commands::key::{
-    build_csr, generate_key, key_pem, write_new_private, Algorithm, CsrCreate,
-};
+use crate::commands::csr::{build_csr, CsrCreate};
+use crate::commands::key::{generate_key, key_pem, write_new_private, Algorithm};
 use crate::commands::request::{submit, Submit};
 use crate::output;
 

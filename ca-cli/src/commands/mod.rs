@@ -2,8 +2,10 @@
 
 pub mod audit;
 pub mod cert;
+pub mod csr;
 pub mod device;
 pub mod key;
+pub mod pkcs12;
 pub mod request;
 pub mod revocation;
 pub mod session;
