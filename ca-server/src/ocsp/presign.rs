@@ -61,6 +61,9 @@ impl OcspService {
         certificates: &[&(String, String)],
     ) -> Result<Vec<Option<Arc<CachedResponse>>>, ServiceError> {
         let mut signed = Vec::with_capacity(certificates.len());
+        // Statuses are read after this instant: a status change stamped later was not seen, and
+        // its own re-signing stores the response that reports it.
+        let read_ms = crate::store::now_ms();
         for (ca_id, serial) in certificates {
             let status = self.status_of(conn, ca_id, serial)?;
             if status == Status::Unknown {
@@ -70,21 +73,25 @@ impl OcspService {
                 signed.push(response);
             }
         }
-        if !signed.is_empty() {
+        let stored = if signed.is_empty() {
+            Vec::new()
+        } else {
             crate::store::write_transaction::<_, ServiceError, _>(&mut *conn, |conn| {
                 signed
                     .iter()
-                    .try_for_each(|response| store_response(conn, &response.row))
-            })?;
-        }
+                    .map(|response| store_if_current(conn, &response.row, read_ms))
+                    .collect::<Result<Vec<bool>, _>>()
+            })?
+        };
         Ok(signed
             .iter()
-            .map(|response| Some(self.cache_signed(response)))
+            .zip(stored)
+            .map(|(response, stored)| stored.then(|| self.cache_signed(response)))
             .collect())
     }
 
     /// Signs the canonical (SHA-1 CertID) response reporting `status` for one certificate, as
-    /// the row to store ([`store_response`]) and the cache entry made from the same parts, put
+    /// the row to store ([`store_if_current`]) and the cache entry made from the same parts, put
     /// into the cache once the row is durable ([`OcspService::cache_signed`]) without decoding
     /// what was just encoded. `None` for a CA this instance does not answer for.
     pub(crate) fn sign_response(
@@ -159,17 +166,36 @@ impl OcspService {
     }
 }
 
-/// Stores (replaces) a pre-signed response, inside the caller's transaction.
-pub(crate) fn store_response(
+/// Stores (replaces) a pre-signed response inside the caller's transaction, unless the
+/// certificate's status changed after `read_ms`, when the status it reports was read: then it is
+/// dropped (the change's own re-signing stores the current one). The certificate's row is locked
+/// first (a no-op UPDATE; SQLite's write transaction is exclusive anyway), so two instances
+/// re-signing one certificate take turns instead of both inserting — on PostgreSQL that failed
+/// with a duplicate key — and a response read before a revocation can never replace the
+/// revocation's. Returns whether it was stored.
+pub(crate) fn store_if_current(
     conn: &mut DbConnection,
     row: &OcspResponseRow,
-) -> Result<(), ServiceError> {
+    read_ms: i64,
+) -> Result<bool, ServiceError> {
+    let certificate = certificates::table.find((&row.ca_id, &row.serial));
+    diesel::update(certificate)
+        .set(certificates::status_changed_ms.eq(certificates::status_changed_ms))
+        .execute(conn)?;
+    let changed_ms: Option<i64> = certificate
+        .select(certificates::status_changed_ms)
+        .first(conn)
+        .optional()?;
+    if changed_ms.is_some_and(|changed| changed > read_ms) {
+        return Ok(false);
+    }
     diesel::delete(ocsp_responses::table.find((&row.ca_id, &row.serial))).execute(conn)?;
-    insert_response(conn, row)
+    insert_response(conn, row)?;
+    Ok(true)
 }
 
 /// Stores the first response of a certificate that has none (one statement fewer than
-/// [`store_response`]; fails if it has one).
+/// [`store_if_current`]; fails if it has one).
 pub(crate) fn insert_response(
     conn: &mut DbConnection,
     row: &OcspResponseRow,
@@ -178,4 +204,46 @@ pub(crate) fn insert_response(
         .values(row)
         .execute(conn)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::connection::SimpleConnection;
+
+    use super::*;
+
+    #[test]
+    fn a_response_read_before_a_status_change_is_not_stored_and_rewrites_never_collide() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("o.db").display());
+        let pool = crate::store::open(&url, 2).unwrap();
+        let mut conn = pool.get().unwrap();
+        conn.batch_execute(
+            "PRAGMA foreign_keys = OFF;
+             INSERT INTO certificates (ca_id, serial, profile_id, subject, tbs_der, not_before,
+               not_after, status, created_at, status_changed_ms)
+             VALUES ('issuing', '0a', 'p', 'CN=x', x'', 0, 1, 'revoked', 0, 2000);",
+        )
+        .unwrap();
+        let row = |updated_ms| OcspResponseRow {
+            ca_id: "issuing".into(),
+            serial: "0a".into(),
+            der: vec![1],
+            this_update: 0,
+            next_update: 1,
+            updated_ms,
+            origin: 1,
+        };
+        // Read at 1,000 ms, before the revocation stamped at 2,000 ms: dropped.
+        assert!(!store_if_current(&mut conn, &row(1000), 1000).unwrap());
+        // Read after it: stored, and stored again over itself without a duplicate key.
+        assert!(store_if_current(&mut conn, &row(3000), 3000).unwrap());
+        assert!(store_if_current(&mut conn, &row(4000), 4000).unwrap());
+        let kept: i64 = ocsp_responses::table
+            .find(("issuing", "0a"))
+            .select(ocsp_responses::updated_ms)
+            .first(&mut conn)
+            .unwrap();
+        assert_eq!(kept, 4000);
+    }
 }
