@@ -363,6 +363,15 @@ pub fn load_profiles(dir: &Path) -> anyhow::Result<BTreeMap<String, Profile>> {
 
 /// Decrypts the CAs, loads the profiles and assembles the running authority.
 pub fn open(config: Config, passphrase: Zeroizing<String>) -> anyhow::Result<Authority> {
+    open_with_clock(config, passphrase, Arc::new(SystemClock))
+}
+
+/// As [`open`], with the clock the services read (tests pass a `ManualClock`).
+pub fn open_with_clock(
+    config: Config,
+    passphrase: Zeroizing<String>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Authority> {
     let pool = open_pool(&config)?;
     let mut conn = pool.get()?;
     let (data_key, responder_key) =
@@ -422,6 +431,7 @@ pub fn open(config: Config, passphrase: Zeroizing<String>) -> anyhow::Result<Aut
         data_key,
         passphrase,
         responder_key,
+        clock: clock.clone(),
         cas,
         root_id: ROOT_ID.into(),
         profiles,
@@ -453,6 +463,7 @@ pub fn open_ocsp_only(config: Config, passphrase: Zeroizing<String>) -> anyhow::
         data_key,
         passphrase,
         responder_key,
+        clock: Arc::new(SystemClock),
         cas: BTreeMap::new(),
         root_id: ROOT_ID.into(),
         profiles: BTreeMap::new(),

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ca_core::ca::CertificateAuthority;
-use ca_core::clock::{Clock, SystemClock};
+use ca_core::clock::Clock;
 use ca_core::key::SoftwareKey;
 use ca_core::profile::Profile;
 use ca_core::signature_memo::SignatureMemo;
@@ -86,6 +86,8 @@ pub struct Parts {
     pub passphrase: Zeroizing<String>,
     /// Seals the OCSP responders' keys.
     pub responder_key: DataKey,
+    /// The clock every service reads (the system's; a test's `ManualClock`).
+    pub clock: Arc<dyn Clock>,
     /// Every CA, by id.
     pub cas: BTreeMap<String, CertificateAuthority>,
     /// The root's id.
@@ -104,7 +106,7 @@ impl Authority {
     /// Builds the service from its parts and makes sure every issuing CA has a current OCSP
     /// responder and a published CRL.
     pub fn assemble(parts: Parts) -> Result<Authority, ServiceError> {
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let clock = parts.clock;
         let metrics = Arc::new(Metrics::default());
         let shared_config = Arc::new(parts.config.clone());
         let certificates = Arc::new(CaCertificates::new(parts.root_id, parts.ca_certificates));

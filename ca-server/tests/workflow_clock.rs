@@ -1,0 +1,200 @@
+//! The workflow in-process, on a clock the test moves: an approval request expires after its
+//! profile's wait, a new account's cooling-off ends a day after it enrols, and the CRL is
+//! republished at half its validity — each by advancing a `ManualClock`, never by sleeping.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use ca_core::approval::Verdict;
+use ca_core::clock::{Clock, ManualClock};
+use ca_core::key::{KeyAlgorithm, SoftwareKey};
+use ca_core::name::{build_name, AttributeKind};
+use ca_core::time::UnixTime;
+use ca_core::totp::TotpSecret;
+use ca_server::accounts::Caller;
+use ca_server::api::{DecisionRequest, EnrolRequest, LoginRequest, SubmitRequest};
+use ca_server::bootstrap;
+use ca_server::config::Config;
+use ca_server::ra::{Authority, Submitted};
+use zeroize::Zeroizing;
+
+const PASSPHRASE: &str = "a passphrase for this test";
+
+struct Instance {
+    _dir: tempfile::TempDir,
+    config: Config,
+    authority: Authority,
+    clock: Arc<ManualClock>,
+}
+
+fn instance() -> Instance {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        data_dir: dir.path().join("data"),
+        policies_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies"),
+        ..Config::default()
+    };
+    bootstrap::init(&config, PASSPHRASE).unwrap();
+    let clock = Arc::new(ManualClock::at(UnixTime::now()));
+    let authority = bootstrap::open_with_clock(
+        config.clone(),
+        Zeroizing::new(PASSPHRASE.into()),
+        clock.clone(),
+    )
+    .unwrap();
+    Instance {
+        _dir: dir,
+        config,
+        authority,
+        clock,
+    }
+}
+
+impl Instance {
+    /// An account made on the server, enrolled and signed in: its caller and TOTP secret.
+    fn person(&self, name: &str, role: &str) -> (Caller, TotpSecret) {
+        let made = ca_server::accounts::local::add_user_locally(
+            &self.config,
+            PASSPHRASE,
+            name,
+            &[role.to_string()],
+            (None, None),
+        )
+        .unwrap();
+        let enrolled = self
+            .authority
+            .accounts
+            .enrol(&EnrolRequest {
+                username: name.into(),
+                code: made.code,
+                new_password: "a password of their own".into(),
+            })
+            .unwrap();
+        let secret = enrolled
+            .totp_uri
+            .split("secret=")
+            .nth(1)
+            .and_then(|s| s.split('&').next())
+            .unwrap()
+            .to_string();
+        let secret = TotpSecret::from_base32(&secret).unwrap();
+        let login = self
+            .authority
+            .accounts
+            .login(&LoginRequest {
+                username: name.into(),
+                password: "a password of their own".into(),
+                totp: self.code(&secret),
+            })
+            .unwrap();
+        let caller = self.authority.accounts.authenticate(&login.token).unwrap();
+        (caller, secret)
+    }
+
+    fn code(&self, secret: &TotpSecret) -> String {
+        secret.code_at_step(self.clock.now().as_secs() / 30)
+    }
+
+    /// A staff certificate request (one security officer approves), pending.
+    fn staff_request(&self, requester: &Caller) -> String {
+        let (key, _) = SoftwareKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let subject = build_name(&[
+            (AttributeKind::CN, "Hanako Test".into()),
+            (AttributeKind::SerialNumber, "EMP-0001".into()),
+        ])
+        .unwrap();
+        let email = x509_cert::ext::pkix::name::GeneralName::Rfc822Name(
+            der::asn1::Ia5String::new("hanako@hospital.example").unwrap(),
+        );
+        let der = ca_core::csr::build_csr(&subject, vec![email], &key).unwrap();
+        let pem =
+            der::pem::encode_string("CERTIFICATE REQUEST", der::pem::LineEnding::LF, &der).unwrap();
+        match self
+            .authority
+            .submit(
+                requester,
+                SubmitRequest {
+                    profile: "staff".into(),
+                    csr: pem,
+                    justification: "new nurse".into(),
+                    work_order: None,
+                    not_before: None,
+                    not_after: None,
+                },
+            )
+            .unwrap()
+        {
+            Submitted::Stored(view) => {
+                assert_eq!(view.status, "pending");
+                view.id
+            }
+            other => panic!("a staff request waits for approval: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_request_expires_after_its_profiles_wait() {
+    let i = instance();
+    let (hr, _) = i.person("hr-desk", "staff-requester");
+    let id = i.staff_request(&hr);
+    // The staff profile waits 72 h for its approval.
+    i.clock.advance(72 * 3600 - 60);
+    i.authority.expire_requests().unwrap();
+    assert_eq!(i.authority.get_request(&hr, &id).unwrap().status, "pending");
+    i.clock.advance(120);
+    i.authority.expire_requests().unwrap();
+    assert_eq!(i.authority.get_request(&hr, &id).unwrap().status, "expired");
+}
+
+#[test]
+fn a_new_officer_approves_once_the_cooling_off_day_has_passed() {
+    let i = instance();
+    let (hr, _) = i.person("hr-desk", "staff-requester");
+    let (officer, secret) = i.person("akira", "security-officer");
+    let id = i.staff_request(&hr);
+    let approve = |i: &Instance| {
+        i.authority.decide(
+            &officer,
+            &id,
+            Verdict::Approve,
+            &DecisionRequest {
+                totp: i.code(&secret),
+                comment: String::new(),
+            },
+        )
+    };
+    let refused = approve(&i).unwrap_err();
+    assert!(
+        refused.to_string().contains("approval_cooling_off_secs"),
+        "{refused}"
+    );
+    // A day later (the caller stays as resolved; sessions are the accounts tests' concern).
+    i.clock.advance(i.config.approval_cooling_off_secs + 30);
+    let view = approve(&i).unwrap();
+    assert_eq!(view.status, "issued", "{view:?}");
+}
+
+#[test]
+fn the_crl_is_republished_at_half_its_validity() {
+    let i = instance();
+    let first = i.authority.crls.crl("issuing").unwrap();
+    let half = i.config.crl_validity_secs / 2;
+    i.clock.advance(half - 60);
+    i.authority.maintain().unwrap();
+    assert_eq!(
+        i.authority.crls.crl("issuing").unwrap().number,
+        first.number
+    );
+    i.clock.advance(120);
+    i.authority.maintain().unwrap();
+    let next = i.authority.crls.crl("issuing").unwrap();
+    assert!(next.number > first.number);
+    assert_eq!(next.this_update, i.clock.now().as_secs() as i64);
+    assert_eq!(
+        next.next_update,
+        next.this_update + i.config.crl_validity_secs as i64
+    );
+}
