@@ -68,6 +68,16 @@ impl TotpSecret {
         ))
     }
 
+    /// The secret an [`TotpSecret::otpauth_uri`] carries (its `secret=` parameter), for the
+    /// tools and tests that read one back.
+    pub fn from_otpauth_uri(uri: &str) -> Option<Self> {
+        let query = uri.split_once('?')?.1;
+        let value = query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("secret="))?;
+        Self::from_base32(value)
+    }
+
     /// The code for time step `step`.
     pub fn code_at_step(&self, step: u64) -> String {
         let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &self.0);
@@ -212,5 +222,10 @@ mod tests {
         assert!(uri.starts_with("otpauth://totp/Mamori:alice%40hospital?secret="));
         assert!(uri.ends_with("&issuer=Mamori&algorithm=SHA1&digits=6&period=30"));
         assert!(TotpSecret::from_base32("!!").is_none());
+        assert_eq!(
+            TotpSecret::from_otpauth_uri(&uri).unwrap().as_bytes(),
+            secret.as_bytes()
+        );
+        assert!(TotpSecret::from_otpauth_uri("otpauth://totp/x?issuer=y").is_none());
     }
 }

@@ -560,18 +560,14 @@ fn dev_account(
         roles,
         (None, None),
     )?;
-    let secret = enrolment
-        .totp_uri
-        .split("secret=")
-        .nth(1)
-        .and_then(|s| s.split('&').next())
-        .unwrap_or_default()
-        .to_string();
+    let secret = ca_core::totp::TotpSecret::from_otpauth_uri(&enrolment.totp_uri)
+        .context("the new account's TOTP URI carries no secret")?
+        .to_base32();
     let body = json!({
         "username": name,
         "password": password,
         "totp_uri": enrolment.totp_uri,
-        "totp_secret": secret,
+        "totp_secret": secret.as_str(),
         "api_url": format!("https://{}", config.api_addr),
         "public_url": config.public_base(),
         "root_ca": config.data_dir.join("root-ca.pem").display().to_string(),

@@ -72,14 +72,7 @@ impl Instance {
                 new_password: "a password of their own".into(),
             })
             .unwrap();
-        let secret = enrolled
-            .totp_uri
-            .split("secret=")
-            .nth(1)
-            .and_then(|s| s.split('&').next())
-            .unwrap()
-            .to_string();
-        let secret = TotpSecret::from_base32(&secret).unwrap();
+        let secret = TotpSecret::from_otpauth_uri(&enrolled.totp_uri).unwrap();
         let login = self
             .authority
             .accounts

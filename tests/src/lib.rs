@@ -613,15 +613,7 @@ fn wait_ready(mut child: Child, public_url: &str, dir: &Path, admin_file: Option
 
 /// The TOTP secret in an enrolment answer (`totp_uri`, as user creation and TOTP reset give it).
 pub fn totp_secret_of(enrolment: &Value) -> TotpSecret {
-    let uri = enrolment["totp_uri"].as_str().unwrap();
-    let secret = uri
-        .split("secret=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap();
-    TotpSecret::from_base32(secret).unwrap()
+    TotpSecret::from_otpauth_uri(enrolment["totp_uri"].as_str().unwrap()).unwrap()
 }
 
 /// A P-256 key and a PEM CSR with the given subject and SANs.

@@ -114,26 +114,15 @@ pub fn enrolling_user_row(
     registered: (Option<String>, Option<String>),
     now: i64,
 ) -> Result<UserRow, ServiceError> {
-    let (organization, email_domain) = crate::accounts::registered_fields(registered)?;
-    let secret = TotpSecret::generate().map_err(|e| ServiceError::Internal(e.to_string()))?;
-    Ok(UserRow {
-        id: crate::store::ids::new_id("u")?,
-        username: username.into(),
-        password_hash: unusable_password_hash()?,
-        totp_secret_enc: data_key.seal(secret.as_bytes())?,
-        roles: crate::accounts::roles_text(roles),
-        disabled: false,
-        failed_logins: 0,
-        locked_until: None,
-        last_totp_step: 0,
-        created_at: now,
-        step_up_failures: 0,
-        step_up_locked_at: None,
-        organization,
-        email_domain,
-        must_change_password: false,
-        credentials_set_at: now,
-    })
+    let (row, _) = super::users::user_row(
+        data_key,
+        username,
+        unusable_password_hash()?,
+        roles,
+        registered,
+        now,
+    )?;
+    Ok(row)
 }
 
 impl Accounts {

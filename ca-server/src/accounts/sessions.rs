@@ -301,18 +301,11 @@ mod tests {
                 (None, None),
             )
             .unwrap();
-        let secret = enrolment
-            .totp_uri
-            .split("secret=")
-            .nth(1)
-            .and_then(|s| s.split('&').next())
-            .unwrap()
-            .to_string();
         (
             dir,
             accounts,
             clock,
-            TotpSecret::from_base32(&secret).unwrap(),
+            TotpSecret::from_otpauth_uri(&enrolment.totp_uri).unwrap(),
         )
     }
 

@@ -86,7 +86,7 @@ impl Accounts {
         outcome
     }
 
-    pub(super) fn count_step_up_failure(
+    fn count_step_up_failure(
         &self,
         caller: &Caller,
         action: &str,
@@ -148,7 +148,7 @@ impl Accounts {
         Ok(())
     }
 
-    pub(super) fn record_refusal(
+    fn record_refusal(
         &self,
         caller: &Caller,
         action: &str,
@@ -183,7 +183,7 @@ impl Accounts {
         self.guarded(caller, "user.unlock", username, outcome)
     }
 
-    pub(super) fn unlock_user_inner(
+    fn unlock_user_inner(
         &self,
         caller: &Caller,
         username: &str,

@@ -10,11 +10,45 @@ use super::credentials as auth;
 use super::{parse_roles, roles_text, Accounts, Caller};
 use crate::api::*;
 use crate::error::ServiceError;
+use crate::secrets::DataKey;
 use crate::store::audit_log;
 use crate::store::ids::new_id;
 use crate::store::models::*;
 use crate::store::schema::*;
 use crate::store::DbConnection;
+
+/// A new account's row, nothing failed or locked yet, with a fresh TOTP secret (returned, and
+/// stored sealed under `data_key`); its credentials count as set `now`.
+pub(crate) fn user_row(
+    data_key: &DataKey,
+    username: &str,
+    password_hash: String,
+    roles: &[Role],
+    registered: (Option<String>, Option<String>),
+    now: i64,
+) -> Result<(UserRow, TotpSecret), ServiceError> {
+    let (organization, email_domain) = crate::accounts::registered_fields(registered)?;
+    let secret = TotpSecret::generate().map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let row = UserRow {
+        id: new_id("u")?,
+        username: username.into(),
+        password_hash,
+        totp_secret_enc: data_key.seal(secret.as_bytes())?,
+        roles: roles_text(roles),
+        disabled: false,
+        failed_logins: 0,
+        locked_until: None,
+        last_totp_step: 0,
+        created_at: now,
+        step_up_failures: 0,
+        step_up_locked_at: None,
+        organization,
+        email_domain,
+        must_change_password: false,
+        credentials_set_at: now,
+    };
+    Ok((row, secret))
+}
 
 impl Accounts {
     pub(crate) fn user_by_name(
@@ -82,36 +116,23 @@ impl Accounts {
         registered: (Option<String>, Option<String>),
     ) -> Result<TotpEnrolment, ServiceError> {
         auth::check_username(username).map_err(ServiceError::Invalid)?;
-        let (organization, email_domain) = crate::accounts::registered_fields(registered)?;
         auth::check_password_policy(password).map_err(ServiceError::Invalid)?;
         if roles.is_empty() {
             return Err(ServiceError::Invalid(
                 "a user needs at least one role".into(),
             ));
         }
-        let hash = auth::hash_password(password)?;
-        let secret = TotpSecret::generate().map_err(|e| ServiceError::Internal(e.to_string()))?;
-        let sealed = self.data_key.seal(secret.as_bytes())?;
         let now = self.now().as_secs() as i64;
-        let row = UserRow {
-            id: new_id("u")?,
-            username: username.to_string(),
-            password_hash: hash,
-            totp_secret_enc: sealed,
-            roles: roles_text(roles),
-            disabled: false,
-            failed_logins: 0,
-            locked_until: None,
-            last_totp_step: 0,
-            created_at: now,
-            step_up_failures: 0,
-            step_up_locked_at: None,
-            organization,
-            email_domain,
-            must_change_password: false,
-            // A trial account made at start-up is nobody's sock puppet: no cooling-off.
-            credentials_set_at: 0,
-        };
+        let (mut row, secret) = user_row(
+            &self.data_key,
+            username,
+            auth::hash_password(password)?,
+            roles,
+            registered,
+            now,
+        )?;
+        // A trial account made at start-up is nobody's sock puppet: no cooling-off.
+        row.credentials_set_at = 0;
         crate::store::write_transaction::<_, ServiceError, _>(&mut *conn, |conn| {
             if self.user_by_name(conn, username)?.is_some() {
                 return Err(ServiceError::Conflict(format!(
@@ -171,7 +192,7 @@ impl Accounts {
         self.guarded(caller, "user.disable", username, outcome)
     }
 
-    pub(super) fn disable_user_inner(
+    fn disable_user_inner(
         &self,
         caller: &Caller,
         username: &str,

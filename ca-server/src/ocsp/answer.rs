@@ -85,7 +85,7 @@ impl OcspService {
     /// for another hash the same response under that CertID, signed on the first request and
     /// kept with the entry. `None` when the responder key that signed `entry` is no longer the
     /// current one (the caller then signs afresh).
-    pub(super) fn answer_from(
+    fn answer_from(
         &self,
         index: usize,
         entry: &CachedResponse,
@@ -209,7 +209,7 @@ impl OcspService {
 
     /// Signs a fresh response for every CertID in `parsed` (nonce echoed when `nonce`). With
     /// `memory_only`, `None` when a status is not held in memory (the database is not asked).
-    pub(super) fn ocsp_fresh(
+    fn ocsp_fresh(
         &self,
         ca_id: &str,
         parsed: &ocsp::ParsedRequest,

@@ -157,15 +157,15 @@ impl OcspService {
         Ok(())
     }
 
-    pub(super) fn conn(&self) -> Result<Conn, ServiceError> {
+    fn conn(&self) -> Result<Conn, ServiceError> {
         Ok(self.pool.get()?)
     }
 
-    pub(super) fn now(&self) -> UnixTime {
+    fn now(&self) -> UnixTime {
         self.clock.now()
     }
 
-    pub(super) fn ca_index(&self, ca_id: &str) -> Option<u16> {
+    fn ca_index(&self, ca_id: &str) -> Option<u16> {
         self.issuer_hashes
             .iter()
             .position(|(id, _)| id == ca_id)
@@ -201,13 +201,13 @@ impl OcspService {
         })
     }
 
-    pub(super) fn cached(&self, ca_id: &str, serial: &str) -> Option<Arc<CachedResponse>> {
+    fn cached(&self, ca_id: &str, serial: &str) -> Option<Arc<CachedResponse>> {
         let index = self.ca_index(ca_id)?;
         let key = serial_key(parse_serial_hex(serial)?.as_bytes())?;
         self.ocsp_cache.map.read().ok()?.get(&(index, key)).cloned()
     }
 
-    pub(super) fn responder(&self, ca_id: &str) -> Result<Arc<Responder>, ServiceError> {
+    fn responder(&self, ca_id: &str) -> Result<Arc<Responder>, ServiceError> {
         self.responders
             .read()
             .ok()

@@ -31,7 +31,7 @@ impl OcspService {
     /// the safety net (a failed pre-signature, rows added by other means); a sweep keeps each
     /// upkeep's cost bounded where a query over the whole table read every certificate of a
     /// large CA at every maintenance interval.
-    pub(super) fn missing_responses(
+    fn missing_responses(
         &self,
         conn: &mut DbConnection,
         now: i64,
@@ -234,7 +234,7 @@ impl OcspService {
     }
 
     /// Caches a polled row unless the cache holds a newer response or this very one.
-    pub(super) fn take_polled(&self, row: &OcspResponseRow) {
+    fn take_polled(&self, row: &OcspResponseRow) {
         if let Some(current) = self.cached(&row.ca_id, &row.serial) {
             // Newer than the row, or the row itself (this instance stored and cached it, or an
             // earlier poll's overlap loaded it): nothing to decode.

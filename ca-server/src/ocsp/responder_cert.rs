@@ -76,7 +76,7 @@ pub struct Responder {
 }
 
 impl OcspService {
-    pub(super) fn responder_from_row(&self, row: &ResponderRow) -> Result<Responder, ServiceError> {
+    fn responder_from_row(&self, row: &ResponderRow) -> Result<Responder, ServiceError> {
         let sealed = row
             .key_pem
             .strip_prefix(SEALED)
@@ -155,7 +155,7 @@ impl OcspService {
         Ok(())
     }
 
-    pub(super) fn issue_responder(
+    fn issue_responder(
         &self,
         conn: &mut DbConnection,
         ca: &CertificateAuthority,

@@ -30,7 +30,7 @@ impl Authority {
             .load(conn)?)
     }
 
-    pub(super) fn core_decisions(rows: &[(DecisionRow, String)]) -> Vec<Decision> {
+    fn core_decisions(rows: &[(DecisionRow, String)]) -> Vec<Decision> {
         rows.iter()
             .map(|(d, _)| Decision {
                 approver: UserId(d.approver_id.clone()),
@@ -63,7 +63,7 @@ impl Authority {
         self.accounts.guarded(caller, action, request_id, outcome)
     }
 
-    pub(super) fn decide_inner(
+    fn decide_inner(
         &self,
         caller: &Caller,
         request_id: &str,

@@ -123,7 +123,7 @@ impl Authority {
         })?);
         let crls = Arc::new(CrlService::new(
             parts.pool.clone(),
-            shared_config,
+            shared_config.clone(),
             clock.clone(),
         ));
         let audit_key = if parts.ocsp_only {
@@ -141,7 +141,7 @@ impl Authority {
         );
         let accounts = Arc::new(Accounts::new(AccountsParts {
             pool: parts.pool.clone(),
-            config: Arc::new(parts.config.clone()),
+            config: shared_config,
             metrics: metrics.clone(),
             clock: clock.clone(),
             data_key: parts.data_key,
@@ -179,7 +179,7 @@ impl Authority {
     /// OCSP responses to the first periodic run, which starts at once: a responder with a backlog
     /// of thousands serves from the database (cache misses are signed on demand) instead of
     /// staying unready until the backlog is signed.
-    pub(super) fn upkeep(&self, sign_responses: bool) -> Result<(), ServiceError> {
+    fn upkeep(&self, sign_responses: bool) -> Result<(), ServiceError> {
         if self.ocsp_only {
             return self.ocsp.maintain_only(sign_responses);
         }
@@ -253,11 +253,6 @@ impl Authority {
                     .collect(),
             })
             .collect()
-    }
-
-    /// A CA certificate's DER by id.
-    pub fn ca_certificate_der(&self, id: &str) -> Option<&[u8]> {
-        self.issuers.certificates().der(id)
     }
 
     /// The chain from `id` up to the root, leaf-most first.

@@ -37,7 +37,7 @@ impl Authority {
         self.accounts.guarded(caller, action, &target, outcome)
     }
 
-    pub(super) fn change_status_inner(
+    fn change_status_inner(
         &self,
         caller: &Caller,
         ca: &str,

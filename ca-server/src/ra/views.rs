@@ -24,7 +24,7 @@ impl Authority {
 
     /// [`Authority::request_view`] with the account names its review compares against read
     /// once by the caller (a list reads them once, not once per request).
-    pub(super) fn request_view_among(
+    fn request_view_among(
         &self,
         conn: &mut DbConnection,
         request_id: &str,
