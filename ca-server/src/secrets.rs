@@ -112,12 +112,7 @@ impl std::fmt::Debug for DataKey {
 impl DataKey {
     /// Derives the key from the passphrase and a stored salt (scrypt N=2^15, r=8, p=1).
     pub fn derive(passphrase: &str, salt: &[u8]) -> Result<Self, SecretError> {
-        let mut key = Zeroizing::new([0u8; 32]);
-        let scrypt_params = scrypt_params()?;
-        scrypt_derive(passphrase.as_bytes(), salt, &scrypt_params, key.as_mut())?;
-        let unbound =
-            UnboundKey::new(&AES_256_GCM, key.as_ref()).map_err(|_| SecretError::Random)?;
-        Ok(DataKey(LessSafeKey::new(unbound)))
+        Ok(Self::derive_with_responder_key(passphrase, salt)?.0)
     }
 
     /// The data key and, derived from the same scrypt output with HKDF-SHA256, the key that

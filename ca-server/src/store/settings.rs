@@ -31,13 +31,7 @@ pub fn put_setting(conn: &mut DbConnection, name: &str, value: &str) -> QueryRes
 /// Derives the data key from the passphrase and proves the passphrase right against the stored
 /// check value, so a wrong passphrase is reported as such.
 pub fn unlock(conn: &mut DbConnection, passphrase: &str) -> anyhow::Result<DataKey> {
-    let salt = setting(conn, "kdf_salt")?
-        .context("this database is not initialized: run `ca-server init` first")?;
-    let salt = hex::decode(salt).context("damaged kdf_salt setting")?;
-    let data_key = DataKey::derive(passphrase, &salt)?;
-    let check = hex::decode(setting(conn, "key_check")?.unwrap_or_default()).unwrap_or_default();
-    data_key.open(&check).context("wrong CA passphrase")?;
-    Ok(data_key)
+    Ok(unlock_with_responder_key(conn, passphrase)?.0)
 }
 
 /// As [`unlock`], with the key that seals the OCSP responders' private keys
