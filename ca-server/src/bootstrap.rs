@@ -30,6 +30,7 @@ use crate::store::audit_log;
 use crate::store::models::*;
 use crate::store::schema::*;
 use crate::store::settings::{put_setting, setting, unlock};
+use crate::store::status::CertificateStatus;
 use crate::store::{self, DbConnection, DbPool};
 
 /// The root CA's id.
@@ -303,7 +304,7 @@ pub fn init(config: &Config, passphrase: &str) -> anyhow::Result<()> {
                 der: Some(issuing.certificate_der().to_vec()),
                 not_before: issuing.not_before().as_secs() as i64,
                 not_after: issuing.not_after().as_secs() as i64,
-                status: "valid".into(),
+                status: CertificateStatus::Valid.as_str().into(),
                 revoked_at: None,
                 revocation_reason: None,
                 invalidity_date: None,

@@ -18,6 +18,7 @@ use ca_server::api::{DecisionRequest, EnrolRequest, LoginRequest, SubmitRequest}
 use ca_server::bootstrap;
 use ca_server::config::Config;
 use ca_server::ra::{Authority, Submitted};
+use ca_server::store::ids::RequestId;
 use zeroize::Zeroizing;
 
 const PASSPHRASE: &str = "a passphrase for this test";
@@ -132,7 +133,7 @@ impl Instance {
 fn a_request_expires_after_its_profiles_wait() {
     let i = instance();
     let (hr, _) = i.person("hr-desk", "staff-requester");
-    let id = i.staff_request(&hr);
+    let id = RequestId::parse(&i.staff_request(&hr)).unwrap();
     // The staff profile waits 72 h for its approval.
     i.clock.advance(72 * 3600 - 60);
     i.authority.expire_requests().unwrap();
@@ -147,7 +148,7 @@ fn a_new_officer_approves_once_the_cooling_off_day_has_passed() {
     let i = instance();
     let (hr, _) = i.person("hr-desk", "staff-requester");
     let (officer, secret) = i.person("akira", "security-officer");
-    let id = i.staff_request(&hr);
+    let id = RequestId::parse(&i.staff_request(&hr)).unwrap();
     let approve = |i: &Instance| {
         i.authority.decide(
             &officer,

@@ -124,7 +124,8 @@ impl Accounts {
         Ok(self.pool.get()?)
     }
 
-    fn now(&self) -> UnixTime {
+    /// The current time on the injected clock.
+    pub fn now(&self) -> UnixTime {
         self.clock.now()
     }
 

@@ -158,31 +158,46 @@ impl Accounts {
         outcome
     }
 
-    /// Resolves a bearer token; refreshes its idle timer. A session confirmed in the database
-    /// less than a second ago is taken from [`crate::accounts::session_cache`] (its expiry still checked).
+    /// Activity is recorded in steps of a thirtieth of the idle timeout (at most a minute),
+    /// through the group-commit writer: a session in use writes about once a minute, not once a
+    /// second with a write transaction of its own that, on SQLite, waited for the writer's lock
+    /// while every other call of that second did the same.
+    fn activity_step(&self) -> i64 {
+        (self.config.session_idle_secs / 30).min(60) as i64
+    }
+
+    /// The caller a bearer token names if [`crate::accounts::session_cache`] confirmed it in the
+    /// database less than a second ago and it has neither expired nor is due to have its activity
+    /// recorded; `None` sends the caller to [`Self::authenticate`]. Touches no database, so the
+    /// API's extractor runs it on the event loop.
+    pub fn authenticate_cached(&self, token: &str) -> Option<Caller> {
+        if token.len() != 43 {
+            return None;
+        }
+        let now_ms = self.clock.now_ms();
+        let now = (now_ms / 1000) as i64;
+        let cached = self.sessions.get(&auth::token_hash(token), now_ms)?;
+        let idle = self.config.session_idle_secs as i64;
+        (cached.expires_at > now
+            && cached.last_seen + idle > now
+            && now <= cached.last_seen + self.activity_step())
+        .then_some(cached.caller)
+    }
+
+    /// Resolves a bearer token; refreshes its idle timer. Answers from the cache when
+    /// [`Self::authenticate_cached`] can.
     pub fn authenticate(&self, token: &str) -> Result<Caller, ServiceError> {
         if token.len() != 43 {
             return Err(ServiceError::Unauthenticated);
         }
+        if let Some(caller) = self.authenticate_cached(token) {
+            return Ok(caller);
+        }
         let hash = auth::token_hash(token);
         let now_ms = self.clock.now_ms();
         let now = (now_ms / 1000) as i64;
-        // Activity is recorded in steps of a thirtieth of the idle timeout (at most a minute),
-        // through the group-commit writer: a session in use writes about once a minute, not
-        // once a second with a write transaction of its own that, on SQLite, waited for the
-        // writer's lock while every other call of that second did the same.
-        let step = (self.config.session_idle_secs / 30).min(60) as i64;
+        let step = self.activity_step();
         let idle = self.config.session_idle_secs as i64;
-        // A session that expired since it was read, or whose activity is due to be recorded,
-        // goes the database path below (which deletes an expired one).
-        if let Some(cached) = self.sessions.get(&hash, now_ms) {
-            if cached.expires_at > now
-                && cached.last_seen + idle > now
-                && now <= cached.last_seen + step
-            {
-                return Ok(cached.caller);
-            }
-        }
         let generation = self.sessions.generation();
         let mut conn = self.conn()?;
         // The primary key finds at most one row; `load`, not `first`, because SQLite re-prepares

@@ -15,6 +15,7 @@ use crate::store::audit_log;
 use crate::store::ids::new_id;
 use crate::store::models::*;
 use crate::store::schema::*;
+use crate::store::status::RequestStatus;
 use crate::store::DbConnection;
 
 /// A new account's row, nothing failed or locked yet, with a fresh TOTP secret (returned, and
@@ -223,12 +224,12 @@ impl Accounts {
             // certificate from a request officers approve later.
             let pending: Vec<String> = requests::table
                 .filter(requests::requester_id.eq(&user.id))
-                .filter(requests::status.eq("pending"))
+                .filter(requests::status.eq(RequestStatus::Pending.as_str()))
                 .select(requests::id)
                 .load(conn)?;
             diesel::update(requests::table.filter(requests::id.eq_any(&pending)))
                 .set((
-                    requests::status.eq("cancelled"),
+                    requests::status.eq(RequestStatus::Cancelled.as_str()),
                     requests::updated_at.eq(now as i64),
                 ))
                 .execute(conn)?;

@@ -13,6 +13,7 @@ use diesel::prelude::*;
 use crate::error::ServiceError;
 use crate::store::models::CertificateRow;
 use crate::store::schema::certificates;
+use crate::store::status::CertificateStatus;
 use crate::store::DbConnection;
 
 /// Reserves the serial and TBS, then signs. Returns the certificate and its serial (hex).
@@ -63,7 +64,7 @@ pub fn reservation(
         der: None,
         not_before: prepared.not_before().as_secs() as i64,
         not_after: prepared.not_after().as_secs() as i64,
-        status: "reserved".into(),
+        status: CertificateStatus::Reserved.as_str().into(),
         revoked_at: None,
         revocation_reason: None,
         invalidity_date: None,
@@ -93,7 +94,7 @@ pub fn mark_issued(
             certificates::der.eq(Some(der)),
             // The certificate holds its TBS; the reserved copy has served its purpose.
             certificates::tbs_der.eq(Vec::<u8>::new()),
-            certificates::status.eq("valid"),
+            certificates::status.eq(CertificateStatus::Valid.as_str()),
         ))
         .execute(conn)
 }

@@ -17,6 +17,7 @@ use crate::error::ServiceError;
 use crate::store::audit_log;
 use crate::store::models::PublishedCrlRow;
 use crate::store::schema::*;
+use crate::store::status::CertificateStatus;
 use crate::store::DbConnection;
 
 /// How often a publication that lost a race with another instance is retried.
@@ -207,7 +208,10 @@ impl Publisher<'_> {
         let mut after = String::new();
         loop {
             let rows: Vec<Revoked> = scope_query(ca_id, partition)
-                .filter(certificates::status.eq_any(["revoked", "hold"]))
+                .filter(certificates::status.eq_any([
+                    CertificateStatus::Revoked.as_str(),
+                    CertificateStatus::Hold.as_str(),
+                ]))
                 .filter(certificates::serial.gt(after.clone()))
                 .filter(certificates::not_after.gt(now))
                 .order(certificates::serial.asc())

@@ -11,6 +11,7 @@ use crate::error::ServiceError;
 use crate::store::audit_log;
 use crate::store::models::PublishedCrlRow;
 use crate::store::schema::*;
+use crate::store::status::CertificateStatus;
 use crate::store::DbConnection;
 
 /// How far before a CRL's thisUpdate the next one looks for status changes, so that a change
@@ -63,7 +64,11 @@ pub(super) fn changes_since(
 ) -> QueryResult<Vec<Revoked>> {
     scope_query(ca_id, partition)
         .filter(certificates::status_changed_ms.ge(since_ms))
-        .filter(certificates::status.eq_any(["revoked", "hold", "valid"]))
+        .filter(certificates::status.eq_any([
+            CertificateStatus::Revoked.as_str(),
+            CertificateStatus::Hold.as_str(),
+            CertificateStatus::Valid.as_str(),
+        ]))
         .select(Revoked::as_select())
         .load(conn)
 }
@@ -71,7 +76,9 @@ pub(super) fn changes_since(
 impl Revoked {
     /// The CRL entry for this row at `now`: revoked or held and unexpired.
     pub(super) fn entry(&self, now: i64) -> Option<RevokedEntry> {
-        if !matches!(self.status.as_str(), "revoked" | "hold") || self.not_after <= now {
+        if !CertificateStatus::parse(&self.status).is_some_and(CertificateStatus::is_revoked)
+            || self.not_after <= now
+        {
             return None;
         }
         Some(RevokedEntry {
@@ -88,7 +95,7 @@ impl Revoked {
 
     /// The delta CRL entry: as [`Revoked::entry`], or removeFromCRL for a release.
     pub(super) fn delta_entry(&self, now: i64) -> Option<RevokedEntry> {
-        if self.status == "valid" {
+        if CertificateStatus::parse(&self.status) == Some(CertificateStatus::Valid) {
             return Some(RevokedEntry {
                 serial: parse_serial_hex(&self.serial)?,
                 revoked_at: UnixTime((self.changed_ms / 1000).max(0) as u64),

@@ -1,86 +1,29 @@
-//! Thin API handlers: extract, authenticate, call the authority on the blocking pool, map to JSON.
+//! Thin API handlers: extract (the caller through [`SignedIn`]), call the RA or the accounts
+//! service on the blocking pool, map to JSON.
 
-use std::sync::Arc;
-
-use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use ca_core::approval::Verdict;
 use ca_core::crl::RevocationReason;
 use ca_core::time::UnixTime;
 use serde::Deserialize;
 
+use super::caller::{bearer, blocking, SignedIn, SignedInAny, State};
 use crate::accounts::changes::ChangeKind;
-use crate::accounts::Caller;
 use crate::api::*;
 use crate::error::ServiceError;
-use crate::ra::{Authority, StatusChange, Submitted};
-
-type State = web::Data<Arc<Authority>>;
-
-fn bearer(request: &HttpRequest) -> Result<String, ServiceError> {
-    let value = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or(ServiceError::Unauthenticated)?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .ok_or(ServiceError::Unauthenticated)?
-        .trim();
-    Ok(token.to_string())
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
-) -> Result<T, ServiceError> {
-    web::block(f)
-        .await
-        .map_err(|e| ServiceError::Internal(e.to_string()))?
-}
-
-/// Runs `f` as the caller the bearer token names. A caller who must still change the password
-/// an admin set gets nothing but [`as_caller_any`]'s routes (who am I, log out, change it).
-async fn as_caller<T: Send + 'static>(
-    state: &State,
-    request: &HttpRequest,
-    f: impl FnOnce(&Authority, &Caller) -> Result<T, ServiceError> + Send + 'static,
-) -> Result<T, ServiceError> {
-    as_caller_any(state, request, move |authority, caller| {
-        if caller.must_change_password {
-            return Err(ServiceError::PasswordChangeRequired);
-        }
-        f(authority, caller)
-    })
-    .await
-}
-
-/// As [`as_caller`], also for a caller who must change their password first.
-async fn as_caller_any<T: Send + 'static>(
-    state: &State,
-    request: &HttpRequest,
-    f: impl FnOnce(&Authority, &Caller) -> Result<T, ServiceError> + Send + 'static,
-) -> Result<T, ServiceError> {
-    let token = bearer(request)?;
-    let authority = state.get_ref().clone();
-    blocking(move || {
-        let caller = authority.accounts.authenticate(&token)?;
-        f(&authority, &caller)
-    })
-    .await
-}
+use crate::ra::{StatusChange, Submitted};
+use crate::store::ids::{RequestId, Serial};
+use crate::store::status::{CertificateStatus, RequestStatus};
 
 /// `POST /api/v1/passwd`: changes the caller's own password (the current one is asked again).
 pub async fn change_password(
-    state: State,
-    request: HttpRequest,
+    who: SignedInAny,
     body: web::Json<PasswordChangeRequest>,
 ) -> Result<HttpResponse, ServiceError> {
     let body = body.into_inner();
     Ok(HttpResponse::Ok().json(
-        as_caller_any(&state, &request, move |a, c| {
-            a.accounts.change_password(c, &body)
-        })
-        .await?,
+        who.run(move |a, c| a.accounts.change_password(c, &body))
+            .await?,
     ))
 }
 
@@ -94,7 +37,7 @@ pub async fn login(
         state
             .accounts
             .login_limiter
-            .attempt(peer.ip(), ca_core::time::UnixTime::now().as_secs())
+            .attempt(peer.ip(), state.accounts.now().as_secs())
             .map_err(ServiceError::TooManyAttempts)?;
     }
     let authority = state.get_ref().clone();
@@ -103,15 +46,15 @@ pub async fn login(
 }
 
 /// `POST /api/v1/logout`.
-pub async fn logout(state: State, request: HttpRequest) -> Result<HttpResponse, ServiceError> {
+pub async fn logout(who: SignedInAny, request: HttpRequest) -> Result<HttpResponse, ServiceError> {
     let token = bearer(&request)?;
-    as_caller_any(&state, &request, move |a, c| a.accounts.logout(c, &token)).await?;
+    who.run(move |a, c| a.accounts.logout(c, &token)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// `GET /api/v1/me`.
-pub async fn me(state: State, request: HttpRequest) -> Result<HttpResponse, ServiceError> {
-    let caller = as_caller_any(&state, &request, |_, c| Ok(c.clone())).await?;
+pub async fn me(who: SignedInAny) -> Result<HttpResponse, ServiceError> {
+    let caller = who.caller;
     Ok(HttpResponse::Ok().json(UserView {
         username: caller.username,
         roles: caller.roles.iter().map(|r| r.to_string()).collect(),
@@ -125,87 +68,71 @@ pub async fn me(state: State, request: HttpRequest) -> Result<HttpResponse, Serv
 }
 
 /// `GET /api/v1/users`.
-pub async fn list_users(state: State, request: HttpRequest) -> Result<HttpResponse, ServiceError> {
-    Ok(
-        HttpResponse::Ok()
-            .json(as_caller(&state, &request, |a, c| a.accounts.list_users(c)).await?),
-    )
+pub async fn list_users(who: SignedIn) -> Result<HttpResponse, ServiceError> {
+    Ok(HttpResponse::Ok().json(who.run(|a, c| a.accounts.list_users(c)).await?))
 }
 
 /// `POST /api/v1/users`: asks for a new account (202: waiting for approval).
 pub async fn create_user(
-    state: State,
-    request: HttpRequest,
+    who: SignedIn,
     body: web::Json<CreateUserRequest>,
 ) -> Result<HttpResponse, ServiceError> {
     let body = body.into_inner();
     Ok(HttpResponse::Accepted().json(
-        as_caller(&state, &request, move |a, c| {
-            a.accounts.request_create_user(c, body)
-        })
-        .await?,
+        who.run(move |a, c| a.accounts.request_create_user(c, body))
+            .await?,
     ))
 }
 
 /// `PUT /api/v1/users/{username}/roles`: asks for a role change (202).
 pub async fn set_roles(
-    state: State,
-    request: HttpRequest,
+    who: SignedIn,
     path: web::Path<String>,
     body: web::Json<SetRolesRequest>,
 ) -> Result<HttpResponse, ServiceError> {
     let (name, body) = (path.into_inner(), body.into_inner());
     Ok(HttpResponse::Accepted().json(
-        as_caller(&state, &request, move |a, c| {
-            a.accounts.request_set_roles(c, &name, body)
-        })
-        .await?,
+        who.run(move |a, c| a.accounts.request_set_roles(c, &name, body))
+            .await?,
     ))
 }
 
 /// `POST /api/v1/users/{username}/disable` (immediate, with step-up).
 pub async fn disable_user(
-    state: State,
-    request: HttpRequest,
+    who: SignedIn,
     path: web::Path<String>,
     body: web::Json<StepUpRequest>,
 ) -> Result<HttpResponse, ServiceError> {
     let (name, body) = (path.into_inner(), body.into_inner());
     Ok(HttpResponse::Ok().json(
-        as_caller(&state, &request, move |a, c| {
-            a.accounts.disable_user(c, &name, &body)
-        })
-        .await?,
+        who.run(move |a, c| a.accounts.disable_user(c, &name, &body))
+            .await?,
     ))
 }
 
 /// `POST /api/v1/users/{username}/unlock`: lifts a step-up lock and a login lockout.
 pub async fn unlock_user(
-    state: State,
-    request: HttpRequest,
+    who: SignedIn,
     path: web::Path<String>,
     body: web::Json<StepUpRequest>,
 ) -> Result<HttpResponse, ServiceError> {
     let name = path.into_inner();
     let body = body.into_inner();
     Ok(HttpResponse::Ok().json(
-        as_caller(&state, &request, move |a, c| {
-            a.accounts.unlock_user(c, &name, &body)
-        })
-        .await?,
+        who.run(move |a, c| a.accounts.unlock_user(c, &name, &body))
+            .await?,
     ))
 }
 
 /// `POST /api/v1/users/{username}/reset`: asks for a new password and TOTP by enrolment (202).
 pub async fn reset_user(
-    state: State,
-    request: HttpRequest,
+    who: SignedIn,
     path: web::Path<String>,
     body: web::Json<StepUpRequest>,
 ) -> Result<HttpResponse, ServiceError> {
     let (name, body) = (path.into_inner(), body.into_inner());
     Ok(HttpResponse::Accepted().json(
-        as_caller(&state, &request, move |a, c| {
+        who.run(move |a, c| {
             a.accounts
                 .request_reset_or_enable(c, &name, ChangeKind::Reset, &body)
         })
@@ -215,14 +142,13 @@ pub async fn reset_user(
 
 /// `POST /api/v1/users/{username}/enable`: asks for a disabled account back (202).
 pub async fn enable_user(
-    state: State,
-    request: HttpRequest,
+    who: SignedIn,
     path: web::Path<String>,
     body: web::Json<StepUpRequest>,
 ) -> Result<HttpResponse, ServiceError> {
     let (name, body) = (path.into_inner(), body.into_inner());
     Ok(HttpResponse::Accepted().json(
-        as_caller(&state, &request, move |a, c| {
+        who.run(move |a, c| {
             a.accounts
                 .request_reset_or_enable(c, &name, ChangeKind::Enable, &body)
         })
@@ -232,80 +158,55 @@ pub async fn enable_user(
 
 /// `GET /api/v1/account-changes`.
 pub async fn list_account_changes(
-    state: State,
-    request: HttpRequest,
+    who: SignedIn,
     query: web::Query<AccountChangeQuery>,
 ) -> Result<HttpResponse, ServiceError> {
     let query = query.into_inner();
     Ok(HttpResponse::Ok().json(
-        as_caller(&state, &request, move |a, c| {
-            a.accounts.list_account_changes(c, &query)
-        })
-        .await?,
+        who.run(move |a, c| a.accounts.list_account_changes(c, &query))
+            .await?,
     ))
 }
 
 /// `GET /api/v1/account-changes/{id}`.
 pub async fn get_account_change(
-    state: State,
-    request: HttpRequest,
+    who: SignedIn,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ServiceError> {
     let id = path.into_inner();
     Ok(HttpResponse::Ok().json(
-        as_caller(&state, &request, move |a, c| {
-            a.accounts.get_account_change(c, &id)
-        })
-        .await?,
+        who.run(move |a, c| a.accounts.get_account_change(c, &id))
+            .await?,
     ))
 }
 
 /// `POST /api/v1/account-changes/{id}/approve`.
 pub async fn approve_account_change(
-    state: State,
-    request: HttpRequest,
+    who: SignedIn,
     path: web::Path<String>,
     body: web::Json<StepUpRequest>,
 ) -> Result<HttpResponse, ServiceError> {
-    decide_account_change(
-        state,
-        request,
-        path.into_inner(),
-        body.into_inner(),
-        Verdict::Approve,
-    )
-    .await
+    decide_account_change(who, path.into_inner(), body.into_inner(), Verdict::Approve).await
 }
 
 /// `POST /api/v1/account-changes/{id}/reject`.
 pub async fn reject_account_change(
-    state: State,
-    request: HttpRequest,
+    who: SignedIn,
     path: web::Path<String>,
     body: web::Json<StepUpRequest>,
 ) -> Result<HttpResponse, ServiceError> {
-    decide_account_change(
-        state,
-        request,
-        path.into_inner(),
-        body.into_inner(),
-        Verdict::Reject,
-    )
-    .await
+    decide_account_change(who, path.into_inner(), body.into_inner(), Verdict::Reject).await
 }
 
 async fn decide_account_change(
-    state: State,
-    request: HttpRequest,
+    who: SignedIn,
     id: String,
     body: StepUpRequest,
     verdict: Verdict,
 ) -> Result<HttpResponse, ServiceError> {
     Ok(HttpResponse::Ok().json(
-        as_caller(&state, &request, move |a, c| {
-            a.accounts.decide_account_change(c, &id, verdict, &body)
-        })
-        .await?,
+        who.run(move |a, c| a.accounts.decide_account_change(c, &id, verdict, &body))
+            .await?,
     ))
 }
 
@@ -319,7 +220,7 @@ pub async fn enrol(
         state
             .accounts
             .login_limiter
-            .attempt(peer.ip(), ca_core::time::UnixTime::now().as_secs())
+            .attempt(peer.ip(), state.accounts.now().as_secs())
             .map_err(ServiceError::TooManyAttempts)?;
     }
     let authority = state.get_ref().clone();
@@ -327,23 +228,22 @@ pub async fn enrol(
 }
 
 /// `GET /api/v1/profiles`.
-pub async fn profiles(state: State, request: HttpRequest) -> Result<HttpResponse, ServiceError> {
-    Ok(HttpResponse::Ok().json(as_caller(&state, &request, |a, _| Ok(a.profiles())).await?))
+pub async fn profiles(who: SignedIn) -> Result<HttpResponse, ServiceError> {
+    Ok(HttpResponse::Ok().json(who.run(|a, _| Ok(a.profiles())).await?))
 }
 
 /// `POST /api/v1/requests`.
 pub async fn submit(
-    state: State,
-    request: HttpRequest,
+    who: SignedIn,
     body: web::Json<SubmitRequest>,
 ) -> Result<HttpResponse, ServiceError> {
     let body = body.into_inner();
-    let view = match as_caller(&state, &request, move |a, c| a.submit(c, body)).await? {
+    let authority = who.0.authority.clone();
+    let view = match who.run(move |a, c| a.submit(c, body)).await? {
         Submitted::Stored(view) => *view,
         // The commit is awaited here, not on a blocking thread. A task of its own finishes the
         // issuance (caches the OCSP response, counts it) even if the client goes away first.
         Submitted::Issuing(issuing) => {
-            let authority = state.get_ref().clone();
             actix_web::rt::spawn(async move { issuing.done(&authority).await })
                 .await
                 .map_err(|e| ServiceError::Internal(format!("issuance task: {e}")))??
@@ -356,7 +256,7 @@ pub async fn submit(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestFilter {
-    /// pending, approved, issued, rejected, expired, failed.
+    /// pending, approved, issued, rejected, expired, failed, cancelled.
     pub status: Option<String>,
     /// Profile id.
     pub profile: Option<String>,
@@ -364,70 +264,63 @@ pub struct RequestFilter {
 
 /// `GET /api/v1/requests`.
 pub async fn list_requests(
-    state: State,
-    request: HttpRequest,
+    who: SignedIn,
     query: web::Query<RequestFilter>,
 ) -> Result<HttpResponse, ServiceError> {
     let q = query.into_inner();
+    let status = q
+        .status
+        .as_deref()
+        .map(RequestStatus::parse_filter)
+        .transpose()?;
     Ok(HttpResponse::Ok().json(
-        as_caller(&state, &request, move |a, c| {
-            a.list_requests(c, q.status.as_deref(), q.profile.as_deref())
-        })
-        .await?,
+        who.run(move |a, c| a.list_requests(c, status, q.profile.as_deref()))
+            .await?,
     ))
 }
 
 /// `GET /api/v1/requests/{id}`.
 pub async fn get_request(
-    state: State,
-    request: HttpRequest,
+    who: SignedIn,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ServiceError> {
-    let id = path.into_inner();
-    Ok(HttpResponse::Ok()
-        .json(as_caller(&state, &request, move |a, c| a.get_request(c, &id)).await?))
+    let id = RequestId::parse(&path.into_inner())?;
+    Ok(HttpResponse::Ok().json(who.run(move |a, c| a.get_request(c, &id)).await?))
 }
 
 /// `POST /api/v1/requests/{id}/approve`.
 pub async fn approve(
-    state: State,
-    request: HttpRequest,
+    who: SignedIn,
     path: web::Path<String>,
     body: web::Json<DecisionRequest>,
 ) -> Result<HttpResponse, ServiceError> {
-    let (id, body) = (path.into_inner(), body.into_inner());
+    let (id, body) = (RequestId::parse(&path.into_inner())?, body.into_inner());
     Ok(HttpResponse::Ok().json(
-        as_caller(&state, &request, move |a, c| {
-            a.decide(c, &id, Verdict::Approve, &body)
-        })
-        .await?,
+        who.run(move |a, c| a.decide(c, &id, Verdict::Approve, &body))
+            .await?,
     ))
 }
 
 /// `POST /api/v1/requests/{id}/reject`.
 pub async fn reject(
-    state: State,
-    request: HttpRequest,
+    who: SignedIn,
     path: web::Path<String>,
     body: web::Json<DecisionRequest>,
 ) -> Result<HttpResponse, ServiceError> {
-    let (id, body) = (path.into_inner(), body.into_inner());
+    let (id, body) = (RequestId::parse(&path.into_inner())?, body.into_inner());
     Ok(HttpResponse::Ok().json(
-        as_caller(&state, &request, move |a, c| {
-            a.decide(c, &id, Verdict::Reject, &body)
-        })
-        .await?,
+        who.run(move |a, c| a.decide(c, &id, Verdict::Reject, &body))
+            .await?,
     ))
 }
 
 /// `GET /api/v1/requests/{id}/certificate`: PEM with chain.
 pub async fn request_certificate(
-    state: State,
-    request: HttpRequest,
+    who: SignedIn,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ServiceError> {
-    let id = path.into_inner();
-    let pem = as_caller(&state, &request, move |a, c| a.request_certificate(c, &id)).await?;
+    let id = RequestId::parse(&path.into_inner())?;
+    let pem = who.run(move |a, c| a.request_certificate(c, &id)).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/pem-certificate-chain")
         .body(pem))
@@ -447,19 +340,18 @@ pub struct CertificateFilter {
 
 /// `GET /api/v1/certificates`.
 pub async fn list_certificates(
-    state: State,
-    request: HttpRequest,
+    who: SignedIn,
     query: web::Query<CertificateFilter>,
 ) -> Result<HttpResponse, ServiceError> {
     let q = query.into_inner();
+    let status = q
+        .status
+        .as_deref()
+        .map(CertificateStatus::parse_filter)
+        .transpose()?;
     Ok(HttpResponse::Ok().json(
-        as_caller(&state, &request, move |a, c| {
-            a.list_certificates(
-                c,
-                q.profile.as_deref(),
-                q.status.as_deref(),
-                q.expiring_within_days,
-            )
+        who.run(move |a, c| {
+            a.list_certificates(c, q.profile.as_deref(), status, q.expiring_within_days)
         })
         .await?,
     ))
@@ -475,16 +367,15 @@ pub struct FormatQuery {
 
 /// `GET /api/v1/certificates/{ca}/{serial}?format=json|pem|der`.
 pub async fn get_certificate(
-    state: State,
-    request: HttpRequest,
+    who: SignedIn,
     path: web::Path<(String, String)>,
     query: web::Query<FormatQuery>,
 ) -> Result<HttpResponse, ServiceError> {
     let (ca, serial) = path.into_inner();
-    let (view, der) = as_caller(&state, &request, move |a, c| {
-        a.get_certificate(c, &ca, &serial)
-    })
-    .await?;
+    let serial = Serial::parse(&serial)?;
+    let (view, der) = who
+        .run(move |a, c| a.get_certificate(c, &ca, &serial))
+        .await?;
     match query.format.as_deref().unwrap_or("json") {
         "json" => Ok(HttpResponse::Ok().json(view)),
         "pem" => Ok(HttpResponse::Ok()
@@ -501,12 +392,12 @@ pub async fn get_certificate(
 
 /// `POST /api/v1/certificates/{ca}/{serial}/revoke`.
 pub async fn revoke(
-    state: State,
-    request: HttpRequest,
+    who: SignedIn,
     path: web::Path<(String, String)>,
     body: web::Json<RevokeRequest>,
 ) -> Result<HttpResponse, ServiceError> {
     let (ca, serial) = path.into_inner();
+    let serial = Serial::parse(&serial)?;
     let body = body.into_inner();
     let reason = RevocationReason::parse(&body.reason).ok_or_else(|| {
         ServiceError::Invalid(format!("unknown revocation reason {:?}", body.reason))
@@ -522,24 +413,22 @@ pub async fn revoke(
         invalidity_date,
     };
     Ok(HttpResponse::Ok().json(
-        as_caller(&state, &request, move |a, c| {
-            a.change_status(c, &ca, &serial, change, &body.totp, &body.comment)
-        })
-        .await?,
+        who.run(move |a, c| a.change_status(c, &ca, &serial, change, &body.totp, &body.comment))
+            .await?,
     ))
 }
 
 /// `POST /api/v1/certificates/{ca}/{serial}/hold`.
 pub async fn hold(
-    state: State,
-    request: HttpRequest,
+    who: SignedIn,
     path: web::Path<(String, String)>,
     body: web::Json<StepUpRequest>,
 ) -> Result<HttpResponse, ServiceError> {
     let (ca, serial) = path.into_inner();
+    let serial = Serial::parse(&serial)?;
     let body = body.into_inner();
     Ok(HttpResponse::Ok().json(
-        as_caller(&state, &request, move |a, c| {
+        who.run(move |a, c| {
             a.change_status(
                 c,
                 &ca,
@@ -555,15 +444,15 @@ pub async fn hold(
 
 /// `POST /api/v1/certificates/{ca}/{serial}/release`.
 pub async fn release(
-    state: State,
-    request: HttpRequest,
+    who: SignedIn,
     path: web::Path<(String, String)>,
     body: web::Json<StepUpRequest>,
 ) -> Result<HttpResponse, ServiceError> {
     let (ca, serial) = path.into_inner();
+    let serial = Serial::parse(&serial)?;
     let body = body.into_inner();
     Ok(HttpResponse::Ok().json(
-        as_caller(&state, &request, move |a, c| {
+        who.run(move |a, c| {
             a.change_status(
                 c,
                 &ca,
@@ -591,13 +480,12 @@ pub struct AuditFilter {
 
 /// `GET /api/v1/audit`.
 pub async fn audit(
-    state: State,
-    request: HttpRequest,
+    who: SignedIn,
     query: web::Query<AuditFilter>,
 ) -> Result<HttpResponse, ServiceError> {
     let q = query.into_inner();
     Ok(HttpResponse::Ok().json(
-        as_caller(&state, &request, move |a, c| {
+        who.run(move |a, c| {
             a.audit(
                 c,
                 q.after.unwrap_or(0),
@@ -610,26 +498,21 @@ pub async fn audit(
 }
 
 /// `POST /api/v1/audit/checkpoints`: signs a checkpoint of the chain's head now.
-pub async fn audit_checkpoint(
-    state: State,
-    request: HttpRequest,
-) -> Result<HttpResponse, ServiceError> {
-    let checkpoint = as_caller(&state, &request, |a, c| {
-        c.require(&[
-            ca_core::role::Role::Auditor,
-            ca_core::role::Role::Admin,
-            ca_core::role::Role::SecurityOfficer,
-        ])?;
-        a.checkpoint_audit(true)
-    })
-    .await?;
+pub async fn audit_checkpoint(who: SignedIn) -> Result<HttpResponse, ServiceError> {
+    let checkpoint = who
+        .run(|a, c| {
+            c.require(&[
+                ca_core::role::Role::Auditor,
+                ca_core::role::Role::Admin,
+                ca_core::role::Role::SecurityOfficer,
+            ])?;
+            a.checkpoint_audit(true)
+        })
+        .await?;
     Ok(HttpResponse::Ok().json(checkpoint))
 }
 
 /// `GET /api/v1/audit/verify`.
-pub async fn audit_verify(
-    state: State,
-    request: HttpRequest,
-) -> Result<HttpResponse, ServiceError> {
-    Ok(HttpResponse::Ok().json(as_caller(&state, &request, |a, c| a.audit_verify(c)).await?))
+pub async fn audit_verify(who: SignedIn) -> Result<HttpResponse, ServiceError> {
+    Ok(HttpResponse::Ok().json(who.run(|a, c| a.audit_verify(c)).await?))
 }

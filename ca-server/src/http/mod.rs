@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod body;
+pub mod caller;
 pub mod problem;
 pub mod public;
 

@@ -43,6 +43,7 @@ use crate::error::ServiceError;
 use crate::metrics::Metrics;
 use crate::secrets::DataKey;
 use crate::store::schema::*;
+use crate::store::status::CertificateStatus;
 use crate::store::{Conn, DbConnection, DbPool};
 
 /// The OCSP service's state.
@@ -189,14 +190,20 @@ impl OcspService {
             .first(conn)
             .optional()?;
         Ok(match row {
-            Some((s, _, _)) if s == "valid" => Status::Good,
-            Some((s, at, reason)) if s == "revoked" || s == "hold" => Status::Revoked {
-                revoked_at: UnixTime(at.unwrap_or(0).max(0) as u64),
-                reason: reason
-                    .as_deref()
-                    .and_then(RevocationReason::parse)
-                    .unwrap_or(RevocationReason::Unspecified),
-            },
+            Some((s, _, _)) if CertificateStatus::parse(&s) == Some(CertificateStatus::Valid) => {
+                Status::Good
+            }
+            Some((s, at, reason))
+                if CertificateStatus::parse(&s).is_some_and(CertificateStatus::is_revoked) =>
+            {
+                Status::Revoked {
+                    revoked_at: UnixTime(at.unwrap_or(0).max(0) as u64),
+                    reason: reason
+                        .as_deref()
+                        .and_then(RevocationReason::parse)
+                        .unwrap_or(RevocationReason::Unspecified),
+                }
+            }
             _ => Status::Unknown,
         })
     }

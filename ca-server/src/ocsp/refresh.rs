@@ -11,6 +11,7 @@ use super::OcspService;
 use crate::error::ServiceError;
 use crate::store::models::*;
 use crate::store::schema::*;
+use crate::store::status::CertificateStatus;
 use crate::store::DbConnection;
 
 /// Stored OCSP responses read per query while the cache catches up with the database.
@@ -73,7 +74,8 @@ impl OcspService {
                     chunk
                         .into_iter()
                         .filter(|(serial, status, not_after)| {
-                            matches!(status.as_str(), "valid" | "revoked" | "hold")
+                            CertificateStatus::parse(status)
+                                .is_some_and(|s| s != CertificateStatus::Reserved)
                                 && *not_after > now
                                 && !present.contains(serial)
                         })

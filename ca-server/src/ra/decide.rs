@@ -10,8 +10,10 @@ use crate::accounts::{parse_roles, roles_text, Caller};
 use crate::api::*;
 use crate::error::ServiceError;
 use crate::store::audit_log;
+use crate::store::ids::RequestId;
 use crate::store::models::*;
 use crate::store::schema::*;
+use crate::store::status::RequestStatus;
 use crate::store::DbConnection;
 
 use super::Authority;
@@ -51,10 +53,11 @@ impl Authority {
     pub fn decide(
         &self,
         caller: &Caller,
-        request_id: &str,
+        request_id: &RequestId,
         verdict: Verdict,
         body: &DecisionRequest,
     ) -> Result<RequestView, ServiceError> {
+        let request_id = request_id.as_str();
         let action = match verdict {
             Verdict::Approve => "request.approve",
             Verdict::Reject => "request.reject",
@@ -97,7 +100,7 @@ impl Authority {
                     names.join(", ")
                 )));
             }
-            if row.status != "pending" {
+            if RequestStatus::of_row(&row.status)? != RequestStatus::Pending {
                 return Err(ca_core::error::ApprovalError::NotPending(row.status.clone()).into());
             }
             let requester_disabled: bool = users::table
@@ -171,10 +174,10 @@ impl Authority {
                     let flipped = diesel::update(
                         requests::table
                             .find(request_id)
-                            .filter(requests::status.eq("pending")),
+                            .filter(requests::status.eq(RequestStatus::Pending.as_str())),
                     )
                     .set((
-                        requests::status.eq("approved"),
+                        requests::status.eq(RequestStatus::Approved.as_str()),
                         requests::updated_at.eq(now.as_secs() as i64),
                     ))
                     .execute(conn)?;
@@ -183,7 +186,7 @@ impl Authority {
                 ApprovalState::Rejected { .. } => {
                     diesel::update(requests::table.find(request_id))
                         .set((
-                            requests::status.eq("rejected"),
+                            requests::status.eq(RequestStatus::Rejected.as_str()),
                             requests::updated_at.eq(now.as_secs() as i64),
                         ))
                         .execute(conn)?;
@@ -209,7 +212,7 @@ impl Authority {
             .first(conn)
             .optional()?;
         let Some(row) = row else { return Ok(()) };
-        if row.status != "pending" {
+        if RequestStatus::of_row(&row.status)? != RequestStatus::Pending {
             return Ok(());
         }
         let Some(profile) = self.profiles.get(&row.profile_id) else {
@@ -221,10 +224,10 @@ impl Authority {
                 let n = diesel::update(
                     requests::table
                         .find(request_id)
-                        .filter(requests::status.eq("pending")),
+                        .filter(requests::status.eq(RequestStatus::Pending.as_str())),
                 )
                 .set((
-                    requests::status.eq("expired"),
+                    requests::status.eq(RequestStatus::Expired.as_str()),
                     requests::updated_at.eq(now.as_secs() as i64),
                 ))
                 .execute(conn)?;
@@ -248,7 +251,7 @@ impl Authority {
     pub fn expire_requests(&self) -> Result<(), ServiceError> {
         let mut conn = self.conn()?;
         let pending: Vec<String> = requests::table
-            .filter(requests::status.eq("pending"))
+            .filter(requests::status.eq(RequestStatus::Pending.as_str()))
             .select(requests::id)
             .load(&mut conn)?;
         for id in pending {

@@ -11,6 +11,7 @@ use diesel::prelude::*;
 use crate::error::ServiceError;
 use crate::ra::Authority;
 use crate::store::schema::*;
+use crate::store::status::CertificateStatus;
 use crate::store::DbConnection;
 
 /// Staff certificates compared per name (enough to say "this person has one").
@@ -86,7 +87,7 @@ impl Authority {
         if let (Some(cn), false) = (&cn, profile_id == "staff") {
             let holders: Vec<String> = certificates::table
                 .filter(certificates::profile_id.eq("staff"))
-                .filter(certificates::status.eq("valid"))
+                .filter(certificates::status.eq(CertificateStatus::Valid.as_str()))
                 .filter(certificates::subject.like(format!("%CN={}%", like_escape(cn))))
                 .select(certificates::serial)
                 .limit(STAFF_MATCHES)

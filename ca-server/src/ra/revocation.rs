@@ -11,8 +11,10 @@ use crate::accounts::Caller;
 use crate::api::*;
 use crate::error::ServiceError;
 use crate::store::audit_log;
+use crate::store::ids::Serial;
 use crate::store::models::*;
 use crate::store::schema::*;
+use crate::store::status::CertificateStatus;
 
 use super::Authority;
 
@@ -22,7 +24,7 @@ impl Authority {
         &self,
         caller: &Caller,
         ca: &str,
-        serial: &str,
+        serial: &Serial,
         change: StatusChange,
         code: &str,
         comment: &str,
@@ -41,7 +43,7 @@ impl Authority {
         &self,
         caller: &Caller,
         ca: &str,
-        serial: &str,
+        serial: &Serial,
         change: StatusChange,
         code: &str,
         comment: &str,
@@ -61,12 +63,13 @@ impl Authority {
                     .find(&caller.user_id)
                     .select(UserRow::as_select())
                     .first(conn)?;
+                let current = CertificateStatus::of_row(&row.status)?;
                 let (status, reason, at, invalidity, action) = match change {
                     StatusChange::Revoke {
                         reason,
                         invalidity_date,
                     } => {
-                        if row.status == "revoked" {
+                        if current == CertificateStatus::Revoked {
                             return Err(ServiceError::Conflict(
                                 "the certificate is already revoked".into(),
                             ));
@@ -82,7 +85,7 @@ impl Authority {
                             ));
                         }
                         (
-                            "revoked",
+                            CertificateStatus::Revoked,
                             Some(reason.as_str().to_string()),
                             Some(now.as_secs() as i64),
                             invalidity_date.map(|d| d.as_secs() as i64),
@@ -90,14 +93,14 @@ impl Authority {
                         )
                     }
                     StatusChange::Hold => {
-                        if row.status != "valid" {
+                        if current != CertificateStatus::Valid {
                             return Err(ServiceError::Conflict(format!(
                                 "only valid certificates can be held (this one is {})",
                                 row.status
                             )));
                         }
                         (
-                            "hold",
+                            CertificateStatus::Hold,
                             Some("certificate-hold".to_string()),
                             Some(now.as_secs() as i64),
                             None,
@@ -105,19 +108,25 @@ impl Authority {
                         )
                     }
                     StatusChange::Release => {
-                        if row.status != "hold" {
+                        if current != CertificateStatus::Hold {
                             return Err(ServiceError::Conflict(format!(
                                 "only held certificates can be released (this one is {})",
                                 row.status
                             )));
                         }
-                        ("valid", None, None, None, "certificate.release")
+                        (
+                            CertificateStatus::Valid,
+                            None,
+                            None,
+                            None,
+                            "certificate.release",
+                        )
                     }
                 };
                 self.accounts.step_up(conn, &user, code)?;
                 diesel::update(certificates::table.find((&row.ca_id, &row.serial)))
                     .set((
-                        certificates::status.eq(status),
+                        certificates::status.eq(status.as_str()),
                         certificates::revocation_reason.eq(&reason),
                         certificates::revoked_at.eq(at),
                         certificates::invalidity_date.eq(invalidity),
@@ -133,7 +142,7 @@ impl Authority {
                     json!({"reason": reason, "comment": comment}),
                 )?;
                 let mut updated = row.clone();
-                updated.status = status.into();
+                updated.status = status.as_str().into();
                 updated.revocation_reason = reason;
                 updated.revoked_at = at;
                 Ok((

@@ -17,6 +17,7 @@ use crate::store::group_commit::Committing;
 use crate::store::ids::new_ordered_id;
 use crate::store::models::*;
 use crate::store::schema::*;
+use crate::store::status::{CertificateStatus, RequestStatus};
 use crate::store::DbConnection;
 
 use super::Authority;
@@ -167,7 +168,13 @@ impl Authority {
             work_order: work_order.map(str::to_string),
             window_start: window.map(|w| w.0.as_secs() as i64),
             window_end: window.map(|w| w.1.as_secs() as i64),
-            status: if approved_now { "approved" } else { "pending" }.into(),
+            status: if approved_now {
+                RequestStatus::Approved
+            } else {
+                RequestStatus::Pending
+            }
+            .as_str()
+            .into(),
             ca_id: None,
             certificate_serial: None,
             failure: None,
@@ -179,7 +186,7 @@ impl Authority {
             let (serial, commit, signed) =
                 self.issue_at_once(row, ca, profile, prepared, &caller.username, now)?;
             // What issue_at_once stores, without reading the row back.
-            view.status = "issued".into();
+            view.status = RequestStatus::Issued.as_str().into();
             view.ca_id = Some(ca.id().to_string());
             view.certificate_serial = Some(serial.clone());
             return Ok(Submitted::Issuing(Box::new(Issuing {
@@ -225,7 +232,7 @@ impl Authority {
             .find(request_id)
             .select(RequestRow::as_select())
             .first(conn)?;
-        if row.status != "approved" {
+        if RequestStatus::of_row(&row.status)? != RequestStatus::Approved {
             return Ok(());
         }
         let profile = self
@@ -260,7 +267,7 @@ impl Authority {
                 crate::store::write_transaction::<_, ServiceError, _>(&mut *conn, |conn| {
                     diesel::update(requests::table.find(request_id))
                         .set((
-                            requests::status.eq("failed"),
+                            requests::status.eq(RequestStatus::Failed.as_str()),
                             requests::failure.eq(&message),
                             requests::updated_at.eq(now),
                         ))
@@ -362,9 +369,9 @@ impl Authority {
         certificate.der = Some(signed.der.clone());
         // As after a reservation: the stored certificate holds its TBS.
         certificate.tbs_der = Vec::new();
-        certificate.status = "valid".into();
+        certificate.status = CertificateStatus::Valid.as_str().into();
         let submitted = submit_entry(&request, actor, now);
-        request.status = "issued".into();
+        request.status = RequestStatus::Issued.as_str().into();
         request.ca_id = Some(ca.id().to_string());
         request.certificate_serial = Some(serial.clone());
         let entry = signed.entry.clone();
@@ -411,10 +418,10 @@ impl Authority {
             let updated = diesel::update(
                 requests::table
                     .find(&request_id)
-                    .filter(requests::status.eq("approved")),
+                    .filter(requests::status.eq(RequestStatus::Approved.as_str())),
             )
             .set((
-                requests::status.eq("issued"),
+                requests::status.eq(RequestStatus::Issued.as_str()),
                 requests::ca_id.eq(&ca_id),
                 requests::certificate_serial.eq(&serial_owned),
                 requests::updated_at.eq(now),

@@ -1,13 +1,14 @@
 //! Requests and certificates as the API shows them, to whom they may be shown.
 
-use ca_core::serial::{parse_serial_hex, serial_hex};
 use diesel::prelude::*;
 
 use crate::accounts::Caller;
 use crate::api::*;
 use crate::error::ServiceError;
+use crate::store::ids::{RequestId, Serial};
 use crate::store::models::*;
 use crate::store::schema::*;
+use crate::store::status::{CertificateStatus, RequestStatus};
 use crate::store::DbConnection;
 
 use super::Authority;
@@ -92,8 +93,9 @@ impl Authority {
     pub fn get_request(
         &self,
         caller: &Caller,
-        request_id: &str,
+        request_id: &RequestId,
     ) -> Result<RequestView, ServiceError> {
+        let request_id = request_id.as_str();
         let mut conn = self.conn()?;
         self.expire_one(&mut conn, request_id)?;
         let owner: Option<String> = requests::table
@@ -113,7 +115,7 @@ impl Authority {
     pub fn list_requests(
         &self,
         caller: &Caller,
-        status: Option<&str>,
+        status: Option<RequestStatus>,
         profile: Option<&str>,
     ) -> Result<Vec<RequestView>, ServiceError> {
         self.expire_requests()?;
@@ -124,7 +126,7 @@ impl Authority {
             .limit(500)
             .into_boxed();
         if let Some(s) = status {
-            query = query.filter(requests::status.eq(s.to_string()));
+            query = query.filter(requests::status.eq(s.as_str()));
         }
         if let Some(p) = profile {
             query = query.filter(requests::profile_id.eq(p.to_string()));
@@ -143,7 +145,7 @@ impl Authority {
     pub fn request_certificate(
         &self,
         caller: &Caller,
-        request_id: &str,
+        request_id: &RequestId,
     ) -> Result<String, ServiceError> {
         let view = self.get_request(caller, request_id)?;
         let (Some(ca), Some(serial)) = (view.ca, view.serial) else {
@@ -186,19 +188,17 @@ impl Authority {
         conn: &mut DbConnection,
         caller: &Caller,
         ca: &str,
-        serial: &str,
+        serial: &Serial,
     ) -> Result<CertificateRow, ServiceError> {
-        let serial = parse_serial_hex(serial)
-            .map(|s| serial_hex(&s))
-            .ok_or_else(|| ServiceError::Invalid("serial must be hex".into()))?;
+        let serial = serial.as_str();
         let not_found = || ServiceError::NotFound(format!("certificate {ca}/{serial}"));
         let row: CertificateRow = certificates::table
-            .find((ca, &serial))
+            .find((ca, serial))
             .select(CertificateRow::as_select())
             .first(conn)
             .optional()?
             .ok_or_else(not_found)?;
-        if row.status == "reserved" {
+        if CertificateStatus::of_row(&row.status)? == CertificateStatus::Reserved {
             return Err(not_found());
         }
         if caller.sees_everything() {
@@ -224,15 +224,12 @@ impl Authority {
         &self,
         caller: &Caller,
         profile: Option<&str>,
-        status: Option<&str>,
+        status: Option<CertificateStatus>,
         expiring_within_days: Option<u64>,
     ) -> Result<Vec<CertificateView>, ServiceError> {
-        if let Some(s) = status {
-            if !matches!(s, "valid" | "revoked" | "hold") {
-                return Err(ServiceError::Invalid(format!(
-                    "status must be valid, revoked or hold (got {s:?})"
-                )));
-            }
+        if let Some(status) = status {
+            // The filter's own check: a reservation is never listed.
+            CertificateStatus::parse_filter(status.as_str())?;
         }
         if let Some(p) = profile {
             if !self.profiles.contains_key(p) && p != "ocsp-responder" && p != "issuing-ca" {
@@ -241,7 +238,7 @@ impl Authority {
         }
         let mut conn = self.conn()?;
         let mut query = certificates::table
-            .filter(certificates::status.ne("reserved"))
+            .filter(certificates::status.ne(CertificateStatus::Reserved.as_str()))
             .order(certificates::created_at.desc())
             .limit(1000)
             .select(CertificateRow::as_select())
@@ -250,7 +247,7 @@ impl Authority {
             query = query.filter(certificates::profile_id.eq(p.to_string()));
         }
         if let Some(s) = status {
-            query = query.filter(certificates::status.eq(s.to_string()));
+            query = query.filter(certificates::status.eq(s.as_str()));
         }
         if let Some(days) = expiring_within_days {
             let now = self.now().as_secs() as i64;
@@ -274,7 +271,7 @@ impl Authority {
         &self,
         caller: &Caller,
         ca: &str,
-        serial: &str,
+        serial: &Serial,
     ) -> Result<(CertificateView, Vec<u8>), ServiceError> {
         let mut conn = self.conn()?;
         let row = self.visible_certificate(&mut conn, caller, ca, serial)?;

@@ -22,6 +22,65 @@ pub fn new_ordered_id(prefix: &str, now_ms: u64) -> Result<String, ServiceError>
     ))
 }
 
+/// The id of a certificate request (`req-` and hex), checked where it enters from a URL so that
+/// services never look up arbitrary text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct RequestId(String);
+
+impl RequestId {
+    /// Checks the form; any other text is answered "no such request", like an unknown id.
+    pub fn parse(text: &str) -> Result<Self, ServiceError> {
+        let hex = text.strip_prefix("req-").unwrap_or("");
+        if hex.is_empty() || hex.len() > 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ServiceError::NotFound(format!("request {text}")));
+        }
+        Ok(RequestId(text.to_string()))
+    }
+
+    /// An id read from the database (trusted).
+    pub fn from_row(id: String) -> Self {
+        RequestId(id)
+    }
+
+    /// The id as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A certificate serial in the stored form: lower-case hex of a positive INTEGER of at most 20
+/// octets (RFC 5280 §4.1.2.2), as URLs, the database and the audit log write it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct Serial(String);
+
+impl Serial {
+    /// Parses hex in either case, refusing anything that is not a valid serial.
+    pub fn parse(text: &str) -> Result<Self, ServiceError> {
+        ca_core::serial::parse_serial_hex(text)
+            .map(|s| Serial(ca_core::serial::serial_hex(&s)))
+            .ok_or_else(|| ServiceError::Invalid("serial must be hex".into()))
+    }
+
+    /// The serial as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Serial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -37,5 +96,20 @@ mod tests {
         assert_eq!(a.len(), "req-".len() + 12 + 24);
         // Ids of the earlier whole-second form sort before every id of this form.
         assert!("req-006553f100ffffffffffffffffffffffff" < a.as_str());
+    }
+
+    #[test]
+    fn request_ids_and_serials_are_checked_where_they_enter() {
+        let id = new_ordered_id("req", 1_700_000_000_000).unwrap();
+        assert_eq!(RequestId::parse(&id).unwrap().as_str(), id);
+        for bad in ["", "req-", "req-xyz", "user-00ff", "req-00ff'--"] {
+            assert!(
+                matches!(RequestId::parse(bad), Err(ServiceError::NotFound(_))),
+                "{bad}"
+            );
+        }
+        assert_eq!(Serial::parse("4A0b").unwrap().as_str(), "4a0b");
+        assert!(matches!(Serial::parse("zz"), Err(ServiceError::Invalid(_))));
+        assert!(Serial::parse("80").is_err(), "negative");
     }
 }

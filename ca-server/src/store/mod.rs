@@ -39,6 +39,7 @@ pub mod ids;
 pub mod models;
 pub mod schema;
 pub mod settings;
+pub mod status;
 
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{Builder, ConnectionManager, CustomizeConnection, Pool, PooledConnection};
