@@ -17,7 +17,7 @@ fn entries(n: usize) -> Vec<RevokedEntry> {
     let now = UnixTime::now();
     (0..n)
         .map(|i| RevokedEntry {
-            serial: random_serial().unwrap(),
+            serial: random_serial(&ca_core::random::OsRandom).unwrap(),
             revoked_at: now.minus(i as u64 % 86_400),
             reason: if i % 3 == 0 {
                 RevocationReason::KeyCompromise
@@ -30,7 +30,8 @@ fn entries(n: usize) -> Vec<RevokedEntry> {
 }
 
 fn bench(c: &mut Criterion) {
-    let (key, _) = SoftwareKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let (key, _) =
+        SoftwareKey::generate(KeyAlgorithm::EcdsaP256, &ca_core::random::OsRandom).unwrap();
     let root = ca::create_root(
         &CaSpec {
             id: "root".into(),
@@ -42,6 +43,7 @@ fn bench(c: &mut Criterion) {
         Arc::new(key),
         None,
         &SystemClock,
+        &ca_core::random::OsRandom,
     )
     .unwrap();
     let now = UnixTime::now();

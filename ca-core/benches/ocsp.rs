@@ -18,7 +18,11 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use der::Encode;
 
 fn bench(c: &mut Criterion) {
-    let key = Arc::new(SoftwareKey::generate(KeyAlgorithm::EcdsaP256).unwrap().0);
+    let key = Arc::new(
+        SoftwareKey::generate(KeyAlgorithm::EcdsaP256, &ca_core::random::OsRandom)
+            .unwrap()
+            .0,
+    );
     let root = ca::create_root(
         &CaSpec {
             id: "root".into(),
@@ -30,10 +34,13 @@ fn bench(c: &mut Criterion) {
         key.clone(),
         None,
         &SystemClock,
+        &ca_core::random::OsRandom,
     )
     .unwrap();
     let hashes = IssuerHashes::of(root.certificate()).unwrap();
-    let cert_id = hashes.cert_id(random_serial().unwrap()).unwrap();
+    let cert_id = hashes
+        .cert_id(random_serial(&ca_core::random::OsRandom).unwrap())
+        .unwrap();
     let request = x509_ocsp::OcspRequest {
         tbs_request: x509_ocsp::TbsRequest {
             version: Default::default(),

@@ -31,6 +31,7 @@ use crate::extensions::{
 };
 use crate::lint::{self, Expectation, LintContext};
 use crate::public_key;
+use crate::random::RandomSource;
 use crate::serial::random_serial;
 use crate::signer::sign_tbs;
 use crate::signer::SigningKey;
@@ -404,6 +405,7 @@ fn build_ca(
     parent: Option<&CertificateAuthority>,
     public_url: Option<String>,
     clock: &dyn Clock,
+    random: &dyn RandomSource,
 ) -> Result<CertificateAuthority, CaError> {
     if !valid_id(&spec.id) {
         return Err(CaError::Subject(format!(
@@ -437,7 +439,7 @@ fn build_ca(
     let der_err = |e: der::Error| CaError::Der(e.to_string());
     let tbs = TbsCertificate {
         version: Version::V3,
-        serial_number: random_serial()
+        serial_number: random_serial(random)
             .map_err(|_| CaError::Sign(crate::error::SignError::Backend))?,
         signature: signer.algorithm().identifier(),
         issuer,
@@ -470,14 +472,15 @@ fn build_ca(
     CertificateAuthority::new(&spec.id, &der, key, public_url)
 }
 
-/// Creates a self-signed root CA.
+/// Creates a self-signed root CA; its serial is drawn from `random`.
 pub fn create_root(
     spec: &CaSpec,
     key: Arc<dyn SigningKey>,
     public_url: Option<String>,
     clock: &dyn Clock,
+    random: &dyn RandomSource,
 ) -> Result<CertificateAuthority, CaError> {
-    build_ca(spec, key, None, public_url, clock)
+    build_ca(spec, key, None, public_url, clock, random)
 }
 
 /// Creates an issuing CA signed by `parent`; it may not outlive its parent.
@@ -487,8 +490,9 @@ pub fn create_issuing(
     parent: &CertificateAuthority,
     public_url: Option<String>,
     clock: &dyn Clock,
+    random: &dyn RandomSource,
 ) -> Result<CertificateAuthority, CaError> {
-    build_ca(spec, key, Some(parent), public_url, clock)
+    build_ca(spec, key, Some(parent), public_url, clock, random)
 }
 
 /// A PKCS#10 request for an issuing CA key, for an external root to sign. It asks for

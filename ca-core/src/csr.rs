@@ -233,8 +233,11 @@ mod tests {
 
     #[test]
     fn built_csrs_verify_and_carry_sans() {
-        let (key, _) =
-            crate::key::SoftwareKey::generate(crate::key::KeyAlgorithm::EcdsaP384).unwrap();
+        let (key, _) = crate::key::SoftwareKey::generate(
+            crate::key::KeyAlgorithm::EcdsaP384,
+            &crate::random::OsRandom,
+        )
+        .unwrap();
         let name =
             crate::name::build_name(&[(crate::name::AttributeKind::CN, "x".into())]).unwrap();
         let san = GeneralName::DnsName(der::asn1::Ia5String::new("a.example").unwrap());

@@ -25,6 +25,7 @@ use crate::extensions::{
 use crate::lint::{self, Expectation, LintContext};
 use crate::name::build_name;
 use crate::profile::Profile;
+use crate::random::RandomSource;
 use crate::serial::time_ordered_serial;
 use crate::signer::sign_tbs;
 use crate::time::UnixTime;
@@ -201,6 +202,7 @@ impl PreparedIssuance {
         csr: &VerifiedCsr,
         options: &IssuanceOptions,
         clock: &dyn Clock,
+        random: &dyn RandomSource,
     ) -> Result<Self, IssueError> {
         if profile.issuing_ca() != ca.id() {
             return Err(IssueError::WrongIssuer {
@@ -239,7 +241,7 @@ impl PreparedIssuance {
         }
         let now = clock.now();
         let (not_before, not_after) = validity(ca, profile, options, now)?;
-        let serial = time_ordered_serial(clock.now_ms()).map_err(|_| SignError::Backend)?;
+        let serial = time_ordered_serial(clock.now_ms(), random).map_err(|_| SignError::Backend)?;
         let encode = |e: der::Error| IssueError::Encode(e.to_string());
         let extensions =
             leaf_extensions(ca, profile, csr, sans, subject.is_empty(), &serial).map_err(encode)?;

@@ -17,6 +17,7 @@ use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 use zeroize::Zeroizing;
 
 use crate::error::{KeyError, SignError};
+use crate::random::RandomSource;
 use crate::signer::{SignatureAlgorithm, SigningKey};
 
 /// The shortest passphrase accepted to encrypt a CA key.
@@ -82,12 +83,15 @@ impl std::fmt::Debug for SoftwareKey {
 }
 
 impl SoftwareKey {
-    /// Generates a new key; returns it with its unencrypted PKCS#8 DER (zeroized on drop).
-    pub fn generate(algorithm: KeyAlgorithm) -> Result<(Self, Zeroizing<Vec<u8>>), KeyError> {
-        let rng = SystemRandom::new();
-        let document = EcdsaKeyPair::generate_pkcs8(algorithm.signing(), &rng)
-            .map_err(|_| KeyError::Random)?;
-        let pkcs8 = Zeroizing::new(document.as_ref().to_vec());
+    /// Generates a new key from `random`; returns it with its unencrypted PKCS#8 DER (zeroized
+    /// on drop). The private scalar is drawn by rejection: octets of the curve's length until
+    /// they are a scalar in [1, n-1] (FIPS 186-5 A.2.2), which the first draw is but with
+    /// probability 2^-32 (P-256) or 2^-190 (P-384).
+    pub fn generate(
+        algorithm: KeyAlgorithm,
+        random: &dyn RandomSource,
+    ) -> Result<(Self, Zeroizing<Vec<u8>>), KeyError> {
+        let pkcs8 = generate_pkcs8(algorithm, random)?;
         let key = Self::from_pkcs8_der(&pkcs8)?;
         Ok((key, pkcs8))
     }
@@ -96,9 +100,10 @@ impl SoftwareKey {
     pub fn generate_encrypted(
         algorithm: KeyAlgorithm,
         passphrase: &[u8],
+        random: &dyn RandomSource,
     ) -> Result<(Self, String), KeyError> {
-        let (key, pkcs8) = Self::generate(algorithm)?;
-        let pem = encrypt_pkcs8(&pkcs8, passphrase)?;
+        let (key, pkcs8) = Self::generate(algorithm, random)?;
+        let pem = encrypt_pkcs8(&pkcs8, passphrase, random)?;
         Ok((key, pem))
     }
 
@@ -171,9 +176,43 @@ impl SigningKey for SoftwareKey {
 /// limit, and operators must be able to open a key with `openssl pkey` (backup, HSM migration).
 pub const SCRYPT_LOG_N: u8 = 14;
 
+/// The PKCS#8 DER of a fresh private key (with its public key, as ring requires).
+fn generate_pkcs8(
+    algorithm: KeyAlgorithm,
+    random: &dyn RandomSource,
+) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    use pkcs8::EncodePrivateKey;
+    let length = match algorithm {
+        KeyAlgorithm::EcdsaP256 => 32,
+        KeyAlgorithm::EcdsaP384 => 48,
+    };
+    for _ in 0..8 {
+        let mut scalar = Zeroizing::new(vec![0u8; length]);
+        random.fill(&mut scalar)?;
+        let document = match algorithm {
+            KeyAlgorithm::EcdsaP256 => match p256::SecretKey::from_slice(&scalar) {
+                Ok(secret) => secret.to_pkcs8_der(),
+                Err(_) => continue,
+            },
+            KeyAlgorithm::EcdsaP384 => match p384::SecretKey::from_slice(&scalar) {
+                Ok(secret) => secret.to_pkcs8_der(),
+                Err(_) => continue,
+            },
+        }
+        .map_err(|e| KeyError::Rejected(e.to_string()))?;
+        return Ok(Zeroizing::new(document.as_bytes().to_vec()));
+    }
+    // Eight draws outside [1, n-1] in a row: the source is broken, not unlucky.
+    Err(KeyError::Random)
+}
+
 /// Encrypts PKCS#8 DER under `passphrase` (PBES2: scrypt N=2^14 r=8 p=1, AES-256-CBC) and returns
 /// the `ENCRYPTED PRIVATE KEY` PEM.
-pub fn encrypt_pkcs8(pkcs8_der: &[u8], passphrase: &[u8]) -> Result<String, KeyError> {
+pub fn encrypt_pkcs8(
+    pkcs8_der: &[u8],
+    passphrase: &[u8],
+    random: &dyn RandomSource,
+) -> Result<String, KeyError> {
     if passphrase.len() < MIN_PASSPHRASE_LEN {
         return Err(KeyError::WeakPassphrase {
             min: MIN_PASSPHRASE_LEN,
@@ -183,9 +222,8 @@ pub fn encrypt_pkcs8(pkcs8_der: &[u8], passphrase: &[u8]) -> Result<String, KeyE
         PrivateKeyInfo::try_from(pkcs8_der).map_err(|e| KeyError::Rejected(e.to_string()))?;
     let mut salt = [0u8; 16];
     let mut iv = [0u8; 16];
-    let rng = SystemRandom::new();
-    ring::rand::SecureRandom::fill(&rng, &mut salt).map_err(|_| KeyError::Random)?;
-    ring::rand::SecureRandom::fill(&rng, &mut iv).map_err(|_| KeyError::Random)?;
+    random.fill(&mut salt)?;
+    random.fill(&mut iv)?;
     let scrypt = pkcs8::pkcs5::scrypt::Params::new(SCRYPT_LOG_N, 8, 1, 32)
         .map_err(|e| KeyError::Encrypt(e.to_string()))?;
     let params = pkcs8::pkcs5::pbes2::Parameters::scrypt_aes256cbc(scrypt, &salt, &iv)
@@ -234,7 +272,7 @@ mod tests {
             (KeyAlgorithm::EcdsaP256, &ECDSA_P256_SHA256_ASN1),
             (KeyAlgorithm::EcdsaP384, &ECDSA_P384_SHA384_ASN1),
         ] {
-            let (key, _) = SoftwareKey::generate(alg).unwrap();
+            let (key, _) = SoftwareKey::generate(alg, &crate::random::OsRandom).unwrap();
             let signature = key.sign(b"message").unwrap();
             let public = key.public_key_info().subject_public_key.raw_bytes();
             UnparsedPublicKey::new(verify, public)
@@ -245,7 +283,12 @@ mod tests {
 
     #[test]
     fn encrypted_key_round_trips() {
-        let (key, pem) = SoftwareKey::generate_encrypted(KeyAlgorithm::EcdsaP256, PASS).unwrap();
+        let (key, pem) = SoftwareKey::generate_encrypted(
+            KeyAlgorithm::EcdsaP256,
+            PASS,
+            &crate::random::OsRandom,
+        )
+        .unwrap();
         assert!(pem.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
         let loaded = SoftwareKey::from_encrypted(pem.as_bytes(), PASS).unwrap();
         assert_eq!(loaded.public_key_info(), key.public_key_info());
@@ -253,20 +296,35 @@ mod tests {
 
     #[test]
     fn rejects_wrong_passphrase() {
-        let (_, pem) = SoftwareKey::generate_encrypted(KeyAlgorithm::EcdsaP384, PASS).unwrap();
+        let (_, pem) = SoftwareKey::generate_encrypted(
+            KeyAlgorithm::EcdsaP384,
+            PASS,
+            &crate::random::OsRandom,
+        )
+        .unwrap();
         let err = SoftwareKey::from_encrypted(pem.as_bytes(), b"wrong passphrase!!").unwrap_err();
         assert!(matches!(err, KeyError::Decrypt));
     }
 
     #[test]
     fn rejects_short_passphrase() {
-        let err = SoftwareKey::generate_encrypted(KeyAlgorithm::EcdsaP256, b"short").unwrap_err();
+        let err = SoftwareKey::generate_encrypted(
+            KeyAlgorithm::EcdsaP256,
+            b"short",
+            &crate::random::OsRandom,
+        )
+        .unwrap_err();
         assert!(matches!(err, KeyError::WeakPassphrase { .. }));
     }
 
     #[test]
     fn openssl_reads_the_encrypted_key() {
-        let (key, pem) = SoftwareKey::generate_encrypted(KeyAlgorithm::EcdsaP256, PASS).unwrap();
+        let (key, pem) = SoftwareKey::generate_encrypted(
+            KeyAlgorithm::EcdsaP256,
+            PASS,
+            &crate::random::OsRandom,
+        )
+        .unwrap();
         let pkey =
             openssl::pkey::PKey::private_key_from_pem_passphrase(pem.as_bytes(), PASS).unwrap();
         let ec = pkey.ec_key().unwrap();

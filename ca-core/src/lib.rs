@@ -24,6 +24,7 @@ pub mod name;
 pub mod ocsp;
 pub mod profile;
 pub mod public_key;
+pub mod random;
 pub mod review;
 pub mod role;
 pub mod serial;

@@ -487,7 +487,7 @@ impl Profile {
                 "must allow at least one key type",
             ));
         }
-        if config.min_rsa_bits < 2048 {
+        if config.min_rsa_bits < crate::public_key::MIN_RSA_BITS {
             return Err(invalid(file, "min_rsa_bits", "must be at least 2048"));
         }
         if config.key_usage.is_empty() {

@@ -17,6 +17,10 @@ use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 
 use crate::error::PublicKeyError;
 
+/// The smallest RSA modulus any profile may accept (a profile's `min_rsa_bits` below this is
+/// refused when policies load); clients check their keys against it before asking.
+pub const MIN_RSA_BITS: usize = 2048;
+
 /// The largest RSA modulus accepted.
 pub const MAX_RSA_BITS: usize = 8192;
 

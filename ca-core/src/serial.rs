@@ -4,22 +4,21 @@
 //! 64), so that the serials a CA issues sort by time and the database's serial-keyed indexes grow
 //! at their end instead of touching a random page for every certificate. Whole seconds were too
 //! coarse: thousands of serials a second landed on random pages among that second's own.
+//! The random octets come from the caller's [`RandomSource`].
 
-use ring::rand::{SecureRandom, SystemRandom};
 use x509_cert::serial_number::SerialNumber;
 
 use crate::error::KeyError;
+use crate::random::RandomSource;
 
 /// Octets in a Mamori serial number.
 pub const SERIAL_LEN: usize = 16;
 
 /// Draws a fresh serial: 16 octets, positive (top bit clear), never with a leading zero octet, so
 /// the DER INTEGER is always exactly 16 octets and at most 20 (RFC 5280 §4.1.2.2).
-pub fn random_serial() -> Result<SerialNumber, KeyError> {
+pub fn random_serial(random: &dyn RandomSource) -> Result<SerialNumber, KeyError> {
     let mut bytes = [0u8; SERIAL_LEN];
-    SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| KeyError::Random)?;
+    random.fill(&mut bytes)?;
     bytes[0] = (bytes[0] & 0x7f) | 0x40;
     SerialNumber::new(&bytes).map_err(|_| KeyError::Random)
 }
@@ -31,13 +30,14 @@ pub const RANDOM_OCTETS: usize = 9;
 /// (wrapping in the year 10889, which only costs ordering), then [`RANDOM_OCTETS`] octets from
 /// the CSPRNG — 16 octets, positive, without a leading zero octet, like [`random_serial`].
 /// Serials drawn in the same millisecond are in random order among themselves.
-pub fn time_ordered_serial(now_ms: u64) -> Result<SerialNumber, KeyError> {
+pub fn time_ordered_serial(
+    now_ms: u64,
+    random: &dyn RandomSource,
+) -> Result<SerialNumber, KeyError> {
     let mut bytes = [0u8; SERIAL_LEN];
     bytes[0] = 0x40;
     bytes[1..7].copy_from_slice(&now_ms.to_be_bytes()[2..]);
-    SystemRandom::new()
-        .fill(&mut bytes[SERIAL_LEN - RANDOM_OCTETS..])
-        .map_err(|_| KeyError::Random)?;
+    random.fill(&mut bytes[SERIAL_LEN - RANDOM_OCTETS..])?;
     SerialNumber::new(&bytes).map_err(|_| KeyError::Random)
 }
 
@@ -58,13 +58,14 @@ pub fn parse_serial_hex(text: &str) -> Option<SerialNumber> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::random::{OsRandom, SeededRandom};
     use der::Encode;
 
     #[test]
     fn serials_are_positive_sixteen_octets_and_distinct() {
         let mut seen = std::collections::HashSet::new();
         for _ in 0..1000 {
-            let serial = random_serial().unwrap();
+            let serial = random_serial(&OsRandom).unwrap();
             let der = serial.to_der().unwrap();
             assert_eq!(der[1] as usize, SERIAL_LEN);
             assert!(der[2] & 0x80 == 0 && der[2] != 0);
@@ -85,7 +86,7 @@ mod tests {
         ] {
             let mut tails = std::collections::HashSet::new();
             for _ in 0..200 {
-                let serial = time_ordered_serial(ms).unwrap();
+                let serial = time_ordered_serial(ms, &OsRandom).unwrap();
                 let der = serial.to_der().unwrap();
                 assert_eq!(der[1] as usize, SERIAL_LEN);
                 assert_eq!(der[2], 0x40);
@@ -98,14 +99,24 @@ mod tests {
             assert_eq!(tails.len(), 200, "random tails repeat");
             last = format!(
                 "{:f<32}",
-                &serial_hex(&time_ordered_serial(ms).unwrap())[..14]
+                &serial_hex(&time_ordered_serial(ms, &OsRandom).unwrap())[..14]
             );
         }
     }
 
     #[test]
+    fn a_seeded_source_gives_the_same_serials() {
+        let (a, b) = (SeededRandom::new([7; 32]), SeededRandom::new([7; 32]));
+        assert_eq!(random_serial(&a).unwrap(), random_serial(&b).unwrap());
+        assert_eq!(
+            time_ordered_serial(1_700_000_000_000, &a).unwrap(),
+            time_ordered_serial(1_700_000_000_000, &b).unwrap()
+        );
+    }
+
+    #[test]
     fn hex_round_trips() {
-        let serial = random_serial().unwrap();
+        let serial = random_serial(&OsRandom).unwrap();
         assert_eq!(parse_serial_hex(&serial_hex(&serial)).unwrap(), serial);
         assert!(parse_serial_hex("zz").is_none());
         assert!(parse_serial_hex("ff").is_none());

@@ -5,11 +5,11 @@
 //! step is not newer than the last one accepted, so a code is accepted once.
 
 use ring::hmac;
-use ring::rand::{SecureRandom, SystemRandom};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::error::KeyError;
+use crate::random::RandomSource;
 
 /// Seconds per step.
 pub const STEP_SECS: u64 = 30;
@@ -29,12 +29,10 @@ impl std::fmt::Debug for TotpSecret {
 }
 
 impl TotpSecret {
-    /// A fresh random secret.
-    pub fn generate() -> Result<Self, KeyError> {
+    /// A fresh secret drawn from `random`.
+    pub fn generate(random: &dyn RandomSource) -> Result<Self, KeyError> {
         let mut bytes = Zeroizing::new(vec![0u8; SECRET_LEN]);
-        SystemRandom::new()
-            .fill(&mut bytes)
-            .map_err(|_| KeyError::Random)?;
+        random.fill(&mut bytes)?;
         Ok(TotpSecret(bytes))
     }
 
@@ -199,7 +197,7 @@ mod tests {
 
     #[test]
     fn accepts_one_step_of_drift_only() {
-        let secret = TotpSecret::generate().unwrap();
+        let secret = TotpSecret::generate(&crate::random::OsRandom).unwrap();
         let now = 1_800_000_000;
         assert_eq!(secret.verify(&secret.code_at(now), now), Some(now / 30));
         assert!(secret.verify(&secret.code_at(now - 30), now).is_some());
@@ -211,7 +209,7 @@ mod tests {
 
     #[test]
     fn base32_round_trips_and_uri_is_well_formed() {
-        let secret = TotpSecret::generate().unwrap();
+        let secret = TotpSecret::generate(&crate::random::OsRandom).unwrap();
         let b32 = secret.to_base32();
         assert_eq!(
             TotpSecret::from_base32(&b32).unwrap().as_bytes(),

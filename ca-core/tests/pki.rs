@@ -20,6 +20,7 @@ use ca_core::key::{KeyAlgorithm, SoftwareKey};
 use ca_core::name::{build_name, AttributeKind};
 use ca_core::ocsp::{self, IssuerHashes, ResponderIdentity, SingleStatus, Status};
 use ca_core::profile::Profile;
+use ca_core::random::OsRandom;
 use ca_core::signer::SigningKey;
 use ca_core::time::UnixTime;
 use der::{Decode, Encode};
@@ -61,7 +62,7 @@ struct Hierarchy {
 
 fn hierarchy(algorithm: KeyAlgorithm, issuing_validity: u64) -> Hierarchy {
     let clock = SystemClock;
-    let (root_key, _) = SoftwareKey::generate(algorithm).unwrap();
+    let (root_key, _) = SoftwareKey::generate(algorithm, &ca_core::random::OsRandom).unwrap();
     let root = ca::create_root(
         &CaSpec {
             id: "root".into(),
@@ -78,9 +79,14 @@ fn hierarchy(algorithm: KeyAlgorithm, issuing_validity: u64) -> Hierarchy {
         Arc::new(root_key),
         Some(BASE_URL.into()),
         &clock,
+        &OsRandom,
     )
     .unwrap();
-    let issuing_key = Arc::new(SoftwareKey::generate(algorithm).unwrap().0);
+    let issuing_key = Arc::new(
+        SoftwareKey::generate(algorithm, &ca_core::random::OsRandom)
+            .unwrap()
+            .0,
+    );
     let issuing = ca::create_issuing(
         &CaSpec {
             id: "issuing".into(),
@@ -98,6 +104,7 @@ fn hierarchy(algorithm: KeyAlgorithm, issuing_validity: u64) -> Hierarchy {
         &root,
         Some(BASE_URL.into()),
         &clock,
+        &OsRandom,
     )
     .unwrap();
     Hierarchy {
@@ -212,8 +219,14 @@ fn issue(
     options: &IssuanceOptions,
 ) -> Result<Vec<u8>, IssueError> {
     let verified = VerifiedCsr::parse(csr, 2048)?;
-    let prepared =
-        PreparedIssuance::prepare(&h.issuing, profile, &verified, options, &SystemClock)?;
+    let prepared = PreparedIssuance::prepare(
+        &h.issuing,
+        profile,
+        &verified,
+        options,
+        &SystemClock,
+        &OsRandom,
+    )?;
     Ok(prepared.sign(&h.issuing)?.der)
 }
 
@@ -527,7 +540,8 @@ fn never_outlives_the_issuing_ca() {
     .unwrap_err();
     assert!(matches!(err, IssueError::OutlivesIssuer { .. }), "{err}");
     // And an issuing CA may not outlive its root.
-    let (k, _) = SoftwareKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let (k, _) =
+        SoftwareKey::generate(KeyAlgorithm::EcdsaP256, &ca_core::random::OsRandom).unwrap();
     let err = ca::create_issuing(
         &CaSpec {
             id: "too-long".into(),
@@ -540,6 +554,7 @@ fn never_outlives_the_issuing_ca() {
         &h.root,
         None,
         &SystemClock,
+        &OsRandom,
     )
     .unwrap_err();
     assert!(err.to_string().contains("after its parent's end"), "{err}");
@@ -559,6 +574,7 @@ fn pre_issuance_lint_refuses_tampered_tbs() {
         &verified,
         &IssuanceOptions::default(),
         &SystemClock,
+        &OsRandom,
     )
     .unwrap();
     let ctx = LintContext {
@@ -650,7 +666,8 @@ fn pre_issuance_lint_refuses_tampered_tbs() {
 fn name_constraints_and_external_root() {
     // An issuing CA constrained to hospital.example, verified by openssl against a leaf inside.
     let h = hierarchy(KeyAlgorithm::EcdsaP256, ca::DEFAULT_ISSUING_VALIDITY_SECS);
-    let (k, _) = SoftwareKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let (k, _) =
+        SoftwareKey::generate(KeyAlgorithm::EcdsaP256, &ca_core::random::OsRandom).unwrap();
     let constrained = ca::create_issuing(
         &CaSpec {
             id: "issuing".into(),
@@ -670,6 +687,7 @@ fn name_constraints_and_external_root() {
         &h.root,
         Some(BASE_URL.into()),
         &SystemClock,
+        &OsRandom,
     )
     .unwrap();
     let text = String::from_utf8(x509(constrained.certificate_der()).to_text().unwrap()).unwrap();
@@ -722,7 +740,8 @@ fn name_constraints_and_external_root() {
         .unwrap();
     let external_root = builder.build();
 
-    let (issuing_key, _) = SoftwareKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let (issuing_key, _) =
+        SoftwareKey::generate(KeyAlgorithm::EcdsaP256, &ca_core::random::OsRandom).unwrap();
     let subject = build_name(&[(AttributeKind::CN, "Imported Issuing CA".into())]).unwrap();
     let csr = ca::issuing_ca_csr(&subject, &issuing_key).unwrap();
     let req = openssl::x509::X509Req::from_der(&csr).unwrap();
@@ -785,7 +804,8 @@ fn name_constraints_and_external_root() {
     .unwrap();
     assert_eq!(imported.id(), "issuing");
     // The wrong key, or the wrong parent, is refused.
-    let (other, _) = SoftwareKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let (other, _) =
+        SoftwareKey::generate(KeyAlgorithm::EcdsaP256, &ca_core::random::OsRandom).unwrap();
     assert!(ca::import_issuing(
         "issuing",
         &signed,
@@ -822,6 +842,7 @@ fn issue_many(h: &Hierarchy, n: usize) -> Vec<Issued> {
                 &verified,
                 &IssuanceOptions::default(),
                 &SystemClock,
+                &OsRandom,
             )
             .unwrap();
             let issued = prepared.sign(&h.issuing).unwrap();
@@ -966,7 +987,8 @@ fn ocsp_responses_verify_ca_signed_and_delegated() {
     let issuer = x509(h.issuing.certificate_der());
     let hashes = IssuerHashes::of(h.issuing.certificate()).unwrap();
     // Delegated responder certificate from the ocsp-responder profile.
-    let (responder_key, responder_pkcs8) = SoftwareKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let (responder_key, responder_pkcs8) =
+        SoftwareKey::generate(KeyAlgorithm::EcdsaP256, &ca_core::random::OsRandom).unwrap();
     let rcgen_key = rcgen::KeyPair::try_from(responder_pkcs8.as_slice()).unwrap();
     let responder_der = issue(
         &h,
@@ -976,7 +998,7 @@ fn ocsp_responses_verify_ca_signed_and_delegated() {
     )
     .unwrap();
     let responder_cert = x509_cert::Certificate::from_der(&responder_der).unwrap();
-    let unknown_serial = ca_core::serial::random_serial().unwrap();
+    let unknown_serial = ca_core::serial::random_serial(&ca_core::random::OsRandom).unwrap();
 
     // A real request from openssl: three certificates, SHA-1 CertIDs, with a nonce.
     let mut request = OcspRequest::new().unwrap();
@@ -1198,7 +1220,7 @@ fn ocsp_request_errors() {
     let h = hierarchy(KeyAlgorithm::EcdsaP256, ca::DEFAULT_ISSUING_VALIDITY_SECS);
     let hashes = IssuerHashes::of(h.issuing.certificate()).unwrap();
     let id = hashes
-        .cert_id(ca_core::serial::random_serial().unwrap())
+        .cert_id(ca_core::serial::random_serial(&ca_core::random::OsRandom).unwrap())
         .unwrap();
     request.tbs_request.request_list = vec![
         x509_ocsp::Request {

@@ -15,6 +15,7 @@ use ca_core::issuance::{IssuanceOptions, PreparedIssuance};
 use ca_core::key::{encrypt_pkcs8, SoftwareKey};
 use ca_core::name::{build_name, AttributeKind};
 use ca_core::profile::Profile;
+use ca_core::random::{OsRandom, RandomSource};
 use ca_core::role::Role;
 use ca_core::serial::serial_hex;
 use diesel::prelude::*;
@@ -155,9 +156,10 @@ fn issue_api_certificate(
     issuing: &CertificateAuthority,
     root: &CertificateAuthority,
     passphrase: &str,
+    random: &dyn RandomSource,
 ) -> anyhow::Result<()> {
     let profile = api_profile(config)?;
-    let (key, pkcs8) = SoftwareKey::generate(ca_core::key::KeyAlgorithm::EcdsaP256)?;
+    let (key, pkcs8) = SoftwareKey::generate(ca_core::key::KeyAlgorithm::EcdsaP256, random)?;
     let mut sans = Vec::new();
     for name in &config.api_tls_names {
         match name.parse::<IpAddr>() {
@@ -184,6 +186,7 @@ fn issue_api_certificate(
         &csr,
         &IssuanceOptions::default(),
         &SystemClock,
+        random,
     )?;
     let now = SystemClock.now().as_secs() as i64;
     let (issued, serial) =
@@ -194,7 +197,7 @@ fn issue_api_certificate(
         issuing.certificate_pem(),
         root.certificate_pem()
     );
-    let key_pem = encrypt_pkcs8(&pkcs8, passphrase.as_bytes())?;
+    let key_pem = encrypt_pkcs8(&pkcs8, passphrase.as_bytes(), random)?;
     crate::store::write_transaction::<_, anyhow::Error, _>(&mut *conn, |conn| {
         crate::ca::reservation::mark_issued(conn, issuing.id(), &serial, &issued.der)?;
         diesel::delete(
@@ -216,8 +219,9 @@ fn issue_api_certificate(
     Ok(())
 }
 
-/// Creates the CA hierarchy and everything encrypted under the passphrase. Refuses to run twice.
-pub fn init(config: &Config, passphrase: &str) -> anyhow::Result<()> {
+/// Creates the CA hierarchy and everything encrypted under the passphrase, drawing keys and
+/// serials from `random`. Refuses to run twice.
+pub fn init(config: &Config, passphrase: &str, random: &dyn RandomSource) -> anyhow::Result<()> {
     let pool = open_pool(config)?;
     if is_initialized(&pool)? {
         bail!("this database is already initialized; nothing was changed");
@@ -229,7 +233,7 @@ pub fn init(config: &Config, passphrase: &str) -> anyhow::Result<()> {
     let h = &config.hierarchy;
     let public = Some(config.public_base());
     let (root_key, root_pem) =
-        SoftwareKey::generate_encrypted(h.key_algorithm, passphrase.as_bytes())?;
+        SoftwareKey::generate_encrypted(h.key_algorithm, passphrase.as_bytes(), random)?;
     let root_subject = build_name(&[
         (AttributeKind::C, h.country.clone()),
         (AttributeKind::O, h.organization.clone()),
@@ -247,9 +251,10 @@ pub fn init(config: &Config, passphrase: &str) -> anyhow::Result<()> {
         Arc::new(root_key),
         public.clone(),
         &SystemClock,
+        random,
     )?;
     let (issuing_key, issuing_pem) =
-        SoftwareKey::generate_encrypted(h.key_algorithm, passphrase.as_bytes())?;
+        SoftwareKey::generate_encrypted(h.key_algorithm, passphrase.as_bytes(), random)?;
     let issuing_subject = build_name(&[
         (AttributeKind::C, h.country.clone()),
         (AttributeKind::O, h.organization.clone()),
@@ -272,6 +277,7 @@ pub fn init(config: &Config, passphrase: &str) -> anyhow::Result<()> {
         &root,
         public,
         &SystemClock,
+        random,
     )?;
     let now = SystemClock.now().as_secs() as i64;
     crate::store::write_transaction::<_, anyhow::Error, _>(&mut conn, |conn| {
@@ -324,7 +330,7 @@ pub fn init(config: &Config, passphrase: &str) -> anyhow::Result<()> {
         Ok(())
     })?;
     if config.api_tls_cert.is_none() {
-        issue_api_certificate(config, &mut conn, &issuing, &root, passphrase)?;
+        issue_api_certificate(config, &mut conn, &issuing, &root, passphrase, random)?;
     }
     if config.database_url.is_none() || config.data_dir.exists() {
         ensure_data_dir(&config.data_dir)?;
@@ -364,14 +370,21 @@ pub fn load_profiles(dir: &Path) -> anyhow::Result<BTreeMap<String, Profile>> {
 
 /// Decrypts the CAs, loads the profiles and assembles the running authority.
 pub fn open(config: Config, passphrase: Zeroizing<String>) -> anyhow::Result<Authority> {
-    open_with_clock(config, passphrase, Arc::new(SystemClock))
+    open_with(
+        config,
+        passphrase,
+        Arc::new(SystemClock),
+        Arc::new(OsRandom),
+    )
 }
 
-/// As [`open`], with the clock the services read (tests pass a `ManualClock`).
-pub fn open_with_clock(
+/// As [`open`], with the clock the services read and the random source they draw serials, keys
+/// and TOTP secrets from (tests pass a `ManualClock` and may pass a `SeededRandom`).
+pub fn open_with(
     config: Config,
     passphrase: Zeroizing<String>,
     clock: Arc<dyn Clock>,
+    random: Arc<dyn RandomSource>,
 ) -> anyhow::Result<Authority> {
     let pool = open_pool(&config)?;
     let mut conn = pool.get()?;
@@ -433,6 +446,7 @@ pub fn open_with_clock(
         passphrase,
         responder_key,
         clock: clock.clone(),
+        random,
         cas,
         root_id: ROOT_ID.into(),
         profiles,
@@ -465,6 +479,7 @@ pub fn open_ocsp_only(config: Config, passphrase: Zeroizing<String>) -> anyhow::
         passphrase,
         responder_key,
         clock: Arc::new(SystemClock),
+        random: Arc::new(OsRandom),
         cas: BTreeMap::new(),
         root_id: ROOT_ID.into(),
         profiles: BTreeMap::new(),
@@ -521,7 +536,7 @@ pub fn dev(config: &Config) -> anyhow::Result<Zeroizing<String>> {
     };
     let pool = open_pool(config)?;
     if !is_initialized(&pool)? {
-        init(config, &passphrase)?;
+        init(config, &passphrase, &OsRandom)?;
     }
     Ok(passphrase)
 }

@@ -172,7 +172,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init(args) => {
             let config = Config::load(cli.config.as_deref())?;
             let passphrase = read_passphrase(&args.source(), true)?;
-            bootstrap::init(&config, &passphrase)?;
+            bootstrap::init(&config, &passphrase, &ca_core::random::OsRandom)?;
             println!(
                 "initialized; root certificate in {}",
                 config.data_dir.join("root-ca.pem").display()

@@ -11,6 +11,7 @@ use ca_core::approval::Verdict;
 use ca_core::clock::{Clock, ManualClock};
 use ca_core::key::{KeyAlgorithm, SoftwareKey};
 use ca_core::name::{build_name, AttributeKind};
+use ca_core::random::SeededRandom;
 use ca_core::time::UnixTime;
 use ca_core::totp::TotpSecret;
 use ca_server::accounts::Caller;
@@ -31,18 +32,26 @@ struct Instance {
 }
 
 fn instance() -> Instance {
+    let mut seed = [0u8; 32];
+    ca_core::random::RandomSource::fill(&ca_core::random::OsRandom, &mut seed).unwrap();
+    instance_seeded(seed)
+}
+
+/// An instance whose services draw serials, keys and TOTP secrets from a stream seeded with `seed`.
+fn instance_seeded(seed: [u8; 32]) -> Instance {
     let dir = tempfile::tempdir().unwrap();
     let config = Config {
         data_dir: dir.path().join("data"),
         policies_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies"),
         ..Config::default()
     };
-    bootstrap::init(&config, PASSPHRASE).unwrap();
+    bootstrap::init(&config, PASSPHRASE, &ca_core::random::OsRandom).unwrap();
     let clock = Arc::new(ManualClock::at(UnixTime::now()));
-    let authority = bootstrap::open_with_clock(
+    let authority = bootstrap::open_with(
         config.clone(),
         Zeroizing::new(PASSPHRASE.into()),
         clock.clone(),
+        Arc::new(SeededRandom::new(seed)),
     )
     .unwrap();
     Instance {
@@ -93,7 +102,8 @@ impl Instance {
 
     /// A staff certificate request (one security officer approves), pending.
     fn staff_request(&self, requester: &Caller) -> String {
-        let (key, _) = SoftwareKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let (key, _) =
+            SoftwareKey::generate(KeyAlgorithm::EcdsaP256, &ca_core::random::OsRandom).unwrap();
         let subject = build_name(&[
             (AttributeKind::CN, "Hanako Test".into()),
             (AttributeKind::SerialNumber, "EMP-0001".into()),
@@ -127,6 +137,20 @@ impl Instance {
             other => panic!("a staff request waits for approval: {other:?}"),
         }
     }
+}
+
+#[test]
+fn the_services_draw_from_the_injected_random_source() {
+    // Two instances on the same seed hand their first enrolled person the same TOTP secret (and
+    // drew the same responder keys and audit key before that); another seed gives another.
+    let secret_of = |seed: [u8; 32]| {
+        let i = instance_seeded(seed);
+        let (_, secret) = i.person("hana", "staff-requester");
+        secret.to_base32().to_string()
+    };
+    let first = secret_of([5; 32]);
+    assert_eq!(first, secret_of([5; 32]));
+    assert_ne!(first, secret_of([6; 32]));
 }
 
 #[test]

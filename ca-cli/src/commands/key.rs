@@ -126,30 +126,37 @@ pub fn load_key(path: &Path, passphrase_file: Option<&Path>) -> CliResult<PKey<P
     Ok(key)
 }
 
-/// Mamori accepts RSA of at least 2048 bits, ECDSA P-256 and P-384, and Ed25519; refusing other
-/// keys here saves a round trip to a server that would refuse the CSR.
+/// The keys Mamori certifies (`ca_core::public_key::classify`: RSA of at least
+/// [`ca_core::public_key::MIN_RSA_BITS`] with an odd exponent of at least 65537, ECDSA P-256 and
+/// P-384, Ed25519); refusing others here saves a round trip to a server that would refuse the CSR.
 pub(crate) fn check_key_type(key: &PKey<Private>) -> Result<(), String> {
-    use openssl::nid::Nid;
-    use openssl::pkey::Id;
-    match key.id() {
-        Id::RSA if key.bits() >= 2048 => Ok(()),
-        Id::RSA => Err(format!(
-            "RSA keys need at least 2048 bits (this one has {})",
-            key.bits()
-        )),
-        Id::ED25519 => Ok(()),
-        Id::EC => {
-            let curve = key.ec_key().ok().and_then(|k| k.group().curve_name());
-            match curve {
-                Some(Nid::X9_62_PRIME256V1) | Some(Nid::SECP384R1) => Ok(()),
-                other => Err(format!(
-                    "EC keys must be on P-256 or P-384 (this one is on {})",
-                    other
-                        .and_then(|n| n.short_name().ok())
-                        .unwrap_or("an unnamed curve")
-                )),
-            }
+    use ca_core::der::Decode;
+    let der = key.public_key_to_der().map_err(|e| e.to_string())?;
+    let spki = ca_core::spki::SubjectPublicKeyInfoOwned::from_der(&der)
+        .map_err(|e| format!("the public key does not parse: {e}"))?;
+    ca_core::public_key::classify(&spki, ca_core::public_key::MIN_RSA_BITS)
+        .map(|_| ())
+        .map_err(|e| {
+            format!("{e}: use an RSA (2048 bits or more), ECDSA P-256/P-384 or Ed25519 key")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_policy_is_ca_cores() {
+        for algorithm in [Algorithm::P256, Algorithm::P384] {
+            assert!(check_key_type(&generate_key(algorithm).unwrap()).is_ok());
         }
-        _ => Err("use an RSA (2048 bits or more), ECDSA P-256/P-384 or Ed25519 key".into()),
+        let small = PKey::from_rsa(openssl::rsa::Rsa::generate(1024).unwrap()).unwrap();
+        let why = check_key_type(&small).unwrap_err();
+        assert!(why.contains("1024 bits is too weak"), "{why}");
+        let group = openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::SECP256K1).unwrap();
+        let k1 = PKey::from_ec_key(openssl::ec::EcKey::generate(&group).unwrap()).unwrap();
+        assert!(check_key_type(&k1).unwrap_err().contains("unsupported elliptic curve"));
+        let ed = PKey::generate_ed25519().unwrap();
+        assert!(check_key_type(&ed).is_ok());
     }
 }

@@ -486,9 +486,14 @@ mod tests {
                 path_len: None,
                 name_constraints: None,
             },
-            Arc::new(SoftwareKey::generate(KeyAlgorithm::EcdsaP256).unwrap().0),
+            Arc::new(
+                SoftwareKey::generate(KeyAlgorithm::EcdsaP256, &crate::random::OsRandom)
+                    .unwrap()
+                    .0,
+            ),
             None,
             &SystemClock,
+            &crate::random::OsRandom,
         )
         .unwrap()
     }

@@ -171,7 +171,11 @@ mod tests {
     use crate::signer::SigningKey;
 
     fn statuses(status: Status, this_update: UnixTime, next_update: UnixTime) -> Vec<SingleStatus> {
-        let key = Arc::new(SoftwareKey::generate(KeyAlgorithm::EcdsaP256).unwrap().0);
+        let key = Arc::new(
+            SoftwareKey::generate(KeyAlgorithm::EcdsaP256, &crate::random::OsRandom)
+                .unwrap()
+                .0,
+        );
         let root = ca::create_root(
             &CaSpec {
                 id: "root".into(),
@@ -183,6 +187,7 @@ mod tests {
             key,
             None,
             &SystemClock,
+            &crate::random::OsRandom,
         )
         .unwrap();
         let serial = x509_cert::serial_number::SerialNumber::new(&[1, 2, 3]).unwrap();
@@ -206,7 +211,8 @@ mod tests {
 
     #[test]
     fn good_responses_pass_and_bad_ones_are_refused_before_signing() {
-        let (responder, _) = SoftwareKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let (responder, _) =
+            SoftwareKey::generate(KeyAlgorithm::EcdsaP256, &crate::random::OsRandom).unwrap();
         let now = UnixTime::now();
         let good = statuses(Status::Good, now, now.plus(3600));
         let compact = build_compact_response(&responder, &good, now, Some(&[7; 16])).unwrap();
@@ -249,8 +255,10 @@ mod tests {
 
     #[test]
     fn the_responder_id_must_name_the_signing_key() {
-        let (responder, _) = SoftwareKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
-        let (other, _) = SoftwareKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let (responder, _) =
+            SoftwareKey::generate(KeyAlgorithm::EcdsaP256, &crate::random::OsRandom).unwrap();
+        let (other, _) =
+            SoftwareKey::generate(KeyAlgorithm::EcdsaP256, &crate::random::OsRandom).unwrap();
         let now = UnixTime::now();
         let compact = build_compact_response(
             &responder,

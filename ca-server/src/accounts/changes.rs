@@ -468,6 +468,7 @@ impl Accounts {
                 let roles = parse_role_list(&payload.roles)?;
                 let user = enrolment::enrolling_user_row(
                     &self.data_key,
+                    &*self.random,
                     &row.target,
                     &roles,
                     (payload.organization.clone(), payload.email_domain.clone()),

@@ -5,6 +5,7 @@
 //! Only SHA-256 digests of the halves are stored; five wrong codes void the enrolment (a new
 //! reset is needed), and the route shares the login limiter per client address.
 
+use ca_core::random::RandomSource;
 use ca_core::role::Role;
 use ca_core::totp::TotpSecret;
 use diesel::prelude::*;
@@ -109,6 +110,7 @@ pub fn start_enrolment(
 /// its password or TOTP secret.
 pub fn enrolling_user_row(
     data_key: &DataKey,
+    random: &dyn RandomSource,
     username: &str,
     roles: &[Role],
     registered: (Option<String>, Option<String>),
@@ -116,6 +118,7 @@ pub fn enrolling_user_row(
 ) -> Result<UserRow, ServiceError> {
     let (row, _) = super::users::user_row(
         data_key,
+        random,
         username,
         unusable_password_hash()?,
         roles,
@@ -133,7 +136,8 @@ impl Accounts {
         auth::check_password_policy(&request.new_password).map_err(ServiceError::Invalid)?;
         let now = self.now().as_secs() as i64;
         let password_hash = auth::hash_password(&request.new_password)?;
-        let secret = TotpSecret::generate().map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let secret = TotpSecret::generate(&*self.random)
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let sealed = self.data_key.seal(secret.as_bytes())?;
         let mut conn = self.conn()?;
         let outcome = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {

@@ -56,8 +56,15 @@ pub fn add_user_locally(
     let now = SystemClock.now().as_secs() as i64;
     let (code, stored) = whole_code()?;
     let expires_at = now + policy.enrolment_validity_secs as i64;
-    let row = enrolment::enrolling_user_row(&data_key, username, &roles, registered, now)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let row = enrolment::enrolling_user_row(
+        &data_key,
+        &ca_core::random::OsRandom,
+        username,
+        &roles,
+        registered,
+        now,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     crate::store::write_transaction::<_, anyhow::Error, _>(&mut conn, |conn| {
         let exists: i64 = users::table
             .filter(users::username.eq(username))

@@ -18,6 +18,7 @@ mod users;
 use std::sync::Arc;
 
 use ca_core::clock::Clock;
+use ca_core::random::RandomSource;
 use ca_core::role::Role;
 use ca_core::time::UnixTime;
 
@@ -74,6 +75,8 @@ pub struct Accounts {
     config: Arc<Config>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
+    /// Where TOTP secrets come from.
+    random: Arc<dyn RandomSource>,
     /// Seals TOTP secrets at rest.
     data_key: DataKey,
     /// Sessions confirmed in the database within the last second.
@@ -96,6 +99,8 @@ pub struct AccountsParts {
     pub metrics: Arc<Metrics>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
+    /// The random source.
+    pub random: Arc<dyn RandomSource>,
     /// Seals TOTP secrets.
     pub data_key: DataKey,
     /// The account-change policy.
@@ -113,6 +118,7 @@ impl Accounts {
             config: parts.config,
             metrics: parts.metrics,
             clock: parts.clock,
+            random: parts.random,
             data_key: parts.data_key,
             sessions: session_cache::SessionCache::default(),
             account_policy: parts.account_policy,

@@ -301,6 +301,7 @@ mod tests {
             config: Arc::new(Config::default()),
             metrics: Arc::new(Metrics::default()),
             clock: clock.clone(),
+            random: Arc::new(ca_core::random::SeededRandom::new([3; 32])),
             data_key: DataKey::derive("a test passphrase", b"0123456789abcdef").unwrap(),
             account_policy: AccountPolicy::default(),
             writer: Arc::new(GroupCommit::start(&url).unwrap()),

@@ -12,6 +12,8 @@ use crate::api::*;
 use crate::error::ServiceError;
 use crate::secrets::DataKey;
 use crate::store::audit_log;
+use ca_core::random::RandomSource;
+
 use crate::store::ids::new_id;
 use crate::store::models::*;
 use crate::store::schema::*;
@@ -22,6 +24,7 @@ use crate::store::DbConnection;
 /// stored sealed under `data_key`); its credentials count as set `now`.
 pub(crate) fn user_row(
     data_key: &DataKey,
+    random: &dyn RandomSource,
     username: &str,
     password_hash: String,
     roles: &[Role],
@@ -29,7 +32,7 @@ pub(crate) fn user_row(
     now: i64,
 ) -> Result<(UserRow, TotpSecret), ServiceError> {
     let (organization, email_domain) = crate::accounts::registered_fields(registered)?;
-    let secret = TotpSecret::generate().map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let secret = TotpSecret::generate(random).map_err(|e| ServiceError::Internal(e.to_string()))?;
     let row = UserRow {
         id: new_id("u")?,
         username: username.into(),
@@ -126,6 +129,7 @@ impl Accounts {
         let now = self.now().as_secs() as i64;
         let (mut row, secret) = user_row(
             &self.data_key,
+            &*self.random,
             username,
             auth::hash_password(password)?,
             roles,

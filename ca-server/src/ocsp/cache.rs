@@ -224,7 +224,8 @@ mod tests {
     fn status_is_read_from_the_compact_form() {
         use ca_core::der::asn1::OctetString;
         use ca_core::key::{KeyAlgorithm, SoftwareKey};
-        let (key, _) = SoftwareKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let (key, _) =
+            SoftwareKey::generate(KeyAlgorithm::EcdsaP256, &ca_core::random::OsRandom).unwrap();
         let cert_id = x509_ocsp::CertId {
             hash_algorithm: x509_cert::spki::AlgorithmIdentifierOwned {
                 oid: const_oid::db::rfc5912::ID_SHA_1,

@@ -24,6 +24,7 @@ use std::sync::{Arc, RwLock};
 use ca_core::clock::Clock;
 use ca_core::crl::RevocationReason;
 use ca_core::ocsp::{IssuerHashes, Status};
+use ca_core::random::RandomSource;
 use ca_core::serial::parse_serial_hex;
 
 use ca_core::profile::Profile;
@@ -52,6 +53,8 @@ pub struct OcspService {
     config: Arc<Config>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
+    /// Where renewed responder keys and their certificates' serials come from.
+    random: Arc<dyn RandomSource>,
     ocsp_cache: OcspCache,
     responders: RwLock<HashMap<String, Arc<Responder>>>,
     issuer_hashes: Vec<(String, IssuerHashes)>,
@@ -76,6 +79,8 @@ pub struct OcspParts {
     pub metrics: Arc<Metrics>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
+    /// The random source.
+    pub random: Arc<dyn RandomSource>,
     /// Every CA certificate (the service answers for each).
     pub certificates: Arc<CaCertificates>,
     /// The `ocsp-responder` profile (a CA instance renews responder certificates with it).
@@ -106,6 +111,7 @@ impl OcspService {
             config: parts.config,
             metrics: parts.metrics,
             clock: parts.clock,
+            random: parts.random,
             ocsp_cache: OcspCache::default(),
             responders: RwLock::new(HashMap::new()),
             issuer_hashes,

@@ -163,8 +163,9 @@ impl OcspService {
     ) -> Result<Responder, ServiceError> {
         let ca_id = ca.id();
         let internal = |e: String| ServiceError::Internal(e);
-        let (key, pkcs8) = SoftwareKey::generate(ca_core::key::KeyAlgorithm::EcdsaP256)
-            .map_err(|e| internal(e.to_string()))?;
+        let (key, pkcs8) =
+            SoftwareKey::generate(ca_core::key::KeyAlgorithm::EcdsaP256, &*self.random)
+                .map_err(|e| internal(e.to_string()))?;
         let key_pem = seal_key(&self.responder_key, &pkcs8)?;
         let subject = ca_core::name::build_name(&[
             (
@@ -187,6 +188,7 @@ impl OcspService {
             &csr,
             &IssuanceOptions::default(),
             &*self.clock,
+            &*self.random,
         )?;
         let now = self.now().as_secs() as i64;
         let (issued, serial) =
@@ -244,8 +246,10 @@ mod tests {
         let passphrase = "the CA passphrase";
         let (_, responder_key) =
             DataKey::derive_with_responder_key(passphrase, b"0123456789abcdef").unwrap();
-        let (_, pkcs8) = SoftwareKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
-        let legacy = encrypt_pkcs8(&pkcs8, passphrase.as_bytes()).unwrap();
+        let (_, pkcs8) =
+            SoftwareKey::generate(KeyAlgorithm::EcdsaP256, &ca_core::random::OsRandom).unwrap();
+        let legacy =
+            encrypt_pkcs8(&pkcs8, passphrase.as_bytes(), &ca_core::random::OsRandom).unwrap();
         diesel::insert_into(ocsp_responders::table)
             .values(ResponderRow {
                 ca_id: "issuing".into(),

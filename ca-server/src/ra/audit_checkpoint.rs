@@ -42,6 +42,7 @@ pub struct CheckpointFile {
 pub fn load_or_create_key(
     conn: &mut DbConnection,
     passphrase: &str,
+    random: &dyn ca_core::random::RandomSource,
 ) -> Result<SoftwareKey, ServiceError> {
     let internal = |e: String| ServiceError::Internal(format!("audit key: {e}"));
     if let Some(pem) =
@@ -50,9 +51,9 @@ pub fn load_or_create_key(
         return SoftwareKey::from_encrypted(pem.as_bytes(), passphrase.as_bytes())
             .map_err(|e| internal(e.to_string()));
     }
-    let (key, pkcs8) =
-        SoftwareKey::generate(KeyAlgorithm::EcdsaP256).map_err(|e| internal(e.to_string()))?;
-    let encrypted = ca_core::key::encrypt_pkcs8(&pkcs8, passphrase.as_bytes())
+    let (key, pkcs8) = SoftwareKey::generate(KeyAlgorithm::EcdsaP256, random)
+        .map_err(|e| internal(e.to_string()))?;
+    let encrypted = ca_core::key::encrypt_pkcs8(&pkcs8, passphrase.as_bytes(), random)
         .map_err(|e| internal(e.to_string()))?;
     let public = spki_pem(&key)?;
     crate::store::write_transaction::<_, ServiceError, _>(conn, |conn| {

@@ -27,6 +27,7 @@ use ca_core::ca::CertificateAuthority;
 use ca_core::clock::Clock;
 use ca_core::key::SoftwareKey;
 use ca_core::profile::Profile;
+use ca_core::random::RandomSource;
 use ca_core::signature_memo::SignatureMemo;
 use ca_core::time::UnixTime;
 use zeroize::Zeroizing;
@@ -60,6 +61,8 @@ pub struct Authority {
     /// Metrics.
     pub metrics: Arc<Metrics>,
     pub(crate) clock: Arc<dyn Clock>,
+    /// Where serials come from.
+    pub(crate) random: Arc<dyn RandomSource>,
     /// The group-commit writer the issuance path's writes go through.
     writer: Arc<GroupCommit>,
     /// CSRs whose signature verified before (a re-issued terminal resends the same CSR).
@@ -88,6 +91,9 @@ pub struct Parts {
     pub responder_key: DataKey,
     /// The clock every service reads (the system's; a test's `ManualClock`).
     pub clock: Arc<dyn Clock>,
+    /// The random source serials, keys and TOTP secrets are drawn from (the system's; a
+    /// test's `SeededRandom`).
+    pub random: Arc<dyn RandomSource>,
     /// Every CA, by id.
     pub cas: BTreeMap<String, CertificateAuthority>,
     /// The root's id.
@@ -107,6 +113,7 @@ impl Authority {
     /// responder and a published CRL.
     pub fn assemble(parts: Parts) -> Result<Authority, ServiceError> {
         let clock = parts.clock;
+        let random = parts.random;
         let metrics = Arc::new(Metrics::default());
         let shared_config = Arc::new(parts.config.clone());
         let certificates = Arc::new(CaCertificates::new(parts.root_id, parts.ca_certificates));
@@ -116,6 +123,7 @@ impl Authority {
             config: shared_config.clone(),
             metrics: metrics.clone(),
             clock: clock.clone(),
+            random: random.clone(),
             certificates,
             responder_profile: parts.profiles.get("ocsp-responder").cloned(),
             responder_key: parts.responder_key,
@@ -133,6 +141,7 @@ impl Authority {
             Some(crate::ra::audit_checkpoint::load_or_create_key(
                 &mut conn,
                 &parts.passphrase,
+                &*random,
             )?)
         };
         let writer = Arc::new(
@@ -144,6 +153,7 @@ impl Authority {
             config: shared_config,
             metrics: metrics.clone(),
             clock: clock.clone(),
+            random: random.clone(),
             data_key: parts.data_key,
             account_policy: parts.account_policy,
             writer: writer.clone(),
@@ -158,6 +168,7 @@ impl Authority {
             ocsp_only: parts.ocsp_only,
             metrics,
             clock,
+            random,
             writer,
             csr_signatures: SignatureMemo::new(CSR_SIGNATURES_REMEMBERED),
             audit_key,

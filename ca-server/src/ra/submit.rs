@@ -156,6 +156,7 @@ impl Authority {
             &csr,
             &IssuanceOptions { window },
             &*self.clock,
+            &*self.random,
         )?;
         let now = self.now().as_secs() as i64;
         let approved_now = profile.approval().approvals == 0;
@@ -258,6 +259,7 @@ impl Authority {
                 &csr,
                 &IssuanceOptions { window },
                 &*self.clock,
+                &*self.random,
             )?)
         });
         let prepared = match prepared {
