@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -222,8 +223,8 @@ impl Connection {
         ))
     }
 
-    /// Sends a request and parses a JSON answer.
-    pub fn json(&self, method: &str, path: &str, body: Option<&Value>) -> CliResult<Value> {
+    /// Sends a request and parses a JSON answer (an empty body reads as `null`).
+    fn json(&self, method: &str, path: &str, body: Option<&Value>) -> CliResult<Value> {
         let response = self.call(method, path, body, true)?;
         let text = response
             .text()
@@ -233,6 +234,58 @@ impl Connection {
         }
         Ok(serde_json::from_str(&text)
             .with_context(|| format!("the server's answer to {path} is not JSON"))?)
+    }
+
+    /// `GET path`, read into the API's own type for that answer (`ca_api`).
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> CliResult<T> {
+        self.typed("GET", path, None)
+    }
+
+    /// `POST path` without a body, read into the API's own type.
+    pub fn post<T: DeserializeOwned>(&self, path: &str) -> CliResult<T> {
+        self.typed("POST", path, None)
+    }
+
+    /// Sends `body` (an API request type) and reads the answer into the API's own type.
+    pub fn send<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: &B,
+    ) -> CliResult<T> {
+        let body = serde_json::to_value(body).context("encoding the request")?;
+        self.typed(method, path, Some(&body))
+    }
+
+    /// As [`Self::send`], without a session (login, enrolment).
+    pub fn send_signed_out<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: &B,
+    ) -> CliResult<T> {
+        let body = serde_json::to_value(body).context("encoding the request")?;
+        let response = self.call(method, path, Some(&body), false)?;
+        response.json().map_err(|e| {
+            fail(
+                exit::UNAVAILABLE,
+                format!(
+                    "the server's answer to {method} {path} is not what this ca-cli expects: {e}"
+                ),
+            )
+        })
+    }
+
+    fn typed<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> CliResult<T> {
+        let value = self.json(method, path, body)?;
+        Ok(serde_json::from_value(value).with_context(|| {
+            format!("the server's answer to {method} {path} is not what this ca-cli expects (versions differ?)")
+        })?)
     }
 }
 

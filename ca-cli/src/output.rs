@@ -25,13 +25,22 @@ pub fn shown(text: &str) -> String {
     ca_core::text::escape(text)
 }
 
-/// A string field of a JSON value, [`shown`] (`default` when absent).
-pub fn field(value: &Value, default: &str) -> String {
-    shown(value.as_str().unwrap_or(default))
+/// An optional text from the server, [`shown`] (`default` when absent).
+pub fn field(value: Option<&str>, default: &str) -> String {
+    shown(value.unwrap_or(default))
 }
 
-/// Prints `value` as JSON, or as a table of `columns` (field name, header) for each object.
-pub fn print(json: bool, value: &Value, columns: &[(&str, &str)]) {
+/// Prints an API answer (a `ca_api` view or a list of them) as JSON, or as a table of `columns`
+/// (field name, header), one row per item.
+pub fn print<T: serde::Serialize>(json: bool, value: &T, columns: &[(&str, &str)]) {
+    match serde_json::to_value(value) {
+        Ok(value) => print_value(json, &value, columns),
+        Err(e) => out!("(cannot show the answer: {e})"),
+    }
+}
+
+/// [`print`] for a JSON value.
+pub fn print_value(json: bool, value: &Value, columns: &[(&str, &str)]) {
     if json {
         out!(
             "{}",

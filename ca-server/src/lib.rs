@@ -7,7 +7,7 @@
 //! tables.
 
 pub mod accounts;
-pub mod api;
+pub use ca_api as api;
 pub mod backup;
 pub mod bootstrap;
 pub mod ca;

@@ -13,6 +13,8 @@ use clap::Subcommand;
 
 use crate::client::{exit, fail, CliResult, Connection};
 use crate::output;
+use ca_api::{AuditVerifyView, AuditView, CheckpointFile};
+use ca_core::audit::Checkpoint;
 
 /// Audit commands.
 #[derive(Subcommand)]
@@ -64,21 +66,16 @@ pub enum AuditCommand {
 }
 
 /// Every entry, read through the API a page at a time.
-fn all_entries(conn: &Connection) -> CliResult<Vec<serde_json::Value>> {
+fn all_entries(conn: &Connection) -> CliResult<Vec<AuditView>> {
     let mut after = 0u64;
     let mut all = Vec::new();
     loop {
-        let page = conn.json(
-            "GET",
-            &format!("/api/v1/audit?after={after}&limit=1000"),
-            None,
-        )?;
-        let entries = page.as_array().cloned().unwrap_or_default();
-        if entries.is_empty() {
+        let page: Vec<AuditView> = conn.get(&format!("/api/v1/audit?after={after}&limit=1000"))?;
+        if page.is_empty() {
             return Ok(all);
         }
-        for entry in entries {
-            after = entry["seq"].as_u64().unwrap_or(after);
+        for entry in page {
+            after = entry.seq;
             all.push(entry);
         }
     }
@@ -105,33 +102,29 @@ fn fetch_checkpoints(conn: &Connection, public_url: &str) -> CliResult<String> {
 
 /// Verifies `entries` here against the checkpoints file `file`: every hash recomputed, every
 /// link checked, every checkpoint's signature and entry. Returns (entries, checkpoints).
-fn verify_here(entries: &[serde_json::Value], file: &str) -> Result<(usize, usize), String> {
-    use ca_core::audit::{
-        verify_chain, verify_checkpoints, AuditRecord, ChainedRecord, Checkpoint,
-    };
-    let parsed: serde_json::Value =
+fn verify_here(entries: &[AuditView], file: &str) -> Result<(usize, usize), String> {
+    use ca_core::audit::{verify_chain, verify_checkpoints, AuditRecord, ChainedRecord};
+    let parsed: CheckpointFile =
         serde_json::from_str(file).map_err(|e| format!("checkpoints file: {e}"))?;
-    let key = parsed["audit_key"].as_str().unwrap_or_default();
-    let spki = parse_public_key(key).ok_or("checkpoints file: no audit_key")?;
-    let checkpoints: Vec<Checkpoint> = serde_json::from_value(parsed["checkpoints"].clone())
-        .map_err(|e| format!("checkpoints file: {e}"))?;
+    let spki = parse_public_key(&parsed.audit_key).ok_or("checkpoints file: no audit_key")?;
     let chain: Vec<ChainedRecord> = entries
         .iter()
         .map(|e| ChainedRecord {
             record: AuditRecord {
-                seq: e["seq"].as_u64().unwrap_or(0),
-                at: e["at_unix"].as_u64().unwrap_or(0),
-                actor: e["actor"].as_str().unwrap_or_default().to_string(),
-                action: e["action"].as_str().unwrap_or_default().to_string(),
-                target: e["target"].as_str().unwrap_or_default().to_string(),
-                details: e["details"].to_string(),
+                seq: e.seq,
+                at: e.at_unix,
+                actor: e.actor.clone(),
+                action: e.action.clone(),
+                target: e.target.clone(),
+                details: e.details.to_string(),
             },
-            prev_hash: e["prev_hash"].as_str().unwrap_or_default().to_string(),
-            hash: e["hash"].as_str().unwrap_or_default().to_string(),
+            prev_hash: e.prev_hash.clone(),
+            hash: e.hash.clone(),
         })
         .collect();
     verify_chain(&chain).map_err(|b| b.to_string())?;
-    let matched = verify_checkpoints(&chain, &checkpoints, &spki).map_err(|f| f.to_string())?;
+    let matched =
+        verify_checkpoints(&chain, &parsed.checkpoints, &spki).map_err(|f| f.to_string())?;
     Ok((chain.len(), matched))
 }
 
@@ -160,9 +153,10 @@ pub fn run(
             if let Some(a) = action {
                 path.push_str(&format!("&action={a}"));
             }
+            let entries: Vec<AuditView> = conn.get(&path)?;
             output::print(
                 json_out,
-                &conn.json("GET", &path, None)?,
+                &entries,
                 &[
                     ("seq", "SEQ"),
                     ("at", "AT"),
@@ -193,27 +187,25 @@ pub fn run(
         }
         AuditCommand::Checkpoints { out } => {
             let text = fetch_checkpoints(conn, public_url)?;
-            let parsed: serde_json::Value = serde_json::from_str(&text)
+            let parsed: CheckpointFile = serde_json::from_str(&text)
                 .map_err(|e| fail(exit::UNAVAILABLE, format!("the server's checkpoints: {e}")))?;
             std::fs::write(&out, &text).with_context(|| format!("writing {}", out.display()))?;
-            let list = parsed["checkpoints"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
             out!(
                 "saved {} checkpoints (newest at entry {}) and the audit key to {}",
-                list.len(),
-                list.last()
-                    .map(|c| c["seq"].to_string())
+                parsed.checkpoints.len(),
+                parsed
+                    .checkpoints
+                    .last()
+                    .map(|c| c.seq.to_string())
                     .unwrap_or("-".into()),
                 out.display()
             );
         }
         AuditCommand::Checkpoint => {
-            let value = conn.json("POST", "/api/v1/audit/checkpoints", None)?;
+            let checkpoint: Checkpoint = conn.post("/api/v1/audit/checkpoints")?;
             output::print(
                 json_out,
-                &value,
+                &checkpoint,
                 &[("seq", "ENTRY"), ("hash", "HASH"), ("at", "SIGNED AT")],
             );
         }
@@ -228,7 +220,13 @@ pub fn run(
                     if json_out {
                         output::print(
                             true,
-                            &serde_json::json!({"ok": true, "entries": count, "checkpoints": matched}),
+                            &AuditVerifyView {
+                                ok: true,
+                                entries: count,
+                                broken_at: None,
+                                reason: None,
+                                checkpoints: matched,
+                            },
                             &[],
                         );
                     } else {
@@ -242,15 +240,15 @@ pub fn run(
             }
         }
         AuditCommand::Verify { checkpoints: None } => {
-            let result = conn.json("GET", "/api/v1/audit/verify", None)?;
+            let result: AuditVerifyView = conn.get("/api/v1/audit/verify")?;
             if json_out {
                 output::print(true, &result, &[]);
             }
-            if result["ok"].as_bool() == Some(true) {
+            if result.ok {
                 if !json_out {
                     out!(
                         "audit chain intact: {} entries, {} signed checkpoints stored with it match",
-                        result["entries"], result["checkpoints"]
+                        result.entries, result.checkpoints
                     );
                 }
             } else {
@@ -258,8 +256,11 @@ pub fn run(
                     exit::REFUSED,
                     format!(
                         "audit chain broken at entry {}: {}",
-                        result["broken_at"],
-                        result["reason"].as_str().unwrap_or("?")
+                        result
+                            .broken_at
+                            .map(|seq| seq.to_string())
+                            .unwrap_or("?".into()),
+                        output::shown(result.reason.as_deref().unwrap_or("?"))
                     ),
                 ));
             }

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use ca_api::{CertificateView, RevokeRequest, StepUpRequest};
 use clap::Subcommand;
-use serde_json::json;
 
 use crate::client::{exit, fail, totp_code, CliResult, Connection};
 use crate::output;
@@ -143,16 +143,14 @@ pub fn run(conn: &Connection, command: CertCommand, json_out: bool) -> CliResult
                 if query.is_empty() { "" } else { "?" },
                 query.join("&")
             );
-            output::print(json_out, &conn.json("GET", &path, None)?, COLUMNS);
+            let list: Vec<CertificateView> = conn.get(&path)?;
+            output::print(json_out, &list, COLUMNS);
         }
         CertCommand::Show { ca, serial } => {
             check_id(&ca, "CA")?;
             check_id(&serial, "serial")?;
-            output::print(
-                json_out,
-                &conn.json("GET", &format!("/api/v1/certificates/{ca}/{serial}"), None)?,
-                COLUMNS,
-            );
+            let view: CertificateView = conn.get(&format!("/api/v1/certificates/{ca}/{serial}"))?;
+            output::print(json_out, &view, COLUMNS);
         }
         CertCommand::Download {
             ca,
@@ -186,16 +184,18 @@ pub fn run(conn: &Connection, command: CertCommand, json_out: bool) -> CliResult
             check_id(&ca, "CA")?;
             check_id(&serial, "serial")?;
             let code = totp_code(totp)?;
-            let body = json!({"reason": reason, "invalidity_date": invalidity_date, "totp": code, "comment": comment});
-            output::print(
-                json_out,
-                &conn.json(
-                    "POST",
-                    &format!("/api/v1/certificates/{ca}/{serial}/revoke"),
-                    Some(&body),
-                )?,
-                COLUMNS,
-            );
+            let body = RevokeRequest {
+                reason,
+                invalidity_date,
+                totp: code,
+                comment,
+            };
+            let view: CertificateView = conn.send(
+                "POST",
+                &format!("/api/v1/certificates/{ca}/{serial}/revoke"),
+                &body,
+            )?;
+            output::print(json_out, &view, COLUMNS);
         }
         CertCommand::Hold {
             ca,
@@ -225,10 +225,13 @@ fn step(
     check_id(ca, "CA")?;
     check_id(serial, "serial")?;
     let code = totp_code(totp)?;
-    let view = conn.json(
+    let view: CertificateView = conn.send(
         "POST",
         &format!("/api/v1/certificates/{ca}/{serial}/{action}"),
-        Some(&json!({"totp": code, "comment": comment})),
+        &StepUpRequest {
+            totp: code,
+            comment,
+        },
     )?;
     output::print(json_out, &view, COLUMNS);
     Ok(())

@@ -136,14 +136,14 @@ fn fill_from_profile(
     args: &mut CsrCreate,
 ) -> CliResult<()> {
     use std::io::IsTerminal;
-    let profiles = conn.json("GET", "/api/v1/profiles", None)?;
+    let profiles: Vec<ca_api::ProfileView> = conn.get("/api/v1/profiles")?;
     let p = profiles
-        .as_array()
-        .and_then(|list| list.iter().find(|p| p["id"] == profile))
+        .iter()
+        .find(|p| p.id == profile)
         .ok_or_else(|| fail(exit::NOT_FOUND, format!("profile {profile} not found")))?;
     let mut missing = Vec::new();
-    for rule in p["subject"].as_array().into_iter().flatten() {
-        let kind = rule["type"].as_str().unwrap_or_default();
+    for rule in &p.subject {
+        let kind = rule.kind.as_str();
         let slot = match kind {
             "CN" => &mut args.cn,
             "O" => &mut args.o,
@@ -152,16 +152,12 @@ fn fill_from_profile(
             "serialNumber" => &mut args.serial_number,
             _ => continue,
         };
-        if rule["required"] == true && slot.is_none() {
-            missing.push((
-                kind.to_string(),
-                rule["pattern"].as_str().map(str::to_string),
-                true,
-            ));
+        if rule.required && slot.is_none() {
+            missing.push((kind.to_string(), rule.pattern.clone(), true));
         }
     }
-    for rule in p["san"].as_array().into_iter().flatten() {
-        let kind = rule["type"].as_str().unwrap_or_default();
+    for rule in &p.san {
+        let kind = rule.kind.as_str();
         let empty = match kind {
             "dns" => args.dns.is_empty(),
             "uri" => args.uri.is_empty(),
@@ -169,17 +165,10 @@ fn fill_from_profile(
             "ip" => args.ip.is_empty(),
             _ => false,
         };
-        if rule["required"] == true && empty {
-            let hint = rule["pattern"].as_str().map(str::to_string).or_else(|| {
-                rule["allowed_domains"].as_array().map(|d| {
-                    format!(
-                        "under {}",
-                        d.iter()
-                            .filter_map(|x| x.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                })
+        if rule.required && empty {
+            let hint = rule.pattern.clone().or_else(|| {
+                (!rule.allowed_domains.is_empty())
+                    .then(|| format!("under {}", rule.allowed_domains.join(", ")))
             });
             missing.push((kind.to_string(), hint, false));
         }

@@ -5,8 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use ca_api::RequestView;
 use clap::Args;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::client::{exit, fail, CliResult, Connection};
 use crate::commands::csr::{build_csr, CsrCreate};
@@ -33,6 +34,24 @@ pub struct Import {
     pub justification: String,
 }
 
+/// What `device import --json` prints.
+#[derive(Serialize)]
+struct ImportSummary {
+    rows: usize,
+    issued: usize,
+    pending: usize,
+    failed: usize,
+    failures: Vec<RowFailure>,
+}
+
+/// A row that failed, and why.
+#[derive(Serialize)]
+struct RowFailure {
+    line: usize,
+    id: String,
+    error: String,
+}
+
 fn valid_id(id: &str) -> bool {
     (1..=40).contains(&id.len())
         && id
@@ -46,7 +65,7 @@ fn import_row(
     base: &Path,
     id: &str,
     csr_path: Option<&str>,
-) -> CliResult<serde_json::Value> {
+) -> CliResult<RequestView> {
     if !valid_id(id) {
         return Err(fail(
             exit::REFUSED,
@@ -87,8 +106,8 @@ fn import_row(
             not_after: None,
         },
     )?;
-    if let (Some(dir), Some("issued")) = (&args.keys_dir, view["status"].as_str()) {
-        let request_id = view["id"].as_str().unwrap_or_default();
+    if let (Some(dir), "issued") = (&args.keys_dir, view.status.as_str()) {
+        let request_id = &view.id;
         let pem = conn
             .call(
                 "GET",
@@ -142,16 +161,25 @@ pub fn import(conn: &Connection, args: Import, json_out: bool) -> CliResult<()> 
         let id = fields.next().unwrap_or_default();
         let csr = fields.next().filter(|s| !s.is_empty());
         match import_row(conn, &args, &base, id, csr) {
-            Ok(view) if view["status"] == "issued" => issued += 1,
+            Ok(view) if view.status == "issued" => issued += 1,
             Ok(_) => pending += 1,
-            Err(e) => {
-                failures.push(json!({"line": line, "id": id, "error": format!("{:#}", e.error)}))
-            }
+            Err(e) => failures.push(RowFailure {
+                line: *line,
+                id: id.to_string(),
+                error: format!("{:#}", e.error),
+            }),
         }
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let summary = json!({"rows": rows.len(), "issued": issued, "pending": pending, "failed": failures.len(), "failures": failures});
+    let summary = ImportSummary {
+        rows: rows.len(),
+        issued,
+        pending,
+        failed: failures.len(),
+        failures,
+    };
+    let failures = &summary.failures;
     if json_out {
         output::print(true, &summary, &[]);
     } else {
@@ -160,12 +188,12 @@ pub fn import(conn: &Connection, args: Import, json_out: bool) -> CliResult<()> 
             rows.len(),
             failures.len()
         );
-        for f in &failures {
+        for f in failures {
             out!(
                 "  line {}: {}: {}",
-                f["line"],
-                crate::output::field(&f["id"], ""),
-                crate::output::field(&f["error"], "")
+                f.line,
+                output::shown(&f.id),
+                output::shown(&f.error)
             );
         }
     }

@@ -155,7 +155,9 @@ mod tests {
         assert!(why.contains("1024 bits is too weak"), "{why}");
         let group = openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::SECP256K1).unwrap();
         let k1 = PKey::from_ec_key(openssl::ec::EcKey::generate(&group).unwrap()).unwrap();
-        assert!(check_key_type(&k1).unwrap_err().contains("unsupported elliptic curve"));
+        assert!(check_key_type(&k1)
+            .unwrap_err()
+            .contains("unsupported elliptic curve"));
         let ed = PKey::generate_ed25519().unwrap();
         assert!(check_key_type(&ed).is_ok());
     }

@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use ca_api::{DecisionRequest, RequestView, SubmitRequest};
+use ca_core::review::CsrSummary;
 use clap::{Args, Subcommand};
-use serde_json::{json, Value};
 
 use crate::client::{exit, fail, totp_code, CliResult, Connection};
 use crate::output;
@@ -32,7 +33,7 @@ pub enum RequestCommand {
     ///
     /// Example: ca-cli request list --status pending
     List {
-        /// pending, approved, issued, rejected, expired, failed.
+        /// pending, approved, issued, rejected, expired, failed, cancelled.
         #[arg(long)]
         status: Option<String>,
         /// Profile id.
@@ -109,18 +110,18 @@ pub struct Decide {
 }
 
 /// Submits a request; returns the server's view.
-pub fn submit(conn: &Connection, args: &Submit) -> CliResult<Value> {
+pub fn submit(conn: &Connection, args: &Submit) -> CliResult<RequestView> {
     let csr = std::fs::read_to_string(&args.csr)
         .with_context(|| format!("reading CSR {}", args.csr.display()))?;
-    let body = json!({
-        "profile": args.profile,
-        "csr": csr,
-        "justification": args.justification,
-        "work_order": args.work_order,
-        "not_before": args.not_before,
-        "not_after": args.not_after,
-    });
-    conn.json("POST", "/api/v1/requests", Some(&body))
+    let body = SubmitRequest {
+        profile: args.profile.clone(),
+        csr,
+        justification: args.justification.clone(),
+        work_order: args.work_order.clone(),
+        not_before: args.not_before.clone(),
+        not_after: args.not_after.clone(),
+    };
+    conn.send("POST", "/api/v1/requests", &body)
 }
 
 /// Runs a request command.
@@ -143,20 +144,23 @@ pub fn run(conn: &Connection, command: RequestCommand, json_out: bool) -> CliRes
                 if query.is_empty() { "" } else { "?" },
                 query.join("&")
             );
-            output::print(json_out, &conn.json("GET", &path, None)?, COLUMNS);
+            let list: Vec<RequestView> = conn.get(&path)?;
+            output::print(json_out, &list, COLUMNS);
         }
         RequestCommand::Show { id } => {
-            let view = conn.json("GET", &format!("/api/v1/requests/{id}"), None)?;
+            let view: RequestView = conn.get(&format!("/api/v1/requests/{id}"))?;
             output::print(json_out, &view, COLUMNS);
             if !json_out {
-                print_csr(&view["csr"]);
-                for d in view["decisions"].as_array().into_iter().flatten() {
+                if let Some(csr) = &view.csr {
+                    print_csr(csr);
+                }
+                for d in &view.decisions {
                     out!(
                         "  {} {} {} {}",
-                        output::field(&d["decided_at"], ""),
-                        output::field(&d["approver"], ""),
-                        output::field(&d["verdict"], ""),
-                        output::field(&d["comment"], "")
+                        output::shown(&d.decided_at),
+                        output::shown(&d.approver),
+                        output::shown(&d.verdict),
+                        output::shown(&d.comment)
                     );
                 }
             }
@@ -171,8 +175,8 @@ pub fn run(conn: &Connection, command: RequestCommand, json_out: bool) -> CliRes
         } => {
             let deadline = Instant::now() + Duration::from_secs(timeout);
             loop {
-                let view = conn.json("GET", &format!("/api/v1/requests/{id}"), None)?;
-                match view["status"].as_str().unwrap_or("") {
+                let view: RequestView = conn.get(&format!("/api/v1/requests/{id}"))?;
+                match view.status.as_str() {
                     "issued" => {
                         let response = conn.call(
                             "GET",
@@ -190,7 +194,7 @@ pub fn run(conn: &Connection, command: RequestCommand, json_out: bool) -> CliRes
                         } else {
                             out!(
                                 "issued: serial {} saved to {}",
-                                output::field(&view["serial"], "?"),
+                                output::field(view.serial.as_deref(), "?"),
                                 out.display()
                             );
                         }
@@ -198,9 +202,10 @@ pub fn run(conn: &Connection, command: RequestCommand, json_out: bool) -> CliRes
                     }
                     "pending" | "approved" => {}
                     other => {
-                        let why = view["failure"]
-                            .as_str()
-                            .map(|f| format!(": {f}"))
+                        let why = view
+                            .failure
+                            .as_deref()
+                            .map(|f| format!(": {}", output::shown(f)))
                             .unwrap_or_default();
                         return Err(fail(exit::REFUSED, format!("request {id} is {other}{why}")));
                     }
@@ -210,7 +215,7 @@ pub fn run(conn: &Connection, command: RequestCommand, json_out: bool) -> CliRes
                         exit::UNAVAILABLE,
                         format!(
                             "request {id} is still {} after {timeout}s",
-                            view["status"].as_str().unwrap_or("?")
+                            output::shown(&view.status)
                         ),
                     ));
                 }
@@ -225,27 +230,22 @@ pub fn run(conn: &Connection, command: RequestCommand, json_out: bool) -> CliRes
 
 fn decide(conn: &Connection, verdict: &str, args: Decide, json_out: bool) -> CliResult<()> {
     let code = totp_code(args.totp)?;
-    let view = conn.json(
+    let view: RequestView = conn.send(
         "POST",
         &format!("/api/v1/requests/{}/{verdict}", args.id),
-        Some(&json!({"totp": code, "comment": args.comment})),
+        &DecisionRequest {
+            totp: code,
+            comment: args.comment,
+        },
     )?;
     output::print(json_out, &view, COLUMNS);
     Ok(())
 }
 
 /// Prints the decoded CSR of a request view and what a reviewer must notice in it.
-fn print_csr(csr: &Value) {
-    if csr.is_null() {
-        return;
-    }
-    out!("subject / 主体名: {}", output::field(&csr["subject"], "-"));
-    let sans: Vec<String> = csr["sans"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|s| output::field(s, ""))
-        .collect();
+fn print_csr(csr: &CsrSummary) {
+    out!("subject / 主体名: {}", output::shown(&csr.subject));
+    let sans: Vec<String> = csr.sans.iter().map(|s| output::shown(s)).collect();
     out!(
         "SANs / 別名: {}",
         if sans.is_empty() {
@@ -254,13 +254,13 @@ fn print_csr(csr: &Value) {
             sans.join(", ")
         }
     );
-    out!("key / 鍵: {}", output::field(&csr["key"], "-"));
-    for flag in csr["flags"].as_array().into_iter().flatten() {
+    out!("key / 鍵: {}", output::shown(&csr.key));
+    for flag in &csr.flags {
         out!(
             "!! 要確認 / CHECK [{}] {}: {}",
-            output::field(&flag["code"], ""),
-            output::field(&flag["field"], ""),
-            output::field(&flag["detail"], "")
+            output::shown(&flag.code),
+            output::shown(&flag.field),
+            output::shown(&flag.detail)
         );
     }
 }

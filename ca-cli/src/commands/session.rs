@@ -3,8 +3,11 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use ca_api::{
+    EnrolRequest, LoginRequest, LoginResponse, PasswordChangeRequest, TotpEnrolment, UserView,
+};
 use clap::Args;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::client::{exit, fail, read_secret_file, totp_code, CliResult, Connection, Session};
 use crate::output;
@@ -55,36 +58,43 @@ pub fn login(conn: &Connection, args: Login, json_out: bool) -> CliResult<()> {
         }
     };
     let totp = totp_code(args.totp)?;
-    let response = conn.call(
+    let body: LoginResponse = conn.send_signed_out(
         "POST",
         "/api/v1/login",
-        Some(&json!({"username": username, "password": password.as_str(), "totp": totp})),
-        false,
+        &LoginRequest {
+            username: username.clone(),
+            password: password.to_string(),
+            totp,
+        },
     )?;
-    let body: serde_json::Value = response
-        .json()
-        .map_err(|e| fail(exit::UNAVAILABLE, e.to_string()))?;
-    let token = body["token"]
-        .as_str()
-        .ok_or_else(|| fail(exit::UNAVAILABLE, "the server sent no token"))?;
     conn.save_session(&Session {
         server: conn.server.clone(),
-        token: token.to_string(),
+        token: body.token.clone(),
         username: username.clone(),
     })?;
     if json_out {
+        /// What `login --json` prints (never the token).
+        #[derive(Serialize)]
+        struct LoggedIn<'a> {
+            username: &'a str,
+            expires_at: &'a str,
+        }
         output::print(
             true,
-            &json!({"username": username, "expires_at": body["expires_at"]}),
+            &LoggedIn {
+                username: &username,
+                expires_at: &body.expires_at,
+            },
             &[],
         );
     } else {
         out!(
-            "logged in as {username} until {}",
-            body["expires_at"].as_str().unwrap_or("?")
+            "logged in as {} until {}",
+            output::shown(&username),
+            output::shown(&body.expires_at)
         );
     }
-    if body["password_change_required"].as_bool() == Some(true) {
+    if body.password_change_required {
         eprintln!(
             "パスワードを変更してください / the password was set by an admin: change it with `ca-cli passwd` before anything else"
         );
@@ -101,7 +111,7 @@ pub fn logout(conn: &Connection) -> CliResult<()> {
 
 /// Shows who is logged in.
 pub fn whoami(conn: &Connection, json_out: bool) -> CliResult<()> {
-    let me = conn.json("GET", "/api/v1/me", None)?;
+    let me: UserView = conn.get("/api/v1/me")?;
     output::print(json_out, &me, &[("username", "USER"), ("roles", "ROLES")]);
     Ok(())
 }
@@ -160,10 +170,13 @@ pub fn passwd(conn: &Connection, args: Passwd, json_out: bool) -> CliResult<()> 
         "New password / 新しいパスワード: ",
         true,
     )?;
-    let view = conn.json(
+    let view: UserView = conn.send(
         "POST",
         "/api/v1/passwd",
-        Some(&json!({"current_password": current.as_str(), "new_password": new.as_str()})),
+        &PasswordChangeRequest {
+            current_password: current.to_string(),
+            new_password: new.to_string(),
+        },
     )?;
     if json_out {
         output::print(true, &view, &[]);
@@ -230,16 +243,16 @@ pub fn enrol(conn: &Connection, args: Enrol, json_out: bool) -> CliResult<()> {
             first
         }
     };
-    let response = conn.call(
+    let enrolment: TotpEnrolment = conn.send_signed_out(
         "POST",
         "/api/v1/enrol",
-        Some(&json!({"username": args.username, "code": code.as_str(), "new_password": password.as_str()})),
-        false,
+        &EnrolRequest {
+            username: args.username.clone(),
+            code: code.to_string(),
+            new_password: password.to_string(),
+        },
     )?;
-    let body: serde_json::Value = response
-        .json()
-        .map_err(|e| fail(exit::UNAVAILABLE, e.to_string()))?;
-    crate::commands::user::print_enrolment(&body, json_out);
+    crate::commands::user::print_enrolment(&enrolment, json_out);
     if !json_out {
         out!(
             "scan it with your authenticator app, then: ca-cli login --username {}",

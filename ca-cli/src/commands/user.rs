@@ -1,8 +1,10 @@
 //! `user add|roles|reset|enable|disable|list|unlock|changes|change|approve|reject`: account
 //! administration under four eyes (admins ask; another admin or security officer approves).
 
+use ca_api::{
+    AccountChangeView, CreateUserRequest, SetRolesRequest, StepUpRequest, TotpEnrolment, UserView,
+};
 use clap::Subcommand;
-use serde_json::{json, Value};
 
 use crate::client::{totp_code, CliResult, Connection};
 use crate::output;
@@ -177,13 +179,13 @@ pub enum UserCommand {
 }
 
 /// Prints an enrolment: the URI and, for people, a QR code to scan.
-pub fn print_enrolment(value: &Value, json_out: bool) {
+pub fn print_enrolment(enrolment: &TotpEnrolment, json_out: bool) {
     if json_out {
-        output::print(true, value, &[]);
+        output::print(true, enrolment, &[]);
         return;
     }
-    let uri = value["totp_uri"].as_str().unwrap_or_default();
-    out!("user: {}", output::field(&value["user"]["username"], "?"));
+    let uri = &enrolment.totp_uri;
+    out!("user: {}", output::shown(&enrolment.user.username));
     out!("TOTP enrolment URI (shown once / 一度だけ表示): {uri}");
     if let Ok(code) = qrcode::QrCode::new(uri.as_bytes()) {
         out!(
@@ -196,22 +198,25 @@ pub fn print_enrolment(value: &Value, json_out: bool) {
 }
 
 /// Prints an account change, and the half of the enrolment code it carries if any.
-fn print_change(value: &Value, json_out: bool) {
-    output::print(json_out, value, CHANGE_COLUMNS);
+fn print_change(change: &AccountChangeView, json_out: bool) {
+    output::print(json_out, change, CHANGE_COLUMNS);
     if json_out {
         return;
     }
-    let target = output::field(&value["target"], "?");
-    if value["status"] == "pending" {
+    let target = output::shown(&change.target);
+    if change.status == "pending" {
         out!(
             "waiting for {} approval(s) by another admin or security officer: ca-cli user approve {}",
-            value["approvals_required"],
-            output::field(&value["id"], "?")
+            change.approvals_required,
+            output::shown(&change.id)
         );
         out!("承認待ちです。別の管理者またはセキュリティ責任者が承認します。");
     }
-    if let Some(part) = value["enrolment_code_part"].as_str() {
-        out!("your half of {target}'s enrolment code (shown once): {part}");
+    if let Some(part) = &change.enrolment_code_part {
+        out!(
+            "your half of {target}'s enrolment code (shown once): {}",
+            output::shown(part)
+        );
         out!("hand it to {target} in person; the other half comes from the other person.");
         out!(
             "{target} types both halves, requester's first, with: ca-cli enrol --username {target}"
@@ -222,8 +227,16 @@ fn print_change(value: &Value, json_out: bool) {
 
 /// Runs a user command.
 pub fn run(conn: &Connection, command: UserCommand, json_out: bool) -> CliResult<()> {
-    let step_up = |totp: Option<String>, comment: &str| -> CliResult<Value> {
-        Ok(json!({"totp": totp_code(totp)?, "comment": comment}))
+    let step_up = |totp: Option<String>, comment: String| -> CliResult<StepUpRequest> {
+        Ok(StepUpRequest {
+            totp: totp_code(totp)?,
+            comment,
+        })
+    };
+    let change = |method: &str, path: String, body: serde_json::Value| -> CliResult<()> {
+        let view: AccountChangeView = conn.send(method, &path, &body)?;
+        print_change(&view, json_out);
+        Ok(())
     };
     match command {
         UserCommand::Add {
@@ -234,144 +247,114 @@ pub fn run(conn: &Connection, command: UserCommand, json_out: bool) -> CliResult
             totp,
             comment,
         } => {
-            let code = totp_code(totp)?;
-            let value = conn.json(
-                "POST",
-                "/api/v1/users",
-                Some(&json!({"username": username, "roles": roles,
-                    "organization": organization, "email_domain": email_domain,
-                    "totp": code, "comment": comment})),
-            )?;
-            print_change(&value, json_out);
+            let request = CreateUserRequest {
+                username,
+                roles,
+                organization,
+                email_domain,
+                totp: totp_code(totp)?,
+                comment,
+            };
+            change("POST", "/api/v1/users".into(), body(&request)?)?;
         }
         UserCommand::Unlock {
             username,
             totp,
             comment,
         } => {
-            let body = step_up(totp, &comment)?;
-            output::print(
-                json_out,
-                &conn.json(
-                    "POST",
-                    &format!("/api/v1/users/{username}/unlock"),
-                    Some(&body),
-                )?,
-                COLUMNS,
-            );
+            let body = step_up(totp, comment)?;
+            let view: UserView =
+                conn.send("POST", &format!("/api/v1/users/{username}/unlock"), &body)?;
+            output::print(json_out, &view, COLUMNS);
         }
         UserCommand::List => {
-            output::print(json_out, &conn.json("GET", "/api/v1/users", None)?, COLUMNS)
+            let users: Vec<UserView> = conn.get("/api/v1/users")?;
+            output::print(json_out, &users, COLUMNS)
         }
         UserCommand::Disable {
             username,
             totp,
             comment,
         } => {
-            let body = step_up(totp, &comment)?;
-            output::print(
-                json_out,
-                &conn.json(
-                    "POST",
-                    &format!("/api/v1/users/{username}/disable"),
-                    Some(&body),
-                )?,
-                COLUMNS,
-            )
+            let body = step_up(totp, comment)?;
+            let view: UserView =
+                conn.send("POST", &format!("/api/v1/users/{username}/disable"), &body)?;
+            output::print(json_out, &view, COLUMNS)
         }
         UserCommand::Enable {
             username,
             totp,
             comment,
-        } => {
-            let body = step_up(totp, &comment)?;
-            print_change(
-                &conn.json(
-                    "POST",
-                    &format!("/api/v1/users/{username}/enable"),
-                    Some(&body),
-                )?,
-                json_out,
-            );
-        }
+        } => change(
+            "POST",
+            format!("/api/v1/users/{username}/enable"),
+            body(&step_up(totp, comment)?)?,
+        )?,
         UserCommand::Roles {
             username,
             roles,
             totp,
             comment,
         } => {
-            let code = totp_code(totp)?;
-            print_change(
-                &conn.json(
-                    "PUT",
-                    &format!("/api/v1/users/{username}/roles"),
-                    Some(&json!({"roles": roles, "totp": code, "comment": comment})),
-                )?,
-                json_out,
-            );
+            let request = SetRolesRequest {
+                roles,
+                totp: totp_code(totp)?,
+                comment,
+            };
+            change(
+                "PUT",
+                format!("/api/v1/users/{username}/roles"),
+                body(&request)?,
+            )?;
         }
         UserCommand::Reset {
             username,
             totp,
             comment,
-        } => {
-            let body = step_up(totp, &comment)?;
-            print_change(
-                &conn.json(
-                    "POST",
-                    &format!("/api/v1/users/{username}/reset"),
-                    Some(&body),
-                )?,
-                json_out,
-            );
-        }
+        } => change(
+            "POST",
+            format!("/api/v1/users/{username}/reset"),
+            body(&step_up(totp, comment)?)?,
+        )?,
         UserCommand::Changes { status } => {
             let path = match status {
                 Some(s) => format!("/api/v1/account-changes?status={s}"),
                 None => "/api/v1/account-changes".into(),
             };
-            output::print(json_out, &conn.json("GET", &path, None)?, CHANGE_COLUMNS);
+            let changes: Vec<AccountChangeView> = conn.get(&path)?;
+            output::print(json_out, &changes, CHANGE_COLUMNS);
         }
         UserCommand::Change { id } => {
-            let value = conn.json("GET", &format!("/api/v1/account-changes/{id}"), None)?;
-            output::print(json_out, &value, CHANGE_COLUMNS);
+            let view: AccountChangeView = conn.get(&format!("/api/v1/account-changes/{id}"))?;
+            output::print(json_out, &view, CHANGE_COLUMNS);
             if !json_out {
-                if let Some(decisions) = value["decisions"].as_array() {
-                    for d in decisions {
-                        out!(
-                            "{} {} at {}: {}",
-                            output::field(&d["approver"], "?"),
-                            output::field(&d["verdict"], "?"),
-                            output::field(&d["decided_at"], "?"),
-                            output::field(&d["comment"], "")
-                        );
-                    }
+                for d in &view.decisions {
+                    out!(
+                        "{} {} at {}: {}",
+                        output::shown(&d.approver),
+                        output::shown(&d.verdict),
+                        output::shown(&d.decided_at),
+                        output::shown(&d.comment)
+                    );
                 }
-                out!("comment: {}", output::field(&value["comment"], ""));
+                out!("comment: {}", output::shown(&view.comment));
             }
         }
-        UserCommand::Approve { id, totp, comment } => {
-            let body = step_up(totp, &comment)?;
-            print_change(
-                &conn.json(
-                    "POST",
-                    &format!("/api/v1/account-changes/{id}/approve"),
-                    Some(&body),
-                )?,
-                json_out,
-            );
-        }
-        UserCommand::Reject { id, totp, comment } => {
-            let body = step_up(totp, &comment)?;
-            print_change(
-                &conn.json(
-                    "POST",
-                    &format!("/api/v1/account-changes/{id}/reject"),
-                    Some(&body),
-                )?,
-                json_out,
-            );
-        }
+        UserCommand::Approve { id, totp, comment } => change(
+            "POST",
+            format!("/api/v1/account-changes/{id}/approve"),
+            body(&step_up(totp, comment)?)?,
+        )?,
+        UserCommand::Reject { id, totp, comment } => change(
+            "POST",
+            format!("/api/v1/account-changes/{id}/reject"),
+            body(&step_up(totp, comment)?)?,
+        )?,
     }
     Ok(())
+}
+
+/// An API request body as JSON, for the one helper that sends every account change.
+fn body<T: serde::Serialize>(request: &T) -> CliResult<serde_json::Value> {
+    Ok(serde_json::to_value(request).map_err(anyhow::Error::from)?)
 }

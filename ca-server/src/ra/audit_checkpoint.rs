@@ -14,7 +14,6 @@ use ca_core::audit::{sign_checkpoint, Checkpoint};
 use ca_core::key::{KeyAlgorithm, SoftwareKey};
 use ca_core::signer::SigningKey;
 use diesel::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use crate::error::ServiceError;
 use crate::ra::Authority;
@@ -29,14 +28,7 @@ const KEY_SETTING: &str = "audit_key_pem";
 /// The audit key's public half (SPKI PEM), readable without the passphrase.
 const PUBLIC_SETTING: &str = "audit_key_spki";
 
-/// What `/audit/checkpoints` serves and what an auditor keeps: the audit key and checkpoints.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CheckpointFile {
-    /// The audit key's public half, PEM (`PUBLIC KEY`).
-    pub audit_key: String,
-    /// Checkpoints, oldest first.
-    pub checkpoints: Vec<Checkpoint>,
-}
+pub use crate::api::CheckpointFile;
 
 /// Loads the audit key, creating and storing it (encrypted under `passphrase`) the first time.
 pub fn load_or_create_key(

@@ -1,4 +1,6 @@
-//! Request and response bodies of the JSON API (`/api/v1/`). Never database rows.
+//! Request and response bodies of the JSON API (`/api/v1/`): ca-server serializes what it answers
+//! and deserializes what it is sent from these types, and ca-cli does the reverse with the same
+//! ones, so the two cannot drift apart unnoticed. Never database rows.
 
 use serde::{Deserialize, Serialize};
 
@@ -8,7 +10,7 @@ pub fn rfc3339(secs: i64) -> String {
 }
 
 /// `POST /api/v1/login`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// User name.
@@ -35,7 +37,7 @@ pub struct LoginResponse {
 }
 
 /// `POST /api/v1/passwd`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChangeRequest {
     /// The current password.
@@ -72,7 +74,7 @@ pub struct UserView {
 
 /// `POST /api/v1/users`: asks for a new account; it is created when the account policy's
 /// approvers have approved (`policies/accounts.toml`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
     /// New user's name.
@@ -104,7 +106,7 @@ pub struct TotpEnrolment {
 
 /// `POST /api/v1/enrol` (no session): a created or reset account's holder sets their own
 /// password and gets their own TOTP secret with the one-time code (both halves).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnrolRequest {
     /// The account.
@@ -116,7 +118,7 @@ pub struct EnrolRequest {
 }
 
 /// `PUT /api/v1/users/{username}/roles`: asks for a role change (applied when approved).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SetRolesRequest {
     /// The complete new set of roles.
@@ -184,7 +186,7 @@ pub struct AccountChangeDecisionView {
 }
 
 /// `GET /api/v1/account-changes` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccountChangeQuery {
     /// Only changes in this status (`pending`, `applied`, `rejected`, `expired`).
@@ -246,7 +248,7 @@ pub struct SanRuleView {
 }
 
 /// `POST /api/v1/requests`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
     /// Profile id.
@@ -264,7 +266,7 @@ pub struct SubmitRequest {
 }
 
 /// `POST /api/v1/requests/{id}/approve` and `/reject`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionRequest {
     /// A fresh TOTP code (step-up, even when logged in).
@@ -350,7 +352,7 @@ pub struct CertificateView {
 }
 
 /// `POST /api/v1/certificates/{ca}/{serial}/revoke`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeRequest {
     /// key-compromise, cessation-of-operation, superseded, affiliation-changed,
@@ -366,7 +368,7 @@ pub struct RevokeRequest {
 }
 
 /// `POST .../hold`, `.../release` and `/users/{name}/unlock`: a step-up code and a comment.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepUpRequest {
     /// A fresh TOTP code.
@@ -414,6 +416,16 @@ pub struct AuditVerifyView {
     /// Signed checkpoints (stored in the database) the chain matched.
     #[serde(default)]
     pub checkpoints: usize,
+}
+
+/// What the public listener's `/audit/checkpoints` serves and what an auditor keeps: the audit
+/// key and the newest signed checkpoints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointFile {
+    /// The audit key's public half, PEM (`PUBLIC KEY`).
+    pub audit_key: String,
+    /// Checkpoints, oldest first.
+    pub checkpoints: Vec<ca_core::audit::Checkpoint>,
 }
 
 /// Parses RFC 3339 (`2026-11-23T09:00:00Z` or with an offset like `+09:00`) into Unix seconds.
