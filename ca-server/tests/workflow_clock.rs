@@ -216,3 +216,59 @@ fn the_crl_is_republished_at_half_its_validity() {
         next.this_update + i.config.crl_validity_secs as i64
     );
 }
+
+#[test]
+fn ocsp_responses_are_re_signed_at_half_validity_and_responders_renewed() {
+    use ca_server::store::schema::{ocsp_responders, ocsp_responses};
+    use diesel::prelude::*;
+    let i = instance();
+    // The first upkeep pre-signs the issuing CA's status and the responders' (the root's
+    // delegated responder answers for them).
+    i.authority.maintain().unwrap();
+    let signed_at = |i: &Instance| -> Vec<(String, i64)> {
+        let mut conn = i.authority.conn().unwrap();
+        ocsp_responses::table
+            .select((ocsp_responses::serial, ocsp_responses::this_update))
+            .order(ocsp_responses::serial)
+            .load(&mut conn)
+            .unwrap()
+    };
+    let responders = |i: &Instance| -> Vec<(String, i64)> {
+        let mut conn = i.authority.conn().unwrap();
+        ocsp_responders::table
+            .select((ocsp_responders::ca_id, ocsp_responders::not_after))
+            .order(ocsp_responders::ca_id)
+            .load(&mut conn)
+            .unwrap()
+    };
+    let first = signed_at(&i);
+    assert!(!first.is_empty());
+    let half = i.config.ocsp_validity_secs / 2;
+    i.clock.advance(half - 60);
+    i.authority.maintain().unwrap();
+    assert_eq!(signed_at(&i), first, "re-signed before half its validity");
+    i.clock.advance(120);
+    i.authority.maintain().unwrap();
+    let newest = first.iter().map(|(_, t)| *t).max().unwrap();
+    let second = signed_at(&i);
+    assert_eq!(second.len(), first.len());
+    assert!(
+        second.iter().all(|(_, t)| *t > newest),
+        "not all re-signed past half validity: {first:?} -> {second:?}"
+    );
+    // Responder certificates are renewed once inside their renewal window, not before.
+    let before = responders(&i);
+    let until_window =
+        before.iter().map(|(_, n)| *n).min().unwrap() as u64 - i.clock.now().as_secs() - 3 * 86_400;
+    i.clock.advance(until_window - 3600);
+    i.authority.maintain().unwrap();
+    assert_eq!(responders(&i), before, "renewed outside the window");
+    i.clock.advance(2 * 3600);
+    i.authority.maintain().unwrap();
+    let after = responders(&i);
+    assert_eq!(after.len(), before.len());
+    assert!(
+        after.iter().zip(&before).all(|(a, b)| a.1 > b.1),
+        "{before:?} -> {after:?}"
+    );
+}
