@@ -1,6 +1,7 @@
 //! The source layout's rules, checked on every test run: no top-level module of ca-server or
-//! ca-core imports one that imports it (directly or around a circle), and no source file of
-//! ca-server is over 700 lines before its `#[cfg(test)]` module.
+//! ca-core imports one that imports it (directly or around a circle), no source file of
+//! ca-server is over 700 lines before its `#[cfg(test)]` module, and the services moved onto
+//! store traits name no table themselves.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -117,6 +118,35 @@ fn no_source_file_is_over_700_lines() {
         })
         .collect();
     assert!(long.is_empty(), "split these files: {long:?}");
+}
+
+/// Services whose queries all live in `store/` (behind `store::ocsp_rows`, `crl_rows`,
+/// `reservation_rows`): none of their files names a table outside its tests.
+const SERVICES_WITHOUT_QUERIES: [&str; 3] = ["ocsp", "crl", "ca"];
+
+#[test]
+fn services_reach_their_tables_only_through_store_traits() {
+    let root = src_dir();
+    for service in SERVICES_WITHOUT_QUERIES {
+        let mut files = Vec::new();
+        sources(&root.join(service), &mut files);
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let code = without_tests(&text);
+            for needle in [
+                "store::schema",
+                "::table",
+                "diesel::insert_into",
+                "diesel::update",
+            ] {
+                assert!(
+                    !code.contains(needle),
+                    "{} uses {needle}: its queries belong in store/",
+                    file.display()
+                );
+            }
+        }
+    }
 }
 
 #[test]

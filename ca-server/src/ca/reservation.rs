@@ -8,11 +8,11 @@
 use ca_core::ca::CertificateAuthority;
 use ca_core::issuance::{IssuedCertificate, PreparedIssuance};
 use ca_core::serial::serial_hex;
-use diesel::prelude::*;
+use diesel::QueryResult;
 
 use crate::error::ServiceError;
 use crate::store::models::CertificateRow;
-use crate::store::schema::certificates;
+use crate::store::reservation_rows::ReservationRows;
 use crate::store::status::CertificateStatus;
 use crate::store::DbConnection;
 
@@ -76,9 +76,7 @@ pub fn reservation(
 
 /// Stores a reservation built by [`reservation`] (in the caller's transaction, if any).
 pub fn store_reservation(conn: &mut DbConnection, row: &CertificateRow) -> QueryResult<usize> {
-    diesel::insert_into(certificates::table)
-        .values(row)
-        .execute(conn)
+    conn.insert_reservation(row)
 }
 
 /// Stores the signed certificate over its reservation; call inside the transaction that also
@@ -89,12 +87,5 @@ pub fn mark_issued(
     serial: &str,
     der: &[u8],
 ) -> QueryResult<usize> {
-    diesel::update(certificates::table.find((ca_id, serial)))
-        .set((
-            certificates::der.eq(Some(der)),
-            // The certificate holds its TBS; the reserved copy has served its purpose.
-            certificates::tbs_der.eq(Vec::<u8>::new()),
-            certificates::status.eq(CertificateStatus::Valid.as_str()),
-        ))
-        .execute(conn)
+    ReservationRows::mark_issued(conn, ca_id, serial, der)
 }

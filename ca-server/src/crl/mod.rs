@@ -24,13 +24,12 @@ use actix_web::web::Bytes;
 use ca_core::ca::CertificateAuthority;
 use ca_core::clock::Clock;
 use ca_core::time::UnixTime;
-use diesel::prelude::*;
 
 use crate::ca::Issuers;
 use crate::config::Config;
 use crate::error::ServiceError;
+use crate::store::crl_rows::CrlRows;
 use crate::store::models::PublishedCrlRow;
-use crate::store::schema::*;
 use crate::store::{Conn, DbPool};
 
 /// A published CRL as served.
@@ -181,9 +180,7 @@ impl CrlService {
     /// Re-reads CRLs another instance published (their numbers moved on in the database).
     pub fn poll_crls(&self) -> Result<(), ServiceError> {
         let mut conn = self.conn()?;
-        let published: Vec<(String, i64)> = published_crls::table
-            .select((published_crls::name, published_crls::crl_number))
-            .load(&mut conn)?;
+        let published = conn.published_numbers()?;
         drop(conn);
         for (name, number) in published {
             // The mark is read before the cache: a publication of this instance that committed

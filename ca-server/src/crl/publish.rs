@@ -8,16 +8,14 @@ use ca_core::ca::CertificateAuthority;
 use ca_core::crl::{build_crl_from_base, build_crl_with, encode_entry, CrlParams, RevokedEntry};
 use ca_core::serial::parse_serial_hex;
 use ca_core::time::UnixTime;
-use diesel::prelude::*;
 use serde_json::json;
 
 use super::storage::*;
 use super::{PublishedCrl, Publisher, Publishing};
 use crate::error::ServiceError;
 use crate::store::audit_log;
+use crate::store::crl_rows::{CrlRows, Header, BATCH};
 use crate::store::models::PublishedCrlRow;
-use crate::store::schema::*;
-use crate::store::status::CertificateStatus;
 use crate::store::DbConnection;
 
 /// How often a publication that lost a race with another instance is retried.
@@ -31,12 +29,7 @@ impl Publisher<'_> {
         let mut scopes: Vec<Option<u32>> = vec![None];
         scopes.extend((1..=ca.crl_partitions()).map(Some));
         let mut conn = self.conn()?;
-        let used: Vec<Option<i32>> = certificates::table
-            .filter(certificates::ca_id.eq(ca_id))
-            .filter(certificates::crl_partition.is_not_null())
-            .select(certificates::crl_partition)
-            .distinct()
-            .load(&mut conn)?;
+        let used = conn.partitions_in_use(ca_id)?;
         for k in used.into_iter().flatten() {
             let k = Some(k.max(0) as u32);
             if !scopes.contains(&k) {
@@ -114,7 +107,7 @@ impl Publisher<'_> {
         let now = self.now();
         let now_secs = now.as_secs() as i64;
         let published = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
-            let number = next_number(conn, ca_id, crate::store::now_ms())?;
+            let number = conn.next_number(ca_id, crate::store::now_ms())?;
             let params = CrlParams {
                 this_update: now,
                 next_update: now.plus(self.crl_validity(ca)),
@@ -125,7 +118,7 @@ impl Publisher<'_> {
             };
             let header = match how {
                 Rebuild::Full => None,
-                Rebuild::FromBase => published_header(conn, &name)?,
+                Rebuild::FromBase => conn.published_header(&name)?,
             };
             let base = match &header {
                 Some(header) => Some(self.current_crl(conn, &name, header)?),
@@ -137,7 +130,7 @@ impl Publisher<'_> {
             let (der, detail) = match base {
                 Some(base) => {
                     let changes =
-                        changes_since(conn, ca_id, partition, base.this_update * 1000 - SLACK_MS)?;
+                        conn.changes_since(ca_id, partition, base.this_update * 1000 - SLACK_MS)?;
                     let replaced: HashSet<Vec<u8>> = changes
                         .iter()
                         .filter_map(|c| parse_serial_hex(&c.serial))
@@ -171,7 +164,7 @@ impl Publisher<'_> {
                 delta_base_number: Some(delta_base.0),
                 delta_base_this_update: Some(delta_base.1),
             };
-            store(conn, &row, &der)?;
+            conn.store_crl(&row, &der)?;
             audit_log::append(conn, now.as_secs(), actor, "crl.publish", ca_id, detail)?;
             Ok(PublishedCrl::new(&row, der))
         })?;
@@ -207,17 +200,7 @@ impl Publisher<'_> {
     ) -> Result<(), ServiceError> {
         let mut after = String::new();
         loop {
-            let rows: Vec<Revoked> = scope_query(ca_id, partition)
-                .filter(certificates::status.eq_any([
-                    CertificateStatus::Revoked.as_str(),
-                    CertificateStatus::Hold.as_str(),
-                ]))
-                .filter(certificates::serial.gt(after.clone()))
-                .filter(certificates::not_after.gt(now))
-                .order(certificates::serial.asc())
-                .limit(BATCH)
-                .select(Revoked::as_select())
-                .load(conn)?;
+            let rows = conn.revoked_after(ca_id, partition, &after, now)?;
             for row in &rows {
                 if let Some(entry) = row.entry(now) {
                     each(&entry)?;
@@ -278,15 +261,15 @@ impl Publisher<'_> {
         let now = self.now();
         let now_secs = now.as_secs() as i64;
         let published = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
-            let number = next_number(conn, ca_id, crate::store::now_ms())?;
-            let Some(complete) = published_header(conn, &base_name)? else {
+            let number = conn.next_number(ca_id, crate::store::now_ms())?;
+            let Some(complete) = conn.published_header(&base_name)? else {
                 return Err(ServiceError::Conflict(
                     "no complete CRL to base a delta on".into(),
                 ));
             };
             let (base_number, base_this) = complete.delta_base();
             let base_next = complete.next_update;
-            let rows = changes_since(conn, ca_id, partition, base_this * 1000 - SLACK_MS)?;
+            let rows = conn.changes_since(ca_id, partition, base_this * 1000 - SLACK_MS)?;
             let entries: Vec<RevokedEntry> = rows
                 .iter()
                 .filter_map(|r| r.delta_entry(now_secs))
@@ -319,7 +302,7 @@ impl Publisher<'_> {
                 delta_base_number: None,
                 delta_base_this_update: None,
             };
-            store(conn, &row, &der)?;
+            conn.store_crl(&row, &der)?;
             audit_log::append(
                 conn,
                 now.as_secs(),
@@ -346,7 +329,7 @@ impl Publisher<'_> {
             let name = ca.crl_name(partition, false);
             let mut conn = self.conn()?;
             let now = self.now().as_secs() as i64;
-            let complete = published_header(&mut conn, &name)?;
+            let complete = conn.published_header(&name)?;
             let stale = match complete {
                 None => true,
                 Some(h) => {
@@ -367,16 +350,11 @@ impl Publisher<'_> {
                 continue;
             }
             let covered_ms = complete.map(|h| h.this_update * 1000).unwrap_or(0);
-            let unpublished = scope_query(ca_id, partition)
-                .filter(certificates::status_changed_ms.gt(covered_ms))
-                .select(certificates::serial)
-                .first::<String>(&mut conn)
-                .optional()?
-                .is_some();
+            let unpublished = conn.changed_after(ca_id, partition, covered_ms)?;
             let delta_stale = deltas
                 && match (
                     complete,
-                    published_header(&mut conn, &ca.crl_name(partition, true))?,
+                    conn.published_header(&ca.crl_name(partition, true))?,
                 ) {
                     (Some(c), Some(d)) => {
                         d.base_number != Some(c.delta_base().0)

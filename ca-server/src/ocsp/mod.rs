@@ -30,7 +30,6 @@ use ca_core::serial::parse_serial_hex;
 use ca_core::profile::Profile;
 use ca_core::time::UnixTime;
 use cache::serial_key;
-use diesel::prelude::*;
 
 pub use answer::OcspAnswer;
 pub(crate) use cache::SignedResponse;
@@ -43,7 +42,8 @@ use crate::config::Config;
 use crate::error::ServiceError;
 use crate::metrics::Metrics;
 use crate::secrets::DataKey;
-use crate::store::schema::*;
+
+use crate::store::ocsp_rows::OcspRows;
 use crate::store::status::CertificateStatus;
 use crate::store::{Conn, DbConnection, DbPool};
 
@@ -186,30 +186,19 @@ impl OcspService {
         ca_id: &str,
         serial: &str,
     ) -> Result<Status, ServiceError> {
-        let row: Option<(String, Option<i64>, Option<String>)> = certificates::table
-            .find((ca_id, serial))
-            .select((
-                certificates::status,
-                certificates::revoked_at,
-                certificates::revocation_reason,
-            ))
-            .first(conn)
-            .optional()?;
-        Ok(match row {
-            Some((s, _, _)) if CertificateStatus::parse(&s) == Some(CertificateStatus::Valid) => {
-                Status::Good
-            }
-            Some((s, at, reason))
-                if CertificateStatus::parse(&s).is_some_and(CertificateStatus::is_revoked) =>
-            {
-                Status::Revoked {
-                    revoked_at: UnixTime(at.unwrap_or(0).max(0) as u64),
-                    reason: reason
-                        .as_deref()
-                        .and_then(RevocationReason::parse)
-                        .unwrap_or(RevocationReason::Unspecified),
-                }
-            }
+        let Some(stored) = conn.certificate_status(ca_id, serial)? else {
+            return Ok(Status::Unknown);
+        };
+        Ok(match stored.status {
+            Some(CertificateStatus::Valid) => Status::Good,
+            Some(status) if status.is_revoked() => Status::Revoked {
+                revoked_at: UnixTime(stored.revoked_at.unwrap_or(0).max(0) as u64),
+                reason: stored
+                    .reason
+                    .as_deref()
+                    .and_then(RevocationReason::parse)
+                    .unwrap_or(RevocationReason::Unspecified),
+            },
             _ => Status::Unknown,
         })
     }

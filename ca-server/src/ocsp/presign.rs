@@ -9,9 +9,8 @@ use super::cache::{serial_key, single_status, CachedResponse, SignedResponse};
 use super::OcspService;
 use crate::error::ServiceError;
 use crate::store::models::OcspResponseRow;
-use crate::store::schema::*;
+use crate::store::ocsp_rows::OcspRows;
 use crate::store::DbConnection;
-use diesel::prelude::*;
 
 impl OcspService {
     pub(super) fn cache_insert(&self, row: &OcspResponseRow) {
@@ -178,20 +177,7 @@ pub(crate) fn store_if_current(
     row: &OcspResponseRow,
     read_ms: i64,
 ) -> Result<bool, ServiceError> {
-    let certificate = certificates::table.find((&row.ca_id, &row.serial));
-    diesel::update(certificate)
-        .set(certificates::status_changed_ms.eq(certificates::status_changed_ms))
-        .execute(conn)?;
-    let changed_ms: Option<i64> = certificate
-        .select(certificates::status_changed_ms)
-        .first(conn)
-        .optional()?;
-    if changed_ms.is_some_and(|changed| changed > read_ms) {
-        return Ok(false);
-    }
-    diesel::delete(ocsp_responses::table.find((&row.ca_id, &row.serial))).execute(conn)?;
-    insert_response(conn, row)?;
-    Ok(true)
+    Ok(conn.store_response_if_current(row, read_ms)?)
 }
 
 /// Stores the first response of a certificate that has none (one statement fewer than
@@ -200,17 +186,16 @@ pub(crate) fn insert_response(
     conn: &mut DbConnection,
     row: &OcspResponseRow,
 ) -> Result<(), ServiceError> {
-    diesel::insert_into(ocsp_responses::table)
-        .values(row)
-        .execute(conn)?;
-    Ok(())
+    Ok(OcspRows::insert_response(conn, row)?)
 }
 
 #[cfg(test)]
 mod tests {
     use diesel::connection::SimpleConnection;
+    use diesel::prelude::*;
 
     use super::*;
+    use crate::store::schema::*;
 
     #[test]
     fn a_response_read_before_a_status_change_is_not_stored_and_rewrites_never_collide() {

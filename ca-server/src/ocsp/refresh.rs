@@ -4,15 +4,13 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use ca_core::ocsp;
-use diesel::prelude::*;
-
 use super::OcspService;
 use crate::error::ServiceError;
 use crate::store::models::*;
-use crate::store::schema::*;
+use crate::store::ocsp_rows::OcspRows;
 use crate::store::status::CertificateStatus;
 use crate::store::DbConnection;
+use ca_core::ocsp;
 
 /// Stored OCSP responses read per query while the cache catches up with the database.
 const POLL_PAGE: i64 = 5_000;
@@ -46,30 +44,13 @@ impl OcspService {
                 .ok()
                 .and_then(|cursors| cursors.get(ca_id).cloned())
                 .unwrap_or_default();
-            let chunk: Vec<(String, String, i64)> = certificates::table
-                .filter(certificates::ca_id.eq(ca_id))
-                .filter(certificates::serial.gt(&after))
-                .order(certificates::serial.asc())
-                .select((
-                    certificates::serial,
-                    certificates::status,
-                    certificates::not_after,
-                ))
-                .limit(SWEEP_CHUNK)
-                .load(conn)?;
+            let chunk = conn.certificates_after(ca_id, &after, SWEEP_CHUNK)?;
             let next = match chunk.last() {
                 Some((last, _, _)) if chunk.len() as i64 == SWEEP_CHUNK => last.clone(),
                 _ => String::new(),
             };
             if let Some((last, _, _)) = chunk.last() {
-                let present: std::collections::HashSet<String> = ocsp_responses::table
-                    .filter(ocsp_responses::ca_id.eq(ca_id))
-                    .filter(ocsp_responses::serial.gt(&after))
-                    .filter(ocsp_responses::serial.le(last))
-                    .select(ocsp_responses::serial)
-                    .load::<String>(conn)?
-                    .into_iter()
-                    .collect();
+                let present = conn.serials_with_responses(ca_id, &after, last)?;
                 missing.extend(
                     chunk
                         .into_iter()
@@ -97,31 +78,18 @@ impl OcspService {
         let now = self.now().as_secs() as i64;
         let half = (self.config.ocsp_validity_secs / 2) as i64;
         let missing = self.missing_responses(&mut conn, now)?;
-        let stale: Vec<(String, String)> = ocsp_responses::table
-            .filter(ocsp_responses::this_update.le(now - half))
-            .select((ocsp_responses::ca_id, ocsp_responses::serial))
-            .limit(REFRESH_LIMIT)
-            .load(&mut conn)?;
+        let stale = conn.responses_signed_by(now - half, REFRESH_LIMIT)?;
         // A status change whose response predates it. Only changes of the last half validity
         // (and a minute) need looking at: a response older than a change made before that is
         // past half its validity, so `stale` above already re-signs it.
         let changed_since_ms = (now - half - 60) * 1000;
         let mut outdated: Vec<(String, String)> = Vec::new();
         for (ca_id, _) in &self.issuer_hashes {
-            outdated.extend(
-                certificates::table
-                    .inner_join(
-                        ocsp_responses::table.on(ocsp_responses::ca_id
-                            .eq(certificates::ca_id)
-                            .and(ocsp_responses::serial.eq(certificates::serial))),
-                    )
-                    .filter(certificates::ca_id.eq(ca_id))
-                    .filter(certificates::status_changed_ms.gt(changed_since_ms))
-                    .filter(certificates::status_changed_ms.gt(ocsp_responses::updated_ms))
-                    .select((certificates::ca_id, certificates::serial))
-                    .limit(REFRESH_LIMIT)
-                    .load::<(String, String)>(&mut conn)?,
-            );
+            outdated.extend(conn.changed_since_their_response(
+                ca_id,
+                changed_since_ms,
+                REFRESH_LIMIT,
+            )?);
         }
         let due: Vec<&(String, String)> = missing
             .iter()
@@ -135,8 +103,7 @@ impl OcspService {
         for batch in due.chunks(REFRESH_BATCH) {
             signed += self.presign_all(&mut conn, batch)?.len();
         }
-        diesel::delete(ocsp_responses::table.filter(ocsp_responses::next_update.lt(now - 86_400)))
-            .execute(&mut conn)?;
+        conn.delete_responses_expired_before(now - 86_400)?;
         Ok(signed)
     }
 
@@ -156,38 +123,8 @@ impl OcspService {
         // stored responses holds one page of rows at a time, never all of them.
         let mut after: Option<(i64, String, String)> = None;
         loop {
-            // Rows this process stored are cached already (see `Authority::origin`).
-            let mut query = ocsp_responses::table
-                .filter(ocsp_responses::updated_ms.gt(since))
-                .filter(ocsp_responses::origin.ne(self.origin))
-                .into_boxed();
-            if let Some((ms, ca, serial)) = after.take() {
-                query = query.filter(
-                    ocsp_responses::updated_ms
-                        .gt(ms)
-                        .or(ocsp_responses::updated_ms.eq(ms).and(
-                            ocsp_responses::ca_id
-                                .gt(ca.clone())
-                                .or(ocsp_responses::ca_id
-                                    .eq(ca)
-                                    .and(ocsp_responses::serial.gt(serial))),
-                        )),
-                );
-            }
-            let keys: Vec<(i64, String, String, i64)> = query
-                .order((
-                    ocsp_responses::updated_ms.asc(),
-                    ocsp_responses::ca_id.asc(),
-                    ocsp_responses::serial.asc(),
-                ))
-                .limit(POLL_PAGE)
-                .select((
-                    ocsp_responses::updated_ms,
-                    ocsp_responses::ca_id,
-                    ocsp_responses::serial,
-                    ocsp_responses::this_update,
-                ))
-                .load(&mut conn)?;
+            // Rows this process stored are cached already (see `OcspService::origin`).
+            let keys = conn.poll_page(since, self.origin, after.take(), POLL_PAGE)?;
             count += keys.len();
             self.metrics
                 .ocsp_poll_rows
@@ -208,11 +145,7 @@ impl OcspService {
             }
             for (ca_id, serials) in wanted {
                 for chunk in serials.chunks(500) {
-                    let rows: Vec<OcspResponseRow> = ocsp_responses::table
-                        .filter(ocsp_responses::ca_id.eq(&ca_id))
-                        .filter(ocsp_responses::serial.eq_any(chunk))
-                        .select(OcspResponseRow::as_select())
-                        .load(&mut conn)?;
+                    let rows = conn.responses(&ca_id, chunk)?;
                     self.metrics
                         .ocsp_poll_loaded
                         .fetch_add(rows.len() as u64, Ordering::Relaxed);

@@ -10,7 +10,7 @@ use ca_core::key::SoftwareKey;
 use ca_core::ocsp;
 use ca_core::profile::Profile;
 use ca_core::time::UnixTime;
-use diesel::prelude::*;
+
 use serde_json::json;
 
 use base64::Engine;
@@ -21,7 +21,8 @@ use crate::error::ServiceError;
 use crate::secrets::DataKey;
 use crate::store::audit_log;
 use crate::store::models::*;
-use crate::store::schema::*;
+use crate::store::ocsp_rows::OcspRows;
+
 use crate::store::DbConnection;
 
 /// How a sealed responder key is stored in `ocsp_responders.key_pem`: this prefix, then base64
@@ -44,21 +45,13 @@ pub fn reseal_responder_keys(
     passphrase: &str,
     responder_key: &DataKey,
 ) -> Result<usize, ServiceError> {
-    let rows: Vec<ResponderRow> = ocsp_responders::table
-        .select(ResponderRow::as_select())
-        .load(conn)?;
+    let rows = conn.responders()?;
     let mut resealed = 0;
     for row in rows.iter().filter(|r| !r.key_pem.starts_with(SEALED)) {
         let pkcs8 = ca_core::key::decrypt_pkcs8(row.key_pem.as_bytes(), passphrase.as_bytes())
             .map_err(|e| ServiceError::Internal(format!("responder key of {}: {e}", row.ca_id)))?;
         let sealed = seal_key(responder_key, &pkcs8)?;
-        resealed += diesel::update(
-            ocsp_responders::table
-                .find(&row.ca_id)
-                .filter(ocsp_responders::key_pem.eq(&row.key_pem)),
-        )
-        .set(ocsp_responders::key_pem.eq(sealed))
-        .execute(conn)?;
+        resealed += conn.reseal_responder(&row.ca_id, &row.key_pem, sealed)?;
     }
     Ok(resealed)
 }
@@ -124,11 +117,7 @@ impl OcspService {
             }
         }
         let mut conn = self.conn()?;
-        let stored: Option<ResponderRow> = ocsp_responders::table
-            .find(ca_id)
-            .select(ResponderRow::as_select())
-            .first(&mut conn)
-            .optional()?;
+        let stored = conn.responder(ca_id)?;
         let responder = match stored {
             Some(row) if row.not_after as u64 > now.as_secs() + window => self.responder_from_row(&row)?,
             // An OCSP-only instance holds no CA key: it keeps the current responder until the CA
@@ -195,15 +184,12 @@ impl OcspService {
             crate::ca::reservation::reserve_and_sign(conn, ca, prepared, profile.id(), None, now)?;
         crate::store::write_transaction::<_, ServiceError, _>(&mut *conn, |conn| {
             crate::ca::reservation::mark_issued(conn, ca_id, &serial, &issued.der)?;
-            diesel::delete(ocsp_responders::table.find(ca_id)).execute(conn)?;
-            diesel::insert_into(ocsp_responders::table)
-                .values(ResponderRow {
-                    ca_id: ca_id.to_string(),
-                    certificate_der: issued.der.clone(),
-                    key_pem,
-                    not_after: issued.not_after.as_secs() as i64,
-                })
-                .execute(conn)?;
+            conn.replace_responder(ResponderRow {
+                ca_id: ca_id.to_string(),
+                certificate_der: issued.der.clone(),
+                key_pem: key_pem.clone(),
+                not_after: issued.not_after.as_secs() as i64,
+            })?;
             audit_log::append(
                 conn,
                 now as u64,
@@ -230,6 +216,8 @@ mod tests {
     use ca_core::key::{encrypt_pkcs8, KeyAlgorithm};
 
     use super::*;
+    use crate::store::schema::*;
+    use diesel::prelude::*;
 
     #[test]
     fn keys_from_before_sealing_are_resealed_once_and_open_with_the_responder_key() {
