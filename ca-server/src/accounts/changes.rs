@@ -11,10 +11,10 @@
 use ca_core::approval::Verdict;
 use ca_core::error::ApprovalError;
 use ca_core::role::Role;
-use diesel::prelude::*;
 use serde_json::json;
 
 use super::{parse_role_list, parse_roles, roles_text, Accounts, Caller};
+use crate::store::account_rows::AccountRows;
 use crate::accounts::credentials as auth;
 use crate::accounts::enrolment;
 use crate::api::rfc3339;
@@ -23,7 +23,6 @@ use crate::error::ServiceError;
 use crate::store::audit_log;
 use crate::store::ids::new_id;
 use crate::store::models::*;
-use crate::store::schema::*;
 use crate::store::DbConnection;
 
 /// What an account change does.
@@ -190,10 +189,7 @@ impl Accounts {
         let policy = &self.account_policy;
         let mut conn = self.conn()?;
         let row = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
-            let me: UserRow = users::table
-                .find(&caller.user_id)
-                .select(UserRow::as_select())
-                .first(conn)?;
+            let me = conn.user(&caller.user_id)?;
             self.step_up(conn, &me, totp)?;
             let existing = self.user_by_name(conn, target)?;
             match (kind, &existing) {
@@ -216,12 +212,7 @@ impl Accounts {
                         .collect();
                 }
             }
-            let open: i64 = account_changes::table
-                .filter(account_changes::target.eq(target))
-                .filter(account_changes::status.eq("pending"))
-                .filter(account_changes::expires_at.gt(now))
-                .count()
-                .get_result(conn)?;
+            let open = conn.open_changes_for(target, now)?;
             if open > 0 {
                 return Err(ServiceError::Conflict(format!(
                     "a change to {target} is already waiting for approval"
@@ -243,9 +234,7 @@ impl Accounts {
                 expires_at: now + policy.max_wait_secs as i64,
                 updated_at: now,
             };
-            diesel::insert_into(account_changes::table)
-                .values(&row)
-                .execute(conn)?;
+            conn.insert_account_change(&row)?;
             audit_log::append(
                 conn,
                 now as u64,
@@ -269,11 +258,7 @@ impl Accounts {
     ) -> Result<Vec<AccountChangeView>, ServiceError> {
         caller.require(&[Role::Admin, Role::SecurityOfficer, Role::Auditor])?;
         let mut conn = self.conn()?;
-        let rows: Vec<AccountChangeRow> = account_changes::table
-            .order(account_changes::created_at.desc())
-            .limit(1000)
-            .select(AccountChangeRow::as_select())
-            .load(&mut conn)?;
+        let rows = conn.newest_account_changes(1000)?;
         let mut views = Vec::new();
         for row in &rows {
             let view = self.change_view(&mut conn, row)?;
@@ -335,9 +320,7 @@ impl Accounts {
             crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
                 // Decisions on one change take turns (the no-op UPDATE locks the row on
                 // PostgreSQL), so two last approvals cannot both apply it.
-                diesel::update(account_changes::table.find(id))
-                    .set(account_changes::updated_at.eq(account_changes::updated_at))
-                    .execute(conn)?;
+                conn.lock_account_change(id)?;
                 let mut row = Self::change_row(conn, id)?;
                 if row.status != "pending" {
                     return Err(ApprovalError::NotPending(row.status.clone()).into());
@@ -354,34 +337,24 @@ impl Accounts {
                         "nobody decides on a change to their own account".into(),
                     ));
                 }
-                let decided: i64 = account_change_decisions::table
-                    .filter(account_change_decisions::change_id.eq(id))
-                    .filter(account_change_decisions::approver_id.eq(&caller.user_id))
-                    .count()
-                    .get_result(conn)?;
-                if decided > 0 {
+                if conn.has_decided_on_change(id, &caller.user_id)? {
                     return Err(ApprovalError::AlreadyDecided.into());
                 }
-                let me: UserRow = users::table
-                    .find(&caller.user_id)
-                    .select(UserRow::as_select())
-                    .first(conn)?;
+                let me = conn.user(&caller.user_id)?;
                 self.check_cooling_off(&me, now)?;
                 self.step_up(conn, &me, &body.totp)?;
                 let verdict_text = match verdict {
                     Verdict::Approve => "approve",
                     Verdict::Reject => "reject",
                 };
-                diesel::insert_into(account_change_decisions::table)
-                    .values(AccountChangeDecisionRow {
-                        change_id: id.into(),
-                        approver_id: caller.user_id.clone(),
-                        approver: caller.username.clone(),
-                        verdict: verdict_text.into(),
-                        comment: body.comment.clone(),
-                        decided_at: now,
-                    })
-                    .execute(conn)?;
+                conn.insert_account_change_decision(&AccountChangeDecisionRow {
+                    change_id: id.into(),
+                    approver_id: caller.user_id.clone(),
+                    approver: caller.username.clone(),
+                    verdict: verdict_text.into(),
+                    comment: body.comment.clone(),
+                    decided_at: now,
+                })?;
                 audit_log::append(
                     conn,
                     now as u64,
@@ -390,11 +363,7 @@ impl Accounts {
                     id,
                     json!({"kind": row.kind, "target": row.target, "comment": body.comment}),
                 )?;
-                let approvals: i64 = account_change_decisions::table
-                    .filter(account_change_decisions::change_id.eq(id))
-                    .filter(account_change_decisions::verdict.eq("approve"))
-                    .count()
-                    .get_result(conn)?;
+                let approvals = conn.change_approvals(id)?;
                 let status = match verdict {
                     Verdict::Reject => "rejected",
                     Verdict::Approve if approvals >= row.approvals_required as i64 => "applied",
@@ -405,12 +374,7 @@ impl Accounts {
                 } else {
                     None
                 };
-                diesel::update(account_changes::table.find(id))
-                    .set((
-                        account_changes::status.eq(status),
-                        account_changes::updated_at.eq(now),
-                    ))
-                    .execute(conn)?;
+                conn.set_account_change_status(id, status, now)?;
                 row.status = status.into();
                 Ok((row, half))
             })?;
@@ -474,9 +438,7 @@ impl Accounts {
                     (payload.organization.clone(), payload.email_domain.clone()),
                     now,
                 )?;
-                diesel::insert_into(users::table)
-                    .values(&user)
-                    .execute(conn)?;
+                conn.insert_user(&user)?;
                 enrolment::start_enrolment(
                     conn,
                     &user.id,
@@ -487,11 +449,8 @@ impl Accounts {
             (_, None) => return Err(ServiceError::NotFound(format!("user {}", row.target))),
             (ChangeKind::Roles, Some(user)) => {
                 let roles = parse_role_list(&payload.roles)?;
-                diesel::update(users::table.find(&user.id))
-                    .set(users::roles.eq(roles_text(&roles)))
-                    .execute(conn)?;
-                diesel::delete(sessions::table.filter(sessions::user_id.eq(&user.id)))
-                    .execute(conn)?;
+                conn.set_roles(&user.id, &roles_text(&roles))?;
+                conn.delete_sessions_of(&user.id)?;
             }
             (ChangeKind::Reset, Some(user)) => {
                 enrolment::start_enrolment(
@@ -502,9 +461,7 @@ impl Accounts {
                 )?;
             }
             (ChangeKind::Enable, Some(user)) => {
-                diesel::update(users::table.find(&user.id))
-                    .set(users::disabled.eq(false))
-                    .execute(conn)?;
+                conn.set_disabled(&user.id, false)?;
             }
         }
         audit_log::append(
@@ -519,11 +476,7 @@ impl Accounts {
     }
 
     fn change_row(conn: &mut DbConnection, id: &str) -> Result<AccountChangeRow, ServiceError> {
-        account_changes::table
-            .find(id)
-            .select(AccountChangeRow::as_select())
-            .first(conn)
-            .optional()?
+        conn.account_change(id)?
             .ok_or_else(|| ServiceError::NotFound(format!("account change {id}")))
     }
 
@@ -533,11 +486,7 @@ impl Accounts {
         row: &AccountChangeRow,
     ) -> Result<AccountChangeView, ServiceError> {
         let payload: Payload = serde_json::from_str(&row.payload).unwrap_or_default();
-        let decisions: Vec<AccountChangeDecisionRow> = account_change_decisions::table
-            .filter(account_change_decisions::change_id.eq(&row.id))
-            .order(account_change_decisions::decided_at.asc())
-            .select(AccountChangeDecisionRow::as_select())
-            .load(conn)?;
+        let decisions = conn.account_change_decisions(&row.id)?;
         let status = if row.status == "pending" && row.expires_at <= self.now().as_secs() as i64 {
             "expired".to_string()
         } else {

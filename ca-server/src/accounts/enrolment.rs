@@ -14,13 +14,13 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::Accounts;
+use crate::store::account_rows::AccountRows;
 use crate::accounts::credentials as auth;
 use crate::api::{EnrolRequest, TotpEnrolment};
 use crate::error::ServiceError;
 use crate::secrets::{random_bytes, DataKey, SecretError};
 use crate::store::audit_log;
 use crate::store::models::{EnrolmentRow, UserRow};
-use crate::store::schema::*;
 use crate::store::DbConnection;
 
 /// Characters of a code half: Crockford's base32 (no I, L, O, U to misread).
@@ -93,17 +93,13 @@ pub fn start_enrolment(
     stored: &str,
     expires_at: i64,
 ) -> QueryResult<()> {
-    diesel::delete(enrolments::table.find(user_id)).execute(conn)?;
-    diesel::insert_into(enrolments::table)
-        .values(EnrolmentRow {
-            user_id: user_id.into(),
-            code_hash: stored.into(),
-            expires_at,
-            failures: 0,
-        })
-        .execute(conn)?;
-    diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)?;
-    Ok(())
+    conn.replace_enrolment(&EnrolmentRow {
+        user_id: user_id.into(),
+        code_hash: stored.into(),
+        expires_at,
+        failures: 0,
+    })?;
+    conn.delete_sessions_of(user_id)
 }
 
 /// A user row for an account that will enrol (store it, then [`start_enrolment`]): nobody knows
@@ -145,15 +141,8 @@ impl Accounts {
                 return Ok(Err("no such account or no enrolment"));
             };
             // Parallel attempts take turns on the row (as logins do), so the count is exact.
-            diesel::update(enrolments::table.find(&user.id))
-                .set(enrolments::failures.eq(enrolments::failures))
-                .execute(conn)?;
-            let Some(enrolment) = enrolments::table
-                .find(&user.id)
-                .select(EnrolmentRow::as_select())
-                .first(conn)
-                .optional()?
-            else {
+            conn.lock_enrolment(&user.id)?;
+            let Some(enrolment) = conn.enrolment(&user.id)? else {
                 return Ok(Err("no such account or no enrolment"));
             };
             if user.disabled {
@@ -166,11 +155,9 @@ impl Accounts {
                 let failures = enrolment.failures + 1;
                 let void = failures >= MAX_ENROLMENT_FAILURES;
                 if void {
-                    diesel::delete(enrolments::table.find(&user.id)).execute(conn)?;
+                    conn.delete_enrolment(&user.id)?;
                 } else {
-                    diesel::update(enrolments::table.find(&user.id))
-                        .set(enrolments::failures.eq(failures))
-                        .execute(conn)?;
+                    conn.set_enrolment_failures(&user.id, failures)?;
                 }
                 audit_log::append(
                     conn,
@@ -182,18 +169,8 @@ impl Accounts {
                 )?;
                 return Ok(Err("wrong enrolment code"));
             }
-            diesel::delete(enrolments::table.find(&user.id)).execute(conn)?;
-            diesel::update(users::table.find(&user.id))
-                .set((
-                    users::password_hash.eq(&password_hash),
-                    users::totp_secret_enc.eq(&sealed),
-                    users::last_totp_step.eq(0),
-                    users::must_change_password.eq(false),
-                    users::credentials_set_at.eq(now),
-                    users::failed_logins.eq(0),
-                    users::locked_until.eq(None::<i64>),
-                ))
-                .execute(conn)?;
+            conn.delete_enrolment(&user.id)?;
+            conn.set_credentials(&user.id, &password_hash, &sealed, now)?;
             audit_log::append(
                 conn,
                 now as u64,

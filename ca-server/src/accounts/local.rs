@@ -7,15 +7,14 @@
 
 use anyhow::{bail, Context};
 use ca_core::clock::{Clock, SystemClock};
-use diesel::prelude::*;
 use serde_json::json;
 
 use super::policy::AccountPolicy;
 use super::{parse_role_list, roles_text};
+use crate::store::account_rows::AccountRows;
 use crate::accounts::enrolment;
 use crate::config::Config;
 use crate::store::audit_log;
-use crate::store::schema::*;
 use crate::store::settings::unlock;
 
 /// The audit actor of local account commands.
@@ -66,16 +65,10 @@ pub fn add_user_locally(
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     crate::store::write_transaction::<_, anyhow::Error, _>(&mut conn, |conn| {
-        let exists: i64 = users::table
-            .filter(users::username.eq(username))
-            .count()
-            .get_result(conn)?;
-        if exists > 0 {
+        if conn.user_by_name(username)?.is_some() {
             bail!("user {username} already exists");
         }
-        diesel::insert_into(users::table)
-            .values(&row)
-            .execute(conn)?;
+        conn.insert_user(&row)?;
         enrolment::start_enrolment(conn, &row.id, &stored, expires_at)?;
         audit_log::append(
             conn,
@@ -104,12 +97,10 @@ pub fn reset_user_locally(
     let (code, stored) = whole_code()?;
     let expires_at = now + policy.enrolment_validity_secs as i64;
     crate::store::write_transaction::<_, anyhow::Error, _>(&mut conn, |conn| {
-        let id: String = users::table
-            .filter(users::username.eq(username))
-            .select(users::id)
-            .first(conn)
-            .optional()?
-            .with_context(|| format!("no user {username}"))?;
+        let id = conn
+            .user_by_name(username)?
+            .with_context(|| format!("no user {username}"))?
+            .id;
         enrolment::start_enrolment(conn, &id, &stored, expires_at)?;
         audit_log::append(
             conn,

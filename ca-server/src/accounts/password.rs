@@ -1,16 +1,14 @@
 //! Changing one's own password: required at the first sign-in when an admin set it (so the
 //! password the admin chose does not stay valid), and open to everyone at any time.
 
-use diesel::prelude::*;
 use serde_json::json;
 
 use super::{Accounts, Caller};
+use crate::store::account_rows::AccountRows;
 use crate::accounts::credentials as auth;
 use crate::api::{PasswordChangeRequest, UserView};
 use crate::error::ServiceError;
 use crate::store::audit_log;
-use crate::store::models::UserRow;
-use crate::store::schema::*;
 
 impl Accounts {
     /// `POST /passwd`: the current password again, then a new one that meets the policy and
@@ -28,10 +26,7 @@ impl Accounts {
         }
         let now = self.now().as_secs();
         let mut conn = self.conn()?;
-        let user: UserRow = users::table
-            .find(&caller.user_id)
-            .select(UserRow::as_select())
-            .first(&mut conn)?;
+        let user = conn.user(&caller.user_id)?;
         if !auth::verify_password(&request.current_password, &user.password_hash) {
             audit_log::append(
                 &mut conn,
@@ -45,18 +40,8 @@ impl Accounts {
         }
         let hash = auth::hash_password(&request.new_password)?;
         let outcome = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
-            diesel::update(users::table.find(&user.id))
-                .set((
-                    users::password_hash.eq(&hash),
-                    users::must_change_password.eq(false),
-                ))
-                .execute(conn)?;
-            diesel::delete(
-                sessions::table
-                    .filter(sessions::user_id.eq(&user.id))
-                    .filter(sessions::token_hash.ne(&caller.session)),
-            )
-            .execute(conn)?;
+            conn.set_password(&user.id, &hash)?;
+            conn.delete_other_sessions(&user.id, &caller.session)?;
             audit_log::append(
                 conn,
                 now,

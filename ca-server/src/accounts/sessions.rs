@@ -1,17 +1,16 @@
 //! Sign-in, sessions (bearer tokens stored as SHA-256, idle and absolute expiry, a cache
 //! trusted for a second) and sign-out.
 
-use diesel::prelude::*;
 use serde_json::json;
 use sha2::Digest;
 
 use super::credentials as auth;
 use super::{parse_roles, Accounts, Caller};
+use crate::store::account_rows::AccountRows;
 use crate::api::*;
 use crate::error::ServiceError;
 use crate::store::audit_log;
 use crate::store::models::*;
-use crate::store::schema::*;
 
 impl Accounts {
     /// Logs in with password and TOTP. Every failure answers the same; repeated failures lock
@@ -47,19 +46,10 @@ impl Accounts {
             // and the row is read again after it, so each attempt counts on the last one's
             // count and sees its lock. Read before the transaction, 40 parallel wrong
             // passwords left the count at 4 and the account unlocked.
-            diesel::update(users::table.find(&user.id))
-                .set(users::failed_logins.eq(users::failed_logins))
-                .execute(conn)?;
-            let user: UserRow = users::table
-                .find(&user.id)
-                .select(UserRow::as_select())
-                .first(conn)?;
+            conn.lock_user(&user.id)?;
+            let user = conn.user(&user.id)?;
             let locked = user.locked_until.is_some_and(|t| t > now);
-            let enrolling = enrolments::table
-                .find(&user.id)
-                .count()
-                .get_result::<i64>(conn)?
-                > 0;
+            let enrolling = conn.is_enrolling(&user.id)?;
             let totp_ok = password_ok
                 && !locked
                 && !user.disabled
@@ -72,16 +62,12 @@ impl Accounts {
                 } else {
                     user.locked_until
                 };
-                diesel::update(users::table.find(&user.id))
-                    .set((
-                        users::failed_logins.eq(if lock != user.locked_until {
-                            0
-                        } else {
-                            failures
-                        }),
-                        users::locked_until.eq(lock),
-                    ))
-                    .execute(conn)?;
+                let counted = if lock != user.locked_until {
+                    0
+                } else {
+                    failures
+                };
+                conn.set_login_failures(&user.id, counted, lock)?;
                 let reason = if user.disabled {
                     "disabled"
                 } else if enrolling {
@@ -103,24 +89,17 @@ impl Accounts {
                 )?;
                 return Ok(None);
             }
-            diesel::update(users::table.find(&user.id))
-                .set((
-                    users::failed_logins.eq(0),
-                    users::locked_until.eq(None::<i64>),
-                ))
-                .execute(conn)?;
+            conn.clear_login_failures(&user.id)?;
             let (token, hash) = auth::new_token()?;
             let expires = now + self.config.session_absolute_secs as i64;
-            diesel::insert_into(sessions::table)
-                .values(SessionRow {
-                    token_hash: hash,
-                    user_id: user.id.clone(),
-                    created_at: now,
-                    last_seen: now,
-                    expires_at: expires,
-                    step_up_failures: 0,
-                })
-                .execute(conn)?;
+            conn.insert_session(&SessionRow {
+                token_hash: hash,
+                user_id: user.id.clone(),
+                created_at: now,
+                last_seen: now,
+                expires_at: expires,
+                step_up_failures: 0,
+            })?;
             audit_log::append(
                 conn,
                 now as u64,
@@ -200,36 +179,20 @@ impl Accounts {
         let idle = self.config.session_idle_secs as i64;
         let generation = self.sessions.generation();
         let mut conn = self.conn()?;
-        // The primary key finds at most one row; `load`, not `first`, because SQLite re-prepares
-        // a statement whose LIMIT is a bound parameter each time, and this runs per API call.
-        let found: Option<(SessionRow, UserRow)> = sessions::table
-            .inner_join(users::table.on(users::id.eq(sessions::user_id)))
-            .filter(sessions::token_hash.eq(&hash))
-            .select((SessionRow::as_select(), UserRow::as_select()))
-            .load(&mut conn)?
-            .pop();
+        let found = conn.session_with_user(&hash)?;
         let Some((session, user)) = found else {
             return Err(ServiceError::Unauthenticated);
         };
         let idle_expired = session.last_seen + idle <= now;
         if session.expires_at <= now || idle_expired || user.disabled {
-            diesel::delete(sessions::table.find(&hash)).execute(&mut conn)?;
+            conn.delete_session(&hash)?;
             return Err(ServiceError::Unauthenticated);
         }
         let mut last_seen = session.last_seen;
         if now > session.last_seen + step {
             drop(conn);
             let key = hash.clone();
-            self.writer.run(move |w| {
-                diesel::update(
-                    sessions::table
-                        .find(&key)
-                        .filter(sessions::last_seen.lt(now)),
-                )
-                .set(sessions::last_seen.eq(now))
-                .execute(w.conn)?;
-                Ok(())
-            })?;
+            self.writer.run(move |w| Ok(w.conn.touch_session(&key, now)?))?;
             last_seen = now;
         }
         let caller = Caller {
@@ -257,7 +220,7 @@ impl Accounts {
         let now = self.now().as_secs();
         let mut conn = self.conn()?;
         let outcome = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
-            diesel::delete(sessions::table.find(auth::token_hash(token))).execute(conn)?;
+            conn.delete_session(&auth::token_hash(token))?;
             audit_log::append(
                 conn,
                 now,

@@ -14,24 +14,17 @@ use diesel::prelude::*;
 use serde_json::json;
 
 use super::{Accounts, Caller};
+use crate::store::account_rows::AccountRows;
 use crate::api::{StepUpRequest, UserView};
 use crate::error::ServiceError;
 use crate::store::audit_log;
 use crate::store::models::UserRow;
-use crate::store::schema::*;
 use crate::store::DbConnection;
 
 /// Clears an account's step-up lock and login lockout, with their counts (`user unlock` through
 /// the API, and `ca-server unlock` on the server). Returns the rows changed (0: no such user).
 pub(crate) fn lift_locks(conn: &mut DbConnection, user_id: &str) -> QueryResult<usize> {
-    diesel::update(users::table.find(user_id))
-        .set((
-            users::step_up_failures.eq(0),
-            users::step_up_locked_at.eq(None::<i64>),
-            users::failed_logins.eq(0),
-            users::locked_until.eq(None::<i64>),
-        ))
-        .execute(conn)
+    conn.lift_locks(user_id)
 }
 
 impl Accounts {
@@ -51,9 +44,7 @@ impl Accounts {
             return Err(ServiceError::InvalidSecondFactor);
         }
         if user.step_up_failures != 0 {
-            diesel::update(users::table.find(&user.id))
-                .set(users::step_up_failures.eq(0))
-                .execute(conn)?;
+            conn.clear_step_up_failures(&user.id)?;
         }
         Ok(())
     }
@@ -97,32 +88,17 @@ impl Accounts {
         let session_ended =
             crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
                 // One UPDATE adds one, whatever runs at the same time; then the count is read.
-                diesel::update(users::table.find(&caller.user_id))
-                    .set(users::step_up_failures.eq(users::step_up_failures + 1))
-                    .execute(conn)?;
-                let (failures, locked_at): (i32, Option<i64>) = users::table
-                    .find(&caller.user_id)
-                    .select((users::step_up_failures, users::step_up_locked_at))
-                    .first(conn)?;
+                let (failures, locked_at) = conn.count_step_up_failure(&caller.user_id)?;
                 let lock_now = locked_at.is_none()
                     && failures.max(0) as u32 >= self.config.step_up_max_failures;
                 if lock_now {
-                    diesel::update(users::table.find(&caller.user_id))
-                        .set(users::step_up_locked_at.eq(Some(now as i64)))
-                        .execute(conn)?;
+                    conn.lock_step_up(&caller.user_id, now as i64)?;
                 }
-                diesel::update(sessions::table.find(&caller.session))
-                    .set(sessions::step_up_failures.eq(sessions::step_up_failures + 1))
-                    .execute(conn)?;
-                let in_session: Option<i32> = sessions::table
-                    .find(&caller.session)
-                    .select(sessions::step_up_failures)
-                    .first(conn)
-                    .optional()?;
+                let in_session = conn.count_session_step_up_failure(&caller.session)?;
                 let end_session = in_session
                     .is_some_and(|n| n.max(0) as u32 >= self.config.step_up_session_failures);
                 if end_session {
-                    diesel::delete(sessions::table.find(&caller.session)).execute(conn)?;
+                    conn.delete_session(&caller.session)?;
                 }
                 audit_log::append(
                     conn,
@@ -198,10 +174,7 @@ impl Accounts {
         let now = self.now().as_secs();
         let mut conn = self.conn()?;
         crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
-            let me: UserRow = users::table
-                .find(&caller.user_id)
-                .select(UserRow::as_select())
-                .first(conn)?;
+            let me = conn.user(&caller.user_id)?;
             self.step_up(conn, &me, &body.totp)?;
             let mut user = self
                 .user_by_name(conn, username)?

@@ -3,11 +3,11 @@
 
 use ca_core::role::Role;
 use ca_core::totp::TotpSecret;
-use diesel::prelude::*;
 use serde_json::json;
 
 use super::credentials as auth;
 use super::{parse_roles, roles_text, Accounts, Caller};
+use crate::store::account_rows::AccountRows;
 use crate::api::*;
 use crate::error::ServiceError;
 use crate::secrets::DataKey;
@@ -16,8 +16,6 @@ use ca_core::random::RandomSource;
 
 use crate::store::ids::new_id;
 use crate::store::models::*;
-use crate::store::schema::*;
-use crate::store::status::RequestStatus;
 use crate::store::DbConnection;
 
 /// A new account's row, nothing failed or locked yet, with a fresh TOTP secret (returned, and
@@ -60,11 +58,7 @@ impl Accounts {
         conn: &mut DbConnection,
         name: &str,
     ) -> Result<Option<UserRow>, ServiceError> {
-        Ok(users::table
-            .filter(users::username.eq(name))
-            .select(UserRow::as_select())
-            .first(conn)
-            .optional()?)
+        Ok(AccountRows::user_by_name(conn, name)?)
     }
 
     pub(crate) fn user_view(row: &UserRow) -> UserView {
@@ -97,14 +91,7 @@ impl Accounts {
             return Ok(false);
         };
         let step = step as i64;
-        let updated = diesel::update(
-            users::table
-                .filter(users::id.eq(&user.id))
-                .filter(users::last_totp_step.lt(step)),
-        )
-        .set(users::last_totp_step.eq(step))
-        .execute(conn)?;
-        Ok(updated == 1)
+        Ok(conn.consume_totp_step(&user.id, step)?)
     }
 
     /// Creates a user with a password and TOTP secret the caller chooses: only `ca-server dev`'s
@@ -144,9 +131,7 @@ impl Accounts {
                     "user {username} already exists"
                 )));
             }
-            diesel::insert_into(users::table)
-                .values(&row)
-                .execute(conn)?;
+            conn.insert_user(&row)?;
             audit_log::append(
                 conn,
                 now as u64,
@@ -167,15 +152,8 @@ impl Accounts {
     pub fn list_users(&self, caller: &Caller) -> Result<Vec<UserView>, ServiceError> {
         caller.require(&[Role::Admin, Role::Auditor])?;
         let mut conn = self.conn()?;
-        let rows: Vec<UserRow> = users::table
-            .order(users::username.asc())
-            .select(UserRow::as_select())
-            .load(&mut conn)?;
-        let enrolling: std::collections::HashSet<String> = enrolments::table
-            .select(enrolments::user_id)
-            .load::<String>(&mut conn)?
-            .into_iter()
-            .collect();
+        let rows = conn.users_by_name()?;
+        let enrolling = conn.enrolling_user_ids()?;
         Ok(rows
             .iter()
             .map(|row| UserView {
@@ -212,31 +190,16 @@ impl Accounts {
         let now = self.now().as_secs();
         let mut conn = self.conn()?;
         let outcome = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
-            let me: UserRow = users::table
-                .find(&caller.user_id)
-                .select(UserRow::as_select())
-                .first(conn)?;
+            let me = conn.user(&caller.user_id)?;
             self.step_up(conn, &me, &body.totp)?;
             let mut user = self
                 .user_by_name(conn, username)?
                 .ok_or_else(|| ServiceError::NotFound(format!("user {username}")))?;
-            diesel::update(users::table.find(&user.id))
-                .set(users::disabled.eq(true))
-                .execute(conn)?;
-            diesel::delete(sessions::table.filter(sessions::user_id.eq(&user.id))).execute(conn)?;
+            conn.set_disabled(&user.id, true)?;
+            conn.delete_sessions_of(&user.id)?;
             // A disabled person's pending requests go with them: a vendor let go must not get a
             // certificate from a request officers approve later.
-            let pending: Vec<String> = requests::table
-                .filter(requests::requester_id.eq(&user.id))
-                .filter(requests::status.eq(RequestStatus::Pending.as_str()))
-                .select(requests::id)
-                .load(conn)?;
-            diesel::update(requests::table.filter(requests::id.eq_any(&pending)))
-                .set((
-                    requests::status.eq(RequestStatus::Cancelled.as_str()),
-                    requests::updated_at.eq(now as i64),
-                ))
-                .execute(conn)?;
+            let pending = conn.cancel_pending_requests_of(&user.id, now as i64)?;
             audit_log::append(
                 conn,
                 now,

@@ -30,6 +30,7 @@ macro_rules! insert_all {
 }
 pub(crate) use insert_all;
 
+pub mod account_rows;
 pub mod audit_log;
 pub mod chained_insert;
 pub mod checkpoint;
