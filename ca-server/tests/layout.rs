@@ -1,7 +1,7 @@
 //! The source layout's rules, checked on every test run: no top-level module of ca-server or
 //! ca-core imports one that imports it (directly or around a circle), no source file of
-//! ca-server is over 700 lines before its `#[cfg(test)]` module, and the services moved onto
-//! store traits name no table themselves.
+//! ca-server is over 700 lines before its `#[cfg(test)]` module, and no service names a table:
+//! their queries live in `store/`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -120,9 +120,10 @@ fn no_source_file_is_over_700_lines() {
     assert!(long.is_empty(), "split these files: {long:?}");
 }
 
-/// Services whose queries all live in `store/` (behind `store::ocsp_rows`, `crl_rows`,
-/// `reservation_rows`): none of their files names a table outside its tests.
-const SERVICES_WITHOUT_QUERIES: [&str; 3] = ["ocsp", "crl", "ca"];
+/// The services, whose queries all live in `store/` behind one narrow trait each
+/// (`account_rows`, `request_rows`, `ocsp_rows`, `crl_rows`, `reservation_rows`): none of their
+/// files names a table outside its tests.
+const SERVICES_WITHOUT_QUERIES: [&str; 6] = ["accounts", "ra", "ocsp", "crl", "ca", "http"];
 
 #[test]
 fn services_reach_their_tables_only_through_store_traits() {

@@ -14,12 +14,12 @@ use ca_core::role::Role;
 use serde_json::json;
 
 use super::{parse_role_list, parse_roles, roles_text, Accounts, Caller};
-use crate::store::account_rows::AccountRows;
 use crate::accounts::credentials as auth;
 use crate::accounts::enrolment;
 use crate::api::rfc3339;
 use crate::api::*;
 use crate::error::ServiceError;
+use crate::store::account_rows::AccountRows;
 use crate::store::audit_log;
 use crate::store::ids::new_id;
 use crate::store::models::*;

@@ -14,11 +14,11 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::Accounts;
-use crate::store::account_rows::AccountRows;
 use crate::accounts::credentials as auth;
 use crate::api::{EnrolRequest, TotpEnrolment};
 use crate::error::ServiceError;
 use crate::secrets::{random_bytes, DataKey, SecretError};
+use crate::store::account_rows::AccountRows;
 use crate::store::audit_log;
 use crate::store::models::{EnrolmentRow, UserRow};
 use crate::store::DbConnection;

@@ -11,9 +11,9 @@ use serde_json::json;
 
 use super::policy::AccountPolicy;
 use super::{parse_role_list, roles_text};
-use crate::store::account_rows::AccountRows;
 use crate::accounts::enrolment;
 use crate::config::Config;
+use crate::store::account_rows::AccountRows;
 use crate::store::audit_log;
 use crate::store::settings::unlock;
 

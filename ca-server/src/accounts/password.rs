@@ -4,10 +4,10 @@
 use serde_json::json;
 
 use super::{Accounts, Caller};
-use crate::store::account_rows::AccountRows;
 use crate::accounts::credentials as auth;
 use crate::api::{PasswordChangeRequest, UserView};
 use crate::error::ServiceError;
+use crate::store::account_rows::AccountRows;
 use crate::store::audit_log;
 
 impl Accounts {

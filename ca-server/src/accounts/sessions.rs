@@ -6,9 +6,9 @@ use sha2::Digest;
 
 use super::credentials as auth;
 use super::{parse_roles, Accounts, Caller};
-use crate::store::account_rows::AccountRows;
 use crate::api::*;
 use crate::error::ServiceError;
+use crate::store::account_rows::AccountRows;
 use crate::store::audit_log;
 use crate::store::models::*;
 
@@ -192,7 +192,8 @@ impl Accounts {
         if now > session.last_seen + step {
             drop(conn);
             let key = hash.clone();
-            self.writer.run(move |w| Ok(w.conn.touch_session(&key, now)?))?;
+            self.writer
+                .run(move |w| Ok(w.conn.touch_session(&key, now)?))?;
             last_seen = now;
         }
         let caller = Caller {

@@ -14,9 +14,9 @@ use diesel::prelude::*;
 use serde_json::json;
 
 use super::{Accounts, Caller};
-use crate::store::account_rows::AccountRows;
 use crate::api::{StepUpRequest, UserView};
 use crate::error::ServiceError;
+use crate::store::account_rows::AccountRows;
 use crate::store::audit_log;
 use crate::store::models::UserRow;
 use crate::store::DbConnection;

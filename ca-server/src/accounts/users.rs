@@ -7,10 +7,10 @@ use serde_json::json;
 
 use super::credentials as auth;
 use super::{parse_roles, roles_text, Accounts, Caller};
-use crate::store::account_rows::AccountRows;
 use crate::api::*;
 use crate::error::ServiceError;
 use crate::secrets::DataKey;
+use crate::store::account_rows::AccountRows;
 use crate::store::audit_log;
 use ca_core::random::RandomSource;
 

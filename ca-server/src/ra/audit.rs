@@ -1,13 +1,12 @@
 //! Audit queries: the entries, and the chain checked against the stored checkpoints.
 
 use ca_core::role::Role;
-use diesel::prelude::*;
 
 use crate::accounts::Caller;
 use crate::api::*;
 use crate::error::ServiceError;
 use crate::store::audit_log;
-use crate::store::models::*;
+use crate::store::request_rows::AuditRows;
 
 use super::Authority;
 
@@ -22,17 +21,11 @@ impl Authority {
     ) -> Result<Vec<AuditView>, ServiceError> {
         caller.require(&[Role::Auditor, Role::Admin])?;
         let mut conn = self.conn()?;
-        use crate::store::schema::audit_log as log;
-        let mut query = log::table
-            .filter(log::seq.gt(after.min(i64::MAX as u64) as i64))
-            .order(log::seq.asc())
-            .limit(i64::from(limit.clamp(1, 1000)))
-            .select(AuditRow::as_select())
-            .into_boxed();
-        if let Some(a) = action {
-            query = query.filter(log::action.eq(a.to_string()));
-        }
-        let rows: Vec<AuditRow> = query.load(&mut conn)?;
+        let rows = conn.audit_entries(
+            after.min(i64::MAX as u64) as i64,
+            i64::from(limit.clamp(1, 1000)),
+            action,
+        )?;
         Ok(rows
             .into_iter()
             .map(|r| AuditView {

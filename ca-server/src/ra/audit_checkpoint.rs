@@ -13,11 +13,10 @@
 use ca_core::audit::{sign_checkpoint, Checkpoint};
 use ca_core::key::{KeyAlgorithm, SoftwareKey};
 use ca_core::signer::SigningKey;
-use diesel::prelude::*;
 
 use crate::error::ServiceError;
 use crate::ra::Authority;
-use crate::store::schema::*;
+use crate::store::request_rows::{AuditRows, CheckpointRow};
 use crate::store::DbConnection;
 
 /// Checkpoints `/audit/checkpoints` lists (the newest).
@@ -96,11 +95,7 @@ impl Authority {
         };
         let now = self.now().as_secs();
         let mut conn = self.conn()?;
-        let head: Option<(i64, String)> = audit_log::table
-            .order(audit_log::seq.desc())
-            .select((audit_log::seq, audit_log::hash))
-            .first(&mut conn)
-            .optional()?;
+        let head = conn.audit_head()?;
         let last = latest(&mut conn)?;
         let Some((seq, hash)) = head else {
             return Ok(None);
@@ -116,14 +111,12 @@ impl Authority {
         }
         let checkpoint = sign_checkpoint(key, seq as u64, &hash, now)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
-        let inserted = diesel::insert_into(audit_checkpoints::table)
-            .values((
-                audit_checkpoints::seq.eq(seq),
-                audit_checkpoints::hash.eq(&checkpoint.hash),
-                audit_checkpoints::at.eq(now as i64),
-                audit_checkpoints::signature.eq(&checkpoint.signature),
-            ))
-            .execute(&mut conn);
+        let inserted = conn.insert_checkpoint(&(
+            seq,
+            checkpoint.hash.clone(),
+            now as i64,
+            checkpoint.signature.clone(),
+        ));
         match inserted {
             Ok(_) => Ok(Some(checkpoint)),
             // Another instance checkpointed the same head first.
@@ -144,15 +137,7 @@ impl Authority {
         let Some(spki) = public.as_deref().and_then(parse_audit_key) else {
             return Ok(Ok(0));
         };
-        let rows: Vec<(i64, String, i64, String)> = audit_checkpoints::table
-            .order(audit_checkpoints::seq.asc())
-            .select((
-                audit_checkpoints::seq,
-                audit_checkpoints::hash,
-                audit_checkpoints::at,
-                audit_checkpoints::signature,
-            ))
-            .load(conn)?;
+        let rows = conn.checkpoints()?;
         let checkpoints: Vec<Checkpoint> = rows.into_iter().map(checkpoint_of).collect();
         Ok(ca_core::audit::verify_checkpoints(
             chain,
@@ -162,7 +147,7 @@ impl Authority {
     }
 }
 
-fn checkpoint_of((seq, hash, at, signature): (i64, String, i64, String)) -> Checkpoint {
+fn checkpoint_of((seq, hash, at, signature): CheckpointRow) -> Checkpoint {
     Checkpoint {
         seq: seq.max(0) as u64,
         hash,
@@ -172,16 +157,10 @@ fn checkpoint_of((seq, hash, at, signature): (i64, String, i64, String)) -> Chec
 }
 
 fn latest(conn: &mut DbConnection) -> Result<Option<Checkpoint>, ServiceError> {
-    Ok(audit_checkpoints::table
-        .order(audit_checkpoints::seq.desc())
-        .select((
-            audit_checkpoints::seq,
-            audit_checkpoints::hash,
-            audit_checkpoints::at,
-            audit_checkpoints::signature,
-        ))
-        .first(conn)
-        .optional()?
+    Ok(conn
+        .newest_checkpoints(1)?
+        .into_iter()
+        .next()
         .map(checkpoint_of))
 }
 
@@ -190,16 +169,7 @@ pub fn published(conn: &mut DbConnection) -> Result<CheckpointFile, ServiceError
     let audit_key = crate::store::settings::setting(conn, PUBLIC_SETTING)
         .map_err(|e| ServiceError::Internal(e.to_string()))?
         .ok_or_else(|| ServiceError::NotFound("audit key".into()))?;
-    let mut rows: Vec<(i64, String, i64, String)> = audit_checkpoints::table
-        .order(audit_checkpoints::seq.desc())
-        .limit(PUBLISHED)
-        .select((
-            audit_checkpoints::seq,
-            audit_checkpoints::hash,
-            audit_checkpoints::at,
-            audit_checkpoints::signature,
-        ))
-        .load(conn)?;
+    let mut rows = conn.newest_checkpoints(PUBLISHED)?;
     rows.reverse();
     Ok(CheckpointFile {
         audit_key,

@@ -3,7 +3,6 @@
 
 use ca_core::approval::{self, ApprovalState, Decision, PendingRequest, UserId, Verdict};
 use ca_core::time::UnixTime;
-use diesel::prelude::*;
 use serde_json::json;
 
 use crate::accounts::{parse_roles, roles_text, Caller};
@@ -12,7 +11,7 @@ use crate::error::ServiceError;
 use crate::store::audit_log;
 use crate::store::ids::RequestId;
 use crate::store::models::*;
-use crate::store::schema::*;
+use crate::store::request_rows::RequestRows;
 use crate::store::status::RequestStatus;
 use crate::store::DbConnection;
 
@@ -24,12 +23,7 @@ impl Authority {
         conn: &mut DbConnection,
         request_id: &str,
     ) -> Result<Vec<(DecisionRow, String)>, ServiceError> {
-        Ok(decisions::table
-            .inner_join(users::table.on(users::id.eq(decisions::approver_id)))
-            .filter(decisions::request_id.eq(request_id))
-            .order(decisions::decided_at.asc())
-            .select((DecisionRow::as_select(), users::username))
-            .load(conn)?)
+        Ok(conn.decisions_of(request_id)?)
     }
 
     fn core_decisions(rows: &[(DecisionRow, String)]) -> Vec<Decision> {
@@ -82,11 +76,8 @@ impl Authority {
         self.expire_one(&mut conn, request_id)?;
         let now = self.now();
         let issue_now = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
-            let row: RequestRow = requests::table
-                .find(request_id)
-                .select(RequestRow::as_select())
-                .first(conn)
-                .optional()?
+            let row = conn
+                .request(request_id)?
                 .ok_or_else(|| ServiceError::NotFound(format!("request {request_id}")))?;
             let profile = self
                 .profiles
@@ -103,21 +94,12 @@ impl Authority {
             if RequestStatus::of_row(&row.status)? != RequestStatus::Pending {
                 return Err(ca_core::error::ApprovalError::NotPending(row.status.clone()).into());
             }
-            let requester_disabled: bool = users::table
-                .find(&row.requester_id)
-                .select(users::disabled)
-                .first(conn)
-                .optional()?
-                .unwrap_or(true);
-            if requester_disabled {
+            if conn.user_disabled(&row.requester_id)? {
                 return Err(ServiceError::Conflict(
                     "the requester's account is disabled: the request cannot be decided".into(),
                 ));
             }
-            let user: UserRow = users::table
-                .find(&caller.user_id)
-                .select(UserRow::as_select())
-                .first(conn)?;
+            let user = conn.user_row(&caller.user_id)?;
             self.accounts
                 .check_cooling_off(&user, now.as_secs() as i64)?;
             let pending = PendingRequest {
@@ -148,9 +130,7 @@ impl Authority {
                 comment: body.comment.clone(),
                 decided_at: now.as_secs() as i64,
             };
-            diesel::insert_into(decisions::table)
-                .values(&decision)
-                .execute(conn)?;
+            conn.insert_decision(&decision)?;
             let action = if verdict == Verdict::Approve {
                 "request.approve"
             } else {
@@ -170,26 +150,18 @@ impl Authority {
                 ..provisional
             });
             match approval::evaluate(rule, &pending, &all, now) {
-                ApprovalState::Approved => {
-                    let flipped = diesel::update(
-                        requests::table
-                            .find(request_id)
-                            .filter(requests::status.eq(RequestStatus::Pending.as_str())),
-                    )
-                    .set((
-                        requests::status.eq(RequestStatus::Approved.as_str()),
-                        requests::updated_at.eq(now.as_secs() as i64),
-                    ))
-                    .execute(conn)?;
-                    Ok(flipped == 1)
-                }
+                ApprovalState::Approved => Ok(conn.move_request(
+                    request_id,
+                    RequestStatus::Pending,
+                    RequestStatus::Approved,
+                    now.as_secs() as i64,
+                )?),
                 ApprovalState::Rejected { .. } => {
-                    diesel::update(requests::table.find(request_id))
-                        .set((
-                            requests::status.eq(RequestStatus::Rejected.as_str()),
-                            requests::updated_at.eq(now.as_secs() as i64),
-                        ))
-                        .execute(conn)?;
+                    conn.set_request_status(
+                        request_id,
+                        RequestStatus::Rejected,
+                        now.as_secs() as i64,
+                    )?;
                     Ok(false)
                 }
                 _ => Ok(false),
@@ -206,12 +178,9 @@ impl Authority {
         conn: &mut DbConnection,
         request_id: &str,
     ) -> Result<(), ServiceError> {
-        let row: Option<RequestRow> = requests::table
-            .find(request_id)
-            .select(RequestRow::as_select())
-            .first(conn)
-            .optional()?;
-        let Some(row) = row else { return Ok(()) };
+        let Some(row) = conn.request(request_id)? else {
+            return Ok(());
+        };
         if RequestStatus::of_row(&row.status)? != RequestStatus::Pending {
             return Ok(());
         }
@@ -221,17 +190,13 @@ impl Authority {
         let now = self.now();
         if now.as_secs() as i64 > row.created_at + profile.approval().max_wait_secs as i64 {
             crate::store::write_transaction::<_, ServiceError, _>(&mut *conn, |conn| {
-                let n = diesel::update(
-                    requests::table
-                        .find(request_id)
-                        .filter(requests::status.eq(RequestStatus::Pending.as_str())),
-                )
-                .set((
-                    requests::status.eq(RequestStatus::Expired.as_str()),
-                    requests::updated_at.eq(now.as_secs() as i64),
-                ))
-                .execute(conn)?;
-                if n == 1 {
+                let expired = conn.move_request(
+                    request_id,
+                    RequestStatus::Pending,
+                    RequestStatus::Expired,
+                    now.as_secs() as i64,
+                )?;
+                if expired {
                     audit_log::append(
                         conn,
                         now.as_secs(),
@@ -250,10 +215,7 @@ impl Authority {
     /// Expires every pending request past its profile's `max_wait`.
     pub fn expire_requests(&self) -> Result<(), ServiceError> {
         let mut conn = self.conn()?;
-        let pending: Vec<String> = requests::table
-            .filter(requests::status.eq(RequestStatus::Pending.as_str()))
-            .select(requests::id)
-            .load(&mut conn)?;
+        let pending = conn.pending_request_ids()?;
         for id in pending {
             self.expire_one(&mut conn, &id)?;
         }

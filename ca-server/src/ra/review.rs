@@ -6,12 +6,10 @@ use ca_core::csr::VerifiedCsr;
 use ca_core::name::{first_attribute, AttributeKind};
 use ca_core::review::{self, skeleton, CsrSummary, ReviewContext, ReviewFlag};
 use ca_core::role::Role;
-use diesel::prelude::*;
 
 use crate::error::ServiceError;
 use crate::ra::Authority;
-use crate::store::schema::*;
-use crate::store::status::CertificateStatus;
+use crate::store::request_rows::RequestRows;
 use crate::store::DbConnection;
 
 /// Staff certificates compared per name (enough to say "this person has one").
@@ -85,13 +83,7 @@ impl Authority {
             }
         }
         if let (Some(cn), false) = (&cn, profile_id == "staff") {
-            let holders: Vec<String> = certificates::table
-                .filter(certificates::profile_id.eq("staff"))
-                .filter(certificates::status.eq(CertificateStatus::Valid.as_str()))
-                .filter(certificates::subject.like(format!("%CN={}%", like_escape(cn))))
-                .select(certificates::serial)
-                .limit(STAFF_MATCHES)
-                .load(conn)?;
+            let holders = conn.valid_staff_certificates_named(&like_escape(cn), STAFF_MATCHES)?;
             if !holders.is_empty() {
                 summary.flags.push(ReviewFlag {
                     code: "matches-staff-certificate".into(),
@@ -109,7 +101,7 @@ impl Authority {
 
 /// Every account name, for [`Authority::review_csr`] to compare names against.
 pub(crate) fn account_names(conn: &mut DbConnection) -> Result<Vec<String>, ServiceError> {
-    Ok(users::table.select(users::username).load(conn)?)
+    Ok(conn.usernames()?)
 }
 
 /// `text` without LIKE's wildcards (`%`, `_`): SQLite's LIKE has no default escape character,
@@ -128,10 +120,7 @@ impl Authority {
         csr: &VerifiedCsr,
     ) -> Result<(), ServiceError> {
         let mut conn = self.conn()?;
-        let (organization, email_domain): (Option<String>, Option<String>) = users::table
-            .find(&caller.user_id)
-            .select((users::organization, users::email_domain))
-            .first(&mut conn)?;
+        let (organization, email_domain) = conn.registered_fields(&caller.user_id)?;
         if profile.organization_from_account() {
             let Some(registered) = organization else {
                 return Err(ServiceError::Forbidden(format!(

@@ -4,7 +4,6 @@
 use ca_core::crl::RevocationReason;
 use ca_core::role::Role;
 use ca_core::time::UnixTime;
-use diesel::prelude::*;
 use serde_json::json;
 
 use crate::accounts::Caller;
@@ -12,8 +11,7 @@ use crate::api::*;
 use crate::error::ServiceError;
 use crate::store::audit_log;
 use crate::store::ids::Serial;
-use crate::store::models::*;
-use crate::store::schema::*;
+use crate::store::request_rows::{RequestRows, StatusWrite};
 use crate::store::status::CertificateStatus;
 
 use super::Authority;
@@ -59,10 +57,7 @@ impl Authority {
         let (view, partition) =
             crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
                 let row = self.visible_certificate(conn, caller, ca, serial)?;
-                let user: UserRow = users::table
-                    .find(&caller.user_id)
-                    .select(UserRow::as_select())
-                    .first(conn)?;
+                let user = conn.user_row(&caller.user_id)?;
                 let current = CertificateStatus::of_row(&row.status)?;
                 let (status, reason, at, invalidity, action) = match change {
                     StatusChange::Revoke {
@@ -124,15 +119,17 @@ impl Authority {
                     }
                 };
                 self.accounts.step_up(conn, &user, code)?;
-                diesel::update(certificates::table.find((&row.ca_id, &row.serial)))
-                    .set((
-                        certificates::status.eq(status.as_str()),
-                        certificates::revocation_reason.eq(&reason),
-                        certificates::revoked_at.eq(at),
-                        certificates::invalidity_date.eq(invalidity),
-                        certificates::status_changed_ms.eq(crate::store::now_ms()),
-                    ))
-                    .execute(conn)?;
+                conn.set_certificate_status(
+                    &row.ca_id,
+                    &row.serial,
+                    &StatusWrite {
+                        status,
+                        reason: reason.as_deref(),
+                        revoked_at: at,
+                        invalidity_date: invalidity,
+                        changed_ms: crate::store::now_ms(),
+                    },
+                )?;
                 audit_log::append(
                     conn,
                     now.as_secs(),

@@ -6,7 +6,6 @@ use ca_core::csr::VerifiedCsr;
 use ca_core::issuance::{IssuanceOptions, PreparedIssuance};
 use ca_core::profile::Profile;
 use ca_core::time::UnixTime;
-use diesel::prelude::*;
 use serde_json::json;
 
 use crate::accounts::Caller;
@@ -16,7 +15,7 @@ use crate::store::audit_log;
 use crate::store::group_commit::Committing;
 use crate::store::ids::new_ordered_id;
 use crate::store::models::*;
-use crate::store::schema::*;
+use crate::store::request_rows::RequestRows;
 use crate::store::status::{CertificateStatus, RequestStatus};
 use crate::store::DbConnection;
 
@@ -201,9 +200,7 @@ impl Authority {
         }
         let entry = submit_entry(&row, &caller.username, now);
         self.writer.run(move |w| {
-            diesel::insert_into(requests::table)
-                .values(&row)
-                .execute(w.conn)?;
+            w.conn.insert_request(&row)?;
             w.audit(entry.clone());
             Ok(())
         })?;
@@ -229,10 +226,9 @@ impl Authority {
         request_id: &str,
         actor: &str,
     ) -> Result<(), ServiceError> {
-        let row: RequestRow = requests::table
-            .find(request_id)
-            .select(RequestRow::as_select())
-            .first(conn)?;
+        let row = conn
+            .request(request_id)?
+            .ok_or_else(|| ServiceError::NotFound(format!("request {request_id}")))?;
         if RequestStatus::of_row(&row.status)? != RequestStatus::Approved {
             return Ok(());
         }
@@ -267,13 +263,7 @@ impl Authority {
             Err(e) => {
                 let message = e.to_string();
                 crate::store::write_transaction::<_, ServiceError, _>(&mut *conn, |conn| {
-                    diesel::update(requests::table.find(request_id))
-                        .set((
-                            requests::status.eq(RequestStatus::Failed.as_str()),
-                            requests::failure.eq(&message),
-                            requests::updated_at.eq(now),
-                        ))
-                        .execute(conn)?;
+                    conn.fail_request(request_id, &message, now)?;
                     audit_log::append(
                         conn,
                         now as u64,
@@ -417,19 +407,10 @@ impl Authority {
         );
         self.writer.run(move |w| {
             crate::ca::reservation::mark_issued(w.conn, &ca_id, &serial_owned, &der)?;
-            let updated = diesel::update(
-                requests::table
-                    .find(&request_id)
-                    .filter(requests::status.eq(RequestStatus::Approved.as_str())),
-            )
-            .set((
-                requests::status.eq(RequestStatus::Issued.as_str()),
-                requests::ca_id.eq(&ca_id),
-                requests::certificate_serial.eq(&serial_owned),
-                requests::updated_at.eq(now),
-            ))
-            .execute(w.conn)?;
-            if updated != 1 {
+            if !w
+                .conn
+                .mark_request_issued(&request_id, &ca_id, &serial_owned, now)?
+            {
                 return Err(ServiceError::Conflict(
                     "request changed while issuing".into(),
                 ));

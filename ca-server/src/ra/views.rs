@@ -1,13 +1,11 @@
 //! Requests and certificates as the API shows them, to whom they may be shown.
 
-use diesel::prelude::*;
-
 use crate::accounts::Caller;
 use crate::api::*;
 use crate::error::ServiceError;
 use crate::store::ids::{RequestId, Serial};
 use crate::store::models::*;
-use crate::store::schema::*;
+use crate::store::request_rows::{CertificateQuery, RequestRows};
 use crate::store::status::{CertificateStatus, RequestStatus};
 use crate::store::DbConnection;
 
@@ -31,12 +29,8 @@ impl Authority {
         request_id: &str,
         accounts: &[String],
     ) -> Result<RequestView, ServiceError> {
-        let (row, requester): (RequestRow, String) = requests::table
-            .inner_join(users::table.on(users::id.eq(requests::requester_id)))
-            .filter(requests::id.eq(request_id))
-            .select((RequestRow::as_select(), users::username))
-            .first(conn)
-            .optional()?
+        let (row, requester) = conn
+            .request_with_requester(request_id)?
             .ok_or_else(|| ServiceError::NotFound(format!("request {request_id}")))?;
         let decisions = self.decisions_of(conn, request_id)?;
         let profile_id = row.profile_id.clone();
@@ -98,11 +92,7 @@ impl Authority {
         let request_id = request_id.as_str();
         let mut conn = self.conn()?;
         self.expire_one(&mut conn, request_id)?;
-        let owner: Option<String> = requests::table
-            .find(request_id)
-            .select(requests::requester_id)
-            .first(&mut conn)
-            .optional()?;
+        let owner = conn.requester_of(request_id)?;
         match owner {
             Some(owner) if owner == caller.user_id || caller.sees_everything() => {
                 self.request_view(&mut conn, request_id)
@@ -120,21 +110,8 @@ impl Authority {
     ) -> Result<Vec<RequestView>, ServiceError> {
         self.expire_requests()?;
         let mut conn = self.conn()?;
-        let mut query = requests::table
-            .select(requests::id)
-            .order(requests::created_at.desc())
-            .limit(500)
-            .into_boxed();
-        if let Some(s) = status {
-            query = query.filter(requests::status.eq(s.as_str()));
-        }
-        if let Some(p) = profile {
-            query = query.filter(requests::profile_id.eq(p.to_string()));
-        }
-        if !caller.sees_everything() {
-            query = query.filter(requests::requester_id.eq(caller.user_id.clone()));
-        }
-        let ids: Vec<String> = query.load(&mut conn)?;
+        let own = (!caller.sees_everything()).then_some(caller.user_id.as_str());
+        let ids = conn.request_ids(status, profile, own, 500)?;
         let accounts = crate::ra::review::account_names(&mut conn)?;
         ids.iter()
             .map(|id| self.request_view_among(&mut conn, id, &accounts))
@@ -155,10 +132,7 @@ impl Authority {
             )));
         };
         let mut conn = self.conn()?;
-        let der: Option<Vec<u8>> = certificates::table
-            .find((&ca, &serial))
-            .select(certificates::der)
-            .first(&mut conn)?;
+        let der = conn.certificate_der(&ca, &serial)?;
         let der =
             der.ok_or_else(|| ServiceError::Internal("issued certificate without DER".into()))?;
         let mut pem = ca_core::ca::pem(&der);
@@ -192,24 +166,15 @@ impl Authority {
     ) -> Result<CertificateRow, ServiceError> {
         let serial = serial.as_str();
         let not_found = || ServiceError::NotFound(format!("certificate {ca}/{serial}"));
-        let row: CertificateRow = certificates::table
-            .find((ca, serial))
-            .select(CertificateRow::as_select())
-            .first(conn)
-            .optional()?
-            .ok_or_else(not_found)?;
+        let row = conn.certificate(ca, serial)?.ok_or_else(not_found)?;
         if CertificateStatus::of_row(&row.status)? == CertificateStatus::Reserved {
             return Err(not_found());
         }
         if caller.sees_everything() {
             return Ok(row);
         }
-        let owner: Option<String> = match &row.request_id {
-            Some(id) => requests::table
-                .find(id)
-                .select(requests::requester_id)
-                .first(conn)
-                .optional()?,
+        let owner = match &row.request_id {
+            Some(id) => conn.requester_of(id)?,
             None => None,
         };
         if owner.as_deref() == Some(caller.user_id.as_str()) {
@@ -237,32 +202,15 @@ impl Authority {
             }
         }
         let mut conn = self.conn()?;
-        let mut query = certificates::table
-            .filter(certificates::status.ne(CertificateStatus::Reserved.as_str()))
-            .order(certificates::created_at.desc())
-            .limit(1000)
-            .select(CertificateRow::as_select())
-            .into_boxed();
-        if let Some(p) = profile {
-            query = query.filter(certificates::profile_id.eq(p.to_string()));
-        }
-        if let Some(s) = status {
-            query = query.filter(certificates::status.eq(s.as_str()));
-        }
-        if let Some(days) = expiring_within_days {
-            let now = self.now().as_secs() as i64;
-            query = query
-                .filter(certificates::not_after.le(now + days.min(10_000) as i64 * 86_400))
-                .filter(certificates::not_after.gt(now));
-        }
-        if !caller.sees_everything() {
-            let own: Vec<String> = requests::table
-                .filter(requests::requester_id.eq(&caller.user_id))
-                .select(requests::id)
-                .load(&mut conn)?;
-            query = query.filter(certificates::request_id.eq_any(own));
-        }
-        let rows: Vec<CertificateRow> = query.load(&mut conn)?;
+        let now = self.now().as_secs() as i64;
+        let query = CertificateQuery {
+            profile,
+            status,
+            ending_between: expiring_within_days
+                .map(|days| (now, now + days.min(10_000) as i64 * 86_400)),
+            requester_id: (!caller.sees_everything()).then_some(caller.user_id.as_str()),
+        };
+        let rows = conn.certificates(&query, 1000)?;
         Ok(rows.iter().map(Self::certificate_view).collect())
     }
 

@@ -25,8 +25,12 @@ pub trait AccountRows {
     /// attempts on one account take turns and its counters stay exact.
     fn lock_user(&mut self, id: &str) -> QueryResult<()>;
     /// Records a failed login: the new count and lock.
-    fn set_login_failures(&mut self, id: &str, failures: i32, locked_until: Option<i64>)
-        -> QueryResult<()>;
+    fn set_login_failures(
+        &mut self,
+        id: &str,
+        failures: i32,
+        locked_until: Option<i64>,
+    ) -> QueryResult<()>;
     /// Clears the failed-login count and lock after a good login.
     fn clear_login_failures(&mut self, id: &str) -> QueryResult<()>;
     /// Lifts the step-up lock and the login lockout, with their counts.
@@ -109,8 +113,7 @@ pub trait AccountRows {
     /// Sets an account change's status.
     fn set_account_change_status(&mut self, id: &str, status: &str, now: i64) -> QueryResult<()>;
     /// The decisions on change `id`, oldest first.
-    fn account_change_decisions(&mut self, id: &str)
-        -> QueryResult<Vec<AccountChangeDecisionRow>>;
+    fn account_change_decisions(&mut self, id: &str) -> QueryResult<Vec<AccountChangeDecisionRow>>;
 }
 
 impl AccountRows for DbConnection {
@@ -137,7 +140,9 @@ impl AccountRows for DbConnection {
     }
 
     fn insert_user(&mut self, row: &UserRow) -> QueryResult<()> {
-        diesel::insert_into(users::table).values(row).execute(self)?;
+        diesel::insert_into(users::table)
+            .values(row)
+            .execute(self)?;
         Ok(())
     }
 
@@ -460,10 +465,7 @@ impl AccountRows for DbConnection {
         Ok(())
     }
 
-    fn account_change_decisions(
-        &mut self,
-        id: &str,
-    ) -> QueryResult<Vec<AccountChangeDecisionRow>> {
+    fn account_change_decisions(&mut self, id: &str) -> QueryResult<Vec<AccountChangeDecisionRow>> {
         account_change_decisions::table
             .filter(account_change_decisions::change_id.eq(id))
             .order(account_change_decisions::decided_at.asc())

@@ -40,6 +40,7 @@ pub mod group_commit;
 pub mod ids;
 pub mod models;
 pub mod ocsp_rows;
+pub mod request_rows;
 pub mod reservation_rows;
 pub mod schema;
 pub mod settings;

@@ -1,0 +1,452 @@
+//! The rows the RA reads and writes: certificate requests and their decisions, the certificates
+//! it shows and revokes, and the few account facts a request needs (the requester's name,
+//! registered organization and domain, whether they are disabled). `ra/` reaches the database
+//! only through [`RequestRows`] and [`AuditRows`]; the queries live here.
+
+use diesel::prelude::*;
+
+use super::models::*;
+use super::schema::*;
+use super::status::{CertificateStatus, RequestStatus};
+use super::DbConnection;
+
+/// Filters of the certificate list.
+#[derive(Debug, Clone, Default)]
+pub struct CertificateQuery<'a> {
+    /// Only this profile's.
+    pub profile: Option<&'a str>,
+    /// Only in this status.
+    pub status: Option<CertificateStatus>,
+    /// Only those ending in (`now`, `until`].
+    pub ending_between: Option<(i64, i64)>,
+    /// Only those requested by this user.
+    pub requester_id: Option<&'a str>,
+}
+
+/// A status change of one certificate: what revoke, hold and release write.
+#[derive(Debug, Clone)]
+pub struct StatusWrite<'a> {
+    /// The new status.
+    pub status: CertificateStatus,
+    /// The revocation reason's name (none for a release).
+    pub reason: Option<&'a str>,
+    /// When revoked or held.
+    pub revoked_at: Option<i64>,
+    /// The invalidity date given.
+    pub invalidity_date: Option<i64>,
+    /// The change's time in milliseconds (what CRL and OCSP upkeep compare against).
+    pub changed_ms: i64,
+}
+
+/// What the RA asks of the database about requests and certificates.
+pub trait RequestRows {
+    /// A request.
+    fn request(&mut self, id: &str) -> QueryResult<Option<RequestRow>>;
+    /// A request with its requester's name.
+    fn request_with_requester(&mut self, id: &str) -> QueryResult<Option<(RequestRow, String)>>;
+    /// Who asked for a request.
+    fn requester_of(&mut self, id: &str) -> QueryResult<Option<String>>;
+    /// The newest `limit` request ids, filtered.
+    fn request_ids(
+        &mut self,
+        status: Option<RequestStatus>,
+        profile: Option<&str>,
+        requester_id: Option<&str>,
+        limit: i64,
+    ) -> QueryResult<Vec<String>>;
+    /// The ids of every pending request.
+    fn pending_request_ids(&mut self) -> QueryResult<Vec<String>>;
+    /// Stores a new request.
+    fn insert_request(&mut self, row: &RequestRow) -> QueryResult<()>;
+    /// Moves a request from `from` to `to` at `now` if it is still in `from`; false if it was
+    /// not (another decision or instance moved it first).
+    fn move_request(
+        &mut self,
+        id: &str,
+        from: RequestStatus,
+        to: RequestStatus,
+        now: i64,
+    ) -> QueryResult<bool>;
+    /// Sets a request's status whatever it was.
+    fn set_request_status(&mut self, id: &str, to: RequestStatus, now: i64) -> QueryResult<()>;
+    /// Marks an approved request failed, with why.
+    fn fail_request(&mut self, id: &str, why: &str, now: i64) -> QueryResult<()>;
+    /// Marks an approved request issued with its certificate; false if it was not approved.
+    fn mark_request_issued(
+        &mut self,
+        id: &str,
+        ca_id: &str,
+        serial: &str,
+        now: i64,
+    ) -> QueryResult<bool>;
+
+    /// The decisions on a request with each approver's name, oldest first.
+    fn decisions_of(&mut self, request_id: &str) -> QueryResult<Vec<(DecisionRow, String)>>;
+    /// Stores a decision.
+    fn insert_decision(&mut self, row: &DecisionRow) -> QueryResult<()>;
+
+    /// Whether a user's account is disabled (`true` for a user that does not exist).
+    fn user_disabled(&mut self, id: &str) -> QueryResult<bool>;
+    /// A user (the RA reads the caller's row for step-up and cooling-off).
+    fn user_row(&mut self, id: &str) -> QueryResult<UserRow>;
+    /// The organization and e-mail domain registered on an account.
+    fn registered_fields(&mut self, id: &str) -> QueryResult<(Option<String>, Option<String>)>;
+    /// Every account's name (a reviewer is warned of a CSR naming one).
+    fn usernames(&mut self) -> QueryResult<Vec<String>>;
+
+    /// A certificate row.
+    fn certificate(&mut self, ca_id: &str, serial: &str) -> QueryResult<Option<CertificateRow>>;
+    /// A certificate's DER.
+    fn certificate_der(&mut self, ca_id: &str, serial: &str) -> QueryResult<Option<Vec<u8>>>;
+    /// The newest `limit` issued certificates matching `query`.
+    fn certificates(
+        &mut self,
+        query: &CertificateQuery,
+        limit: i64,
+    ) -> QueryResult<Vec<CertificateRow>>;
+    /// Up to `limit` valid staff certificates whose subject contains `CN=<cn>` (`cn` free of
+    /// LIKE wildcards).
+    fn valid_staff_certificates_named(&mut self, cn: &str, limit: i64) -> QueryResult<Vec<String>>;
+    /// Writes a certificate's status change.
+    fn set_certificate_status(
+        &mut self,
+        ca_id: &str,
+        serial: &str,
+        change: &StatusWrite,
+    ) -> QueryResult<()>;
+}
+
+impl RequestRows for DbConnection {
+    fn request(&mut self, id: &str) -> QueryResult<Option<RequestRow>> {
+        requests::table
+            .find(id)
+            .select(RequestRow::as_select())
+            .first(self)
+            .optional()
+    }
+
+    fn request_with_requester(&mut self, id: &str) -> QueryResult<Option<(RequestRow, String)>> {
+        requests::table
+            .inner_join(users::table.on(users::id.eq(requests::requester_id)))
+            .filter(requests::id.eq(id))
+            .select((RequestRow::as_select(), users::username))
+            .first(self)
+            .optional()
+    }
+
+    fn requester_of(&mut self, id: &str) -> QueryResult<Option<String>> {
+        requests::table
+            .find(id)
+            .select(requests::requester_id)
+            .first(self)
+            .optional()
+    }
+
+    fn request_ids(
+        &mut self,
+        status: Option<RequestStatus>,
+        profile: Option<&str>,
+        requester_id: Option<&str>,
+        limit: i64,
+    ) -> QueryResult<Vec<String>> {
+        let mut query = requests::table
+            .select(requests::id)
+            .order(requests::created_at.desc())
+            .limit(limit)
+            .into_boxed();
+        if let Some(s) = status {
+            query = query.filter(requests::status.eq(s.as_str()));
+        }
+        if let Some(p) = profile {
+            query = query.filter(requests::profile_id.eq(p.to_string()));
+        }
+        if let Some(r) = requester_id {
+            query = query.filter(requests::requester_id.eq(r.to_string()));
+        }
+        query.load(self)
+    }
+
+    fn pending_request_ids(&mut self) -> QueryResult<Vec<String>> {
+        requests::table
+            .filter(requests::status.eq(RequestStatus::Pending.as_str()))
+            .select(requests::id)
+            .load(self)
+    }
+
+    fn insert_request(&mut self, row: &RequestRow) -> QueryResult<()> {
+        diesel::insert_into(requests::table)
+            .values(row)
+            .execute(self)?;
+        Ok(())
+    }
+
+    fn move_request(
+        &mut self,
+        id: &str,
+        from: RequestStatus,
+        to: RequestStatus,
+        now: i64,
+    ) -> QueryResult<bool> {
+        let moved = diesel::update(
+            requests::table
+                .find(id)
+                .filter(requests::status.eq(from.as_str())),
+        )
+        .set((
+            requests::status.eq(to.as_str()),
+            requests::updated_at.eq(now),
+        ))
+        .execute(self)?;
+        Ok(moved == 1)
+    }
+
+    fn set_request_status(&mut self, id: &str, to: RequestStatus, now: i64) -> QueryResult<()> {
+        diesel::update(requests::table.find(id))
+            .set((
+                requests::status.eq(to.as_str()),
+                requests::updated_at.eq(now),
+            ))
+            .execute(self)?;
+        Ok(())
+    }
+
+    fn fail_request(&mut self, id: &str, why: &str, now: i64) -> QueryResult<()> {
+        diesel::update(requests::table.find(id))
+            .set((
+                requests::status.eq(RequestStatus::Failed.as_str()),
+                requests::failure.eq(why),
+                requests::updated_at.eq(now),
+            ))
+            .execute(self)?;
+        Ok(())
+    }
+
+    fn mark_request_issued(
+        &mut self,
+        id: &str,
+        ca_id: &str,
+        serial: &str,
+        now: i64,
+    ) -> QueryResult<bool> {
+        let updated = diesel::update(
+            requests::table
+                .find(id)
+                .filter(requests::status.eq(RequestStatus::Approved.as_str())),
+        )
+        .set((
+            requests::status.eq(RequestStatus::Issued.as_str()),
+            requests::ca_id.eq(ca_id),
+            requests::certificate_serial.eq(serial),
+            requests::updated_at.eq(now),
+        ))
+        .execute(self)?;
+        Ok(updated == 1)
+    }
+
+    fn decisions_of(&mut self, request_id: &str) -> QueryResult<Vec<(DecisionRow, String)>> {
+        decisions::table
+            .inner_join(users::table.on(users::id.eq(decisions::approver_id)))
+            .filter(decisions::request_id.eq(request_id))
+            .order(decisions::decided_at.asc())
+            .select((DecisionRow::as_select(), users::username))
+            .load(self)
+    }
+
+    fn insert_decision(&mut self, row: &DecisionRow) -> QueryResult<()> {
+        diesel::insert_into(decisions::table)
+            .values(row)
+            .execute(self)?;
+        Ok(())
+    }
+
+    fn user_disabled(&mut self, id: &str) -> QueryResult<bool> {
+        Ok(users::table
+            .find(id)
+            .select(users::disabled)
+            .first(self)
+            .optional()?
+            .unwrap_or(true))
+    }
+
+    fn user_row(&mut self, id: &str) -> QueryResult<UserRow> {
+        users::table
+            .find(id)
+            .select(UserRow::as_select())
+            .first(self)
+    }
+
+    fn registered_fields(&mut self, id: &str) -> QueryResult<(Option<String>, Option<String>)> {
+        users::table
+            .find(id)
+            .select((users::organization, users::email_domain))
+            .first(self)
+    }
+
+    fn usernames(&mut self) -> QueryResult<Vec<String>> {
+        users::table.select(users::username).load(self)
+    }
+
+    fn certificate(&mut self, ca_id: &str, serial: &str) -> QueryResult<Option<CertificateRow>> {
+        certificates::table
+            .find((ca_id, serial))
+            .select(CertificateRow::as_select())
+            .first(self)
+            .optional()
+    }
+
+    fn certificate_der(&mut self, ca_id: &str, serial: &str) -> QueryResult<Option<Vec<u8>>> {
+        certificates::table
+            .find((ca_id, serial))
+            .select(certificates::der)
+            .first(self)
+    }
+
+    fn certificates(
+        &mut self,
+        query: &CertificateQuery,
+        limit: i64,
+    ) -> QueryResult<Vec<CertificateRow>> {
+        let mut rows = certificates::table
+            .filter(certificates::status.ne(CertificateStatus::Reserved.as_str()))
+            .order(certificates::created_at.desc())
+            .limit(limit)
+            .select(CertificateRow::as_select())
+            .into_boxed();
+        if let Some(p) = query.profile {
+            rows = rows.filter(certificates::profile_id.eq(p.to_string()));
+        }
+        if let Some(s) = query.status {
+            rows = rows.filter(certificates::status.eq(s.as_str()));
+        }
+        if let Some((now, until)) = query.ending_between {
+            rows = rows
+                .filter(certificates::not_after.le(until))
+                .filter(certificates::not_after.gt(now));
+        }
+        if let Some(requester) = query.requester_id {
+            let own: Vec<String> = requests::table
+                .filter(requests::requester_id.eq(requester))
+                .select(requests::id)
+                .load(self)?;
+            rows = rows.filter(certificates::request_id.eq_any(own));
+        }
+        rows.load(self)
+    }
+
+    fn valid_staff_certificates_named(&mut self, cn: &str, limit: i64) -> QueryResult<Vec<String>> {
+        certificates::table
+            .filter(certificates::profile_id.eq("staff"))
+            .filter(certificates::status.eq(CertificateStatus::Valid.as_str()))
+            .filter(certificates::subject.like(format!("%CN={cn}%")))
+            .select(certificates::serial)
+            .limit(limit)
+            .load(self)
+    }
+
+    fn set_certificate_status(
+        &mut self,
+        ca_id: &str,
+        serial: &str,
+        change: &StatusWrite,
+    ) -> QueryResult<()> {
+        diesel::update(certificates::table.find((ca_id, serial)))
+            .set((
+                certificates::status.eq(change.status.as_str()),
+                certificates::revocation_reason.eq(change.reason),
+                certificates::revoked_at.eq(change.revoked_at),
+                certificates::invalidity_date.eq(change.invalidity_date),
+                certificates::status_changed_ms.eq(change.changed_ms),
+            ))
+            .execute(self)?;
+        Ok(())
+    }
+}
+
+/// One stored audit checkpoint: (seq, hash, at, signature).
+pub type CheckpointRow = (i64, String, i64, String);
+
+/// What the RA asks of the database about the audit trail (appending goes through
+/// `store::audit_log`).
+pub trait AuditRows {
+    /// Up to `limit` entries after `after`, optionally of one action, in order.
+    fn audit_entries(
+        &mut self,
+        after: i64,
+        limit: i64,
+        action: Option<&str>,
+    ) -> QueryResult<Vec<AuditRow>>;
+    /// The chain's head: (seq, hash).
+    fn audit_head(&mut self) -> QueryResult<Option<(i64, String)>>;
+    /// Stores a checkpoint; fails if one of that sequence number exists.
+    fn insert_checkpoint(&mut self, row: &CheckpointRow) -> QueryResult<()>;
+    /// Every checkpoint, oldest first.
+    fn checkpoints(&mut self) -> QueryResult<Vec<CheckpointRow>>;
+    /// The newest `limit` checkpoints, newest first.
+    fn newest_checkpoints(&mut self, limit: i64) -> QueryResult<Vec<CheckpointRow>>;
+}
+
+impl AuditRows for DbConnection {
+    fn audit_entries(
+        &mut self,
+        after: i64,
+        limit: i64,
+        action: Option<&str>,
+    ) -> QueryResult<Vec<AuditRow>> {
+        use super::schema::audit_log as log;
+        let mut query = log::table
+            .filter(log::seq.gt(after))
+            .order(log::seq.asc())
+            .limit(limit)
+            .select(AuditRow::as_select())
+            .into_boxed();
+        if let Some(a) = action {
+            query = query.filter(log::action.eq(a.to_string()));
+        }
+        query.load(self)
+    }
+
+    fn audit_head(&mut self) -> QueryResult<Option<(i64, String)>> {
+        audit_log::table
+            .order(audit_log::seq.desc())
+            .select((audit_log::seq, audit_log::hash))
+            .first(self)
+            .optional()
+    }
+
+    fn insert_checkpoint(&mut self, row: &CheckpointRow) -> QueryResult<()> {
+        diesel::insert_into(audit_checkpoints::table)
+            .values((
+                audit_checkpoints::seq.eq(row.0),
+                audit_checkpoints::hash.eq(&row.1),
+                audit_checkpoints::at.eq(row.2),
+                audit_checkpoints::signature.eq(&row.3),
+            ))
+            .execute(self)?;
+        Ok(())
+    }
+
+    fn checkpoints(&mut self) -> QueryResult<Vec<CheckpointRow>> {
+        audit_checkpoints::table
+            .order(audit_checkpoints::seq.asc())
+            .select((
+                audit_checkpoints::seq,
+                audit_checkpoints::hash,
+                audit_checkpoints::at,
+                audit_checkpoints::signature,
+            ))
+            .load(self)
+    }
+
+    fn newest_checkpoints(&mut self, limit: i64) -> QueryResult<Vec<CheckpointRow>> {
+        audit_checkpoints::table
+            .order(audit_checkpoints::seq.desc())
+            .limit(limit)
+            .select((
+                audit_checkpoints::seq,
+                audit_checkpoints::hash,
+                audit_checkpoints::at,
+                audit_checkpoints::signature,
+            ))
+            .load(self)
+    }
+}
