@@ -418,6 +418,71 @@ pub struct AuditVerifyView {
     pub checkpoints: usize,
 }
 
+/// `GET /api/v1/requests` query. Lists are pages, newest first: the answer is the page (a JSON
+/// array) with `X-Total-Count` (how many match in all) and, when more follow, a
+/// `Link: <...>; rel="next"` header (RFC 8288) whose URL carries the `cursor` of the next page.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestListQuery {
+    /// pending, approved, issued, rejected, expired, failed, cancelled.
+    pub status: Option<String>,
+    /// Profile id.
+    pub profile: Option<String>,
+    /// The requester's user name.
+    pub requester: Option<String>,
+    /// Page size (1-1000, default 500).
+    pub limit: Option<u32>,
+    /// Where the page starts (from the previous page's `Link`).
+    pub cursor: Option<String>,
+}
+
+/// `GET /api/v1/certificates` query (paged like [`RequestListQuery`]).
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateListQuery {
+    /// Profile id.
+    pub profile: Option<String>,
+    /// valid, revoked, hold.
+    pub status: Option<String>,
+    /// Only those expiring within this many days.
+    pub expiring_within_days: Option<u64>,
+    /// Text the subject contains, any case (a name, a staff number, a device id).
+    pub subject: Option<String>,
+    /// The serial's first hex digits.
+    pub serial: Option<String>,
+    /// The requester's user name.
+    pub requester: Option<String>,
+    /// Page size (1-1000, default 1000).
+    pub limit: Option<u32>,
+    /// Where the page starts (from the previous page's `Link`).
+    pub cursor: Option<String>,
+}
+
+/// `GET /api/v1/audit` query: newest first, or oldest first from `after` (or with
+/// `order=asc`), paged like [`RequestListQuery`].
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditListQuery {
+    /// Oldest first, entries after this sequence number.
+    pub after: Option<u64>,
+    /// `desc` (newest first, the default without `after`) or `asc`.
+    pub order: Option<String>,
+    /// Page size (1-1000, default 100).
+    pub limit: Option<u32>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// Only this actor's.
+    pub actor: Option<String>,
+    /// Only on this target.
+    pub target: Option<String>,
+    /// Only at or after this time (RFC 3339).
+    pub since: Option<String>,
+    /// Only at or before this time (RFC 3339).
+    pub until: Option<String>,
+    /// Where the page starts (from the previous page's `Link`).
+    pub cursor: Option<String>,
+}
+
 /// What the public listener's `/audit/checkpoints` serves and what an auditor keeps: the audit
 /// key and the newest signed checkpoints.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -241,6 +241,41 @@ impl Connection {
         self.typed("GET", path, None)
     }
 
+    /// A list from the API: one page, or with `all` every page (following each answer's
+    /// `Link: <...>; rel="next"`), with the total the server reported (`X-Total-Count`).
+    pub fn get_list<T: DeserializeOwned>(&self, path: &str, all: bool) -> CliResult<Listed<T>> {
+        let mut listed = Listed {
+            items: Vec::new(),
+            total: None,
+        };
+        let mut next = Some(path.to_string());
+        while let Some(path) = next.take() {
+            let response = self.call("GET", &path, None, true)?;
+            let headers = response.headers();
+            listed.total = headers
+                .get("x-total-count")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            let link = headers
+                .get(reqwest::header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(next_link);
+            let page: Vec<T> = response.json().map_err(|e| {
+                fail(
+                    exit::UNAVAILABLE,
+                    format!(
+                        "the server's answer to GET {path} is not what this ca-cli expects: {e}"
+                    ),
+                )
+            })?;
+            listed.items.extend(page);
+            if all {
+                next = link;
+            }
+        }
+        Ok(listed)
+    }
+
     /// `POST path` without a body, read into the API's own type.
     pub fn post<T: DeserializeOwned>(&self, path: &str) -> CliResult<T> {
         self.typed("POST", path, None)
@@ -287,6 +322,60 @@ impl Connection {
             format!("the server's answer to {method} {path} is not what this ca-cli expects (versions differ?)")
         })?)
     }
+}
+
+/// A list the API answered: the items read, and how many match in all.
+pub struct Listed<T> {
+    /// The items, in the server's order.
+    pub items: Vec<T>,
+    /// How many match in all (`X-Total-Count`), when the server said.
+    pub total: Option<u64>,
+}
+
+impl<T> Listed<T> {
+    /// Says on standard error when the list shown is not all there is, so a cut-off list is
+    /// never mistaken for the whole.
+    pub fn footer(&self) {
+        if let Some(total) = self.total {
+            let shown = self.items.len() as u64;
+            if shown < total {
+                eprintln!(
+                    "showing {shown} of {total}, newest first: --limit N or --all for more / \
+                     {total} 件中 {shown} 件を新しい順に表示 (--all で全件)"
+                );
+            }
+        }
+    }
+}
+
+/// Percent-encodes a query value: everything but unreserved characters (RFC 3986 §2.3).
+pub fn url_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// The target of a `Link` header's `rel="next"` (RFC 8288), as a path on this server.
+fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|link| {
+        let (target, params) = link.trim().split_once(';')?;
+        params
+            .split(';')
+            .any(|p| p.trim() == "rel=\"next\"")
+            .then(|| {
+                target
+                    .trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string()
+            })
+            .filter(|t| t.starts_with("/api/"))
+    })
 }
 
 fn describe(error: &reqwest::Error) -> String {
@@ -338,4 +427,20 @@ pub fn read_secret_file(path: &std::path::Path) -> CliResult<zeroize::Zeroizing<
     Ok(zeroize::Zeroizing::new(
         text.lines().next().unwrap_or_default().to_string(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_links_and_escapes() {
+        assert_eq!(
+            next_link("</api/v1/certificates?limit=2&cursor=1.issuing.4a>; rel=\"next\""),
+            Some("/api/v1/certificates?limit=2&cursor=1.issuing.4a".into())
+        );
+        assert_eq!(next_link("<https://elsewhere/x>; rel=\"next\""), None);
+        assert_eq!(next_link("</api/v1/x>; rel=\"prev\""), None);
+        assert_eq!(url_escape("CN=Sato Hanako&x"), "CN%3DSato%20Hanako%26x");
+    }
 }

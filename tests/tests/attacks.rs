@@ -31,7 +31,7 @@ fn vendor_request(server: &Server, vendor: &Person, start_in: u64) -> (u16, Valu
 fn audit(server: &Server, action: &str) -> Vec<Value> {
     let (status, body) = server.call(
         "GET",
-        &format!("/api/v1/audit?action={action}&limit=1000"),
+        &format!("/api/v1/audit?after=0&action={action}&limit=1000"),
         Some(&server.admin.token()),
         None,
     );
@@ -448,7 +448,7 @@ fn consistent_audit_rewrite_is_detected_against_a_checkpoint() {
     let (file, _) = keep_checkpoints(&server, &home);
     let (status, entries) = server.call(
         "GET",
-        "/api/v1/audit?limit=1000",
+        "/api/v1/audit?after=0&limit=1000",
         Some(&auditor.token()),
         None,
     );

@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::Subcommand;
 
 use crate::client::{exit, fail, CliResult, Connection};
+use crate::client::{url_escape, Listed};
 use crate::output;
 use ca_api::{AuditVerifyView, AuditView, CheckpointFile};
 use ca_core::audit::Checkpoint;
@@ -23,15 +24,30 @@ pub enum AuditCommand {
     ///
     /// Example: ca-cli audit list --action certificate.revoke
     List {
-        /// Entries after this sequence number.
-        #[arg(long, default_value = "0")]
-        after: u64,
-        /// At most this many.
+        /// Oldest first, from the entry after this sequence number (default: newest first).
+        #[arg(long)]
+        after: Option<u64>,
+        /// At most this many (1-1000).
         #[arg(long, default_value = "100")]
         limit: u32,
         /// Only this action (login.failed, request.approve, certificate.revoke, ...).
         #[arg(long)]
         action: Option<String>,
+        /// Only this actor's (a user name, "system").
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only on this target (a user, a request id, `<ca>/<serial>`).
+        #[arg(long)]
+        target: Option<String>,
+        /// Only at or after this time (RFC 3339, e.g. 2026-12-01T09:00:00+09:00).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only at or before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// Every one that matches, page by page.
+        #[arg(long)]
+        all: bool,
     },
     /// Export every entry as JSON Lines.
     ///
@@ -148,15 +164,32 @@ pub fn run(
             after,
             limit,
             action,
+            actor,
+            target,
+            since,
+            until,
+            all,
         } => {
-            let mut path = format!("/api/v1/audit?after={after}&limit={limit}");
-            if let Some(a) = action {
-                path.push_str(&format!("&action={a}"));
+            let mut query = vec![format!("limit={limit}")];
+            if let Some(a) = after {
+                query.push(format!("after={a}"));
             }
-            let entries: Vec<AuditView> = conn.get(&path)?;
+            for (name, value) in [
+                ("action", action),
+                ("actor", actor),
+                ("target", target),
+                ("since", since),
+                ("until", until),
+            ] {
+                if let Some(v) = value {
+                    query.push(format!("{name}={}", url_escape(&v)));
+                }
+            }
+            let path = format!("/api/v1/audit?{}", query.join("&"));
+            let entries: Listed<AuditView> = conn.get_list(&path, all)?;
             output::print(
                 json_out,
-                &entries,
+                &entries.items,
                 &[
                     ("seq", "SEQ"),
                     ("at", "AT"),
@@ -165,6 +198,7 @@ pub fn run(
                     ("target", "TARGET"),
                 ],
             );
+            entries.footer();
         }
         AuditCommand::Export { out } => {
             let mut file = std::fs::File::create(&out)

@@ -6,7 +6,7 @@ use anyhow::Context;
 use ca_api::{CertificateView, RevokeRequest, StepUpRequest};
 use clap::Subcommand;
 
-use crate::client::{exit, fail, totp_code, CliResult, Connection};
+use crate::client::{exit, fail, totp_code, url_escape, CliResult, Connection, Listed};
 use crate::output;
 
 const COLUMNS: &[(&str, &str)] = &[
@@ -35,6 +35,21 @@ pub enum CertCommand {
         /// Only those expiring within this many days.
         #[arg(long)]
         expiring_within_days: Option<u64>,
+        /// Only those whose subject contains this (a name, a staff number, a device id).
+        #[arg(long)]
+        subject: Option<String>,
+        /// Only those whose serial starts with these hex digits.
+        #[arg(long)]
+        serial: Option<String>,
+        /// Only those this user asked for.
+        #[arg(long)]
+        requester: Option<String>,
+        /// At most this many, newest first (1-1000).
+        #[arg(long, default_value = "100")]
+        limit: u32,
+        /// Every one that matches, page by page.
+        #[arg(long)]
+        all: bool,
     },
     /// Show one certificate.
     ///
@@ -127,24 +142,32 @@ pub fn run(conn: &Connection, command: CertCommand, json_out: bool) -> CliResult
             profile,
             status,
             expiring_within_days,
+            subject,
+            serial,
+            requester,
+            limit,
+            all,
         } => {
-            let mut query = Vec::new();
-            if let Some(p) = profile {
-                query.push(format!("profile={p}"));
-            }
-            if let Some(s) = status {
-                query.push(format!("status={s}"));
+            let mut query = vec![format!("limit={limit}")];
+            let text = [
+                ("profile", profile),
+                ("status", status),
+                ("subject", subject),
+                ("serial", serial),
+                ("requester", requester),
+            ];
+            for (name, value) in text {
+                if let Some(v) = value {
+                    query.push(format!("{name}={}", url_escape(&v)));
+                }
             }
             if let Some(d) = expiring_within_days {
                 query.push(format!("expiring_within_days={d}"));
             }
-            let path = format!(
-                "/api/v1/certificates{}{}",
-                if query.is_empty() { "" } else { "?" },
-                query.join("&")
-            );
-            let list: Vec<CertificateView> = conn.get(&path)?;
-            output::print(json_out, &list, COLUMNS);
+            let path = format!("/api/v1/certificates?{}", query.join("&"));
+            let list: Listed<CertificateView> = conn.get_list(&path, all)?;
+            output::print(json_out, &list.items, COLUMNS);
+            list.footer();
         }
         CertCommand::Show { ca, serial } => {
             check_id(&ca, "CA")?;

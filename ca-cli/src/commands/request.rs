@@ -8,7 +8,7 @@ use ca_api::{DecisionRequest, RequestView, SubmitRequest};
 use ca_core::review::CsrSummary;
 use clap::{Args, Subcommand};
 
-use crate::client::{exit, fail, totp_code, CliResult, Connection};
+use crate::client::{exit, fail, totp_code, url_escape, CliResult, Connection, Listed};
 use crate::output;
 
 const COLUMNS: &[(&str, &str)] = &[
@@ -39,6 +39,15 @@ pub enum RequestCommand {
         /// Profile id.
         #[arg(long)]
         profile: Option<String>,
+        /// Only this user's (officers, admins and auditors).
+        #[arg(long)]
+        requester: Option<String>,
+        /// At most this many, newest first (1-1000).
+        #[arg(long, default_value = "100")]
+        limit: u32,
+        /// Every one that matches, page by page.
+        #[arg(long)]
+        all: bool,
     },
     /// Show one request with its decisions.
     ///
@@ -131,21 +140,27 @@ pub fn run(conn: &Connection, command: RequestCommand, json_out: bool) -> CliRes
             let view = submit(conn, &args)?;
             output::print(json_out, &view, COLUMNS);
         }
-        RequestCommand::List { status, profile } => {
-            let mut query = Vec::new();
-            if let Some(s) = status {
-                query.push(format!("status={s}"));
+        RequestCommand::List {
+            status,
+            profile,
+            requester,
+            limit,
+            all,
+        } => {
+            let mut query = vec![format!("limit={limit}")];
+            for (name, value) in [
+                ("status", status),
+                ("profile", profile),
+                ("requester", requester),
+            ] {
+                if let Some(v) = value {
+                    query.push(format!("{name}={}", url_escape(&v)));
+                }
             }
-            if let Some(p) = profile {
-                query.push(format!("profile={p}"));
-            }
-            let path = format!(
-                "/api/v1/requests{}{}",
-                if query.is_empty() { "" } else { "?" },
-                query.join("&")
-            );
-            let list: Vec<RequestView> = conn.get(&path)?;
-            output::print(json_out, &list, COLUMNS);
+            let path = format!("/api/v1/requests?{}", query.join("&"));
+            let list: Listed<RequestView> = conn.get_list(&path, all)?;
+            output::print(json_out, &list.items, COLUMNS);
+            list.footer();
         }
         RequestCommand::Show { id } => {
             let view: RequestView = conn.get(&format!("/api/v1/requests/{id}"))?;

@@ -1,6 +1,7 @@
 //! Thin API handlers: extract (the caller through [`SignedIn`]), call the RA or the accounts
 //! service on the blocking pool, map to JSON.
 
+use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use ca_core::approval::Verdict;
 use ca_core::crl::RevocationReason;
@@ -13,7 +14,6 @@ use crate::api::*;
 use crate::error::ServiceError;
 use crate::ra::{StatusChange, Submitted};
 use crate::store::ids::{RequestId, Serial};
-use crate::store::status::{CertificateStatus, RequestStatus};
 
 /// `POST /api/v1/passwd`: changes the caller's own password (the current one is asked again).
 pub async fn change_password(
@@ -252,31 +252,49 @@ pub async fn submit(
     Ok(HttpResponse::Created().json(view))
 }
 
-/// Query filters for request lists.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RequestFilter {
-    /// pending, approved, issued, rejected, expired, failed, cancelled.
-    pub status: Option<String>,
-    /// Profile id.
-    pub profile: Option<String>,
+/// A page of a list as the API answers it: the items as a JSON array, `X-Total-Count`, and a
+/// `Link: <...>; rel="next"` (RFC 8288) to the next page, which repeats this request's query
+/// with the next page's `cursor`.
+fn paged<T: serde::Serialize>(request: &HttpRequest, page: crate::ra::Page<T>) -> HttpResponse {
+    let mut response = HttpResponse::Ok();
+    response.insert_header(("X-Total-Count", page.total.to_string()));
+    if let Some(cursor) = &page.next {
+        let mut query: Vec<String> = request
+            .query_string()
+            .split('&')
+            .filter(|p| !p.is_empty() && !p.starts_with("cursor="))
+            .map(str::to_string)
+            .collect();
+        query.push(format!("cursor={}", url_escape(cursor)));
+        response.insert_header((
+            header::LINK,
+            format!("<{}?{}>; rel=\"next\"", request.path(), query.join("&")),
+        ));
+    }
+    response.json(page.items)
 }
 
-/// `GET /api/v1/requests`.
+/// Percent-encodes everything but unreserved characters (RFC 3986 §2.3).
+fn url_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// `GET /api/v1/requests`: a page, newest first.
 pub async fn list_requests(
     who: SignedIn,
-    query: web::Query<RequestFilter>,
+    request: HttpRequest,
+    query: web::Query<RequestListQuery>,
 ) -> Result<HttpResponse, ServiceError> {
     let q = query.into_inner();
-    let status = q
-        .status
-        .as_deref()
-        .map(RequestStatus::parse_filter)
-        .transpose()?;
-    Ok(HttpResponse::Ok().json(
-        who.run(move |a, c| a.list_requests(c, status, q.profile.as_deref()))
-            .await?,
-    ))
+    let page = who.run(move |a, c| a.list_requests(c, &q)).await?;
+    Ok(paged(&request, page))
 }
 
 /// `GET /api/v1/requests/{id}`.
@@ -326,35 +344,15 @@ pub async fn request_certificate(
         .body(pem))
 }
 
-/// Query filters for certificate lists.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CertificateFilter {
-    /// Profile id.
-    pub profile: Option<String>,
-    /// valid, revoked, hold.
-    pub status: Option<String>,
-    /// Only those expiring within this many days.
-    pub expiring_within_days: Option<u64>,
-}
-
-/// `GET /api/v1/certificates`.
+/// `GET /api/v1/certificates`: a page, newest first, filtered.
 pub async fn list_certificates(
     who: SignedIn,
-    query: web::Query<CertificateFilter>,
+    request: HttpRequest,
+    query: web::Query<CertificateListQuery>,
 ) -> Result<HttpResponse, ServiceError> {
     let q = query.into_inner();
-    let status = q
-        .status
-        .as_deref()
-        .map(CertificateStatus::parse_filter)
-        .transpose()?;
-    Ok(HttpResponse::Ok().json(
-        who.run(move |a, c| {
-            a.list_certificates(c, q.profile.as_deref(), status, q.expiring_within_days)
-        })
-        .await?,
-    ))
+    let page = who.run(move |a, c| a.list_certificates(c, &q)).await?;
+    Ok(paged(&request, page))
 }
 
 /// Format choice for certificate downloads.
@@ -466,35 +464,15 @@ pub async fn release(
     ))
 }
 
-/// Audit list filters.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuditFilter {
-    /// Entries after this sequence number.
-    pub after: Option<u64>,
-    /// At most this many (1-1000, default 100).
-    pub limit: Option<u32>,
-    /// Only this action.
-    pub action: Option<String>,
-}
-
-/// `GET /api/v1/audit`.
+/// `GET /api/v1/audit`: a page of entries, newest first (oldest first from `after`).
 pub async fn audit(
     who: SignedIn,
-    query: web::Query<AuditFilter>,
+    request: HttpRequest,
+    query: web::Query<AuditListQuery>,
 ) -> Result<HttpResponse, ServiceError> {
     let q = query.into_inner();
-    Ok(HttpResponse::Ok().json(
-        who.run(move |a, c| {
-            a.audit(
-                c,
-                q.after.unwrap_or(0),
-                q.limit.unwrap_or(100),
-                q.action.as_deref(),
-            )
-        })
-        .await?,
-    ))
+    let page = who.run(move |a, c| a.audit(c, &q)).await?;
+    Ok(paged(&request, page))
 }
 
 /// `POST /api/v1/audit/checkpoints`: signs a checkpoint of the chain's head now.

@@ -6,27 +6,68 @@ use crate::accounts::Caller;
 use crate::api::*;
 use crate::error::ServiceError;
 use crate::store::audit_log;
-use crate::store::request_rows::AuditRows;
+use crate::store::request_rows::{AuditQuery, AuditRows};
+
+use super::{page_limit, Page};
 
 use super::Authority;
 
 impl Authority {
-    /// `GET /audit` (auditor, admin): entries after `after`, at most `limit`.
+    /// `GET /audit` (auditor, admin): a page of entries, newest first, or oldest first after
+    /// `after` (exports and verification read the chain in order that way).
     pub fn audit(
         &self,
         caller: &Caller,
-        after: u64,
-        limit: u32,
-        action: Option<&str>,
-    ) -> Result<Vec<AuditView>, ServiceError> {
+        query: &AuditListQuery,
+    ) -> Result<Page<AuditView>, ServiceError> {
         caller.require(&[Role::Auditor, Role::Admin])?;
+        let limit = page_limit(query.limit.or(Some(100)), 100)?;
+        let oldest_first = match query.order.as_deref() {
+            None => query.after.is_some(),
+            Some("asc") => true,
+            Some("desc") => false,
+            Some(other) => {
+                return Err(ServiceError::Invalid(format!(
+                    "order must be asc or desc (got {other:?})"
+                )))
+            }
+        };
+        let time = |text: &Option<String>, name: &str| -> Result<Option<i64>, ServiceError> {
+            text.as_deref()
+                .map(|t| {
+                    parse_rfc3339(t).map(|s| s as i64).ok_or_else(|| {
+                        ServiceError::Invalid(format!(
+                            "{name} is not RFC 3339 (2026-12-01T09:00:00+09:00)"
+                        ))
+                    })
+                })
+                .transpose()
+        };
+        let cursor =
+            match &query.cursor {
+                None => None,
+                Some(c) => Some(c.parse::<i64>().map_err(|_| {
+                    ServiceError::Invalid("cursor is not one this server gave".into())
+                })?),
+            };
+        let from_seq = cursor.or(query.after.map(|a| a.min(i64::MAX as u64) as i64));
         let mut conn = self.conn()?;
-        let rows = conn.audit_entries(
-            after.min(i64::MAX as u64) as i64,
-            i64::from(limit.clamp(1, 1000)),
-            action,
+        let (rows, total) = conn.audit_page(
+            &AuditQuery {
+                action: query.action.as_deref(),
+                actor: query.actor.as_deref(),
+                target: query.target.as_deref(),
+                since: time(&query.since, "since")?,
+                until: time(&query.until, "until")?,
+                oldest_first,
+                from_seq,
+            },
+            limit,
         )?;
-        Ok(rows
+        let next = (rows.len() as i64 == limit)
+            .then(|| rows.last().map(|r| r.seq.to_string()))
+            .flatten();
+        let items = rows
             .into_iter()
             .map(|r| AuditView {
                 seq: r.seq as u64,
@@ -39,7 +80,8 @@ impl Authority {
                 hash: r.hash,
                 at_unix: r.at.max(0) as u64,
             })
-            .collect())
+            .collect();
+        Ok(Page { items, total, next })
     }
 
     /// `GET /audit/verify` (auditor, admin).

@@ -44,6 +44,40 @@ use crate::secrets::DataKey;
 use crate::store::group_commit::GroupCommit;
 use crate::store::{Conn, DbPool};
 
+/// One page of a list: its items, how many match in all, and the cursor of the next page
+/// (`None` on the last).
+#[derive(Debug)]
+pub struct Page<T> {
+    /// The items, in the list's order.
+    pub items: Vec<T>,
+    /// How many match the filters in all.
+    pub total: i64,
+    /// Where the next page starts.
+    pub next: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// A page of nothing.
+    pub fn empty() -> Self {
+        Page {
+            items: Vec::new(),
+            total: 0,
+            next: None,
+        }
+    }
+}
+
+/// A page size asked for: 1-1000, `default` when none.
+pub(crate) fn page_limit(asked: Option<u32>, default: i64) -> Result<i64, ServiceError> {
+    match asked {
+        None => Ok(default),
+        Some(n @ 1..=1000) => Ok(i64::from(n)),
+        Some(n) => Err(ServiceError::Invalid(format!(
+            "limit must be 1-1000 (got {n})"
+        ))),
+    }
+}
+
 /// The running CA service.
 pub struct Authority {
     /// Configuration.

@@ -5,7 +5,9 @@ use crate::api::*;
 use crate::error::ServiceError;
 use crate::store::ids::{RequestId, Serial};
 use crate::store::models::*;
-use crate::store::request_rows::{CertificateQuery, RequestRows};
+use crate::store::request_rows::{CertificateQuery, RequestQuery, RequestRows};
+
+use super::{page_limit, Page};
 use crate::store::status::{CertificateStatus, RequestStatus};
 use crate::store::DbConnection;
 
@@ -101,21 +103,47 @@ impl Authority {
         }
     }
 
-    /// `GET /requests?status=&profile=`.
+    /// `GET /requests`: a page, newest first. Requesters see their own; officers, admins and
+    /// auditors all, and may pick one requester.
     pub fn list_requests(
         &self,
         caller: &Caller,
-        status: Option<RequestStatus>,
-        profile: Option<&str>,
-    ) -> Result<Vec<RequestView>, ServiceError> {
+        query: &RequestListQuery,
+    ) -> Result<Page<RequestView>, ServiceError> {
+        let status = query
+            .status
+            .as_deref()
+            .map(RequestStatus::parse_filter)
+            .transpose()?;
+        let limit = page_limit(query.limit, 500)?;
         self.expire_requests()?;
         let mut conn = self.conn()?;
-        let own = (!caller.sees_everything()).then_some(caller.user_id.as_str());
-        let ids = conn.request_ids(status, profile, own, 500)?;
+        let requester = match (&query.requester, caller.sees_everything()) {
+            (_, false) => Some(caller.user_id.clone()),
+            (Some(name), true) => match conn.user_id_by_name(name)? {
+                Some(id) => Some(id),
+                None => return Ok(Page::empty()),
+            },
+            (None, true) => None,
+        };
+        let (ids, total) = conn.request_page(
+            &RequestQuery {
+                status,
+                profile: query.profile.as_deref(),
+                requester_id: requester.as_deref(),
+                before_id: query.cursor.as_deref(),
+            },
+            limit,
+        )?;
+        let next = (ids.len() as i64 == limit)
+            .then(|| ids.last().cloned())
+            .flatten();
         let accounts = crate::ra::review::account_names(&mut conn)?;
-        ids.iter()
+        let items = ids
+            .iter()
             .map(|id| self.request_view_among(&mut conn, id, &accounts))
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page { items, total, next })
     }
 
     /// `GET /requests/{id}/certificate`: the issued certificate with its chain, in PEM.
@@ -184,34 +212,66 @@ impl Authority {
         }
     }
 
-    /// `GET /certificates?profile=&status=&expiring_within_days=`.
+    /// `GET /certificates`: a page, newest first, filtered. Requesters see their own.
     pub fn list_certificates(
         &self,
         caller: &Caller,
-        profile: Option<&str>,
-        status: Option<CertificateStatus>,
-        expiring_within_days: Option<u64>,
-    ) -> Result<Vec<CertificateView>, ServiceError> {
-        if let Some(status) = status {
-            // The filter's own check: a reservation is never listed.
-            CertificateStatus::parse_filter(status.as_str())?;
-        }
+        query: &CertificateListQuery,
+    ) -> Result<Page<CertificateView>, ServiceError> {
+        let status = query
+            .status
+            .as_deref()
+            .map(CertificateStatus::parse_filter)
+            .transpose()?;
+        let limit = page_limit(query.limit, 1000)?;
+        let profile = query.profile.as_deref();
         if let Some(p) = profile {
             if !self.profiles.contains_key(p) && p != "ocsp-responder" && p != "issuing-ca" {
                 return Err(ServiceError::Invalid(format!("no profile named {p:?}")));
             }
         }
-        let mut conn = self.conn()?;
-        let now = self.now().as_secs() as i64;
-        let query = CertificateQuery {
-            profile,
-            status,
-            ending_between: expiring_within_days
-                .map(|days| (now, now + days.min(10_000) as i64 * 86_400)),
-            requester_id: (!caller.sees_everything()).then_some(caller.user_id.as_str()),
+        if let Some(serial) = &query.serial {
+            if serial.is_empty() || !serial.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ServiceError::Invalid("serial must be hex digits".into()));
+            }
+        }
+        let after = match &query.cursor {
+            None => None,
+            Some(cursor) => Some(certificate_cursor(cursor)?),
         };
-        let rows = conn.certificates(&query, 1000)?;
-        Ok(rows.iter().map(Self::certificate_view).collect())
+        let mut conn = self.conn()?;
+        let requester = match (&query.requester, caller.sees_everything()) {
+            (_, false) => Some(caller.user_id.clone()),
+            (Some(name), true) => match conn.user_id_by_name(name)? {
+                Some(id) => Some(id),
+                None => return Ok(Page::empty()),
+            },
+            (None, true) => None,
+        };
+        let now = self.now().as_secs() as i64;
+        let (rows, total) = conn.certificate_page(
+            &CertificateQuery {
+                profile,
+                status,
+                ending_between: query
+                    .expiring_within_days
+                    .map(|days| (now, now + days.min(10_000) as i64 * 86_400)),
+                requester_id: requester.as_deref(),
+                subject: query.subject.as_deref(),
+                serial_prefix: query.serial.as_deref(),
+                after,
+            },
+            limit,
+        )?;
+        let next = (rows.len() as i64 == limit)
+            .then(|| rows.last())
+            .flatten()
+            .map(|r| format!("{}.{}.{}", r.created_at, r.ca_id, r.serial));
+        Ok(Page {
+            items: rows.iter().map(Self::certificate_view).collect(),
+            total,
+            next,
+        })
     }
 
     /// `GET /certificates/{ca}/{serial}`.
@@ -225,4 +285,17 @@ impl Authority {
         let row = self.visible_certificate(&mut conn, caller, ca, serial)?;
         Ok((Self::certificate_view(&row), row.der.unwrap_or_default()))
     }
+}
+
+/// A certificate list cursor: `<created_at>.<CA>.<serial>` of the last row of a page.
+fn certificate_cursor(text: &str) -> Result<(i64, String, String), ServiceError> {
+    let bad = || ServiceError::Invalid("cursor is not one this server gave".into());
+    let mut parts = text.splitn(3, '.');
+    let created = parts.next().and_then(|t| t.parse().ok()).ok_or_else(bad)?;
+    let ca = parts.next().filter(|c| !c.is_empty()).ok_or_else(bad)?;
+    let serial = parts
+        .next()
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(bad)?;
+    Ok((created, ca.to_string(), serial.to_string()))
 }

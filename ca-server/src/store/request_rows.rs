@@ -10,7 +10,7 @@ use super::schema::*;
 use super::status::{CertificateStatus, RequestStatus};
 use super::DbConnection;
 
-/// Filters of the certificate list.
+/// Filters and position of a page of the certificate list (newest first).
 #[derive(Debug, Clone, Default)]
 pub struct CertificateQuery<'a> {
     /// Only this profile's.
@@ -21,6 +21,53 @@ pub struct CertificateQuery<'a> {
     pub ending_between: Option<(i64, i64)>,
     /// Only those requested by this user.
     pub requester_id: Option<&'a str>,
+    /// Only those whose subject contains this text (a name, a staff number: any case).
+    pub subject: Option<&'a str>,
+    /// Only those whose serial (lower-case hex) starts with this.
+    pub serial_prefix: Option<&'a str>,
+    /// Only those listed after this one: (created_at, CA, serial) of the last row of the page
+    /// before.
+    pub after: Option<(i64, String, String)>,
+}
+
+/// Filters and position of a page of the request list (newest first).
+#[derive(Debug, Clone, Default)]
+pub struct RequestQuery<'a> {
+    /// Only in this status.
+    pub status: Option<RequestStatus>,
+    /// Only this profile's.
+    pub profile: Option<&'a str>,
+    /// Only this requester's.
+    pub requester_id: Option<&'a str>,
+    /// Only those older than this id (ids sort by creation time).
+    pub before_id: Option<&'a str>,
+}
+
+/// Filters and position of a page of the audit trail.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery<'a> {
+    /// Only this action.
+    pub action: Option<&'a str>,
+    /// Only this actor's.
+    pub actor: Option<&'a str>,
+    /// Only on this target.
+    pub target: Option<&'a str>,
+    /// Only at or after this time (Unix seconds).
+    pub since: Option<i64>,
+    /// Only at or before this time (Unix seconds).
+    pub until: Option<i64>,
+    /// Oldest first (exports, verification) instead of newest first.
+    pub oldest_first: bool,
+    /// Oldest first: only entries after this sequence number. Newest first: only before it.
+    pub from_seq: Option<i64>,
+}
+
+/// `text` without LIKE's wildcards (`%`, `_`) and the backslash: SQLite's LIKE has no default
+/// escape character, so they are dropped rather than escaped (a filter, not a rule).
+fn like_text(text: &str) -> String {
+    text.chars()
+        .filter(|c| !matches!(c, '%' | '_' | '\\'))
+        .collect()
 }
 
 /// A status change of one certificate: what revoke, hold and release write.
@@ -46,14 +93,11 @@ pub trait RequestRows {
     fn request_with_requester(&mut self, id: &str) -> QueryResult<Option<(RequestRow, String)>>;
     /// Who asked for a request.
     fn requester_of(&mut self, id: &str) -> QueryResult<Option<String>>;
-    /// The newest `limit` request ids, filtered.
-    fn request_ids(
-        &mut self,
-        status: Option<RequestStatus>,
-        profile: Option<&str>,
-        requester_id: Option<&str>,
-        limit: i64,
-    ) -> QueryResult<Vec<String>>;
+    /// A page of at most `limit` request ids, newest first, and how many match in all.
+    fn request_page(&mut self, query: &RequestQuery, limit: i64)
+        -> QueryResult<(Vec<String>, i64)>;
+    /// A user's id by name.
+    fn user_id_by_name(&mut self, name: &str) -> QueryResult<Option<String>>;
     /// The ids of every pending request.
     fn pending_request_ids(&mut self) -> QueryResult<Vec<String>>;
     /// Stores a new request.
@@ -98,12 +142,13 @@ pub trait RequestRows {
     fn certificate(&mut self, ca_id: &str, serial: &str) -> QueryResult<Option<CertificateRow>>;
     /// A certificate's DER.
     fn certificate_der(&mut self, ca_id: &str, serial: &str) -> QueryResult<Option<Vec<u8>>>;
-    /// The newest `limit` issued certificates matching `query`.
-    fn certificates(
+    /// A page of at most `limit` issued certificates matching `query`, newest first, and how
+    /// many match in all.
+    fn certificate_page(
         &mut self,
         query: &CertificateQuery,
         limit: i64,
-    ) -> QueryResult<Vec<CertificateRow>>;
+    ) -> QueryResult<(Vec<CertificateRow>, i64)>;
     /// Up to `limit` valid staff certificates whose subject contains `CN=<cn>` (`cn` free of
     /// LIKE wildcards).
     fn valid_staff_certificates_named(&mut self, cn: &str, limit: i64) -> QueryResult<Vec<String>>;
@@ -142,28 +187,43 @@ impl RequestRows for DbConnection {
             .optional()
     }
 
-    fn request_ids(
+    fn request_page(
         &mut self,
-        status: Option<RequestStatus>,
-        profile: Option<&str>,
-        requester_id: Option<&str>,
+        query: &RequestQuery,
         limit: i64,
-    ) -> QueryResult<Vec<String>> {
-        let mut query = requests::table
+    ) -> QueryResult<(Vec<String>, i64)> {
+        let filtered = |query: &RequestQuery| {
+            let mut rows = requests::table.into_boxed();
+            if let Some(s) = query.status {
+                rows = rows.filter(requests::status.eq(s.as_str()));
+            }
+            if let Some(p) = query.profile {
+                rows = rows.filter(requests::profile_id.eq(p.to_string()));
+            }
+            if let Some(r) = query.requester_id {
+                rows = rows.filter(requests::requester_id.eq(r.to_string()));
+            }
+            rows
+        };
+        let total = filtered(query).count().get_result(self)?;
+        let mut page = filtered(query);
+        if let Some(before) = query.before_id {
+            page = page.filter(requests::id.lt(before.to_string()));
+        }
+        let ids = page
             .select(requests::id)
-            .order(requests::created_at.desc())
+            .order(requests::id.desc())
             .limit(limit)
-            .into_boxed();
-        if let Some(s) = status {
-            query = query.filter(requests::status.eq(s.as_str()));
-        }
-        if let Some(p) = profile {
-            query = query.filter(requests::profile_id.eq(p.to_string()));
-        }
-        if let Some(r) = requester_id {
-            query = query.filter(requests::requester_id.eq(r.to_string()));
-        }
-        query.load(self)
+            .load(self)?;
+        Ok((ids, total))
+    }
+
+    fn user_id_by_name(&mut self, name: &str) -> QueryResult<Option<String>> {
+        users::table
+            .filter(users::username.eq(name))
+            .select(users::id)
+            .first(self)
+            .optional()
     }
 
     fn pending_request_ids(&mut self) -> QueryResult<Vec<String>> {
@@ -301,36 +361,78 @@ impl RequestRows for DbConnection {
             .first(self)
     }
 
-    fn certificates(
+    fn certificate_page(
         &mut self,
         query: &CertificateQuery,
         limit: i64,
-    ) -> QueryResult<Vec<CertificateRow>> {
-        let mut rows = certificates::table
-            .filter(certificates::status.ne(CertificateStatus::Reserved.as_str()))
-            .order(certificates::created_at.desc())
+    ) -> QueryResult<(Vec<CertificateRow>, i64)> {
+        let own: Option<Vec<String>> = match query.requester_id {
+            Some(requester) => Some(
+                requests::table
+                    .filter(requests::requester_id.eq(requester))
+                    .select(requests::id)
+                    .load(self)?,
+            ),
+            None => None,
+        };
+        let filtered = || {
+            let mut rows = certificates::table
+                .filter(certificates::status.ne(CertificateStatus::Reserved.as_str()))
+                .into_boxed();
+            if let Some(p) = query.profile {
+                rows = rows.filter(certificates::profile_id.eq(p.to_string()));
+            }
+            if let Some(s) = query.status {
+                rows = rows.filter(certificates::status.eq(s.as_str()));
+            }
+            if let Some((now, until)) = query.ending_between {
+                rows = rows
+                    .filter(certificates::not_after.le(until))
+                    .filter(certificates::not_after.gt(now));
+            }
+            if let Some(ids) = &own {
+                rows = rows.filter(certificates::request_id.eq_any(ids.clone()));
+            }
+            if let Some(text) = query.subject {
+                // lower() on both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
+                rows = rows.filter(
+                    diesel::dsl::sql::<diesel::sql_types::Bool>("lower(subject) LIKE ")
+                        .bind::<diesel::sql_types::Text, _>(format!(
+                        "%{}%",
+                        like_text(&text.to_lowercase())
+                    )),
+                );
+            }
+            if let Some(prefix) = query.serial_prefix {
+                rows = rows.filter(
+                    certificates::serial.like(format!("{}%", like_text(&prefix.to_lowercase()))),
+                );
+            }
+            rows
+        };
+        let total = filtered().count().get_result(self)?;
+        let mut page = filtered();
+        if let Some((created, ca, serial)) = &query.after {
+            page = page.filter(
+                certificates::created_at
+                    .lt(*created)
+                    .or(certificates::created_at.eq(*created).and(
+                        certificates::ca_id.lt(ca.clone()).or(certificates::ca_id
+                            .eq(ca.clone())
+                            .and(certificates::serial.lt(serial.clone()))),
+                    )),
+            );
+        }
+        let rows = page
+            .order((
+                certificates::created_at.desc(),
+                certificates::ca_id.desc(),
+                certificates::serial.desc(),
+            ))
             .limit(limit)
             .select(CertificateRow::as_select())
-            .into_boxed();
-        if let Some(p) = query.profile {
-            rows = rows.filter(certificates::profile_id.eq(p.to_string()));
-        }
-        if let Some(s) = query.status {
-            rows = rows.filter(certificates::status.eq(s.as_str()));
-        }
-        if let Some((now, until)) = query.ending_between {
-            rows = rows
-                .filter(certificates::not_after.le(until))
-                .filter(certificates::not_after.gt(now));
-        }
-        if let Some(requester) = query.requester_id {
-            let own: Vec<String> = requests::table
-                .filter(requests::requester_id.eq(requester))
-                .select(requests::id)
-                .load(self)?;
-            rows = rows.filter(certificates::request_id.eq_any(own));
-        }
-        rows.load(self)
+            .load(self)?;
+        Ok((rows, total))
     }
 
     fn valid_staff_certificates_named(&mut self, cn: &str, limit: i64) -> QueryResult<Vec<String>> {
@@ -368,13 +470,8 @@ pub type CheckpointRow = (i64, String, i64, String);
 /// What the RA asks of the database about the audit trail (appending goes through
 /// `store::audit_log`).
 pub trait AuditRows {
-    /// Up to `limit` entries after `after`, optionally of one action, in order.
-    fn audit_entries(
-        &mut self,
-        after: i64,
-        limit: i64,
-        action: Option<&str>,
-    ) -> QueryResult<Vec<AuditRow>>;
+    /// A page of at most `limit` entries matching `query`, and how many match in all.
+    fn audit_page(&mut self, query: &AuditQuery, limit: i64) -> QueryResult<(Vec<AuditRow>, i64)>;
     /// The chain's head: (seq, hash).
     fn audit_head(&mut self) -> QueryResult<Option<(i64, String)>>;
     /// Stores a checkpoint; fails if one of that sequence number exists.
@@ -386,23 +483,38 @@ pub trait AuditRows {
 }
 
 impl AuditRows for DbConnection {
-    fn audit_entries(
-        &mut self,
-        after: i64,
-        limit: i64,
-        action: Option<&str>,
-    ) -> QueryResult<Vec<AuditRow>> {
+    fn audit_page(&mut self, query: &AuditQuery, limit: i64) -> QueryResult<(Vec<AuditRow>, i64)> {
         use super::schema::audit_log as log;
-        let mut query = log::table
-            .filter(log::seq.gt(after))
-            .order(log::seq.asc())
-            .limit(limit)
-            .select(AuditRow::as_select())
-            .into_boxed();
-        if let Some(a) = action {
-            query = query.filter(log::action.eq(a.to_string()));
-        }
-        query.load(self)
+        let filtered = || {
+            let mut rows = log::table.into_boxed();
+            if let Some(a) = query.action {
+                rows = rows.filter(log::action.eq(a.to_string()));
+            }
+            if let Some(a) = query.actor {
+                rows = rows.filter(log::actor.eq(a.to_string()));
+            }
+            if let Some(t) = query.target {
+                rows = rows.filter(log::target.eq(t.to_string()));
+            }
+            if let Some(t) = query.since {
+                rows = rows.filter(log::at.ge(t));
+            }
+            if let Some(t) = query.until {
+                rows = rows.filter(log::at.le(t));
+            }
+            rows
+        };
+        let total = filtered().count().get_result(self)?;
+        let page = match (query.oldest_first, query.from_seq) {
+            (true, Some(after)) => filtered().filter(log::seq.gt(after)).order(log::seq.asc()),
+            (true, None) => filtered().order(log::seq.asc()),
+            (false, Some(before)) => filtered()
+                .filter(log::seq.lt(before))
+                .order(log::seq.desc()),
+            (false, None) => filtered().order(log::seq.desc()),
+        };
+        let rows = page.limit(limit).select(AuditRow::as_select()).load(self)?;
+        Ok((rows, total))
     }
 
     fn audit_head(&mut self) -> QueryResult<Option<(i64, String)>> {
