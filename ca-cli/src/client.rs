@@ -28,6 +28,10 @@ pub mod exit {
     pub const REFUSED: i32 = 6;
     /// Server unreachable or failing (network, HTTP 5xx), or a wait that timed out.
     pub const UNAVAILABLE: i32 = 7;
+    /// `ocsp check`: the responder says the certificate is revoked (or on hold).
+    pub const REVOKED: i32 = 8;
+    /// `ocsp check`: the responder does not know the certificate.
+    pub const UNKNOWN: i32 = 9;
 }
 
 /// An error with its exit code.

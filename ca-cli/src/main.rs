@@ -32,7 +32,9 @@ const EXIT_CODES: &str = "Exit codes:
   4  forbidden, or invalid second-factor code
   5  not found
   6  refused (invalid request, CSR rejected, conflict, broken audit chain, failed import rows)
-  7  server unreachable or failing, or a wait that timed out";
+  7  server unreachable or failing, or a wait that timed out
+  8  ocsp check: the certificate is revoked or on hold
+  9  ocsp check: the responder does not know the certificate";
 
 /// Mamori command line.
 #[derive(Parser)]

@@ -151,10 +151,12 @@ fn vendor_maintenance(backend: Backend) {
     );
     assert_eq!(run.code, 0, "{run:?}");
     let run = server.cli(&vh, &["--json", "ocsp", "check", s(&chain)]);
-    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.code, 8, "revoked has its own exit code: {run:?}");
     let status = run.json();
     assert_eq!(status["status"], "revoked", "{status}");
-    assert!(status["revoked_at"].is_string());
+    assert_eq!(status["reason"], "keyCompromise", "{status}");
+    let at = status["revoked_at"].as_str().unwrap();
+    assert!(at.ends_with('Z') && at.contains('T'), "RFC 3339: {at}");
     let run = server.cli(&vh, &["--json", "crl", "fetch", "--list"]);
     assert_eq!(run.code, 0, "{run:?}");
     let crl = run.json();
@@ -163,7 +165,10 @@ fn vendor_maintenance(backend: Backend) {
             .as_array()
             .unwrap()
             .iter()
-            .any(|e| e["serial"].as_str().unwrap() == serial.trim_start_matches('0')),
+            .any(
+                |e| e["serial"].as_str().unwrap() == serial.trim_start_matches('0')
+                    && e["reason"] == "keyCompromise"
+            ),
         "{crl}"
     );
     // Human output is a table.

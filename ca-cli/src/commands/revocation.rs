@@ -60,8 +60,54 @@ fn root_store(conn: &Connection) -> CliResult<openssl::x509::store::X509Store> {
     Ok(store.build())
 }
 
+/// An ASN.1 time as RFC 3339 in UTC (`2026-12-01T11:03:15Z`), as the API writes times.
 fn asn1_text(time: &openssl::asn1::Asn1TimeRef) -> String {
-    time.to_string()
+    let seconds = openssl::asn1::Asn1Time::from_unix(0)
+        .and_then(|epoch| epoch.diff(time))
+        .map(|d| i64::from(d.days) * 86_400 + i64::from(d.secs));
+    match seconds {
+        Ok(s) if s >= 0 => ca_core::time::UnixTime(s as u64).to_rfc3339(),
+        _ => time.to_string(),
+    }
+}
+
+/// An OCSP GeneralizedTime as RFC 3339 in UTC. OpenSSL prints it as `Dec  1 20:03:15 2026
+/// GMT` and gives no other way to read it, so that is parsed.
+fn generalized_text(time: &openssl::asn1::Asn1GeneralizedTimeRef) -> String {
+    let text = time.to_string();
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    match parts.as_slice() {
+        [month, day, clock, year, "GMT"] => match MONTHS.iter().position(|m| m == month) {
+            Some(m) => format!(
+                "{year}-{:02}-{:02}T{clock}Z",
+                m + 1,
+                day.parse::<u32>().unwrap_or(0)
+            ),
+            None => text,
+        },
+        _ => text,
+    }
+}
+
+/// RFC 5280's name for a CRLReason code (§5.3.1), as relying parties and RFCs write it.
+fn reason_name(code: i64) -> String {
+    match code {
+        0 => "unspecified",
+        1 => "keyCompromise",
+        2 => "cACompromise",
+        3 => "affiliationChanged",
+        4 => "superseded",
+        5 => "cessationOfOperation",
+        6 => "certificateHold",
+        8 => "removeFromCRL",
+        9 => "privilegeWithdrawn",
+        10 => "aACompromise",
+        other => return format!("reason {other}"),
+    }
+    .to_string()
 }
 
 /// Fetches, verifies and summarises a CRL.
@@ -130,7 +176,7 @@ pub fn crl_fetch(
                     json!({
                         "serial": e.serial_number().to_bn().ok().and_then(|b| b.to_hex_str().ok()).map(|h| h.to_lowercase()).unwrap_or_default(),
                         "revoked_at": asn1_text(e.revocation_date()),
-                        "reason": e.extension::<openssl::x509::ReasonCode>().ok().flatten().map(|(_, r)| format!("{:?}", r.get_i64().unwrap_or(0))).unwrap_or_else(|| "unspecified".into()),
+                        "reason": e.extension::<openssl::x509::ReasonCode>().ok().flatten().map(|(_, r)| reason_name(r.get_i64().unwrap_or(0))).unwrap_or_else(|| "unspecified".into()),
                     })
                 })
                 .collect()
@@ -257,15 +303,15 @@ pub fn ocsp_check(conn: &Connection, args: OcspCheck, json_out: bool) -> CliResu
         _ => "unknown",
     };
     let reason = if status.status == OcspCertStatus::REVOKED {
-        Some(format!("{:?}", status.reason))
+        Some(reason_name(status.reason.as_raw().into()))
     } else {
         None
     };
     let summary = json!({
         "status": text,
-        "this_update": status.this_update.to_string(),
-        "next_update": status.next_update().map(|t| t.to_string()),
-        "revoked_at": status.revocation_time.map(|t| t.to_string()),
+        "this_update": generalized_text(status.this_update),
+        "next_update": status.next_update().map(generalized_text),
+        "revoked_at": status.revocation_time.map(generalized_text),
         "reason": reason,
         "responder": url,
         "signature": "valid",
@@ -281,5 +327,32 @@ pub fn ocsp_check(conn: &Connection, args: OcspCheck, json_out: bool) -> CliResu
             ("reason", "REASON"),
         ],
     );
-    Ok(())
+    match text {
+        "good" => Ok(()),
+        "revoked" => Err(fail(
+            exit::REVOKED,
+            format!(
+                "the certificate is revoked ({}) / 失効しています",
+                reason.as_deref().unwrap_or("unspecified")
+            ),
+        )),
+        _ => Err(fail(
+            exit::UNKNOWN,
+            "the responder does not know this certificate / 応答者はこの証明書を知りません",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_and_times_read_as_people_write_them() {
+        assert_eq!(reason_name(1), "keyCompromise");
+        assert_eq!(reason_name(6), "certificateHold");
+        assert_eq!(reason_name(7), "reason 7");
+        let t = openssl::asn1::Asn1Time::from_unix(1_764_587_000).unwrap();
+        assert_eq!(asn1_text(&t), "2025-12-01T11:03:20Z");
+    }
 }
