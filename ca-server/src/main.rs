@@ -153,14 +153,29 @@ impl PassphraseArgs {
     }
 }
 
-fn main() {
-    tracing_subscriber::fmt()
+/// Logs to standard error: `MAMORI_LOG` picks the level; `MAMORI_LOG_FORMAT=json` writes one
+/// JSON object per line for a log collector; otherwise plain text, coloured only on a terminal,
+/// so a log file or journald gets no escape codes.
+fn init_logging() {
+    use std::io::IsTerminal;
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MAMORI_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match std::env::var("MAMORI_LOG_FORMAT").as_deref() {
+        Ok("json") => logs.json().init(),
+        Ok("text") | Err(_) => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        Ok(other) => {
+            logs.with_ansi(false).init();
+            tracing::warn!(format = other, "MAMORI_LOG_FORMAT is text or json; using text");
+        }
+    }
+}
+
+fn main() {
+    init_logging();
     if let Err(error) = run(Cli::parse()) {
         eprintln!("ca-server: {error:#}");
         std::process::exit(1);
