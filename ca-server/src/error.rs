@@ -16,6 +16,10 @@ pub enum ServiceError {
     /// Wrong user name, password or code, or a locked or disabled account (never says which).
     #[error("invalid credentials")]
     InvalidCredentials,
+    /// The right password for an account locked after too many failed sign-ins (a wrong one
+    /// gets [`ServiceError::InvalidCredentials`], so the lock tells a guesser nothing).
+    #[error("this account is locked after too many failed sign-ins until {0}; an admin or security officer can lift it sooner (ca-cli user unlock) / サインイン失敗が続いたためロックされています")]
+    AccountLocked(String),
     /// A step-up second factor that is wrong or replayed.
     #[error("the second-factor code is invalid or was already used")]
     InvalidSecondFactor,

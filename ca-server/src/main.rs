@@ -169,7 +169,10 @@ fn init_logging() {
         Ok("text") | Err(_) => logs.with_ansi(std::io::stderr().is_terminal()).init(),
         Ok(other) => {
             logs.with_ansi(false).init();
-            tracing::warn!(format = other, "MAMORI_LOG_FORMAT is text or json; using text");
+            tracing::warn!(
+                format = other,
+                "MAMORI_LOG_FORMAT is text or json; using text"
+            );
         }
     }
 }

@@ -174,6 +174,26 @@ fn parallel_wrong_passwords_lock_the_account() {
         Some(json!({"username": "victim", "password": victim.password, "totp": victim.code()})),
     );
     assert_eq!(status, 401, "locked after 40 parallel failures: {body}");
+    // The right password learns that the account is locked, and until when.
+    assert_eq!(
+        body["type"], "https://mamori.dev/problems/account-locked",
+        "{body}"
+    );
+    assert!(
+        body["detail"].as_str().unwrap().contains("locked"),
+        "{body}"
+    );
+    let (status, body) = server.call(
+        "POST",
+        "/api/v1/login",
+        None,
+        Some(json!({"username": "victim", "password": "not the password", "totp": victim.code()})),
+    );
+    assert_eq!(status, 401);
+    assert_eq!(
+        body["type"], "https://mamori.dev/problems/invalid-credentials",
+        "a guesser is not told about the lock: {body}"
+    );
     let (_, users) = server.call("GET", "/api/v1/users", Some(&server.admin.token()), None);
     let shown = users
         .as_array()

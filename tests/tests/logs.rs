@@ -12,7 +12,10 @@ fn a_log_file_gets_plain_text_or_json_lines() {
     server.call("GET", "/api/v1/me", Some("not-a-token"), None);
     let text = server.logs();
     assert!(text.lines().count() >= 3, "{text}");
-    assert!(!text.contains('\u{1b}'), "escape codes in a log file: {text:?}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "escape codes in a log file: {text:?}"
+    );
     drop(server);
 
     let server = Server::start(
@@ -25,6 +28,9 @@ fn a_log_file_gets_plain_text_or_json_lines() {
     for line in lines {
         let entry: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
-        assert!(entry["level"].is_string() && entry["timestamp"].is_string(), "{entry}");
+        assert!(
+            entry["level"].is_string() && entry["timestamp"].is_string(),
+            "{entry}"
+        );
     }
 }

@@ -87,7 +87,11 @@ impl Accounts {
                     &user.username,
                     json!({"reason": reason, "locked": lock.is_some_and(|t| t > now)}),
                 )?;
-                return Ok(None);
+                // Only someone who knows the password learns that the account is locked.
+                let locked_until = (locked && password_ok && !user.disabled)
+                    .then_some(user.locked_until)
+                    .flatten();
+                return Ok(Err(locked_until));
             }
             conn.clear_login_failures(&user.id)?;
             let (token, hash) = auth::new_token()?;
@@ -108,20 +112,23 @@ impl Accounts {
                 &user.username,
                 json!({}),
             )?;
-            Ok(Some((token, expires)))
+            Ok(Ok((token, expires)))
         })?;
         match result {
-            Some((token, expires)) => Ok(LoginResponse {
+            Ok((token, expires)) => Ok(LoginResponse {
                 token,
                 expires_at: rfc3339(expires),
                 user: Self::user_view(&user),
                 password_change_required: user.must_change_password,
             }),
-            None => {
+            Err(locked_until) => {
                 self.metrics
                     .login_failures
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                Err(ServiceError::InvalidCredentials)
+                Err(match locked_until {
+                    Some(until) => ServiceError::AccountLocked(rfc3339(until)),
+                    None => ServiceError::InvalidCredentials,
+                })
             }
         }
     }

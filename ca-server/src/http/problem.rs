@@ -54,6 +54,9 @@ fn parts(error: &ServiceError) -> (StatusCode, &'static str, &'static str) {
             "invalid-credentials",
             "Invalid credentials",
         ),
+        ServiceError::AccountLocked(_) => {
+            (StatusCode::UNAUTHORIZED, "account-locked", "Account locked")
+        }
         ServiceError::InvalidSecondFactor => (
             StatusCode::FORBIDDEN,
             "invalid-second-factor",
