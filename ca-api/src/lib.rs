@@ -324,6 +324,11 @@ pub struct RequestView {
     pub created_at: String,
     /// The CSR decoded — subject, SANs, key — with what a reviewer must notice (`flags`).
     pub csr: Option<ca_core::review::CsrSummary>,
+    /// Valid certificates (`<ca>/<serial>`, newest first, at most 10) that already carried this
+    /// subject under this profile when the request was submitted or shown: under a profile
+    /// with `duplicates = "supersede"` they are revoked as superseded once this one is issued.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub duplicates: Vec<String>,
 }
 
 /// A certificate as the API shows it.

@@ -225,6 +225,19 @@ fn default_renewal_window() -> String {
     "30d".to_string()
 }
 
+/// What issuing for a subject that already has a valid certificate under the same profile does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DuplicatePolicy {
+    /// Issue, and report the existing certificates with the request.
+    #[default]
+    Allow,
+    /// Refuse the request while a valid certificate exists (revoke it first).
+    Refuse,
+    /// Issue, then revoke the existing certificates with reason superseded.
+    Supersede,
+}
+
 /// A profile file as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -270,6 +283,11 @@ pub struct ProfileConfig {
     pub approval: ApprovalConfig,
     /// Renewal rule.
     pub renewal: RenewalConfig,
+    /// A second certificate for the same subject: `allow` (the default, reported),
+    /// `refuse`, or `supersede` (the older ones are revoked as superseded once the new one is
+    /// stored).
+    #[serde(default)]
+    pub duplicates: DuplicatePolicy,
 }
 
 fn default_min_rsa_bits() -> usize {
@@ -353,6 +371,7 @@ pub struct Profile {
     ip: Option<SanRule>,
     approval: ApprovalRule,
     renewal: RenewalRule,
+    duplicates: DuplicatePolicy,
 }
 
 fn invalid(file: &str, field: &str, reason: impl Into<String>) -> ProfileError {
@@ -710,6 +729,7 @@ impl Profile {
                 reuse_key: config.renewal.reuse_key,
                 requires_approval: config.renewal.requires_approval,
             },
+            duplicates: config.duplicates,
         })
     }
 
@@ -732,6 +752,10 @@ impl Profile {
         self.policy_oid
             .as_ref()
             .map(|(text, content)| (text.as_str(), content.as_slice()))
+    }
+    /// What a second certificate for the same subject does.
+    pub fn duplicates(&self) -> DuplicatePolicy {
+        self.duplicates
     }
     /// Whether O must be the organization registered on the requester's account.
     pub fn organization_from_account(&self) -> bool {

@@ -5,11 +5,13 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use ca_api::RequestView;
+use std::collections::{HashMap, HashSet};
+
+use ca_api::{CertificateView, RequestView};
 use clap::Args;
 use serde::Serialize;
 
-use crate::client::{exit, fail, CliResult, Connection};
+use crate::client::{exit, fail, url_escape, CliResult, Connection};
 use crate::commands::csr::{build_csr, CsrCreate};
 use crate::commands::key::{generate_key, key_pem, write_new_private, Algorithm};
 use crate::commands::request::{submit, Submit};
@@ -32,6 +34,10 @@ pub struct Import {
     /// Justification recorded with every request.
     #[arg(long, default_value = "bulk device enrolment")]
     pub justification: String,
+    /// Issue again for devices that already have a valid certificate under the profile
+    /// (without it they are skipped, so a re-run imports only what is missing).
+    #[arg(long)]
+    pub reissue: bool,
 }
 
 /// What `device import --json` prints.
@@ -40,8 +46,21 @@ struct ImportSummary {
     rows: usize,
     issued: usize,
     pending: usize,
+    /// Devices skipped because they already have a valid certificate (no `--reissue`).
+    skipped: usize,
     failed: usize,
     failures: Vec<RowFailure>,
+    /// Devices issued while an older valid certificate of theirs exists (`--reissue`, or a
+    /// CSR with another subject): the server names those certificates.
+    duplicates: Vec<RowDuplicate>,
+}
+
+/// A device issued alongside older valid certificates of the same subject.
+#[derive(Serialize)]
+struct RowDuplicate {
+    line: usize,
+    id: String,
+    existing: Vec<String>,
 }
 
 /// A row that failed, and why.
@@ -118,7 +137,15 @@ fn import_row(
             .text()
             .map_err(|e| fail(exit::UNAVAILABLE, e.to_string()))?;
         let out = dir.join(format!("{id}.pem"));
-        std::fs::write(&out, pem).with_context(|| format!("writing {}", out.display()))?;
+        // Never over an earlier run's certificate: a second file for the same device would
+        // leave the older one in use unnoticed.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&out)
+            .with_context(|| format!("creating {} (it must not exist yet)", out.display()))?;
+        std::io::Write::write_all(&mut file, pem.as_bytes())
+            .with_context(|| format!("writing {}", out.display()))?;
     }
     Ok(view)
 }
@@ -148,27 +175,78 @@ pub fn import(conn: &Connection, args: Import, json_out: bool) -> CliResult<()> 
             ),
         ));
     }
+    // The devices that already hold a valid certificate under the profile, by CN.
+    let existing: HashSet<String> = if args.reissue {
+        HashSet::new()
+    } else {
+        let path = format!(
+            "/api/v1/certificates?profile={}&status=valid&limit=1000",
+            url_escape(&args.profile)
+        );
+        conn.get_list::<CertificateView>(&path, true)?
+            .items
+            .iter()
+            .filter_map(|c| {
+                c.subject
+                    .split(',')
+                    .find_map(|rdn| rdn.trim().strip_prefix("CN=").map(str::to_string))
+            })
+            .collect()
+    };
     let bar = indicatif::ProgressBar::new(rows.len() as u64);
     use std::io::IsTerminal;
     if json_out || !std::io::stderr().is_terminal() {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:30} {pos}/{len} devices, {per_sec}, {eta} left, {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_message("0 failed");
     let mut issued = 0usize;
     let mut pending = 0usize;
+    let mut skipped = 0usize;
     let mut failures = Vec::new();
+    let mut duplicates = Vec::new();
+    let mut first_line: HashMap<String, usize> = HashMap::new();
     for (line, row) in &rows {
         let mut fields = row.split(',').map(str::trim);
         let id = fields.next().unwrap_or_default();
         let csr = fields.next().filter(|s| !s.is_empty());
-        match import_row(conn, &args, &base, id, csr) {
-            Ok(view) if view.status == "issued" => issued += 1,
-            Ok(_) => pending += 1,
-            Err(e) => failures.push(RowFailure {
-                line: *line,
-                id: id.to_string(),
-                error: format!("{:#}", e.error),
-            }),
+        let fail_row = |error: String| RowFailure {
+            line: *line,
+            id: id.to_string(),
+            error,
+        };
+        if let Some(first) = first_line.get(id) {
+            failures.push(fail_row(format!(
+                "device {id} is on line {first} already; each device once per file"
+            )));
+        } else if csr.is_none() && existing.contains(&format!("amb-{id}")) {
+            first_line.insert(id.to_string(), *line);
+            skipped += 1;
+        } else {
+            first_line.insert(id.to_string(), *line);
+            match import_row(conn, &args, &base, id, csr) {
+                Ok(view) => {
+                    if view.status == "issued" {
+                        issued += 1;
+                    } else {
+                        pending += 1;
+                    }
+                    if !view.duplicates.is_empty() {
+                        duplicates.push(RowDuplicate {
+                            line: *line,
+                            id: id.to_string(),
+                            existing: view.duplicates.clone(),
+                        });
+                    }
+                }
+                Err(e) => failures.push(fail_row(format!("{:#}", e.error))),
+            }
         }
+        bar.set_message(format!("{} failed", failures.len()));
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -176,18 +254,28 @@ pub fn import(conn: &Connection, args: Import, json_out: bool) -> CliResult<()> 
         rows: rows.len(),
         issued,
         pending,
+        skipped,
         failed: failures.len(),
         failures,
+        duplicates,
     };
     let failures = &summary.failures;
     if json_out {
         output::print(true, &summary, &[]);
     } else {
         out!(
-            "{} rows: {issued} issued, {pending} pending approval, {} failed",
+            "{} rows: {issued} issued, {pending} pending approval, {skipped} skipped (valid certificate already; --reissue to issue again), {} failed",
             rows.len(),
             failures.len()
         );
+        for d in &summary.duplicates {
+            out!(
+                "  line {}: {} also has valid certificate(s) {}",
+                d.line,
+                output::shown(&d.id),
+                output::shown(&d.existing.join(", "))
+            );
+        }
         for f in failures {
             out!(
                 "  line {}: {}: {}",

@@ -139,6 +139,14 @@ pub fn run(conn: &Connection, command: RequestCommand, json_out: bool) -> CliRes
         RequestCommand::Submit(args) => {
             let view = submit(conn, &args)?;
             output::print(json_out, &view, COLUMNS);
+            if !view.duplicates.is_empty() {
+                eprintln!(
+                    "note: this subject already has valid certificate(s) under {}: {} \
+                     / 同じ主体の有効な証明書があります",
+                    output::shown(&view.profile),
+                    output::shown(&view.duplicates.join(", "))
+                );
+            }
         }
         RequestCommand::List {
             status,

@@ -244,7 +244,7 @@ pub async fn submit(
         // The commit is awaited here, not on a blocking thread. A task of its own finishes the
         // issuance (caches the OCSP response, counts it) even if the client goes away first.
         Submitted::Issuing(issuing) => {
-            actix_web::rt::spawn(async move { issuing.done(&authority).await })
+            actix_web::rt::spawn(async move { issuing.done(authority).await })
                 .await
                 .map_err(|e| ServiceError::Internal(format!("issuance task: {e}")))??
         }

@@ -160,6 +160,57 @@ impl Authority {
         Ok(view)
     }
 
+    /// Revokes the certificates `old` as superseded by request `request_id`'s new one (a
+    /// `duplicates = "supersede"` profile), each with its audit entry, then re-signs their OCSP
+    /// responses and republishes their CRL scopes. One that is no longer valid is left alone.
+    pub(crate) fn supersede(
+        &self,
+        old: &[(String, String)],
+        request_id: &str,
+    ) -> Result<(), ServiceError> {
+        let mut conn = self.conn()?;
+        let now = self.now().as_secs();
+        let mut scopes: Vec<(String, Option<u32>)> = Vec::new();
+        for (ca, serial) in old {
+            let changed =
+                crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
+                    if !conn.supersede_if_valid(ca, serial, now as i64, crate::store::now_ms())? {
+                        return Ok(false);
+                    }
+                    audit_log::append(
+                        conn,
+                        now,
+                        "system",
+                        "certificate.supersede",
+                        &format!("{ca}/{serial}"),
+                        json!({"reason": "superseded", "by_request": request_id}),
+                    )?;
+                    Ok(true)
+                })?;
+            if !changed {
+                continue;
+            }
+            self.metrics
+                .revoked
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.ocsp.presign(&mut conn, ca, serial)?;
+            let partition = conn
+                .certificate(ca, serial)?
+                .and_then(|row| row.crl_partition)
+                .map(|k| k.max(0) as u32);
+            if !scopes.contains(&(ca.clone(), partition)) {
+                scopes.push((ca.clone(), partition));
+            }
+        }
+        drop(conn);
+        for (ca, partition) in scopes {
+            self.crls
+                .publisher(&self.issuers)
+                .publish_change(&ca, partition, "system")?;
+        }
+        Ok(())
+    }
+
     // ---- audit ----
 }
 

@@ -1,9 +1,12 @@
 //! Submitting requests and issuing: at once for profiles without approvals (one commit stores
 //! certificate, request and audit), or after approvals through a reserved serial.
 
+use std::sync::Arc;
+
 use ca_core::ca::CertificateAuthority;
 use ca_core::csr::VerifiedCsr;
 use ca_core::issuance::{IssuanceOptions, PreparedIssuance};
+use ca_core::profile::DuplicatePolicy;
 use ca_core::profile::Profile;
 use ca_core::time::UnixTime;
 use serde_json::json;
@@ -60,14 +63,23 @@ pub struct Issuing {
     profile_id: String,
     serial: String,
     view: RequestView,
+    /// Certificates this one supersedes (a `duplicates = "supersede"` profile).
+    supersedes: Vec<(String, String)>,
 }
 
 impl Issuing {
     /// Waits for the commit, then caches the certificate's first OCSP response and counts the
     /// issuance; the request's view. Nothing signed leaves the process before the commit.
-    pub async fn done(self, authority: &Authority) -> Result<RequestView, ServiceError> {
+    pub async fn done(self, authority: Arc<Authority>) -> Result<RequestView, ServiceError> {
         self.commit.durable().await?;
         authority.issued(&self.signed, &self.ca_id, &self.profile_id, &self.serial);
+        if !self.supersedes.is_empty() {
+            let (old, id) = (self.supersedes, self.view.id.clone());
+            // Revocations write, sign and publish: a blocking thread, not the event loop.
+            tokio::task::spawn_blocking(move || authority.supersede(&old, &id))
+                .await
+                .map_err(|e| ServiceError::Internal(format!("superseding: {e}")))??;
+        }
         Ok(self.view)
     }
 }
@@ -157,6 +169,26 @@ impl Authority {
             &*self.clock,
             &*self.random,
         )?;
+        let duplicates = self
+            .conn()?
+            .valid_with_subject(profile.id(), prepared.subject(), 10)?;
+        if profile.duplicates() == DuplicatePolicy::Refuse && !duplicates.is_empty() {
+            return Err(ServiceError::Conflict(format!(
+                "{} already has a valid certificate under profile {} ({}): revoke it first \
+                 / この主体には有効な証明書があります",
+                prepared.subject(),
+                profile.id(),
+                duplicates
+                    .iter()
+                    .map(|(ca, serial)| format!("{ca}/{serial}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let shown_duplicates: Vec<String> = duplicates
+            .iter()
+            .map(|(ca, serial)| format!("{ca}/{serial}"))
+            .collect();
         let now = self.now().as_secs() as i64;
         let approved_now = profile.approval().approvals == 0;
         let row = RequestRow {
@@ -189,13 +221,22 @@ impl Authority {
             view.status = RequestStatus::Issued.as_str().into();
             view.ca_id = Some(ca.id().to_string());
             view.certificate_serial = Some(serial.clone());
+            let mut shown = self.view_of(view, caller.username.clone(), &[]);
+            shown.duplicates = shown_duplicates;
+            // Only what was there before this one: it is not in `duplicates` (read before).
+            let supersedes = if profile.duplicates() == DuplicatePolicy::Supersede {
+                duplicates
+            } else {
+                Vec::new()
+            };
             return Ok(Submitted::Issuing(Box::new(Issuing {
                 commit,
                 signed,
                 ca_id: ca.id().to_string(),
                 profile_id: profile.id().to_string(),
                 serial,
-                view: self.view_of(view, caller.username.clone(), &[]),
+                view: shown,
+                supersedes,
             })));
         }
         let entry = submit_entry(&row, &caller.username, now);
@@ -204,7 +245,8 @@ impl Authority {
             w.audit(entry.clone());
             Ok(())
         })?;
-        let view = self.view_of(view, caller.username.clone(), &[]);
+        let mut view = self.view_of(view, caller.username.clone(), &[]);
+        view.duplicates = shown_duplicates;
         Ok(Submitted::Stored(Box::new(view)))
     }
 
@@ -277,9 +319,19 @@ impl Authority {
                 return Ok(());
             }
         };
+        let subject = prepared.subject().to_string();
         let serial =
             crate::ca::reservation::reserve(conn, ca, &prepared, profile.id(), Some(&row.id), now)?;
-        self.finish_issue(request_id, ca, profile, prepared, &serial, actor, now)
+        self.finish_issue(request_id, ca, profile, prepared, &serial, actor, now)?;
+        if profile.duplicates() == DuplicatePolicy::Supersede {
+            let older: Vec<(String, String)> = conn
+                .valid_with_subject(profile.id(), &subject, 1000)?
+                .into_iter()
+                .filter(|(c, s)| !(c == ca.id() && *s == serial))
+                .collect();
+            self.supersede(&older, request_id)?;
+        }
+        Ok(())
     }
 
     /// Signs the certificate and its first OCSP response (good), and builds the audit entry of

@@ -82,6 +82,7 @@ impl Authority {
             failure: row.failure,
             created_at: rfc3339(row.created_at),
             csr: None,
+            duplicates: Vec::new(),
         }
     }
 

@@ -152,6 +152,22 @@ pub trait RequestRows {
     /// Up to `limit` valid staff certificates whose subject contains `CN=<cn>` (`cn` free of
     /// LIKE wildcards).
     fn valid_staff_certificates_named(&mut self, cn: &str, limit: i64) -> QueryResult<Vec<String>>;
+    /// The newest `limit` valid certificates of `subject` under `profile_id`: (CA, serial).
+    fn valid_with_subject(
+        &mut self,
+        profile_id: &str,
+        subject: &str,
+        limit: i64,
+    ) -> QueryResult<Vec<(String, String)>>;
+    /// Revokes a certificate that is still valid as superseded at `at`; false when it no
+    /// longer was (revoked or held meanwhile).
+    fn supersede_if_valid(
+        &mut self,
+        ca_id: &str,
+        serial: &str,
+        at: i64,
+        changed_ms: i64,
+    ) -> QueryResult<bool>;
     /// Writes a certificate's status change.
     fn set_certificate_status(
         &mut self,
@@ -443,6 +459,44 @@ impl RequestRows for DbConnection {
             .select(certificates::serial)
             .limit(limit)
             .load(self)
+    }
+
+    fn valid_with_subject(
+        &mut self,
+        profile_id: &str,
+        subject: &str,
+        limit: i64,
+    ) -> QueryResult<Vec<(String, String)>> {
+        certificates::table
+            .filter(certificates::profile_id.eq(profile_id))
+            .filter(certificates::subject.eq(subject))
+            .filter(certificates::status.eq(CertificateStatus::Valid.as_str()))
+            .order(certificates::created_at.desc())
+            .select((certificates::ca_id, certificates::serial))
+            .limit(limit)
+            .load(self)
+    }
+
+    fn supersede_if_valid(
+        &mut self,
+        ca_id: &str,
+        serial: &str,
+        at: i64,
+        changed_ms: i64,
+    ) -> QueryResult<bool> {
+        let changed = diesel::update(
+            certificates::table
+                .find((ca_id, serial))
+                .filter(certificates::status.eq(CertificateStatus::Valid.as_str())),
+        )
+        .set((
+            certificates::status.eq(CertificateStatus::Revoked.as_str()),
+            certificates::revocation_reason.eq(Some("superseded")),
+            certificates::revoked_at.eq(Some(at)),
+            certificates::status_changed_ms.eq(changed_ms),
+        ))
+        .execute(self)?;
+        Ok(changed == 1)
     }
 
     fn set_certificate_status(
