@@ -99,9 +99,21 @@ impl Authority {
             .get(&request.profile)
             .ok_or_else(|| ServiceError::NotFound(format!("profile {}", request.profile)))?;
         if !profile.may_request(&caller.roles) {
+            let needed: Vec<&str> = profile
+                .requester_roles()
+                .iter()
+                .map(|r| r.as_str())
+                .collect();
             return Err(ServiceError::Forbidden(format!(
-                "your roles may not request profile {}",
-                profile.id()
+                "profile {} is requested by {}; an admin can add the role (ca-cli user roles) \
+                 / このプロファイルの申請に必要なロール: {}",
+                profile.id(),
+                if needed.is_empty() {
+                    "nobody (Mamori issues it itself)".to_string()
+                } else {
+                    format!("the role {}", needed.join(" or "))
+                },
+                needed.join(", ")
             )));
         }
         let justification = request.justification.trim();
