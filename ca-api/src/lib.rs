@@ -354,6 +354,12 @@ pub struct CertificateView {
     pub revocation_reason: Option<String>,
     /// Request it came from.
     pub request_id: Option<String>,
+    /// Its subjectAltNames (`dns:`, `email:`, `uri:`, `ip:`); in `GET .../{ca}/{serial}` only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sans: Vec<String>,
+    /// Its key (`ECDSA P-256`, `RSA 3072`, ...); in `GET .../{ca}/{serial}` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// `POST /api/v1/certificates/{ca}/{serial}/revoke`.

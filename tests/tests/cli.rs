@@ -134,6 +134,25 @@ fn vendor_maintenance(backend: Backend) {
     let run = server.cli(&vh, &["--json", "ocsp", "check", s(&chain)]);
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(run.json()["status"], "good");
+    // cert show: validity, key, and who asked and who approved, with times.
+    let run = server.cli(&ah, &["cert", "show", "issuing", &serial]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.contains("key / 鍵: ECDSA P-256"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("validity / 有効期間: "),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        run.stdout.matches("\n  approve ").count(),
+        2,
+        "both approvers: {}",
+        run.stdout
+    );
     let run = server.cli(
         &ah,
         &[

@@ -174,6 +174,9 @@ pub fn run(conn: &Connection, command: CertCommand, json_out: bool) -> CliResult
             check_id(&serial, "serial")?;
             let view: CertificateView = conn.get(&format!("/api/v1/certificates/{ca}/{serial}"))?;
             output::print(json_out, &view, COLUMNS);
+            if !json_out {
+                print_details(conn, &view);
+            }
         }
         CertCommand::Download {
             ca,
@@ -258,4 +261,52 @@ fn step(
     )?;
     output::print(json_out, &view, COLUMNS);
     Ok(())
+}
+
+/// What `cert show` adds under the table: validity, names, key, and who asked and approved.
+fn print_details(conn: &Connection, view: &CertificateView) {
+    out!(
+        "validity / 有効期間: {} .. {}",
+        output::shown(&view.not_before),
+        output::shown(&view.not_after)
+    );
+    let sans: Vec<String> = view.sans.iter().map(|s| output::shown(s)).collect();
+    out!(
+        "SANs / 別名: {}",
+        if sans.is_empty() {
+            "-".to_string()
+        } else {
+            sans.join(", ")
+        }
+    );
+    out!("key / 鍵: {}", output::field(view.key.as_deref(), "-"));
+    let Some(id) = &view.request_id else {
+        return;
+    };
+    // The request shows who asked and who approved; a caller who may not see it sees the id.
+    match conn.get::<ca_api::RequestView>(&format!("/api/v1/requests/{id}")) {
+        Ok(request) => {
+            out!(
+                "request / 申請: {} by {}, {}{}",
+                output::shown(&request.id),
+                output::shown(&request.requester),
+                output::shown(&request.justification),
+                request
+                    .work_order
+                    .as_deref()
+                    .map(|w| format!(" (work order {})", output::shown(w)))
+                    .unwrap_or_default()
+            );
+            for d in &request.decisions {
+                out!(
+                    "  {} {} at {}: {}",
+                    output::shown(&d.verdict),
+                    output::shown(&d.approver),
+                    output::shown(&d.decided_at),
+                    output::shown(&d.comment)
+                );
+            }
+        }
+        Err(_) => out!("request / 申請: {}", output::shown(id)),
+    }
 }

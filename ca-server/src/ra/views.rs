@@ -183,6 +183,8 @@ impl Authority {
             revoked_at: row.revoked_at.map(rfc3339),
             revocation_reason: row.revocation_reason.clone(),
             request_id: row.request_id.clone(),
+            sans: Vec::new(),
+            key: None,
         }
     }
 
@@ -284,7 +286,13 @@ impl Authority {
     ) -> Result<(CertificateView, Vec<u8>), ServiceError> {
         let mut conn = self.conn()?;
         let row = self.visible_certificate(&mut conn, caller, ca, serial)?;
-        Ok((Self::certificate_view(&row), row.der.unwrap_or_default()))
+        let mut view = Self::certificate_view(&row);
+        let der = row.der.unwrap_or_default();
+        if let Some((sans, key)) = ca_core::review::certificate_names_and_key(&der) {
+            view.sans = sans;
+            view.key = Some(key);
+        }
+        Ok((view, der))
     }
 }
 
