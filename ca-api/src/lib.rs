@@ -494,6 +494,19 @@ pub struct AuditListQuery {
     pub cursor: Option<String>,
 }
 
+/// Percent-encodes a query value: everything but unreserved characters (RFC 3986 §2.3). The
+/// server writes its `Link` cursors with it and ca-cli its filters.
+pub fn url_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 /// What the public listener's `/audit/checkpoints` serves and what an auditor keeps: the audit
 /// key and the newest signed checkpoints.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
+pub use ca_api::url_escape;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -350,18 +351,6 @@ impl<T> Listed<T> {
             }
         }
     }
-}
-
-/// Percent-encodes a query value: everything but unreserved characters (RFC 3986 §2.3).
-pub fn url_escape(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 /// The target of a `Link` header's `rel="next"` (RFC 8288), as a path on this server.

@@ -274,18 +274,6 @@ fn paged<T: serde::Serialize>(request: &HttpRequest, page: crate::ra::Page<T>) -
     response.json(page.items)
 }
 
-/// Percent-encodes everything but unreserved characters (RFC 3986 §2.3).
-fn url_escape(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
-}
-
 /// `GET /api/v1/requests`: a page, newest first.
 pub async fn list_requests(
     who: SignedIn,

@@ -83,7 +83,7 @@ impl Authority {
             }
         }
         if let (Some(cn), false) = (&cn, profile_id == "staff") {
-            let holders = conn.valid_staff_certificates_named(&like_escape(cn), STAFF_MATCHES)?;
+            let holders = conn.valid_staff_certificates_named(cn, STAFF_MATCHES)?;
             if !holders.is_empty() {
                 summary.flags.push(ReviewFlag {
                     code: "matches-staff-certificate".into(),
@@ -102,12 +102,6 @@ impl Authority {
 /// Every account name, for [`Authority::review_csr`] to compare names against.
 pub(crate) fn account_names(conn: &mut DbConnection) -> Result<Vec<String>, ServiceError> {
     Ok(conn.usernames()?)
-}
-
-/// `text` without LIKE's wildcards (`%`, `_`): SQLite's LIKE has no default escape character,
-/// so they are dropped rather than escaped; the match is a hint for a reviewer, not a rule.
-fn like_escape(text: &str) -> String {
-    text.chars().filter(|c| *c != '%' && *c != '_').collect()
 }
 
 impl Authority {

@@ -119,13 +119,9 @@ impl Authority {
         let limit = page_limit(query.limit, 500)?;
         self.expire_requests()?;
         let mut conn = self.conn()?;
-        let requester = match (&query.requester, caller.sees_everything()) {
-            (_, false) => Some(caller.user_id.clone()),
-            (Some(name), true) => match conn.user_id_by_name(name)? {
-                Some(id) => Some(id),
-                None => return Ok(Page::empty()),
-            },
-            (None, true) => None,
+        let Some(requester) = requester_filter(&mut conn, caller, query.requester.as_deref())?
+        else {
+            return Ok(Page::empty());
         };
         let (ids, total) = conn.request_page(
             &RequestQuery {
@@ -243,13 +239,9 @@ impl Authority {
             Some(cursor) => Some(certificate_cursor(cursor)?),
         };
         let mut conn = self.conn()?;
-        let requester = match (&query.requester, caller.sees_everything()) {
-            (_, false) => Some(caller.user_id.clone()),
-            (Some(name), true) => match conn.user_id_by_name(name)? {
-                Some(id) => Some(id),
-                None => return Ok(Page::empty()),
-            },
-            (None, true) => None,
+        let Some(requester) = requester_filter(&mut conn, caller, query.requester.as_deref())?
+        else {
+            return Ok(Page::empty());
         };
         let now = self.now().as_secs() as i64;
         let (rows, total) = conn.certificate_page(
@@ -307,4 +299,19 @@ fn certificate_cursor(text: &str) -> Result<(i64, String, String), ServiceError>
         .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit()))
         .ok_or_else(bad)?;
     Ok((created, ca.to_string(), serial.to_string()))
+}
+
+/// Whose rows a list shows: a requester sees their own whatever they ask; officers, admins and
+/// auditors everyone's, or one named user's. `None`: a named user who does not exist (an empty
+/// page); `Some(None)`: everyone's.
+fn requester_filter(
+    conn: &mut crate::store::DbConnection,
+    caller: &Caller,
+    named: Option<&str>,
+) -> Result<Option<Option<String>>, ServiceError> {
+    Ok(match (named, caller.sees_everything()) {
+        (_, false) => Some(Some(caller.user_id.clone())),
+        (Some(name), true) => conn.user_id_by_name(name)?.map(Some),
+        (None, true) => Some(None),
+    })
 }

@@ -149,8 +149,8 @@ pub trait RequestRows {
         query: &CertificateQuery,
         limit: i64,
     ) -> QueryResult<(Vec<CertificateRow>, i64)>;
-    /// Up to `limit` valid staff certificates whose subject contains `CN=<cn>` (`cn` free of
-    /// LIKE wildcards).
+    /// Up to `limit` valid staff certificates whose subject contains `CN=<cn>` (LIKE's
+    /// wildcards in `cn` are dropped).
     fn valid_staff_certificates_named(&mut self, cn: &str, limit: i64) -> QueryResult<Vec<String>>;
     /// The newest `limit` valid certificates of `subject` under `profile_id`: (CA, serial).
     fn valid_with_subject(
@@ -455,7 +455,7 @@ impl RequestRows for DbConnection {
         certificates::table
             .filter(certificates::profile_id.eq("staff"))
             .filter(certificates::status.eq(CertificateStatus::Valid.as_str()))
-            .filter(certificates::subject.like(format!("%CN={cn}%")))
+            .filter(certificates::subject.like(format!("%CN={}%", like_text(cn))))
             .select(certificates::serial)
             .limit(limit)
             .load(self)
