@@ -371,7 +371,9 @@ fn next_link(header: &str) -> Option<String> {
     })
 }
 
-fn describe(error: &reqwest::Error) -> String {
+/// A transport error with every cause (`error sending request ...: tcp connect error:
+/// Connection refused`), so that the message says what failed and where.
+pub fn describe(error: &reqwest::Error) -> String {
     let mut message = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(s) = source {

@@ -87,34 +87,61 @@ enum Command {
     /// reset accounts; no sign-in needed).
     Enrol(session::Enrol),
     /// Local keys.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  ca-cli key generate --out acme.key\n  ca-cli key generate --algorithm rsa3072 --out server.key"
+    )]
     Key(KeyCommand),
     /// Local CSRs.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  ca-cli csr create --key acme.key --profile vendor-maintenance --o \"Acme Medical\" --cn acme-engineer-1 --out acme.csr"
+    )]
     Csr(CsrCommand),
     /// PKCS#12 bundles for browsers and Windows.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  ca-cli pkcs12 export --key k.pem --cert chain.pem --export-passphrase-file p --out staff.p12"
+    )]
     Pkcs12(Pkcs12Command),
     /// Certificate requests.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  ca-cli request list --status pending\n  ca-cli request show <request-id>\n  ca-cli request approve <request-id> --comment \"WO checked\""
+    )]
     Request(request::RequestCommand),
     /// Certificates.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  ca-cli cert list --subject EMP-0042 --status valid\n  ca-cli cert show issuing <serial>\n  ca-cli cert revoke issuing <serial> --reason key-compromise --comment \"terminal lost\""
+    )]
     Cert(cert::CertCommand),
     /// CRLs.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Example:\n  ca-cli crl fetch --list")]
     Crl(CrlCommand),
     /// OCSP.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  ca-cli ocsp check acme-chain.pem   # exit 0 good, 8 revoked or on hold, 9 unknown"
+    )]
     Ocsp(OcspCommand),
     /// Users (admins).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  ca-cli user list\n  ca-cli user add alice --roles security-officer --comment \"ward 3 officer\"\n  ca-cli user unlock bob --comment \"mistyped codes\""
+    )]
     User(user::UserCommand),
     /// The audit trail (auditors).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  ca-cli audit list --action certificate.revoke\n  ca-cli audit verify --checkpoints cp-2026-12.json"
+    )]
     Audit(audit::AuditCommand),
     /// Devices in bulk.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  ca-cli device import fleet.csv --keys-dir fleet-keys"
+    )]
     Device(DeviceCommand),
 }
 
@@ -202,5 +229,30 @@ fn run(cli: Cli) -> CliResult<()> {
         Command::User(command) => user::run(&conn, command, json),
         Command::Audit(command) => audit::run(&conn, &cli.public_url, command, json),
         Command::Device(DeviceCommand::Import(args)) => device::import(&conn, args, json),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every command, group or leaf, shows an example in its `--help`.
+    #[test]
+    fn every_command_help_has_an_example() {
+        fn walk(command: &mut clap::Command, path: String, missing: &mut Vec<String>) {
+            let help = command.render_long_help().to_string();
+            if !path.is_empty() && !help.contains("Example") {
+                missing.push(path.clone());
+            }
+            for sub in command.get_subcommands_mut() {
+                let name = format!("{path} {}", sub.get_name());
+                walk(sub, name, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&mut Cli::command(), String::new(), &mut missing);
+        missing.retain(|p| p.trim() != "help" && !p.ends_with(" help"));
+        assert!(missing.is_empty(), "no example in --help of: {missing:?}");
     }
 }

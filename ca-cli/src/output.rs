@@ -25,6 +25,25 @@ pub fn shown(text: &str) -> String {
     ca_core::text::escape(text)
 }
 
+/// A time from the server (RFC 3339, UTC) in the local time zone (`TZ`, else the system's), as
+/// people read it in a table: `2026-12-01 20:03:15 +09:00`. Anything else is [`shown`] as is.
+pub fn local_time(text: &str) -> String {
+    let looks_like_time = text.len() >= 20
+        && text.as_bytes()[4] == b'-'
+        && text.as_bytes()[10] == b'T'
+        && text.bytes().take(4).all(|b| b.is_ascii_digit());
+    if !looks_like_time {
+        return shown(text);
+    }
+    match text.parse::<jiff::Timestamp>() {
+        Ok(at) => at
+            .to_zoned(jiff::tz::TimeZone::system())
+            .strftime("%Y-%m-%d %H:%M:%S %:z")
+            .to_string(),
+        Err(_) => shown(text),
+    }
+}
+
 /// An optional text from the server, [`shown`] (`default` when absent).
 pub fn field(value: Option<&str>, default: &str) -> String {
     shown(value.unwrap_or(default))
@@ -59,7 +78,7 @@ pub fn print_value(json: bool, value: &Value, columns: &[(&str, &str)]) {
     let cell = |row: &Value, key: &str| -> String {
         shown(&match row.get(key) {
             None | Some(Value::Null) => "-".into(),
-            Some(Value::String(s)) => s.clone(),
+            Some(Value::String(s)) => local_time(s),
             Some(Value::Array(a)) => a
                 .iter()
                 .map(|v| {
@@ -93,5 +112,26 @@ pub fn print_value(json: bool, value: &Value, columns: &[(&str, &str)]) {
     line(columns.iter().map(|(_, h)| h.to_string()).collect());
     for row in rows {
         line(columns.iter().map(|(k, _)| cell(row, k)).collect());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_in_tables_are_local() {
+        // jiff reads TZ for the system zone; set only in this test process's own check.
+        let at = "2026-12-01T11:03:15Z".parse::<jiff::Timestamp>().unwrap();
+        let tokyo = at
+            .to_zoned(jiff::tz::TimeZone::get("Asia/Tokyo").unwrap())
+            .strftime("%Y-%m-%d %H:%M:%S %:z")
+            .to_string();
+        assert_eq!(tokyo, "2026-12-01 20:03:15 +09:00");
+        let shown_now = local_time("2026-12-01T11:03:15Z");
+        assert!(shown_now.starts_with("2026-12-01 "), "{shown_now}");
+        assert_ne!(shown_now, "2026-12-01T11:03:15Z");
+        assert_eq!(local_time("EMP-0042"), "EMP-0042");
+        assert_eq!(local_time("2026-12-01Tnot a time"), "2026-12-01Tnot a time");
     }
 }

@@ -108,3 +108,23 @@ fn local_keys_and_csrs_are_readable_by_openssl() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.pem"));
 }
+
+/// A public listener that does not answer is named with the cause, not "error sending request".
+#[test]
+fn an_unreachable_public_listener_says_what_failed() {
+    let home = tempfile::tempdir().unwrap();
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let url = format!("http://127.0.0.1:{port}");
+    let out = cli(home.path())
+        .args(["--public-url", &url, "crl", "fetch"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{stderr}");
+    assert!(stderr.contains(&format!("GET {url}/crl/")), "{stderr}");
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+    assert!(stderr.contains("public listener"), "{stderr}");
+}

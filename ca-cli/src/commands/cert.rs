@@ -267,8 +267,8 @@ fn step(
 fn print_details(conn: &Connection, view: &CertificateView) {
     out!(
         "validity / 有効期間: {} .. {}",
-        output::shown(&view.not_before),
-        output::shown(&view.not_after)
+        output::local_time(&view.not_before),
+        output::local_time(&view.not_after)
     );
     let sans: Vec<String> = view.sans.iter().map(|s| output::shown(s)).collect();
     out!(
@@ -302,7 +302,7 @@ fn print_details(conn: &Connection, view: &CertificateView) {
                     "  {} {} at {}: {}",
                     output::shown(&d.verdict),
                     output::shown(&d.approver),
-                    output::shown(&d.decided_at),
+                    output::local_time(&d.decided_at),
                     output::shown(&d.comment)
                 );
             }

@@ -174,18 +174,7 @@ pub fn run(conn: &Connection, command: RequestCommand, json_out: bool) -> CliRes
             let view: RequestView = conn.get(&format!("/api/v1/requests/{id}"))?;
             output::print(json_out, &view, COLUMNS);
             if !json_out {
-                if let Some(csr) = &view.csr {
-                    print_csr(csr);
-                }
-                for d in &view.decisions {
-                    out!(
-                        "  {} {} {} {}",
-                        output::shown(&d.decided_at),
-                        output::shown(&d.approver),
-                        output::shown(&d.verdict),
-                        output::shown(&d.comment)
-                    );
-                }
+                print_request_details(&view);
             }
         }
         RequestCommand::Approve(args) => decide(conn, "approve", args, json_out)?,
@@ -284,6 +273,66 @@ fn print_csr(csr: &CsrSummary) {
             output::shown(&flag.code),
             output::shown(&flag.field),
             output::shown(&flag.detail)
+        );
+    }
+}
+
+/// What an approver reads below the table row: why and for what work, the window asked for,
+/// the CSR decoded, duplicates, and every decision with its time.
+fn print_request_details(view: &RequestView) {
+    out!(
+        "justification / 理由: {}",
+        output::shown(&view.justification)
+    );
+    out!(
+        "work order / 作業指示: {}",
+        output::field(view.work_order.as_deref(), "-")
+    );
+    match (&view.not_before, &view.not_after) {
+        (None, None) => out!("window / 期間: the profile's validity from issuance / 発行時から"),
+        (from, until) => out!(
+            "window / 期間: {} .. {}",
+            from.as_deref()
+                .map(output::local_time)
+                .unwrap_or("-".into()),
+            until
+                .as_deref()
+                .map(output::local_time)
+                .unwrap_or("-".into())
+        ),
+    }
+    if let Some(csr) = &view.csr {
+        print_csr(csr);
+    }
+    if !view.duplicates.is_empty() {
+        let shown: Vec<String> = view.duplicates.iter().map(|d| output::shown(d)).collect();
+        out!(
+            "already valid for this subject / 有効な証明書あり: {}",
+            shown.join(", ")
+        );
+    }
+    if let (Some(ca), Some(serial)) = (&view.ca, &view.serial) {
+        out!(
+            "certificate / 証明書: ca-cli cert show {} {}",
+            output::shown(ca),
+            output::shown(serial)
+        );
+    }
+    if let Some(failure) = &view.failure {
+        out!("failed / 失敗: {}", output::shown(failure));
+    }
+    out!(
+        "decisions / 判断 ({} of {} approvals):",
+        view.approvals,
+        view.approvals_required
+    );
+    for d in &view.decisions {
+        out!(
+            "  {} {} at {}: {}",
+            output::shown(&d.verdict),
+            output::shown(&d.approver),
+            output::local_time(&d.decided_at),
+            output::shown(&d.comment)
         );
     }
 }

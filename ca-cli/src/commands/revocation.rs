@@ -124,7 +124,7 @@ pub fn crl_fetch(
         let response = http
             .get(&url)
             .send()
-            .map_err(|e| fail(exit::UNAVAILABLE, format!("GET {url}: {e}")))?;
+            .map_err(|e| fail(exit::UNAVAILABLE, public_failure("GET", &url, &e)))?;
         if !response.status().is_success() {
             let code = if response.status().as_u16() == 404 {
                 exit::NOT_FOUND
@@ -135,7 +135,7 @@ pub fn crl_fetch(
         }
         Ok(response
             .bytes()
-            .map_err(|e| fail(exit::UNAVAILABLE, e.to_string()))?
+            .map_err(|e| fail(exit::UNAVAILABLE, crate::client::describe(&e)))?
             .to_vec())
     };
     let der = get(&format!("/crl/{}.crl", args.ca))?;
@@ -265,7 +265,7 @@ pub fn ocsp_check(conn: &Connection, args: OcspCheck, json_out: bool) -> CliResu
         .header("content-type", "application/ocsp-request")
         .body(request.to_der()?)
         .send()
-        .map_err(|e| fail(exit::UNAVAILABLE, format!("POST {url}: {e}")))?;
+        .map_err(|e| fail(exit::UNAVAILABLE, public_failure("POST", &url, &e)))?;
     if !response.status().is_success() {
         return Err(fail(
             exit::UNAVAILABLE,
@@ -274,7 +274,7 @@ pub fn ocsp_check(conn: &Connection, args: OcspCheck, json_out: bool) -> CliResu
     }
     let body = response
         .bytes()
-        .map_err(|e| fail(exit::UNAVAILABLE, e.to_string()))?;
+        .map_err(|e| fail(exit::UNAVAILABLE, crate::client::describe(&e)))?;
     let response = OcspResponse::from_der(&body)
         .map_err(|_| fail(exit::ERROR, "the OCSP response is not DER"))?;
     if response.status() != OcspResponseStatus::SUCCESSFUL {
@@ -355,4 +355,14 @@ mod tests {
         let t = openssl::asn1::Asn1Time::from_unix(1_764_587_000).unwrap();
         assert_eq!(asn1_text(&t), "2025-12-01T11:03:20Z");
     }
+}
+
+/// What failed on the public listener, with every cause and where the address came from.
+fn public_failure(method: &str, url: &str, error: &reqwest::Error) -> String {
+    let hint = if error.is_connect() || error.is_timeout() {
+        " (nothing answers there: is Mamori's public listener running and reachable from here?)"
+    } else {
+        ""
+    };
+    format!("{method} {url}: {}{hint}", crate::client::describe(error))
 }

@@ -91,7 +91,7 @@ pub fn login(conn: &Connection, args: Login, json_out: bool) -> CliResult<()> {
         out!(
             "logged in as {} until {}",
             output::shown(&username),
-            output::shown(&body.expires_at)
+            output::local_time(&body.expires_at)
         );
     }
     if body.password_change_required {

@@ -333,7 +333,7 @@ pub fn run(conn: &Connection, command: UserCommand, json_out: bool) -> CliResult
                         "{} {} at {}: {}",
                         output::shown(&d.approver),
                         output::shown(&d.verdict),
-                        output::shown(&d.decided_at),
+                        output::local_time(&d.decided_at),
                         output::shown(&d.comment)
                     );
                 }
