@@ -343,6 +343,16 @@ pub fn ocsp_check(conn: &Connection, args: OcspCheck, json_out: bool) -> CliResu
     }
 }
 
+/// What failed on the public listener, with every cause and where the address came from.
+fn public_failure(method: &str, url: &str, error: &reqwest::Error) -> String {
+    let hint = if error.is_connect() || error.is_timeout() {
+        " (nothing answers there: is Mamori's public listener running and reachable from here?)"
+    } else {
+        ""
+    };
+    format!("{method} {url}: {}{hint}", crate::client::describe(error))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,14 +365,4 @@ mod tests {
         let t = openssl::asn1::Asn1Time::from_unix(1_764_587_000).unwrap();
         assert_eq!(asn1_text(&t), "2025-12-01T11:03:20Z");
     }
-}
-
-/// What failed on the public listener, with every cause and where the address came from.
-fn public_failure(method: &str, url: &str, error: &reqwest::Error) -> String {
-    let hint = if error.is_connect() || error.is_timeout() {
-        " (nothing answers there: is Mamori's public listener running and reachable from here?)"
-    } else {
-        ""
-    };
-    format!("{method} {url}: {}{hint}", crate::client::describe(error))
 }
