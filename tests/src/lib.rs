@@ -145,7 +145,8 @@ fn oldest_usable_step(now: u64) -> u64 {
 }
 
 impl Person {
-    fn new(username: &str, password: &str, secret: TotpSecret) -> Self {
+    /// A person known by name, password and TOTP secret (e.g. one enrolled by a test).
+    pub fn new(username: &str, password: &str, secret: TotpSecret) -> Self {
         Person {
             username: username.into(),
             password: password.into(),

@@ -27,7 +27,7 @@ const COLUMNS: &[(&str, &str)] = &[
 pub enum RequestCommand {
     /// Submit a CSR under a profile.
     ///
-    /// Example: ca-cli request submit --profile vendor-maintenance --csr eng.csr --justification "MRI update" --work-order WO-1 --not-before 2026-11-24T09:00:00+09:00 --not-after 2026-11-24T17:00:00+09:00
+    /// Example: ca-cli request submit --profile vendor-maintenance --csr eng.csr --justification "MRI update" --work-order WO-1 --not-before "$(date -d 'tomorrow 09:00' -Iseconds)" --not-after "$(date -d 'tomorrow 17:00' -Iseconds)"
     Submit(Submit),
     /// List requests (your own; officers, admins and auditors see all).
     ///
