@@ -459,6 +459,11 @@ pub struct CertificateListQuery {
     pub expiring_within_days: Option<u64>,
     /// Text the subject contains, any case (a name, a staff number, a device id).
     pub subject: Option<String>,
+    /// Text a subjectAltName contains, any case (`gw.hospital.example`, `10.0.0.1`, an e-mail
+    /// address, a device URI).
+    pub san: Option<String>,
+    /// A staff number: the subject's serialNumber, exactly (any case).
+    pub staff_id: Option<String>,
     /// The serial's first hex digits.
     pub serial: Option<String>,
     /// The requester's user name.

@@ -49,6 +49,7 @@ pub struct PreparedIssuance {
     not_before: UnixTime,
     not_after: UnixTime,
     subject: String,
+    names: String,
 }
 
 /// A signed certificate.
@@ -243,6 +244,14 @@ impl PreparedIssuance {
         let (not_before, not_after) = validity(ca, profile, options, now)?;
         let serial = time_ordered_serial(clock.now_ms(), random).map_err(|_| SignError::Backend)?;
         let encode = |e: der::Error| IssueError::Encode(e.to_string());
+        let names = sans
+            .iter()
+            .map(|name| {
+                let (field, value) = crate::name::general_name_text(name);
+                format!("{field}:{value}")
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
         let extensions =
             leaf_extensions(ca, profile, csr, sans, subject.is_empty(), &serial).map_err(encode)?;
         let tbs = TbsCertificate {
@@ -285,6 +294,7 @@ impl PreparedIssuance {
             not_before,
             not_after,
             subject: subject.to_string(),
+            names,
         })
     }
 
@@ -307,6 +317,11 @@ impl PreparedIssuance {
     /// The subject in RFC 4514 form.
     pub fn subject(&self) -> &str {
         &self.subject
+    }
+    /// The subjectAltNames, `type:value` separated by spaces (`dns:gw.example ip:10.0.0.1`), as
+    /// the certificate list searches them.
+    pub fn names(&self) -> &str {
+        &self.names
     }
 
     /// Signs the prepared certificate with `ca`'s key. Consumes the preparation, so it can be

@@ -10,6 +10,7 @@ use der::asn1::{Ia5StringRef, PrintableStringRef, SetOfVec, Utf8StringRef};
 use der::{Any, Tag, Tagged};
 use serde::{Deserialize, Serialize};
 use x509_cert::attr::AttributeTypeAndValue;
+use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
 
 /// A subject attribute type Mamori knows.
@@ -168,6 +169,27 @@ pub fn first_attribute(name: &Name, kind: AttributeKind) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn searchable_names_read_a_certificate_or_its_body() {
+        use der::{Decode, Encode};
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(vec!["gw.hospital.example".to_string()]).unwrap();
+        params
+            .subject_alt_names
+            .push(rcgen::SanType::IpAddress("10.0.0.1".parse().unwrap()));
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        let expected = "dns:gw.hospital.example ip:10.0.0.1";
+        assert_eq!(searchable_names(&der).as_deref(), Some(expected));
+        let tbs = x509_cert::Certificate::from_der(&der)
+            .unwrap()
+            .tbs_certificate
+            .to_der()
+            .unwrap();
+        assert_eq!(searchable_names(&tbs).as_deref(), Some(expected));
+        assert_eq!(searchable_names(b"not DER"), None);
+    }
+
     use super::*;
     use der::Encode;
 
@@ -193,4 +215,58 @@ mod tests {
         assert!(build_name(&[(AttributeKind::C, "JPN".into())]).is_err());
         assert!(build_name(&[(AttributeKind::SerialNumber, "a_b".into())]).is_err());
     }
+}
+
+/// One subjectAltName as `(type, text)`: `("dns", "gw.hospital.example")`, `("ip", "10.0.0.1")`,
+/// `("email", ...)`, `("uri", ...)`; other forms are named but not decoded.
+pub fn general_name_text(name: &GeneralName) -> (&'static str, String) {
+    match name {
+        GeneralName::DnsName(d) => ("dns", d.to_string()),
+        GeneralName::Rfc822Name(e) => ("email", e.to_string()),
+        GeneralName::UniformResourceIdentifier(u) => ("uri", u.to_string()),
+        GeneralName::IpAddress(ip) => {
+            let bytes = ip.as_bytes();
+            let text = match bytes.len() {
+                4 => std::net::Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]).to_string(),
+                16 => {
+                    let mut octets = [0u8; 16];
+                    octets.copy_from_slice(bytes);
+                    std::net::Ipv6Addr::from(octets).to_string()
+                }
+                _ => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+            };
+            ("ip", text)
+        }
+        _ => ("other", "(unsupported name form)".into()),
+    }
+}
+
+/// Every subjectAltName of a certificate body as `type:text` ([`general_name_text`]), in order;
+/// `None` when the extension does not decode.
+pub fn subject_alt_names(tbs: &x509_cert::TbsCertificate) -> Option<Vec<String>> {
+    use der::Decode;
+    let mut sans = Vec::new();
+    for extension in tbs.extensions.iter().flatten() {
+        if extension.extn_id == const_oid::db::rfc5280::ID_CE_SUBJECT_ALT_NAME {
+            let names =
+                x509_cert::ext::pkix::SubjectAltName::from_der(extension.extn_value.as_bytes())
+                    .ok()?;
+            for name in &names.0 {
+                let (field, value) = general_name_text(name);
+                sans.push(format!("{field}:{value}"));
+            }
+        }
+    }
+    Some(sans)
+}
+
+/// The subjectAltNames of a DER certificate body (TBSCertificate) or of a whole certificate, as
+/// one searchable line (`dns:a.example uri:urn:...`); `None` when neither decodes.
+pub fn searchable_names(der: &[u8]) -> Option<String> {
+    use der::Decode;
+    let tbs = match x509_cert::TbsCertificate::from_der(der) {
+        Ok(tbs) => tbs,
+        Err(_) => x509_cert::Certificate::from_der(der).ok()?.tbs_certificate,
+    };
+    Some(subject_alt_names(&tbs)?.join(" "))
 }

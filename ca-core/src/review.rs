@@ -14,8 +14,6 @@
 //! - `group-organization`: an O equal to the hospital group's own organization, in a profile
 //!   that is not the group's staff's.
 
-use x509_cert::ext::pkix::name::GeneralName;
-
 use crate::csr::VerifiedCsr;
 use crate::name::{attribute_text, name_attributes, AttributeKind};
 use crate::public_key::PublicKeyKind;
@@ -271,7 +269,7 @@ pub fn summarize(csr: &VerifiedCsr, context: &ReviewContext<'_>) -> CsrSummary {
     }
     let mut sans = Vec::new();
     for san in csr.requested_sans() {
-        let (field, value) = general_name_text(san);
+        let (field, value) = crate::name::general_name_text(san);
         flags.extend(value_flags(field, &value));
         let domain = match field {
             "email" => value.rsplit_once('@').map(|(_, d)| d.to_string()),
@@ -302,27 +300,6 @@ pub fn summarize(csr: &VerifiedCsr, context: &ReviewContext<'_>) -> CsrSummary {
 }
 
 /// A subjectAltName entry as (`dns` | `email` | `uri` | `ip` | `other`, its text).
-fn general_name_text(name: &GeneralName) -> (&'static str, String) {
-    match name {
-        GeneralName::DnsName(d) => ("dns", d.to_string()),
-        GeneralName::Rfc822Name(e) => ("email", e.to_string()),
-        GeneralName::UniformResourceIdentifier(u) => ("uri", u.to_string()),
-        GeneralName::IpAddress(ip) => {
-            let bytes = ip.as_bytes();
-            let text = match bytes.len() {
-                4 => std::net::Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]).to_string(),
-                16 => {
-                    let mut octets = [0u8; 16];
-                    octets.copy_from_slice(bytes);
-                    std::net::Ipv6Addr::from(octets).to_string()
-                }
-                _ => hex_bytes(bytes),
-            };
-            ("ip", text)
-        }
-        _ => ("other", "(unsupported name form)".into()),
-    }
-}
 
 /// An issued certificate's subjectAltNames (`type:value`, as [`CsrSummary::sans`]) and key (as
 /// [`CsrSummary::key`]), for showing a certificate; `None` when the DER does not parse.
@@ -330,26 +307,11 @@ pub fn certificate_names_and_key(der: &[u8]) -> Option<(Vec<String>, String)> {
     use der::Decode;
     let certificate = x509_cert::Certificate::from_der(der).ok()?;
     let tbs = &certificate.tbs_certificate;
-    let mut sans = Vec::new();
-    for extension in tbs.extensions.iter().flatten() {
-        if extension.extn_id == const_oid::db::rfc5280::ID_CE_SUBJECT_ALT_NAME {
-            let names =
-                x509_cert::ext::pkix::SubjectAltName::from_der(extension.extn_value.as_bytes())
-                    .ok()?;
-            for name in &names.0 {
-                let (field, value) = general_name_text(name);
-                sans.push(format!("{field}:{value}"));
-            }
-        }
-    }
+    let sans = crate::name::subject_alt_names(tbs)?;
     let key = crate::public_key::classify(&tbs.subject_public_key_info, 0)
         .map(key_text)
         .unwrap_or_else(|_| "(unsupported key)".into());
     Some((sans, key))
-}
-
-fn hex_bytes(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -171,6 +171,128 @@ fn lists(backend: Backend) {
     assert!(!run.stderr.contains("showing"), "{}", run.stderr);
 }
 
+/// `san` finds certificates by a subjectAltName (any case), also those stored before the names
+/// table existed once the server restarts; `staff_id` matches the subject's serialNumber exactly.
+fn san_and_staff_id(backend: Backend) {
+    let mut server = Server::start(backend, &[]);
+    let enroller = server.user("amb-it", &["device-enroller"]);
+    let mut serials = Vec::new();
+    for id in ["0042", "00421", "7"] {
+        let (_key, pem) = mamori_e2e::device_csr(id);
+        let (status, body) = server.call(
+            "POST",
+            "/api/v1/requests",
+            Some(&enroller.token()),
+            Some(serde_json::json!({"profile": "ambulance-terminal", "csr": pem, "justification": "fleet"})),
+        );
+        assert_eq!(status, 201, "{body}");
+        serials.push(body["serial"].as_str().unwrap().to_string());
+    }
+    server.login(&server.officer);
+    let token = server.officer.token();
+    let found = |server: &Server, token: &str, query: &str| -> Vec<String> {
+        let (status, body, total, _) =
+            page(server, &format!("/api/v1/certificates?{query}"), token);
+        assert_eq!(status, 200, "{query}: {body}");
+        let serials: Vec<String> = body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["serial"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(total, Some(serials.len() as u64), "{query}");
+        serials
+    };
+    let mut both = vec![serials[1].clone(), serials[0].clone()];
+    assert_eq!(
+        found(&server, &token, "san=AMBULANCE%3A0042"),
+        both,
+        "contains, any case, newest first"
+    );
+    assert_eq!(
+        found(&server, &token, "san=ambulance%3A00421"),
+        vec![serials[1].clone()]
+    );
+    assert_eq!(
+        found(&server, &token, "san=urn%3Amamori%3Adevice%3Aambulance%3A7"),
+        vec![serials[2].clone()]
+    );
+    assert!(found(&server, &token, "san=gw.hospital.example").is_empty());
+    // The subject is not a SAN: amb-0042 is only in the CN.
+    assert!(found(&server, &token, "san=amb-0042").is_empty());
+
+    // Rows from before the names table: filled from the DER at the next start.
+    server.sql("DELETE FROM certificate_names");
+    server.sql("DELETE FROM settings WHERE name = 'certificate_names_filled'");
+    assert!(found(&server, &token, "san=ambulance%3A0042").is_empty());
+    server.restart();
+    server.login(&server.officer);
+    let token = server.officer.token();
+    both.sort();
+    let mut again = found(&server, &token, "san=ambulance%3A0042");
+    again.sort();
+    assert_eq!(again, both);
+
+    // Staff numbers: exactly, not as a prefix, any case.
+    let columns = "ca_id, serial, profile_id, subject, tbs_der, not_before, not_after, status, created_at, status_changed_ms";
+    for (serial, subject) in [
+        (
+            "51000000000000000001",
+            "CN=Sato Hanako,serialNumber=EMP-0042",
+        ),
+        (
+            "51000000000000000002",
+            "CN=Sato Jiro,serialNumber=EMP-00421",
+        ),
+        (
+            "51000000000000000003",
+            "serialNumber=EMP-0042+CN=Sato Hanako,O=Hospital",
+        ),
+    ] {
+        let empty = if server.database_url.starts_with("sqlite") {
+            "x''"
+        } else {
+            "''::bytea"
+        };
+        server.sql(&format!(
+            "INSERT INTO certificates ({columns}) VALUES ('issuing', '{serial}', 'staff', '{subject}', {empty}, 0, 4102444800, 'valid', 1700000000, 0)"
+        ));
+    }
+    let mut staff = found(&server, &token, "staff_id=emp-0042");
+    staff.sort();
+    assert_eq!(staff, vec!["51000000000000000001", "51000000000000000003"]);
+    assert_eq!(
+        found(&server, &token, "staff_id=EMP-00421"),
+        vec!["51000000000000000002"]
+    );
+    assert!(found(&server, &token, "staff_id=EMP-004").is_empty());
+    // Through the CLI too.
+    let home = tempfile::tempdir().unwrap();
+    server.cli_login(home.path(), &server.officer);
+    let run = server.cli(
+        home.path(),
+        &["--json", "cert", "list", "--san", "Ambulance:7"],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.json().as_array().unwrap().len(), 1, "{run:?}");
+    let run = server.cli(
+        home.path(),
+        &["--json", "cert", "list", "--staff-id", "EMP-0042"],
+    );
+    assert_eq!(run.json().as_array().unwrap().len(), 2, "{run:?}");
+}
+
+#[test]
+fn certificates_by_san_and_staff_id_sqlite() {
+    san_and_staff_id(Backend::Sqlite);
+}
+
+#[test]
+#[cfg_attr(not(mamori_postgres), ignore = "MAMORI_TEST_POSTGRES_URL is not set")]
+fn certificates_by_san_and_staff_id_postgres() {
+    san_and_staff_id(Backend::Postgres);
+}
+
 #[test]
 fn lists_page_past_a_thousand_rows_sqlite() {
     lists(Backend::Sqlite);

@@ -38,6 +38,14 @@ pub enum CertCommand {
         /// Only those whose subject contains this (a name, a staff number, a device id).
         #[arg(long)]
         subject: Option<String>,
+        /// Only those with a subjectAltName containing this (a host name, an IP address, an
+        /// e-mail address, a device URI; any case).
+        #[arg(long)]
+        san: Option<String>,
+        /// Only the staff certificates of this staff number (the subject's serialNumber,
+        /// exactly, any case).
+        #[arg(long)]
+        staff_id: Option<String>,
         /// Only those whose serial starts with these hex digits.
         #[arg(long)]
         serial: Option<String>,
@@ -143,6 +151,8 @@ pub fn run(conn: &Connection, command: CertCommand, json_out: bool) -> CliResult
             status,
             expiring_within_days,
             subject,
+            san,
+            staff_id,
             serial,
             requester,
             limit,
@@ -153,6 +163,8 @@ pub fn run(conn: &Connection, command: CertCommand, json_out: bool) -> CliResult
                 ("profile", profile),
                 ("status", status),
                 ("subject", subject),
+                ("san", san),
+                ("staff_id", staff_id),
                 ("serial", serial),
                 ("requester", requester),
             ];

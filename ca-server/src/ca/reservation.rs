@@ -11,7 +11,7 @@ use ca_core::serial::serial_hex;
 use diesel::QueryResult;
 
 use crate::error::ServiceError;
-use crate::store::models::CertificateRow;
+use crate::store::models::{CertificateNamesRow, CertificateRow};
 use crate::store::reservation_rows::ReservationRows;
 use crate::store::status::CertificateStatus;
 use crate::store::DbConnection;
@@ -41,7 +41,7 @@ pub fn reserve(
     now: i64,
 ) -> Result<String, ServiceError> {
     let row = reservation(ca, prepared, profile_id, request_id, now);
-    store_reservation(conn, &row)?;
+    store_reservation(conn, &row, &names_row(&row, prepared))?;
     Ok(row.serial)
 }
 
@@ -74,9 +74,22 @@ pub fn reservation(
     }
 }
 
+/// The searchable subjectAltNames of the certificate `row` reserves for `prepared`.
+pub fn names_row(row: &CertificateRow, prepared: &PreparedIssuance) -> CertificateNamesRow {
+    CertificateNamesRow {
+        ca_id: row.ca_id.clone(),
+        serial: row.serial.clone(),
+        names: prepared.names().to_string(),
+    }
+}
+
 /// Stores a reservation built by [`reservation`] (in the caller's transaction, if any).
-pub fn store_reservation(conn: &mut DbConnection, row: &CertificateRow) -> QueryResult<usize> {
-    conn.insert_reservation(row)
+pub fn store_reservation(
+    conn: &mut DbConnection,
+    row: &CertificateRow,
+    names: &CertificateNamesRow,
+) -> QueryResult<usize> {
+    conn.insert_reservation(row, names)
 }
 
 /// Stores the signed certificate over its reservation; call inside the transaction that also

@@ -420,6 +420,7 @@ impl Authority {
             Some(&request.id),
             now,
         );
+        let names = crate::ca::reservation::names_row(&certificate, &prepared);
         let serial = certificate.serial.clone();
         let signed = self.sign_issuance(&request.id, ca, profile, prepared, &serial, actor, now)?;
         certificate.der = Some(signed.der.clone());
@@ -437,7 +438,7 @@ impl Authority {
         let commit = self.writer.queue(move |w| {
             w.add_request(request.clone());
             w.audit(submitted.clone());
-            w.add_certificate(certificate.clone());
+            w.add_certificate(certificate.clone(), names.clone());
             w.audit(entry.clone());
             if let Some(row) = &response {
                 w.add_response(row.clone());

@@ -253,6 +253,8 @@ impl Authority {
                     .map(|days| (now, now + days.min(10_000) as i64 * 86_400)),
                 requester_id: requester.as_deref(),
                 subject: query.subject.as_deref(),
+                san: query.san.as_deref(),
+                staff_id: query.staff_id.as_deref(),
                 serial_prefix: query.serial.as_deref(),
                 after,
             },

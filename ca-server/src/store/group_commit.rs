@@ -30,8 +30,8 @@ use diesel::{Connection, QueryResult};
 use crate::error::ServiceError;
 use crate::store::audit_log::{self, Entry};
 use crate::store::chained_insert::ChainedInsert;
-use crate::store::models::{CertificateRow, OcspResponseRow, RequestRow};
-use crate::store::schema::{certificates, ocsp_responses, requests};
+use crate::store::models::{CertificateNamesRow, CertificateRow, OcspResponseRow, RequestRow};
+use crate::store::schema::{certificate_names, certificates, ocsp_responses, requests};
 use crate::store::{write_transaction, Conn, DbConnection, DbPool, StoreError};
 
 /// The most jobs one transaction takes, so that one batch's commit never waits on an unbounded
@@ -59,9 +59,11 @@ impl Write<'_> {
         self.rows.requests.push(row);
     }
 
-    /// Adds a certificate row, inserted with the batch's other new certificates.
-    pub fn add_certificate(&mut self, row: CertificateRow) {
+    /// Adds a certificate row and its searchable names, inserted with the batch's other new
+    /// certificates.
+    pub fn add_certificate(&mut self, row: CertificateRow, names: CertificateNamesRow) {
         self.rows.certificates.push(row);
+        self.rows.names.push(names);
     }
 
     /// Adds the first OCSP response of a new certificate, inserted with the batch's others.
@@ -81,6 +83,7 @@ impl Write<'_> {
 pub struct Rows {
     requests: Vec<RequestRow>,
     certificates: Vec<CertificateRow>,
+    names: Vec<CertificateNamesRow>,
     responses: Vec<Arc<OcspResponseRow>>,
 }
 
@@ -88,6 +91,7 @@ impl Rows {
     fn append(&mut self, other: &mut Rows) {
         self.requests.append(&mut other.requests);
         self.certificates.append(&mut other.certificates);
+        self.names.append(&mut other.names);
         self.responses.append(&mut other.responses);
     }
 
@@ -106,6 +110,9 @@ impl Rows {
         if !self.certificates.is_empty() {
             chained.push(diesel::insert_into(certificates::table).values(&self.certificates));
         }
+        if !self.names.is_empty() {
+            chained.push(diesel::insert_into(certificate_names::table).values(&self.names));
+        }
         if !self.responses.is_empty() {
             let responses: Vec<&OcspResponseRow> = self.responses.iter().map(|r| &**r).collect();
             chained.push(diesel::insert_into(ocsp_responses::table).values(responses));
@@ -120,6 +127,7 @@ impl Rows {
     fn insert_alone(&mut self, conn: &mut DbConnection) -> QueryResult<()> {
         insert_all!(&mut *conn, requests::table, &self.requests)?;
         insert_all!(&mut *conn, certificates::table, &self.certificates)?;
+        insert_all!(&mut *conn, certificate_names::table, &self.names)?;
         insert_all!(
             &mut *conn,
             ocsp_responses::table,

@@ -32,6 +32,7 @@ pub(crate) use insert_all;
 
 pub mod account_rows;
 pub mod audit_log;
+pub mod certificate_names;
 pub mod chained_insert;
 pub mod checkpoint;
 pub mod crl_rows;
@@ -188,6 +189,8 @@ pub fn open(url: &str, max_size: u32) -> Result<DbPool, StoreError> {
             .map_err(|e| StoreError::Pool(e.to_string()))?;
     }
     migrate(&mut conn)?;
+    certificate_names::fill_missing(&mut conn)
+        .map_err(|e| StoreError::Pool(format!("filling certificate_names: {e}")))?;
     Ok(pool)
 }
 

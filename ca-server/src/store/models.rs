@@ -161,6 +161,15 @@ pub struct CertificateRow {
     pub crl_partition: Option<i32>,
 }
 
+/// A certificate's subjectAltNames as one searchable line (`dns:a.example ip:10.0.0.1`).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = certificate_names)]
+pub struct CertificateNamesRow {
+    pub ca_id: String,
+    pub serial: String,
+    pub names: String,
+}
+
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = published_crls)]
 pub struct PublishedCrlRow {

@@ -23,6 +23,10 @@ pub struct CertificateQuery<'a> {
     pub requester_id: Option<&'a str>,
     /// Only those whose subject contains this text (a name, a staff number: any case).
     pub subject: Option<&'a str>,
+    /// Only those with a subjectAltName containing this text (any case).
+    pub san: Option<&'a str>,
+    /// Only those whose subject's serialNumber is exactly this (any case).
+    pub staff_id: Option<&'a str>,
     /// Only those whose serial (lower-case hex) starts with this.
     pub serial_prefix: Option<&'a str>,
     /// Only those listed after this one: (created_at, CA, serial) of the last row of the page
@@ -418,6 +422,32 @@ impl RequestRows for DbConnection {
                         like_text(&text.to_lowercase())
                     )),
                 );
+            }
+            if let Some(text) = query.san {
+                rows = rows.filter(diesel::dsl::exists(
+                    certificate_names::table
+                        .filter(certificate_names::ca_id.eq(certificates::ca_id))
+                        .filter(certificate_names::serial.eq(certificates::serial))
+                        .filter(
+                            diesel::dsl::sql::<diesel::sql_types::Bool>(
+                                "lower(certificate_names.names) LIKE ",
+                            )
+                            .bind::<diesel::sql_types::Text, _>(
+                                format!("%{}%", like_text(&text.to_lowercase())),
+                            ),
+                        ),
+                ));
+            }
+            if let Some(id) = query.staff_id {
+                // RFC 4514: the attribute ends the subject, or a comma or plus sign follows it.
+                let exact = format!("%serialnumber={}", like_text(&id.to_lowercase()));
+                let [last, comma, plus] =
+                    [exact.clone(), format!("{exact},%"), format!("{exact}+%")];
+                let like = |pattern: String| {
+                    diesel::dsl::sql::<diesel::sql_types::Bool>("lower(subject) LIKE ")
+                        .bind::<diesel::sql_types::Text, _>(pattern)
+                };
+                rows = rows.filter(like(last).or(like(comma)).or(like(plus)));
             }
             if let Some(prefix) = query.serial_prefix {
                 rows = rows.filter(

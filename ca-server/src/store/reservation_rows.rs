@@ -4,25 +4,37 @@
 
 use diesel::prelude::*;
 
-use super::models::CertificateRow;
-use super::schema::certificates;
+use super::models::{CertificateNamesRow, CertificateRow};
+use super::schema::{certificate_names, certificates};
 use super::status::CertificateStatus;
 use super::DbConnection;
 
 /// What reserved signing asks of the database.
 pub trait ReservationRows {
-    /// Stores a `reserved` row (in the caller's transaction, if any).
-    fn insert_reservation(&mut self, row: &CertificateRow) -> QueryResult<usize>;
+    /// Stores a `reserved` row and its searchable names (in the caller's transaction, if any).
+    fn insert_reservation(
+        &mut self,
+        row: &CertificateRow,
+        names: &CertificateNamesRow,
+    ) -> QueryResult<usize>;
 
     /// Stores the signed certificate over its reservation and marks it valid.
     fn mark_issued(&mut self, ca_id: &str, serial: &str, der: &[u8]) -> QueryResult<usize>;
 }
 
 impl ReservationRows for DbConnection {
-    fn insert_reservation(&mut self, row: &CertificateRow) -> QueryResult<usize> {
-        diesel::insert_into(certificates::table)
+    fn insert_reservation(
+        &mut self,
+        row: &CertificateRow,
+        names: &CertificateNamesRow,
+    ) -> QueryResult<usize> {
+        let stored = diesel::insert_into(certificates::table)
             .values(row)
-            .execute(self)
+            .execute(self)?;
+        diesel::insert_into(certificate_names::table)
+            .values(names)
+            .execute(self)?;
+        Ok(stored)
     }
 
     fn mark_issued(&mut self, ca_id: &str, serial: &str, der: &[u8]) -> QueryResult<usize> {

@@ -120,6 +120,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    certificate_names (ca_id, serial) {
+        ca_id -> Text,
+        serial -> Text,
+        names -> Text,
+    }
+}
+
+diesel::table! {
     certificates (ca_id, serial) {
         ca_id -> Text,
         serial -> Text,
@@ -225,6 +233,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     requests,
     decisions,
     certificates,
+    certificate_names,
     crl_sequences,
     published_crls,
     published_crl_chunks,
