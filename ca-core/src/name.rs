@@ -167,56 +167,6 @@ pub fn first_attribute(name: &Name, kind: AttributeKind) -> Option<String> {
         .and_then(|atv| attribute_text(&atv.value))
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn searchable_names_read_a_certificate_or_its_body() {
-        use der::{Decode, Encode};
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params =
-            rcgen::CertificateParams::new(vec!["gw.hospital.example".to_string()]).unwrap();
-        params
-            .subject_alt_names
-            .push(rcgen::SanType::IpAddress("10.0.0.1".parse().unwrap()));
-        let der = params.self_signed(&key).unwrap().der().to_vec();
-        let expected = "dns:gw.hospital.example ip:10.0.0.1";
-        assert_eq!(searchable_names(&der).as_deref(), Some(expected));
-        let tbs = x509_cert::Certificate::from_der(&der)
-            .unwrap()
-            .tbs_certificate
-            .to_der()
-            .unwrap();
-        assert_eq!(searchable_names(&tbs).as_deref(), Some(expected));
-        assert_eq!(searchable_names(b"not DER"), None);
-    }
-
-    use super::*;
-    use der::Encode;
-
-    #[test]
-    fn builds_and_reads_names() {
-        let name = build_name(&[
-            (AttributeKind::C, "JP".into()),
-            (AttributeKind::O, "病院グループ".into()),
-            (AttributeKind::CN, "Issuing CA".into()),
-        ])
-        .unwrap();
-        assert!(name.to_der().is_ok());
-        assert_eq!(
-            first_attribute(&name, AttributeKind::O).unwrap(),
-            "病院グループ"
-        );
-        let c = name_attributes(&name).next().unwrap();
-        assert_eq!(c.value.tag(), Tag::PrintableString);
-    }
-
-    #[test]
-    fn rejects_bad_country() {
-        assert!(build_name(&[(AttributeKind::C, "JPN".into())]).is_err());
-        assert!(build_name(&[(AttributeKind::SerialNumber, "a_b".into())]).is_err());
-    }
-}
-
 /// One subjectAltName as `(type, text)`: `("dns", "gw.hospital.example")`, `("ip", "10.0.0.1")`,
 /// `("email", ...)`, `("uri", ...)`; other forms are named but not decoded.
 pub fn general_name_text(name: &GeneralName) -> (&'static str, String) {
@@ -269,4 +219,54 @@ pub fn searchable_names(der: &[u8]) -> Option<String> {
         Err(_) => x509_cert::Certificate::from_der(der).ok()?.tbs_certificate,
     };
     Some(subject_alt_names(&tbs)?.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn searchable_names_read_a_certificate_or_its_body() {
+        use der::{Decode, Encode};
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(vec!["gw.hospital.example".to_string()]).unwrap();
+        params
+            .subject_alt_names
+            .push(rcgen::SanType::IpAddress("10.0.0.1".parse().unwrap()));
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        let expected = "dns:gw.hospital.example ip:10.0.0.1";
+        assert_eq!(searchable_names(&der).as_deref(), Some(expected));
+        let tbs = x509_cert::Certificate::from_der(&der)
+            .unwrap()
+            .tbs_certificate
+            .to_der()
+            .unwrap();
+        assert_eq!(searchable_names(&tbs).as_deref(), Some(expected));
+        assert_eq!(searchable_names(b"not DER"), None);
+    }
+
+    use super::*;
+    use der::Encode;
+
+    #[test]
+    fn builds_and_reads_names() {
+        let name = build_name(&[
+            (AttributeKind::C, "JP".into()),
+            (AttributeKind::O, "病院グループ".into()),
+            (AttributeKind::CN, "Issuing CA".into()),
+        ])
+        .unwrap();
+        assert!(name.to_der().is_ok());
+        assert_eq!(
+            first_attribute(&name, AttributeKind::O).unwrap(),
+            "病院グループ"
+        );
+        let c = name_attributes(&name).next().unwrap();
+        assert_eq!(c.value.tag(), Tag::PrintableString);
+    }
+
+    #[test]
+    fn rejects_bad_country() {
+        assert!(build_name(&[(AttributeKind::C, "JPN".into())]).is_err());
+        assert!(build_name(&[(AttributeKind::SerialNumber, "a_b".into())]).is_err());
+    }
 }

@@ -299,8 +299,6 @@ pub fn summarize(csr: &VerifiedCsr, context: &ReviewContext<'_>) -> CsrSummary {
     }
 }
 
-/// A subjectAltName entry as (`dns` | `email` | `uri` | `ip` | `other`, its text).
-
 /// An issued certificate's subjectAltNames (`type:value`, as [`CsrSummary::sans`]) and key (as
 /// [`CsrSummary::key`]), for showing a certificate; `None` when the DER does not parse.
 pub fn certificate_names_and_key(der: &[u8]) -> Option<(Vec<String>, String)> {

@@ -20,3 +20,4 @@ pub mod ocsp;
 pub mod ra;
 pub mod secrets;
 pub mod store;
+pub mod web;

@@ -323,6 +323,10 @@ fn serve(config: Config, passphrase: zeroize::Zeroizing<String>, dev: bool) -> a
         config.api_addr,
         config.data_dir.join("root-ca.pem").display()
     );
+    println!(
+        "web console:     https://{}/  (open in a browser; sign in with a user's password and TOTP code / ブラウザで開いてください)",
+        config.api_addr
+    );
     run_server(authority, Some((chain, key)))
 }
 

@@ -335,6 +335,7 @@ fn bare_errors<B: actix_web::body::MessageBody + 'static>(
                 .is_some_and(|t| {
                     t.starts_with("application/problem+json")
                         || t.starts_with("application/ocsp-response")
+                        || t.starts_with("text/html")
                 });
             if typed {
                 return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
@@ -583,10 +584,14 @@ pub async fn serve(
                             );
                             headers
                                 .insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-                            headers.insert(
-                                header::CONTENT_SECURITY_POLICY,
-                                HeaderValue::from_static("default-src 'none'"),
-                            );
+                            // Console pages set their own policy (scripts and styles
+                            // from this server); everything else gets none at all.
+                            if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+                                headers.insert(
+                                    header::CONTENT_SECURITY_POLICY,
+                                    HeaderValue::from_static("default-src 'none'"),
+                                );
+                            }
                             headers.insert(
                                 header::CACHE_CONTROL,
                                 HeaderValue::from_static("no-store"),
@@ -599,6 +604,7 @@ pub async fn serve(
                         }
                     })
                     .configure(api_routes)
+                    .configure(crate::web::routes)
                     .default_service(web::to(not_found))
             }),
         )

@@ -12,6 +12,9 @@ use super::DbConnection;
 /// The setting that records that every older certificate has its names row.
 const FILLED: &str = "certificate_names_filled";
 
+/// A certificate without a names row: CA, serial, DER (once signed), reserved TBS.
+type Unnamed = (String, String, Option<Vec<u8>>, Vec<u8>);
+
 /// Rows read and written per round of [`fill_missing`].
 const BATCH: i64 = 500;
 
@@ -23,7 +26,7 @@ pub fn fill_missing(conn: &mut DbConnection) -> anyhow::Result<usize> {
     }
     let mut filled = 0;
     loop {
-        let missing: Vec<(String, String, Option<Vec<u8>>, Vec<u8>)> = certificates::table
+        let missing: Vec<Unnamed> = certificates::table
             .filter(diesel::dsl::not(diesel::dsl::exists(
                 certificate_names::table.filter(
                     certificate_names::ca_id
