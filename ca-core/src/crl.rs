@@ -96,6 +96,21 @@ impl RevocationReason {
         }
     }
 
+    /// RFC 5280's name (§5.3.1), as relying parties and `openssl` write it: `keyCompromise`.
+    pub fn rfc5280_name(self) -> &'static str {
+        match self {
+            RevocationReason::Unspecified => "unspecified",
+            RevocationReason::KeyCompromise => "keyCompromise",
+            RevocationReason::CaCompromise => "cACompromise",
+            RevocationReason::AffiliationChanged => "affiliationChanged",
+            RevocationReason::Superseded => "superseded",
+            RevocationReason::CessationOfOperation => "cessationOfOperation",
+            RevocationReason::CertificateHold => "certificateHold",
+            RevocationReason::PrivilegeWithdrawn => "privilegeWithdrawn",
+            RevocationReason::RemoveFromCrl => "removeFromCRL",
+        }
+    }
+
     /// Parses the kebab-case name.
     pub fn parse(name: &str) -> Option<Self> {
         [

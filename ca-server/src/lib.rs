@@ -9,6 +9,7 @@
 pub mod accounts;
 pub use ca_api as api;
 pub mod backup;
+pub mod blocking;
 pub mod bootstrap;
 pub mod ca;
 pub mod config;

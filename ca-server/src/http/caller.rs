@@ -34,14 +34,7 @@ pub fn bearer(request: &HttpRequest) -> Result<String, ServiceError> {
     Ok(token.to_string())
 }
 
-/// Runs `f` on actix's blocking pool (database work, password hashing, signing).
-pub async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
-) -> Result<T, ServiceError> {
-    web::block(f)
-        .await
-        .map_err(|e| ServiceError::Internal(e.to_string()))?
-}
+pub use crate::blocking::blocking;
 
 /// A caller whose session is valid, whatever the state of their password: only for who-am-I,
 /// log out and change password, which a caller with an admin-set password may still use.

@@ -27,8 +27,15 @@ fn status_text(s: &WebSession, status: &str) -> String {
     .to_string()
 }
 
+/// A stored revocation reason as RFC 5280 names it (`keyCompromise`).
+fn reason_text(stored: &str) -> &str {
+    RevocationReason::parse(stored)
+        .map(RevocationReason::rfc5280_name)
+        .unwrap_or(stored)
+}
+
 /// A table of certificates (search results, the dashboard's parts).
-pub fn table(s: &WebSession, rows: &[CertificateView]) -> Markup {
+pub fn listing(s: &WebSession, rows: &[CertificateView]) -> Markup {
     let v = &s.viewer;
     html! {
         @if rows.is_empty() {
@@ -47,7 +54,7 @@ pub fn table(s: &WebSession, rows: &[CertificateView]) -> Markup {
                         td class="mono" { a href={ "/certificates/" (c.ca) "/" (c.serial) } { (c.serial) } }
                         td { (c.subject) }
                         td { (c.profile) }
-                        td { (status_text(s, &c.status)) @if let Some(r) = &c.revocation_reason { " (" (r) ")" } }
+                        td { (status_text(s, &c.status)) @if let Some(r) = &c.revocation_reason { " (" (reason_text(r)) ")" } }
                         td { (v.time(&c.not_after)) }
                     }
                 } }
@@ -112,7 +119,7 @@ pub async fn list(request: HttpRequest, query: web::Query<CertificateListQuery>)
         @match &found {
             Ok(p) => {
                 p { (p.total) (v.t(" 件", " found")) }
-                (table(&s, &p.items))
+                (listing(&s, &p.items))
                 @if let Some(next) = &p.next {
                     p { a href={ (next_href(&request, next)) } { (v.t("次のページ", "Next page")) } }
                 }
@@ -195,7 +202,7 @@ fn detail(
             dt { (v.t("状態", "Status")) }
             dd {
                 (status_text(s, &c.status))
-                @if let Some(r) = &c.revocation_reason { " (" (r) ")" }
+                @if let Some(r) = &c.revocation_reason { " (" (reason_text(r)) ")" }
                 @if let Some(at) = &c.revoked_at { " " (v.time(at)) }
             }
         }

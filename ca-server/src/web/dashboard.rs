@@ -82,7 +82,7 @@ pub async fn dashboard(request: HttpRequest) -> HttpResponse {
             @match &pending {
                 Ok(p) => {
                     @let mine: Vec<_> = p.items.iter().filter(|r| approver && r.requester != me).cloned().collect();
-                    (super::requests::table(&s, &mine))
+                    (super::requests::listing(&s, &mine))
                 }
                 Err(e) => p class="error" { (super::layout::error_text(v, e)) }
             }
@@ -92,7 +92,7 @@ pub async fn dashboard(request: HttpRequest) -> HttpResponse {
             @match &expiring {
                 Ok(p) => {
                     p { (p.total) (v.t(" 件", " in all")) " — " a href="/certificates?status=valid&expiring_within_days=30" { (v.t("すべて表示", "show all")) } }
-                    (super::certificates::table(&s, &p.items))
+                    (super::certificates::listing(&s, &p.items))
                 }
                 Err(e) => p class="error" { (super::layout::error_text(v, e)) }
             }
@@ -100,7 +100,7 @@ pub async fn dashboard(request: HttpRequest) -> HttpResponse {
         section aria-labelledby="revoked" {
             h2 id="revoked" { (v.t("最近の失効", "Recent revocations")) }
             @match &revoked {
-                Ok(p) => (super::certificates::table(&s, &p.items)),
+                Ok(p) => (super::certificates::listing(&s, &p.items)),
                 Err(e) => p class="error" { (super::layout::error_text(v, e)) }
             }
         }

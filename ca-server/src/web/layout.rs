@@ -23,7 +23,9 @@ pub fn html(status: StatusCode, page: Markup) -> HttpResponse {
         .insert_header((header::CONTENT_SECURITY_POLICY, CSP))
         .insert_header((header::X_FRAME_OPTIONS, "DENY"))
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        // same-origin, not no-referrer: with no-referrer browsers send `Origin: null` on
+        // this site's own forms, and the Origin check needs the real one.
+        .insert_header((header::REFERRER_POLICY, "same-origin"))
         .body(page.into_string())
 }
 

@@ -10,12 +10,12 @@ use subtle::ConstantTimeEq;
 
 use super::layout::{error_text, html, page};
 use super::session::{
-    expired_cookie, redirect, same_origin, signed_in, strict_cookie, LOGIN_COOKIE, SESSION_COOKIE,
+    blocking, expired_cookie, redirect, same_origin, signed_in, strict_cookie, State, LOGIN_COOKIE,
+    SESSION_COOKIE,
 };
 use super::viewer::{Viewer, LANG_COOKIE};
 use crate::api::{LoginRequest, PasswordChangeRequest};
 use crate::error::ServiceError;
-use crate::http::caller::{blocking, State};
 
 /// The sign-in form.
 #[derive(Deserialize)]
@@ -77,10 +77,15 @@ pub async fn login(request: HttpRequest, form: web::Form<LoginForm>) -> HttpResp
         .map(|c| c.value().to_string())
         .unwrap_or_default();
     let fresh = || hex::encode(crate::secrets::random_bytes(16).unwrap_or_default());
-    if same_origin(&request).is_err()
-        || cookie.is_empty()
-        || !bool::from(cookie.as_bytes().ct_eq(form.csrf.as_bytes()))
-    {
+    let origin_ok = same_origin(&request).is_ok();
+    let token_ok = !cookie.is_empty() && bool::from(cookie.as_bytes().ct_eq(form.csrf.as_bytes()));
+    if !origin_ok || !token_ok {
+        tracing::info!(
+            origin_ok,
+            has_cookie = !cookie.is_empty(),
+            token_ok,
+            "console sign-in form refused"
+        );
         let text = viewer.t(
             "フォームの有効期限が切れました。もう一度入力してください。",
             "The form expired; please enter your details again.",

@@ -39,7 +39,7 @@ fn status_text(s: &WebSession, status: &str) -> String {
 }
 
 /// A table of requests (the queue, the dashboard's part).
-pub fn table(s: &WebSession, rows: &[RequestView]) -> Markup {
+pub fn listing(s: &WebSession, rows: &[RequestView]) -> Markup {
     let v = &s.viewer;
     html! {
         @if rows.is_empty() {
@@ -100,7 +100,7 @@ pub async fn list(request: HttpRequest, filter: web::Query<ListFilter>) -> HttpR
             a class="action" href="/requests/new" { (v.t("新しい申請", "New request")) }
         }
         p { (page_of.total) (v.t(" 件", " in all")) }
-        (table(&s, &page_of.items))
+        (listing(&s, &page_of.items))
         @if let Some(next) = &page_of.next {
             p { a href={ "/requests?status=" (status) "&cursor=" (crate::api::url_escape(next)) } { (v.t("次のページ", "Next page")) } }
         }

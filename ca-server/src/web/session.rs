@@ -12,9 +12,12 @@ use subtle::ConstantTimeEq;
 
 use super::viewer::Viewer;
 use crate::accounts::Caller;
+pub use crate::blocking::blocking;
 use crate::error::ServiceError;
-use crate::http::caller::{blocking, State};
 use crate::ra::Authority;
+
+/// The listener's state, as the API registers it (`web::Data<Arc<Authority>>`).
+pub type State = actix_web::web::Data<Arc<Authority>>;
 
 /// The session cookie (the session token itself; the API takes tokens only as bearer tokens).
 pub const SESSION_COOKIE: &str = "mamori_session";
@@ -81,11 +84,9 @@ pub fn same_origin(request: &HttpRequest) -> Result<(), ServiceError> {
     let Some(origin) = request.headers().get(header::ORIGIN) else {
         return Ok(());
     };
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
+    // The Host header, or HTTP/2's :authority (browsers speak HTTP/2 over TLS).
+    let info = request.connection_info();
+    let host = info.host();
     let origin = origin.to_str().unwrap_or("");
     if origin == format!("https://{host}") {
         Ok(())

@@ -1,0 +1,261 @@
+//! The web console in a real browser: Debian's chromium, headless, driven over WebDriver by
+//! chromedriver (`mamori_e2e::webdriver`). A vendor pastes a CSR and submits, two officers
+//! approve in the browser with fresh TOTP codes, an officer revokes and OCSP says revoked; the
+//! pages render in Japanese; a form without this session's CSRF token, or from another origin,
+//! is refused; no page can be framed. Screenshots of each page go to
+//! `$MAMORI_ARTIFACTS_DIR/screenshots` (or `target/console-screenshots`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use mamori_e2e::webdriver::{missing, Browser};
+use mamori_e2e::{csr, issuing_certificate, ocsp_status, workspace_root, Backend, Person, Server};
+
+fn shots_dir() -> std::path::PathBuf {
+    match std::env::var_os("MAMORI_ARTIFACTS_DIR") {
+        Some(dir) => std::path::PathBuf::from(dir).join("screenshots"),
+        None => workspace_root().join("target").join("console-screenshots"),
+    }
+}
+
+/// Signs `person` in through the sign-in form.
+fn sign_in(browser: &Browser, server: &Server, person: &Person) {
+    browser.go(&format!("{}/login", server.api_url));
+    browser.type_into("#username", &person.username);
+    browser.type_into("#password", &person.password);
+    browser.type_into("#totp", &person.code());
+    browser.click("main button[type=submit]");
+    browser.wait_for("Sign out");
+}
+
+fn sign_out(browser: &Browser) {
+    browser.click("header form button");
+    browser.wait_for("name=\"username\"");
+}
+
+#[test]
+fn officers_approve_and_revoke_in_a_real_browser() {
+    if let Some(why) = missing() {
+        eprintln!("SKIPPED: the console browser test needs chromium: {why}");
+        return;
+    }
+    let server = Server::start(Backend::Sqlite, &[]);
+    let vendor = server.user("acme", &["vendor"]);
+    let browser = Browser::start("Asia/Tokyo", "en-US", &shots_dir());
+
+    // No session: every page sends the browser to the sign-in page.
+    browser.go(&format!("{}/", server.api_url));
+    assert!(browser.url().ends_with("/login"), "{}", browser.url());
+    // The browser tells the server its zone once (app.js); from then on times name it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !browser
+        .script("return document.cookie;", serde_json::json!([]))
+        .as_str()
+        .unwrap_or("")
+        .contains("mamori_tz=Asia/Tokyo")
+    {
+        assert!(std::time::Instant::now() < deadline, "app.js set no zone");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    browser.screenshot("01-sign-in");
+
+    // A wrong code is refused with a message, and nothing else happens.
+    browser.go(&format!("{}/login", server.api_url));
+    browser.type_into("#username", &vendor.username);
+    browser.type_into("#password", &vendor.password);
+    browser.type_into("#totp", "000000");
+    browser.click("main button[type=submit]");
+    browser.wait_for("The user name, password or code is wrong.");
+
+    // The vendor pastes a CSR and asks for tomorrow 09:00-17:00, Tokyo time.
+    sign_in(&browser, &server, &vendor);
+    browser.go(&format!("{}/requests/new", server.api_url));
+    let (_key, pem) = csr(
+        &[
+            (rcgen::DnType::OrganizationName, "Acme Medical"),
+            (rcgen::DnType::CommonName, "acme-engineer-1"),
+        ],
+        vec![],
+    );
+    let tomorrow = ca_core::time::UnixTime::now().as_secs() + 86_400;
+    let day = mamori_e2e::rfc3339(tomorrow)[..10].to_string();
+    browser.set_value("#profile", "vendor-maintenance");
+    browser.set_value("#csr", &pem);
+    browser.type_into("#justification", "CT firmware update");
+    browser.type_into("#work_order", "WO-2026-1123");
+    browser.set_value("#not_before", &format!("{day}T09:00"));
+    browser.set_value("#not_after", &format!("{day}T17:00"));
+    browser.screenshot("02-new-request");
+    browser.click("main form button[type=submit]");
+    let html = browser.wait_for("Decisions");
+    let url = browser.url();
+    let id = url.rsplit('/').next().unwrap().to_string();
+    assert!(id.starts_with("req-"), "{url}");
+    assert!(
+        html.contains(&format!("{day} 09:00 JST (Asia/Tokyo)")),
+        "{html}"
+    );
+    assert!(html.contains("8 h 0 min"), "{html}");
+    // Nobody approves their own request: no decision form for the requester.
+    assert!(!html.contains("name=\"verdict\""), "{html}");
+    sign_out(&browser);
+
+    // Two officers approve, each in the browser with a fresh code.
+    for (n, officer) in [&server.officer, &server.admin].into_iter().enumerate() {
+        sign_in(&browser, &server, officer);
+        let dashboard = browser.wait_for("Waiting for your approval");
+        assert!(
+            dashboard.contains(&id),
+            "the dashboard lists the request: {dashboard}"
+        );
+        if n == 0 {
+            browser.screenshot("03-dashboard");
+        }
+        browser.go(&format!("{}/requests/{id}", server.api_url));
+        let detail = browser.wait_for("The CSR, decoded");
+        for shown in [
+            "acme-engineer-1",
+            "Acme Medical",
+            "WO-2026-1123",
+            "CT firmware update",
+        ] {
+            assert!(detail.contains(shown), "{shown} on the request page");
+        }
+        if n == 0 {
+            browser.screenshot("04-request");
+        }
+        browser.type_into("#totp", &officer.code());
+        browser.type_into("#comment", "WO checked");
+        browser.click("button[value=approve]");
+        browser.wait_for(&format!("{} / 2", n + 1));
+        if n == 0 {
+            sign_out(&browser);
+        }
+    }
+    let issued = browser.wait_for("The issued certificate");
+    assert!(issued.contains("issued"), "{issued}");
+
+    // The certificate page: who asked and approved; revoke with a reason and a fresh code.
+    browser.click("main a[href^='/certificates/']");
+    let certificate = browser.wait_for("Request and approvals");
+    assert!(
+        certificate.contains("officer") && certificate.contains("acme"),
+        "{certificate}"
+    );
+    browser.screenshot("05-certificate");
+    let serial = browser.url().rsplit('/').next().unwrap().to_string();
+    let session = browser.cookie("mamori_session").expect("a session cookie");
+    let csrf = certificate
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+
+    // A form without this session's CSRF token, or from another origin, changes nothing.
+    let post = |token: &str, origin: Option<&str>| {
+        let mut request = server
+            .client
+            .post(format!(
+                "{}/certificates/issuing/{serial}/status",
+                server.api_url
+            ))
+            .header("cookie", format!("mamori_session={session}"))
+            .form(&[
+                ("action", "hold"),
+                ("totp", "000000"),
+                ("comment", "forged"),
+                ("csrf", token),
+            ]);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send().unwrap()
+    };
+    assert_eq!(post("", None).status().as_u16(), 403);
+    assert_eq!(
+        post("0123456789abcdef0123456789abcdef", None)
+            .status()
+            .as_u16(),
+        403
+    );
+    assert_eq!(
+        post(&csrf, Some("https://evil.example")).status().as_u16(),
+        403
+    );
+    // The API takes no cookie: the console's session is not a bearer token there.
+    let api = server
+        .client
+        .get(format!("{}/api/v1/me", server.api_url))
+        .header("cookie", format!("mamori_session={session}"))
+        .send()
+        .unwrap();
+    assert_eq!(api.status().as_u16(), 401);
+
+    browser.set_value("#reason", "key-compromise");
+    browser.type_into("#totp", &server.admin.code());
+    browser.type_into("#comment", "laptop stolen");
+    browser.click("button[value=revoke]");
+    let revoked = browser.wait_for("keyCompromise");
+    assert!(revoked.contains("revoked"), "{revoked}");
+    let der = server
+        .client
+        .get(format!(
+            "{}/api/v1/certificates/issuing/{serial}?format=der",
+            server.api_url
+        ))
+        .bearer_auth({
+            server.login(&server.officer);
+            server.officer.token()
+        })
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let leaf = openssl::x509::X509::from_der(&der).unwrap();
+    let issuer = issuing_certificate(&server.public_url);
+    assert_eq!(ocsp_status(&server.public_url, &leaf, &issuer), "revoked");
+
+    // Search by SAN-less subject text and by serial.
+    browser.go(&format!(
+        "{}/certificates?subject=acme-engineer&status=revoked",
+        server.api_url
+    ));
+    let found = browser.wait_for("1 found");
+    assert!(found.contains(&serial), "{found}");
+    browser.screenshot("06-certificates");
+
+    // Japanese pages.
+    browser.go(&format!("{}/lang/ja", server.api_url));
+    let ja = browser.wait_for("ダッシュボード");
+    assert!(ja.contains("<html lang=\"ja\""), "{ja}");
+    assert!(ja.contains("あなたの承認待ち"), "{ja}");
+    browser.screenshot("07-dashboard-ja");
+    browser.go(&format!("{}/audit", server.api_url));
+    let audit = browser.wait_for("ハッシュチェーンは正常です");
+    assert!(audit.contains("certificate.revoke"), "{audit}");
+    browser.screenshot("08-audit-ja");
+
+    // No page can be framed by another site; nothing inline may run.
+    let login = server
+        .client
+        .get(format!("{}/login", server.api_url))
+        .send()
+        .unwrap();
+    let csp = login.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+        "{csp}"
+    );
+    assert_eq!(login.headers()["x-frame-options"], "DENY");
+    assert_eq!(login.headers()["cache-control"], "no-store");
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().to_string();
+    for part in ["HttpOnly", "Secure", "SameSite=Strict"] {
+        assert!(cookie.contains(part), "{cookie}");
+    }
+}
