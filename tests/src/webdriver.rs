@@ -151,6 +151,15 @@ impl Browser {
         )
     }
 
+    /// Runs `script`, which calls its last argument with the result when done (promises).
+    pub fn script_async(&self, script: &str, args: Value) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/async",
+            Some(json!({ "script": script, "args": args })),
+        )
+    }
+
     fn find(&self, css: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {

@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use mamori_e2e::webdriver::{missing, Browser};
-use mamori_e2e::{csr, issuing_certificate, ocsp_status, workspace_root, Backend, Person, Server};
+use mamori_e2e::{issuing_certificate, ocsp_status, workspace_root, Backend, Person, Server};
 
 fn shots_dir() -> std::path::PathBuf {
     match std::env::var_os("MAMORI_ARTIFACTS_DIR") {
@@ -66,20 +66,33 @@ fn officers_approve_and_revoke_in_a_real_browser() {
     browser.click("main button[type=submit]");
     browser.wait_for("The user name, password or code is wrong.");
 
-    // The vendor pastes a CSR and asks for tomorrow 09:00-17:00, Tokyo time.
+    // The vendor makes a key and CSR in the browser (WebCrypto; the key stays in this
+    // browser's IndexedDB) and asks for tomorrow 09:00-17:00, Tokyo time.
     sign_in(&browser, &server, &vendor);
     browser.go(&format!("{}/requests/new", server.api_url));
-    let (_key, pem) = csr(
-        &[
-            (rcgen::DnType::OrganizationName, "Acme Medical"),
-            (rcgen::DnType::CommonName, "acme-engineer-1"),
-        ],
-        vec![],
-    );
     let tomorrow = ca_core::time::UnixTime::now().as_secs() + 86_400;
     let day = mamori_e2e::rfc3339(tomorrow)[..10].to_string();
     browser.set_value("#profile", "vendor-maintenance");
-    browser.set_value("#csr", &pem);
+    browser.type_into("#keygen-o", "Acme Medical");
+    browser.type_into("#keygen-cn", "acme-engineer-1");
+    browser.type_into("#keygen-email", "eng1@acme.example");
+    browser.click("#keygen-button");
+    browser.wait_for("The key was made in this browser");
+    let pem = browser
+        .script(
+            "return document.getElementById('csr').value;",
+            serde_json::json!([]),
+        )
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        pem.starts_with("-----BEGIN CERTIFICATE REQUEST-----"),
+        "{pem}"
+    );
+    // openssl reads the browser's CSR and its signature verifies.
+    let parsed = openssl::x509::X509Req::from_pem(pem.as_bytes()).expect("openssl parses the CSR");
+    assert!(parsed.verify(&parsed.public_key().unwrap()).unwrap());
     browser.type_into("#justification", "CT firmware update");
     browser.type_into("#work_order", "WO-2026-1123");
     browser.set_value("#not_before", &format!("{day}T09:00"));
@@ -237,6 +250,80 @@ fn officers_approve_and_revoke_in_a_real_browser() {
     assert!(audit.contains("certificate.revoke"), "{audit}");
     browser.screenshot("08-audit-ja");
 
+    // The vendor, back in the same browser, bundles the key (still only in the browser) and
+    // the issued chain as an encrypted PKCS#12; openssl opens it with the passphrase.
+    browser.go(&format!("{}/lang/en", server.api_url));
+    browser.wait_for("Sign out");
+    sign_out(&browser);
+    sign_in(&browser, &server, &vendor);
+    browser.go(&format!("{}/requests/{id}", server.api_url));
+    browser.wait_for("Bundle key and certificate as PKCS#12");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while browser
+        .script(
+            "return document.getElementById('bundle').hidden;",
+            serde_json::json!([]),
+        )
+        .as_bool()
+        .unwrap()
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", browser.source());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    browser.type_into("#bundle-pass", "a bundle passphrase");
+    browser.click("#bundle-button");
+    browser.wait_for("Ready: download it.");
+    browser.screenshot("09-pkcs12");
+    let p12 = browser.script_async(
+        "const done = arguments[arguments.length - 1];
+         fetch(document.getElementById('bundle-link').href)
+           .then(r => r.arrayBuffer())
+           .then(b => { let s = ''; new Uint8Array(b).forEach(x => s += String.fromCharCode(x)); done(btoa(s)); })
+           .catch(e => done('error: ' + e));",
+        serde_json::json!([]),
+    );
+    let p12 = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(p12.as_str().unwrap())
+            .unwrap_or_else(|e| panic!("{p12}: {e}"))
+    };
+    let scratch = tempfile::tempdir().unwrap();
+    let file = scratch.path().join("acme.p12");
+    std::fs::write(&file, &p12).unwrap();
+    let opened = std::process::Command::new("openssl")
+        .args(["pkcs12", "-in"])
+        .arg(&file)
+        .args(["-passin", "pass:a bundle passphrase", "-nodes"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&opened.stdout);
+    assert!(
+        opened.status.success(),
+        "openssl pkcs12: {}",
+        String::from_utf8_lossy(&opened.stderr)
+    );
+    assert!(text.contains("-----BEGIN PRIVATE KEY-----"), "{text}");
+    assert_eq!(
+        text.matches("-----BEGIN CERTIFICATE-----").count(),
+        3,
+        "leaf, issuing CA, root"
+    );
+    let key = openssl::pkey::PKey::private_key_from_pem(text.as_bytes()).unwrap();
+    let cert = openssl::x509::X509::from_pem(text.as_bytes()).unwrap();
+    assert!(
+        cert.public_key().unwrap().public_eq(&key),
+        "the key is the certificate's"
+    );
+    assert_eq!(cert, leaf);
+    let wrong = std::process::Command::new("openssl")
+        .args(["pkcs12", "-in"])
+        .arg(&file)
+        .args(["-passin", "pass:not the passphrase", "-nodes"])
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success(), "a wrong passphrase opens nothing");
+
     // No page can be framed by another site; nothing inline may run.
     let login = server
         .client
@@ -258,4 +345,70 @@ fn officers_approve_and_revoke_in_a_real_browser() {
     for part in ["HttpOnly", "Secure", "SameSite=Strict"] {
         assert!(cookie.contains(part), "{cookie}");
     }
+}
+
+/// Four eyes in the browser: an admin asks for an account and sees one half of its enrolment
+/// code, another officer approves and sees the other; the two halves enrol the new user.
+#[test]
+fn accounts_are_made_by_two_people_in_the_browser() {
+    if let Some(why) = missing() {
+        eprintln!("SKIPPED: the console browser test needs chromium: {why}");
+        return;
+    }
+    let server = Server::start(Backend::Sqlite, &[]);
+    let browser = Browser::start("UTC", "ja", &shots_dir());
+    let half = |browser: &Browser| -> String {
+        let html = browser.wait_for("id=\"code-half\"");
+        html.split("id=\"code-half\">")
+            .nth(1)
+            .unwrap()
+            .split('<')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+
+    sign_in_as(&browser, &server, &server.admin, "サインアウト");
+    browser.go(&format!("{}/users", server.api_url));
+    browser.wait_for("ユーザーの追加");
+    browser.type_into("#new-username", "nurse-it");
+    browser.click("input[name=roles][value=staff-requester]");
+    browser.type_into("#new-totp", &server.admin.code());
+    browser.type_into("#new-comment", "ward 3 HR");
+    browser.click("form[action='/users'] button[type=submit]");
+    let first = half(&browser);
+    browser.screenshot("10-users-ja");
+    // The asker cannot approve their own request.
+    let page = browser.source();
+    assert!(
+        page.contains("別の管理者またはセキュリティ責任者の承認待ちです。"),
+        "{page}"
+    );
+    browser.click("header form button");
+    browser.wait_for("name=\"username\"");
+
+    sign_in_as(&browser, &server, &server.officer, "サインアウト");
+    browser.go(&format!("{}/users", server.api_url));
+    browser.wait_for("nurse-it");
+    browser.set_value(
+        "form[action^='/users/changes/'] input[name=totp]",
+        &server.officer.code(),
+    );
+    browser.click("form[action^='/users/changes/'] button[value=approve]");
+    let second = half(&browser);
+    assert_ne!(first, second);
+    let nurse = server.enrol("nurse-it", &format!("{first}-{second}"));
+    let (status, me) = server.call("GET", "/api/v1/me", Some(&nurse.token()), None);
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["roles"], serde_json::json!(["staff-requester"]));
+}
+
+/// Signs `person` in and waits for `signed_in_text` (the sign-out button in the page language).
+fn sign_in_as(browser: &Browser, server: &Server, person: &Person, signed_in_text: &str) {
+    browser.go(&format!("{}/login", server.api_url));
+    browser.type_into("#username", &person.username);
+    browser.type_into("#password", &person.password);
+    browser.type_into("#totp", &person.code());
+    browser.click("main button[type=submit]");
+    browser.wait_for(signed_in_text);
 }

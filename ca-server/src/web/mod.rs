@@ -11,6 +11,7 @@ pub mod layout;
 pub mod login;
 pub mod requests;
 pub mod session;
+pub mod users;
 pub mod viewer;
 
 use actix_web::http::header;
@@ -20,6 +21,7 @@ use actix_web::{web, HttpResponse};
 /// from elsewhere).
 const APP_CSS: &str = include_str!("static/app.css");
 const APP_JS: &str = include_str!("static/app.js");
+const KEYS_JS: &str = include_str!("static/keys.js");
 
 fn asset(kind: &'static str, body: &'static str) -> HttpResponse {
     HttpResponse::Ok()
@@ -55,6 +57,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/certificates/{ca}/{serial}/status",
             web::post().to(certificates::change_status),
         )
+        .route("/users", web::get().to(users::list))
+        .route("/users", web::post().to(users::add))
+        .route("/users/changes/{id}", web::post().to(users::decide))
+        .route("/users/{name}/action", web::post().to(users::act))
         .route("/audit", web::get().to(audit::list))
         .route("/audit/export", web::get().to(audit::export))
         .route(
@@ -64,5 +70,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/static/app.js",
             web::get().to(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
+        )
+        .route(
+            "/static/keys.js",
+            web::get().to(|| async { asset("text/javascript; charset=utf-8", KEYS_JS) }),
         );
 }

@@ -170,6 +170,23 @@ fn detail(
         }
         @if let (Some(ca), Some(serial)) = (&r.ca, &r.serial) {
             p { a href={ "/certificates/" (ca) "/" (serial) } { (v.t("発行された証明書", "The issued certificate")) } }
+            @if r.requester == s.caller.username {
+                section id="bundle" hidden
+                    data-chain={ "/certificates/" (ca) "/" (serial) "/download?format=pem" }
+                    data-no-key=(v.t("この証明書の鍵はこのブラウザにありません (別のブラウザで作ったか、CSR を貼り付けました)。", "This certificate's key is not in this browser (made elsewhere, or the CSR was pasted)."))
+                    data-short-pass=(v.t("パスフレーズは 8 文字以上にしてください。", "Use a passphrase of 8 characters or more."))
+                    data-done=(v.t("できました。ダウンロードしてください。", "Ready: download it.")) {
+                    h2 { (v.t("鍵と証明書を PKCS#12 にまとめる", "Bundle key and certificate as PKCS#12")) }
+                    p { (v.t("このブラウザの中で暗号化します (PBES2 / AES-256)。", "Encrypted in this browser (PBES2 / AES-256).")) }
+                    label for="bundle-pass" { (v.t("PKCS#12 のパスフレーズ", "PKCS#12 passphrase")) }
+                    input id="bundle-pass" type="password" autocomplete="new-password" minlength="8";
+                    button type="button" id="bundle-button" { (v.t("作成", "Make it")) }
+                    " "
+                    a id="bundle-link" hidden download="mamori.p12" { (v.t("PKCS#12 をダウンロード", "Download the PKCS#12")) }
+                }
+                p id="bundle-status" role="status" hidden {}
+                script src="/static/keys.js" defer {}
+            }
         }
         @if let Some(f) = &r.failure { p class="error" { (f) } }
         h2 { (v.t("判断", "Decisions")) }
@@ -309,7 +326,21 @@ fn new_page(s: &WebSession, message: Option<&str>, status: StatusCode) -> HttpRe
                 select id="profile" name="profile" {
                     @for p in &profiles { option value=(p.id) { (p.id) " — " (p.description) } }
                 }
-                label for="csr" { (v.t("CSR (PEM を貼り付け)", "CSR (paste the PEM)")) }
+                section id="keygen" hidden
+                    data-need-cn=(v.t("CN を入力してください。", "Enter a CN."))
+                    data-done=(v.t("鍵はこのブラウザの中で作られ、ここに保存されました。CSR を下に入れました。発行後、この申請のページで PKCS#12 にまとめます。", "The key was made in this browser and stays here; the CSR is filled in below. Once issued, bundle it as PKCS#12 on this request's page.")) {
+                    h2 { (v.t("このブラウザで鍵と CSR を作る", "Make the key and CSR in this browser")) }
+                    p { (v.t("秘密鍵はサーバーに送られません。", "The private key is never sent to the server.")) }
+                    label for="keygen-o" { (v.t("組織名 (O、登録された会社名)", "Organization (O, your registered company)")) }
+                    input id="keygen-o";
+                    label for="keygen-cn" { (v.t("名前 (CN)", "Name (CN)")) }
+                    input id="keygen-cn";
+                    label for="keygen-email" { (v.t("メールアドレス (任意)", "E-mail address (optional)")) }
+                    input id="keygen-email" type="email";
+                    button type="button" id="keygen-button" { (v.t("鍵と CSR を作る (ECDSA P-256)", "Make key and CSR (ECDSA P-256)")) }
+                    p id="keygen-status" role="status" hidden {}
+                }
+                label for="csr" { (v.t("CSR (PEM を貼り付け、または上で作成)", "CSR (paste the PEM, or make it above)")) }
                 textarea id="csr" name="csr" rows="10" required class="mono" {}
                 label for="justification" { (v.t("理由", "Justification")) }
                 input id="justification" name="justification" required maxlength="500";
@@ -324,6 +355,7 @@ fn new_page(s: &WebSession, message: Option<&str>, status: StatusCode) -> HttpRe
                 }
                 button type="submit" { (v.t("申請する", "Submit")) }
             }
+            script src="/static/keys.js" defer {}
         }
     };
     html(
