@@ -231,6 +231,20 @@ impl Browser {
         }
     }
 
+    /// Waits until `expression` (JavaScript) is true on the page.
+    pub fn wait_until(&self, expression: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.script(&format!("return !!({expression});"), json!([])) != json!(true) {
+            assert!(
+                Instant::now() < deadline,
+                "{expression} never held on {}:\n{}",
+                self.url(),
+                self.source()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The value of the cookie `name` (HttpOnly ones too: the driver sees them all).
     pub fn cookie(&self, name: &str) -> Option<String> {
         let url = format!("{}/session/{}/cookie/{name}", self.base, self.session);

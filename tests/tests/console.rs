@@ -77,7 +77,7 @@ fn officers_approve_and_revoke_in_a_real_browser() {
     browser.type_into("#keygen-cn", "acme-engineer-1");
     browser.type_into("#keygen-email", "eng1@acme.example");
     browser.click("#keygen-button");
-    browser.wait_for("The key was made in this browser");
+    browser.wait_until("document.getElementById('csr').value.length > 0");
     let pem = browser
         .script(
             "return document.getElementById('csr').value;",
@@ -272,7 +272,7 @@ fn officers_approve_and_revoke_in_a_real_browser() {
     }
     browser.type_into("#bundle-pass", "a bundle passphrase");
     browser.click("#bundle-button");
-    browser.wait_for("Ready: download it.");
+    browser.wait_until("!document.getElementById('bundle-link').hidden");
     browser.screenshot("09-pkcs12");
     let p12 = browser.script_async(
         "const done = arguments[arguments.length - 1];
@@ -372,7 +372,7 @@ fn accounts_are_made_by_two_people_in_the_browser() {
     browser.go(&format!("{}/users", server.api_url));
     browser.wait_for("ユーザーの追加");
     browser.type_into("#new-username", "nurse-it");
-    browser.click("input[name=roles][value=staff-requester]");
+    browser.click("form[action='/users'] input[name=roles][value=staff-requester]");
     browser.type_into("#new-totp", &server.admin.code());
     browser.type_into("#new-comment", "ward 3 HR");
     browser.click("form[action='/users'] button[type=submit]");

@@ -13,7 +13,7 @@ use ca_core::role::Role;
 /// The console's Content-Security-Policy: scripts, styles and images only from this server,
 /// nothing inline, no frames around it, forms only to itself.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-     img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
+     img-src 'self' data:; connect-src 'self' blob:; form-action 'self'; frame-ancestors 'none'; \
      base-uri 'none'";
 
 /// An HTML answer with the console's headers: CSP, no framing, no caching, no referrer.
