@@ -412,3 +412,70 @@ fn sign_in_as(browser: &Browser, server: &Server, person: &Person, signed_in_tex
     browser.click("main button[type=submit]");
     browser.wait_for(signed_in_text);
 }
+
+/// The sign-in form counts against the same per-address limit as the API's login (one budget
+/// for both), and a locked account is told so there too.
+#[test]
+fn the_sign_in_form_is_limited_like_the_api() {
+    let server = Server::start(
+        Backend::Sqlite,
+        &[("MAMORI_LOGIN_ATTEMPTS_PER_MINUTE", "4")],
+    );
+    let form = || -> (String, String) {
+        let page = server
+            .client
+            .get(format!("{}/login", server.api_url))
+            .send()
+            .unwrap();
+        let cookie = page.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let html = page.text().unwrap();
+        let csrf = html
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string();
+        (cookie, csrf)
+    };
+    let post = |password: &str| -> (u16, String) {
+        let (cookie, csrf) = form();
+        let answer = server
+            .client
+            .post(format!("{}/login", server.api_url))
+            .header("cookie", cookie)
+            .form(&[
+                ("username", "admin"),
+                ("password", password),
+                ("totp", "000000"),
+                ("csrf", &csrf),
+            ])
+            .send()
+            .unwrap();
+        (answer.status().as_u16(), answer.text().unwrap())
+    };
+    // One API attempt and three form attempts use up the minute's four.
+    let (status, _) = server.call(
+        "POST",
+        "/api/v1/login",
+        None,
+        Some(serde_json::json!({"username": "admin", "password": "wrong", "totp": "000000"})),
+    );
+    assert_eq!(status, 401);
+    for _ in 0..3 {
+        let (status, page) = post("wrong password");
+        assert_eq!(status, 401, "{page}");
+    }
+    let (status, page) = post("wrong password");
+    assert_eq!(status, 429, "{page}");
+    // Even the right password waits: the limit is per address, before any check.
+    let (status, _) = post(&server.admin.password);
+    assert_eq!(status, 429);
+}

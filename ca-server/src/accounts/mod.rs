@@ -135,6 +135,14 @@ impl Accounts {
         self.clock.now()
     }
 
+    /// Counts one sign-in or enrolment attempt from `ip` (the API's and the console's alike);
+    /// refuses with the seconds to wait when there were too many this minute.
+    pub fn count_attempt(&self, ip: std::net::IpAddr) -> Result<(), ServiceError> {
+        self.login_limiter
+            .attempt(ip, self.now().as_secs())
+            .map_err(ServiceError::TooManyAttempts)
+    }
+
     /// Forgets every cached session (after a change that ends or narrows sessions).
     pub fn invalidate_sessions(&self) {
         self.sessions.invalidate();

@@ -34,11 +34,7 @@ pub async fn login(
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, ServiceError> {
     if let Some(peer) = request.peer_addr() {
-        state
-            .accounts
-            .login_limiter
-            .attempt(peer.ip(), state.accounts.now().as_secs())
-            .map_err(ServiceError::TooManyAttempts)?;
+        state.accounts.count_attempt(peer.ip())?;
     }
     let authority = state.get_ref().clone();
     let response = blocking(move || authority.accounts.login(&body)).await?;
@@ -217,11 +213,7 @@ pub async fn enrol(
     body: web::Json<EnrolRequest>,
 ) -> Result<HttpResponse, ServiceError> {
     if let Some(peer) = request.peer_addr() {
-        state
-            .accounts
-            .login_limiter
-            .attempt(peer.ip(), state.accounts.now().as_secs())
-            .map_err(ServiceError::TooManyAttempts)?;
+        state.accounts.count_attempt(peer.ip())?;
     }
     let authority = state.get_ref().clone();
     Ok(HttpResponse::Ok().json(blocking(move || authority.accounts.enrol(&body)).await?))

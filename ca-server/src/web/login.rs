@@ -100,6 +100,12 @@ pub async fn login(request: HttpRequest, form: web::Form<LoginForm>) -> HttpResp
         );
     };
     let authority = state.get_ref().clone();
+    if let Some(peer) = request.peer_addr() {
+        if let Err(e) = authority.accounts.count_attempt(peer.ip()) {
+            let status = actix_web::ResponseError::status_code(&e);
+            return login_page(&viewer, &fresh(), Some(&error_text(&viewer, &e)), status);
+        }
+    }
     let login = LoginRequest {
         username: form.username,
         password: form.password,
