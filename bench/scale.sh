@@ -14,7 +14,8 @@
 #        SKIP_POSTGRES=1 skips its PostgreSQL half;
 #        PG_URL_PARAMS='?sslmode=disable' is appended to the PostgreSQL URL: without it libpq's default
 #        sslmode=prefer encrypts even this loopback connection, as instances on other machines would;
-#        SERVER_BIN=/path/to/ca-server measures that build instead of this tree's, to compare two)
+#        SERVER_BIN=/path/to/ca-server measures that build instead of this tree's, to compare two;
+#        PERF_OUT=/tmp/issue.perf records a perf profile of the server during SQLite issuance)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -224,7 +225,11 @@ wait_for http://127.0.0.1:18180/healthz
 before=$(sqlite3 "$data/mamori.db" "SELECT count(*) FROM certificates WHERE status='valid'")
 io_cpu() { awk '/^write_bytes/{print $2}' "/proc/$pid/io"; awk '{print $14+$15}' "/proc/$pid/stat"; }
 io_cpu_before=$(io_cpu)
+# PERF_OUT=<file>: a perf profile (call graphs) of the server during the SQLite issuance run.
+perf_pid=
+if [ -n "${PERF_OUT:-}" ]; then perf record -F 499 -g -p "$pid" -o "$PERF_OUT" >/dev/null 2>&1 & perf_pid=$!; fi
 run_wrk "issue-mamori-sqlite" https://127.0.0.1:18543 "$work/mamori-body.json" "$token" /api/v1/requests
+if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
 io_cpu_after=$(io_cpu)
 after=$(sqlite3 "$data/mamori.db" "SELECT count(*) FROM certificates WHERE status='valid'")
 record "issue-mamori-sqlite-persisted	$((after - before)) certificates stored	$(python3 - "$((after - before))" "$(getconf CLK_TCK)" $io_cpu_before $io_cpu_after <<'PY'

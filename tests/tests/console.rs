@@ -397,7 +397,55 @@ fn accounts_are_made_by_two_people_in_the_browser() {
     browser.click("form[action^='/users/changes/'] button[value=approve]");
     let second = half(&browser);
     assert_ne!(first, second);
-    let nurse = server.enrol("nurse-it", &format!("{first}-{second}"));
+    browser.click("header form button");
+    browser.wait_for("name=\"username\"");
+
+    // The new user enrols in the browser with both halves and is shown the QR code once.
+    browser.go(&format!("{}/enrol", server.api_url));
+    browser.type_into("#username", "nurse-it");
+    browser.type_into("#first", &first);
+    browser.type_into("#second", &second);
+    browser.type_into("#new", "nurse password 2026");
+    browser.type_into("#repeat", "nurse password 2026");
+    browser.click("main button[type=submit]");
+    let done = browser.wait_for("id=\"totp-uri\"");
+    assert!(
+        done.contains("data:image/svg+xml;base64,"),
+        "a QR code: {done}"
+    );
+    browser.screenshot("11-enrolled-ja");
+    let uri = done
+        .split("id=\"totp-uri\">")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&");
+    let secret = uri
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_string();
+    let nurse = Person::new(
+        "nurse-it",
+        "nurse password 2026",
+        ca_core::totp::TotpSecret::from_base32(&secret).unwrap(),
+    );
+    // The code is used up: a second enrolment with it fails.
+    browser.go(&format!("{}/enrol", server.api_url));
+    browser.type_into("#username", "nurse-it");
+    browser.type_into("#first", &first);
+    browser.type_into("#second", &second);
+    browser.type_into("#new", "another password 2026");
+    browser.type_into("#repeat", "another password 2026");
+    browser.click("main button[type=submit]");
+    browser.wait_for("role=\"alert\"");
+    sign_in_as(&browser, &server, &nurse, "サインアウト");
+    server.login(&nurse);
     let (status, me) = server.call("GET", "/api/v1/me", Some(&nurse.token()), None);
     assert_eq!(status, 200, "{me}");
     assert_eq!(me["roles"], serde_json::json!(["staff-requester"]));

@@ -57,31 +57,56 @@ pub enum Submitted {
 /// An issuance queued for its commit (see [`Submitted`]).
 #[derive(Debug)]
 pub struct Issuing {
-    commit: Committing<()>,
+    /// The commit; it answers with the valid certificates of the same subject and profile that
+    /// were there before this one (read in the writer's own transaction).
+    commit: Committing<Vec<(String, String)>>,
     signed: SignedIssuance,
     ca_id: String,
     profile_id: String,
     serial: String,
     view: RequestView,
-    /// Certificates this one supersedes (a `duplicates = "supersede"` profile).
-    supersedes: Vec<(String, String)>,
+    /// The profile's duplicate policy.
+    policy: DuplicatePolicy,
 }
 
 impl Issuing {
     /// Waits for the commit, then caches the certificate's first OCSP response and counts the
     /// issuance; the request's view. Nothing signed leaves the process before the commit.
     pub async fn done(self, authority: Arc<Authority>) -> Result<RequestView, ServiceError> {
-        self.commit.durable().await?;
+        let duplicates = self.commit.durable().await?;
         authority.issued(&self.signed, &self.ca_id, &self.profile_id, &self.serial);
-        if !self.supersedes.is_empty() {
-            let (old, id) = (self.supersedes, self.view.id.clone());
+        let mut view = self.view;
+        view.duplicates = duplicates
+            .iter()
+            .map(|(ca, serial)| format!("{ca}/{serial}"))
+            .collect();
+        if self.policy == DuplicatePolicy::Supersede && !duplicates.is_empty() {
+            let (old, id) = (duplicates, view.id.clone());
             // Revocations write, sign and publish: a blocking thread, not the event loop.
             tokio::task::spawn_blocking(move || authority.supersede(&old, &id))
                 .await
                 .map_err(|e| ServiceError::Internal(format!("superseding: {e}")))??;
         }
-        Ok(self.view)
+        Ok(view)
     }
+}
+
+/// The refusal of a second valid certificate under a `duplicates = "refuse"` profile.
+fn refused_duplicate(
+    profile: &Profile,
+    subject: &str,
+    duplicates: &[(String, String)],
+) -> ServiceError {
+    ServiceError::Conflict(format!(
+        "{subject} already has a valid certificate under profile {} ({}): revoke it first \
+         / この主体には有効な証明書があります",
+        profile.id(),
+        duplicates
+            .iter()
+            .map(|(ca, serial)| format!("{ca}/{serial}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
 }
 
 impl Authority {
@@ -181,28 +206,24 @@ impl Authority {
             &*self.clock,
             &*self.random,
         )?;
-        let duplicates = self
-            .conn()?
-            .valid_with_subject(profile.id(), prepared.subject(), 10)?;
+        let approved_now = profile.approval().approvals == 0;
+        // A request that waits for approvers, or a profile that refuses duplicates, looks now
+        // (refusing before anything is signed). Issuance at once looks again in the writer's
+        // own transaction, with no second connection per issuance (`issue_at_once`).
+        let duplicates = if !approved_now || profile.duplicates() == DuplicatePolicy::Refuse {
+            self.conn()?
+                .valid_with_subject(profile.id(), prepared.subject(), 10)?
+        } else {
+            Vec::new()
+        };
         if profile.duplicates() == DuplicatePolicy::Refuse && !duplicates.is_empty() {
-            return Err(ServiceError::Conflict(format!(
-                "{} already has a valid certificate under profile {} ({}): revoke it first \
-                 / この主体には有効な証明書があります",
-                prepared.subject(),
-                profile.id(),
-                duplicates
-                    .iter()
-                    .map(|(ca, serial)| format!("{ca}/{serial}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
+            return Err(refused_duplicate(profile, prepared.subject(), &duplicates));
         }
         let shown_duplicates: Vec<String> = duplicates
             .iter()
             .map(|(ca, serial)| format!("{ca}/{serial}"))
             .collect();
         let now = self.now().as_secs() as i64;
-        let approved_now = profile.approval().approvals == 0;
         let row = RequestRow {
             id: new_ordered_id("req", self.clock.now_ms())?,
             profile_id: profile.id().to_string(),
@@ -233,14 +254,7 @@ impl Authority {
             view.status = RequestStatus::Issued.as_str().into();
             view.ca_id = Some(ca.id().to_string());
             view.certificate_serial = Some(serial.clone());
-            let mut shown = self.view_of(view, caller.username.clone(), &[]);
-            shown.duplicates = shown_duplicates;
-            // Only what was there before this one: it is not in `duplicates` (read before).
-            let supersedes = if profile.duplicates() == DuplicatePolicy::Supersede {
-                duplicates
-            } else {
-                Vec::new()
-            };
+            let shown = self.view_of(view, caller.username.clone(), &[]);
             return Ok(Submitted::Issuing(Box::new(Issuing {
                 commit,
                 signed,
@@ -248,7 +262,7 @@ impl Authority {
                 profile_id: profile.id().to_string(),
                 serial,
                 view: shown,
-                supersedes,
+                policy: profile.duplicates(),
             })));
         }
         let entry = submit_entry(&row, &caller.username, now);
@@ -412,7 +426,7 @@ impl Authority {
         prepared: PreparedIssuance,
         actor: &str,
         now: i64,
-    ) -> Result<(String, Committing<()>, SignedIssuance), ServiceError> {
+    ) -> Result<(String, Committing<Vec<(String, String)>>, SignedIssuance), ServiceError> {
         let mut certificate = crate::ca::reservation::reservation(
             ca,
             &prepared,
@@ -433,9 +447,18 @@ impl Authority {
         request.certificate_serial = Some(serial.clone());
         let entry = signed.entry.clone();
         let response = signed.response.as_ref().map(|r| r.row.clone());
+        let (profile_id, subject) = (profile.id().to_string(), certificate.subject.clone());
+        let refuses = profile.duplicates() == DuplicatePolicy::Refuse;
+        let refusing = profile.clone();
         // Inserted with the batch's other new rows, one statement per table (a new serial has no
-        // response to replace).
+        // response to replace). The valid certificates of the same subject are read first, in
+        // the batch's transaction: this one's rows are not inserted yet, so they are only the
+        // earlier ones. A refusing profile refuses here too (two submissions at once).
         let commit = self.writer.queue(move |w| {
+            let duplicates = w.conn.valid_with_subject(&profile_id, &subject, 10)?;
+            if refuses && !duplicates.is_empty() {
+                return Err(refused_duplicate(&refusing, &subject, &duplicates));
+            }
             w.add_request(request.clone());
             w.audit(submitted.clone());
             w.add_certificate(certificate.clone(), names.clone());
@@ -443,7 +466,7 @@ impl Authority {
             if let Some(row) = &response {
                 w.add_response(row.clone());
             }
-            Ok(())
+            Ok(duplicates)
         })?;
         Ok((serial, commit, signed))
     }

@@ -46,6 +46,7 @@ fn login_page(
             input id="totp" name="totp" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{6}" required;
             button type="submit" { (viewer.t("サインイン", "Sign in")) }
         }
+        p { a href="/enrol" { (viewer.t("登録コードを受け取った方はこちら (初回登録・リセット後)", "Got an enrolment code? Enrol here (new or reset accounts)")) } }
     };
     let mut response = html(
         status,

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod certificates;
 pub mod dashboard;
+pub mod enrol;
 pub mod layout;
 pub mod login;
 pub mod requests;
@@ -39,6 +40,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/password", web::get().to(login::password_form))
         .route("/password", web::post().to(login::change_password))
         .route("/lang/{lang}", web::get().to(login::switch_language))
+        .route("/enrol", web::get().to(enrol::form))
+        .route("/enrol", web::post().to(enrol::enrol))
         .route("/requests", web::get().to(requests::list))
         .route("/requests/new", web::get().to(requests::new_form))
         .route("/requests/new", web::post().to(requests::submit))
