@@ -59,7 +59,7 @@ pub enum Submitted {
 pub struct Issuing {
     /// The commit; it answers with the valid certificates of the same subject and profile that
     /// were there before this one (read in the writer's own transaction).
-    commit: Committing<Vec<(String, String)>>,
+    commit: Committing<Duplicates>,
     signed: SignedIssuance,
     ca_id: String,
     profile_id: String,
@@ -90,6 +90,9 @@ impl Issuing {
         Ok(view)
     }
 }
+
+/// Valid certificates of one subject under one profile: (CA, serial), newest first.
+type Duplicates = Vec<(String, String)>;
 
 /// The refusal of a second valid certificate under a `duplicates = "refuse"` profile.
 fn refused_duplicate(
@@ -426,7 +429,7 @@ impl Authority {
         prepared: PreparedIssuance,
         actor: &str,
         now: i64,
-    ) -> Result<(String, Committing<Vec<(String, String)>>, SignedIssuance), ServiceError> {
+    ) -> Result<(String, Committing<Duplicates>, SignedIssuance), ServiceError> {
         let mut certificate = crate::ca::reservation::reservation(
             ca,
             &prepared,
