@@ -315,8 +315,12 @@ impl Server {
         }
     }
 
-    /// Starts the server again on the same data, database and ports, and waits until it answers.
+    /// Stops the server if it runs, starts it again on the same data, database and ports, and
+    /// waits until it answers.
     pub fn restart(&mut self) {
+        // Stop the running one first (harmless when a test already killed it): otherwise the new
+        // process cannot bind the ports and the old one keeps answering.
+        self.kill();
         let child = spawn_server(
             "dev",
             self.dir.path(),

@@ -60,6 +60,19 @@ pub async fn dashboard(request: HttpRequest) -> HttpResponse {
             p.items.truncate(5);
             p
         });
+    let responders = s
+        .run(|a, c| {
+            a.list_certificates(
+                c,
+                &CertificateListQuery {
+                    profile: Some("ocsp-responder".into()),
+                    status: Some("valid".into()),
+                    limit: Some(10),
+                    ..Default::default()
+                },
+            )
+        })
+        .await;
     // (CA, its CRL's number, thisUpdate and nextUpdate if published).
     type CrlState = (&'static str, Option<(i64, i64, i64)>);
     let crls: Vec<CrlState> = ["root", "issuing"]
@@ -128,7 +141,18 @@ pub async fn dashboard(request: HttpRequest) -> HttpResponse {
                     }
                 } }
             }
-            p { (v.t("OCSP 応答は CRL と同じ失効情報から事前署名されています。", "OCSP responses are pre-signed from the same revocation data as the CRLs.")) }
+            p { (v.t("OCSP 応答は CRL と同じ失効情報から事前署名されています。応答者の証明書は期限の前に自動で更新されます。", "OCSP responses are pre-signed from the same revocation data as the CRLs. Responder certificates are renewed automatically before they expire.")) }
+            @if let Ok(p) = &responders {
+                table {
+                    thead { tr {
+                        th scope="col" { (v.t("OCSP 応答者の証明書", "OCSP responder certificate")) }
+                        th scope="col" { (v.t("有効期限", "Expires")) }
+                    } }
+                    tbody { @for c in &p.items {
+                        tr { td { (c.subject) } td { (v.time(&c.not_after)) } }
+                    } }
+                }
+            }
         }
     };
     html(
