@@ -527,3 +527,92 @@ fn the_sign_in_form_is_limited_like_the_api() {
     let (status, _) = post(&server.admin.password);
     assert_eq!(status, 429);
 }
+
+/// A device enroller imports terminals in the browser: keys and CSRs made there, live
+/// progress, a report and the keys with their certificates as downloads; a re-run skips them.
+#[test]
+fn devices_are_imported_in_the_browser() {
+    if let Some(why) = missing() {
+        eprintln!("SKIPPED: the console browser test needs chromium: {why}");
+        return;
+    }
+    let server = Server::start(Backend::Sqlite, &[]);
+    let enroller = server.user("amb-it", &["device-enroller"]);
+    let browser = Browser::start("UTC", "en-US", &shots_dir());
+    let scratch = tempfile::tempdir().unwrap();
+    let csv = scratch.path().join("fleet.csv");
+    std::fs::write(&csv, "id\n0001\n0002\n0002\nBAD ID\n0003\n").unwrap();
+    sign_in(&browser, &server, &enroller);
+    let blob = |css: &str| -> String {
+        let text = browser.script_async(
+            "const done = arguments[arguments.length - 1];
+             fetch(document.querySelector(arguments[0]).href).then(r => r.text()).then(done, e => done('error: ' + e));",
+            serde_json::json!([css]),
+        );
+        text.as_str().unwrap().to_string()
+    };
+    let import = || {
+        browser.go(&format!("{}/devices", server.api_url));
+        browser.type_into("#csv", csv.to_str().unwrap());
+        browser.click("#import-button");
+        browser.wait_until("document.getElementById('import').dataset.finished === '1'");
+        browser
+            .script(
+                "return document.getElementById('import-status').textContent;",
+                serde_json::json!([]),
+            )
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    let status = import();
+    assert!(
+        status.contains("5 / 5 — issued 3, skipped 0, failed 2"),
+        "{status}"
+    );
+    browser.screenshot("12-devices");
+    let report = blob("#import-report");
+    assert!(
+        report.starts_with("id,status,serial,duplicates,error\n"),
+        "{report}"
+    );
+    assert_eq!(report.matches(",issued,").count(), 3, "{report}");
+    assert!(report.contains("repeated in the CSV"), "{report}");
+    assert!(report.contains("\"BAD ID\",failed"), "{report}");
+    let keys = blob("#import-keys");
+    assert_eq!(keys.matches("-----BEGIN PRIVATE KEY-----").count(), 3);
+    // Each key belongs to the certificate after it, and that certificate names the device.
+    for part in keys.split("# amb-").skip(1) {
+        let id = part.lines().next().unwrap().to_string();
+        let key = openssl::pkey::PKey::private_key_from_pem(part.as_bytes()).unwrap();
+        let cert = openssl::x509::X509::from_pem(part.as_bytes()).unwrap();
+        assert!(cert.public_key().unwrap().public_eq(&key), "amb-{id}");
+        let cn = cert
+            .subject_name()
+            .entries_by_nid(openssl::nid::Nid::COMMONNAME)
+            .next()
+            .unwrap()
+            .data()
+            .as_utf8()
+            .unwrap()
+            .to_string();
+        assert_eq!(cn, format!("amb-{id}"));
+    }
+    assert_eq!(
+        server
+            .query("SELECT count(*) FROM certificates WHERE profile_id = 'ambulance-terminal' AND status = 'valid'")
+            .trim(),
+        "3"
+    );
+
+    // A re-run issues nothing new.
+    let status = import();
+    assert!(status.contains("issued 0, skipped 3, failed 2"), "{status}");
+    assert_eq!(
+        server
+            .query("SELECT count(*) FROM certificates WHERE profile_id = 'ambulance-terminal' AND status = 'valid'")
+            .trim(),
+        "3"
+    );
+}

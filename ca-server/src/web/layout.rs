@@ -54,6 +54,9 @@ pub fn page(viewer: &Viewer, session: Option<&WebSession>, title: &str, body: Ma
                             a href="/" { (viewer.t("ダッシュボード", "Dashboard")) }
                             a href="/requests" { (viewer.t("申請", "Requests")) }
                             a href="/certificates" { (viewer.t("証明書", "Certificates")) }
+                            @if s.caller.has_any(&[Role::DeviceEnroller, Role::Admin]) {
+                                a href="/devices" { (viewer.t("端末登録", "Devices")) }
+                            }
                             @if s.caller.has_any(&[Role::Admin, Role::SecurityOfficer, Role::Auditor]) {
                                 a href="/users" { (viewer.t("ユーザー", "Users")) }
                             }

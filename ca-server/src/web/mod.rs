@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod certificates;
 pub mod dashboard;
+pub mod devices;
 pub mod enrol;
 pub mod layout;
 pub mod login;
@@ -60,6 +61,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/certificates/{ca}/{serial}/status",
             web::post().to(certificates::change_status),
         )
+        .route("/devices", web::get().to(devices::form))
+        .route("/devices/request", web::post().to(devices::submit))
         .route("/users", web::get().to(users::list))
         .route("/users", web::post().to(users::add))
         .route("/users/changes/{id}", web::post().to(users::decide))

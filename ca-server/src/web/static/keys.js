@@ -125,7 +125,8 @@
   function ecdsaDer(raw) {
     return seq(uint(raw.slice(0, 32)), uint(raw.slice(32)));
   }
-  function makeCsr(fields) {
+  // An ECDSA P-256 key and a CSR for `fields` (o, cn, email, uri); resolves {csr, pair, spki}.
+  function makeKeyAndCsr(fields) {
     var pair;
     return subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])
       .then(function (p) { pair = p; return subtle.exportKey("spki", p.publicKey); })
@@ -134,17 +135,25 @@
         var rdns = [];
         if (fields.o) { rdns.push(set(seq(oid("2.5.4.10"), utf8(fields.o)))); }
         rdns.push(set(seq(oid("2.5.4.3"), utf8(fields.cn))));
-        var attributes = new Uint8Array(0);
-        if (fields.email) {
-          var san = seq(oid("2.5.29.17"), octets(seq(tlv(0x81, new TextEncoder().encode(fields.email)))));
+        var attributes = new Uint8Array(0), names = [];
+        if (fields.email) { names.push(tlv(0x81, new TextEncoder().encode(fields.email))); }
+        if (fields.uri) { names.push(tlv(0x86, new TextEncoder().encode(fields.uri))); }
+        if (names.length) {
+          var san = seq(oid("2.5.29.17"), octets(seq.apply(null, names)));
           attributes = seq(oid("1.2.840.113549.1.9.14"), set(seq(san)));
         }
         var info = seq(small(0), seq.apply(null, rdns), spki, ctx(0, attributes));
         return subtle.sign({ name: "ECDSA", hash: "SHA-256" }, pair.privateKey, info).then(function (sig) {
           var csr = seq(info, seq(oid("1.2.840.10045.4.3.2")), bits(ecdsaDer(new Uint8Array(sig))));
-          return store(b64(spki), pair).then(function () { return pem("CERTIFICATE REQUEST", csr); });
+          return { csr: pem("CERTIFICATE REQUEST", csr), pair: pair, spki: spki };
         });
       });
+  }
+  // A vendor's key and CSR; the key stays in this browser's IndexedDB for the PKCS#12 later.
+  function makeCsr(fields) {
+    return makeKeyAndCsr(fields).then(function (made) {
+      return store(b64(made.spki), made.pair).then(function () { return made.csr; });
+    });
   }
 
   // --- PKCS#12 -------------------------------------------------------------------------------
@@ -232,6 +241,72 @@
         document.getElementById("csr").value = csr;
         say(status, keygen.dataset.done);
       }, function (e) { say(status, String(e)); });
+    });
+  }
+
+  var importer = document.getElementById("import");
+  if (importer) {
+    document.getElementById("import-button").addEventListener("click", function () {
+      var file = document.getElementById("csv").files[0];
+      var status = document.getElementById("import-status");
+      var bar = document.getElementById("import-progress");
+      if (!file) { return; }
+      file.text().then(function (text) {
+        var rows = text.split(/\r?\n/).map(function (l) { return l.split(",")[0].trim(); })
+          .filter(function (id, i) { return id && !(i === 0 && id.toLowerCase() === "id"); });
+        var seen = {}, report = ["id,status,serial,duplicates,error"], keys = [];
+        var counts = { issued: 0, skipped: 0, failed: 0 }, started = Date.now(), i = 0;
+        var reissue = document.getElementById("reissue").checked;
+        bar.max = Math.max(rows.length, 1); bar.value = 0;
+        var quote = function (t) { return '"' + String(t || "").replace(/"/g, '""') + '"'; };
+        var record = function (id, result) {
+          counts[result.status] = (counts[result.status] || 0) + 1;
+          report.push([quote(id), result.status, result.serial || "", quote((result.duplicates || []).join(" ")),
+                       quote(result.error || result.detail || "")].join(","));
+          i += 1; bar.value = i;
+          var seconds = (Date.now() - started) / 1000, rate = i / Math.max(seconds, 0.001);
+          var d = importer.dataset;
+          status.textContent = i + " / " + rows.length + " — " + d.issued + " " + counts.issued + ", " +
+            d.skipped + " " + counts.skipped + ", " + d.failed + " " + counts.failed + " — " +
+            rate.toFixed(1) + "/s, " + Math.round((rows.length - i) / rate) + " " + d.left;
+        };
+        var next = function () {
+          if (i >= rows.length) {
+            status.textContent += " — " + importer.dataset.done;
+            var link = document.getElementById("import-report");
+            link.href = URL.createObjectURL(new Blob([report.join("\n") + "\n"], { type: "text/csv" }));
+            link.hidden = false;
+            if (keys.length) {
+              var k = document.getElementById("import-keys");
+              k.href = URL.createObjectURL(new Blob([keys.join("")], { type: "application/x-pem-file" }));
+              k.hidden = false;
+            }
+            importer.dataset.finished = "1";
+            return Promise.resolve();
+          }
+          var id = rows[i];
+          if (!/^[a-z0-9-]{1,40}$/.test(id)) { record(id, { status: "failed", error: importer.dataset.badId }); return next(); }
+          if (seen[id]) { record(id, { status: "failed", error: importer.dataset.repeated }); return next(); }
+          seen[id] = true;
+          return makeKeyAndCsr({ cn: "amb-" + id, uri: "urn:mamori:device:ambulance:" + id }).then(function (made) {
+            return fetch("/devices/request", {
+              method: "POST", credentials: "same-origin",
+              headers: { "content-type": "application/json", "x-csrf-token": importer.dataset.csrf },
+              body: JSON.stringify({ id: id, csr: made.csr, reissue: reissue })
+            }).then(function (r) { return r.json(); }).then(function (result) {
+              if (!result.status || result.status === "about:blank") { result = { status: "failed", error: result.detail || result.title }; }
+              if (result.status === "issued") {
+                return subtle.exportKey("pkcs8", made.pair.privateKey).then(function (p8) {
+                  keys.push("# amb-" + id + "\n" + pem("PRIVATE KEY", new Uint8Array(p8)) + (result.chain || ""));
+                  record(id, result);
+                });
+              }
+              record(id, result);
+            });
+          }).catch(function (e) { record(id, { status: "failed", error: String(e) }); }).then(next);
+        };
+        return next();
+      });
     });
   }
 
