@@ -594,9 +594,8 @@ fn devices_are_imported_in_the_browser() {
             .next()
             .unwrap()
             .data()
-            .as_utf8()
-            .unwrap()
-            .to_string();
+            .to_string()
+            .unwrap();
         assert_eq!(cn, format!("amb-{id}"));
     }
     assert_eq!(
