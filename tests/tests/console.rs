@@ -154,6 +154,10 @@ fn officers_approve_and_revoke_in_a_real_browser() {
         certificate.contains("officer") && certificate.contains("acme"),
         "{certificate}"
     );
+    assert!(
+        certificate.contains("Certificate chain") && certificate.contains("CN=Mamori Root CA"),
+        "the chain up to the root: {certificate}"
+    );
     browser.screenshot("05-certificate");
     let serial = browser.url().rsplit('/').next().unwrap().to_string();
     let session = browser.cookie("mamori_session").expect("a session cookie");

@@ -206,6 +206,11 @@ fn detail(
                 @if let Some(at) = &c.revoked_at { " " (v.time(at)) }
             }
         }
+        h2 { (v.t("証明書チェーン", "Certificate chain")) }
+        ol class="chain" {
+            li class="mono" { (c.subject) }
+            @for subject in chain_subjects(s, &c.ca) { li class="mono" { (subject) } }
+        }
         p class="buttons" {
             a class="button" href={ (base) "/download?format=pem" } download { (v.t("PEM (チェーン付き)", "PEM (with chain)")) }
             a class="button" href={ (base) "/download?format=der" } download { "DER" }
@@ -248,6 +253,21 @@ fn detail(
     };
     let title = format!("{} {}", v.t("証明書", "Certificate"), c.serial);
     html(status, page(v, Some(s), &title, body))
+}
+
+/// The subjects of the issuing CA's chain, issuing CA first, root last.
+fn chain_subjects(s: &WebSession, ca: &str) -> Vec<String> {
+    let Some(pem) = s.authority.chain_pem(ca) else {
+        return Vec::new();
+    };
+    x509_cert::Certificate::load_pem_chain(pem.as_bytes())
+        .map(|chain| {
+            chain
+                .iter()
+                .map(|c| c.tbs_certificate.subject.to_string())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 async fn load(

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0 — part of Mamori (this repository), not third-party code.
 // Mamori console: progressive enhancement only; every page works without it.
 // Tells the server the browser's time zone (a cookie) so that dates are shown in it, naming
 // the zone; reloads once when it changed.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0 — part of Mamori (this repository), not third-party code.
 // Mamori console: keys that never leave the browser. With WebCrypto this page makes an ECDSA
 // P-256 key, keeps it in this browser's IndexedDB (origin-bound), builds the PKCS#10 CSR that
 // the form sends, and once the certificate is issued bundles key + chain as a PKCS#12 file
