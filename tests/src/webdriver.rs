@@ -81,7 +81,9 @@ impl Browser {
             "acceptInsecureCerts": true,
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "args": ["--headless=new", "--no-sandbox", "--ignore-certificate-errors",
+                         "--disable-features=LocalNetworkAccessChecks,BlockInsecurePrivateNetworkRequests",
+                         "--disable-gpu", "--disable-dev-shm-usage",
                          "--window-size=1280,1000", format!("--lang={lang}"),
                          format!("--user-data-dir={}", profile.display())],
                 "prefs": {"intl.accept_languages": lang}
@@ -243,6 +245,15 @@ impl Browser {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Moves into the page's `index`th frame (WebDriver may look into any frame, whatever its
+    /// origin), or back to the top page with `None`.
+    pub fn frame(&self, index: Option<u32>) {
+        match index {
+            Some(i) => self.call(reqwest::Method::POST, "/frame", Some(json!({ "id": i }))),
+            None => self.call(reqwest::Method::POST, "/frame", Some(json!({ "id": null }))),
+        };
     }
 
     /// The value of the cookie `name` (HttpOnly ones too: the driver sees them all).

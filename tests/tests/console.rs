@@ -328,6 +328,23 @@ fn officers_approve_and_revoke_in_a_real_browser() {
         .unwrap();
     assert!(!wrong.status.success(), "a wrong passphrase opens nothing");
 
+    // Another origin cannot frame the console: in a frame of a page of its own (about:blank,
+    // no policy of ours) the browser shows its error page, never the sign-in form.
+    browser.go("about:blank");
+    browser.script(
+        "window.framed = false; const f = document.createElement('iframe');
+         f.onload = () => { window.framed = true; }; f.src = arguments[0]; document.body.appendChild(f);",
+        serde_json::json!([format!("{}/login", server.api_url)]),
+    );
+    browser.wait_until("window.framed");
+    browser.frame(Some(0));
+    let framed = browser.source();
+    browser.frame(None);
+    assert!(
+        !framed.contains("name=\"username\""),
+        "the sign-in form rendered inside another origin's frame: {framed}"
+    );
+
     // No page can be framed by another site; nothing inline may run.
     let login = server
         .client
