@@ -448,7 +448,7 @@ pub struct RequestListQuery {
 }
 
 /// `GET /api/v1/certificates` query (paged like [`RequestListQuery`]).
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateListQuery {
     /// Profile id.

@@ -44,6 +44,18 @@ pub fn local_time(text: &str) -> String {
     }
 }
 
+/// Texts from the server, [`shown`] and joined with commas; `-` for none.
+pub fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        return "-".into();
+    }
+    items
+        .iter()
+        .map(|i| shown(i))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// An optional text from the server, [`shown`] (`default` when absent).
 pub fn field(value: Option<&str>, default: &str) -> String {
     shown(value.unwrap_or(default))

@@ -163,7 +163,7 @@ impl Browser {
     }
 
     fn find(&self, css: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + Duration::from_secs(45);
         loop {
             let url = format!("{}/session/{}/element", self.base, self.session);
             let answer: Value = self
@@ -218,7 +218,7 @@ impl Browser {
 
     /// Waits until the page's HTML contains `text`; the HTML.
     pub fn wait_for(&self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(45);
         loop {
             let html = self.source();
             if html.contains(text) {

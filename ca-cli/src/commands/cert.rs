@@ -282,15 +282,7 @@ fn print_details(conn: &Connection, view: &CertificateView) {
         output::local_time(&view.not_before),
         output::local_time(&view.not_after)
     );
-    let sans: Vec<String> = view.sans.iter().map(|s| output::shown(s)).collect();
-    out!(
-        "SANs / 別名: {}",
-        if sans.is_empty() {
-            "-".to_string()
-        } else {
-            sans.join(", ")
-        }
-    );
+    out!("SANs / 別名: {}", output::list(&view.sans));
     out!("key / 鍵: {}", output::field(view.key.as_deref(), "-"));
     let Some(id) = &view.request_id else {
         return;

@@ -257,15 +257,7 @@ fn decide(conn: &Connection, verdict: &str, args: Decide, json_out: bool) -> Cli
 /// Prints the decoded CSR of a request view and what a reviewer must notice in it.
 fn print_csr(csr: &CsrSummary) {
     out!("subject / 主体名: {}", output::shown(&csr.subject));
-    let sans: Vec<String> = csr.sans.iter().map(|s| output::shown(s)).collect();
-    out!(
-        "SANs / 別名: {}",
-        if sans.is_empty() {
-            "-".to_string()
-        } else {
-            sans.join(", ")
-        }
-    );
+    out!("SANs / 別名: {}", output::list(&csr.sans));
     out!("key / 鍵: {}", output::shown(&csr.key));
     for flag in &csr.flags {
         out!(

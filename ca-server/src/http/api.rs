@@ -12,7 +12,7 @@ use super::caller::{bearer, blocking, SignedIn, SignedInAny, State};
 use crate::accounts::changes::ChangeKind;
 use crate::api::*;
 use crate::error::ServiceError;
-use crate::ra::{StatusChange, Submitted};
+use crate::ra::StatusChange;
 use crate::store::ids::{RequestId, Serial};
 
 /// `POST /api/v1/passwd`: changes the caller's own password (the current one is asked again).
@@ -231,16 +231,11 @@ pub async fn submit(
 ) -> Result<HttpResponse, ServiceError> {
     let body = body.into_inner();
     let authority = who.0.authority.clone();
-    let view = match who.run(move |a, c| a.submit(c, body)).await? {
-        Submitted::Stored(view) => *view,
-        // The commit is awaited here, not on a blocking thread. A task of its own finishes the
-        // issuance (caches the OCSP response, counts it) even if the client goes away first.
-        Submitted::Issuing(issuing) => {
-            actix_web::rt::spawn(async move { issuing.done(authority).await })
-                .await
-                .map_err(|e| ServiceError::Internal(format!("issuance task: {e}")))??
-        }
-    };
+    let view = who
+        .run(move |a, c| a.submit(c, body))
+        .await?
+        .finish(authority)
+        .await?;
     Ok(HttpResponse::Created().json(view))
 }
 

@@ -54,6 +54,22 @@ pub enum Submitted {
     Issuing(Box<Issuing>),
 }
 
+impl Submitted {
+    /// The request's view once it is stored: at once for a stored request; for an issuance,
+    /// after its commit, awaited in a task of its own so that it finishes (caches the OCSP
+    /// response, counts it) even if the caller goes away. The API and the console both use it.
+    pub async fn finish(self, authority: Arc<Authority>) -> Result<RequestView, ServiceError> {
+        match self {
+            Submitted::Stored(view) => Ok(*view),
+            Submitted::Issuing(issuing) => {
+                tokio::task::spawn(async move { issuing.done(authority).await })
+                    .await
+                    .map_err(|e| ServiceError::Internal(format!("issuance task: {e}")))?
+            }
+        }
+    }
+}
+
 /// An issuance queued for its commit (see [`Submitted`]).
 #[derive(Debug)]
 pub struct Issuing {

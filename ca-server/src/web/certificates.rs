@@ -87,7 +87,7 @@ pub async fn list(request: HttpRequest, query: web::Query<CertificateListQuery>)
     query.limit = Some(100);
     let shown = CertificateListQuery {
         cursor: None,
-        ..query_clone(&query)
+        ..query.clone()
     };
     let found = s.run(move |a, c| a.list_certificates(c, &query)).await;
     let v = &s.viewer;
@@ -135,21 +135,6 @@ pub async fn list(request: HttpRequest, query: web::Query<CertificateListQuery>)
         status,
         page(v, Some(&s), v.t("証明書", "Certificates"), body),
     )
-}
-
-fn query_clone(q: &CertificateListQuery) -> CertificateListQuery {
-    CertificateListQuery {
-        profile: q.profile.clone(),
-        status: q.status.clone(),
-        expiring_within_days: q.expiring_within_days,
-        subject: q.subject.clone(),
-        san: q.san.clone(),
-        staff_id: q.staff_id.clone(),
-        serial: q.serial.clone(),
-        requester: q.requester.clone(),
-        limit: q.limit,
-        cursor: q.cursor.clone(),
-    }
 }
 
 /// This search's address with the next page's cursor.
@@ -328,11 +313,10 @@ pub async fn download(
     };
     let name = serial.as_str().to_string();
     let ca_id = ca.clone();
-    let (view, der) = match s.run(move |a, c| a.get_certificate(c, &ca, &serial)).await {
-        Ok(found) => found,
+    let der = match s.run(move |a, c| a.get_certificate(c, &ca, &serial)).await {
+        Ok((_, der)) => der,
         Err(e) => return error_page(&s.viewer, Some(&s), &e),
     };
-    let _ = view;
     let (body, kind, file) = if format.format.as_deref() == Some("der") {
         (der, "application/pkix-cert", format!("{name}.cer"))
     } else {

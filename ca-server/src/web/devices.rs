@@ -13,7 +13,6 @@ use super::layout::{error_text, html, page};
 use super::session::signed_in;
 use crate::api::{CertificateListQuery, SubmitRequest};
 use crate::error::ServiceError;
-use crate::ra::Submitted;
 
 /// The ambulance terminals' profile, whose CSRs the page builds.
 const PROFILE: &str = "ambulance-terminal";
@@ -156,13 +155,7 @@ pub async fn submit(request: HttpRequest, body: web::Json<DeviceRequest>) -> Htt
     };
     let authority = s.authority.clone();
     let submitted = match s.run(move |a, c| a.submit(c, submission)).await {
-        Ok(Submitted::Stored(view)) => Ok(*view),
-        Ok(Submitted::Issuing(issuing)) => {
-            actix_web::rt::spawn(async move { issuing.done(authority).await })
-                .await
-                .map_err(|e| ServiceError::Internal(format!("issuance task: {e}")))
-                .and_then(|r| r)
-        }
+        Ok(submitted) => submitted.finish(authority).await,
         Err(e) => Err(e),
     };
     match submitted {

@@ -7,10 +7,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use maud::{html, PreEscaped};
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 
 use super::layout::{error_text, html, page};
-use super::session::{blocking, same_origin, strict_cookie, State, LOGIN_COOKIE};
+use super::session::{
+    blocking, fresh_form_token, signed_out_form_ok, strict_cookie, State, LOGIN_COOKIE,
+};
 use super::viewer::Viewer;
 use crate::api::EnrolRequest;
 use crate::error::ServiceError;
@@ -26,12 +27,8 @@ pub struct EnrolForm {
     csrf: String,
 }
 
-fn fresh_token() -> String {
-    hex::encode(crate::secrets::random_bytes(16).unwrap_or_default())
-}
-
 fn enrol_page(viewer: &Viewer, message: Option<&str>, status: StatusCode) -> HttpResponse {
-    let csrf = fresh_token();
+    let csrf = fresh_form_token();
     let v = viewer;
     let body = html! {
         p { (v.t("管理者と承認者から受け取った登録コードの半分を、それぞれ入力してください。", "Type the two halves of your enrolment code, from the admin who asked and from the approver.")) }
@@ -83,12 +80,7 @@ fn qr_image(uri: &str) -> Option<String> {
 pub async fn enrol(request: HttpRequest, form: web::Form<EnrolForm>) -> HttpResponse {
     let viewer = Viewer::of(&request);
     let form = form.into_inner();
-    let cookie = request
-        .cookie(LOGIN_COOKIE)
-        .map(|c| c.value().to_string())
-        .unwrap_or_default();
-    let token_ok = !cookie.is_empty() && bool::from(cookie.as_bytes().ct_eq(form.csrf.as_bytes()));
-    if same_origin(&request).is_err() || !token_ok {
+    if !signed_out_form_ok(&request, &form.csrf) {
         let text = viewer.t(
             "フォームの有効期限が切れました。もう一度入力してください。",
             "The form expired; please enter your details again.",

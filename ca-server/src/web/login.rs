@@ -6,12 +6,11 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use maud::html;
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 
 use super::layout::{error_text, html, page};
 use super::session::{
-    blocking, expired_cookie, redirect, same_origin, signed_in, strict_cookie, State, LOGIN_COOKIE,
-    SESSION_COOKIE,
+    blocking, expired_cookie, fresh_form_token, redirect, signed_in, signed_out_form_ok,
+    strict_cookie, State, LOGIN_COOKIE, SESSION_COOKIE,
 };
 use super::viewer::{Viewer, LANG_COOKIE};
 use crate::api::{LoginRequest, PasswordChangeRequest};
@@ -59,34 +58,15 @@ fn login_page(
 /// `GET /login`.
 pub async fn login_form(request: HttpRequest) -> HttpResponse {
     let viewer = Viewer::of(&request);
-    let csrf = match crate::secrets::random_bytes(16) {
-        Ok(bytes) => hex::encode(bytes),
-        Err(e) => {
-            let e = ServiceError::Internal(e.to_string());
-            return super::layout::error_page(&viewer, None, &e);
-        }
-    };
-    login_page(&viewer, &csrf, None, StatusCode::OK)
+    login_page(&viewer, &fresh_form_token(), None, StatusCode::OK)
 }
 
 /// `POST /login`: the API's login; on success the token goes into the session cookie.
 pub async fn login(request: HttpRequest, form: web::Form<LoginForm>) -> HttpResponse {
     let viewer = Viewer::of(&request);
     let form = form.into_inner();
-    let cookie = request
-        .cookie(LOGIN_COOKIE)
-        .map(|c| c.value().to_string())
-        .unwrap_or_default();
-    let fresh = || hex::encode(crate::secrets::random_bytes(16).unwrap_or_default());
-    let origin_ok = same_origin(&request).is_ok();
-    let token_ok = !cookie.is_empty() && bool::from(cookie.as_bytes().ct_eq(form.csrf.as_bytes()));
-    if !origin_ok || !token_ok {
-        tracing::info!(
-            origin_ok,
-            has_cookie = !cookie.is_empty(),
-            token_ok,
-            "console sign-in form refused"
-        );
+    let fresh = fresh_form_token;
+    if !signed_out_form_ok(&request, &form.csrf) {
         let text = viewer.t(
             "フォームの有効期限が切れました。もう一度入力してください。",
             "The form expired; please enter your details again.",

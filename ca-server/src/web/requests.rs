@@ -8,12 +8,10 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::layout::{error_page, error_text, html, page};
-use super::session::{redirect, signed_in, WebSession};
+use super::session::{redirect, signed_in, DecisionForm, WebSession};
 use crate::api::{DecisionRequest, RequestListQuery, RequestView, SubmitRequest};
 use crate::error::ServiceError;
-use crate::ra::Submitted;
 use crate::store::ids::RequestId;
-use ca_core::approval::Verdict;
 
 /// Filters of the request list.
 #[derive(Deserialize, Default)]
@@ -231,21 +229,11 @@ pub async fn show(request: HttpRequest, id: web::Path<String>) -> HttpResponse {
     }
 }
 
-/// The approve / reject form.
-#[derive(Deserialize)]
-pub struct DecideForm {
-    verdict: String,
-    totp: String,
-    #[serde(default)]
-    comment: String,
-    csrf: String,
-}
-
 /// `POST /requests/{id}/decide`: the API's decision, with the code typed in the form.
 pub async fn decide(
     request: HttpRequest,
     id: web::Path<String>,
-    form: web::Form<DecideForm>,
+    form: web::Form<DecisionForm>,
 ) -> HttpResponse {
     let s = match signed_in(&request).await {
         Ok(s) => s,
@@ -259,13 +247,9 @@ pub async fn decide(
         Ok(id) => id,
         Err(e) => return error_page(&s.viewer, Some(&s), &e),
     };
-    let verdict = match form.verdict.as_str() {
-        "approve" => Verdict::Approve,
-        "reject" => Verdict::Reject,
-        _ => {
-            let e = ServiceError::Invalid("verdict is approve or reject".into());
-            return error_page(&s.viewer, Some(&s), &e);
-        }
+    let verdict = match form.verdict() {
+        Ok(v) => v,
+        Err(e) => return error_page(&s.viewer, Some(&s), &e),
     };
     let body = DecisionRequest {
         totp: form.totp,
@@ -418,13 +402,7 @@ pub async fn submit(request: HttpRequest, form: web::Form<NewForm>) -> HttpRespo
     };
     let authority = s.authority.clone();
     let submitted = match s.run(move |a, c| a.submit(c, body)).await {
-        Ok(Submitted::Stored(view)) => Ok(*view),
-        Ok(Submitted::Issuing(issuing)) => {
-            actix_web::rt::spawn(async move { issuing.done(authority).await })
-                .await
-                .map_err(|e| ServiceError::Internal(format!("issuance task: {e}")))
-                .and_then(|r| r)
-        }
+        Ok(submitted) => submitted.finish(authority).await,
         Err(e) => Err(e),
     };
     match submitted {

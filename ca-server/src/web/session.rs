@@ -97,6 +97,58 @@ pub fn same_origin(request: &HttpRequest) -> Result<(), ServiceError> {
     }
 }
 
+/// An approve / reject form (requests and account changes): the verdict, a fresh code, a comment
+/// and the CSRF token.
+#[derive(serde::Deserialize)]
+pub struct DecisionForm {
+    /// `approve` or `reject`.
+    pub verdict: String,
+    /// A fresh TOTP code.
+    pub totp: String,
+    /// Why.
+    #[serde(default)]
+    pub comment: String,
+    /// The session's CSRF token.
+    pub csrf: String,
+}
+
+impl DecisionForm {
+    /// The verdict the pressed button names.
+    pub fn verdict(&self) -> Result<ca_core::approval::Verdict, ServiceError> {
+        match self.verdict.as_str() {
+            "approve" => Ok(ca_core::approval::Verdict::Approve),
+            "reject" => Ok(ca_core::approval::Verdict::Reject),
+            _ => Err(ServiceError::Invalid("verdict is approve or reject".into())),
+        }
+    }
+}
+
+/// A fresh token for a signed-out form (sign-in, enrolment) and its double-submit cookie: there
+/// is no session yet to bind a CSRF token to.
+pub fn fresh_form_token() -> String {
+    hex::encode(crate::secrets::random_bytes(16).unwrap_or_default())
+}
+
+/// Whether a signed-out form came from this origin carrying the token its cookie holds.
+pub fn signed_out_form_ok(request: &HttpRequest, token: &str) -> bool {
+    let cookie = request
+        .cookie(LOGIN_COOKIE)
+        .map(|c| c.value().to_string())
+        .unwrap_or_default();
+    let origin_ok = same_origin(request).is_ok();
+    let token_ok = !cookie.is_empty() && bool::from(cookie.as_bytes().ct_eq(token.as_bytes()));
+    if !origin_ok || !token_ok {
+        tracing::info!(
+            path = request.path(),
+            origin_ok,
+            has_cookie = !cookie.is_empty(),
+            token_ok,
+            "console form refused"
+        );
+    }
+    origin_ok && token_ok
+}
+
 /// A cookie only this server's pages over HTTPS send back, never to scripts or other sites.
 pub fn strict_cookie(name: &'static str, value: String) -> Cookie<'static> {
     Cookie::build(name, value)

@@ -5,16 +5,14 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use maud::{html, Markup};
-use serde::Deserialize;
 
 use super::layout::{error_page, error_text, html, page};
-use super::session::{signed_in, WebSession};
+use super::session::{signed_in, DecisionForm, WebSession};
 use crate::accounts::changes::ChangeKind;
 use crate::api::{
     AccountChangeQuery, AccountChangeView, CreateUserRequest, SetRolesRequest, StepUpRequest,
 };
 use crate::error::ServiceError;
-use ca_core::approval::Verdict;
 
 /// Roles an admin can give, with their names in both languages.
 const ROLES: [(&str, &str, &str); 6] = [
@@ -301,21 +299,11 @@ pub async fn act(request: HttpRequest, name: web::Path<String>, body: String) ->
     }
 }
 
-/// The approve / reject form of an account change.
-#[derive(Deserialize)]
-pub struct DecideForm {
-    verdict: String,
-    totp: String,
-    #[serde(default)]
-    comment: String,
-    csrf: String,
-}
-
 /// `POST /users/changes/{id}`: the second person's decision (prints their half of a code).
 pub async fn decide(
     request: HttpRequest,
     id: web::Path<String>,
-    form: web::Form<DecideForm>,
+    form: web::Form<DecisionForm>,
 ) -> HttpResponse {
     let s = match signed_in(&request).await {
         Ok(s) => s,
@@ -325,13 +313,9 @@ pub async fn decide(
     if let Err(e) = s.check_form(&request, &form.csrf) {
         return error_page(&s.viewer, Some(&s), &e);
     }
-    let verdict = match form.verdict.as_str() {
-        "approve" => Verdict::Approve,
-        "reject" => Verdict::Reject,
-        _ => {
-            let e = ServiceError::Invalid("verdict is approve or reject".into());
-            return error_page(&s.viewer, Some(&s), &e);
-        }
+    let verdict = match form.verdict() {
+        Ok(v) => v,
+        Err(e) => return error_page(&s.viewer, Some(&s), &e),
     };
     let body = StepUpRequest {
         totp: form.totp,
