@@ -583,3 +583,73 @@ mod tests {
         assert_eq!(parse_rfc3339("2026-11-23T09:00:00+9"), None);
     }
 }
+
+/// `POST /api/v1/enrollment-codes`: a one-time enrollment code ("challenge password") for a
+/// device that enrolls itself through SCEP or EST.
+#[derive(Debug, Serialize, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeRequest {
+    /// The profile the device enrolls under (one with `[enrollment] scep` or `est`).
+    pub profile: String,
+    /// A pattern (regular expression, whole value) the subject's CN must match, e.g.
+    /// `ipad-ward3-[0-9]+`; none: any CN the profile allows.
+    #[serde(default)]
+    pub cn_pattern: Option<String>,
+    /// A pattern every subjectAltName (as `dns:`, `uri:`, `email:`, `ip:` plus the value) must
+    /// match; none: any the profile allows.
+    #[serde(default)]
+    pub san_pattern: Option<String>,
+    /// Minutes the code stays valid (1-1440; default 60).
+    #[serde(default)]
+    pub valid_minutes: Option<u32>,
+}
+
+/// An enrollment code as the API shows it. `code` is present only in the answer that creates it.
+#[derive(Debug, Serialize, Deserialize, Clone)]
+pub struct ChallengeView {
+    /// Id (`chl-...`), for listing and revoking.
+    pub id: String,
+    /// The code itself: shown once, stored only as its SHA-256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Profile.
+    pub profile: String,
+    /// CN pattern.
+    pub cn_pattern: Option<String>,
+    /// SAN pattern.
+    pub san_pattern: Option<String>,
+    /// Who minted it.
+    pub created_by: String,
+    /// When (RFC 3339).
+    pub created_at: String,
+    /// Until when it may be used (RFC 3339).
+    pub expires_at: String,
+    /// unused, used or expired.
+    pub state: String,
+    /// The request it was used for.
+    pub request_id: Option<String>,
+}
+
+/// `POST /api/v1/renew` on the enrollment listener (authenticated by the current certificate
+/// over mutual TLS).
+#[derive(Debug, Serialize, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RenewRequest {
+    /// PKCS#10 CSR in PEM: the same subject and subjectAltNames as the current certificate.
+    pub csr: String,
+}
+
+/// The answer to a renewal: issued (with the certificate and chain) or waiting for approval.
+#[derive(Debug, Serialize, Deserialize, Clone)]
+pub struct RenewView {
+    /// The renewal's request id (poll `GET /api/v1/renew/{id}` with the same certificate).
+    pub request: String,
+    /// issued, pending, rejected, expired or failed.
+    pub status: String,
+    /// The new certificate followed by its chain up to the root (PEM), once issued.
+    pub certificate_pem: Option<String>,
+    /// Issuing CA and serial of the new certificate, once issued.
+    pub serial: Option<String>,
+    /// The new certificate's notAfter (RFC 3339), once issued.
+    pub not_after: Option<String>,
+}

@@ -215,6 +215,38 @@ pub struct RenewalConfig {
     /// Whether renewal needs the approval rule again.
     #[serde(default = "default_true")]
     pub requires_approval: bool,
+    /// Revoke the renewed certificate (reason superseded) this long after its successor is
+    /// issued, e.g. `7d` (the overlap a device needs to switch); unset: it simply expires.
+    #[serde(default)]
+    pub revoke_old_after: Option<String>,
+    /// How long after expiry a certificate may still renew itself, e.g. `7d` (default none: an
+    /// expired certificate needs a new enrollment).
+    #[serde(default)]
+    pub grace_after_expiry: Option<String>,
+}
+
+/// `[enrollment]` as written: which device enrollment protocols serve this profile.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollmentConfig {
+    /// Serve SCEP (RFC 8894) at `/scep/<profile>`.
+    #[serde(default)]
+    pub scep: bool,
+    /// Serve EST (RFC 7030) at `/.well-known/est/<profile>/`.
+    #[serde(default)]
+    pub est: bool,
+    /// Profiles whose valid certificates (a manufacturer's or a bootstrap certificate) authorize
+    /// an EST `simpleenroll` under this profile over TLS client authentication, instead of a
+    /// one-time code.
+    #[serde(default)]
+    pub bootstrap_profiles: Vec<String>,
+    /// Hex SHA-256 of a static challenge password every device of this profile may use (off
+    /// by default: one-time codes are the rule). Only its hash is written down.
+    #[serde(default)]
+    pub static_challenge_sha256: Option<String>,
+    /// The account a static challenge's requests are filed under (a device enroller).
+    #[serde(default)]
+    pub static_challenge_owner: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -283,6 +315,9 @@ pub struct ProfileConfig {
     pub approval: ApprovalConfig,
     /// Renewal rule.
     pub renewal: RenewalConfig,
+    /// Device enrollment (SCEP, EST); none by default.
+    #[serde(default)]
+    pub enrollment: EnrollmentConfig,
     /// A second certificate for the same subject: `allow` (the default, reported),
     /// `refuse`, or `supersede` (the older ones are revoked as superseded once the new one is
     /// stored).
@@ -344,6 +379,26 @@ pub struct RenewalRule {
     pub reuse_key: bool,
     /// Approval needed again.
     pub requires_approval: bool,
+    /// Seconds after the successor's issuance at which the renewed certificate is revoked.
+    pub revoke_old_after_secs: Option<u64>,
+    /// Seconds after expiry during which renewal is still allowed (0: none).
+    pub grace_secs: u64,
+}
+
+/// A validated enrollment rule: which protocols serve the profile and how devices prove they
+/// may enroll.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnrollmentRule {
+    /// SCEP served.
+    pub scep: bool,
+    /// EST served.
+    pub est: bool,
+    /// Profiles whose certificates authorize EST enrollment.
+    pub bootstrap_profiles: Vec<String>,
+    /// SHA-256 of the static challenge, when one is configured.
+    pub static_challenge_sha256: Option<[u8; 32]>,
+    /// The account static-challenge requests are filed under.
+    pub static_challenge_owner: Option<String>,
 }
 
 /// A profile Mamori trusts: every field validated.
@@ -371,6 +426,7 @@ pub struct Profile {
     ip: Option<SanRule>,
     approval: ApprovalRule,
     renewal: RenewalRule,
+    enrollment: EnrollmentRule,
     duplicates: DuplicatePolicy,
 }
 
@@ -664,6 +720,49 @@ impl Profile {
         }
         let renewal_window = parse_duration(&config.renewal.window)
             .map_err(|e| invalid(file, "renewal.window", e.to_string()))?;
+        let optional_duration = |value: &Option<String>, field: &str| {
+            value
+                .as_deref()
+                .map(parse_duration)
+                .transpose()
+                .map_err(|e| invalid(file, field, e.to_string()))
+        };
+        let revoke_old_after_secs =
+            optional_duration(&config.renewal.revoke_old_after, "renewal.revoke_old_after")?;
+        let grace_secs =
+            optional_duration(&config.renewal.grace_after_expiry, "renewal.grace_after_expiry")?
+                .unwrap_or(0);
+        let enrollment = &config.enrollment;
+        let static_challenge_sha256 = match &enrollment.static_challenge_sha256 {
+            None => None,
+            Some(text) => {
+                let bytes = hex::decode(text.trim()).ok().filter(|b| b.len() == 32);
+                let Some(bytes) = bytes else {
+                    return Err(invalid(
+                        file,
+                        "enrollment.static_challenge_sha256",
+                        "must be 64 hex digits (sha256sum of the challenge)",
+                    ));
+                };
+                let mut hash = [0u8; 32];
+                hash.copy_from_slice(&bytes);
+                Some(hash)
+            }
+        };
+        if static_challenge_sha256.is_some() != enrollment.static_challenge_owner.is_some() {
+            return Err(invalid(
+                file,
+                "enrollment.static_challenge_owner",
+                "a static challenge needs the account its requests are filed under, and only then",
+            ));
+        }
+        if (enrollment.scep || enrollment.est) && !config.renewal.allowed {
+            return Err(invalid(
+                file,
+                "renewal.allowed",
+                "devices that enroll themselves must be able to renew: set renewal.allowed",
+            ));
+        }
 
         let policy_oid = match &config.policy_oid {
             None => None,
@@ -728,6 +827,15 @@ impl Profile {
                 window_secs: renewal_window,
                 reuse_key: config.renewal.reuse_key,
                 requires_approval: config.renewal.requires_approval,
+                revoke_old_after_secs,
+                grace_secs,
+            },
+            enrollment: EnrollmentRule {
+                scep: enrollment.scep,
+                est: enrollment.est,
+                bootstrap_profiles: enrollment.bootstrap_profiles.clone(),
+                static_challenge_sha256,
+                static_challenge_owner: enrollment.static_challenge_owner.clone(),
             },
             duplicates: config.duplicates,
         })
@@ -828,6 +936,10 @@ impl Profile {
     /// The renewal rule.
     pub fn renewal(&self) -> &RenewalRule {
         &self.renewal
+    }
+    /// The device enrollment rule.
+    pub fn enrollment(&self) -> &EnrollmentRule {
+        &self.enrollment
     }
     /// The rule for a SAN type (`dns`, `uri`, `email`, `ip`), if that type is allowed.
     pub fn san_rule(&self, kind: &str) -> Option<&SanRule> {

@@ -103,6 +103,16 @@ pub fn random_bytes(len: usize) -> Result<Vec<u8>, SecretError> {
 /// The symmetric key that encrypts TOTP secrets and other small values at rest.
 pub struct DataKey(LessSafeKey);
 
+/// The keys derived from the CA passphrase, each for one holder.
+pub struct DerivedKeys {
+    /// Seals TOTP secrets (accounts) and checks the passphrase.
+    pub data: DataKey,
+    /// Seals the OCSP responders' keys (ocsp).
+    pub responder: DataKey,
+    /// Seals the SCEP RA keys (scep).
+    pub enrollment: DataKey,
+}
+
 impl std::fmt::Debug for DataKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("DataKey(..)")
@@ -122,19 +132,29 @@ impl DataKey {
         passphrase: &str,
         salt: &[u8],
     ) -> Result<(Self, Self), SecretError> {
+        let keys = Self::derive_keys(passphrase, salt)?;
+        Ok((keys.data, keys.responder))
+    }
+
+    /// Every key derived from the passphrase: one scrypt run, then HKDF-SHA256 per holder.
+    pub fn derive_keys(passphrase: &str, salt: &[u8]) -> Result<DerivedKeys, SecretError> {
         let mut key = Zeroizing::new([0u8; 32]);
         let scrypt_params = scrypt_params()?;
         scrypt_derive(passphrase.as_bytes(), salt, &scrypt_params, key.as_mut())?;
         let data = UnboundKey::new(&AES_256_GCM, key.as_ref()).map_err(|_| SecretError::Random)?;
-        let responder: UnboundKey =
-            ring::hkdf::Prk::new_less_safe(ring::hkdf::HKDF_SHA256, key.as_ref())
-                .expand(&[b"mamori ocsp responder keys v1"], &AES_256_GCM)
+        let prk = ring::hkdf::Prk::new_less_safe(ring::hkdf::HKDF_SHA256, key.as_ref());
+        let expand = |label: &[u8]| -> Result<DataKey, SecretError> {
+            let unbound: UnboundKey = prk
+                .expand(&[label], &AES_256_GCM)
                 .map_err(|_| SecretError::Random)?
                 .into();
-        Ok((
-            DataKey(LessSafeKey::new(data)),
-            DataKey(LessSafeKey::new(responder)),
-        ))
+            Ok(DataKey(LessSafeKey::new(unbound)))
+        };
+        Ok(DerivedKeys {
+            data: DataKey(LessSafeKey::new(data)),
+            responder: expand(b"mamori ocsp responder keys v1")?,
+            enrollment: expand(b"mamori scep ra keys v1")?,
+        })
     }
 
     /// Encrypts: random 96-bit nonce followed by ciphertext and tag.

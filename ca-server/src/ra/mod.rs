@@ -12,12 +12,16 @@
 pub mod audit;
 pub mod audit_checkpoint;
 mod decide;
+mod enrollment;
+mod renew;
 pub mod review;
 mod revocation;
 mod submit;
 mod views;
 
+pub use enrollment::DeviceProof;
 pub use revocation::StatusChange;
+pub(crate) use submit::OnStore;
 pub use submit::{Issuing, Submitted};
 
 use std::collections::BTreeMap;
@@ -233,6 +237,7 @@ impl Authority {
             self.crls.publisher(&self.issuers).maintain_crls(id)?;
         }
         self.expire_requests()?;
+        self.retire_renewed()?;
         if let Err(e) = self.checkpoint_audit(false) {
             tracing::warn!(error = %e, "signing an audit checkpoint failed");
         }

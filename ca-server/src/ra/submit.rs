@@ -107,6 +107,37 @@ impl Issuing {
     }
 }
 
+/// Who a request is filed under: the account (`user_id`, shown as `username`), and the actor
+/// its audit entries name (the account itself, or e.g. `device:<code id>` for a device that
+/// enrolled with an enroller's one-time code).
+#[derive(Debug, Clone)]
+pub(crate) struct Requester {
+    pub user_id: String,
+    pub username: String,
+    pub actor: String,
+}
+
+/// Work done inside the transaction that stores a request (with the request's id and the
+/// time): consuming a one-time code, recording a renewal or a SCEP transaction. An error
+/// undoes the whole submission; it may run twice (the group commit's retry).
+pub(crate) type OnStore = Arc<
+    dyn Fn(&mut DbConnection, &str, i64) -> Result<(), ServiceError> + Send + Sync,
+>;
+
+/// What a submission asks for besides profile and CSR.
+pub(crate) struct Submission {
+    pub justification: String,
+    pub work_order: Option<String>,
+    pub window: Option<(UnixTime, UnixTime)>,
+    pub on_store: Option<OnStore>,
+    /// Issue without approvals even where the profile needs them (a renewal whose profile
+    /// says `requires_approval = false`).
+    pub approved: bool,
+    /// What an existing valid certificate of the subject does: the profile's policy, or
+    /// `Allow` for a renewal (its predecessor is retired by the renewal rule).
+    pub duplicates: DuplicatePolicy,
+}
+
 /// Valid certificates of one subject under one profile: (CA, serial), newest first.
 type Duplicates = Vec<(String, String)>;
 
@@ -214,28 +245,65 @@ impl Authority {
         if profile.organization_from_account() || profile.email_domain_from_account() {
             self.check_account_binding(caller, profile, &csr)?;
         }
+        let requester = Requester {
+            user_id: caller.user_id.clone(),
+            username: caller.username.clone(),
+            actor: caller.username.clone(),
+        };
+        self.submit_checked(
+            &requester,
+            profile,
+            &csr,
+            Submission {
+                justification: justification.to_string(),
+                work_order: work_order.map(str::to_string),
+                window,
+                on_store: None,
+                approved: false,
+                duplicates: profile.duplicates(),
+            },
+        )
+    }
+
+    /// Stores (or, without approvals, issues) a request whose requester is already authorized
+    /// and whose CSR is verified: the API's submissions, device enrollment and renewal.
+    pub(crate) fn submit_checked(
+        &self,
+        requester: &Requester,
+        profile: &Profile,
+        csr: &VerifiedCsr,
+        submission: Submission,
+    ) -> Result<Submitted, ServiceError> {
+        let Submission {
+            justification,
+            work_order,
+            window,
+            on_store,
+            approved,
+            duplicates: policy,
+        } = submission;
         let ca = self.issuing_ca(profile)?;
         // The profile, the window and the lint all pass before anything is stored; a profile
         // without approvals issues this very preparation.
         let prepared = PreparedIssuance::prepare(
             ca,
             profile,
-            &csr,
+            csr,
             &IssuanceOptions { window },
             &*self.clock,
             &*self.random,
         )?;
-        let approved_now = profile.approval().approvals == 0;
+        let approved_now = approved || profile.approval().approvals == 0;
         // A request that waits for approvers, or a profile that refuses duplicates, looks now
         // (refusing before anything is signed). Issuance at once looks again in the writer's
         // own transaction, with no second connection per issuance (`issue_at_once`).
-        let duplicates = if !approved_now || profile.duplicates() == DuplicatePolicy::Refuse {
+        let duplicates = if !approved_now || policy == DuplicatePolicy::Refuse {
             self.conn()?
                 .valid_with_subject(profile.id(), prepared.subject(), 10)?
         } else {
             Vec::new()
         };
-        if profile.duplicates() == DuplicatePolicy::Refuse && !duplicates.is_empty() {
+        if policy == DuplicatePolicy::Refuse && !duplicates.is_empty() {
             return Err(refused_duplicate(profile, prepared.subject(), &duplicates));
         }
         let shown_duplicates: Vec<String> = duplicates
@@ -246,10 +314,10 @@ impl Authority {
         let row = RequestRow {
             id: new_ordered_id("req", self.clock.now_ms())?,
             profile_id: profile.id().to_string(),
-            requester_id: caller.user_id.clone(),
+            requester_id: requester.user_id.clone(),
             csr_der: csr.der().to_vec(),
-            justification: justification.to_string(),
-            work_order: work_order.map(str::to_string),
+            justification,
+            work_order,
             window_start: window.map(|w| w.0.as_secs() as i64),
             window_end: window.map(|w| w.1.as_secs() as i64),
             status: if approved_now {
@@ -268,12 +336,12 @@ impl Authority {
         let mut view = row.clone();
         if approved_now {
             let (serial, commit, signed) =
-                self.issue_at_once(row, ca, profile, prepared, &caller.username, now)?;
+                self.issue_at_once(row, ca, profile, prepared, &requester.actor, now, on_store, policy)?;
             // What issue_at_once stores, without reading the row back.
             view.status = RequestStatus::Issued.as_str().into();
             view.ca_id = Some(ca.id().to_string());
             view.certificate_serial = Some(serial.clone());
-            let shown = self.view_of(view, caller.username.clone(), &[]);
+            let shown = self.view_of(view, requester.username.clone(), &[]);
             return Ok(Submitted::Issuing(Box::new(Issuing {
                 commit,
                 signed,
@@ -281,16 +349,19 @@ impl Authority {
                 profile_id: profile.id().to_string(),
                 serial,
                 view: shown,
-                policy: profile.duplicates(),
+                policy,
             })));
         }
-        let entry = submit_entry(&row, &caller.username, now);
+        let entry = submit_entry(&row, &requester.actor, now);
         self.writer.run(move |w| {
             w.conn.insert_request(&row)?;
+            if let Some(hook) = &on_store {
+                hook(w.conn, &row.id, now)?;
+            }
             w.audit(entry.clone());
             Ok(())
         })?;
-        let mut view = self.view_of(view, caller.username.clone(), &[]);
+        let mut view = self.view_of(view, requester.username.clone(), &[]);
         view.duplicates = shown_duplicates;
         Ok(Submitted::Stored(Box::new(view)))
     }
@@ -437,6 +508,7 @@ impl Authority {
     /// commit: if it fails, the caller gets the error and the certificate is dropped unseen.
     /// Returns the serial (hex) and the queued commit, which the caller awaits
     /// ([`Issuing::done`]).
+    #[allow(clippy::too_many_arguments)]
     fn issue_at_once(
         &self,
         mut request: RequestRow,
@@ -445,6 +517,8 @@ impl Authority {
         prepared: PreparedIssuance,
         actor: &str,
         now: i64,
+        on_store: Option<OnStore>,
+        policy: DuplicatePolicy,
     ) -> Result<(String, Committing<Duplicates>, SignedIssuance), ServiceError> {
         let mut certificate = crate::ca::reservation::reservation(
             ca,
@@ -467,7 +541,7 @@ impl Authority {
         let entry = signed.entry.clone();
         let response = signed.response.as_ref().map(|r| r.row.clone());
         let (profile_id, subject) = (profile.id().to_string(), certificate.subject.clone());
-        let refuses = profile.duplicates() == DuplicatePolicy::Refuse;
+        let refuses = policy == DuplicatePolicy::Refuse;
         let refusing = profile.clone();
         // Inserted with the batch's other new rows, one statement per table (a new serial has no
         // response to replace). The valid certificates of the same subject are read first, in
@@ -477,6 +551,9 @@ impl Authority {
             let duplicates = w.conn.valid_with_subject(&profile_id, &subject, 10)?;
             if refuses && !duplicates.is_empty() {
                 return Err(refused_duplicate(&refusing, &subject, &duplicates));
+            }
+            if let Some(hook) = &on_store {
+                hook(w.conn, &request.id, now)?;
             }
             w.add_request(request.clone());
             w.audit(submitted.clone());

@@ -36,6 +36,7 @@ pub mod certificate_names;
 pub mod chained_insert;
 pub mod checkpoint;
 pub mod crl_rows;
+pub mod enrollment_rows;
 pub mod gate;
 pub mod group_commit;
 pub mod ids;

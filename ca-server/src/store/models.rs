@@ -228,3 +228,47 @@ pub struct OcspResponseRow {
     /// The storing process's `ocsp` service's origin; 0 for older rows.
     pub origin: i64,
 }
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = enrollment_challenges)]
+pub struct ChallengeRow {
+    pub id: String,
+    pub code_sha256: String,
+    pub profile_id: String,
+    pub cn_pattern: Option<String>,
+    pub san_pattern: Option<String>,
+    pub created_by: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = scep_transactions)]
+pub struct ScepTransactionRow {
+    pub transaction_id: String,
+    pub signer_sha256: String,
+    pub csr_sha256: String,
+    pub request_id: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = scep_ra)]
+pub struct ScepRaRow {
+    pub ca_id: String,
+    pub certificate_der: Vec<u8>,
+    pub key_sealed: String,
+    pub not_after: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = renewals)]
+pub struct RenewalRow {
+    pub request_id: String,
+    pub old_ca_id: String,
+    pub old_serial: String,
+    pub revoke_old_at: Option<i64>,
+    pub done: bool,
+}

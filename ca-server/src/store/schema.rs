@@ -240,4 +240,52 @@ diesel::allow_tables_to_appear_in_same_query!(
     ocsp_responders,
     audit_log,
     ocsp_responses,
+    enrollment_challenges,
+    scep_transactions,
+    scep_ra,
+    renewals,
 );
+
+diesel::table! {
+    enrollment_challenges (id) {
+        id -> Text,
+        code_sha256 -> Text,
+        profile_id -> Text,
+        cn_pattern -> Nullable<Text>,
+        san_pattern -> Nullable<Text>,
+        created_by -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+        request_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    scep_transactions (transaction_id, signer_sha256) {
+        transaction_id -> Text,
+        signer_sha256 -> Text,
+        csr_sha256 -> Text,
+        request_id -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    scep_ra (ca_id) {
+        ca_id -> Text,
+        certificate_der -> Binary,
+        key_sealed -> Text,
+        not_after -> BigInt,
+    }
+}
+
+diesel::table! {
+    renewals (request_id) {
+        request_id -> Text,
+        old_ca_id -> Text,
+        old_serial -> Text,
+        revoke_old_at -> Nullable<BigInt>,
+        done -> Bool,
+    }
+}

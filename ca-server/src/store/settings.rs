@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use super::models::SettingRow;
 use super::schema::*;
 use super::DbConnection;
-use crate::secrets::DataKey;
+use crate::secrets::{DataKey, DerivedKeys};
 
 /// One stored setting.
 pub fn setting(conn: &mut DbConnection, name: &str) -> anyhow::Result<Option<String>> {
@@ -47,4 +47,15 @@ pub fn unlock_with_responder_key(
     let check = hex::decode(setting(conn, "key_check")?.unwrap_or_default()).unwrap_or_default();
     data_key.open(&check).context("wrong CA passphrase")?;
     Ok((data_key, responder_key))
+}
+
+/// Every key the passphrase unlocks ([`DataKey::derive_keys`]), after checking the passphrase.
+pub fn unlock_keys(conn: &mut DbConnection, passphrase: &str) -> anyhow::Result<DerivedKeys> {
+    let salt = setting(conn, "kdf_salt")?
+        .context("this database is not initialized: run `ca-server init` first")?;
+    let salt = hex::decode(salt).context("damaged kdf_salt setting")?;
+    let keys = DataKey::derive_keys(passphrase, &salt)?;
+    let check = hex::decode(setting(conn, "key_check")?.unwrap_or_default()).unwrap_or_default();
+    keys.data.open(&check).context("wrong CA passphrase")?;
+    Ok(keys)
 }
