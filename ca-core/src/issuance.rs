@@ -153,7 +153,9 @@ fn leaf_extensions(
             true,
         )?,
         extension(&KeyUsage(usage), true)?,
-        extension(
+    ];
+    if !profile.extended_key_usage().is_empty() {
+        extensions.push(extension(
             &ExtendedKeyUsage(
                 profile
                     .extended_key_usage()
@@ -162,8 +164,8 @@ fn leaf_extensions(
                     .collect(),
             ),
             false,
-        )?,
-    ];
+        )?);
+    }
     if !sans.is_empty() {
         extensions.push(extension(&SubjectAltName(sans), subject_empty)?);
     }

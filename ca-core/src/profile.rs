@@ -568,7 +568,9 @@ impl Profile {
         if config.key_usage.is_empty() {
             return Err(invalid(file, "key_usage", "must grant at least one usage"));
         }
-        if config.extended_key_usage.is_empty() {
+        // Only an internal profile (the SCEP RA's: its key signs replies and opens requests,
+        // which no extended key usage names) may leave it out.
+        if config.extended_key_usage.is_empty() && !config.requester_roles.is_empty() {
             return Err(invalid(
                 file,
                 "extended_key_usage",

@@ -388,8 +388,8 @@ pub fn open_with(
 ) -> anyhow::Result<Authority> {
     let pool = open_pool(&config)?;
     let mut conn = pool.get()?;
-    let (data_key, responder_key) =
-        crate::store::settings::unlock_with_responder_key(&mut conn, &passphrase)?;
+    let keys = crate::store::settings::unlock_keys(&mut conn, &passphrase)?;
+    let (data_key, responder_key) = (keys.data, keys.responder);
     crate::ocsp::reseal_responder_keys(&mut conn, &passphrase, &responder_key)?;
     let rows: Vec<CaRow> = cas::table.select(CaRow::as_select()).load(&mut conn)?;
     let mut cas = BTreeMap::new();
@@ -445,6 +445,7 @@ pub fn open_with(
         data_key,
         passphrase,
         responder_key,
+        enrollment_key: Some(keys.enrollment),
         clock: clock.clone(),
         random,
         cas,
@@ -478,6 +479,7 @@ pub fn open_ocsp_only(config: Config, passphrase: Zeroizing<String>) -> anyhow::
         data_key,
         passphrase,
         responder_key,
+        enrollment_key: None,
         clock: Arc::new(SystemClock),
         random: Arc::new(OsRandom),
         cas: BTreeMap::new(),

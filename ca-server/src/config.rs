@@ -95,6 +95,13 @@ pub struct Config {
     pub api_tls_key: Option<PathBuf>,
     /// Require API clients to present a certificate from Mamori's root.
     pub api_require_client_cert: bool,
+    /// HTTPS listener for devices (EST, `/api/v1/renew`, SCEP), which asks for a TLS client
+    /// certificate without requiring one; off unless set, e.g. `0.0.0.0:8444`. A listener of
+    /// its own so that browsers on the API listener are never asked for a certificate.
+    pub enroll_addr: Option<String>,
+    /// Plain-HTTP listener for SCEP only (its messages are signed and encrypted; many SCEP
+    /// clients speak only HTTP); off unless set, e.g. `0.0.0.0:8081`.
+    pub scep_http_addr: Option<String>,
     /// Seconds a session may sit idle.
     pub session_idle_secs: u64,
     /// Seconds a session lives at most.
@@ -167,6 +174,8 @@ impl Default for Config {
             api_tls_cert: None,
             api_tls_key: None,
             api_require_client_cert: false,
+            enroll_addr: None,
+            scep_http_addr: None,
             session_idle_secs: 30 * 60,
             session_absolute_secs: 12 * 3600,
             lockout_threshold: 5,
@@ -236,6 +245,12 @@ impl Config {
         }
         if let Some(v) = env("api_addr") {
             self.api_addr = v;
+        }
+        if let Some(v) = env("enroll_addr") {
+            self.enroll_addr = Some(v).filter(|v| !v.is_empty());
+        }
+        if let Some(v) = env("scep_http_addr") {
+            self.scep_http_addr = Some(v).filter(|v| !v.is_empty());
         }
         if let Some(v) = env("public_url") {
             self.public_url = v;
@@ -343,7 +358,17 @@ impl Config {
             key: key.into(),
             reason: reason.into(),
         };
-        for (key, addr) in [("http_addr", &self.http_addr), ("api_addr", &self.api_addr)] {
+        let optional = [
+            ("enroll_addr", self.enroll_addr.as_ref()),
+            ("scep_http_addr", self.scep_http_addr.as_ref()),
+        ];
+        let set = optional
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)));
+        for (key, addr) in [("http_addr", &self.http_addr), ("api_addr", &self.api_addr)]
+            .into_iter()
+            .chain(set)
+        {
             addr.parse::<std::net::SocketAddr>().map_err(|_| {
                 invalid(
                     key,

@@ -2,7 +2,8 @@
 //! and OCSP over HTTP, built on `ca-core`.
 //!
 //! Services by security context (docs/ARCHITECTURE.md): `accounts` (users, sessions, step-up),
-//! `ra` (the workflow; never sees HTTP), `ca` (the only holder of CA keys), `ocsp`, `crl`;
+//! `ra` (the workflow; never sees HTTP), `ca` (the only holder of CA keys), `ocsp`, `crl`,
+//! `scep` (the SCEP RA keys and messages);
 //! `http` parses, calls them and maps errors; `store` is the only place that knows diesel's
 //! tables.
 
@@ -19,6 +20,7 @@ pub mod http;
 pub mod metrics;
 pub mod ocsp;
 pub mod ra;
+pub mod scep;
 pub mod secrets;
 pub mod store;
 pub mod web;

@@ -142,10 +142,16 @@ pub(super) fn check(tbs: &TbsCertificate, ctx: &LintContext<'_>, out: &mut Findi
                 }
             }
             match eku.and_then(|e| ExtendedKeyUsage::from_der(e.extn_value.as_bytes()).ok()) {
+                None if profile.extended_key_usage().is_empty() && eku.is_none() => {}
                 None => out.fail(
                     "e_eku_present",
                     "profile extended_key_usage",
                     "extendedKeyUsage is missing",
+                ),
+                Some(_) if profile.extended_key_usage().is_empty() => out.fail(
+                    "e_eku_matches_profile",
+                    "profile extended_key_usage",
+                    "extendedKeyUsage present where the profile names none",
                 ),
                 Some(value) => {
                     let expected: Vec<_> = profile

@@ -39,6 +39,15 @@ impl CaCertificates {
         self.certificates.get(id).map(Vec::as_slice)
     }
 
+    /// A CA certificate and, for one below the root, the root's, as DER.
+    pub fn chain_der(&self, id: &str) -> Vec<Vec<u8>> {
+        let mut out: Vec<Vec<u8>> = self.certificates.get(id).cloned().into_iter().collect();
+        if id != self.root_id {
+            out.extend(self.certificates.get(&self.root_id).cloned());
+        }
+        out
+    }
+
     /// A CA certificate and, for one below the root, the root's, as PEM.
     pub fn chain_pem(&self, id: &str) -> Option<String> {
         let mut out = ca_core::ca::pem(self.certificates.get(id)?);

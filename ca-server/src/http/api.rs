@@ -469,3 +469,44 @@ pub async fn audit_checkpoint(who: SignedIn) -> Result<HttpResponse, ServiceErro
 pub async fn audit_verify(who: SignedIn) -> Result<HttpResponse, ServiceError> {
     Ok(HttpResponse::Ok().json(who.run(|a, c| a.audit_verify(c)).await?))
 }
+
+/// `?profile=` on the enrollment code list.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeListQuery {
+    /// Only this profile's codes.
+    pub profile: Option<String>,
+}
+
+/// `POST /api/v1/enrollment-codes`: a one-time code for a device (SCEP, EST).
+pub async fn create_challenge(
+    who: SignedIn,
+    body: web::Json<ChallengeRequest>,
+) -> Result<HttpResponse, ServiceError> {
+    let body = body.into_inner();
+    let view = who.run(move |a, c| a.create_challenge(c, body)).await?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+/// `GET /api/v1/enrollment-codes`: the newest codes, never the codes themselves.
+pub async fn list_challenges(
+    who: SignedIn,
+    request: HttpRequest,
+    query: web::Query<ChallengeListQuery>,
+) -> Result<HttpResponse, ServiceError> {
+    let profile = query.into_inner().profile;
+    let page = who
+        .run(move |a, c| a.list_challenges(c, profile.as_deref()))
+        .await?;
+    Ok(paged(&request, page))
+}
+
+/// `POST /api/v1/enrollment-codes/{id}/revoke`: ends an unused code.
+pub async fn revoke_challenge(
+    who: SignedIn,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ServiceError> {
+    let id = path.into_inner();
+    who.run(move |a, c| a.revoke_challenge(c, &id)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -4,8 +4,10 @@
 pub mod api;
 pub mod body;
 pub mod caller;
+pub mod enroll;
 pub mod problem;
 pub mod public;
+pub mod scep;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -222,6 +224,24 @@ pub const ROUTES: &[Route] = &[
             "Sign a checkpoint of the audit chain's head now (also public: GET /audit/checkpoints)",
     },
     Route {
+        method: "post",
+        path: "/api/v1/enrollment-codes",
+        roles: "the profile's requester roles (a device enroller)",
+        summary: "Mint a one-time enrollment code (SCEP challenge password, EST Basic password) for one device under a profile, optionally bound to CN and SAN patterns; the answer is the only place the code appears",
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/enrollment-codes",
+        roles: "device enrollers, security-officer, admin, auditor",
+        summary: "List enrollment codes (?profile=): state, minter, request; never the codes",
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/enrollment-codes/{id}/revoke",
+        roles: "the code's minter, security-officer, admin",
+        summary: "End an unused enrollment code now",
+    },
+    Route {
         method: "get",
         path: "/api/v1/openapi.json",
         roles: "public",
@@ -426,6 +446,18 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
                 "/certificates/{ca}/{serial}/release",
                 web::post().to(api::release),
             )
+            .route(
+                "/enrollment-codes",
+                web::post().to(api::create_challenge),
+            )
+            .route(
+                "/enrollment-codes",
+                web::get().to(api::list_challenges),
+            )
+            .route(
+                "/enrollment-codes/{id}/revoke",
+                web::post().to(api::revoke_challenge),
+            )
             .route("/audit", web::get().to(api::audit))
             .route("/audit/verify", web::get().to(api::audit_verify))
             .route("/audit/checkpoints", web::post().to(api::audit_checkpoint))
@@ -464,6 +496,68 @@ pub fn public_routes(cfg: &mut web::ServiceConfig) {
         "/audit/checkpoints",
         web::head().to(public::audit_checkpoints),
     );
+}
+
+/// Registers SCEP's routes (on both enrollment listeners).
+pub fn scep_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/scep/{profile}", web::get().to(scep::get))
+        .route("/scep/{profile}", web::post().to(scep::post))
+        .route("/scep/{profile}/pkiclient.exe", web::get().to(scep::get))
+        .route("/scep/{profile}/pkiclient.exe", web::post().to(scep::post));
+}
+
+/// Registers the HTTPS enrollment listener's routes: EST, renewal, SCEP.
+pub fn enroll_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/.well-known/est/{profile}")
+            .route("/cacerts", web::get().to(enroll::cacerts))
+            .route("/csrattrs", web::get().to(enroll::csrattrs))
+            .route("/simpleenroll", web::post().to(enroll::simpleenroll))
+            .route("/simplereenroll", web::post().to(enroll::simplereenroll)),
+    )
+    .route("/api/v1/renew", web::post().to(enroll::renew))
+    .route("/api/v1/renew/{id}", web::get().to(enroll::renew_status))
+    .configure(scep_routes);
+}
+
+/// X509_V_ERR_CERT_HAS_EXPIRED: an expired client certificate still completes the handshake on
+/// the enrollment listener; the renewal rule (grace after expiry, off by default) decides.
+const CERT_HAS_EXPIRED: i32 = 10;
+
+/// The enrollment listener's TLS: the API's certificate, and a client certificate asked for
+/// (not required) and verified up to Mamori's root.
+fn enroll_acceptor(
+    chain_pem: &str,
+    key_pkcs8: &[u8],
+    ca_certificates: &[Vec<u8>],
+) -> anyhow::Result<SslAcceptorBuilder> {
+    let mut builder = tls_acceptor(chain_pem, key_pkcs8, None)?;
+    let mut store = openssl::x509::store::X509StoreBuilder::new()?;
+    for der in ca_certificates {
+        let cert = openssl::x509::X509::from_der(der)?;
+        builder.add_client_ca(&cert)?;
+        store.add_cert(cert)?;
+    }
+    builder.set_verify_cert_store(store.build())?;
+    builder.set_verify_callback(SslVerifyMode::PEER, |ok, ctx| {
+        ok || ctx.error().as_raw() == CERT_HAS_EXPIRED
+    });
+    builder.set_session_id_context(b"mamori-enroll")?;
+    Ok(builder)
+}
+
+/// Puts the TLS client certificate of a connection, if any, where handlers find it.
+fn remember_peer(connection: &dyn std::any::Any, data: &mut actix_web::dev::Extensions) {
+    type Tls = actix_tls::accept::openssl::TlsStream<actix_web::rt::net::TcpStream>;
+    if let Some(tls) = connection.downcast_ref::<Tls>() {
+        if let Some(der) = tls
+            .ssl()
+            .peer_certificate()
+            .and_then(|c| c.to_der().ok())
+        {
+            data.insert(enroll::PeerCertificate(der));
+        }
+    }
 }
 
 fn tls_acceptor(
@@ -510,14 +604,44 @@ pub async fn serve(
     } else {
         None
     };
+    let enroll_acceptor = match (&tls, &config.enroll_addr) {
+        (Some((chain_pem, key_pkcs8)), Some(_)) => {
+            let cas: Vec<Vec<u8>> = authority
+                .issuers
+                .certificates()
+                .all()
+                .values()
+                .cloned()
+                .collect();
+            Some(enroll_acceptor(chain_pem, key_pkcs8, &cas)?)
+        }
+        _ => None,
+    };
     let acceptor = match tls {
         Some((chain_pem, key_pkcs8)) => {
             Some(tls_acceptor(&chain_pem, &key_pkcs8, client_ca.as_deref())?)
         }
         None => None,
     };
+    let scep_service = if acceptor.is_some() {
+        let service = Arc::new(crate::scep::ScepService::new(authority.clone())?);
+        let starting = service.clone();
+        web::block(move || starting.maintain())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))??;
+        Some(service)
+    } else {
+        None
+    };
     let data = web::Data::new(authority.clone());
     let limit = config.max_body_bytes;
+    let enroll = enroll_servers(
+        &config,
+        data.clone(),
+        scep_service.clone(),
+        enroll_acceptor,
+        limit,
+    )?;
 
     let public_data = web::Data::new(public::PublicState {
         ocsp: authority.ocsp.clone(),
@@ -628,7 +752,15 @@ pub async fn serve(
         loop {
             tick.tick().await;
             let a = upkeep.clone();
-            match web::block(move || a.maintain()).await {
+            let scep = scep_service.clone();
+            let work = move || {
+                a.maintain()?;
+                if let Some(scep) = scep {
+                    scep.maintain()?;
+                }
+                Ok::<(), crate::error::ServiceError>(())
+            };
+            match web::block(work).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::error!(error = %e, "upkeep failed"),
                 Err(e) => tracing::error!(error = %e, "upkeep task failed"),
@@ -653,21 +785,77 @@ pub async fn serve(
         }
     });
     tracing::info!(http = %config.http_addr, api = %config.api_addr, "mamori listening");
-    let result = futures_join(public, api).await;
+    let mut servers = vec![public];
+    servers.extend(api);
+    servers.extend(enroll);
+    let result = join_all(servers).await;
     maintenance.abort();
     polling.abort();
     result
 }
 
-async fn futures_join(
-    public: actix_web::dev::Server,
-    api: Option<actix_web::dev::Server>,
-) -> anyhow::Result<()> {
-    let Some(api) = api else {
-        return public.await.context("public listener");
-    };
-    let (a, b) = tokio::join!(public, api);
-    a.context("public listener")?;
-    b.context("API listener")?;
+async fn join_all(servers: Vec<actix_web::dev::Server>) -> anyhow::Result<()> {
+    let handles: Vec<_> = servers.into_iter().map(tokio::spawn).collect();
+    for handle in handles {
+        handle.await.context("listener task")?.context("listener")?;
+    }
     Ok(())
+}
+
+/// The device enrollment listeners, when configured: HTTPS (EST, renewal, SCEP) and plain
+/// HTTP (SCEP only).
+fn enroll_servers(
+    config: &crate::config::Config,
+    data: web::Data<Arc<Authority>>,
+    scep: Option<Arc<crate::scep::ScepService>>,
+    acceptor: Option<SslAcceptorBuilder>,
+    limit: usize,
+) -> anyhow::Result<Vec<actix_web::dev::Server>> {
+    let Some(scep) = scep else {
+        return Ok(Vec::new());
+    };
+    let scep = web::Data::new(scep);
+    let mut servers = Vec::new();
+    if let (Some(addr), Some(acceptor)) = (&config.enroll_addr, acceptor) {
+        let (data, scep) = (data.clone(), scep.clone());
+        servers.push(
+            HttpServer::new(move || {
+                App::new()
+                    .app_data(data.clone())
+                    .app_data(scep.clone())
+                    .app_data(json_config(limit))
+                    .app_data(query_config())
+                    .app_data(path_config())
+                    .app_data(web::PayloadConfig::new(limit))
+                    .wrap(bare_errors())
+                    .configure(enroll_routes)
+                    .default_service(web::to(not_found))
+            })
+            .on_connect(remember_peer)
+            .bind_openssl(addr, acceptor)
+            .with_context(|| format!("binding the enrollment listener to {addr}"))?
+            .run(),
+        );
+        tracing::info!(enroll = %addr, "device enrollment listening (EST, SCEP, renewal)");
+    }
+    if let Some(addr) = &config.scep_http_addr {
+        servers.push(
+            HttpServer::new(move || {
+                App::new()
+                    .app_data(data.clone())
+                    .app_data(scep.clone())
+                    .app_data(query_config())
+                    .app_data(path_config())
+                    .app_data(web::PayloadConfig::new(crate::scep::message::MAX_MESSAGE_LEN))
+                    .wrap(bare_errors())
+                    .configure(scep_routes)
+                    .default_service(web::to(not_found))
+            })
+            .bind(addr)
+            .with_context(|| format!("binding the SCEP listener to {addr}"))?
+            .run(),
+        );
+        tracing::info!(scep = %addr, "SCEP over plain HTTP listening");
+    }
+    Ok(servers)
 }

@@ -109,6 +109,8 @@ pub struct Authority {
     pub(crate) audit_key: Option<SoftwareKey>,
     /// Users, sessions, step-up, account administration.
     pub accounts: Arc<Accounts>,
+    /// The key that seals the SCEP RA keys, until the SCEP service takes it.
+    enrollment_key: std::sync::Mutex<Option<DataKey>>,
 }
 
 /// How many verified CSR signatures an instance remembers (about 200 KiB).
@@ -127,6 +129,8 @@ pub struct Parts {
     pub passphrase: Zeroizing<String>,
     /// Seals the OCSP responders' keys.
     pub responder_key: DataKey,
+    /// Seals the SCEP RA keys (handed on to the SCEP service).
+    pub enrollment_key: Option<DataKey>,
     /// The clock every service reads (the system's; a test's `ManualClock`).
     pub clock: Arc<dyn Clock>,
     /// The random source serials, keys and TOTP secrets are drawn from (the system's; a
@@ -211,6 +215,7 @@ impl Authority {
             csr_signatures: SignatureMemo::new(CSR_SIGNATURES_REMEMBERED),
             audit_key,
             accounts,
+            enrollment_key: std::sync::Mutex::new(parts.enrollment_key),
         };
         authority.upkeep(false)?;
         authority.ocsp.poll_responses()?;
@@ -246,6 +251,51 @@ impl Authority {
             self.ocsp.poll_responses()?;
         }
         Ok(())
+    }
+
+    /// Hands the key that seals SCEP RA keys to the SCEP service (once).
+    pub fn take_enrollment_key(&self) -> Option<DataKey> {
+        self.enrollment_key.lock().ok()?.take()
+    }
+
+    /// The issuing CAs that profiles serving SCEP name.
+    pub fn scep_issuing_cas(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .profiles
+            .values()
+            .filter(|p| p.enrollment().scep)
+            .map(|p| p.issuing_ca().to_string())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// The id of the CA whose certificate's subject is `issuer`.
+    pub fn ca_named(&self, issuer: &x509_cert::name::Name) -> Option<String> {
+        use ca_core::der::{Decode, Encode};
+        let wanted = issuer.to_der().ok()?;
+        self.issuers.certificates().all().iter().find_map(|(id, der)| {
+            let cert = x509_cert::Certificate::from_der(der).ok()?;
+            (cert.tbs_certificate.subject.to_der().ok()? == wanted).then(|| id.clone())
+        })
+    }
+
+    /// An issued certificate (DER) by issuer name and serial (SCEP GetCert).
+    pub fn certificate_by_issuer_serial(
+        &self,
+        ias: &cms::cert::IssuerAndSerialNumber,
+    ) -> Option<Vec<u8>> {
+        use crate::store::request_rows::RequestRows;
+        let ca = self.ca_named(&ias.issuer)?;
+        let serial = ca_core::serial::serial_hex(&ias.serial_number);
+        self.conn().ok()?.certificate_der(&ca, &serial).ok().flatten()
+    }
+
+    /// The current complete CRL (DER) of the CA named `issuer` (SCEP GetCRL).
+    pub fn crl_by_issuer(&self, issuer: &x509_cert::name::Name) -> Option<Vec<u8>> {
+        let ca = self.ca_named(issuer)?;
+        self.crls.crl(&ca).ok().map(|c| c.der.to_vec())
     }
 
     /// The group-commit writer's counters.

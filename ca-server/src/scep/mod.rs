@@ -1,0 +1,259 @@
+//! SCEP (RFC 8894) for MDM-managed tablets, Windows and network devices: the RA identities
+//! (`ra`), the messages (`message`), and what each operation does with the RA's workflow —
+//! enrollment with a one-time code, renewal signed by the current certificate, polling,
+//! GetCert and GetCRL. It holds the key that seals the RA keys; the HTTP side is
+//! `http::scep`.
+
+pub mod message;
+mod ra;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::ServiceError;
+use crate::ra::{Authority, DeviceProof, OnStore, Submitted};
+use crate::secrets::DataKey;
+use crate::store::enrollment_rows::EnrollmentRows;
+use crate::store::models::ScepTransactionRow;
+use crate::store::request_rows::RequestRows;
+use crate::store::status::RequestStatus;
+use message::{FailInfo, MessageType, PkiRequest, RaIdentity, Reply};
+
+/// The capabilities `GetCACaps` announces (RFC 8894 §3.5.2).
+pub const CAPABILITIES: &str = "AES\nPOSTPKIOperation\nRenewal\nSHA-256\nSCEPStandard\n";
+
+/// The challengePassword attribute of a PKCS#10 request (RFC 2985).
+const CHALLENGE_PASSWORD: const_oid::ObjectIdentifier =
+    const_oid::ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.7");
+
+/// The SCEP service.
+pub struct ScepService {
+    authority: Arc<Authority>,
+    /// Seals the RA keys at rest.
+    key: DataKey,
+    /// RA identities by CA, current first.
+    identities: RwLock<BTreeMap<String, Vec<Arc<RaIdentity>>>>,
+}
+
+/// A verified message's outcome before the reply is signed: a reply now, or an issuance whose
+/// commit the caller awaits first.
+pub enum Step {
+    /// Reply at once.
+    Reply(Box<PkiRequest>, Reply),
+    /// A submission: await it, then reply with [`ScepService::after_submission`].
+    Submitted(Box<PkiRequest>, Submitted),
+}
+
+impl ScepService {
+    /// The SCEP service over `authority`, taking the key that seals RA keys from it.
+    pub fn new(authority: Arc<Authority>) -> Result<Self, ServiceError> {
+        let key = authority
+            .take_enrollment_key()
+            .ok_or_else(|| ServiceError::Internal("the SCEP RA sealing key is gone".into()))?;
+        Ok(ScepService {
+            authority,
+            key,
+            identities: RwLock::new(BTreeMap::new()),
+        })
+    }
+
+    /// Upkeep: an RA identity for every issuing CA a SCEP profile names, renewed in its window.
+    pub fn maintain(&self) -> Result<(), ServiceError> {
+        for ca in self.authority.scep_issuing_cas() {
+            self.ensure_ra(&ca)?;
+        }
+        Ok(())
+    }
+
+    /// `GetCACert` for a profile: the RA certificate, then the issuing CA's chain up to the root
+    /// (a degenerate SignedData).
+    pub fn ca_certificates(&self, profile_id: &str) -> Result<Vec<u8>, ServiceError> {
+        let profile = self.authority.enrollment_profile(profile_id, "scep")?;
+        let ra = self.identities(profile.issuing_ca())?;
+        let chain = self.authority.issuers.certificates().chain_der(profile.issuing_ca());
+        let mut certs: Vec<&[u8]> = vec![&ra[0].der];
+        certs.extend(chain.iter().map(Vec::as_slice));
+        message::degenerate(&certs, &[]).map_err(|e| ServiceError::Internal(e.to_string()))
+    }
+
+    /// `PKIOperation`, first half (blocking: signature checks, decryption, the workflow).
+    pub fn handle(&self, profile_id: &str, body: &[u8]) -> Result<Step, ServiceError> {
+        let profile = self.authority.enrollment_profile(profile_id, "scep")?;
+        let ras = self.identities(profile.issuing_ca())?;
+        let refs: Vec<&RaIdentity> = ras.iter().map(|r| r.as_ref()).collect();
+        let request =
+            message::parse(body, &refs).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let content = match &request.content {
+            Ok(c) => c.clone(),
+            Err(fail) => {
+                let fail = *fail;
+                return Ok(Step::Reply(Box::new(request), Reply::Failure(fail)));
+            }
+        };
+        let signer_sha256 = hex::encode(Sha256::digest(&request.signer_der));
+        let reply = match request.message_type {
+            MessageType::PkcsReq | MessageType::RenewalReq => {
+                let csr_sha256 = hex::encode(Sha256::digest(&content));
+                let earlier = self
+                    .authority
+                    .conn()?
+                    .scep_transaction(&request.transaction_id, &signer_sha256)?;
+                if let Some(earlier) = earlier {
+                    // A retry (or a replay) of the same transaction: its state, nothing new.
+                    let reply = if earlier.csr_sha256 == csr_sha256 {
+                        self.state_of(&earlier.request_id)?
+                    } else {
+                        Reply::Failure(FailInfo::BadRequest)
+                    };
+                    return Ok(Step::Reply(Box::new(request), reply));
+                }
+                let record = transaction_hook(&request.transaction_id, &signer_sha256, &csr_sha256);
+                let ours = self
+                    .authority
+                    .presented_certificate(&request.signer_der)
+                    .is_ok();
+                let submitted = if request.message_type == MessageType::RenewalReq || ours {
+                    self.authority
+                        .renew(&request.signer_der, &content, "scep", Some(record))
+                } else {
+                    let code = challenge_password(&content).unwrap_or_default();
+                    self.authority.enroll_device(
+                        profile,
+                        &DeviceProof::Code(code),
+                        &content,
+                        "scep",
+                        Some(record),
+                    )
+                };
+                match submitted {
+                    Ok(s) => return Ok(Step::Submitted(Box::new(request), s)),
+                    Err(ServiceError::Internal(e)) => return Err(ServiceError::Internal(e)),
+                    Err(e) => {
+                        tracing::info!(scep.transaction = %request.transaction_id, error = %e, "SCEP request refused");
+                        Reply::Failure(FailInfo::BadRequest)
+                    }
+                }
+            }
+            MessageType::CertPoll => match self
+                .authority
+                .conn()?
+                .scep_transaction(&request.transaction_id, &signer_sha256)?
+            {
+                Some(t) => self.state_of(&t.request_id)?,
+                None => Reply::Failure(FailInfo::BadCertId),
+            },
+            MessageType::GetCert => match message::issuer_and_serial(&content)
+                .and_then(|ias| self.authority.certificate_by_issuer_serial(&ias))
+            {
+                Some(der) => Reply::Success(self.certs_only(&[&der])?),
+                None => Reply::Failure(FailInfo::BadCertId),
+            },
+            MessageType::GetCrl => match message::issuer_and_serial(&content)
+                .and_then(|ias| self.authority.crl_by_issuer(&ias.issuer))
+            {
+                Some(crl) => Reply::Success(
+                    message::degenerate(&[], &[&crl])
+                        .map_err(|e| ServiceError::Internal(e.to_string()))?,
+                ),
+                None => Reply::Failure(FailInfo::BadCertId),
+            },
+            MessageType::CertRep => Reply::Failure(FailInfo::BadRequest),
+        };
+        Ok(Step::Reply(Box::new(request), reply))
+    }
+
+    /// The reply for a request once its submission is stored (issued or pending).
+    pub fn after_submission(
+        &self,
+        result: Result<ca_api::RequestView, ServiceError>,
+    ) -> Result<Reply, ServiceError> {
+        match result {
+            Ok(view) => self.state_of(&view.id),
+            Err(ServiceError::Internal(e)) => Err(ServiceError::Internal(e)),
+            Err(e) => {
+                tracing::info!(error = %e, "SCEP request refused at commit");
+                Ok(Reply::Failure(FailInfo::BadRequest))
+            }
+        }
+    }
+
+    /// The signed CertRep (blocking: encryption and an RSA signature).
+    pub fn reply(
+        &self,
+        profile_id: &str,
+        request: &PkiRequest,
+        reply: Reply,
+    ) -> Result<Vec<u8>, ServiceError> {
+        let profile = self.authority.enrollment_profile(profile_id, "scep")?;
+        let ras = self.identities(profile.issuing_ca())?;
+        let mut nonce = [0u8; 16];
+        crate::secrets::random_bytes(16)
+            .map(|b| nonce.copy_from_slice(&b))
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        message::cert_rep(request, reply, &ras[0], &nonce)
+            .map_err(|e| ServiceError::Internal(e.to_string()))
+    }
+
+    fn certs_only(&self, certs: &[&[u8]]) -> Result<Vec<u8>, ServiceError> {
+        message::degenerate(certs, &[]).map_err(|e| ServiceError::Internal(e.to_string()))
+    }
+
+    /// A request's state as a SCEP reply.
+    fn state_of(&self, request_id: &str) -> Result<Reply, ServiceError> {
+        let view = self.authority.renew_view(request_id)?;
+        Ok(match RequestStatus::of_row(&view.status)? {
+            RequestStatus::Pending | RequestStatus::Approved => Reply::Pending,
+            RequestStatus::Issued => {
+                let der = view
+                    .serial
+                    .as_deref()
+                    .and_then(|s| s.split_once('/'))
+                    .and_then(|(ca, serial)| {
+                        self.authority
+                            .conn()
+                            .ok()?
+                            .certificate_der(ca, serial)
+                            .ok()
+                            .flatten()
+                    })
+                    .ok_or_else(|| ServiceError::Internal("issued certificate missing".into()))?;
+                Reply::Success(self.certs_only(&[&der])?)
+            }
+            _ => Reply::Failure(FailInfo::BadRequest),
+        })
+    }
+}
+
+/// Records the SCEP transaction in the request's own commit.
+fn transaction_hook(transaction_id: &str, signer_sha256: &str, csr_sha256: &str) -> OnStore {
+    let (t, s, c) = (
+        transaction_id.to_string(),
+        signer_sha256.to_string(),
+        csr_sha256.to_string(),
+    );
+    Arc::new(move |conn, request_id, now| {
+        conn.insert_scep_transaction(&ScepTransactionRow {
+            transaction_id: t.clone(),
+            signer_sha256: s.clone(),
+            csr_sha256: c.clone(),
+            request_id: request_id.to_string(),
+            created_at: now,
+        })?;
+        Ok(())
+    })
+}
+
+/// The challengePassword a CSR carries, if any.
+pub fn challenge_password(csr_der: &[u8]) -> Option<String> {
+    use ca_core::der::Decode;
+    let request = x509_cert::request::CertReq::from_der(csr_der).ok()?;
+    let attribute = request
+        .info
+        .attributes
+        .iter()
+        .find(|a| a.oid == CHALLENGE_PASSWORD)?;
+    let value = attribute.values.iter().next()?;
+    ca_core::name::attribute_text(value)
+}

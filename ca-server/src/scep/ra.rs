@@ -1,0 +1,175 @@
+//! The SCEP RA identities: one RSA key and certificate per issuing CA (profile `scep-ra`),
+//! issued by that CA to Mamori itself, sealed at rest under a key derived from the CA
+//! passphrase, and renewed within the profile's renewal window like the OCSP responders'. The
+//! previous identity stays usable for opening requests a client encrypted before the renewal.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use ca_core::csr::VerifiedCsr;
+use ca_core::issuance::{IssuanceOptions, PreparedIssuance};
+use openssl::pkey::PKey;
+use openssl::rsa::Rsa;
+use serde_json::json;
+
+use super::message::RaIdentity;
+use super::ScepService;
+use crate::error::ServiceError;
+use crate::store::audit_log;
+use crate::store::enrollment_rows::EnrollmentRows;
+use crate::store::models::ScepRaRow;
+
+/// The prefix of a sealed RA key in `scep_ra.key_sealed`, then base64 of the sealed PKCS#8.
+const SEALED: &str = "sealed-v1:";
+/// RSA modulus of RA keys.
+const RA_RSA_BITS: u32 = 2048;
+
+fn internal(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::Internal(e.to_string())
+}
+
+impl ScepService {
+    fn identity_from_row(&self, row: &ScepRaRow) -> Result<RaIdentity, ServiceError> {
+        let sealed = row
+            .key_sealed
+            .strip_prefix(SEALED)
+            .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+            .ok_or_else(|| internal(format!("the SCEP RA key of {} is damaged", row.ca_id)))?;
+        let pkcs8 = self.key.open(&sealed)?;
+        let key = PKey::private_key_from_pkcs8(&pkcs8).map_err(internal)?;
+        let certificate = openssl::x509::X509::from_der(&row.certificate_der).map_err(internal)?;
+        Ok(RaIdentity {
+            certificate,
+            der: row.certificate_der.clone(),
+            key,
+        })
+    }
+
+    /// Loads `ca_id`'s RA identity, or issues a new one when there is none or the current one
+    /// is inside the `scep-ra` profile's renewal window (the old one is kept for decryption).
+    pub fn ensure_ra(&self, ca_id: &str) -> Result<(), ServiceError> {
+        let authority = &self.authority;
+        let profile = authority
+            .profiles
+            .get("scep-ra")
+            .ok_or_else(|| internal("the scep-ra profile is missing from the policies folder"))?;
+        let now = authority.clock.now().as_secs() as i64;
+        let window = profile.renewal().window_secs as i64;
+        let mut conn = authority.conn()?;
+        let stored = conn.scep_ra(ca_id)?;
+        if let Some(row) = &stored {
+            if row.not_after - window > now {
+                let loaded = self
+                    .identities
+                    .read()
+                    .ok()
+                    .and_then(|m| m.get(ca_id).and_then(|v| v.first().map(|i| i.der.clone())));
+                if loaded.as_deref() != Some(row.certificate_der.as_slice()) {
+                    let identity = Arc::new(self.identity_from_row(row)?);
+                    self.install(ca_id, identity);
+                }
+                return Ok(());
+            }
+        }
+        let ca = authority
+            .issuers
+            .get(ca_id)
+            .ok_or_else(|| ServiceError::NotFound(format!("CA {ca_id}")))?;
+        let rsa = Rsa::generate(RA_RSA_BITS).map_err(internal)?;
+        let key = PKey::from_rsa(rsa).map_err(internal)?;
+        let mut name = openssl::x509::X509NameBuilder::new().map_err(internal)?;
+        name.append_entry_by_text("O", &authority.config.hierarchy.organization)
+            .map_err(internal)?;
+        name.append_entry_by_text("CN", &format!("Mamori SCEP RA ({ca_id})"))
+            .map_err(internal)?;
+        let mut req = openssl::x509::X509ReqBuilder::new().map_err(internal)?;
+        req.set_subject_name(&name.build()).map_err(internal)?;
+        req.set_pubkey(&key).map_err(internal)?;
+        req.sign(&key, openssl::hash::MessageDigest::sha256())
+            .map_err(internal)?;
+        let csr_der = req.build().to_der().map_err(internal)?;
+        let csr = VerifiedCsr::parse(&csr_der, 2048)?;
+        let profile = profile.for_issuer(ca_id);
+        let prepared = PreparedIssuance::prepare(
+            ca,
+            &profile,
+            &csr,
+            &IssuanceOptions::default(),
+            &*authority.clock,
+            &*authority.random,
+        )?;
+        let (issued, serial) = crate::ca::reservation::reserve_and_sign(
+            &mut conn,
+            ca,
+            prepared,
+            profile.id(),
+            None,
+            now,
+        )?;
+        let pkcs8 = zeroize::Zeroizing::new(key.private_key_to_pkcs8().map_err(internal)?);
+        let row = ScepRaRow {
+            ca_id: ca_id.to_string(),
+            certificate_der: issued.der.clone(),
+            key_sealed: format!(
+                "{SEALED}{}",
+                base64::engine::general_purpose::STANDARD.encode(self.key.seal(&pkcs8)?)
+            ),
+            not_after: issued.not_after.as_secs() as i64,
+        };
+        crate::store::write_transaction::<_, ServiceError, _>(&mut *conn, |conn| {
+            crate::ca::reservation::mark_issued(conn, ca_id, &serial, &issued.der)?;
+            conn.replace_scep_ra(&row)?;
+            audit_log::append(
+                conn,
+                now as u64,
+                "system",
+                "certificate.issue",
+                &format!("{ca_id}/{serial}"),
+                json!({"profile": profile.id(), "purpose": "SCEP RA"}),
+            )?;
+            Ok(())
+        })?;
+        let certificate = openssl::x509::X509::from_der(&issued.der).map_err(internal)?;
+        self.install(
+            ca_id,
+            Arc::new(RaIdentity {
+                certificate,
+                der: issued.der,
+                key,
+            }),
+        );
+        tracing::info!(ca.id = %ca_id, cert.serial = %serial, "SCEP RA certificate issued");
+        Ok(())
+    }
+
+    /// Makes `identity` the current one of `ca_id`, keeping the one before it.
+    fn install(&self, ca_id: &str, identity: Arc<RaIdentity>) {
+        if let Ok(mut map) = self.identities.write() {
+            let list = map.entry(ca_id.to_string()).or_default();
+            list.retain(|i| i.der != identity.der);
+            list.insert(0, identity);
+            list.truncate(2);
+        }
+    }
+
+    /// `ca_id`'s RA identities, current first.
+    pub(crate) fn identities(&self, ca_id: &str) -> Result<Vec<Arc<RaIdentity>>, ServiceError> {
+        let list = self
+            .identities
+            .read()
+            .ok()
+            .and_then(|m| m.get(ca_id).cloned())
+            .unwrap_or_default();
+        if list.is_empty() {
+            self.ensure_ra(ca_id)?;
+            return self
+                .identities
+                .read()
+                .ok()
+                .and_then(|m| m.get(ca_id).cloned())
+                .filter(|l| !l.is_empty())
+                .ok_or_else(|| internal(format!("no SCEP RA for {ca_id}")));
+        }
+        Ok(list)
+    }
+}
