@@ -102,6 +102,10 @@ pub struct Config {
     /// Plain-HTTP listener for SCEP only (its messages are signed and encrypted; many SCEP
     /// clients speak only HTTP); off unless set, e.g. `0.0.0.0:8081`.
     pub scep_http_addr: Option<String>,
+    /// Open SCEP requests encrypted with single DES (off: they get a signed badAlg failure).
+    /// Only for old clients that ignore GetCACaps' AES, such as Debian's micromdm
+    /// `scepclient` 2.1; loads OpenSSL's legacy provider.
+    pub scep_allow_single_des: bool,
     /// Seconds a session may sit idle.
     pub session_idle_secs: u64,
     /// Seconds a session lives at most.
@@ -176,6 +180,7 @@ impl Default for Config {
             api_require_client_cert: false,
             enroll_addr: None,
             scep_http_addr: None,
+            scep_allow_single_des: false,
             session_idle_secs: 30 * 60,
             session_absolute_secs: 12 * 3600,
             lockout_threshold: 5,
@@ -277,6 +282,9 @@ impl Config {
         }
         if let Some(v) = env("api_tls_key") {
             self.api_tls_key = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env("scep_allow_single_des") {
+            self.scep_allow_single_des = parse("scep_allow_single_des", &v)?;
         }
         if let Some(v) = env("api_require_client_cert") {
             self.api_require_client_cert = parse("api_require_client_cert", &v)?;

@@ -30,13 +30,14 @@ fn need_certificate() -> ServiceError {
     ServiceError::Unauthenticated
 }
 
-/// Base64 with line breaks every 64 characters, as EST and MIME bodies carry it.
+/// Base64 with a line break (LF, which `base64 -d` and `openssl base64 -d` both take) every 64
+/// characters, as EST bodies carry it.
 fn base64_lines(der: &[u8]) -> String {
     let text = base64::engine::general_purpose::STANDARD.encode(der);
     let mut out = String::with_capacity(text.len() + text.len() / 64 + 1);
     for chunk in text.as_bytes().chunks(64) {
         out.push_str(&String::from_utf8_lossy(chunk));
-        out.push_str("\r\n");
+        out.push('\n');
     }
     out
 }

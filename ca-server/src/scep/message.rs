@@ -350,7 +350,31 @@ pub fn parse(body: &[u8], ras: &[&RaIdentity]) -> Result<PkiRequest, ScepError> 
     })
 }
 
+/// Single DES (RFC 8894 §3.5.2 lets old clients fall back to it; Debian's micromdm
+/// `scepclient` 2.1 always uses it): opened only where `scep_allow_single_des` is set.
+const DES_CBC: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.7");
+
+/// The content encryption algorithm of an EnvelopedData (ContentInfo), if it parses.
+/// Read only as far as the algorithm: clients encode the encrypted content itself as BER
+/// (Go's pkcs7 writes it constructed), which `cms`'s strict EnvelopedData refuses.
+fn envelope_cipher(envelope: &[u8]) -> Option<ObjectIdentifier> {
+    let info = ContentInfo::from_der(envelope).ok()?;
+    let mut reader = der::SliceReader::new(info.content.value()).ok()?;
+    let _version = Any::decode(&mut reader).ok()?;
+    let _recipients = Any::decode(&mut reader).ok()?;
+    let header = der::Header::decode(&mut reader).ok()?;
+    if header.tag != Tag::Sequence {
+        return None;
+    }
+    let _content_type = ObjectIdentifier::decode(&mut reader).ok()?;
+    let algorithm = AlgorithmIdentifierOwned::decode(&mut reader).ok()?;
+    Some(algorithm.oid)
+}
+
 fn open_envelope(envelope: &[u8], ras: &[&RaIdentity]) -> Result<Vec<u8>, FailInfo> {
+    if envelope_cipher(envelope) == Some(DES_CBC) && !legacy::single_des_allowed() {
+        return Err(FailInfo::BadAlg);
+    }
     let p7 = Pkcs7::from_der(envelope).map_err(|_| FailInfo::BadMessageCheck)?;
     for ra in ras {
         if let Ok(plain) = p7.decrypt(&ra.key, &ra.certificate, Pkcs7Flags::BINARY) {
@@ -358,6 +382,29 @@ fn open_envelope(envelope: &[u8], ras: &[&RaIdentity]) -> Result<Vec<u8>, FailIn
         }
     }
     Err(FailInfo::BadMessageCheck)
+}
+
+/// OpenSSL's legacy provider, loaded once when single DES is allowed.
+pub mod legacy {
+    use std::sync::OnceLock;
+
+    static LEGACY: OnceLock<Option<openssl::provider::Provider>> = OnceLock::new();
+
+    /// Loads the legacy provider (beside the default one) so that single-DES envelopes open;
+    /// an error when OpenSSL has none.
+    pub fn allow_single_des() -> Result<(), openssl::error::ErrorStack> {
+        if LEGACY.get().is_some() {
+            return Ok(());
+        }
+        let provider = openssl::provider::Provider::try_load(None, "legacy", true)?;
+        let _ = LEGACY.set(Some(provider));
+        Ok(())
+    }
+
+    /// Whether single-DES envelopes are opened.
+    pub fn single_des_allowed() -> bool {
+        LEGACY.get().is_some_and(Option::is_some)
+    }
 }
 
 /// The issuer and serial a GetCert or GetCRL names.

@@ -52,6 +52,12 @@ impl ScepService {
         let key = authority
             .take_enrollment_key()
             .ok_or_else(|| ServiceError::Internal("the SCEP RA sealing key is gone".into()))?;
+        if authority.config.scep_allow_single_des {
+            message::legacy::allow_single_des().map_err(|e| {
+                ServiceError::Internal(format!("scep_allow_single_des: OpenSSL's legacy provider: {e}"))
+            })?;
+            tracing::warn!("SCEP requests encrypted with single DES are accepted (scep_allow_single_des)");
+        }
         Ok(ScepService {
             authority,
             key,
