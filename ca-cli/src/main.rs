@@ -143,6 +143,15 @@ enum Command {
         after_help = "Example:\n  ca-cli device import fleet.csv --keys-dir fleet-keys"
     )]
     Device(DeviceCommand),
+    /// One-time enrollment codes for devices that enroll through SCEP or EST (device enrollers).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  ca-cli enrollment-code create --profile mdm-tablet --cn-pattern 'ward3-ipad-[0-9]+'\n  ca-cli enrollment-code list"
+    )]
+    EnrollmentCode(enrollment::EnrollmentCommand),
+    /// Renew a certificate with itself (mutual TLS to the enrollment listener), for cron and
+    /// systemd timers.
+    Renew(renew::Renew),
 }
 
 #[derive(Subcommand)]
@@ -229,6 +238,8 @@ fn run(cli: Cli) -> CliResult<()> {
         Command::User(command) => user::run(&conn, command, json),
         Command::Audit(command) => audit::run(&conn, &cli.public_url, command, json),
         Command::Device(DeviceCommand::Import(args)) => device::import(&conn, args, json),
+        Command::EnrollmentCode(command) => enrollment::run(&conn, command, json),
+        Command::Renew(args) => renew::run(cli.ca_file.as_deref(), args, json),
     }
 }
 

@@ -731,9 +731,11 @@ impl Profile {
         };
         let revoke_old_after_secs =
             optional_duration(&config.renewal.revoke_old_after, "renewal.revoke_old_after")?;
-        let grace_secs =
-            optional_duration(&config.renewal.grace_after_expiry, "renewal.grace_after_expiry")?
-                .unwrap_or(0);
+        let grace_secs = optional_duration(
+            &config.renewal.grace_after_expiry,
+            "renewal.grace_after_expiry",
+        )?
+        .unwrap_or(0);
         let enrollment = &config.enrollment;
         let static_challenge_sha256 = match &enrollment.static_challenge_sha256 {
             None => None,

@@ -370,9 +370,7 @@ impl Config {
             ("enroll_addr", self.enroll_addr.as_ref()),
             ("scep_http_addr", self.scep_http_addr.as_ref()),
         ];
-        let set = optional
-            .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (k, v)));
+        let set = optional.into_iter().filter_map(|(k, v)| v.map(|v| (k, v)));
         for (key, addr) in [("http_addr", &self.http_addr), ("api_addr", &self.api_addr)]
             .into_iter()
             .chain(set)

@@ -113,7 +113,11 @@ pub async fn csrattrs(
 
 /// The Basic password of a request, if it sent one.
 fn basic_password(request: &HttpRequest) -> Option<String> {
-    let value = request.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let encoded = value.strip_prefix("Basic ")?;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
@@ -185,11 +189,11 @@ pub async fn simpleenroll(
     body: web::Bytes,
 ) -> Result<HttpResponse, ServiceError> {
     let csr = decode_body(&body)?;
-    let proof = match (basic_password(&request), peer(&request)) {
-        (Some(code), _) => DeviceProof::Code(code),
-        (None, Some(der)) => DeviceProof::Bootstrap(der),
-        (None, None) => {
-            return Ok(HttpResponse::Unauthorized()
+    let proof =
+        match (basic_password(&request), peer(&request)) {
+            (Some(code), _) => DeviceProof::Code(code),
+            (None, Some(der)) => DeviceProof::Bootstrap(der),
+            (None, None) => return Ok(HttpResponse::Unauthorized()
                 .insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"mamori-est\""))
                 .content_type("application/problem+json")
                 .body(
@@ -201,9 +205,8 @@ pub async fn simpleenroll(
                                    or a bootstrap certificate over TLS / 登録コードが必要です",
                     })
                     .to_string(),
-                ))
-        }
-    };
+                )),
+        };
     let a = authority.get_ref().clone();
     let profile = profile.into_inner();
     let submitted = blocking(move || {

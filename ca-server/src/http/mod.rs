@@ -446,14 +446,8 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
                 "/certificates/{ca}/{serial}/release",
                 web::post().to(api::release),
             )
-            .route(
-                "/enrollment-codes",
-                web::post().to(api::create_challenge),
-            )
-            .route(
-                "/enrollment-codes",
-                web::get().to(api::list_challenges),
-            )
+            .route("/enrollment-codes", web::post().to(api::create_challenge))
+            .route("/enrollment-codes", web::get().to(api::list_challenges))
             .route(
                 "/enrollment-codes/{id}/revoke",
                 web::post().to(api::revoke_challenge),
@@ -550,11 +544,7 @@ fn enroll_acceptor(
 fn remember_peer(connection: &dyn std::any::Any, data: &mut actix_web::dev::Extensions) {
     type Tls = actix_tls::accept::openssl::TlsStream<actix_web::rt::net::TcpStream>;
     if let Some(tls) = connection.downcast_ref::<Tls>() {
-        if let Some(der) = tls
-            .ssl()
-            .peer_certificate()
-            .and_then(|c| c.to_der().ok())
-        {
+        if let Some(der) = tls.ssl().peer_certificate().and_then(|c| c.to_der().ok()) {
             data.insert(enroll::PeerCertificate(der));
         }
     }
@@ -846,7 +836,9 @@ fn enroll_servers(
                     .app_data(scep.clone())
                     .app_data(query_config())
                     .app_data(path_config())
-                    .app_data(web::PayloadConfig::new(crate::scep::message::MAX_MESSAGE_LEN))
+                    .app_data(web::PayloadConfig::new(
+                        crate::scep::message::MAX_MESSAGE_LEN,
+                    ))
                     .wrap(bare_errors())
                     .configure(scep_routes)
                     .default_service(web::to(not_found))

@@ -47,11 +47,21 @@ pub async fn get(
         }
         "PKIOperation" => {
             // Some clients leave '+' unescaped in the query, which form decoding turns into ' '.
-            let text = query.message.as_deref().unwrap_or_default().replace(' ', "+");
+            let text = query
+                .message
+                .as_deref()
+                .unwrap_or_default()
+                .replace(' ', "+");
             let body = base64::engine::general_purpose::STANDARD
                 .decode(text.trim())
                 .map_err(|_| ServiceError::Invalid("message is not base64".into()))?;
-            pki_operation(scep.get_ref().clone(), authority.get_ref().clone(), profile, body).await
+            pki_operation(
+                scep.get_ref().clone(),
+                authority.get_ref().clone(),
+                profile,
+                body,
+            )
+            .await
         }
         other => Err(ServiceError::Invalid(format!(
             "unknown SCEP operation {other:?} (GetCACaps, GetCACert, PKIOperation)"

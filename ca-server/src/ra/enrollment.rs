@@ -388,11 +388,8 @@ impl Authority {
         via: &str,
         extra: Option<OnStore>,
     ) -> Result<Submitted, ServiceError> {
-        let csr = VerifiedCsr::parse_remembering(
-            csr_der,
-            profile.min_rsa_bits(),
-            &self.csr_signatures,
-        )?;
+        let csr =
+            VerifiedCsr::parse_remembering(csr_der, profile.min_rsa_bits(), &self.csr_signatures)?;
         let (requester, on_store) = self.authorize_device(profile, proof, &csr, via)?;
         let on_store = chain_hooks(on_store, extra);
         self.submit_checked(

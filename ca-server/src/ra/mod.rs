@@ -275,10 +275,14 @@ impl Authority {
     pub fn ca_named(&self, issuer: &x509_cert::name::Name) -> Option<String> {
         use ca_core::der::{Decode, Encode};
         let wanted = issuer.to_der().ok()?;
-        self.issuers.certificates().all().iter().find_map(|(id, der)| {
-            let cert = x509_cert::Certificate::from_der(der).ok()?;
-            (cert.tbs_certificate.subject.to_der().ok()? == wanted).then(|| id.clone())
-        })
+        self.issuers
+            .certificates()
+            .all()
+            .iter()
+            .find_map(|(id, der)| {
+                let cert = x509_cert::Certificate::from_der(der).ok()?;
+                (cert.tbs_certificate.subject.to_der().ok()? == wanted).then(|| id.clone())
+            })
     }
 
     /// An issued certificate (DER) by issuer name and serial (SCEP GetCert).
@@ -289,7 +293,11 @@ impl Authority {
         use crate::store::request_rows::RequestRows;
         let ca = self.ca_named(&ias.issuer)?;
         let serial = ca_core::serial::serial_hex(&ias.serial_number);
-        self.conn().ok()?.certificate_der(&ca, &serial).ok().flatten()
+        self.conn()
+            .ok()?
+            .certificate_der(&ca, &serial)
+            .ok()
+            .flatten()
     }
 
     /// The current complete CRL (DER) of the CA named `issuer` (SCEP GetCRL).

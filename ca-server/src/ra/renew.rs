@@ -159,11 +159,8 @@ impl Authority {
             )));
         }
         current.require_unexpired(now, rule.grace_secs)?;
-        let csr = VerifiedCsr::parse_remembering(
-            csr_der,
-            profile.min_rsa_bits(),
-            &self.csr_signatures,
-        )?;
+        let csr =
+            VerifiedCsr::parse_remembering(csr_der, profile.min_rsa_bits(), &self.csr_signatures)?;
         let tbs = &current.certificate.tbs_certificate;
         let same_subject = csr.subject().to_der().ok() == tbs.subject.to_der().ok();
         if !same_subject {
@@ -193,8 +190,7 @@ impl Authority {
                 held.join(", ")
             )));
         }
-        let same_key =
-            csr.public_key().to_der().ok() == tbs.subject_public_key_info.to_der().ok();
+        let same_key = csr.public_key().to_der().ok() == tbs.subject_public_key_info.to_der().ok();
         if same_key && !rule.reuse_key {
             return Err(ServiceError::Invalid(format!(
                 "profile {} renews with a new key: generate one for the CSR / 新しい鍵が必要です",

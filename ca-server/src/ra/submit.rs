@@ -120,9 +120,8 @@ pub(crate) struct Requester {
 /// Work done inside the transaction that stores a request (with the request's id and the
 /// time): consuming a one-time code, recording a renewal or a SCEP transaction. An error
 /// undoes the whole submission; it may run twice (the group commit's retry).
-pub(crate) type OnStore = Arc<
-    dyn Fn(&mut DbConnection, &str, i64) -> Result<(), ServiceError> + Send + Sync,
->;
+pub(crate) type OnStore =
+    Arc<dyn Fn(&mut DbConnection, &str, i64) -> Result<(), ServiceError> + Send + Sync>;
 
 /// What a submission asks for besides profile and CSR.
 pub(crate) struct Submission {
@@ -335,8 +334,16 @@ impl Authority {
         };
         let mut view = row.clone();
         if approved_now {
-            let (serial, commit, signed) =
-                self.issue_at_once(row, ca, profile, prepared, &requester.actor, now, on_store, policy)?;
+            let (serial, commit, signed) = self.issue_at_once(
+                row,
+                ca,
+                profile,
+                prepared,
+                &requester.actor,
+                now,
+                on_store,
+                policy,
+            )?;
             // What issue_at_once stores, without reading the row back.
             view.status = RequestStatus::Issued.as_str().into();
             view.ca_id = Some(ca.id().to_string());

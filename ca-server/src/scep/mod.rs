@@ -54,9 +54,13 @@ impl ScepService {
             .ok_or_else(|| ServiceError::Internal("the SCEP RA sealing key is gone".into()))?;
         if authority.config.scep_allow_single_des {
             message::legacy::allow_single_des().map_err(|e| {
-                ServiceError::Internal(format!("scep_allow_single_des: OpenSSL's legacy provider: {e}"))
+                ServiceError::Internal(format!(
+                    "scep_allow_single_des: OpenSSL's legacy provider: {e}"
+                ))
             })?;
-            tracing::warn!("SCEP requests encrypted with single DES are accepted (scep_allow_single_des)");
+            tracing::warn!(
+                "SCEP requests encrypted with single DES are accepted (scep_allow_single_des)"
+            );
         }
         Ok(ScepService {
             authority,
@@ -78,7 +82,11 @@ impl ScepService {
     pub fn ca_certificates(&self, profile_id: &str) -> Result<Vec<u8>, ServiceError> {
         let profile = self.authority.enrollment_profile(profile_id, "scep")?;
         let ra = self.identities(profile.issuing_ca())?;
-        let chain = self.authority.issuers.certificates().chain_der(profile.issuing_ca());
+        let chain = self
+            .authority
+            .issuers
+            .certificates()
+            .chain_der(profile.issuing_ca());
         let mut certs: Vec<&[u8]> = vec![&ra[0].der];
         certs.extend(chain.iter().map(Vec::as_slice));
         message::degenerate(&certs, &[]).map_err(|e| ServiceError::Internal(e.to_string()))

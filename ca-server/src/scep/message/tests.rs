@@ -14,7 +14,10 @@ fn a_degenerate_signed_data_carries_the_certificates_openssl_reads() {
 
 #[test]
 fn garbage_and_oversize_are_refused_before_any_crypto() {
-    assert!(matches!(parse(b"\x30\x03\x02\x01\x00", &[]), Err(ScepError::Malformed(_))));
+    assert!(matches!(
+        parse(b"\x30\x03\x02\x01\x00", &[]),
+        Err(ScepError::Malformed(_))
+    ));
     assert!(matches!(
         parse(&vec![0u8; MAX_MESSAGE_LEN + 1], &[]),
         Err(ScepError::TooLarge(_))
