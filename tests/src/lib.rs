@@ -945,3 +945,24 @@ impl Server {
         }
     }
 }
+
+/// The pkiStatus (`0` success, `2` failure, `3` pending) and failInfo of a SCEP CertRep, read
+/// with RustCrypto's `cms` types; `None` when it is not a CertRep.
+pub fn scep_status(der: &[u8]) -> Option<(String, Option<String>)> {
+    use ca_core::der::Decode;
+    let info = cms::content_info::ContentInfo::from_der(der).ok()?;
+    let signed: cms::signed_data::SignedData = info.content.decode_as().ok()?;
+    let signer = signed.signer_infos.0.iter().next()?;
+    let attrs = signer.signed_attrs.as_ref()?;
+    let text = |oid: &str| {
+        attrs
+            .iter()
+            .find(|a| a.oid.to_string() == oid)
+            .and_then(|a| a.values.iter().next())
+            .map(|v| String::from_utf8_lossy(v.value()).to_string())
+    };
+    Some((
+        text("2.16.840.1.113733.1.9.3")?,
+        text("2.16.840.1.113733.1.9.4"),
+    ))
+}

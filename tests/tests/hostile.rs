@@ -56,6 +56,30 @@ fn encode_path(bytes: &[u8]) -> String {
         .replace('=', "%3D")
 }
 
+/// A refused SCEP message: a 4xx problem (nothing trustworthy to reply to), or a CertRep the
+/// RA signed whose pkiStatus is FAILURE.
+fn assert_scep_refusal(case: &Case, answer: &Answer) {
+    if answer.status == 200 {
+        assert_eq!(
+            answer.content_type,
+            "application/x-pki-message",
+            "{} ({})",
+            case.file.display(),
+            case.what
+        );
+        let (status, fail) = mamori_e2e::scep_status(&answer.body)
+            .unwrap_or_else(|| panic!("{}: a 200 that is no CertRep", case.what));
+        assert_eq!(
+            status, "2",
+            "{}: pkiStatus {status}, failInfo {fail:?}",
+            case.what
+        );
+        assert!(fail.is_some(), "{}: a failure without failInfo", case.what);
+    } else {
+        assert_problem(case, answer);
+    }
+}
+
 struct Answer {
     status: u16,
     content_type: String,
@@ -124,7 +148,21 @@ fn assert_ocsp_refusal(case: &Case, answer: &Answer) {
 }
 
 fn hostile(backend: Backend) {
-    let server = Server::start(backend, &[("MAMORI_LOGIN_ATTEMPTS_PER_MINUTE", "1000")]);
+    let (enroll_port, scep_port) = (mamori_e2e::free_port(), mamori_e2e::free_port());
+    let (enroll_addr, scep_addr) = (
+        format!("127.0.0.1:{enroll_port}"),
+        format!("127.0.0.1:{scep_port}"),
+    );
+    let server = Server::start(
+        backend,
+        &[
+            ("MAMORI_LOGIN_ATTEMPTS_PER_MINUTE", "1000"),
+            ("MAMORI_ENROLL_ADDR", &enroll_addr),
+            ("MAMORI_SCEP_HTTP_ADDR", &scep_addr),
+        ],
+    );
+    let enroll_url = format!("https://localhost:{enroll_port}");
+    let scep_url = format!("http://127.0.0.1:{scep_port}");
     server.login(&server.admin);
     let enroller = server.user("enroller", &["device-enroller"]);
     let officer = server.user("oscar", &["security-officer"]);
@@ -301,6 +339,52 @@ fn hostile(backend: Backend) {
                     .json(&json!({"username": "enroller", "password": enroller.password, "totp": code})),
             );
             assert_problem(case, &answer);
+        } else if let Some(profile) = target.strip_prefix("scep-post:") {
+            let answer = send(
+                reqwest::blocking::Client::new()
+                    .post(format!("{scep_url}/scep/{profile}?operation=PKIOperation"))
+                    .header("content-type", "application/x-pki-message")
+                    .body(data.clone()),
+            );
+            assert_scep_refusal(case, &answer);
+        } else if let Some(profile) = target.strip_prefix("scep-get:") {
+            let message = if text.starts_with('%') {
+                text.clone()
+            } else {
+                encode_path(&data)
+            };
+            let answer = send(reqwest::blocking::Client::new().get(format!(
+                "{scep_url}/scep/{profile}?operation=PKIOperation&message={message}"
+            )));
+            assert_scep_refusal(case, &answer);
+        } else if let Some(rest) = target
+            .strip_prefix("est-enroll:")
+            .map(|p| (p, "simpleenroll"))
+            .or_else(|| {
+                target
+                    .strip_prefix("est-reenroll:")
+                    .map(|p| (p, "simplereenroll"))
+            })
+        {
+            let (profile, operation) = rest;
+            let (status, code) = server.call(
+                "POST",
+                "/api/v1/enrollment-codes",
+                Some(&enroller.token()),
+                Some(json!({"profile": "network-gateway", "cn_pattern": "gw[0-9]+\\.ward3\\.hospital\\.example"})),
+            );
+            assert_eq!(status, 201, "{code}");
+            let mut request = server
+                .client
+                .post(format!(
+                    "{enroll_url}/.well-known/est/{profile}/{operation}"
+                ))
+                .header("content-type", "application/pkcs10")
+                .body(data.clone());
+            if operation == "simpleenroll" {
+                request = request.basic_auth("device", code["code"].as_str());
+            }
+            assert_problem(case, &send(request));
         } else if let Some(spec) = target.strip_prefix("huge:") {
             let (method, path) = spec.split_once(':').unwrap();
             let size: usize = text.trim().parse().unwrap();

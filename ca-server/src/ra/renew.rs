@@ -75,6 +75,17 @@ impl Presented {
     }
 }
 
+/// A subject's attributes as (type, text), sorted: issuance writes them in the profile's
+/// order and string types, so a CSR that lists them otherwise (certmonger writes CN first)
+/// still names the same subject.
+fn subject_attributes(name: &x509_cert::name::Name) -> Vec<(String, Option<String>)> {
+    let mut attributes: Vec<(String, Option<String>)> = ca_core::name::name_attributes(name)
+        .map(|a| (a.oid.to_string(), ca_core::name::attribute_text(&a.value)))
+        .collect();
+    attributes.sort();
+    attributes
+}
+
 impl Authority {
     /// Finds a presented certificate (DER): issued by one of Mamori's CAs, stored with exactly
     /// these bytes, and valid (not revoked, not on hold).
@@ -162,7 +173,7 @@ impl Authority {
         let csr =
             VerifiedCsr::parse_remembering(csr_der, profile.min_rsa_bits(), &self.csr_signatures)?;
         let tbs = &current.certificate.tbs_certificate;
-        let same_subject = csr.subject().to_der().ok() == tbs.subject.to_der().ok();
+        let same_subject = subject_attributes(csr.subject()) == subject_attributes(&tbs.subject);
         if !same_subject {
             return Err(ServiceError::Invalid(format!(
                 "a renewal keeps the subject: the CSR asks for {}, the certificate has {} \

@@ -16,6 +16,13 @@ tests/tests/hostile.rs sends a file) are:
   login-totp           login as the enroller with the right password and the file as the code
   cli:<args>           ca-cli with these arguments, {} replaced by the file's path
   huge:<M>:<path>      a body of (the number in the file) bytes of "A"
+  scep-post:<profile>  POST /scep/<profile>?operation=PKIOperation on the SCEP listener, body = file
+  scep-get:<profile>   GET /scep/<profile>?operation=PKIOperation&message=<base64 of the file>
+  est-enroll:<profile> POST /.well-known/est/<profile>/simpleenroll with a fresh one-time code
+  est-reenroll:<profile> the same to simplereenroll, without a client certificate
+
+SCEP cases start from tests/data/scep/pkcsreq-scepclient-foreign-ra.der, a real PKCSReq that
+Debian's micromdm scepclient sent to another Mamori (so it is encrypted to a foreign RA).
 
 Run it from anywhere: python3 tests/data/bad/generate.py (needs openssl on PATH). It writes
 new random bytes and keys each time; the committed files are the corpus.
@@ -334,6 +341,62 @@ for i, (content, what) in enumerate((
 )):
     case(f"cli-password-{i:02}.txt", content, "cli:login --username enroller --totp 000000 --password-file {}",
          f"ca-cli login: {what}")
+
+scep = open(os.path.join(HERE, "..", "scep", "pkcsreq-scepclient-foreign-ra.der"), "rb").read()
+for cut in (1, 2, 10, 100, len(scep) // 2, len(scep) - 1):
+    case(f"scep-truncated-{cut}.der", scep[:cut], "scep-post:mdm-tablet",
+         f"a real SCEP PKCSReq cut after {cut} bytes")
+flipped = bytearray(scep)
+flipped[-10] ^= 0x55
+case("scep-bad-signature.der", bytes(flipped), "scep-post:mdm-tablet",
+     "a real SCEP PKCSReq with a byte of its signature changed")
+body = bytearray(scep)
+at = scep.find(b"\x04\x82", 600)
+body[at + 40] ^= 0x55
+case("scep-tampered-content.der", bytes(body), "scep-post:mdm-tablet",
+     "a real SCEP PKCSReq with a byte of its signed envelope changed")
+case("scep-foreign-recipient.der", scep, "scep-post:mdm-tablet",
+     "a real SCEP PKCSReq encrypted to another server's RA (signed failure, nothing stored)")
+case("scep-foreign-recipient-get.der", scep, "scep-get:mdm-tablet",
+     "the same over GET, base64 in the query")
+case("scep-trailing.der", scep + b"\x00" * 8, "scep-post:mdm-tablet",
+     "a real SCEP PKCSReq with trailing bytes")
+case("scep-unknown-profile.der", scep, "scep-post:no-such-profile", "a SCEP message for a profile that does not exist")
+case("scep-no-scep-profile.der", scep, "scep-post:ambulance-terminal",
+     "a SCEP message for a profile without [enrollment] scep")
+case("scep-empty.der", b"", "scep-post:mdm-tablet", "an empty PKIOperation body")
+case("scep-garbage.der", os.urandom(512), "scep-post:mdm-tablet", "512 random bytes as a pkiMessage")
+case("scep-nested.der", nested(1000), "scep-post:mdm-tablet", "SEQUENCE nested 1000 deep as a pkiMessage")
+case("scep-csr.der", csr_der, "scep-post:mdm-tablet", "a bare CSR instead of a pkiMessage")
+case("scep-certificate.der", cert_der, "scep-post:mdm-tablet", "a certificate instead of a pkiMessage")
+case("scep-oversize.der", scep + os.urandom(70 * 1024), "scep-post:mdm-tablet",
+     "a pkiMessage with 70 KiB appended (over the 64 KiB limit)")
+case("scep-get-not-base64.txt", "%%%not base64%%%", "scep-get:mdm-tablet", "a PKIOperation GET whose message is not base64")
+
+gw_key = os.path.join(tmp, "gw.pem")
+openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", gw_key)
+gw_csr = openssl("req", "-new", "-key", gw_key, "-subj", "/O=Mamori Hospital/CN=gw9.ward3.hospital.example",
+                 "-addext", "subjectAltName=DNS:gw9.ward3.hospital.example", "-outform", "DER")
+gw_csr_b64 = base64.encodebytes(gw_csr)
+bad_sig = bytearray(gw_csr)
+bad_sig[-5] ^= 0x55
+wrong_dns = openssl("req", "-new", "-key", gw_key, "-subj", "/O=Mamori Hospital/CN=gw9.evil.example",
+                    "-addext", "subjectAltName=DNS:gw9.evil.example", "-outform", "DER")
+for name, data, what in (
+        ("est-empty.b64", b"", "an empty simpleenroll body"),
+        ("est-not-base64.b64", b"%%% not base64 %%%", "a body that is not base64"),
+        ("est-pem.b64", openssl("req", "-in", "/dev/stdin", "-inform", "DER", stdin=gw_csr), "a PEM CSR instead of base64 DER"),
+        ("est-garbage.b64", base64.encodebytes(os.urandom(300)), "base64 of random bytes"),
+        ("est-truncated.b64", base64.encodebytes(gw_csr[:len(gw_csr) // 2]), "base64 of a CSR cut in half"),
+        ("est-bad-signature.b64", base64.encodebytes(bytes(bad_sig)), "base64 of a CSR whose signature was changed"),
+        ("est-foreign-domain.b64", base64.encodebytes(wrong_dns), "a CSR for a domain the profile does not allow"),
+        ("est-nested.b64", base64.encodebytes(nested(1000)), "base64 of SEQUENCE nested 1000 deep"),
+        ("est-certificate.b64", base64.encodebytes(cert_der), "base64 of a certificate instead of a CSR"),
+):
+    case(name, data, "est-enroll:network-gateway", f"EST simpleenroll: {what}")
+case("est-no-such-profile.b64", gw_csr_b64, "est-enroll:no-such-profile", "EST simpleenroll for a profile that does not exist")
+case("est-reenroll-no-certificate.b64", gw_csr_b64, "est-reenroll:network-gateway",
+     "EST simplereenroll without a TLS client certificate")
 
 with open(os.path.join(HERE, "MANIFEST.tsv"), "w") as f:
     f.write("# file\ttarget\twhat it is (written by generate.py; targets are explained there)\n")
