@@ -138,7 +138,7 @@ fn est_hook(csr_der: &[u8]) -> OnStore {
         conn.insert_scep_transaction(&ScepTransactionRow {
             transaction_id: id.clone(),
             signer_sha256: "est".into(),
-            csr_sha256: hash.clone(),
+            csr_key_sha256: hash.clone(),
             request_id: request_id.to_string(),
             created_at: now,
         })?;

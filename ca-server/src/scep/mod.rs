@@ -106,24 +106,45 @@ impl ScepService {
                 return Ok(Step::Reply(Box::new(request), Reply::Failure(fail)));
             }
         };
-        let signer_sha256 = hex::encode(Sha256::digest(&request.signer_der));
+        // A client is its key: certmonger signs each retry with a new self-signed certificate
+        // for the same key (and the same transactionID, RFC 8894 §3.2.1.1).
+        let signer_key = request
+            .signer
+            .public_key()
+            .and_then(|k| k.public_key_to_der())
+            .map_err(|e| ServiceError::Invalid(format!("the signer's key: {e}")))?;
+        let signer_sha256 = hex::encode(Sha256::digest(&signer_key));
         let reply = match request.message_type {
             MessageType::PkcsReq | MessageType::RenewalReq => {
-                let csr_sha256 = hex::encode(Sha256::digest(&content));
+                // A retry regenerates its CSR (certmonger does) for the same key: the key
+                // identifies it, not the CSR's bytes.
+                let csr_key_sha256 = csr_key_hash(&content).ok_or_else(|| {
+                    ServiceError::Invalid("the SCEP request's CSR does not parse".into())
+                });
+                let csr_key_sha256 = match csr_key_sha256 {
+                    Ok(hash) => hash,
+                    Err(_) => {
+                        return Ok(Step::Reply(
+                            Box::new(request),
+                            Reply::Failure(FailInfo::BadRequest),
+                        ))
+                    }
+                };
                 let earlier = self
                     .authority
                     .conn()?
                     .scep_transaction(&request.transaction_id, &signer_sha256)?;
                 if let Some(earlier) = earlier {
                     // A retry (or a replay) of the same transaction: its state, nothing new.
-                    let reply = if earlier.csr_sha256 == csr_sha256 {
+                    let reply = if earlier.csr_key_sha256 == csr_key_sha256 {
                         self.state_of(&earlier.request_id)?
                     } else {
                         Reply::Failure(FailInfo::BadRequest)
                     };
                     return Ok(Step::Reply(Box::new(request), reply));
                 }
-                let record = transaction_hook(&request.transaction_id, &signer_sha256, &csr_sha256);
+                let record =
+                    transaction_hook(&request.transaction_id, &signer_sha256, &csr_key_sha256);
                 let ours = self
                     .authority
                     .presented_certificate(&request.signer_der)
@@ -241,22 +262,30 @@ impl ScepService {
 }
 
 /// Records the SCEP transaction in the request's own commit.
-fn transaction_hook(transaction_id: &str, signer_sha256: &str, csr_sha256: &str) -> OnStore {
+fn transaction_hook(transaction_id: &str, signer_sha256: &str, csr_key_sha256: &str) -> OnStore {
     let (t, s, c) = (
         transaction_id.to_string(),
         signer_sha256.to_string(),
-        csr_sha256.to_string(),
+        csr_key_sha256.to_string(),
     );
     Arc::new(move |conn, request_id, now| {
         conn.insert_scep_transaction(&ScepTransactionRow {
             transaction_id: t.clone(),
             signer_sha256: s.clone(),
-            csr_sha256: c.clone(),
+            csr_key_sha256: c.clone(),
             request_id: request_id.to_string(),
             created_at: now,
         })?;
         Ok(())
     })
+}
+
+/// The SHA-256 (hex) of a CSR's SubjectPublicKeyInfo.
+fn csr_key_hash(csr_der: &[u8]) -> Option<String> {
+    use ca_core::der::{Decode, Encode};
+    let request = x509_cert::request::CertReq::from_der(csr_der).ok()?;
+    let spki = request.info.public_key.to_der().ok()?;
+    Some(hex::encode(Sha256::digest(&spki)))
 }
 
 /// The challengePassword a CSR carries, if any.

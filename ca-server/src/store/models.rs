@@ -249,7 +249,7 @@ pub struct ChallengeRow {
 pub struct ScepTransactionRow {
     pub transaction_id: String,
     pub signer_sha256: String,
-    pub csr_sha256: String,
+    pub csr_key_sha256: String,
     pub request_id: String,
     pub created_at: i64,
 }

@@ -265,7 +265,7 @@ diesel::table! {
     scep_transactions (transaction_id, signer_sha256) {
         transaction_id -> Text,
         signer_sha256 -> Text,
-        csr_sha256 -> Text,
+        csr_key_sha256 -> Text,
         request_id -> Text,
         created_at -> BigInt,
     }

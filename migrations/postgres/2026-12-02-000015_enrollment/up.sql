@@ -17,13 +17,16 @@ CREATE TABLE enrollment_challenges (
 );
 CREATE INDEX enrollment_challenges_created ON enrollment_challenges (created_at);
 
--- SCEP transactions: the client's transactionID (with the SHA-256 of its signing certificate,
--- so one client cannot poll another's) and the request it created. A repeated PKCSReq with the
--- same transactionID and CSR answers the request's state instead of creating a second one.
+-- SCEP transactions: the client's transactionID, the SHA-256 of its signing key's
+-- SubjectPublicKeyInfo (so one client cannot poll another's), the SHA-256 of its CSR's key, and
+-- the request it created. A repeated PKCSReq with the same transactionID and keys answers the
+-- request's state instead of creating a second one (certmonger regenerates CSR and self-signed
+-- certificate on each retry). EST retries are kept here too: transaction `est:<CSR hash>`,
+-- signer `est`.
 CREATE TABLE scep_transactions (
     transaction_id TEXT NOT NULL,
     signer_sha256 TEXT NOT NULL,
-    csr_sha256 TEXT NOT NULL,
+    csr_key_sha256 TEXT NOT NULL,
     request_id TEXT NOT NULL,
     created_at BIGINT NOT NULL,
     PRIMARY KEY (transaction_id, signer_sha256)

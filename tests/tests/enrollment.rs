@@ -1,0 +1,861 @@
+//! Devices enroll and renew themselves with clients we did not write: certmonger (SCEP, its
+//! daemon on a private D-Bus session), Debian's micromdm `scepclient` (SCEP), curl and openssl
+//! (EST, RFC 7030), and `ca-cli renew` over mutual TLS. The policies are the shipped ones with
+//! the renewal window widened (a fresh certificate would otherwise wait eleven months to renew)
+//! and network-gateway's overlap set to zero, so that upkeep retires a renewed certificate at
+//! once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use mamori_e2e::{free_port, normal_serial, workspace_root, Backend, Person, Server};
+use serde_json::{json, Value};
+
+struct Enrollment {
+    server: Server,
+    _policies: tempfile::TempDir,
+    enroll_url: String,
+    scep_url: String,
+    enroller: Person,
+    work: PathBuf,
+    root: PathBuf,
+}
+
+fn start(backend: Backend, extra: &[(&str, &str)]) -> Enrollment {
+    let policies = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(workspace_root().join("policies")).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().to_string();
+        let mut text = std::fs::read_to_string(entry.path()).unwrap();
+        if [
+            "mdm-tablet.toml",
+            "windows-device.toml",
+            "network-gateway.toml",
+        ]
+        .contains(&name.as_str())
+        {
+            text = text.replace("window = \"30d\"", "window = \"400d\"");
+        }
+        if name == "network-gateway.toml" {
+            text = text.replace("revoke_old_after = \"3d\"", "revoke_old_after = \"0s\"");
+        }
+        std::fs::write(policies.path().join(&name), text).unwrap();
+    }
+    let (enroll_port, scep_port) = (free_port(), free_port());
+    let enroll_addr = format!("127.0.0.1:{enroll_port}");
+    let scep_addr = format!("127.0.0.1:{scep_port}");
+    let mut env = vec![
+        ("MAMORI_POLICIES_DIR", policies.path().to_str().unwrap()),
+        ("MAMORI_ENROLL_ADDR", enroll_addr.as_str()),
+        ("MAMORI_SCEP_HTTP_ADDR", scep_addr.as_str()),
+        ("MAMORI_MAINTENANCE_INTERVAL_SECS", "1"),
+    ];
+    env.extend_from_slice(extra);
+    let server = Server::start(backend, &env);
+    let enroller = server.user("enroller", &["device-enroller"]);
+    let work = server.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let root = work.join("root.pem");
+    std::fs::write(&root, &server.root_pem).unwrap();
+    Enrollment {
+        server,
+        _policies: policies,
+        enroll_url: format!("https://localhost:{enroll_port}"),
+        scep_url: format!("http://127.0.0.1:{scep_port}"),
+        enroller,
+        work,
+        root,
+    }
+}
+
+impl Enrollment {
+    /// A fresh one-time enrollment code.
+    fn code(&self, profile: &str, cn_pattern: Option<&str>) -> (String, String) {
+        let (status, body) = self.server.call(
+            "POST",
+            "/api/v1/enrollment-codes",
+            Some(&self.enroller.token()),
+            Some(json!({"profile": profile, "cn_pattern": cn_pattern, "valid_minutes": 30})),
+        );
+        assert_eq!(status, 201, "{body}");
+        (
+            body["code"].as_str().unwrap().to_string(),
+            body["id"].as_str().unwrap().to_string(),
+        )
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.work.join(name)
+    }
+
+    /// `SELECT` one value.
+    fn one(&self, sql: &str) -> String {
+        self.server.query(sql).trim().to_string()
+    }
+
+    /// Approves the one pending request of `profile` as the dev officer.
+    fn approve_pending(&self, profile: &str) -> String {
+        let officer = &self.server.officer;
+        self.server.login(officer);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let id = loop {
+            let (status, list) = self.server.call(
+                "GET",
+                &format!("/api/v1/requests?status=pending&profile={profile}"),
+                Some(&officer.token()),
+                None,
+            );
+            assert_eq!(status, 200, "{list}");
+            if let Some(id) = list
+                .as_array()
+                .and_then(|l| l.first())
+                .map(|r| r["id"].clone())
+            {
+                break id.as_str().unwrap().to_string();
+            }
+            assert!(Instant::now() < deadline, "no pending {profile} request");
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let (status, body) = self.server.call(
+            "POST",
+            &format!("/api/v1/requests/{id}/approve"),
+            Some(&officer.token()),
+            Some(json!({"totp": officer.code(), "comment": "device checked"})),
+        );
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["status"], "issued", "{body}");
+        id
+    }
+}
+
+fn run(command: &mut Command) -> Output {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{command:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// curl against the enrollment listener, trusting only Mamori's root: (HTTP status, body).
+fn curl(e: &Enrollment, args: &[&str]) -> (u16, Vec<u8>) {
+    let body = e.path(&format!("curl-{}.out", free_port()));
+    let out = run(Command::new("curl")
+        .args(["-s", "-o", body.to_str().unwrap(), "-w", "%{http_code}"])
+        .args(["--cacert", e.root.to_str().unwrap()])
+        .args(args));
+    let status = String::from_utf8_lossy(&out.stdout).parse().unwrap();
+    (status, std::fs::read(&body).unwrap_or_default())
+}
+
+/// A new P-256 key and a base64 DER CSR for `cn` with one DNS name.
+fn gateway_csr(e: &Enrollment, name: &str, cn: &str) -> (PathBuf, PathBuf) {
+    let key = e.path(&format!("{name}.key"));
+    let der = e.path(&format!("{name}.der"));
+    run(Command::new("openssl").args([
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-subj",
+        &format!("/O=Mamori Hospital/CN={cn}"),
+        "-addext",
+        &format!("subjectAltName=DNS:{cn}"),
+        "-outform",
+        "DER",
+        "-out",
+        der.to_str().unwrap(),
+    ]));
+    let b64 = e.path(&format!("{name}.b64"));
+    let encoded = run(Command::new("base64").arg(&der)).stdout;
+    std::fs::write(&b64, encoded).unwrap();
+    (key, b64)
+}
+
+/// The certificates of an EST answer (base64 PKCS#7), as PEM, through `base64 -d | openssl`.
+fn est_certificates(e: &Enrollment, body: &[u8], name: &str) -> PathBuf {
+    let b64 = e.path(&format!("{name}.p7.b64"));
+    std::fs::write(&b64, body).unwrap();
+    let der = run(Command::new("base64").arg("-d").arg(&b64)).stdout;
+    let p7 = e.path(&format!("{name}.p7"));
+    std::fs::write(&p7, der).unwrap();
+    let pem = e.path(&format!("{name}.pem"));
+    run(Command::new("openssl").args([
+        "pkcs7",
+        "-inform",
+        "DER",
+        "-in",
+        p7.to_str().unwrap(),
+        "-print_certs",
+        "-out",
+        pem.to_str().unwrap(),
+    ]));
+    pem
+}
+
+fn serial_of(pem: &Path) -> String {
+    let out = run(Command::new("openssl").args([
+        "x509",
+        "-noout",
+        "-serial",
+        "-in",
+        pem.to_str().unwrap(),
+    ]));
+    normal_serial(
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .trim_start_matches("serial="),
+    )
+    .to_lowercase()
+}
+
+fn est(backend: Backend) {
+    let e = start(backend, &[]);
+    let est = |op: &str| format!("{}/.well-known/est/network-gateway/{op}", e.enroll_url);
+
+    // cacerts and csrattrs, as any RFC 7030 client fetches them first.
+    let (status, body) = curl(&e, &[&est("cacerts")]);
+    assert_eq!(status, 200);
+    let cacerts = std::fs::read_to_string(est_certificates(&e, &body, "cacerts")).unwrap();
+    assert!(
+        cacerts.contains("Mamori Issuing CA 1") && cacerts.contains("Mamori Root CA"),
+        "{cacerts}"
+    );
+    let chain = e.path("chain.pem");
+    std::fs::write(&chain, &cacerts).unwrap();
+    let (status, attrs) = curl(&e, &[&est("csrattrs")]);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&attrs));
+
+    // Enrollment with a one-time code as the Basic password.
+    let (key, csr) = gateway_csr(&e, "gw1", "gw1.ward3.hospital.example");
+    let data = format!("@{}", csr.display());
+    let post = [
+        "-H",
+        "Content-Type: application/pkcs10",
+        "--data-binary",
+        data.as_str(),
+    ];
+    let (status, _) = curl(&e, &[&post[..], &[est("simpleenroll").as_str()]].concat());
+    assert_eq!(status, 401, "no code, no certificate");
+    let (code, code_id) = e.code("network-gateway", Some(r"gw1\.ward3\.hospital\.example"));
+    let basic = format!("gw1:{code}");
+    let (status, body) = curl(
+        &e,
+        &[&post[..], &["-u", &basic, est("simpleenroll").as_str()]].concat(),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let first = est_certificates(&e, &body, "gw1-first");
+    run(Command::new("openssl").args([
+        "verify",
+        "-CAfile",
+        e.root.to_str().unwrap(),
+        "-untrusted",
+        chain.to_str().unwrap(),
+        first.to_str().unwrap(),
+    ]));
+    let first_serial = serial_of(&first);
+    assert_eq!(
+        e.one(&format!("SELECT count(*) FROM enrollment_challenges WHERE id = '{code_id}' AND used_at IS NOT NULL")),
+        "1"
+    );
+
+    // The same CSR again (a client retrying) answers the same certificate; nothing new.
+    let (status, body) = curl(
+        &e,
+        &[&post[..], &["-u", &basic, est("simpleenroll").as_str()]].concat(),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        serial_of(&est_certificates(&e, &body, "gw1-retry")),
+        first_serial
+    );
+    // The used code with another CSR: refused, nothing stored.
+    let (_, other) = gateway_csr(&e, "gw1b", "gw1.ward3.hospital.example");
+    let other_data = format!("@{}", other.display());
+    let (status, body) = curl(
+        &e,
+        &[
+            "-H",
+            "Content-Type: application/pkcs10",
+            "--data-binary",
+            &other_data,
+            "-u",
+            &basic,
+            &est("simpleenroll"),
+        ],
+    );
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    // A fresh code for another CN pattern: refused, and still unused.
+    let (code2, code2_id) = e.code("network-gateway", Some(r"gw2\.ward3\.hospital\.example"));
+    let (status, body) = curl(
+        &e,
+        &[
+            "-H",
+            "Content-Type: application/pkcs10",
+            "--data-binary",
+            &other_data,
+            "-u",
+            &format!("gw:{code2}"),
+            &est("simpleenroll"),
+        ],
+    );
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("CN matching"));
+    assert_eq!(e.one(&format!("SELECT count(*) FROM enrollment_challenges WHERE id = '{code2_id}' AND used_at IS NULL")), "1");
+    assert_eq!(
+        e.one(
+            "SELECT count(*) FROM certificates WHERE subject LIKE '%gw1.ward3.hospital.example%'"
+        ),
+        "1"
+    );
+
+    // simplereenroll: the current certificate over TLS, a new key, the same names.
+    let (key2, csr2) = gateway_csr(&e, "gw1-2", "gw1.ward3.hospital.example");
+    let data2 = format!("@{}", csr2.display());
+    let (status, body) = curl(
+        &e,
+        &[
+            "-H",
+            "Content-Type: application/pkcs10",
+            "--data-binary",
+            &data2,
+            "--cert",
+            first.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            &est("simplereenroll"),
+        ],
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let second = est_certificates(&e, &body, "gw1-second");
+    let second_serial = serial_of(&second);
+    assert_ne!(second_serial, first_serial);
+    // Another subject is not a renewal.
+    let (_, foreign) = gateway_csr(&e, "gw5", "gw5.ward3.hospital.example");
+    let (status, body) = curl(
+        &e,
+        &[
+            "-H",
+            "Content-Type: application/pkcs10",
+            "--data-binary",
+            &format!("@{}", foreign.display()),
+            "--cert",
+            second.to_str().unwrap(),
+            "--key",
+            key2.to_str().unwrap(),
+            &est("simplereenroll"),
+        ],
+    );
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    // Without a client certificate: 401.
+    let (status, _) = curl(
+        &e,
+        &[
+            "-H",
+            "Content-Type: application/pkcs10",
+            "--data-binary",
+            &data2,
+            &est("simplereenroll"),
+        ],
+    );
+    assert_eq!(status, 401);
+
+    // Upkeep retires the renewed certificate (overlap 0s here): superseded.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while e.one(&format!(
+        "SELECT status FROM certificates WHERE serial = '{first_serial}'"
+    )) != "revoked"
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate was not retired"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        e.one(&format!(
+            "SELECT revocation_reason FROM certificates WHERE serial = '{first_serial}'"
+        )),
+        "superseded"
+    );
+
+    // ca-cli renew, as a cron job runs it: not due at 30 days, renewed when asked within 400.
+    let cert_file = e.path("device.pem");
+    let key_file = e.path("device.key");
+    std::fs::copy(&second, &cert_file).unwrap();
+    std::fs::copy(&key2, &key_file).unwrap();
+    let cli = |args: &[&str]| {
+        Command::new(mamori_e2e::binary("ca-cli"))
+            .args([
+                "--ca-file",
+                e.root.to_str().unwrap(),
+                "renew",
+                "--enroll-server",
+                &e.enroll_url,
+            ])
+            .args([
+                "--cert",
+                cert_file.to_str().unwrap(),
+                "--key",
+                key_file.to_str().unwrap(),
+            ])
+            .args(args)
+            .env("MAMORI_CLI_HOME", e.path("cli"))
+            .output()
+            .unwrap()
+    };
+    let out = cli(&[]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("not due"),
+        "{out:?}"
+    );
+    assert_eq!(serial_of(&cert_file), second_serial);
+    let out = cli(&["--within", "400"]);
+    assert!(out.status.success(), "{out:?}");
+    let third_serial = serial_of(&cert_file);
+    assert_ne!(third_serial, second_serial);
+    assert!(e.path("device.pem.old").exists() && e.path("device.key.old").exists());
+    assert_ne!(
+        std::fs::read(&key_file).unwrap(),
+        std::fs::read(&key2).unwrap(),
+        "a new key"
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    // The renewed-away certificate can no longer renew (superseded once retired, or refused as
+    // a key the server already replaced): the old key and certificate are refused.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while e.one(&format!(
+        "SELECT status FROM certificates WHERE serial = '{second_serial}'"
+    )) != "revoked"
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate was not retired"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::fs::copy(&second, &cert_file).unwrap();
+    std::fs::copy(&key2, &key_file).unwrap();
+    let out = cli(&["--within", "400"]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("revoked"),
+        "{out:?}"
+    );
+
+    // The audit names the device path and the certificate that renewed.
+    assert_eq!(e.one("SELECT count(*) FROM audit_log WHERE action = 'request.submit' AND actor LIKE 'est:chl-%'"), "1");
+    assert!(e.one("SELECT count(*) FROM audit_log WHERE action = 'request.submit' AND actor LIKE 'renew:issuing/%'") == "1");
+}
+
+#[test]
+fn est_enrolls_and_renews_with_curl_openssl_and_ca_cli_sqlite() {
+    est(Backend::Sqlite);
+}
+
+#[test]
+fn est_enrolls_and_renews_with_curl_openssl_and_ca_cli_postgres() {
+    if std::env::var("MAMORI_TEST_POSTGRES_URL").is_err() {
+        eprintln!("skipped: MAMORI_TEST_POSTGRES_URL is not set");
+        return;
+    }
+    est(Backend::Postgres);
+}
+
+/// A private D-Bus session and a certmonger daemon on it, with its state in `dir`.
+struct Certmonger {
+    bus: Child,
+    daemon: Child,
+    dir: PathBuf,
+    address: String,
+}
+
+impl Drop for Certmonger {
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+        let _ = self.bus.kill();
+        let _ = self.bus.wait();
+    }
+}
+
+impl Certmonger {
+    fn start(dir: &Path) -> Certmonger {
+        for sub in ["requests", "cas", "tmp"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        let address = format!("unix:path={}", dir.join("bus").display());
+        let bus = Command::new("dbus-daemon")
+            .args([
+                "--session",
+                "--nofork",
+                "--nopidfile",
+                &format!("--address={address}"),
+            ])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !dir.join("bus").exists() {
+            assert!(Instant::now() < deadline, "dbus-daemon did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let log = std::fs::File::create(dir.join("certmonger.log")).unwrap();
+        let daemon = Command::new("certmonger")
+            .args(["-s", "-n", "-d", "2"])
+            .env("DBUS_SESSION_BUS_ADDRESS", &address)
+            .env("HOME", dir)
+            .env("CERTMONGER_REQUESTS_DIR", dir.join("requests"))
+            .env("CERTMONGER_CAS_DIR", dir.join("cas"))
+            .env("CERTMONGER_TMPDIR", dir.join("tmp"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let certmonger = Certmonger {
+            bus,
+            daemon,
+            dir: dir.to_path_buf(),
+            address,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !certmonger.getcert(&["list-cas", "-s"]).status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "certmonger did not answer on D-Bus"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        certmonger
+    }
+
+    fn getcert(&self, args: &[&str]) -> Output {
+        Command::new("getcert")
+            .args(args)
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.getcert(args);
+        assert!(
+            out.status.success(),
+            "getcert {args:?}: {}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(self.dir.join("certmonger.log")).unwrap_or_default()
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// Polls `getcert list` for request `id` until its status is `want`.
+    fn wait_for(&self, id: &str, want: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let list = self.ok(&["list", "-s", "-i", id]);
+            if list.contains(&format!("status: {want}")) {
+                return list;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "request {id} never reached {want}: {list}"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+#[test]
+fn scep_enrolls_waits_and_renews_with_certmonger() {
+    for program in ["certmonger", "getcert", "dbus-daemon"] {
+        if !have(program) {
+            eprintln!("skipped: {program} is not installed (Debian packages certmonger, dbus)");
+            return;
+        }
+    }
+    let e = start(Backend::Sqlite, &[]);
+    let cm = Certmonger::start(&e.path("certmonger"));
+    let url = |profile: &str| format!("{}/scep/{profile}", e.scep_url);
+
+    // mdm-tablet issues at once.
+    cm.ok(&[
+        "add-scep-ca",
+        "-s",
+        "-c",
+        "tablets",
+        "-u",
+        &url("mdm-tablet"),
+    ]);
+    let (code, _) = e.code("mdm-tablet", Some("tablet-[0-9]{4}"));
+    let (key, cert) = (e.path("tablet.key"), e.path("tablet.pem"));
+    cm.ok(&[
+        "request",
+        "-s",
+        "-c",
+        "tablets",
+        "-I",
+        "tablet",
+        "-k",
+        key.to_str().unwrap(),
+        "-f",
+        cert.to_str().unwrap(),
+        "-N",
+        "CN=tablet-0001,OU=Ward 3,O=Mamori Hospital,C=JP",
+        "-L",
+        &code,
+    ]);
+    cm.wait_for("tablet", "MONITORING");
+    let first = serial_of(&cert);
+    assert_eq!(
+        e.one(&format!(
+            "SELECT profile_id FROM certificates WHERE serial = '{first}'"
+        )),
+        "mdm-tablet"
+    );
+    // Renewal: a new key, signed with the current certificate, issued at once.
+    let old_key = std::fs::read(&key).unwrap();
+    cm.ok(&["rekey", "-s", "-i", "tablet"]);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while serial_of(&cert) == first {
+        assert!(
+            Instant::now() < deadline,
+            "certmonger did not renew: {}",
+            cm.ok(&["list", "-s", "-i", "tablet"])
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    cm.wait_for("tablet", "MONITORING");
+    assert_ne!(
+        std::fs::read(&key).unwrap(),
+        old_key,
+        "renewed with a new key"
+    );
+    let second = serial_of(&cert);
+    assert_eq!(
+        e.one(&format!("SELECT count(*) FROM renewals r JOIN requests q ON q.id = r.request_id WHERE r.old_serial = '{first}' AND q.certificate_serial = '{second}'")),
+        "1"
+    );
+
+    // windows-device needs an officer's approval: certmonger waits, polls, then has it.
+    cm.ok(&[
+        "add-scep-ca",
+        "-s",
+        "-c",
+        "windows",
+        "-u",
+        &url("windows-device"),
+    ]);
+    let (code, _) = e.code("windows-device", None);
+    let (wkey, wcert) = (e.path("pc.key"), e.path("pc.pem"));
+    cm.ok(&[
+        "request",
+        "-s",
+        "-c",
+        "windows",
+        "-I",
+        "pc",
+        "-k",
+        wkey.to_str().unwrap(),
+        "-f",
+        wcert.to_str().unwrap(),
+        "-N",
+        "CN=PC-WARD3-01,OU=Ward 3,O=Mamori Hospital,C=JP",
+        "-L",
+        &code,
+    ]);
+    cm.wait_for("pc", "CA_WORKING");
+    assert!(!wcert.exists(), "no certificate before the approval");
+    let request = e.approve_pending("windows-device");
+    cm.ok(&["resubmit", "-s", "-i", "pc"]);
+    cm.wait_for("pc", "MONITORING");
+    let issued = serial_of(&wcert);
+    assert_eq!(
+        e.one(&format!(
+            "SELECT certificate_serial FROM requests WHERE id = '{request}'"
+        )),
+        issued
+    );
+    // One request for the whole exchange (PKCSReq, then polls): no duplicates.
+    assert_eq!(
+        e.one("SELECT count(*) FROM requests WHERE profile_id = 'windows-device'"),
+        "1"
+    );
+}
+
+/// Debian's micromdm scepclient encrypts with single DES whatever GetCACaps says: refused with a
+/// signed badAlg by default, enrolled where `scep_allow_single_des` is set.
+#[test]
+fn scep_enrolls_with_micromdm_scepclient_only_where_des_is_allowed() {
+    if !have("scepclient") {
+        eprintln!("skipped: scepclient is not installed (Debian package scep)");
+        return;
+    }
+    for (allowed, want) in [(false, "badAlg"), (true, "SUCCESS")] {
+        let value = allowed.to_string();
+        let e = start(
+            Backend::Sqlite,
+            &[("MAMORI_SCEP_ALLOW_SINGLE_DES", value.as_str())],
+        );
+        // The RA certificate's fingerprint: scepclient encrypts to every certificate of
+        // GetCACert unless told which one (and cannot encrypt to the ECDSA CA).
+        let body = reqwest::blocking::get(format!(
+            "{}/scep/mdm-tablet?operation=GetCACert",
+            e.scep_url
+        ))
+        .unwrap()
+        .bytes()
+        .unwrap();
+        let p7 = openssl::pkcs7::Pkcs7::from_der(&body).unwrap();
+        let certs = p7.signed().unwrap().certificates().unwrap();
+        let ra = certs
+            .iter()
+            .find(|c| {
+                c.subject_name()
+                    .entries()
+                    .any(|n| n.data().as_utf8().is_ok_and(|t| t.contains("SCEP RA")))
+            })
+            .unwrap();
+        let fingerprint = hex(&ra.digest(openssl::hash::MessageDigest::sha256()).unwrap());
+        let (code, _) = e.code("mdm-tablet", None);
+        let out = Command::new("scepclient")
+            .current_dir(&e.work)
+            .args([
+                "-server-url",
+                &format!("{}/scep/mdm-tablet", e.scep_url),
+                "-challenge",
+                &code,
+                "-cn",
+                "tablet-0042",
+                "-organization",
+                "Mamori Hospital",
+                "-ou",
+                "Ward 3",
+                "-country",
+                "JP",
+                "-private-key",
+                "k.pem",
+                "-certificate",
+                "c.pem",
+                "-ca-fingerprint",
+                &fingerprint,
+            ])
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains(want), "allowed={allowed}: {text}");
+        let stored = e.one("SELECT count(*) FROM certificates WHERE profile_id = 'mdm-tablet'");
+        if allowed {
+            assert!(out.status.success(), "{text}");
+            assert_eq!(stored, "1");
+            let subject = run(Command::new("openssl").args([
+                "x509",
+                "-noout",
+                "-subject",
+                "-in",
+                e.path("c.pem").to_str().unwrap(),
+            ]));
+            assert!(String::from_utf8_lossy(&subject.stdout).contains("tablet-0042"));
+        } else {
+            assert_eq!(stored, "0", "nothing stored for a refused message");
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn enrollment_codes_are_for_enrollers_and_listed_without_the_code() {
+    let e = start(Backend::Sqlite, &[]);
+    let auditor = e.server.user("audrey", &["auditor"]);
+    let (status, body) = e.server.call(
+        "POST",
+        "/api/v1/enrollment-codes",
+        Some(&auditor.token()),
+        Some(json!({"profile": "mdm-tablet"})),
+    );
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = e.server.call(
+        "POST",
+        "/api/v1/enrollment-codes",
+        Some(&e.enroller.token()),
+        Some(json!({"profile": "staff"})),
+    );
+    assert_eq!(status, 400, "a profile without device enrollment: {body}");
+    let (status, body) = e.server.call(
+        "POST",
+        "/api/v1/enrollment-codes",
+        Some(&e.enroller.token()),
+        Some(json!({"profile": "mdm-tablet", "cn_pattern": "("})),
+    );
+    assert_eq!(status, 400, "{body}");
+    let (code, id) = e.code("mdm-tablet", None);
+    let (status, list) = e.server.call(
+        "GET",
+        "/api/v1/enrollment-codes",
+        Some(&auditor.token()),
+        None,
+    );
+    assert_eq!(status, 200);
+    let text = list.to_string();
+    assert!(text.contains(&id) && !text.contains(&code), "{text}");
+    assert_eq!(
+        e.one(&format!(
+            "SELECT code_sha256 FROM enrollment_challenges WHERE id = '{id}'"
+        )),
+        hex(&openssl::sha::sha256(code.as_bytes())),
+        "only the hash is stored"
+    );
+    let (status, _) = e.server.call(
+        "POST",
+        &format!("/api/v1/enrollment-codes/{id}/revoke"),
+        Some(&e.enroller.token()),
+        None,
+    );
+    assert_eq!(status, 204);
+    let (status, body) = e.server.call(
+        "POST",
+        &format!("/api/v1/enrollment-codes/{id}/revoke"),
+        Some(&e.enroller.token()),
+        None,
+    );
+    assert_eq!(status, 409, "{body}");
+    let list: Value = e
+        .server
+        .call(
+            "GET",
+            "/api/v1/enrollment-codes?profile=mdm-tablet",
+            Some(&e.enroller.token()),
+            None,
+        )
+        .1;
+    assert_eq!(list[0]["state"], "expired", "{list}");
+}
