@@ -735,7 +735,7 @@ fn scep_enrolls_with_micromdm_scepclient_only_where_des_is_allowed() {
             .find(|c| {
                 c.subject_name()
                     .entries()
-                    .any(|n| n.data().as_utf8().is_ok_and(|t| t.contains("SCEP RA")))
+                    .any(|n| n.data().to_string().is_ok_and(|t| t.contains("SCEP RA")))
             })
             .unwrap();
         let fingerprint = hex(&ra.digest(openssl::hash::MessageDigest::sha256()).unwrap());

@@ -116,7 +116,7 @@ impl ScepService {
             ),
             not_after: issued.not_after.as_secs() as i64,
         };
-        crate::store::write_transaction::<_, ServiceError, _>(&mut *conn, |conn| {
+        crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
             crate::ca::reservation::mark_issued(conn, ca_id, &serial, &issued.der)?;
             conn.replace_scep_ra(&row)?;
             audit_log::append(
