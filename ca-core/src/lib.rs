@@ -27,6 +27,7 @@ pub mod public_key;
 pub mod random;
 pub mod review;
 pub mod role;
+pub mod scep;
 pub mod serial;
 pub mod signature_memo;
 pub mod signer;

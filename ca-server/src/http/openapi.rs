@@ -255,4 +255,3 @@ pub fn openapi() -> serde_json::Value {
         "paths": paths,
     })
 }
-

@@ -114,7 +114,7 @@ impl ScepService {
             .and_then(|k| k.public_key_to_der())
             .map_err(|e| ServiceError::Invalid(format!("the signer's key: {e}")))?;
         let signer_sha256 = hex::encode(Sha256::digest(&signer_key));
-        let reply = match request.message_type {
+        let reply = match request.attributes.message_type {
             MessageType::PkcsReq | MessageType::RenewalReq => {
                 // A retry regenerates its CSR (certmonger does) for the same key: the key
                 // identifies it, not the CSR's bytes.
@@ -133,7 +133,7 @@ impl ScepService {
                 let earlier = self
                     .authority
                     .conn()?
-                    .scep_transaction(&request.transaction_id, &signer_sha256)?;
+                    .scep_transaction(&request.attributes.transaction_id, &signer_sha256)?;
                 if let Some(earlier) = earlier {
                     // A retry (or a replay) of the same transaction: its state, nothing new.
                     let reply = if earlier.csr_key_sha256 == csr_key_sha256 {
@@ -143,30 +143,34 @@ impl ScepService {
                     };
                     return Ok(Step::Reply(Box::new(request), reply));
                 }
-                let record =
-                    transaction_hook(&request.transaction_id, &signer_sha256, &csr_key_sha256);
+                let record = transaction_hook(
+                    &request.attributes.transaction_id,
+                    &signer_sha256,
+                    &csr_key_sha256,
+                );
                 let ours = self
                     .authority
                     .presented_certificate(&request.signer_der)
                     .is_ok();
-                let submitted = if request.message_type == MessageType::RenewalReq || ours {
-                    self.authority
-                        .renew(&request.signer_der, &content, "scep", Some(record))
-                } else {
-                    let code = challenge_password(&content).unwrap_or_default();
-                    self.authority.enroll_device(
-                        profile,
-                        &DeviceProof::Code(code),
-                        &content,
-                        "scep",
-                        Some(record),
-                    )
-                };
+                let submitted =
+                    if request.attributes.message_type == MessageType::RenewalReq || ours {
+                        self.authority
+                            .renew(&request.signer_der, &content, "scep", Some(record))
+                    } else {
+                        let code = challenge_password(&content).unwrap_or_default();
+                        self.authority.enroll_device(
+                            profile,
+                            &DeviceProof::Code(code),
+                            &content,
+                            "scep",
+                            Some(record),
+                        )
+                    };
                 match submitted {
                     Ok(s) => return Ok(Step::Submitted(Box::new(request), s)),
                     Err(ServiceError::Internal(e)) => return Err(ServiceError::Internal(e)),
                     Err(e) => {
-                        tracing::info!(scep.transaction = %request.transaction_id, error = %e, "SCEP request refused");
+                        tracing::info!(scep.transaction = %request.attributes.transaction_id, error = %e, "SCEP request refused");
                         Reply::Failure(FailInfo::BadRequest)
                     }
                 }
@@ -174,7 +178,7 @@ impl ScepService {
             MessageType::CertPoll => match self
                 .authority
                 .conn()?
-                .scep_transaction(&request.transaction_id, &signer_sha256)?
+                .scep_transaction(&request.attributes.transaction_id, &signer_sha256)?
             {
                 Some(t) => self.state_of(&t.request_id)?,
                 None => Reply::Failure(FailInfo::BadCertId),
