@@ -300,6 +300,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if std::env::var_os("MAMORI_DATA_DIR").is_none() && cli.config.is_none() {
                 config.data_dir = PathBuf::from("mamori-dev");
             }
+            // ...and devices: EST, renewal and SCEP on their listeners.
+            if std::env::var_os("MAMORI_ENROLL_ADDR").is_none() && config.enroll_addr.is_none() {
+                config.enroll_addr = Some("127.0.0.1:8444".into());
+            }
+            if std::env::var_os("MAMORI_SCEP_HTTP_ADDR").is_none()
+                && config.scep_http_addr.is_none()
+            {
+                config.scep_http_addr = Some("127.0.0.1:8081".into());
+            }
             let passphrase = bootstrap::dev(&config)?;
             serve(config, passphrase, true)
         }
@@ -327,6 +336,14 @@ fn serve(config: Config, passphrase: zeroize::Zeroizing<String>, dev: bool) -> a
         "web console:     https://{}/  (open in a browser; sign in with a user's password and TOTP code / ブラウザで開いてください)",
         config.api_addr
     );
+    if let Some(addr) = &config.enroll_addr {
+        println!(
+            "enrollment:      https://{addr}  (EST /.well-known/est/<profile>/, SCEP /scep/<profile>, POST /api/v1/renew)"
+        );
+    }
+    if let Some(addr) = &config.scep_http_addr {
+        println!("SCEP over HTTP:  http://{addr}/scep/<profile>");
+    }
     run_server(authority, Some((chain, key)))
 }
 

@@ -580,6 +580,10 @@ fn spawn_server(
         .env("MAMORI_PUBLIC_URL", public_url)
         .env("MAMORI_POLICIES_DIR", workspace_root().join("policies"))
         .env("MAMORI_LOG", "warn")
+        // Device enrollment listeners only where a test asks for them (fixed dev ports would
+        // collide between tests running at once).
+        .env("MAMORI_ENROLL_ADDR", "")
+        .env("MAMORI_SCEP_HTTP_ADDR", "")
         .stdout(Stdio::null())
         .stderr(log);
     for (k, v) in extra_env {

@@ -145,7 +145,8 @@ impl<'a> Walk<'a> {
                 .or_default()
                 .push(c[2].to_string());
         }
-        let kinds: [(&'static str, &str); 3] = [
+        let kinds: [(&'static str, &str); 4] = [
+            ("code", r"\b([A-HJ-NP-Z2-9]{6}(?:-[A-HJ-NP-Z2-9]{6}){3})\b"),
             ("change-id", r"\b(ac-[0-9a-f]+)\b"),
             ("request-id", r"\b(req-[0-9a-f]+)\b"),
             ("serial", r"(?m)(?:^|\s)([0-9a-f]{30,40})(?:\s|$)"),
@@ -202,7 +203,14 @@ impl<'a> Walk<'a> {
 
 #[test]
 fn the_readme_walk_throughs_run_as_written() {
-    let server = Server::start(Backend::Sqlite, &[]);
+    let (enroll_port, scep_port) = (mamori_e2e::free_port(), mamori_e2e::free_port());
+    let server = Server::start(
+        Backend::Sqlite,
+        &[
+            ("MAMORI_ENROLL_ADDR", &format!("127.0.0.1:{enroll_port}")),
+            ("MAMORI_SCEP_HTTP_ADDR", &format!("127.0.0.1:{scep_port}")),
+        ],
+    );
     let api_port = server.api_url.rsplit(':').next().unwrap().to_string();
     let public_port = server.public_url.rsplit(':').next().unwrap().to_string();
     let root = tempfile::tempdir().unwrap();
@@ -267,6 +275,8 @@ fn the_readme_walk_throughs_run_as_written() {
         } else {
             line.replace("127.0.0.1:8443", &format!("127.0.0.1:{api_port}"))
                 .replace("127.0.0.1:8080", &format!("127.0.0.1:{public_port}"))
+                .replace("127.0.0.1:8444", &format!("127.0.0.1:{enroll_port}"))
+                .replace("127.0.0.1:8081", &format!("127.0.0.1:{scep_port}"))
         };
         let expected: i32 = exit_comment
             .captures(comment(&line))
