@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 use mamori_e2e::{free_port, normal_serial, workspace_root, Backend, Person, Server};
 use serde_json::{json, Value};
 
+/// network-gateway's static challenge in these tests.
+const STATIC_CHALLENGE: &str = "ward 3 gateways, staging 2026";
+
 struct Enrollment {
     server: Server,
     _policies: tempfile::TempDir,
@@ -41,6 +44,11 @@ fn start(backend: Backend, extra: &[(&str, &str)]) -> Enrollment {
         }
         if name == "network-gateway.toml" {
             text = text.replace("revoke_old_after = \"3d\"", "revoke_old_after = \"0s\"");
+            // A static challenge, filed under the enroller (off in the shipped profile).
+            text.push_str(&format!(
+                "static_challenge_sha256 = \"{}\"\nstatic_challenge_owner = \"enroller\"\n",
+                hex(&openssl::sha::sha256(STATIC_CHALLENGE.as_bytes()))
+            ));
         }
         std::fs::write(policies.path().join(&name), text).unwrap();
     }
@@ -432,6 +440,9 @@ fn est(backend: Backend) {
     let out = cli(&["--within", "400"]);
     assert!(out.status.success(), "{out:?}");
     let third_serial = serial_of(&cert_file);
+    let (third_cert, third_key) = (e.path("third.pem"), e.path("third.key"));
+    std::fs::copy(&cert_file, &third_cert).unwrap();
+    std::fs::copy(&key_file, &third_key).unwrap();
     assert_ne!(third_serial, second_serial);
     assert!(e.path("device.pem.old").exists() && e.path("device.key.old").exists());
     assert_ne!(
@@ -464,6 +475,109 @@ fn est(backend: Backend) {
         String::from_utf8_lossy(&out.stderr).contains("revoked"),
         "{out:?}"
     );
+
+    // The profile's static challenge enrolls too, filed under its owner, audited as such; a
+    // near miss does not.
+    let (_, csr9) = gateway_csr(&e, "gw9", "gw9.ward3.hospital.example");
+    let data9 = format!("@{}", csr9.display());
+    let (status, _) = curl(
+        &e,
+        &[
+            "-H",
+            "Content-Type: application/pkcs10",
+            "--data-binary",
+            &data9,
+            "-u",
+            "gw9:ward 3 gateways, staging 2025",
+            &est("simpleenroll"),
+        ],
+    );
+    assert_eq!(status, 403);
+    let (status, body) = curl(
+        &e,
+        &[
+            "-H",
+            "Content-Type: application/pkcs10",
+            "--data-binary",
+            &data9,
+            "-u",
+            &format!("gw9:{STATIC_CHALLENGE}"),
+            &est("simpleenroll"),
+        ],
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(e.one("SELECT count(*) FROM audit_log WHERE action = 'request.submit' AND actor = 'est:static-challenge'"), "1");
+
+    // A staging certificate (device-bootstrap, issued through the API at staging) stands in
+    // for the code over TLS; a certificate of another profile does not.
+    let (boot_key, boot_b64) = gateway_csr(&e, "gw7-boot", "gw7.ward3.hospital.example");
+    let boot_der = run(Command::new("base64").arg("-d").arg(&boot_b64)).stdout;
+    let boot_csr = String::from_utf8(
+        run(Command::new("openssl")
+            .args(["req", "-inform", "DER", "-in", "/dev/stdin"])
+            .stdin(std::fs::File::open(e.path("gw7-boot.der")).unwrap()))
+        .stdout,
+    )
+    .unwrap();
+    assert!(!boot_der.is_empty());
+    let (status, view) = e.server.call(
+        "POST",
+        "/api/v1/requests",
+        Some(&e.enroller.token()),
+        Some(
+            json!({"profile": "device-bootstrap", "csr": boot_csr, "justification": "staging gw7"}),
+        ),
+    );
+    assert_eq!(status, 201, "{view}");
+    let id = view["id"].as_str().unwrap();
+    let (status, chain) = e.server.call(
+        "GET",
+        &format!("/api/v1/requests/{id}/certificate"),
+        Some(&e.enroller.token()),
+        None,
+    );
+    assert_eq!(status, 200);
+    let boot_cert = e.path("gw7-boot.pem");
+    std::fs::write(&boot_cert, chain.as_str().unwrap()).unwrap();
+    let (_, csr7) = gateway_csr(&e, "gw7", "gw7.ward3.hospital.example");
+    let data7 = format!("@{}", csr7.display());
+    let (status, body) = curl(
+        &e,
+        &[
+            "-H",
+            "Content-Type: application/pkcs10",
+            "--data-binary",
+            &data7,
+            "--cert",
+            boot_cert.to_str().unwrap(),
+            "--key",
+            boot_key.to_str().unwrap(),
+            &est("simpleenroll"),
+        ],
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let (_, csr8) = gateway_csr(&e, "gw8", "gw8.ward3.hospital.example");
+    let (status, body) = curl(
+        &e,
+        &[
+            "-H",
+            "Content-Type: application/pkcs10",
+            "--data-binary",
+            &format!("@{}", csr8.display()),
+            "--cert",
+            third_cert.to_str().unwrap(),
+            "--key",
+            third_key.to_str().unwrap(),
+            &est("simpleenroll"),
+        ],
+    );
+    assert_eq!(
+        status,
+        403,
+        "a network-gateway certificate is no staging certificate: {}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(String::from_utf8_lossy(&body).contains("bootstrap_profiles"));
 
     // The audit names the device path and the certificate that renewed.
     assert_eq!(e.one("SELECT count(*) FROM audit_log WHERE action = 'request.submit' AND actor LIKE 'est:chl-%'"), "1");

@@ -22,7 +22,6 @@ use crate::store::audit_log;
 use crate::store::enrollment_rows::EnrollmentRows;
 use crate::store::ids::new_ordered_id;
 use crate::store::models::ChallengeRow;
-use crate::store::request_rows::RequestRows;
 
 /// The characters of an enrollment code: no 0/O, 1/I/L, so that it survives being read aloud.
 const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
@@ -43,7 +42,7 @@ pub enum DeviceProof {
 }
 
 /// The SHA-256 of a code, hex: what the database keeps and looks codes up by.
-fn code_hash(code: &str) -> String {
+pub(super) fn code_hash(code: &str) -> String {
     hex::encode(Sha256::digest(code.trim().as_bytes()))
 }
 
@@ -61,7 +60,7 @@ fn anchored(field: &str, pattern: &str) -> Result<Regex, ServiceError> {
 }
 
 /// Checks a CSR against a code's CN and SAN patterns.
-fn check_patterns(row: &ChallengeRow, csr: &VerifiedCsr) -> Result<(), ServiceError> {
+pub(super) fn check_patterns(row: &ChallengeRow, csr: &VerifiedCsr) -> Result<(), ServiceError> {
     if let Some(pattern) = &row.cn_pattern {
         let cn = first_attribute(csr.subject(), AttributeKind::CN).unwrap_or_default();
         if !anchored("cn_pattern", pattern)?.is_match(&cn) {
@@ -89,7 +88,7 @@ fn check_patterns(row: &ChallengeRow, csr: &VerifiedCsr) -> Result<(), ServiceEr
 
 /// The refusal of an unknown, used or expired code: one message for all three, so that a
 /// guesser learns nothing about which codes exist.
-fn bad_code() -> ServiceError {
+pub(super) fn bad_code() -> ServiceError {
     ServiceError::Forbidden(
         "the enrollment code is unknown, used or expired; ask the device enroller for a new one \
          / 登録コードが無効です"
@@ -299,64 +298,12 @@ impl Authority {
                 if code.is_empty() || code.len() > 128 {
                     return Err(bad_code());
                 }
-                let rule = profile.enrollment();
-                if let (Some(hash), Some(owner)) =
-                    (&rule.static_challenge_sha256, &rule.static_challenge_owner)
-                {
-                    let given: [u8; 32] = Sha256::digest(code.as_bytes()).into();
-                    if subtle::ConstantTimeEq::ct_eq(&given[..], &hash[..]).into() {
-                        let mut conn = self.conn()?;
-                        let user_id = conn.user_id_by_name(owner)?.ok_or_else(|| {
-                            ServiceError::Internal(format!(
-                                "profile {}: static_challenge_owner {owner} does not exist",
-                                profile.id()
-                            ))
-                        })?;
-                        if conn.user_disabled(&user_id)? {
-                            return Err(bad_code());
-                        }
-                        return Ok((
-                            Requester {
-                                user_id,
-                                username: owner.clone(),
-                                actor: format!("{via}:static-challenge"),
-                            },
-                            None,
-                        ));
+                for validator in super::challenge::VALIDATORS {
+                    if let Some(found) = validator.validate(self, profile, code, csr, via)? {
+                        return Ok(found);
                     }
                 }
-                let now = self.now().as_secs() as i64;
-                let (row, user) = self
-                    .conn()?
-                    .challenge_by_hash(&code_hash(code))?
-                    .ok_or_else(bad_code)?;
-                if row.used_at.is_some() || row.expires_at <= now || user.disabled {
-                    return Err(bad_code());
-                }
-                if row.profile_id != profile.id() {
-                    return Err(ServiceError::Forbidden(format!(
-                        "this enrollment code is for profile {}, not {} / プロファイルが違います",
-                        row.profile_id,
-                        profile.id()
-                    )));
-                }
-                check_patterns(&row, csr)?;
-                let id = row.id.clone();
-                let on_store: OnStore = Arc::new(move |conn, request_id, now| {
-                    if conn.use_challenge(&id, request_id, now)? {
-                        Ok(())
-                    } else {
-                        Err(bad_code())
-                    }
-                });
-                Ok((
-                    Requester {
-                        user_id: user.id,
-                        username: user.username,
-                        actor: format!("{via}:{}", row.id),
-                    },
-                    Some(on_store),
-                ))
+                Err(bad_code())
             }
             DeviceProof::Bootstrap(der) => {
                 let current = self.presented_certificate(der)?;

@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod audit_checkpoint;
+mod challenge;
 mod decide;
 mod enrollment;
 mod renew;
