@@ -272,3 +272,70 @@ fn ocsp_responses_are_re_signed_at_half_validity_and_responders_renewed() {
         "{before:?} -> {after:?}"
     );
 }
+
+#[test]
+fn a_certificate_renews_only_inside_its_window_and_not_after_expiry() {
+    let i = instance();
+    let (hr, _) = i.person("hr-desk", "staff-requester");
+    let (officer, secret) = i.person("akira", "security-officer");
+    let id = RequestId::parse(&i.staff_request(&hr)).unwrap();
+    i.clock.advance(i.config.approval_cooling_off_secs + 30);
+    let decided = i
+        .authority
+        .decide(
+            &officer,
+            &id,
+            Verdict::Approve,
+            &DecisionRequest {
+                totp: i.code(&secret),
+                comment: String::new(),
+            },
+        )
+        .unwrap();
+    assert_eq!(decided.status, "issued");
+    let issued = i.authority.renew_view(id.as_str()).unwrap();
+    let pem = issued.certificate_pem.unwrap();
+    let (_, first) = x509_cert::der::pem::decode_vec(
+        pem.split_inclusive("-----END CERTIFICATE-----\n")
+            .next()
+            .unwrap()
+            .as_bytes(),
+    )
+    .unwrap();
+    let not_after = <x509_cert::Certificate as der::Decode>::from_der(&first)
+        .unwrap()
+        .tbs_certificate
+        .validity
+        .not_after
+        .to_unix_duration()
+        .as_secs();
+    // A renewal CSR: the same subject and e-mail, a new key.
+    let (key, _) =
+        SoftwareKey::generate(KeyAlgorithm::EcdsaP256, &ca_core::random::OsRandom).unwrap();
+    let subject = build_name(&[
+        (AttributeKind::CN, "Hanako Test".into()),
+        (AttributeKind::SerialNumber, "EMP-0001".into()),
+    ])
+    .unwrap();
+    let email = x509_cert::ext::pkix::name::GeneralName::Rfc822Name(
+        der::asn1::Ia5String::new("hanako@hospital.example").unwrap(),
+    );
+    let csr = ca_core::csr::build_csr(&subject, vec![email], &key).unwrap();
+    let renew = |i: &Instance| i.authority.renew(&first, &csr, "renew", None);
+
+    let early = renew(&i).unwrap_err().to_string();
+    assert!(early.contains("opens at"), "{early}");
+    // The staff profile's window opens 30 days before expiry.
+    let now = i.clock.now().as_secs();
+    i.clock.advance(not_after - 30 * 86_400 - now + 60);
+    match renew(&i).unwrap() {
+        // staff renewals need the approval rule again (requires_approval = true).
+        Submitted::Stored(view) => assert_eq!(view.status, "pending", "{view:?}"),
+        other => panic!("a staff renewal waits for approval: {other:?}"),
+    }
+    // Past expiry, without grace: refused.
+    let now = i.clock.now().as_secs();
+    i.clock.advance(not_after - now + 1);
+    let late = renew(&i).unwrap_err().to_string();
+    assert!(late.contains("expired"), "{late}");
+}
