@@ -411,11 +411,52 @@ pub fn cert_rep(
     if let Some(info) = fail {
         attrs.push(attr(FAIL_INFO, printable_any(info.code())?)?);
     }
+    signed_message(attrs, content, ra_der, sign)
+}
+
+/// A client's pkiMessage (PKCSReq, RenewalReq, CertPoll, ...): `content` (the EnvelopedData
+/// for the RA) with SCEP's attributes, signed by `signer_der` through `sign` (RSA PKCS#1 v1.5,
+/// SHA-256). What SCEP clients send; Mamori builds one only to load-test and to test itself.
+pub fn pki_request(
+    attributes: &PkiAttributes,
+    content: &[u8],
+    signer_der: &[u8],
+    sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, String>,
+) -> Result<Vec<u8>, ScepFormatError> {
+    let code = match attributes.message_type {
+        MessageType::CertRep => "3",
+        MessageType::RenewalReq => "17",
+        MessageType::PkcsReq => "19",
+        MessageType::CertPoll => "20",
+        MessageType::GetCert => "21",
+        MessageType::GetCrl => "22",
+    };
+    let attrs = vec![
+        attr(ID_CONTENT_TYPE, Any::encode_from(&ID_DATA).map_err(encode)?)?,
+        attr(
+            ID_MESSAGE_DIGEST,
+            octets_any(Sha256::digest(content).as_slice())?,
+        )?,
+        attr(MESSAGE_TYPE, printable_any(code)?)?,
+        attr(TRANSACTION_ID, printable_any(&attributes.transaction_id)?)?,
+        attr(SENDER_NONCE, octets_any(&attributes.sender_nonce)?)?,
+    ];
+    signed_message(attrs, content, signer_der, sign)
+}
+
+/// A SignedData over `content` with `attrs` as signed attributes, signed by the holder of the
+/// certificate `signer_der` through `sign`, as a ContentInfo.
+fn signed_message(
+    attrs: Vec<Attribute>,
+    content: &[u8],
+    signer_der: &[u8],
+    sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, String>,
+) -> Result<Vec<u8>, ScepFormatError> {
     let signed_attrs = SetOfVec::try_from(attrs).map_err(encode)?;
     // The signature covers the attributes DER-encoded as a SET OF (RFC 5652 §5.4).
     let to_sign = signed_attrs.to_der().map_err(encode)?;
     let signature = sign(&to_sign).map_err(ScepFormatError::Encode)?;
-    let ra_certificate = x509_cert::Certificate::from_der(ra_der).map_err(encode)?;
+    let signer_certificate = x509_cert::Certificate::from_der(signer_der).map_err(encode)?;
     let sha256 = AlgorithmIdentifierOwned {
         oid: ID_SHA256,
         parameters: None,
@@ -423,8 +464,8 @@ pub fn cert_rep(
     let signer_info = SignerInfo {
         version: CmsVersion::V1,
         sid: SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
-            issuer: ra_certificate.tbs_certificate.issuer.clone(),
-            serial_number: ra_certificate.tbs_certificate.serial_number.clone(),
+            issuer: signer_certificate.tbs_certificate.issuer.clone(),
+            serial_number: signer_certificate.tbs_certificate.serial_number.clone(),
         }),
         digest_alg: sha256.clone(),
         signed_attrs: Some(signed_attrs),
@@ -443,7 +484,7 @@ pub fn cert_rep(
             econtent: Some(octets_any(content)?),
         },
         certificates: Some(
-            CertificateSet::try_from(vec![CertificateChoices::Certificate(ra_certificate)])
+            CertificateSet::try_from(vec![CertificateChoices::Certificate(signer_certificate)])
                 .map_err(encode)?,
         ),
         crls: None,

@@ -1,0 +1,19 @@
+-- wrk script: POST the files listed in $FILE_LIST in turn (one body each, read at start) to
+-- $PATH_, with Content-Type $CTYPE and an optional Authorization header $AUTH.
+local bodies = {}
+for line in io.lines(os.getenv("FILE_LIST")) do
+  local f = io.open(line, "rb")
+  bodies[#bodies + 1] = f:read("*a")
+  f:close()
+end
+local headers = { ["Content-Type"] = os.getenv("CTYPE") }
+local auth = os.getenv("AUTH")
+if auth and auth ~= "" then
+  headers["Authorization"] = auth
+end
+local path = os.getenv("PATH_")
+local i = 0
+request = function()
+  i = (i % #bodies) + 1
+  return wrk.format("POST", path, headers, bodies[i])
+end

@@ -1,0 +1,72 @@
+//! Writes SCEP PKCSReq messages for load tests (`bench/enroll.sh`): each one the same CSR
+//! (with its challengePassword), encrypted to the RA certificate with AES-256-CBC and signed by
+//! a self-signed certificate for the CSR's key, under its own transactionID, as SCEP clients
+//! send them. Usage: `scep_requests <ra.der> <key.pem> <csr.der> <out-dir> <count>`.
+
+use std::path::PathBuf;
+
+use ca_core::scep::{pki_request, MessageType, PkiAttributes};
+use openssl::pkcs7::{Pkcs7, Pkcs7Flags};
+use openssl::pkey::PKey;
+use openssl::stack::Stack;
+use openssl::x509::X509;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [ra, key, csr, out, count] = args.as_slice() else {
+        return Err("usage: scep_requests <ra.der> <key.pem> <csr.der> <out-dir> <count>".into());
+    };
+    let ra = X509::from_der(&std::fs::read(ra)?)?;
+    let key = PKey::private_key_from_pem(&std::fs::read(key)?)?;
+    let csr = std::fs::read(csr)?;
+    let count: usize = count.parse()?;
+    let out = PathBuf::from(out);
+    std::fs::create_dir_all(&out)?;
+
+    let mut name = openssl::x509::X509NameBuilder::new()?;
+    name.append_entry_by_text("CN", "SCEP load client")?;
+    let name = name.build();
+    let mut builder = openssl::x509::X509Builder::new()?;
+    builder.set_version(2)?;
+    builder.set_subject_name(&name)?;
+    builder.set_issuer_name(&name)?;
+    builder.set_pubkey(&key)?;
+    let (from, until) = (
+        openssl::asn1::Asn1Time::days_from_now(0)?,
+        openssl::asn1::Asn1Time::days_from_now(1)?,
+    );
+    builder.set_not_before(&from)?;
+    builder.set_not_after(&until)?;
+    builder.sign(&key, openssl::hash::MessageDigest::sha256())?;
+    let signer = builder.build().to_der()?;
+
+    let mut recipients = Stack::<X509>::new()?;
+    recipients.push(ra)?;
+    let mut list = String::new();
+    for i in 0..count {
+        let envelope = Pkcs7::encrypt(
+            &recipients,
+            &csr,
+            openssl::symm::Cipher::aes_256_cbc(),
+            Pkcs7Flags::BINARY,
+        )?
+        .to_der()?;
+        let mut nonce = [0u8; 16];
+        openssl::rand::rand_bytes(&mut nonce)?;
+        let attributes = PkiAttributes {
+            message_type: MessageType::PkcsReq,
+            transaction_id: format!("load-{}-{i}", std::process::id()),
+            sender_nonce: nonce.to_vec(),
+        };
+        let message = pki_request(&attributes, &envelope, &signer, |data| {
+            let mut s = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &key)
+                .map_err(|e| e.to_string())?;
+            s.sign_oneshot_to_vec(data).map_err(|e| e.to_string())
+        })?;
+        let path = out.join(format!("{i}.der"));
+        std::fs::write(&path, message)?;
+        list.push_str(&format!("{}\n", path.display()));
+    }
+    std::fs::write(out.join("list.txt"), list)?;
+    Ok(())
+}
