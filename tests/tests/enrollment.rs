@@ -139,6 +139,17 @@ impl Enrollment {
     }
 }
 
+/// Keeps a certificate (PEM file, first certificate) for pkilint in CI: `cert-<name>.der` in
+/// MAMORI_ARTIFACTS_DIR (or target/pki-artifacts).
+fn artifact(name: &str, pem: &Path) {
+    let dir = std::env::var_os("MAMORI_ARTIFACTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/pki-artifacts"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert = openssl::x509::X509::from_pem(&std::fs::read(pem).unwrap()).unwrap();
+    std::fs::write(dir.join(format!("cert-{name}.der")), cert.to_der().unwrap()).unwrap();
+}
+
 fn run(command: &mut Command) -> Output {
     let out = command.output().unwrap();
     assert!(
@@ -280,6 +291,24 @@ fn est(backend: Backend) {
         first.to_str().unwrap(),
     ]));
     let first_serial = serial_of(&first);
+    artifact("est-network-gateway", &first);
+    // The SCEP RA certificate (RSA, no extended key usage) from GetCACert, for pkilint too.
+    let body = reqwest::blocking::get(format!(
+        "{}/scep/network-gateway?operation=GetCACert",
+        e.scep_url
+    ))
+    .unwrap()
+    .bytes()
+    .unwrap();
+    let p7 = openssl::pkcs7::Pkcs7::from_der(&body).unwrap();
+    let certs = p7.signed().unwrap().certificates().unwrap();
+    let ra = certs
+        .iter()
+        .find(|c| format!("{:?}", c.subject_name()).contains("SCEP RA"))
+        .unwrap();
+    let ra_pem = e.path("ra.pem");
+    std::fs::write(&ra_pem, ra.to_pem().unwrap()).unwrap();
+    artifact("scep-ra", &ra_pem);
     assert_eq!(
         e.one(&format!("SELECT count(*) FROM enrollment_challenges WHERE id = '{code_id}' AND used_at IS NOT NULL")),
         "1"
@@ -539,6 +568,7 @@ fn est(backend: Backend) {
     assert_eq!(status, 200);
     let boot_cert = e.path("gw7-boot.pem");
     std::fs::write(&boot_cert, chain.as_str().unwrap()).unwrap();
+    artifact("device-bootstrap", &boot_cert);
     let (_, csr7) = gateway_csr(&e, "gw7", "gw7.ward3.hospital.example");
     let data7 = format!("@{}", csr7.display());
     let (status, body) = curl(
@@ -743,6 +773,7 @@ fn scep_enrolls_waits_and_renews_with_certmonger() {
     ]);
     cm.wait_for("tablet", "MONITORING");
     let first = serial_of(&cert);
+    artifact("scep-mdm-tablet", &cert);
     assert_eq!(
         e.one(&format!(
             "SELECT profile_id FROM certificates WHERE serial = '{first}'"
@@ -806,6 +837,7 @@ fn scep_enrolls_waits_and_renews_with_certmonger() {
     cm.ok(&["resubmit", "-s", "-i", "pc"]);
     cm.wait_for("pc", "MONITORING");
     let issued = serial_of(&wcert);
+    artifact("scep-windows-device", &wcert);
     assert_eq!(
         e.one(&format!(
             "SELECT certificate_serial FROM requests WHERE id = '{request}'"
