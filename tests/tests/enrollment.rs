@@ -928,6 +928,42 @@ fn scep_enrolls_with_micromdm_scepclient_only_where_des_is_allowed() {
                 e.path("c.pem").to_str().unwrap(),
             ]));
             assert!(String::from_utf8_lossy(&subject.stdout).contains("tablet-0042"));
+            // Run again, scepclient signs with its self-signed certificate for the same key
+            // and the same transactionID (derived from the key): a retry, answered with the
+            // certificate it already has, and nothing new stored. (It cannot renew: it never
+            // signs with the issued certificate; certmonger's renewal is tested above.)
+            let first = serial_of(&e.path("c.pem"));
+            std::fs::remove_file(e.path("c.pem")).unwrap();
+            let again = Command::new("scepclient")
+                .current_dir(&e.work)
+                .args([
+                    "-server-url",
+                    &format!("{}/scep/mdm-tablet", e.scep_url),
+                    "-challenge",
+                    &code,
+                    "-cn",
+                    "tablet-0042",
+                    "-organization",
+                    "Mamori Hospital",
+                    "-ou",
+                    "Ward 3",
+                    "-country",
+                    "JP",
+                    "-private-key",
+                    "k.pem",
+                    "-certificate",
+                    "c.pem",
+                    "-ca-fingerprint",
+                    &fingerprint,
+                ])
+                .output()
+                .unwrap();
+            assert!(again.status.success(), "{again:?}");
+            assert_eq!(serial_of(&e.path("c.pem")), first);
+            assert_eq!(
+                e.one("SELECT count(*) FROM certificates WHERE profile_id = 'mdm-tablet'"),
+                "1"
+            );
         } else {
             assert_eq!(stored, "0", "nothing stored for a refused message");
         }
@@ -1004,4 +1040,223 @@ fn enrollment_codes_are_for_enrollers_and_listed_without_the_code() {
         )
         .1;
     assert_eq!(list[0]["state"], "expired", "{list}");
+}
+
+/// A SCEP client written here only from RFC 8894 and `ca_core::scep`'s types, for what the real
+/// clients above do not send: GetCert, GetCRL, a replayed transaction and a reused code.
+struct ScepClient {
+    key: openssl::pkey::PKey<openssl::pkey::Private>,
+    signer: openssl::x509::X509,
+    ra: openssl::x509::X509,
+    url: String,
+}
+
+impl ScepClient {
+    fn new(e: &Enrollment, profile: &str) -> ScepClient {
+        let url = format!("{}/scep/{profile}", e.scep_url);
+        let body = reqwest::blocking::get(format!("{url}?operation=GetCACert"))
+            .unwrap()
+            .bytes()
+            .unwrap();
+        let p7 = openssl::pkcs7::Pkcs7::from_der(&body).unwrap();
+        let ra = p7
+            .signed()
+            .unwrap()
+            .certificates()
+            .unwrap()
+            .iter()
+            .find(|c| format!("{:?}", c.subject_name()).contains("SCEP RA"))
+            .unwrap()
+            .to_owned();
+        let key =
+            openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+        let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", "test client").unwrap();
+        let name = name.build();
+        let mut builder = openssl::x509::X509Builder::new().unwrap();
+        builder.set_version(2).unwrap();
+        // A positive serial: OpenSSL's default is an empty INTEGER, which re-encodes as 0 and
+        // then names another certificate.
+        let mut serial = openssl::bn::BigNum::new().unwrap();
+        serial
+            .rand(63, openssl::bn::MsbOption::MAYBE_ZERO, false)
+            .unwrap();
+        builder
+            .set_serial_number(&serial.to_asn1_integer().unwrap())
+            .unwrap();
+        builder.set_subject_name(&name).unwrap();
+        builder.set_issuer_name(&name).unwrap();
+        builder.set_pubkey(&key).unwrap();
+        let (from, until) = (
+            openssl::asn1::Asn1Time::days_from_now(0).unwrap(),
+            openssl::asn1::Asn1Time::days_from_now(1).unwrap(),
+        );
+        builder.set_not_before(&from).unwrap();
+        builder.set_not_after(&until).unwrap();
+        builder
+            .sign(&key, openssl::hash::MessageDigest::sha256())
+            .unwrap();
+        ScepClient {
+            key,
+            signer: builder.build(),
+            ra,
+            url,
+        }
+    }
+
+    /// A CSR for `cn` with a challengePassword, signed by this client's key (DER).
+    fn csr(&self, e: &Enrollment, cn: &str, challenge: &str) -> Vec<u8> {
+        let key = e.path(&format!("scep-{cn}.key"));
+        std::fs::write(&key, self.key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+        let config = e.path(&format!("scep-{cn}.cnf"));
+        std::fs::write(
+            &config,
+            format!("[req]\nprompt = no\ndistinguished_name = dn\nattributes = attrs\n[dn]\nO = Mamori Hospital\nCN = {cn}\n[attrs]\nchallengePassword = {challenge}\n"),
+        )
+        .unwrap();
+        run(Command::new("openssl").args([
+            "req",
+            "-new",
+            "-key",
+            key.to_str().unwrap(),
+            "-config",
+            config.to_str().unwrap(),
+            "-outform",
+            "DER",
+        ]))
+        .stdout
+    }
+
+    /// Sends one pkiMessage; the CertRep's pkiStatus, failInfo and (on success) certificates.
+    fn send(
+        &self,
+        kind: ca_core::scep::MessageType,
+        transaction: &str,
+        content: &[u8],
+    ) -> (String, Option<String>, Vec<openssl::x509::X509>) {
+        use openssl::pkcs7::{Pkcs7, Pkcs7Flags};
+        let mut recipients = openssl::stack::Stack::new().unwrap();
+        recipients.push(self.ra.clone()).unwrap();
+        let envelope = Pkcs7::encrypt(
+            &recipients,
+            content,
+            openssl::symm::Cipher::aes_256_cbc(),
+            Pkcs7Flags::BINARY,
+        )
+        .unwrap()
+        .to_der()
+        .unwrap();
+        let attributes = ca_core::scep::PkiAttributes {
+            message_type: kind,
+            transaction_id: transaction.into(),
+            sender_nonce: vec![42; 16],
+        };
+        let message = ca_core::scep::pki_request(
+            &attributes,
+            &envelope,
+            &self.signer.to_der().unwrap(),
+            |data| {
+                let mut s =
+                    openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &self.key)
+                        .unwrap();
+                Ok(s.sign_oneshot_to_vec(data).unwrap())
+            },
+        )
+        .unwrap();
+        let reply = reqwest::blocking::Client::new()
+            .post(format!("{}?operation=PKIOperation", self.url))
+            .body(message)
+            .send()
+            .unwrap();
+        assert_eq!(reply.status().as_u16(), 200);
+        let reply = reply.bytes().unwrap().to_vec();
+        let (status, fail) = mamori_e2e::scep_status(&reply).unwrap();
+        let mut certificates = Vec::new();
+        if status == "0" {
+            let p7 = Pkcs7::from_der(&reply).unwrap();
+            let mut inner = Vec::new();
+            let store = openssl::x509::store::X509StoreBuilder::new()
+                .unwrap()
+                .build();
+            let none = openssl::stack::Stack::new().unwrap();
+            p7.verify(
+                &none,
+                &store,
+                None,
+                Some(&mut inner),
+                Pkcs7Flags::NOVERIFY | Pkcs7Flags::BINARY,
+            )
+            .unwrap();
+            let degenerate = Pkcs7::from_der(&inner)
+                .unwrap()
+                .decrypt(&self.key, &self.signer, Pkcs7Flags::BINARY)
+                .unwrap();
+            let p7 = Pkcs7::from_der(&degenerate).unwrap();
+            if let Some(certs) = p7.signed().and_then(|s| s.certificates()) {
+                certificates = certs.iter().map(|c| c.to_owned()).collect();
+            }
+        }
+        (status, fail, certificates)
+    }
+}
+
+#[test]
+fn scep_get_cert_get_crl_replays_and_reused_codes() {
+    use ca_core::der::Encode;
+    use ca_core::scep::MessageType;
+    let e = start(Backend::Sqlite, &[]);
+    let client = ScepClient::new(&e, "mdm-tablet");
+    let (code, _) = e.code("mdm-tablet", None);
+    let csr = client.csr(&e, "tablet-0100", &code);
+    let (status, _, certs) = client.send(MessageType::PkcsReq, "T-100", &csr);
+    assert_eq!(status, "0");
+    let issued = certs[0].to_der().unwrap();
+    // The same message again (a replay, or a client retrying): the same certificate, nothing new.
+    let (status, _, again) = client.send(MessageType::PkcsReq, "T-100", &csr);
+    assert_eq!(
+        (status.as_str(), again[0].to_der().unwrap()),
+        ("0", issued.clone())
+    );
+    // The same transaction with another key's CSR: refused. The used code in a new transaction:
+    // refused. Neither stores anything.
+    let other = ScepClient::new(&e, "mdm-tablet");
+    let (status, fail, _) = client.send(
+        MessageType::PkcsReq,
+        "T-100",
+        &other.csr(&e, "tablet-0101", &code),
+    );
+    assert_eq!((status.as_str(), fail.as_deref()), ("2", Some("2")));
+    let (status, fail, _) = other.send(
+        MessageType::PkcsReq,
+        "T-101",
+        &other.csr(&e, "tablet-0101", &code),
+    );
+    assert_eq!((status.as_str(), fail.as_deref()), ("2", Some("2")));
+    assert_eq!(
+        e.one("SELECT count(*) FROM certificates WHERE profile_id = 'mdm-tablet'"),
+        "1"
+    );
+    // CertPoll of the transaction answers its certificate; of an unknown one, badCertId.
+    let (status, _, polled) = client.send(MessageType::CertPoll, "T-100", b"\x30\x00");
+    assert_eq!(
+        (status.as_str(), polled[0].to_der().unwrap()),
+        ("0", issued.clone())
+    );
+    let (status, fail, _) = client.send(MessageType::CertPoll, "T-999", b"\x30\x00");
+    assert_eq!((status.as_str(), fail.as_deref()), ("2", Some("4")));
+    // GetCert by issuer and serial; GetCRL by the issuer.
+    let cert = <x509_cert::Certificate as ca_core::der::Decode>::from_der(&issued).unwrap();
+    let ias = cms::cert::IssuerAndSerialNumber {
+        issuer: cert.tbs_certificate.issuer.clone(),
+        serial_number: cert.tbs_certificate.serial_number.clone(),
+    }
+    .to_der()
+    .unwrap();
+    let (status, _, fetched) = client.send(MessageType::GetCert, "T-102", &ias);
+    assert_eq!(
+        (status.as_str(), fetched[0].to_der().unwrap()),
+        ("0", issued)
+    );
+    let (status, _, _) = client.send(MessageType::GetCrl, "T-103", &ias);
+    assert_eq!(status, "0", "GetCRL answers the issuing CA's CRL");
 }
