@@ -30,7 +30,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     builder.set_version(2)?;
     let mut serial = openssl::bn::BigNum::new()?;
     serial.rand(63, openssl::bn::MsbOption::MAYBE_ZERO, false)?;
-    builder.set_serial_number(&serial.to_asn1_integer()?)?;
+    let serial = serial.to_asn1_integer()?;
+    builder.set_serial_number(&serial)?;
     builder.set_subject_name(&name)?;
     builder.set_issuer_name(&name)?;
     builder.set_pubkey(&key)?;
