@@ -1260,3 +1260,79 @@ fn scep_get_cert_get_crl_replays_and_reused_codes() {
     let (status, _, _) = client.send(MessageType::GetCrl, "T-103", &ias);
     assert_eq!(status, "0", "GetCRL answers the issuing CA's CRL");
 }
+
+#[test]
+fn scep_and_est_copies_sent_at_once_get_one_certificate() {
+    use ca_core::scep::MessageType;
+    let e = start(Backend::Sqlite, &[]);
+    let client = ScepClient::new(&e, "mdm-tablet");
+    let (code, _) = e.code("mdm-tablet", None);
+    let csr = client.csr(&e, "tablet-0200", &code);
+    let answers: Vec<(String, Vec<u8>)> = std::thread::scope(|scope| {
+        let sends: Vec<_> = (0..6)
+            .map(|_| {
+                scope.spawn(|| {
+                    let (status, _, certs) = client.send(MessageType::PkcsReq, "T-200", &csr);
+                    (
+                        status,
+                        certs
+                            .first()
+                            .map(|c| c.to_der().unwrap())
+                            .unwrap_or_default(),
+                    )
+                })
+            })
+            .collect();
+        sends.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    assert!(
+        answers.iter().all(|(status, _)| status == "0"),
+        "{:?}",
+        answers.iter().map(|a| &a.0).collect::<Vec<_>>()
+    );
+    assert!(
+        answers.windows(2).all(|w| w[0].1 == w[1].1),
+        "one certificate for every copy"
+    );
+    assert_eq!(
+        e.one("SELECT count(*) FROM certificates WHERE profile_id = 'mdm-tablet'"),
+        "1"
+    );
+
+    let (est_code, _) = e.code("network-gateway", None);
+    let (_, b64) = gateway_csr(&e, "gw-race", "gw-race.ward3.hospital.example");
+    let data = format!("@{}", b64.display());
+    let url = format!(
+        "{}/.well-known/est/network-gateway/simpleenroll",
+        e.enroll_url
+    );
+    let basic = format!("gw:{est_code}");
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let sends: Vec<_> = (0..6)
+            .map(|_| {
+                scope.spawn(|| {
+                    curl(
+                        &e,
+                        &[
+                            "-H",
+                            "Content-Type: application/pkcs10",
+                            "--data-binary",
+                            &data,
+                            "-u",
+                            &basic,
+                            &url,
+                        ],
+                    )
+                    .0
+                })
+            })
+            .collect();
+        sends.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(
+        e.one("SELECT count(*) FROM certificates WHERE profile_id = 'network-gateway'"),
+        "1"
+    );
+    assert!(!e.server.logs().contains("UNIQUE"), "{}", e.server.logs());
+}

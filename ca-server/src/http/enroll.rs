@@ -135,14 +135,20 @@ fn est_transaction(csr_der: &[u8]) -> (String, String) {
 fn est_hook(csr_der: &[u8]) -> OnStore {
     let (id, hash) = est_transaction(csr_der);
     Arc::new(move |conn, request_id, now| {
-        conn.insert_scep_transaction(&ScepTransactionRow {
+        let stored = conn.insert_scep_transaction(&ScepTransactionRow {
             transaction_id: id.clone(),
             signer_sha256: "est".into(),
             csr_key_sha256: hash.clone(),
             request_id: request_id.to_string(),
             created_at: now,
         })?;
-        Ok(())
+        if stored {
+            Ok(())
+        } else {
+            Err(ServiceError::Conflict(
+                crate::scep::DUPLICATE_TRANSACTION.into(),
+            ))
+        }
     })
 }
 
@@ -150,11 +156,30 @@ fn est_hook(csr_der: &[u8]) -> OnStore {
 /// waits for approval (RFC 7030 §4.2.3).
 async fn est_answer(
     authority: Arc<Authority>,
-    submitted: Result<Submitted, String>,
+    csr: Vec<u8>,
+    submitted: Result<Result<Submitted, String>, ServiceError>,
 ) -> Result<HttpResponse, ServiceError> {
-    let request_id = match submitted {
-        Ok(submitted) => submitted.finish(authority.clone()).await?.id,
-        Err(request_id) => request_id,
+    let duplicate = |e: &ServiceError| matches!(e, ServiceError::Conflict(m) if m == crate::scep::DUPLICATE_TRANSACTION);
+    let finished = match submitted {
+        Ok(Ok(submitted)) => submitted.finish(authority.clone()).await.map(|v| v.id),
+        Ok(Err(request_id)) => Ok(request_id),
+        Err(e) => Err(e),
+    };
+    let request_id = match finished {
+        Ok(id) => id,
+        // The same CSR sent twice at once: the first one's request answers both.
+        Err(e) if duplicate(&e) => {
+            let a = authority.clone();
+            blocking(move || {
+                let (id, _) = est_transaction(&csr);
+                a.conn()?
+                    .scep_transaction(&id, "est")?
+                    .map(|t| t.request_id)
+                    .ok_or(e)
+            })
+            .await?
+        }
+        Err(e) => return Err(e),
     };
     let view = blocking(move || authority.renew_view(&request_id)).await?;
     match view.status.as_str() {
@@ -209,6 +234,7 @@ pub async fn simpleenroll(
         };
     let a = authority.get_ref().clone();
     let profile = profile.into_inner();
+    let sent = csr.clone();
     let submitted = blocking(move || {
         let (id, _) = est_transaction(&csr);
         if let Some(earlier) = a.conn()?.scep_transaction(&id, "est")? {
@@ -218,8 +244,8 @@ pub async fn simpleenroll(
         a.enroll_device(profile, &proof, &csr, "est", Some(est_hook(&csr)))
             .map(Ok)
     })
-    .await?;
-    est_answer(authority.get_ref().clone(), submitted).await
+    .await;
+    est_answer(authority.get_ref().clone(), sent, submitted).await
 }
 
 /// `POST /.well-known/est/{profile}/simplereenroll`: renewal by the TLS client certificate.
@@ -233,6 +259,7 @@ pub async fn simplereenroll(
     let current = peer(&request).ok_or_else(need_certificate)?;
     let a = authority.get_ref().clone();
     let profile = profile.into_inner();
+    let sent = csr.clone();
     let submitted = blocking(move || {
         a.enrollment_profile(&profile, "est")?;
         let (id, _) = est_transaction(&csr);
@@ -241,8 +268,8 @@ pub async fn simplereenroll(
         }
         a.renew(&current, &csr, "est", Some(est_hook(&csr))).map(Ok)
     })
-    .await?;
-    est_answer(authority.get_ref().clone(), submitted).await
+    .await;
+    est_answer(authority.get_ref().clone(), sent, submitted).await
 }
 
 /// `POST /api/v1/renew`: renewal by the TLS client certificate, JSON in and out.

@@ -105,7 +105,11 @@ async fn pki_operation(
         Step::Submitted(request, submitted) => {
             let result = submitted.finish(authority).await;
             let service = scep.clone();
-            let reply = blocking(move || service.after_submission(result)).await?;
+            let (request, reply) = blocking(move || {
+                let reply = service.after_submission(&request, result)?;
+                Ok((request, reply))
+            })
+            .await?;
             (request, reply)
         }
     };

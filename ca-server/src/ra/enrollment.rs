@@ -338,7 +338,9 @@ impl Authority {
         let csr =
             VerifiedCsr::parse_remembering(csr_der, profile.min_rsa_bits(), &self.csr_signatures)?;
         let (requester, on_store) = self.authorize_device(profile, proof, &csr, via)?;
-        let on_store = chain_hooks(on_store, extra);
+        // The transaction first: a copy of a message sent at the same time is answered with the
+        // first one's request, not refused for the code the first one used up.
+        let on_store = chain_hooks(extra, on_store);
         self.submit_checked(
             &requester,
             profile,

@@ -230,7 +230,7 @@ impl Authority {
                 justification: format!("renewal of {} through {via}", current.reference()),
                 work_order: None,
                 window: None,
-                on_store: super::enrollment::chain_hooks(Some(record), extra),
+                on_store: super::enrollment::chain_hooks(extra, Some(record)),
                 approved: !rule.requires_approval,
                 duplicates: DuplicatePolicy::Allow,
             },

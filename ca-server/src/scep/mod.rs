@@ -106,14 +106,7 @@ impl ScepService {
                 return Ok(Step::Reply(Box::new(request), Reply::Failure(fail)));
             }
         };
-        // A client is its key: certmonger signs each retry with a new self-signed certificate
-        // for the same key (and the same transactionID, RFC 8894 §3.2.1.1).
-        let signer_key = request
-            .signer
-            .public_key()
-            .and_then(|k| k.public_key_to_der())
-            .map_err(|e| ServiceError::Invalid(format!("the signer's key: {e}")))?;
-        let signer_sha256 = hex::encode(Sha256::digest(&signer_key));
+        let signer_sha256 = signer_hash(&request)?;
         let reply = match request.attributes.message_type {
             MessageType::PkcsReq | MessageType::RenewalReq => {
                 // A retry regenerates its CSR (certmonger does) for the same key: the key
@@ -169,6 +162,9 @@ impl ScepService {
                 match submitted {
                     Ok(s) => return Ok(Step::Submitted(Box::new(request), s)),
                     Err(ServiceError::Internal(e)) => return Err(ServiceError::Internal(e)),
+                    Err(ServiceError::Conflict(m)) if m == DUPLICATE_TRANSACTION => {
+                        self.state_of_transaction(&request)?
+                    }
                     Err(e) => {
                         tracing::info!(scep.transaction = %request.attributes.transaction_id, error = %e, "SCEP request refused");
                         Reply::Failure(FailInfo::BadRequest)
@@ -206,11 +202,15 @@ impl ScepService {
     /// The reply for a request once its submission is stored (issued or pending).
     pub fn after_submission(
         &self,
+        request: &PkiRequest,
         result: Result<ca_api::RequestView, ServiceError>,
     ) -> Result<Reply, ServiceError> {
         match result {
             Ok(view) => self.state_of(&view.id),
             Err(ServiceError::Internal(e)) => Err(ServiceError::Internal(e)),
+            Err(ServiceError::Conflict(m)) if m == DUPLICATE_TRANSACTION => {
+                self.state_of_transaction(request)
+            }
             Err(e) => {
                 tracing::info!(error = %e, "SCEP request refused at commit");
                 Ok(Reply::Failure(FailInfo::BadRequest))
@@ -239,6 +239,19 @@ impl ScepService {
         message::degenerate(certs, &[]).map_err(|e| ServiceError::Internal(e.to_string()))
     }
 
+    /// The state of the request a transaction made (stored by a message sent at the same time).
+    fn state_of_transaction(&self, request: &PkiRequest) -> Result<Reply, ServiceError> {
+        let signer = signer_hash(request)?;
+        match self
+            .authority
+            .conn()?
+            .scep_transaction(&request.attributes.transaction_id, &signer)?
+        {
+            Some(t) => self.state_of(&t.request_id),
+            None => Ok(Reply::Failure(FailInfo::BadRequest)),
+        }
+    }
+
     /// A request's state as a SCEP reply.
     fn state_of(&self, request_id: &str) -> Result<Reply, ServiceError> {
         let view = self.authority.renew_view(request_id)?;
@@ -265,23 +278,47 @@ impl ScepService {
     }
 }
 
+/// What a transaction hook answers when the same transaction was stored meanwhile (the same
+/// message sent twice at once): the caller answers with the first one's request.
+pub const DUPLICATE_TRANSACTION: &str = "this transaction is already being answered";
+
 /// Records the SCEP transaction in the request's own commit.
-fn transaction_hook(transaction_id: &str, signer_sha256: &str, csr_key_sha256: &str) -> OnStore {
+pub(crate) fn transaction_hook(
+    transaction_id: &str,
+    signer_sha256: &str,
+    csr_key_sha256: &str,
+) -> OnStore {
     let (t, s, c) = (
         transaction_id.to_string(),
         signer_sha256.to_string(),
         csr_key_sha256.to_string(),
     );
     Arc::new(move |conn, request_id, now| {
-        conn.insert_scep_transaction(&ScepTransactionRow {
+        let stored = conn.insert_scep_transaction(&ScepTransactionRow {
             transaction_id: t.clone(),
             signer_sha256: s.clone(),
             csr_key_sha256: c.clone(),
             request_id: request_id.to_string(),
             created_at: now,
         })?;
-        Ok(())
+        if stored {
+            Ok(())
+        } else {
+            Err(ServiceError::Conflict(DUPLICATE_TRANSACTION.into()))
+        }
     })
+}
+
+/// The SHA-256 (hex) of the signer's SubjectPublicKeyInfo. A client is its key: certmonger
+/// signs each retry with a new self-signed certificate for the same key (and the same
+/// transactionID, RFC 8894 §3.2.1.1).
+fn signer_hash(request: &PkiRequest) -> Result<String, ServiceError> {
+    let key = request
+        .signer
+        .public_key()
+        .and_then(|k| k.public_key_to_der())
+        .map_err(|e| ServiceError::Invalid(format!("the signer's key: {e}")))?;
+    Ok(hex::encode(Sha256::digest(&key)))
 }
 
 /// The SHA-256 (hex) of a CSR's SubjectPublicKeyInfo.

@@ -32,8 +32,9 @@ pub trait EnrollmentRows {
         transaction_id: &str,
         signer_sha256: &str,
     ) -> QueryResult<Option<ScepTransactionRow>>;
-    /// Records a SCEP transaction.
-    fn insert_scep_transaction(&mut self, row: &ScepTransactionRow) -> QueryResult<()>;
+    /// Records a SCEP (or EST) transaction; false when it is already recorded (the same
+    /// message sent twice at once: the first one's request answers both).
+    fn insert_scep_transaction(&mut self, row: &ScepTransactionRow) -> QueryResult<bool>;
 
     /// A CA's current SCEP RA certificate and sealed key.
     fn scep_ra(&mut self, ca_id: &str) -> QueryResult<Option<ScepRaRow>>;
@@ -123,11 +124,20 @@ impl EnrollmentRows for DbConnection {
             .optional()
     }
 
-    fn insert_scep_transaction(&mut self, row: &ScepTransactionRow) -> QueryResult<()> {
+    fn insert_scep_transaction(&mut self, row: &ScepTransactionRow) -> QueryResult<bool> {
+        // Looked up first in the same transaction (diesel's multi-backend connection has no
+        // ON CONFLICT): the group-commit writer runs the writes one after another, so two
+        // copies of one message see each other here.
+        if self
+            .scep_transaction(&row.transaction_id, &row.signer_sha256)?
+            .is_some()
+        {
+            return Ok(false);
+        }
         diesel::insert_into(scep_transactions::table)
             .values(row)
-            .execute(self)
-            .map(drop)
+            .execute(self)?;
+        Ok(true)
     }
 
     fn scep_ra(&mut self, ca_id: &str) -> QueryResult<Option<ScepRaRow>> {
