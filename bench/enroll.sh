@@ -6,16 +6,16 @@
 #                the profile's static challenge as the Basic password (a one-time code per
 #                request would measure code minting, not enrollment);
 #   - SCEP:      POST /scep/mdm-tablet?operation=PKIOperation, a distinct transaction each:
-#                a PKCSReq signed (RSA 2048) and encrypted to the RA (AES-256), written
-#                beforehand by ca-server/examples/scep_requests.rs.
+#                a PKCSReq signed (RSA 2048) and encrypted to the RA (AES-256).
+# Bodies are written beforehand by ca-server/examples/enroll_load.rs (POOL of each).
 # The rate is what the database gained (certificates stored / seconds of load), so answers to a
 # body wrk sent twice (EST and SCEP answer a retry from its first result) never count.
 # wrk -t2 -c$CONNECTIONS -d$DURATION, load generator and server on the same two cores.
-# Usage: bash bench/enroll.sh   (POOL=4000 DURATION=10 CONNECTIONS=16 SERVER_BIN=...)
+# Usage: bash bench/enroll.sh   (POOL=30000 DURATION=10 CONNECTIONS=16 SERVER_BIN=...)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-POOL=${POOL:-4000}
+POOL=${POOL:-30000}
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-16}
 work=$(mktemp -d /tmp/mamori-enroll.XXXXXX)
@@ -30,7 +30,8 @@ for port in 18280 18281 18643 18644; do
   if ss -ltn | grep -q ":$port "; then echo "port $port is busy" >&2; exit 1; fi
 done
 log "building release binaries"
-cargo build --release -q -p ca-server -p ca-cli --example scep_requests
+cargo build --release -q -p ca-server -p ca-cli
+cargo build --release -q -p ca-server --example enroll_load
 server=${SERVER_BIN:-$root/target/release/ca-server}
 cli=$root/target/release/ca-cli
 data=$work/data
@@ -38,7 +39,7 @@ cp -r policies "$work/policies"
 challenge="bench static challenge"
 printf 'static_challenge_sha256 = "%s"\nstatic_challenge_owner = "enroller"\n' \
   "$(printf %s "$challenge" | sha256sum | cut -d' ' -f1)" >> "$work/policies/mdm-tablet.toml"
-export MAMORI_DATA_DIR=$data MAMORI_POLICIES_DIR=$work/policies MAMORI_LOG=warn \
+export MAMORI_DATA_DIR=$data MAMORI_POLICIES_DIR=$work/policies MAMORI_LOG=${MAMORI_LOG:-warn} \
   MAMORI_HTTP_ADDR=127.0.0.1:18280 MAMORI_API_ADDR=127.0.0.1:18643 \
   MAMORI_ENROLL_ADDR=127.0.0.1:18644 MAMORI_SCEP_HTTP_ADDR=127.0.0.1:18281 \
   MAMORI_PUBLIC_URL=http://127.0.0.1:18280
@@ -67,23 +68,7 @@ cli --config-dir "$work/cli" login --username enroller --password-file "$work/pw
 token=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['token'])" "$work/cli/session.json")
 
 log "writing $POOL CSRs (JSON and EST) and $POOL SCEP messages"
-mkdir -p "$work/csr"
-: > "$work/json.list"; : > "$work/est.list"
-for i in $(seq 1 "$POOL"); do
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /dev/null \
-    -subj "/O=Mamori Hospital/CN=tablet-$i" -outform DER -out "$work/csr/$i.der" 2>/dev/null
-  base64 "$work/csr/$i.der" > "$work/csr/$i.b64"
-  echo "$work/csr/$i.b64" >> "$work/est.list"
-  python3 - "$work/csr/$i.der" "$work/csr/$i.json" <<'PY'
-import base64, json, sys
-der = open(sys.argv[1], "rb").read()
-pem = "-----BEGIN CERTIFICATE REQUEST-----\n" + "\n".join(
-    base64.b64encode(der).decode()[i:i + 64] for i in range(0, len(base64.b64encode(der)), 64)
-) + "\n-----END CERTIFICATE REQUEST-----\n"
-json.dump({"profile": "mdm-tablet", "csr": pem, "justification": "bench"}, open(sys.argv[2], "w"))
-PY
-  echo "$work/csr/$i.json" >> "$work/json.list"
-done
+"$root/target/release/examples/enroll_load" csrs "$work/csr" "$POOL" mdm-tablet
 openssl genrsa -out "$work/scep.key" 2048 2>/dev/null
 cat > "$work/req.cnf" <<CNF
 [req]
@@ -101,7 +86,7 @@ curl -s "http://127.0.0.1:18281/scep/mdm-tablet?operation=GetCACert" \
   | openssl pkcs7 -inform DER -print_certs \
   | awk '/subject=.*SCEP RA/{keep=1} /BEGIN/{buf=""} {buf=buf $0 "\n"} /END/{if(keep){printf "%s", buf; keep=0}}' \
   | openssl x509 -outform DER -out "$work/ra.der"
-"$root/target/release/examples/scep_requests" "$work/ra.der" "$work/scep.key" "$work/scep-csr.der" "$work/scep" "$POOL"
+"$root/target/release/examples/enroll_load" scep "$work/ra.der" "$work/scep.key" "$work/scep-csr.der" "$work/scep" "$POOL"
 
 count() { sqlite3 "$data/mamori.db" "SELECT count(*) FROM certificates WHERE profile_id='mdm-tablet'"; }
 run() { # name, url, list, content type, authorization
@@ -112,8 +97,8 @@ run() { # name, url, list, content type, authorization
   record "$1	$(python3 -c "print(round(($after - $before) / $DURATION))") enrollments/s stored	$(printf '%s\n' "$out" | awk '/Requests\/sec/{print $2}') req/s	p99 $(printf '%s\n' "$out" | awk '$1=="99%"{print $2}')	non-2xx $(printf '%s\n' "$out" | awk '/Non-2xx/{print $NF}')	$((after - before)) stored"
 }
 log "load, $DURATION s each"
-run json-api "https://127.0.0.1:18643/api/v1/requests" "$work/json.list" application/json "Bearer $token"
-run est "https://127.0.0.1:18644/.well-known/est/mdm-tablet/simpleenroll" "$work/est.list" application/pkcs10 \
+run json-api "https://127.0.0.1:18643/api/v1/requests" "$work/csr/json.list" application/json "Bearer $token"
+run est "https://127.0.0.1:18644/.well-known/est/mdm-tablet/simpleenroll" "$work/csr/est.list" application/pkcs10 \
   "Basic $(printf 'device:%s' "$challenge" | base64 -w0)"
 run scep "http://127.0.0.1:18281/scep/mdm-tablet?operation=PKIOperation" "$work/scep/list.txt" application/x-pki-message ""
 cat "$work/results.txt"

@@ -125,19 +125,36 @@ impl EnrollmentRows for DbConnection {
     }
 
     fn insert_scep_transaction(&mut self, row: &ScepTransactionRow) -> QueryResult<bool> {
-        // Looked up first in the same transaction (diesel's multi-backend connection has no
-        // ON CONFLICT): the group-commit writer runs the writes one after another, so two
-        // copies of one message see each other here.
-        if self
-            .scep_transaction(&row.transaction_id, &row.signer_sha256)?
-            .is_some()
-        {
-            return Ok(false);
-        }
-        diesel::insert_into(scep_transactions::table)
-            .values(row)
-            .execute(self)?;
-        Ok(true)
+        use diesel::sql_types::{BigInt, Text};
+        // ON CONFLICT DO NOTHING (the same words on SQLite and PostgreSQL; diesel's
+        // multi-backend connection does not offer it): a copy stored meanwhile, by another
+        // write of the same batch or another instance, inserts nothing and says so.
+        let sql = |p: [&str; 5]| {
+            format!(
+                "INSERT INTO scep_transactions (transaction_id, signer_sha256, csr_key_sha256, \
+                 request_id, created_at) VALUES ({}, {}, {}, {}, {}) ON CONFLICT DO NOTHING",
+                p[0], p[1], p[2], p[3], p[4]
+            )
+        };
+        let inserted = match self {
+            DbConnection::Sqlite(conn) => diesel::sql_query(sql(["?"; 5]))
+                .bind::<Text, _>(&row.transaction_id)
+                .bind::<Text, _>(&row.signer_sha256)
+                .bind::<Text, _>(&row.csr_key_sha256)
+                .bind::<Text, _>(&row.request_id)
+                .bind::<BigInt, _>(row.created_at)
+                .execute(conn)?,
+            DbConnection::Postgresql(conn) => {
+                diesel::sql_query(sql(["$1", "$2", "$3", "$4", "$5"]))
+                    .bind::<Text, _>(&row.transaction_id)
+                    .bind::<Text, _>(&row.signer_sha256)
+                    .bind::<Text, _>(&row.csr_key_sha256)
+                    .bind::<Text, _>(&row.request_id)
+                    .bind::<BigInt, _>(row.created_at)
+                    .execute(conn)?
+            }
+        };
+        Ok(inserted == 1)
     }
 
     fn scep_ra(&mut self, ca_id: &str) -> QueryResult<Option<ScepRaRow>> {
