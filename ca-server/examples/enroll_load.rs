@@ -48,7 +48,10 @@ fn csrs(args: &[String]) -> Result<(), Failure> {
         req.sign(&key, openssl::hash::MessageDigest::sha256())?;
         let req = req.build();
         let b64 = out.join(format!("{i}.b64"));
-        std::fs::write(&b64, base64::engine::general_purpose::STANDARD.encode(req.to_der()?))?;
+        std::fs::write(
+            &b64,
+            base64::engine::general_purpose::STANDARD.encode(req.to_der()?),
+        )?;
         let body = serde_json::json!({
             "profile": profile,
             "csr": String::from_utf8(req.to_pem()?)?,
@@ -66,7 +69,9 @@ fn csrs(args: &[String]) -> Result<(), Failure> {
 
 fn scep(args: &[String]) -> Result<(), Failure> {
     let [ra, key, csr, out, count] = args else {
-        return Err("usage: enroll_load scep <ra.der> <key.pem> <csr.der> <out-dir> <count>".into());
+        return Err(
+            "usage: enroll_load scep <ra.der> <key.pem> <csr.der> <out-dir> <count>".into(),
+        );
     };
     let ra = X509::from_der(&std::fs::read(ra)?)?;
     let key = PKey::private_key_from_pem(&std::fs::read(key)?)?;
