@@ -339,3 +339,40 @@ fn a_certificate_renews_only_inside_its_window_and_not_after_expiry() {
     let late = renew(&i).unwrap_err().to_string();
     assert!(late.contains("expired"), "{late}");
 }
+
+#[test]
+fn the_scep_ra_certificate_is_renewed_in_its_window_and_the_old_one_kept() {
+    let Instance {
+        _dir,
+        authority,
+        clock,
+        ..
+    } = instance();
+    let scep = ca_server::scep::ScepService::new(Arc::new(authority)).unwrap();
+    scep.maintain().unwrap();
+    let ra_of = |scep: &ca_server::scep::ScepService| {
+        let der = scep.ca_certificates("mdm-tablet").unwrap();
+        let p7 = openssl::pkcs7::Pkcs7::from_der(&der).unwrap();
+        let certs = p7.signed().unwrap().certificates().unwrap();
+        certs
+            .iter()
+            .find(|c| format!("{:?}", c.subject_name()).contains("SCEP RA"))
+            .unwrap()
+            .to_der()
+            .unwrap()
+    };
+    let first = ra_of(&scep);
+    // scep-ra: 90 days, renewed from 30 days before expiry.
+    clock.advance(59 * 86_400);
+    scep.maintain().unwrap();
+    assert_eq!(ra_of(&scep), first, "not yet in the renewal window");
+    clock.advance(2 * 86_400);
+    scep.maintain().unwrap();
+    let second = ra_of(&scep);
+    assert_ne!(second, first, "renewed inside the window");
+    assert_eq!(
+        scep.ra_count("issuing"),
+        2,
+        "the previous RA still opens requests"
+    );
+}

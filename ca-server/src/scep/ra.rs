@@ -152,6 +152,14 @@ impl ScepService {
         }
     }
 
+    /// How many RA identities of `ca_id` open requests (the current one and the one before).
+    pub fn ra_count(&self, ca_id: &str) -> usize {
+        self.identities
+            .read()
+            .map(|m| m.get(ca_id).map_or(0, Vec::len))
+            .unwrap_or(0)
+    }
+
     /// `ca_id`'s RA identities, current first.
     pub(crate) fn identities(&self, ca_id: &str) -> Result<Vec<Arc<RaIdentity>>, ServiceError> {
         let list = self
