@@ -214,24 +214,24 @@ pub async fn simpleenroll(
     body: web::Bytes,
 ) -> Result<HttpResponse, ServiceError> {
     let csr = decode_body(&body)?;
-    let proof =
-        match (basic_password(&request), peer(&request)) {
-            (Some(code), _) => DeviceProof::Code(code),
-            (None, Some(der)) => DeviceProof::Bootstrap(der),
-            (None, None) => return Ok(HttpResponse::Unauthorized()
-                .insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"mamori-est\""))
-                .content_type("application/problem+json")
-                .body(
-                    serde_json::json!({
-                        "type": "https://mamori.example/problems/unauthenticated",
-                        "title": "Authentication required",
-                        "status": 401,
-                        "detail": "send the one-time enrollment code as the HTTP Basic password, \
-                                   or a bootstrap certificate over TLS / 登録コードが必要です",
-                    })
-                    .to_string(),
-                )),
-        };
+    let proof = match (basic_password(&request), peer(&request)) {
+        (Some(code), _) => DeviceProof::Code(code),
+        (None, Some(der)) => DeviceProof::Bootstrap(der),
+        (None, None) => {
+            let mut response = crate::http::problem::problem(
+                actix_web::http::StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "Authentication required",
+                "send the one-time enrollment code as the HTTP Basic password, or a bootstrap \
+                 certificate over TLS / 登録コードが必要です",
+            );
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Basic realm=\"mamori-est\""),
+            );
+            return Ok(response);
+        }
+    };
     let a = authority.get_ref().clone();
     let profile = profile.into_inner();
     let sent = csr.clone();
