@@ -167,8 +167,9 @@ async fn est_answer(
     };
     let request_id = match finished {
         Ok(id) => id,
-        // The same CSR sent twice at once: the first one's request answers both.
-        Err(e) if duplicate(&e) => {
+        // The same CSR sent twice at once: the first one's request answers both. A copy may
+        // also be refused for the code its twin used up a moment before: the same answer.
+        Err(e) if duplicate(&e) || !matches!(e, ServiceError::Internal(_)) => {
             let a = authority.clone();
             blocking(move || {
                 let (id, _) = est_transaction(&csr);

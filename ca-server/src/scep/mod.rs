@@ -166,8 +166,20 @@ impl ScepService {
                         self.state_of_transaction(&request)?
                     }
                     Err(e) => {
-                        tracing::info!(scep.transaction = %request.attributes.transaction_id, error = %e, "SCEP request refused");
-                        Reply::Failure(FailInfo::BadRequest)
+                        // A copy sent at the same moment may have used the code up: its answer.
+                        match self
+                            .authority
+                            .conn()?
+                            .scep_transaction(&request.attributes.transaction_id, &signer_sha256)?
+                        {
+                            Some(t) if t.csr_key_sha256 == csr_key_sha256 => {
+                                self.state_of(&t.request_id)?
+                            }
+                            _ => {
+                                tracing::info!(scep.transaction = %request.attributes.transaction_id, error = %e, "SCEP request refused");
+                                Reply::Failure(FailInfo::BadRequest)
+                            }
+                        }
                     }
                 }
             }
