@@ -75,6 +75,18 @@ pub enum MessageType {
 }
 
 impl MessageType {
+    /// The messageType attribute's text.
+    pub fn code(self) -> &'static str {
+        match self {
+            MessageType::CertRep => "3",
+            MessageType::RenewalReq => "17",
+            MessageType::PkcsReq => "19",
+            MessageType::CertPoll => "20",
+            MessageType::GetCert => "21",
+            MessageType::GetCrl => "22",
+        }
+    }
+
     /// The type a messageType attribute names.
     pub fn parse(text: &str) -> Option<Self> {
         Some(match text {
@@ -397,12 +409,7 @@ pub fn cert_rep(
         RepStatus::Failure(info) => ("2", Some(info)),
     };
     let mut attrs = vec![
-        attr(ID_CONTENT_TYPE, Any::encode_from(&ID_DATA).map_err(encode)?)?,
-        attr(
-            ID_MESSAGE_DIGEST,
-            octets_any(Sha256::digest(content).as_slice())?,
-        )?,
-        attr(MESSAGE_TYPE, printable_any("3")?)?,
+        attr(MESSAGE_TYPE, printable_any(MessageType::CertRep.code())?)?,
         attr(TRANSACTION_ID, printable_any(&request.transaction_id)?)?,
         attr(PKI_STATUS, printable_any(status)?)?,
         attr(SENDER_NONCE, octets_any(nonce)?)?,
@@ -423,35 +430,31 @@ pub fn pki_request(
     signer_der: &[u8],
     sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, String>,
 ) -> Result<Vec<u8>, ScepFormatError> {
-    let code = match attributes.message_type {
-        MessageType::CertRep => "3",
-        MessageType::RenewalReq => "17",
-        MessageType::PkcsReq => "19",
-        MessageType::CertPoll => "20",
-        MessageType::GetCert => "21",
-        MessageType::GetCrl => "22",
-    };
     let attrs = vec![
-        attr(ID_CONTENT_TYPE, Any::encode_from(&ID_DATA).map_err(encode)?)?,
-        attr(
-            ID_MESSAGE_DIGEST,
-            octets_any(Sha256::digest(content).as_slice())?,
-        )?,
-        attr(MESSAGE_TYPE, printable_any(code)?)?,
+        attr(MESSAGE_TYPE, printable_any(attributes.message_type.code())?)?,
         attr(TRANSACTION_ID, printable_any(&attributes.transaction_id)?)?,
         attr(SENDER_NONCE, octets_any(&attributes.sender_nonce)?)?,
     ];
     signed_message(attrs, content, signer_der, sign)
 }
 
-/// A SignedData over `content` with `attrs` as signed attributes, signed by the holder of the
-/// certificate `signer_der` through `sign`, as a ContentInfo.
+/// A SignedData over `content` with `attrs` (plus contentType and messageDigest) as signed
+/// attributes, signed by the holder of the certificate `signer_der` through `sign`, as a
+/// ContentInfo.
 fn signed_message(
-    attrs: Vec<Attribute>,
+    mut attrs: Vec<Attribute>,
     content: &[u8],
     signer_der: &[u8],
     sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, String>,
 ) -> Result<Vec<u8>, ScepFormatError> {
+    attrs.push(attr(
+        ID_CONTENT_TYPE,
+        Any::encode_from(&ID_DATA).map_err(encode)?,
+    )?);
+    attrs.push(attr(
+        ID_MESSAGE_DIGEST,
+        octets_any(Sha256::digest(content).as_slice())?,
+    )?);
     let signed_attrs = SetOfVec::try_from(attrs).map_err(encode)?;
     // The signature covers the attributes DER-encoded as a SET OF (RFC 5652 §5.4).
     let to_sign = signed_attrs.to_der().map_err(encode)?;

@@ -103,6 +103,9 @@ pub fn random_bytes(len: usize) -> Result<Vec<u8>, SecretError> {
 /// The symmetric key that encrypts TOTP secrets and other small values at rest.
 pub struct DataKey(LessSafeKey);
 
+/// The prefix of [`DataKey::seal_text`]'s output.
+pub const SEALED_TEXT: &str = "sealed-v1:";
+
 /// The keys derived from the CA passphrase, each for one holder.
 pub struct DerivedKeys {
     /// Seals TOTP secrets (accounts) and checks the passphrase.
@@ -173,6 +176,25 @@ impl DataKey {
         let mut out = nonce.to_vec();
         out.extend_from_slice(&buffer);
         Ok(out)
+    }
+
+    /// Seals `plaintext` as text for a database column: `sealed-v1:` and base64 of
+    /// [`DataKey::seal`] (the responders' and the SCEP RA's keys).
+    pub fn seal_text(&self, plaintext: &[u8]) -> Result<String, SecretError> {
+        use base64::Engine;
+        Ok(format!(
+            "{SEALED_TEXT}{}",
+            base64::engine::general_purpose::STANDARD.encode(self.seal(plaintext)?)
+        ))
+    }
+
+    /// Opens what [`DataKey::seal_text`] produced; `None` when it is not sealed text.
+    pub fn open_text(&self, text: &str) -> Option<Result<Zeroizing<Vec<u8>>, SecretError>> {
+        use base64::Engine;
+        let sealed = base64::engine::general_purpose::STANDARD
+            .decode(text.strip_prefix(SEALED_TEXT)?)
+            .ok()?;
+        Some(self.open(&sealed))
     }
 
     /// Decrypts what [`DataKey::seal`] produced.

@@ -102,17 +102,7 @@ impl Instance {
 
     /// A staff certificate request (one security officer approves), pending.
     fn staff_request(&self, requester: &Caller) -> String {
-        let (key, _) =
-            SoftwareKey::generate(KeyAlgorithm::EcdsaP256, &ca_core::random::OsRandom).unwrap();
-        let subject = build_name(&[
-            (AttributeKind::CN, "Hanako Test".into()),
-            (AttributeKind::SerialNumber, "EMP-0001".into()),
-        ])
-        .unwrap();
-        let email = x509_cert::ext::pkix::name::GeneralName::Rfc822Name(
-            der::asn1::Ia5String::new("hanako@hospital.example").unwrap(),
-        );
-        let der = ca_core::csr::build_csr(&subject, vec![email], &key).unwrap();
+        let der = staff_csr();
         let pem =
             der::pem::encode_string("CERTIFICATE REQUEST", der::pem::LineEnding::LF, &der).unwrap();
         match self
@@ -137,6 +127,21 @@ impl Instance {
             other => panic!("a staff request waits for approval: {other:?}"),
         }
     }
+}
+
+/// A staff member's CSR (DER) with a new P-256 key: Hanako Test, EMP-0001, her e-mail.
+fn staff_csr() -> Vec<u8> {
+    let (key, _) =
+        SoftwareKey::generate(KeyAlgorithm::EcdsaP256, &ca_core::random::OsRandom).unwrap();
+    let subject = build_name(&[
+        (AttributeKind::CN, "Hanako Test".into()),
+        (AttributeKind::SerialNumber, "EMP-0001".into()),
+    ])
+    .unwrap();
+    let email = x509_cert::ext::pkix::name::GeneralName::Rfc822Name(
+        der::asn1::Ia5String::new("hanako@hospital.example").unwrap(),
+    );
+    ca_core::csr::build_csr(&subject, vec![email], &key).unwrap()
 }
 
 #[test]
@@ -310,17 +315,7 @@ fn a_certificate_renews_only_inside_its_window_and_not_after_expiry() {
         .to_unix_duration()
         .as_secs();
     // A renewal CSR: the same subject and e-mail, a new key.
-    let (key, _) =
-        SoftwareKey::generate(KeyAlgorithm::EcdsaP256, &ca_core::random::OsRandom).unwrap();
-    let subject = build_name(&[
-        (AttributeKind::CN, "Hanako Test".into()),
-        (AttributeKind::SerialNumber, "EMP-0001".into()),
-    ])
-    .unwrap();
-    let email = x509_cert::ext::pkix::name::GeneralName::Rfc822Name(
-        der::asn1::Ia5String::new("hanako@hospital.example").unwrap(),
-    );
-    let csr = ca_core::csr::build_csr(&subject, vec![email], &key).unwrap();
+    let csr = staff_csr();
     let renew = |i: &Instance| i.authority.renew(&first, &csr, "renew", None);
 
     let early = renew(&i).unwrap_err().to_string();

@@ -900,30 +900,33 @@ fn scep_enrolls_with_micromdm_scepclient_only_where_des_is_allowed() {
             .unwrap();
         let fingerprint = hex(&ra.digest(openssl::hash::MessageDigest::sha256()).unwrap());
         let (code, _) = e.code("mdm-tablet", None);
-        let out = Command::new("scepclient")
-            .current_dir(&e.work)
-            .args([
-                "-server-url",
-                &format!("{}/scep/mdm-tablet", e.scep_url),
-                "-challenge",
-                &code,
-                "-cn",
-                "tablet-0042",
-                "-organization",
-                "Mamori Hospital",
-                "-ou",
-                "Ward 3",
-                "-country",
-                "JP",
-                "-private-key",
-                "k.pem",
-                "-certificate",
-                "c.pem",
-                "-ca-fingerprint",
-                &fingerprint,
-            ])
-            .output()
-            .unwrap();
+        let scepclient = || {
+            Command::new("scepclient")
+                .current_dir(&e.work)
+                .args([
+                    "-server-url",
+                    &format!("{}/scep/mdm-tablet", e.scep_url),
+                    "-challenge",
+                    &code,
+                    "-cn",
+                    "tablet-0042",
+                    "-organization",
+                    "Mamori Hospital",
+                    "-ou",
+                    "Ward 3",
+                    "-country",
+                    "JP",
+                    "-private-key",
+                    "k.pem",
+                    "-certificate",
+                    "c.pem",
+                    "-ca-fingerprint",
+                    &fingerprint,
+                ])
+                .output()
+                .unwrap()
+        };
+        let out = scepclient();
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -948,30 +951,7 @@ fn scep_enrolls_with_micromdm_scepclient_only_where_des_is_allowed() {
             // signs with the issued certificate; certmonger's renewal is tested above.)
             let first = serial_of(&e.path("c.pem"));
             std::fs::remove_file(e.path("c.pem")).unwrap();
-            let again = Command::new("scepclient")
-                .current_dir(&e.work)
-                .args([
-                    "-server-url",
-                    &format!("{}/scep/mdm-tablet", e.scep_url),
-                    "-challenge",
-                    &code,
-                    "-cn",
-                    "tablet-0042",
-                    "-organization",
-                    "Mamori Hospital",
-                    "-ou",
-                    "Ward 3",
-                    "-country",
-                    "JP",
-                    "-private-key",
-                    "k.pem",
-                    "-certificate",
-                    "c.pem",
-                    "-ca-fingerprint",
-                    &fingerprint,
-                ])
-                .output()
-                .unwrap();
+            let again = scepclient();
             assert!(again.status.success(), "{again:?}");
             assert_eq!(serial_of(&e.path("c.pem")), first);
             assert_eq!(

@@ -233,20 +233,12 @@ pub async fn simpleenroll(
             return Ok(response);
         }
     };
-    let a = authority.get_ref().clone();
     let profile = profile.into_inner();
-    let sent = csr.clone();
-    let submitted = blocking(move || {
-        let (id, _) = est_transaction(&csr);
-        if let Some(earlier) = a.conn()?.scep_transaction(&id, "est")? {
-            return Ok(Err(earlier.request_id));
-        }
+    est_submit(authority.get_ref().clone(), csr, move |a, csr, hook| {
         let profile = a.enrollment_profile(&profile, "est")?;
-        a.enroll_device(profile, &proof, &csr, "est", Some(est_hook(&csr)))
-            .map(Ok)
+        a.enroll_device(profile, &proof, csr, "est", Some(hook))
     })
-    .await;
-    est_answer(authority.get_ref().clone(), sent, submitted).await
+    .await
 }
 
 /// `POST /.well-known/est/{profile}/simplereenroll`: renewal by the TLS client certificate.
@@ -258,19 +250,32 @@ pub async fn simplereenroll(
 ) -> Result<HttpResponse, ServiceError> {
     let csr = decode_body(&body)?;
     let current = peer(&request).ok_or_else(need_certificate)?;
-    let a = authority.get_ref().clone();
-    let profile = profile.into_inner();
+    authority.enrollment_profile(&profile, "est")?;
+    est_submit(authority.get_ref().clone(), csr, move |a, csr, hook| {
+        a.renew(&current, csr, "est", Some(hook))
+    })
+    .await
+}
+
+/// An EST enrollment or re-enrollment: a retry of a CSR already answered gets that request's
+/// state; otherwise `submit` (on the blocking pool) files it, with the hook that records the
+/// CSR's transaction in the request's own commit.
+async fn est_submit(
+    authority: Arc<Authority>,
+    csr: Vec<u8>,
+    submit: impl FnOnce(&Authority, &[u8], OnStore) -> Result<Submitted, ServiceError> + Send + 'static,
+) -> Result<HttpResponse, ServiceError> {
+    let a = authority.clone();
     let sent = csr.clone();
     let submitted = blocking(move || {
-        a.enrollment_profile(&profile, "est")?;
         let (id, _) = est_transaction(&csr);
         if let Some(earlier) = a.conn()?.scep_transaction(&id, "est")? {
             return Ok(Err(earlier.request_id));
         }
-        a.renew(&current, &csr, "est", Some(est_hook(&csr))).map(Ok)
+        submit(&a, &csr, est_hook(&csr)).map(Ok)
     })
     .await;
-    est_answer(authority.get_ref().clone(), sent, submitted).await
+    est_answer(authority, sent, submitted).await
 }
 
 /// `POST /api/v1/renew`: renewal by the TLS client certificate, JSON in and out.

@@ -13,8 +13,6 @@ use ca_core::time::UnixTime;
 
 use serde_json::json;
 
-use base64::Engine;
-
 use super::OcspService;
 use crate::ca::Issuers;
 use crate::error::ServiceError;
@@ -25,15 +23,12 @@ use crate::store::ocsp_rows::OcspRows;
 
 use crate::store::DbConnection;
 
-/// How a sealed responder key is stored in `ocsp_responders.key_pem`: this prefix, then base64
-/// of [`DataKey::seal`] over the PKCS#8 DER.
-const SEALED: &str = "sealed-v1:";
+/// How a sealed responder key is stored in `ocsp_responders.key_pem`
+/// ([`DataKey::seal_text`] over the PKCS#8 DER).
+const SEALED: &str = crate::secrets::SEALED_TEXT;
 
 fn seal_key(key: &DataKey, pkcs8: &[u8]) -> Result<String, ServiceError> {
-    Ok(format!(
-        "{SEALED}{}",
-        base64::engine::general_purpose::STANDARD.encode(key.seal(pkcs8)?)
-    ))
+    Ok(key.seal_text(pkcs8)?)
 }
 
 /// Reseals responder keys stored before they were sealed (PKCS#8 encrypted under the CA
@@ -70,17 +65,12 @@ pub struct Responder {
 
 impl OcspService {
     fn responder_from_row(&self, row: &ResponderRow) -> Result<Responder, ServiceError> {
-        let sealed = row
-            .key_pem
-            .strip_prefix(SEALED)
-            .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
-            .ok_or_else(|| {
-                ServiceError::Internal(format!(
-                    "the responder key of {} is not sealed; start a CA instance to reseal it",
-                    row.ca_id
-                ))
-            })?;
-        let pkcs8 = self.responder_key.open(&sealed)?;
+        let pkcs8 = self.responder_key.open_text(&row.key_pem).ok_or_else(|| {
+            ServiceError::Internal(format!(
+                "the responder key of {} is not sealed; start a CA instance to reseal it",
+                row.ca_id
+            ))
+        })??;
         let key = SoftwareKey::from_pkcs8_der(&pkcs8)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let certificate =
@@ -213,6 +203,7 @@ impl OcspService {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
     use ca_core::key::{encrypt_pkcs8, KeyAlgorithm};
 
     use super::*;

@@ -97,23 +97,9 @@ impl Authority {
             )
         };
         let certificate = x509_cert::Certificate::from_der(der).map_err(|_| unknown())?;
-        let issuer = certificate
-            .tbs_certificate
-            .issuer
-            .to_der()
-            .map_err(|_| unknown())?;
         let ca_id = self
-            .issuers
-            .ids()
-            .into_iter()
-            .find(|id| {
-                self.issuers.get(id).is_some_and(|ca| {
-                    x509_cert::Certificate::from_der(ca.certificate_der())
-                        .ok()
-                        .and_then(|c| c.tbs_certificate.subject.to_der().ok())
-                        .is_some_and(|subject| subject == issuer)
-                })
-            })
+            .ca_named(&certificate.tbs_certificate.issuer)
+            .filter(|id| self.issuers.get(id).is_some())
             .ok_or_else(unknown)?;
         let serial = serial_hex(&certificate.tbs_certificate.serial_number);
         let row = self

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
 use ca_core::csr::VerifiedCsr;
 use ca_core::issuance::{IssuanceOptions, PreparedIssuance};
 use openssl::pkey::PKey;
@@ -19,8 +18,6 @@ use crate::store::audit_log;
 use crate::store::enrollment_rows::EnrollmentRows;
 use crate::store::models::ScepRaRow;
 
-/// The prefix of a sealed RA key in `scep_ra.key_sealed`, then base64 of the sealed PKCS#8.
-const SEALED: &str = "sealed-v1:";
 /// RSA modulus of RA keys.
 const RA_RSA_BITS: u32 = 2048;
 
@@ -30,12 +27,10 @@ fn internal(e: impl std::fmt::Display) -> ServiceError {
 
 impl ScepService {
     fn identity_from_row(&self, row: &ScepRaRow) -> Result<RaIdentity, ServiceError> {
-        let sealed = row
-            .key_sealed
-            .strip_prefix(SEALED)
-            .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
-            .ok_or_else(|| internal(format!("the SCEP RA key of {} is damaged", row.ca_id)))?;
-        let pkcs8 = self.key.open(&sealed)?;
+        let pkcs8 = self
+            .key
+            .open_text(&row.key_sealed)
+            .ok_or_else(|| internal(format!("the SCEP RA key of {} is damaged", row.ca_id)))??;
         let key = PKey::private_key_from_pkcs8(&pkcs8).map_err(internal)?;
         let certificate = openssl::x509::X509::from_der(&row.certificate_der).map_err(internal)?;
         Ok(RaIdentity {
@@ -110,10 +105,7 @@ impl ScepService {
         let row = ScepRaRow {
             ca_id: ca_id.to_string(),
             certificate_der: issued.der.clone(),
-            key_sealed: format!(
-                "{SEALED}{}",
-                base64::engine::general_purpose::STANDARD.encode(self.key.seal(&pkcs8)?)
-            ),
+            key_sealed: self.key.seal_text(&pkcs8)?,
             not_after: issued.not_after.as_secs() as i64,
         };
         crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
