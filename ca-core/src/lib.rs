@@ -18,6 +18,7 @@ pub mod duration;
 pub mod error;
 pub mod extensions;
 pub mod issuance;
+pub mod jws;
 pub mod key;
 pub mod lint;
 pub mod name;
