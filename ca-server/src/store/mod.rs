@@ -31,6 +31,7 @@ macro_rules! insert_all {
 pub(crate) use insert_all;
 
 pub mod account_rows;
+pub mod acme_rows;
 pub mod audit_log;
 pub mod certificate_names;
 pub mod chained_insert;

@@ -272,3 +272,69 @@ pub struct RenewalRow {
     pub revoke_old_at: Option<i64>,
     pub done: bool,
 }
+
+/// An ACME External Account Binding key (its HMAC key sealed).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = acme_eab_keys)]
+pub struct EabKeyRow {
+    pub id: String,
+    pub profile_id: String,
+    /// Name patterns, one per line.
+    pub name_patterns: String,
+    pub key_sealed: String,
+    pub label: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+    pub account_id: Option<String>,
+}
+
+/// An ACME account.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = acme_accounts)]
+pub struct AcmeAccountRow {
+    pub id: String,
+    pub profile_id: String,
+    pub key_thumbprint: String,
+    /// The account key as RFC 7638 canonical JSON.
+    pub jwk: String,
+    pub eab_id: String,
+    pub status: String,
+    /// Contact URLs, a JSON array.
+    pub contact: String,
+    pub created_at: i64,
+}
+
+/// An ACME order.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = acme_orders)]
+pub struct AcmeOrderRow {
+    pub id: String,
+    pub account_id: String,
+    pub status: String,
+    /// DNS names, a JSON array.
+    pub identifiers: String,
+    pub expires_at: i64,
+    pub created_at: i64,
+    pub request_id: Option<String>,
+    /// A problem document (JSON) when the order is invalid.
+    pub error: Option<String>,
+    pub replaces: Option<String>,
+}
+
+/// An ACME authorization of one DNS name.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = acme_authorizations)]
+pub struct AcmeAuthorizationRow {
+    pub id: String,
+    pub order_id: String,
+    pub identifier: String,
+    pub status: String,
+    pub token: String,
+    pub expires_at: i64,
+    pub challenge_type: Option<String>,
+    pub validated_at: Option<i64>,
+    /// A problem document (JSON) when validation failed.
+    pub error: Option<String>,
+}

@@ -221,6 +221,69 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    acme_eab_keys (id) {
+        id -> Text,
+        profile_id -> Text,
+        name_patterns -> Text,
+        key_sealed -> Text,
+        label -> Text,
+        created_by -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+        account_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    acme_accounts (id) {
+        id -> Text,
+        profile_id -> Text,
+        key_thumbprint -> Text,
+        jwk -> Text,
+        eab_id -> Text,
+        status -> Text,
+        contact -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    acme_orders (id) {
+        id -> Text,
+        account_id -> Text,
+        status -> Text,
+        identifiers -> Text,
+        expires_at -> BigInt,
+        created_at -> BigInt,
+        request_id -> Nullable<Text>,
+        error -> Nullable<Text>,
+        replaces -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    acme_authorizations (id) {
+        id -> Text,
+        order_id -> Text,
+        identifier -> Text,
+        status -> Text,
+        token -> Text,
+        expires_at -> BigInt,
+        challenge_type -> Nullable<Text>,
+        validated_at -> Nullable<BigInt>,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    acme_nonces (nonce) {
+        nonce -> Text,
+        expires_at -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     account_changes,
     account_change_decisions,
@@ -244,6 +307,11 @@ diesel::allow_tables_to_appear_in_same_query!(
     scep_transactions,
     scep_ra,
     renewals,
+    acme_eab_keys,
+    acme_accounts,
+    acme_orders,
+    acme_authorizations,
+    acme_nonces,
 );
 
 diesel::table! {
