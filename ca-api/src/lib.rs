@@ -653,3 +653,60 @@ pub struct RenewView {
     /// The new certificate's notAfter (RFC 3339), once issued.
     pub not_after: Option<String>,
 }
+
+/// `POST /api/v1/acme/eab`: an External Account Binding key for one ACME client (a service
+/// owner's server), minted by a security officer with a fresh second factor.
+#[derive(Debug, Serialize, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct EabRequest {
+    /// The profile whose ACME directory the account uses (one with `[enrollment] acme`).
+    pub profile: String,
+    /// The DNS names the account may order: exact names (`ehr.hospital.example`) or
+    /// `*.` patterns (`*.ehr.hospital.example`: any name below that domain). Each must be
+    /// allowed by the profile.
+    pub names: Vec<String>,
+    /// Who or what the key is for (shown in lists and the audit log).
+    pub label: String,
+    /// Days the key may be used to register (1-90; default 7). The account it registers
+    /// lives until the key is revoked.
+    #[serde(default)]
+    pub valid_days: Option<u32>,
+    /// A current TOTP code of the caller (step-up).
+    pub totp: String,
+}
+
+/// An EAB key as the API shows it; `hmac_key` only in the answer that creates it.
+#[derive(Debug, Serialize, Deserialize, Clone)]
+pub struct EabView {
+    /// The key id (the ACME client's `--eab-kid`).
+    pub id: String,
+    /// The HMAC key, base64url (the ACME client's `--eab-hmac-key`): shown once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hmac_key: Option<String>,
+    /// Profile.
+    pub profile: String,
+    /// Name patterns.
+    pub names: Vec<String>,
+    /// Label.
+    pub label: String,
+    /// Who minted it.
+    pub created_by: String,
+    /// When (RFC 3339).
+    pub created_at: String,
+    /// Until when it may register an account (RFC 3339).
+    pub expires_at: String,
+    /// unused, bound, expired or revoked.
+    pub state: String,
+    /// The account it registered.
+    pub account: Option<String>,
+    /// The profile's ACME directory path.
+    pub directory_path: String,
+}
+
+/// `POST /api/v1/acme/eab/{id}/revoke`: the caller's TOTP code.
+#[derive(Debug, Serialize, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct EabRevokeRequest {
+    /// A current TOTP code of the caller (step-up).
+    pub totp: String,
+}

@@ -235,6 +235,10 @@ pub struct EnrollmentConfig {
     /// Serve EST (RFC 7030) at `/.well-known/est/<profile>/`.
     #[serde(default)]
     pub est: bool,
+    /// Serve ACME (RFC 8555) at `/acme/<profile>/directory` to accounts bound with an
+    /// External Account Binding key a security officer minted.
+    #[serde(default)]
+    pub acme: bool,
     /// Profiles whose valid certificates (a manufacturer's or a bootstrap certificate) authorize
     /// an EST `simpleenroll` under this profile over TLS client authentication, instead of a
     /// one-time code.
@@ -393,6 +397,8 @@ pub struct EnrollmentRule {
     pub scep: bool,
     /// EST served.
     pub est: bool,
+    /// ACME served.
+    pub acme: bool,
     /// Profiles whose certificates authorize EST enrollment.
     pub bootstrap_profiles: Vec<String>,
     /// SHA-256 of the static challenge, when one is configured.
@@ -760,6 +766,13 @@ impl Profile {
                 "a static challenge needs the account its requests are filed under, and only then",
             ));
         }
+        if enrollment.acme && config.san.dns.is_none() {
+            return Err(invalid(
+                file,
+                "enrollment.acme",
+                "ACME validates DNS names: the profile needs a [san.dns] rule",
+            ));
+        }
         if (enrollment.scep || enrollment.est) && !config.renewal.allowed {
             return Err(invalid(
                 file,
@@ -837,6 +850,7 @@ impl Profile {
             enrollment: EnrollmentRule {
                 scep: enrollment.scep,
                 est: enrollment.est,
+                acme: enrollment.acme,
                 bootstrap_profiles: enrollment.bootstrap_profiles.clone(),
                 static_challenge_sha256,
                 static_challenge_owner: enrollment.static_challenge_owner.clone(),
@@ -954,6 +968,17 @@ impl Profile {
             "ip" => self.ip.as_ref(),
             _ => None,
         }
+    }
+
+    /// Whether the profile would issue a certificate naming the DNS name `name` (lower case):
+    /// a valid non-wildcard name, under an allowed domain, matching the pattern. ACME asks
+    /// before it validates anything, so that validation traffic only goes to such names.
+    pub fn dns_name_allowed(&self, name: &str) -> bool {
+        self.dns.as_ref().is_some_and(|rule| {
+            valid_dns_name(name)
+                && rule.domain_allowed(name)
+                && rule.pattern.as_ref().is_none_or(|p| p.is_match(name))
+        })
     }
 
     /// Checks a requested subject against the subject rules and returns the attributes to write,

@@ -106,6 +106,17 @@ pub struct Config {
     /// Only for old clients that ignore GetCACaps' AES, such as Debian's micromdm
     /// `scepclient` 2.1; loads OpenSSL's legacy provider.
     pub scep_allow_single_des: bool,
+    /// Port ACME http-01 validation connects to (RFC 8555 §8.3 says 80; a test's responder
+    /// listens elsewhere).
+    pub acme_http01_port: u16,
+    /// Port ACME tls-alpn-01 validation connects to (RFC 8737 says 443).
+    pub acme_tls_alpn01_port: u16,
+    /// Where ACME validation connects for names under a domain, instead of asking DNS:
+    /// `domain=address` pairs separated by commas, e.g. `hospital.example=10.0.0.5` for a
+    /// split-horizon network (or `localhost`-style tests: `hospital.example=127.0.0.1`).
+    pub acme_resolve: String,
+    /// Seconds an ACME validation connection may take (connect, TLS, answer) in all.
+    pub acme_validation_timeout_secs: u64,
     /// Seconds a session may sit idle.
     pub session_idle_secs: u64,
     /// Seconds a session lives at most.
@@ -181,6 +192,10 @@ impl Default for Config {
             enroll_addr: None,
             scep_http_addr: None,
             scep_allow_single_des: false,
+            acme_http01_port: 80,
+            acme_tls_alpn01_port: 443,
+            acme_resolve: String::new(),
+            acme_validation_timeout_secs: 10,
             session_idle_secs: 30 * 60,
             session_absolute_secs: 12 * 3600,
             lockout_threshold: 5,
@@ -217,7 +232,40 @@ fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError>
     })
 }
 
+/// One `acme_resolve` entry: names equal to or under `domain` are validated at `address`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolveOverride {
+    /// The domain (lower case).
+    pub domain: String,
+    /// Where validation connects.
+    pub address: std::net::IpAddr,
+}
+
 impl Config {
+    /// `acme_resolve` read as pairs (checked when the configuration loads).
+    pub fn acme_resolve_overrides(&self) -> Result<Vec<ResolveOverride>, ConfigError> {
+        let mut out = Vec::new();
+        for entry in self.acme_resolve.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let invalid = |reason: &str| ConfigError::Invalid {
+                key: "acme_resolve".into(),
+                reason: format!("{entry}: {reason}"),
+            };
+            let (domain, address) = entry
+                .split_once('=')
+                .ok_or_else(|| invalid("write domain=address"))?;
+            let domain = domain.trim().to_ascii_lowercase();
+            if !ca_core::profile::valid_dns_name(&domain) {
+                return Err(invalid("not a domain name"));
+            }
+            let address = address
+                .trim()
+                .parse()
+                .map_err(|_| invalid("not an IP address"))?;
+            out.push(ResolveOverride { domain, address });
+        }
+        Ok(out)
+    }
+
     /// Reads `path` (if given), applies `MAMORI_*` environment overrides, and validates.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         let mut config = match path {
@@ -282,6 +330,18 @@ impl Config {
         }
         if let Some(v) = env("api_tls_key") {
             self.api_tls_key = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env("acme_http01_port") {
+            self.acme_http01_port = parse("acme_http01_port", &v)?;
+        }
+        if let Some(v) = env("acme_tls_alpn01_port") {
+            self.acme_tls_alpn01_port = parse("acme_tls_alpn01_port", &v)?;
+        }
+        if let Some(v) = env("acme_resolve") {
+            self.acme_resolve = v;
+        }
+        if let Some(v) = env("acme_validation_timeout_secs") {
+            self.acme_validation_timeout_secs = parse("acme_validation_timeout_secs", &v)?;
         }
         if let Some(v) = env("scep_allow_single_des") {
             self.scep_allow_single_des = parse("scep_allow_single_des", &v)?;
@@ -362,6 +422,13 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.acme_resolve_overrides()?;
+        if self.acme_validation_timeout_secs == 0 || self.acme_validation_timeout_secs > 120 {
+            return Err(ConfigError::Invalid {
+                key: "acme_validation_timeout_secs".into(),
+                reason: "must be 1-120".into(),
+            });
+        }
         let invalid = |key: &str, reason: &str| ConfigError::Invalid {
             key: key.into(),
             reason: reason.into(),

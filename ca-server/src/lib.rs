@@ -10,6 +10,7 @@
 pub mod accounts;
 pub use ca_api as api;
 pub mod backup;
+pub mod acme;
 pub mod blocking;
 pub mod bootstrap;
 pub mod ca;

@@ -114,6 +114,8 @@ pub struct DerivedKeys {
     pub responder: DataKey,
     /// Seals the SCEP RA keys (scep).
     pub enrollment: DataKey,
+    /// Seals ACME External Account Binding keys (acme).
+    pub acme: DataKey,
 }
 
 impl std::fmt::Debug for DataKey {
@@ -157,6 +159,7 @@ impl DataKey {
             data: DataKey(LessSafeKey::new(data)),
             responder: expand(b"mamori ocsp responder keys v1")?,
             enrollment: expand(b"mamori scep ra keys v1")?,
+            acme: expand(b"mamori acme eab keys v1")?,
         })
     }
 

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod body;
 pub mod caller;
+pub mod acme;
 pub mod enroll;
 mod openapi;
 pub mod problem;
@@ -199,6 +200,9 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
                 "/enrollment-codes/{id}/revoke",
                 web::post().to(api::revoke_challenge),
             )
+            .route("/acme/eab", web::post().to(acme::create_eab))
+            .route("/acme/eab", web::get().to(acme::list_eabs))
+            .route("/acme/eab/{id}/revoke", web::post().to(acme::revoke_eab))
             .route("/audit", web::get().to(api::audit))
             .route("/audit/verify", web::get().to(api::audit_verify))
             .route("/audit/checkpoints", web::post().to(api::audit_checkpoint))
@@ -255,6 +259,24 @@ pub fn enroll_routes(cfg: &mut web::ServiceConfig) {
             .route("/csrattrs", web::get().to(enroll::csrattrs))
             .route("/simpleenroll", web::post().to(enroll::simpleenroll))
             .route("/simplereenroll", web::post().to(enroll::simplereenroll)),
+    )
+    .service(
+        web::scope("/acme/{profile}")
+            .route("/directory", web::get().to(acme::directory))
+            .route("/new-nonce", web::get().to(acme::new_nonce))
+            .route("/new-nonce", web::head().to(acme::new_nonce))
+            .route("/new-account", web::post().to(acme::new_account))
+            .route("/account/{id}", web::post().to(acme::account))
+            .route("/account/{id}/orders", web::post().to(acme::account_orders))
+            .route("/key-change", web::post().to(acme::key_change))
+            .route("/new-order", web::post().to(acme::new_order))
+            .route("/order/{id}", web::post().to(acme::order))
+            .route("/order/{id}/finalize", web::post().to(acme::finalize))
+            .route("/authz/{id}", web::post().to(acme::authorization))
+            .route("/chall/{authz}/{kind}", web::post().to(acme::challenge))
+            .route("/cert/{id}", web::post().to(acme::certificate))
+            .route("/revoke-cert", web::post().to(acme::revoke_cert))
+            .route("/renewal-info/{id}", web::get().to(acme::renewal_info)),
     )
     .route("/api/v1/renew", web::post().to(enroll::renew))
     .route("/api/v1/renew/{id}", web::get().to(enroll::renew_status))
@@ -370,12 +392,20 @@ pub async fn serve(
     } else {
         None
     };
+    let acme_service = if scep_service.is_some() {
+        Some(web::Data::new(Arc::new(crate::acme::AcmeService::new(
+            authority.clone(),
+        )?)))
+    } else {
+        None
+    };
     let data = web::Data::new(authority.clone());
     let limit = config.max_body_bytes;
     let enroll = enroll_servers(
         &config,
         data.clone(),
         scep_service.clone(),
+        acme_service.clone(),
         enroll_acceptor,
         limit,
     )?;
@@ -416,13 +446,17 @@ pub async fn serve(
     .run();
 
     let api_data = data.clone();
+    let api_acme = acme_service.clone();
     let api_server = acceptor.map(|acceptor| {
         (
             acceptor,
             HttpServer::new(move || {
                 let metrics_state = api_data.clone();
-                App::new()
-                    .app_data(api_data.clone())
+                let mut app = App::new();
+                if let Some(acme) = &api_acme {
+                    app = app.app_data(acme.clone());
+                }
+                app.app_data(api_data.clone())
                     .app_data(json_config(limit))
                     .app_data(query_config())
                     .app_data(path_config())
@@ -482,6 +516,7 @@ pub async fn serve(
     };
 
     let upkeep = authority.clone();
+    let upkeep_acme = acme_service.clone();
     let maintenance = tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(
             config.maintenance_interval_secs,
@@ -490,10 +525,14 @@ pub async fn serve(
             tick.tick().await;
             let a = upkeep.clone();
             let scep = scep_service.clone();
+            let acme = upkeep_acme.clone();
             let work = move || {
                 a.maintain()?;
                 if let Some(scep) = scep {
                     scep.maintain()?;
+                }
+                if let Some(acme) = acme {
+                    acme.maintain()?;
                 }
                 Ok::<(), crate::error::ServiceError>(())
             };
@@ -545,6 +584,7 @@ fn enroll_servers(
     config: &crate::config::Config,
     data: web::Data<Arc<Authority>>,
     scep: Option<Arc<crate::scep::ScepService>>,
+    acme: Option<web::Data<Arc<crate::acme::AcmeService>>>,
     acceptor: Option<SslAcceptorBuilder>,
     limit: usize,
 ) -> anyhow::Result<Vec<actix_web::dev::Server>> {
@@ -557,8 +597,11 @@ fn enroll_servers(
         let (data, scep) = (data.clone(), scep.clone());
         servers.push(
             HttpServer::new(move || {
-                App::new()
-                    .app_data(data.clone())
+                let mut app = App::new();
+                if let Some(acme) = &acme {
+                    app = app.app_data(acme.clone());
+                }
+                app.app_data(data.clone())
                     .app_data(scep.clone())
                     .app_data(json_config(limit))
                     .app_data(query_config())

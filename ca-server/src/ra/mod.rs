@@ -22,7 +22,7 @@ mod views;
 
 pub use enrollment::DeviceProof;
 pub use revocation::StatusChange;
-pub(crate) use submit::OnStore;
+pub(crate) use submit::{OnStore, Requester, Submission};
 pub use submit::{Issuing, Submitted};
 
 use std::collections::BTreeMap;
@@ -112,6 +112,8 @@ pub struct Authority {
     pub accounts: Arc<Accounts>,
     /// The key that seals the SCEP RA keys, until the SCEP service takes it.
     enrollment_key: std::sync::Mutex<Option<DataKey>>,
+    /// The key that seals ACME EAB keys, until the ACME service takes it.
+    acme_key: std::sync::Mutex<Option<DataKey>>,
 }
 
 /// How many verified CSR signatures an instance remembers (about 200 KiB).
@@ -132,6 +134,8 @@ pub struct Parts {
     pub responder_key: DataKey,
     /// Seals the SCEP RA keys (handed on to the SCEP service).
     pub enrollment_key: Option<DataKey>,
+    /// Seals ACME EAB keys (handed on to the ACME service).
+    pub acme_key: Option<DataKey>,
     /// The clock every service reads (the system's; a test's `ManualClock`).
     pub clock: Arc<dyn Clock>,
     /// The random source serials, keys and TOTP secrets are drawn from (the system's; a
@@ -217,6 +221,7 @@ impl Authority {
             audit_key,
             accounts,
             enrollment_key: std::sync::Mutex::new(parts.enrollment_key),
+            acme_key: std::sync::Mutex::new(parts.acme_key),
         };
         authority.upkeep(false)?;
         authority.ocsp.poll_responses()?;
@@ -257,6 +262,11 @@ impl Authority {
     /// Hands the key that seals SCEP RA keys to the SCEP service (once).
     pub fn take_enrollment_key(&self) -> Option<DataKey> {
         self.enrollment_key.lock().ok()?.take()
+    }
+
+    /// Hands the key that seals ACME EAB keys to the ACME service (once).
+    pub fn take_acme_key(&self) -> Option<DataKey> {
+        self.acme_key.lock().ok()?.take()
     }
 
     /// The issuing CAs that profiles serving SCEP name.

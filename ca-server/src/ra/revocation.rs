@@ -211,6 +211,64 @@ impl Authority {
         Ok(())
     }
 
+    /// Revokes one certificate for a protocol that authenticated the request itself (ACME's
+    /// revokeCert, signed by the account that ordered it or by the certificate's own key):
+    /// no step-up, `actor` names the account in the audit entry. Returns false when it was
+    /// already revoked.
+    pub(crate) fn revoke_for_protocol(
+        &self,
+        ca: &str,
+        serial: &str,
+        reason: RevocationReason,
+        actor: &str,
+        detail: serde_json::Value,
+    ) -> Result<bool, ServiceError> {
+        let mut conn = self.conn()?;
+        let now = self.now().as_secs();
+        let partition = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
+            let row = conn
+                .certificate(ca, serial)?
+                .ok_or_else(|| ServiceError::NotFound(format!("certificate {ca}/{serial}")))?;
+            if CertificateStatus::of_row(&row.status)? == CertificateStatus::Revoked {
+                return Ok(None);
+            }
+            conn.set_certificate_status(
+                ca,
+                serial,
+                &StatusWrite {
+                    status: CertificateStatus::Revoked,
+                    reason: Some(reason.as_str()),
+                    revoked_at: Some(now as i64),
+                    invalidity_date: None,
+                    changed_ms: crate::store::now_ms(),
+                },
+            )?;
+            let mut detail = detail.clone();
+            detail["reason"] = json!(reason.as_str());
+            audit_log::append(
+                conn,
+                now,
+                actor,
+                "certificate.revoke",
+                &format!("{ca}/{serial}"),
+                detail,
+            )?;
+            Ok(Some(row.crl_partition.map(|k| k.max(0) as u32)))
+        })?;
+        let Some(partition) = partition else {
+            return Ok(false);
+        };
+        self.metrics
+            .revoked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.ocsp.presign(&mut conn, ca, serial)?;
+        drop(conn);
+        self.crls
+            .publisher(&self.issuers)
+            .publish_change(ca, partition, actor)?;
+        Ok(true)
+    }
+
     // ---- audit ----
 }
 

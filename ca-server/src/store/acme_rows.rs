@@ -70,6 +70,8 @@ pub trait AcmeRows {
         request_id: &str,
     ) -> QueryResult<Option<(AcmeOrderRow, AcmeAccountRow)>>;
 
+    /// A live (not invalid) order that replaces the certificate `cert_id` (RFC 9773).
+    fn order_replacing(&mut self, cert_id: &str) -> QueryResult<Option<String>>;
     /// An order's authorizations.
     fn order_authorizations(&mut self, order_id: &str) -> QueryResult<Vec<AcmeAuthorizationRow>>;
     /// One authorization with its order.
@@ -281,6 +283,15 @@ impl AcmeRows for DbConnection {
             .inner_join(acme_accounts::table.on(acme_accounts::id.eq(acme_orders::account_id)))
             .filter(acme_orders::request_id.eq(request_id))
             .select((AcmeOrderRow::as_select(), AcmeAccountRow::as_select()))
+            .first(self)
+            .optional()
+    }
+
+    fn order_replacing(&mut self, cert_id: &str) -> QueryResult<Option<String>> {
+        acme_orders::table
+            .filter(acme_orders::replaces.eq(cert_id))
+            .filter(acme_orders::status.ne("invalid"))
+            .select(acme_orders::id)
             .first(self)
             .optional()
     }
