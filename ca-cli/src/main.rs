@@ -152,6 +152,13 @@ enum Command {
     /// Renew a certificate with itself (mutual TLS to the enrollment listener), for cron and
     /// systemd timers.
     Renew(renew::Renew),
+    /// ACME: External Account Binding keys for certbot, lego and other ACME clients
+    /// (security officers).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  ca-cli acme eab create --profile tls-server --name '*.ehr.hospital.example' --label 'EHR front ends'\n  ca-cli acme eab list\n  ca-cli acme eab revoke eab-0190..."
+    )]
+    Acme(acme::AcmeCommand),
 }
 
 #[derive(Subcommand)]
@@ -240,6 +247,7 @@ fn run(cli: Cli) -> CliResult<()> {
         Command::Device(DeviceCommand::Import(args)) => device::import(&conn, args, json),
         Command::EnrollmentCode(command) => enrollment::run(&conn, command, json),
         Command::Renew(args) => renew::run(cli.ca_file.as_deref(), args, json),
+        Command::Acme(command) => acme::run(&conn, command, json),
     }
 }
 

@@ -72,7 +72,9 @@ impl Algorithm {
             "ES384" => Ok(Algorithm::Es384),
             "RS256" => Ok(Algorithm::Rs256),
             "EdDSA" => Ok(Algorithm::EdDsa),
-            other => Err(JwsError::BadAlgorithm(crate::text::escape_untrusted(other, 32))),
+            other => Err(JwsError::BadAlgorithm(crate::text::escape_untrusted(
+                other, 32,
+            ))),
         }
     }
 
@@ -130,7 +132,9 @@ impl Jwk {
             .as_object()
             .ok_or_else(|| JwsError::BadKey("the jwk is not an object".into()))?;
         if object.contains_key("d") || object.contains_key("k") {
-            return Err(JwsError::BadKey("the jwk holds private key material".into()));
+            return Err(JwsError::BadKey(
+                "the jwk holds private key material".into(),
+            ));
         }
         let jwk = match member(object, "kty")? {
             "EC" => {
@@ -227,32 +231,30 @@ impl Jwk {
     /// key (ES256 with P-256, ES384 with P-384, RS256 with RSA, EdDSA with Ed25519).
     pub fn verify(&self, alg: Algorithm, input: &[u8], signature: &[u8]) -> Result<(), JwsError> {
         use ring::signature as sig;
-        let result = match (self, alg) {
-            (Jwk::Ec { crv, x, y }, Algorithm::Es256 | Algorithm::Es384) => {
-                let scheme: &dyn sig::VerificationAlgorithm = match (crv.as_str(), alg) {
-                    ("P-256", Algorithm::Es256) => &sig::ECDSA_P256_SHA256_FIXED,
-                    ("P-384", Algorithm::Es384) => &sig::ECDSA_P384_SHA384_FIXED,
-                    _ => return Err(JwsError::BadAlgorithm(format!("{alg:?} with {crv}"))),
-                };
-                let mut point = vec![4u8];
-                point.extend_from_slice(x);
-                point.extend_from_slice(y);
-                sig::UnparsedPublicKey::new(scheme, point).verify(input, signature)
-            }
-            (Jwk::Rsa { n, e }, Algorithm::Rs256) => sig::RsaPublicKeyComponents { n, e }.verify(
-                &sig::RSA_PKCS1_2048_8192_SHA256,
-                input,
-                signature,
-            ),
-            (Jwk::Ed25519 { x }, Algorithm::EdDsa) => {
-                sig::UnparsedPublicKey::new(&sig::ED25519, x).verify(input, signature)
-            }
-            _ => {
-                return Err(JwsError::BadAlgorithm(format!(
-                    "{alg:?} does not fit this key type"
-                )))
-            }
-        };
+        let result =
+            match (self, alg) {
+                (Jwk::Ec { crv, x, y }, Algorithm::Es256 | Algorithm::Es384) => {
+                    let scheme: &dyn sig::VerificationAlgorithm = match (crv.as_str(), alg) {
+                        ("P-256", Algorithm::Es256) => &sig::ECDSA_P256_SHA256_FIXED,
+                        ("P-384", Algorithm::Es384) => &sig::ECDSA_P384_SHA384_FIXED,
+                        _ => return Err(JwsError::BadAlgorithm(format!("{alg:?} with {crv}"))),
+                    };
+                    let mut point = vec![4u8];
+                    point.extend_from_slice(x);
+                    point.extend_from_slice(y);
+                    sig::UnparsedPublicKey::new(scheme, point).verify(input, signature)
+                }
+                (Jwk::Rsa { n, e }, Algorithm::Rs256) => sig::RsaPublicKeyComponents { n, e }
+                    .verify(&sig::RSA_PKCS1_2048_8192_SHA256, input, signature),
+                (Jwk::Ed25519 { x }, Algorithm::EdDsa) => {
+                    sig::UnparsedPublicKey::new(&sig::ED25519, x).verify(input, signature)
+                }
+                _ => {
+                    return Err(JwsError::BadAlgorithm(format!(
+                        "{alg:?} does not fit this key type"
+                    )))
+                }
+            };
         result.map_err(|_| JwsError::BadSignature)
     }
 }
@@ -326,7 +328,9 @@ impl UnverifiedJws {
             .ok_or_else(|| malformed("the protected header is not an object"))?;
         for forbidden in ["crit", "b64", "x5c", "x5u", "jku"] {
             if object.contains_key(forbidden) {
-                return Err(malformed(format!("header member {forbidden} is not accepted")));
+                return Err(malformed(format!(
+                    "header member {forbidden} is not accepted"
+                )));
             }
         }
         let alg_name = object
@@ -482,17 +486,30 @@ mod tests {
                 Err(JwsError::BadAlgorithm(_))
             ));
         }
-        let body = sign(&pair, json!({"alg": "RS256", "url": "u", "jwk": jwk_json}), b"");
+        let body = sign(
+            &pair,
+            json!({"alg": "RS256", "url": "u", "jwk": jwk_json}),
+            b"",
+        );
         let parsed = UnverifiedJws::parse(&body).unwrap();
-        assert!(matches!(parsed.verify(&jwk), Err(JwsError::BadAlgorithm(_))));
+        assert!(matches!(
+            parsed.verify(&jwk),
+            Err(JwsError::BadAlgorithm(_))
+        ));
         let both = sign(
             &pair,
             json!({"alg": "ES256", "url": "u", "jwk": jwk_json, "kid": "k"}),
             b"",
         );
-        assert!(matches!(UnverifiedJws::parse(&both), Err(JwsError::Malformed(_))));
+        assert!(matches!(
+            UnverifiedJws::parse(&both),
+            Err(JwsError::Malformed(_))
+        ));
         let oversize = vec![b' '; MAX_JWS_BYTES + 1];
-        assert!(matches!(UnverifiedJws::parse(&oversize), Err(JwsError::Malformed(_))));
+        assert!(matches!(
+            UnverifiedJws::parse(&oversize),
+            Err(JwsError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -506,17 +523,27 @@ mod tests {
             "kid": "2011-04-29"
         });
         let jwk = Jwk::from_value(&key).unwrap();
-        assert_eq!(jwk.thumbprint(), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+        assert_eq!(
+            jwk.thumbprint(),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
     }
 
     #[test]
     fn off_curve_points_short_rsa_and_private_keys_are_refused() {
-        let bad_point = json!({"kty": "EC", "crv": "P-256", "x": b64url(&[1u8; 32]), "y": b64url(&[2u8; 32])});
-        assert!(matches!(Jwk::from_value(&bad_point), Err(JwsError::BadKey(_))));
+        let bad_point =
+            json!({"kty": "EC", "crv": "P-256", "x": b64url(&[1u8; 32]), "y": b64url(&[2u8; 32])});
+        assert!(matches!(
+            Jwk::from_value(&bad_point),
+            Err(JwsError::BadKey(_))
+        ));
         let short = json!({"kty": "RSA", "n": b64url(&[0xffu8; 128]), "e": "AQAB"});
         assert!(matches!(Jwk::from_value(&short), Err(JwsError::BadKey(_))));
         let private = json!({"kty": "oct", "k": "AAAA"});
-        assert!(matches!(Jwk::from_value(&private), Err(JwsError::BadKey(_))));
+        assert!(matches!(
+            Jwk::from_value(&private),
+            Err(JwsError::BadKey(_))
+        ));
     }
 
     #[test]
@@ -532,13 +559,17 @@ mod tests {
         let payload = b64url(jwk_json.to_string().as_bytes());
         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &mac_key);
         let tag = ring::hmac::sign(&key, format!("{protected}.{payload}").as_bytes());
-        let eab = json!({"protected": protected, "payload": payload, "signature": b64url(tag.as_ref())});
+        let eab =
+            json!({"protected": protected, "payload": payload, "signature": b64url(tag.as_ref())});
         assert_eq!(
             eab_key_id(&eab, "https://ca/acme/p/new-account", &jwk).unwrap(),
             "eab_1"
         );
         assert!(verify_eab_mac(&eab, &mac_key).is_ok());
-        assert_eq!(verify_eab_mac(&eab, &[8u8; 32]), Err(JwsError::BadSignature));
+        assert_eq!(
+            verify_eab_mac(&eab, &[8u8; 32]),
+            Err(JwsError::BadSignature)
+        );
         assert!(eab_key_id(&eab, "https://ca/acme/q/new-account", &jwk).is_err());
         let (_, other) = es256_key();
         assert!(eab_key_id(&eab, "https://ca/acme/p/new-account", &other).is_err());

@@ -245,7 +245,12 @@ impl Config {
     /// `acme_resolve` read as pairs (checked when the configuration loads).
     pub fn acme_resolve_overrides(&self) -> Result<Vec<ResolveOverride>, ConfigError> {
         let mut out = Vec::new();
-        for entry in self.acme_resolve.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        for entry in self
+            .acme_resolve
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
             let invalid = |reason: &str| ConfigError::Invalid {
                 key: "acme_resolve".into(),
                 reason: format!("{entry}: {reason}"),

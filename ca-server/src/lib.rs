@@ -9,8 +9,8 @@
 
 pub mod accounts;
 pub use ca_api as api;
-pub mod backup;
 pub mod acme;
+pub mod backup;
 pub mod blocking;
 pub mod bootstrap;
 pub mod ca;

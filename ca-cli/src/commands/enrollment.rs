@@ -4,6 +4,7 @@
 use ca_api::{ChallengeRequest, ChallengeView};
 use clap::{Args, Subcommand};
 
+use crate::client::urlencode;
 use crate::client::{CliResult, Connection};
 use crate::output::{print, shown};
 
@@ -114,13 +115,4 @@ pub fn run(conn: &Connection, command: EnrollmentCommand, json: bool) -> CliResu
             Ok(())
         }
     }
-}
-
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }

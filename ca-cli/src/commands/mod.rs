@@ -1,5 +1,6 @@
 //! One module per command group: its clap arguments and its `run`.
 
+pub mod acme;
 pub mod audit;
 pub mod cert;
 pub mod csr;

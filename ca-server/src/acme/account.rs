@@ -54,7 +54,11 @@ fn contacts(value: Option<&Value>) -> Result<String, AcmeError> {
             .as_str()
             .ok_or_else(|| AcmeError::malformed("contacts are strings"))?;
         let address = text.strip_prefix("mailto:").ok_or_else(|| {
-            AcmeError::new("unsupportedContact", 400, "only mailto: contacts are accepted")
+            AcmeError::new(
+                "unsupportedContact",
+                400,
+                "only mailto: contacts are accepted",
+            )
         })?;
         if address.is_empty()
             || address.len() > 254
@@ -254,7 +258,9 @@ impl AcmeService {
         if payload.get("account").and_then(Value::as_str)
             != Some(base.account_url(&account.id).as_str())
         {
-            return Err(AcmeError::malformed("the inner payload names another account"));
+            return Err(AcmeError::malformed(
+                "the inner payload names another account",
+            ));
         }
         let old = payload
             .get("oldKey")

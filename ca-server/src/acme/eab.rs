@@ -9,8 +9,8 @@ use serde_json::json;
 use super::AcmeService;
 use crate::accounts::Caller;
 use crate::api::*;
-use crate::ra::Page;
 use crate::error::ServiceError;
+use crate::ra::Page;
 use crate::store::acme_rows::AcmeRows;
 use crate::store::audit_log;
 use crate::store::ids::new_ordered_id;
@@ -130,7 +130,11 @@ fn acme_profile<'a>(service: &'a AcmeService, id: &str) -> Result<&'a Profile, S
 impl AcmeService {
     /// `POST /api/v1/acme/eab`: a security officer mints a key with a fresh TOTP code; the
     /// answer is the only place the HMAC key appears.
-    pub fn create_eab(&self, caller: &Caller, request: EabRequest) -> Result<EabView, ServiceError> {
+    pub fn create_eab(
+        &self,
+        caller: &Caller,
+        request: EabRequest,
+    ) -> Result<EabView, ServiceError> {
         let outcome = self.create_eab_inner(caller, request);
         self.authority
             .accounts
@@ -201,7 +205,9 @@ impl AcmeService {
         let mut conn = self.authority.conn()?;
         crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
             let user = conn.user_row(&caller.user_id)?;
-            self.authority.accounts.step_up(conn, &user, &request.totp)?;
+            self.authority
+                .accounts
+                .step_up(conn, &user, &request.totp)?;
             conn.insert_eab(&row)?;
             audit_log::append(
                 conn,
@@ -244,7 +250,12 @@ impl AcmeService {
 
     /// `POST /api/v1/acme/eab/{id}/revoke`: ends a key and deactivates the account it bound
     /// (its certificates stay valid until revoked or expired), with a fresh TOTP code.
-    pub fn revoke_eab(&self, caller: &Caller, id: &str, totp: &str) -> Result<EabView, ServiceError> {
+    pub fn revoke_eab(
+        &self,
+        caller: &Caller,
+        id: &str,
+        totp: &str,
+    ) -> Result<EabView, ServiceError> {
         let outcome = self.revoke_eab_inner(caller, id, totp);
         self.authority
             .accounts
@@ -287,7 +298,10 @@ impl AcmeService {
     }
 
     /// The HMAC key of an EAB key row.
-    pub(crate) fn eab_secret(&self, row: &EabKeyRow) -> Result<zeroize::Zeroizing<Vec<u8>>, ServiceError> {
+    pub(crate) fn eab_secret(
+        &self,
+        row: &EabKeyRow,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, ServiceError> {
         self.key
             .open_text(&row.key_sealed)
             .ok_or_else(|| ServiceError::Internal(format!("EAB key {} is damaged", row.id)))?

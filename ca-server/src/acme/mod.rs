@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use ca_core::jws::{JwsError, Jwk, Signer, UnverifiedJws};
+use ca_core::jws::{Jwk, JwsError, Signer, UnverifiedJws};
 use serde_json::{json, Value};
 
 use crate::config::ResolveOverride;
@@ -216,7 +216,16 @@ impl AcmeService {
             .profiles
             .get(id)
             .filter(|p| p.enrollment().acme)
-            .ok_or_else(|| AcmeError::new("malformed", 404, format!("no ACME directory for {}", ca_core::text::escape_untrusted(id, 64))))
+            .ok_or_else(|| {
+                AcmeError::new(
+                    "malformed",
+                    404,
+                    format!(
+                        "no ACME directory for {}",
+                        ca_core::text::escape_untrusted(id, 64)
+                    ),
+                )
+            })
     }
 
     /// The directory object (RFC 8555 §7.1.1, RFC 9773 §4).
@@ -299,7 +308,11 @@ impl AcmeService {
                     .strip_prefix(&prefix)
                     .filter(|id| !id.is_empty() && id.len() <= 64)
                     .ok_or_else(|| {
-                        AcmeError::new("accountDoesNotExist", 400, "the kid is not an account of this directory")
+                        AcmeError::new(
+                            "accountDoesNotExist",
+                            400,
+                            "the kid is not an account of this directory",
+                        )
                     })?;
                 let account = conn
                     .acme_account(id)?

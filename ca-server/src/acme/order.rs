@@ -57,7 +57,11 @@ fn challenge_view(base: &Base, row: &AcmeAuthorizationRow, kind: &str) -> Value 
         if let Some(at) = row.validated_at {
             view["validated"] = json!(crate::api::rfc3339(at));
         }
-        if let Some(error) = row.error.as_deref().and_then(|e| serde_json::from_str::<Value>(e).ok()) {
+        if let Some(error) = row
+            .error
+            .as_deref()
+            .and_then(|e| serde_json::from_str::<Value>(e).ok())
+        {
             view["error"] = error;
         }
     }
@@ -144,14 +148,20 @@ impl AcmeService {
 
     /// The order's current status, moving pending to ready or invalid as its authorizations
     /// settle, and anything unfinished past its expiry to invalid.
-    fn settle_order(&self, order: &mut AcmeOrderRow) -> Result<Vec<AcmeAuthorizationRow>, AcmeError> {
+    fn settle_order(
+        &self,
+        order: &mut AcmeOrderRow,
+    ) -> Result<Vec<AcmeAuthorizationRow>, AcmeError> {
         let now = self.authority.now().as_secs() as i64;
         let mut conn = self.authority.conn()?;
         let authorizations = conn.order_authorizations(&order.id)?;
         let next = match order.status.as_str() {
             "pending" | "ready" if order.expires_at <= now => Some("invalid"),
             "pending" => {
-                let states: Vec<&str> = authorizations.iter().map(|a| authz_status(a, now)).collect();
+                let states: Vec<&str> = authorizations
+                    .iter()
+                    .map(|a| authz_status(a, now))
+                    .collect();
                 if states.iter().all(|s| *s == "valid") {
                     Some("ready")
                 } else if states.iter().any(|s| !matches!(*s, "valid" | "pending")) {
@@ -197,7 +207,11 @@ impl AcmeService {
         if let Some(replaces) = &order.replaces {
             view["replaces"] = json!(replaces);
         }
-        if let Some(error) = order.error.as_deref().and_then(|e| serde_json::from_str::<Value>(e).ok()) {
+        if let Some(error) = order
+            .error
+            .as_deref()
+            .and_then(|e| serde_json::from_str::<Value>(e).ok())
+        {
             view["error"] = error;
         }
         Ok(view)
@@ -205,7 +219,11 @@ impl AcmeService {
 
     /// `newOrder`: DNS names only, each allowed by the profile and covered by the account's
     /// EAB key; one authorization per name.
-    pub fn new_order(&self, base: &Base, request: Authenticated) -> Result<(String, Value), AcmeError> {
+    pub fn new_order(
+        &self,
+        base: &Base,
+        request: Authenticated,
+    ) -> Result<(String, Value), AcmeError> {
         let account = request.account()?.clone();
         let payload = request.json()?;
         if payload.get("notBefore").is_some() || payload.get("notAfter").is_some() {
@@ -253,7 +271,10 @@ impl AcmeService {
                 return Err(AcmeError::new(
                     "rejectedIdentifier",
                     400,
-                    format!("{shown} is not under profile {}'s allowed domains", profile.id()),
+                    format!(
+                        "{shown} is not under profile {}'s allowed domains",
+                        profile.id()
+                    ),
                 ));
             }
             if !patterns.iter().any(|p| p.matches(&name)) {
@@ -300,7 +321,8 @@ impl AcmeService {
             id: new_ordered_id("ord", now_ms)?,
             account_id: account.id.clone(),
             status: "pending".into(),
-            identifiers: serde_json::to_string(&names).map_err(|e| ServiceError::Internal(e.to_string()))?,
+            identifiers: serde_json::to_string(&names)
+                .map_err(|e| ServiceError::Internal(e.to_string()))?,
             expires_at: now + ORDER_SECS,
             created_at: now,
             request_id: None,
@@ -357,19 +379,30 @@ impl AcmeService {
     }
 
     /// `POST /authz/{id}`: the authorization, or its deactivation by the client.
-    pub fn authorization(&self, base: &Base, id: &str, request: Authenticated) -> Result<Value, AcmeError> {
+    pub fn authorization(
+        &self,
+        base: &Base,
+        id: &str,
+        request: Authenticated,
+    ) -> Result<Value, AcmeError> {
         let mut authz = self.owned_authorization(&request, id)?;
         let now = self.authority.now().as_secs() as i64;
         if !request.is_get() {
             let payload = request.json()?;
             if payload.get("status").and_then(Value::as_str) != Some("deactivated") {
-                return Err(AcmeError::malformed("an authorization can only be deactivated"));
+                return Err(AcmeError::malformed(
+                    "an authorization can only be deactivated",
+                ));
             }
             let from = authz.status.clone();
             if matches!(from.as_str(), "pending" | "valid") {
                 let mut changed = authz.clone();
                 changed.status = "deactivated".into();
-                if self.authority.conn()?.settle_authorization(id, &from, &changed)? {
+                if self
+                    .authority
+                    .conn()?
+                    .settle_authorization(id, &from, &changed)?
+                {
                     authz = changed;
                 }
             }
@@ -393,10 +426,15 @@ impl AcmeService {
         let mut authz = self.owned_authorization(&request, authz_id)?;
         let up = base.url(&format!("authz/{authz_id}"));
         let now = self.authority.now().as_secs() as i64;
-        if !request.is_get() && authz_status(&authz, now) == "pending" && authz.status == "pending" {
+        if !request.is_get() && authz_status(&authz, now) == "pending" && authz.status == "pending"
+        {
             let account = request.account()?;
             let slot = self.validation_slot().ok_or_else(|| {
-                AcmeError::new("rateLimited", 503, "too many validations are running; retry shortly")
+                AcmeError::new(
+                    "rateLimited",
+                    503,
+                    "too many validations are running; retry shortly",
+                )
             })?;
             let mut processing = authz.clone();
             processing.status = "processing".into();
@@ -457,7 +495,12 @@ impl AcmeService {
     /// `finalize`, first half: the order is ready and belongs to the account, the CSR names
     /// exactly the order's names; then the issuance is submitted (approved: the EAB key's
     /// officer approved the account's scope) and the order moves to processing.
-    pub fn finalize(&self, base: &Base, id: &str, request: Authenticated) -> Result<Finalizing, AcmeError> {
+    pub fn finalize(
+        &self,
+        base: &Base,
+        id: &str,
+        request: Authenticated,
+    ) -> Result<Finalizing, AcmeError> {
         let (mut order, account) = self.owned_order(&request, id)?;
         self.settle_order(&mut order)?;
         if order.status != "ready" {
@@ -518,7 +561,11 @@ impl AcmeService {
         }
         let officer = conn.user_row(&eab.created_by)?;
         if !conn.move_order(&order.id, "ready", "processing", None)? {
-            return Err(AcmeError::new("orderNotReady", 403, "the order is being finalized"));
+            return Err(AcmeError::new(
+                "orderNotReady",
+                403,
+                "the order is being finalized",
+            ));
         }
         drop(conn);
         let order_id = order.id.clone();
@@ -526,7 +573,9 @@ impl AcmeService {
             if conn.order_issued(&order_id, request_id)? {
                 Ok(())
             } else {
-                Err(ServiceError::Conflict("the order was finalized twice".into()))
+                Err(ServiceError::Conflict(
+                    "the order was finalized twice".into(),
+                ))
             }
         });
         let requester = Requester {
@@ -585,7 +634,11 @@ impl AcmeService {
             .request(&request_id)?
             .ok_or_else(|| ServiceError::Internal("the order's request is gone".into()))?;
         let (Some(ca), Some(serial)) = (row.ca_id, row.certificate_serial) else {
-            return Err(AcmeError::new("malformed", 404, "the certificate is not issued yet"));
+            return Err(AcmeError::new(
+                "malformed",
+                404,
+                "the certificate is not issued yet",
+            ));
         };
         let der = conn
             .certificate_der(&ca, &serial)?
@@ -666,7 +719,11 @@ impl AcmeService {
             json!({"via": "acme", "authorized_by": how}),
         )?;
         if !revoked {
-            return Err(AcmeError::new("alreadyRevoked", 400, "the certificate is already revoked"));
+            return Err(AcmeError::new(
+                "alreadyRevoked",
+                400,
+                "the certificate is already revoked",
+            ));
         }
         Ok(())
     }

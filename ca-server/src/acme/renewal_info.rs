@@ -44,7 +44,13 @@ impl AcmeService {
                 let ski = cert.subject_key_id()?;
                 (ski.as_slice() == aki.as_slice()).then(|| ca_id.clone())
             })
-            .ok_or_else(|| AcmeError::new("malformed", 404, "no CA of this server has that key identifier"))?;
+            .ok_or_else(|| {
+                AcmeError::new(
+                    "malformed",
+                    404,
+                    "no CA of this server has that key identifier",
+                )
+            })?;
         Ok((ca, hex::encode(&serial)))
     }
 
@@ -88,7 +94,10 @@ mod tests {
     fn the_window_ends_before_expiry_and_never_starts_in_the_first_half() {
         let day = 86_400;
         // 90 days with a 30-day renewal window: day 60 to day 80.
-        assert_eq!(suggested_window(0, 90 * day, 30 * day), (60 * day, 80 * day));
+        assert_eq!(
+            suggested_window(0, 90 * day, 30 * day),
+            (60 * day, 80 * day)
+        );
         // A 10-day certificate with a 30-day window: from the middle.
         let (start, end) = suggested_window(0, 10 * day, 30 * day);
         assert_eq!(start, 5 * day);

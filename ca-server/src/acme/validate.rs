@@ -24,7 +24,11 @@ fn connection(detail: impl Into<String>) -> AcmeError {
 
 /// Where validation of `name` connects: an `acme_resolve` override for it or a domain above
 /// it, else the first address DNS gives.
-pub fn address_of(name: &str, port: u16, resolve: &[ResolveOverride]) -> Result<SocketAddr, AcmeError> {
+pub fn address_of(
+    name: &str,
+    port: u16,
+    resolve: &[ResolveOverride],
+) -> Result<SocketAddr, AcmeError> {
     if let Some(entry) = resolve
         .iter()
         .filter(|r| name == r.domain || name.ends_with(&format!(".{}", r.domain)))
@@ -152,7 +156,8 @@ fn tls_alpn01(
         .and_then(|_| stream.set_write_timeout(Some(left)))
         .map_err(|e| connection(e.to_string()))?;
     let tls = |e: String| AcmeError::new("tls", 400, format!("TLS with {name}: {e}"));
-    let mut builder = SslConnector::builder(SslMethod::tls_client()).map_err(|e| tls(e.to_string()))?;
+    let mut builder =
+        SslConnector::builder(SslMethod::tls_client()).map_err(|e| tls(e.to_string()))?;
     // The answer is a self-signed certificate: checked below, not by a chain.
     builder.set_verify(SslVerifyMode::NONE);
     builder
@@ -187,7 +192,8 @@ pub fn check_alpn_certificate(
     use der::{Decode, Encode};
     use x509_cert::ext::pkix::name::GeneralName;
     use x509_cert::ext::pkix::SubjectAltName;
-    let refuse = |why: &str| AcmeError::unauthorized(format!("{name}'s tls-alpn-01 certificate: {why}"));
+    let refuse =
+        |why: &str| AcmeError::unauthorized(format!("{name}'s tls-alpn-01 certificate: {why}"));
     let cert = x509_cert::Certificate::from_der(der).map_err(|_| refuse("does not parse"))?;
     let extensions = cert.tbs_certificate.extensions.unwrap_or_default();
     let oid = const_oid::ObjectIdentifier::new_unwrap(ACME_IDENTIFIER_OID);
@@ -201,8 +207,13 @@ pub fn check_alpn_certificate(
     let digest = der::asn1::OctetString::from_der(acme.extn_value.as_bytes())
         .map_err(|_| refuse("the acmeIdentifier is not an OCTET STRING"))?;
     let expected = Sha256::digest(key_authorization.as_bytes());
-    if !bool::from(subtle::ConstantTimeEq::ct_eq(digest.as_bytes(), expected.as_slice())) {
-        return Err(refuse("the acmeIdentifier does not match the key authorization"));
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        digest.as_bytes(),
+        expected.as_slice(),
+    )) {
+        return Err(refuse(
+            "the acmeIdentifier does not match the key authorization",
+        ));
     }
     let san = extensions
         .iter()
@@ -213,7 +224,9 @@ pub fn check_alpn_certificate(
     let _ = names.to_der();
     match names.0.as_slice() {
         [GeneralName::DnsName(n)] if n.as_str().eq_ignore_ascii_case(name) => Ok(()),
-        _ => Err(refuse("the subjectAltName must be exactly the name validated")),
+        _ => Err(refuse(
+            "the subjectAltName must be exactly the name validated",
+        )),
     }
 }
 
@@ -255,12 +268,28 @@ mod tests {
         let addr = |port| SocketAddr::from(([127, 0, 0, 1], port));
         let good = serve_once(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\ntok.k\n");
         assert!(http01("a.hospital.example", addr(good), "tok", "tok.k", deadline()).is_ok());
-        let redirect = serve_once(b"HTTP/1.0 302 Found\r\nLocation: http://169.254.169.254/\r\n\r\n");
-        let e = http01("a.hospital.example", addr(redirect), "tok", "tok.k", deadline()).unwrap_err();
+        let redirect =
+            serve_once(b"HTTP/1.0 302 Found\r\nLocation: http://169.254.169.254/\r\n\r\n");
+        let e = http01(
+            "a.hospital.example",
+            addr(redirect),
+            "tok",
+            "tok.k",
+            deadline(),
+        )
+        .unwrap_err();
         assert!(e.detail.contains("redirect"), "{}", e.detail);
         let wrong = serve_once(b"HTTP/1.0 200 OK\r\n\r\nother");
         assert_eq!(
-            http01("a.hospital.example", addr(wrong), "tok", "tok.k", deadline()).unwrap_err().kind,
+            http01(
+                "a.hospital.example",
+                addr(wrong),
+                "tok",
+                "tok.k",
+                deadline()
+            )
+            .unwrap_err()
+            .kind,
             "unauthorized"
         );
         // A server that never answers is cut off at the deadline.

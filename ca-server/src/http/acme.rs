@@ -76,7 +76,10 @@ fn respond(base: &Base, nonce: Option<String>, outcome: Result<Reply, AcmeError>
             (builder, Body::Json(problem.body()))
         }
     };
-    builder.append_header((header::LINK, format!("<{}>;rel=\"index\"", base.url("directory"))));
+    builder.append_header((
+        header::LINK,
+        format!("<{}>;rel=\"index\"", base.url("directory")),
+    ));
     builder.insert_header((header::CACHE_CONTROL, "no-store"));
     if let Some(nonce) = nonce {
         builder.insert_header(("Replay-Nonce", nonce));
@@ -148,7 +151,10 @@ where
 
 async fn fresh_nonce(service: &web::Data<Arc<AcmeService>>) -> Option<String> {
     let service = service.get_ref().clone();
-    web::block(move || service.new_nonce().ok()).await.ok().flatten()
+    web::block(move || service.new_nonce().ok())
+        .await
+        .ok()
+        .flatten()
 }
 
 /// `GET /acme/{profile}/directory`.
@@ -198,16 +204,27 @@ pub async fn new_account(
     profile: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    signed(service, request, body, profile.into_inner(), true, |s, base, auth| {
-        let answer = s.new_account(base, auth)?;
-        Ok(Reply {
-            status: if answer.created { StatusCode::CREATED } else { StatusCode::OK },
-            location: Some(answer.location),
-            up: None,
-            retry_after: None,
-            body: Body::Json(answer.body),
-        })
-    })
+    signed(
+        service,
+        request,
+        body,
+        profile.into_inner(),
+        true,
+        |s, base, auth| {
+            let answer = s.new_account(base, auth)?;
+            Ok(Reply {
+                status: if answer.created {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                },
+                location: Some(answer.location),
+                up: None,
+                retry_after: None,
+                body: Body::Json(answer.body),
+            })
+        },
+    )
     .await
 }
 
@@ -219,13 +236,20 @@ pub async fn account(
     body: web::Bytes,
 ) -> HttpResponse {
     let (profile, id) = path.into_inner();
-    signed(service, request, body, profile, false, move |s, base, auth| {
-        let answer = s.update_account(base, &id, auth)?;
-        Ok(Reply {
-            location: Some(answer.location),
-            ..Reply::json(answer.body)
-        })
-    })
+    signed(
+        service,
+        request,
+        body,
+        profile,
+        false,
+        move |s, base, auth| {
+            let answer = s.update_account(base, &id, auth)?;
+            Ok(Reply {
+                location: Some(answer.location),
+                ..Reply::json(answer.body)
+            })
+        },
+    )
     .await
 }
 
@@ -237,9 +261,14 @@ pub async fn account_orders(
     body: web::Bytes,
 ) -> HttpResponse {
     let (profile, id) = path.into_inner();
-    signed(service, request, body, profile, false, move |s, base, auth| {
-        Ok(Reply::json(s.account_orders(base, &id, auth)?))
-    })
+    signed(
+        service,
+        request,
+        body,
+        profile,
+        false,
+        move |s, base, auth| Ok(Reply::json(s.account_orders(base, &id, auth)?)),
+    )
     .await
 }
 
@@ -250,9 +279,14 @@ pub async fn key_change(
     profile: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    signed(service, request, body, profile.into_inner(), false, |s, base, auth| {
-        Ok(Reply::json(s.key_change(base, auth)?))
-    })
+    signed(
+        service,
+        request,
+        body,
+        profile.into_inner(),
+        false,
+        |s, base, auth| Ok(Reply::json(s.key_change(base, auth)?)),
+    )
     .await
 }
 
@@ -263,14 +297,21 @@ pub async fn new_order(
     profile: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    signed(service, request, body, profile.into_inner(), false, |s, base, auth| {
-        let (location, view) = s.new_order(base, auth)?;
-        Ok(Reply {
-            status: StatusCode::CREATED,
-            location: Some(location),
-            ..Reply::json(view)
-        })
-    })
+    signed(
+        service,
+        request,
+        body,
+        profile.into_inner(),
+        false,
+        |s, base, auth| {
+            let (location, view) = s.new_order(base, auth)?;
+            Ok(Reply {
+                status: StatusCode::CREATED,
+                location: Some(location),
+                ..Reply::json(view)
+            })
+        },
+    )
     .await
 }
 
@@ -282,15 +323,22 @@ pub async fn order(
     body: web::Bytes,
 ) -> HttpResponse {
     let (profile, id) = path.into_inner();
-    signed(service, request, body, profile, false, move |s, base, auth| {
-        let view = s.order(base, &id, auth)?;
-        let processing = view["status"] == "processing";
-        Ok(Reply {
-            location: Some(base.url(&format!("order/{id}"))),
-            retry_after: processing.then_some(1),
-            ..Reply::json(view)
-        })
-    })
+    signed(
+        service,
+        request,
+        body,
+        profile,
+        false,
+        move |s, base, auth| {
+            let view = s.order(base, &id, auth)?;
+            let processing = view["status"] == "processing";
+            Ok(Reply {
+                location: Some(base.url(&format!("order/{id}"))),
+                retry_after: processing.then_some(1),
+                ..Reply::json(view)
+            })
+        },
+    )
     .await
 }
 
@@ -302,14 +350,21 @@ pub async fn authorization(
     body: web::Bytes,
 ) -> HttpResponse {
     let (profile, id) = path.into_inner();
-    signed(service, request, body, profile, false, move |s, base, auth| {
-        let view = s.authorization(base, &id, auth)?;
-        let pending = view["status"] == "pending";
-        Ok(Reply {
-            retry_after: pending.then_some(1),
-            ..Reply::json(view)
-        })
-    })
+    signed(
+        service,
+        request,
+        body,
+        profile,
+        false,
+        move |s, base, auth| {
+            let view = s.authorization(base, &id, auth)?;
+            let pending = view["status"] == "pending";
+            Ok(Reply {
+                retry_after: pending.then_some(1),
+                ..Reply::json(view)
+            })
+        },
+    )
     .await
 }
 
@@ -321,15 +376,22 @@ pub async fn challenge(
     body: web::Bytes,
 ) -> HttpResponse {
     let (profile, authz, kind) = path.into_inner();
-    signed(service, request, body, profile, false, move |s, base, auth| {
-        let (view, up) = s.challenge(base, &authz, &kind, auth)?;
-        let processing = view["status"] == "processing";
-        Ok(Reply {
-            up: Some(up),
-            retry_after: processing.then_some(1),
-            ..Reply::json(view)
-        })
-    })
+    signed(
+        service,
+        request,
+        body,
+        profile,
+        false,
+        move |s, base, auth| {
+            let (view, up) = s.challenge(base, &authz, &kind, auth)?;
+            let processing = view["status"] == "processing";
+            Ok(Reply {
+                up: Some(up),
+                retry_after: processing.then_some(1),
+                ..Reply::json(view)
+            })
+        },
+    )
     .await
 }
 
@@ -354,17 +416,20 @@ pub async fn finalize(
         return respond(
             &base,
             nonce,
-            Err(AcmeError::new("malformed", 415, "ACME requests are application/jose+json")),
+            Err(AcmeError::new(
+                "malformed",
+                415,
+                "ACME requests are application/jose+json",
+            )),
         );
     }
     let svc = service.get_ref().clone();
     let (b, order_id) = (base.clone(), id.clone());
     let started = web::block(move || {
-        svc.authenticate(&b, &url, &body, false)
-            .and_then(|auth| {
-                let account = auth.account()?.clone();
-                svc.finalize(&b, &order_id, auth).map(|f| (f, account))
-            })
+        svc.authenticate(&b, &url, &body, false).and_then(|auth| {
+            let account = auth.account()?.clone();
+            svc.finalize(&b, &order_id, auth).map(|f| (f, account))
+        })
     })
     .await;
     let nonce = fresh_nonce(&service).await;
@@ -372,7 +437,11 @@ pub async fn finalize(
         Ok(Ok(pair)) => pair,
         Ok(Err(problem)) => return respond(&base, nonce, Err(problem)),
         Err(_) => {
-            return respond(&base, nonce, Err(AcmeError::new("serverInternal", 500, "internal error")))
+            return respond(
+                &base,
+                nonce,
+                Err(AcmeError::new("serverInternal", 500, "internal error")),
+            )
         }
     };
     let authority = service.authority.clone();
@@ -405,7 +474,11 @@ pub async fn finalize(
             }),
         ),
         Ok(Err(problem)) => respond(&base, nonce, Err(problem)),
-        Err(_) => respond(&base, nonce, Err(AcmeError::new("serverInternal", 500, "internal error"))),
+        Err(_) => respond(
+            &base,
+            nonce,
+            Err(AcmeError::new("serverInternal", 500, "internal error")),
+        ),
     }
 }
 
@@ -417,15 +490,22 @@ pub async fn certificate(
     body: web::Bytes,
 ) -> HttpResponse {
     let (profile, id) = path.into_inner();
-    signed(service, request, body, profile, false, move |s, _base, auth| {
-        Ok(Reply {
-            status: StatusCode::OK,
-            location: None,
-            up: None,
-            retry_after: None,
-            body: Body::Pem(s.certificate(&id, auth)?),
-        })
-    })
+    signed(
+        service,
+        request,
+        body,
+        profile,
+        false,
+        move |s, _base, auth| {
+            Ok(Reply {
+                status: StatusCode::OK,
+                location: None,
+                up: None,
+                retry_after: None,
+                body: Body::Pem(s.certificate(&id, auth)?),
+            })
+        },
+    )
     .await
 }
 
@@ -436,16 +516,23 @@ pub async fn revoke_cert(
     profile: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    signed(service, request, body, profile.into_inner(), true, |s, _base, auth| {
-        s.revoke(auth)?;
-        Ok(Reply {
-            status: StatusCode::OK,
-            location: None,
-            up: None,
-            retry_after: None,
-            body: Body::Empty,
-        })
-    })
+    signed(
+        service,
+        request,
+        body,
+        profile.into_inner(),
+        true,
+        |s, _base, auth| {
+            s.revoke(auth)?;
+            Ok(Reply {
+                status: StatusCode::OK,
+                location: None,
+                up: None,
+                retry_after: None,
+                body: Body::Empty,
+            })
+        },
+    )
     .await
 }
 
@@ -482,7 +569,8 @@ pub async fn create_eab(
 ) -> Result<HttpResponse, ServiceError> {
     let caller = who.0.caller;
     let svc = service.get_ref().clone();
-    let view = crate::blocking::blocking(move || svc.create_eab(&caller, body.into_inner())).await?;
+    let view =
+        crate::blocking::blocking(move || svc.create_eab(&caller, body.into_inner())).await?;
     Ok(HttpResponse::Created().json(view))
 }
 
@@ -503,7 +591,8 @@ pub async fn list_eabs(
 ) -> Result<HttpResponse, ServiceError> {
     let caller = who.0.caller;
     let svc = service.get_ref().clone();
-    let page = crate::blocking::blocking(move || svc.list_eabs(&caller, query.profile.as_deref())).await?;
+    let page =
+        crate::blocking::blocking(move || svc.list_eabs(&caller, query.profile.as_deref())).await?;
     Ok(crate::http::api::paged(&request, page))
 }
 

@@ -242,7 +242,10 @@ pub async fn submit(
 /// A page of a list as the API answers it: the items as a JSON array, `X-Total-Count`, and a
 /// `Link: <...>; rel="next"` (RFC 8288) to the next page, which repeats this request's query
 /// with the next page's `cursor`.
-pub(crate) fn paged<T: serde::Serialize>(request: &HttpRequest, page: crate::ra::Page<T>) -> HttpResponse {
+pub(crate) fn paged<T: serde::Serialize>(
+    request: &HttpRequest,
+    page: crate::ra::Page<T>,
+) -> HttpResponse {
     let mut response = HttpResponse::Ok();
     response.insert_header(("X-Total-Count", page.total.to_string()));
     if let Some(cursor) = &page.next {

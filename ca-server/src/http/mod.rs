@@ -1,10 +1,10 @@
 //! The two listeners: plain HTTP for relying parties (`public`), HTTPS for the JSON API (`api`),
 //! with one error mapping (`problem`) and the route table the OpenAPI document is built from.
 
+pub mod acme;
 pub mod api;
 pub mod body;
 pub mod caller;
-pub mod acme;
 pub mod enroll;
 mod openapi;
 pub mod problem;

@@ -22,8 +22,8 @@ mod views;
 
 pub use enrollment::DeviceProof;
 pub use revocation::StatusChange;
-pub(crate) use submit::{OnStore, Requester, Submission};
 pub use submit::{Issuing, Submitted};
+pub(crate) use submit::{OnStore, Requester, Submission};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

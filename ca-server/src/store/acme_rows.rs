@@ -15,8 +15,7 @@ pub trait AcmeRows {
     /// One EAB key.
     fn eab(&mut self, id: &str) -> QueryResult<Option<EabKeyRow>>;
     /// The newest EAB keys (`profile` filters), with their minters' names.
-    fn eabs(&mut self, profile: Option<&str>, limit: i64)
-        -> QueryResult<Vec<(EabKeyRow, String)>>;
+    fn eabs(&mut self, profile: Option<&str>, limit: i64) -> QueryResult<Vec<(EabKeyRow, String)>>;
     /// Binds an unbound, unrevoked, unexpired key to an account; false when it was not free.
     fn bind_eab(&mut self, id: &str, account_id: &str, now: i64) -> QueryResult<bool>;
     /// Revokes a key now; false when it was already revoked or unknown.
@@ -112,11 +111,7 @@ impl AcmeRows for DbConnection {
             .optional()
     }
 
-    fn eabs(
-        &mut self,
-        profile: Option<&str>,
-        limit: i64,
-    ) -> QueryResult<Vec<(EabKeyRow, String)>> {
+    fn eabs(&mut self, profile: Option<&str>, limit: i64) -> QueryResult<Vec<(EabKeyRow, String)>> {
         let mut query = acme_eab_keys::table
             .inner_join(users::table.on(users::id.eq(acme_eab_keys::created_by)))
             .select((EabKeyRow::as_select(), users::username))
@@ -311,10 +306,7 @@ impl AcmeRows for DbConnection {
         acme_authorizations::table
             .inner_join(acme_orders::table.on(acme_orders::id.eq(acme_authorizations::order_id)))
             .filter(acme_authorizations::id.eq(id))
-            .select((
-                AcmeAuthorizationRow::as_select(),
-                AcmeOrderRow::as_select(),
-            ))
+            .select((AcmeAuthorizationRow::as_select(), AcmeOrderRow::as_select()))
             .first(self)
             .optional()
     }
