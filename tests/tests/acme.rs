@@ -732,7 +732,16 @@ fn attacks(backend: Backend) {
         (403, "orderNotReady"),
         "{answer}"
     );
-    let (kid2, hmac2) = a.eab(&["*.ehr.hospital.example"], "bob");
+    // A second officer mints Bob's key through the API (each person's TOTP codes are used once).
+    let oscar = a.server.user("oscar", &["security-officer"]);
+    let (status, minted) = a.server.call(
+        "POST",
+        "/api/v1/acme/eab",
+        Some(&oscar.token()),
+        Some(json!({"profile": "tls-server", "names": ["*.ehr.hospital.example"], "label": "bob", "totp": oscar.code()})),
+    );
+    assert_eq!(status, 201, "{minted}");
+    let (kid2, hmac2) = (minted["id"].as_str().unwrap().to_string(), minted["hmac_key"].as_str().unwrap().to_string());
     let mut bob = Client::new(&a);
     assert_eq!(bob.register(&kid2, &hmac2).0, 201);
     let (status, answer, _) = bob.post(&order_path, "");
@@ -811,6 +820,7 @@ fn attacks(backend: Backend) {
         .map(|v| v["state"].as_str().unwrap())
         .collect();
     assert_eq!(states, ["bound", "revoked"], "{list}");
+    assert_eq!(list[0]["created_by"], "oscar", "{list}");
     // Minting needs a security officer and a fresh code.
     let run = a.server.cli(
         &a.cli_home,
