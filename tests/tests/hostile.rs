@@ -43,7 +43,9 @@ fn snapshot(server: &Server) -> String {
          (SELECT count(*) FROM decisions), (SELECT count(*) FROM users), \
          (SELECT count(*) FROM users WHERE roles LIKE '%admin%'), \
          (SELECT count(*) FROM certificates WHERE status <> 'valid'), \
-         (SELECT max(crl_number) FROM published_crls)",
+         (SELECT max(crl_number) FROM published_crls), \
+         (SELECT count(*) FROM acme_accounts), (SELECT count(*) FROM acme_orders), \
+         (SELECT count(*) FROM acme_eab_keys)",
     )
 }
 
@@ -385,6 +387,33 @@ fn hostile(backend: Backend) {
                 request = request.basic_auth("device", code["code"].as_str());
             }
             assert_problem(case, &send(request));
+        } else if let Some(rest) = target
+            .strip_prefix("acme:")
+            .map(|p| ("application/jose+json", p))
+            .or_else(|| {
+                target
+                    .strip_prefix("acme-as:")
+                    .and_then(|r| r.split_once(':'))
+            })
+        {
+            let (ctype, path) = rest;
+            let answer = send(
+                server
+                    .client
+                    .post(format!("{enroll_url}/acme/{path}"))
+                    .header("content-type", ctype)
+                    .body(data.clone()),
+            );
+            assert_problem(case, &answer);
+            let problem: Value = serde_json::from_slice(&answer.body).unwrap();
+            assert!(
+                problem["type"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("urn:ietf:params:acme:error:"),
+                "{}: not an ACME problem: {problem}",
+                case.what
+            );
         } else if let Some(spec) = target.strip_prefix("huge:") {
             let (method, path) = spec.split_once(':').unwrap();
             let size: usize = text.trim().parse().unwrap();
