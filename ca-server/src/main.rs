@@ -309,6 +309,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             {
                 config.scep_http_addr = Some("127.0.0.1:8081".into());
             }
+            // ...and ACME clients on this machine: names under hospital.example are validated
+            // at 127.0.0.1, http-01 on port 8402 (certbot --http-01-port 8402, no root needed).
+            if std::env::var_os("MAMORI_ACME_RESOLVE").is_none() && config.acme_resolve.is_empty() {
+                config.acme_resolve = "hospital.example=127.0.0.1".into();
+            }
+            if std::env::var_os("MAMORI_ACME_HTTP01_PORT").is_none() && config.acme_http01_port == 80 {
+                config.acme_http01_port = 8402;
+            }
+            if std::env::var_os("MAMORI_ACME_TLS_ALPN01_PORT").is_none()
+                && config.acme_tls_alpn01_port == 443
+            {
+                config.acme_tls_alpn01_port = 8403;
+            }
             let passphrase = bootstrap::dev(&config)?;
             serve(config, passphrase, true)
         }
