@@ -424,6 +424,16 @@ pub fn read_secret_file(path: &std::path::Path) -> CliResult<zeroize::Zeroizing<
     ))
 }
 
+/// Percent-encodes a path segment or query value (unreserved characters stay).
+pub fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,14 +448,4 @@ mod tests {
         assert_eq!(next_link("</api/v1/x>; rel=\"prev\""), None);
         assert_eq!(url_escape("CN=Sato Hanako&x"), "CN%3DSato%20Hanako%26x");
     }
-}
-
-/// Percent-encodes a path segment or query value (unreserved characters stay).
-pub fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }

@@ -314,7 +314,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if std::env::var_os("MAMORI_ACME_RESOLVE").is_none() && config.acme_resolve.is_empty() {
                 config.acme_resolve = "hospital.example=127.0.0.1".into();
             }
-            if std::env::var_os("MAMORI_ACME_HTTP01_PORT").is_none() && config.acme_http01_port == 80 {
+            if std::env::var_os("MAMORI_ACME_HTTP01_PORT").is_none()
+                && config.acme_http01_port == 80
+            {
                 config.acme_http01_port = 8402;
             }
             if std::env::var_os("MAMORI_ACME_TLS_ALPN01_PORT").is_none()

@@ -741,7 +741,10 @@ fn attacks(backend: Backend) {
         Some(json!({"profile": "tls-server", "names": ["*.ehr.hospital.example"], "label": "bob", "totp": oscar.code()})),
     );
     assert_eq!(status, 201, "{minted}");
-    let (kid2, hmac2) = (minted["id"].as_str().unwrap().to_string(), minted["hmac_key"].as_str().unwrap().to_string());
+    let (kid2, hmac2) = (
+        minted["id"].as_str().unwrap().to_string(),
+        minted["hmac_key"].as_str().unwrap().to_string(),
+    );
     let mut bob = Client::new(&a);
     assert_eq!(bob.register(&kid2, &hmac2).0, 201);
     let (status, answer, _) = bob.post(&order_path, "");

@@ -301,7 +301,10 @@ fn the_readme_walk_throughs_run_as_written() {
                 .replace("127.0.0.1:8080", &format!("127.0.0.1:{public_port}"))
                 .replace("127.0.0.1:8444", &format!("127.0.0.1:{enroll_port}"))
                 .replace("127.0.0.1:8081", &format!("127.0.0.1:{scep_port}"))
-                .replace("--http-01-port 8402", &format!("--http-01-port {http01_port}"))
+                .replace(
+                    "--http-01-port 8402",
+                    &format!("--http-01-port {http01_port}"),
+                )
         };
         let expected: i32 = exit_comment
             .captures(comment(&line))
@@ -374,7 +377,11 @@ fn check_outcomes(walk: &Walk) {
     assert!(audit.contains("certificate.revoke"), "{audit}");
     let verify = output_of(walk, "audit verify --checkpoints", 0);
     assert!(!verify.is_empty());
-    if walk.log.iter().any(|(typed, _, _)| typed.starts_with("certbot renew")) {
+    if walk
+        .log
+        .iter()
+        .any(|(typed, _, _)| typed.starts_with("certbot renew"))
+    {
         let renewed = walk.server.query(
             "SELECT count(*) FROM certificates WHERE profile_id = 'tls-server' AND status = 'valid'",
         );

@@ -13,7 +13,10 @@ use crate::output::{print, shown};
 #[derive(Subcommand)]
 pub enum AcmeCommand {
     /// External Account Binding keys.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  ca-cli acme eab create --profile tls-server --name '*.ehr.hospital.example' --label 'EHR front ends'\n  ca-cli acme eab list --profile tls-server"
+    )]
     Eab(EabCommand),
 }
 

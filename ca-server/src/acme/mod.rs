@@ -21,6 +21,7 @@ use crate::store::models::AcmeAccountRow;
 
 pub mod account;
 pub mod eab;
+pub mod issue;
 pub mod order;
 pub mod renewal_info;
 pub mod validate;

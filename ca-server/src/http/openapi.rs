@@ -221,6 +221,24 @@ pub const ROUTES: &[Route] = &[
         summary: "End an unused enrollment code now",
     },
     Route {
+        method: "post",
+        path: "/api/v1/acme/eab",
+        roles: "security-officer (with a TOTP code)",
+        summary: "Mint an ACME External Account Binding key for one profile and a list of DNS names or *.domain patterns; the answer is the only place the HMAC key appears",
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/acme/eab",
+        roles: "security-officer, admin, auditor",
+        summary: "List EAB keys (?profile=): scope, state, minter, bound account; never the keys",
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/acme/eab/{id}/revoke",
+        roles: "security-officer (with a TOTP code)",
+        summary: "Revoke an EAB key; the ACME account it registered is deactivated",
+    },
+    Route {
         method: "get",
         path: "/api/v1/openapi.json",
         roles: "public",
