@@ -188,6 +188,17 @@ fn serial_of(pem_file: &Path) -> String {
     mamori_e2e::normal_serial(&hex)
 }
 
+/// Keeps a certificate (PEM file, first certificate) for pkilint in CI: `cert-<name>.der` in
+/// MAMORI_ARTIFACTS_DIR (or target/pki-artifacts).
+fn artifact(name: &str, pem: &Path) {
+    let dir = std::env::var_os("MAMORI_ARTIFACTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| mamori_e2e::workspace_root().join("target/pki-artifacts"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert = openssl::x509::X509::from_pem(&std::fs::read(pem).unwrap()).unwrap();
+    std::fs::write(dir.join(format!("cert-{name}.der")), cert.to_der().unwrap()).unwrap();
+}
+
 fn dns_names(pem_file: &Path) -> Vec<String> {
     let cert = openssl::x509::X509::from_pem(&std::fs::read(pem_file).unwrap()).unwrap();
     let mut names: Vec<String> = cert
@@ -252,6 +263,7 @@ fn certbot_registers_with_eab_obtains_renews_and_revokes() {
     );
     let first = serial_of(&live.join("cert.pem"));
     assert_eq!(a.status_of(&live.join("cert.pem")), "valid");
+    artifact("acme-certbot", &live.join("cert.pem"));
     // The EAB key is bound now: the account and the audit name it.
     assert_eq!(
         a.one(&format!(
@@ -373,6 +385,7 @@ fn lego_obtains_with_http01_renews_with_tls_alpn01_and_revokes() {
     let crt = certs.join("pacs.hospital.example.crt");
     let issuer = certs.join("pacs.hospital.example.issuer.crt");
     a.verify(&crt, &issuer);
+    artifact("acme-lego", &crt);
     let first = serial_of(&crt);
 
     // Renewal through tls-alpn-01 (lego answers on the port Mamori is told to use).
