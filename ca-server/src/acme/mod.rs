@@ -185,6 +185,8 @@ pub struct AcmeService {
     key: DataKey,
     resolve: Vec<ResolveOverride>,
     validations: AtomicUsize,
+    /// When upkeep last forgot expired nonces (seconds, the authority's clock).
+    purged_at: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for AcmeService {
@@ -208,6 +210,7 @@ impl AcmeService {
             key,
             resolve,
             validations: AtomicUsize::new(0),
+            purged_at: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -353,10 +356,14 @@ impl AcmeService {
         Some(ValidationSlot(self.clone()))
     }
 
-    /// Upkeep: forgets expired nonces.
+    /// Upkeep: forgets expired nonces, at most once a minute.
     pub fn maintain(&self) -> Result<(), ServiceError> {
-        let now = self.authority.now().as_secs() as i64;
-        self.authority.conn()?.purge_nonces(now)?;
+        let now = self.authority.now().as_secs();
+        if now < self.purged_at.load(Ordering::Relaxed) + 60 {
+            return Ok(());
+        }
+        self.purged_at.store(now, Ordering::Relaxed);
+        self.authority.conn()?.purge_nonces(now as i64)?;
         Ok(())
     }
 }

@@ -35,7 +35,13 @@ pub struct ScepService {
     key: DataKey,
     /// RA identities by CA, current first.
     identities: RwLock<BTreeMap<String, Vec<Arc<RaIdentity>>>>,
+    /// When upkeep last looked at the stored RA identities (seconds, the authority's clock).
+    checked_at: std::sync::atomic::AtomicU64,
 }
+
+/// Seconds between upkeep's looks at the stored RA identities (another instance's renewal is
+/// picked up within this; the renewal window is 30 days).
+const RA_CHECK_SECS: u64 = 30;
 
 /// A verified message's outcome before the reply is signed: a reply now, or an issuance whose
 /// commit the caller awaits first.
@@ -66,11 +72,20 @@ impl ScepService {
             authority,
             key,
             identities: RwLock::new(BTreeMap::new()),
+            checked_at: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
     /// Upkeep: an RA identity for every issuing CA a SCEP profile names, renewed in its window.
+    /// Looks at most every 30 s, so that a one-second upkeep tick costs no connection.
     pub fn maintain(&self) -> Result<(), ServiceError> {
+        use std::sync::atomic::Ordering;
+        let now = self.authority.clock.now().as_secs();
+        let last = self.checked_at.load(Ordering::Relaxed);
+        if last != 0 && now < last + RA_CHECK_SECS {
+            return Ok(());
+        }
+        self.checked_at.store(now, Ordering::Relaxed);
         for ca in self.authority.scep_issuing_cas() {
             self.ensure_ra(&ca)?;
         }
