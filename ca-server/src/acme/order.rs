@@ -305,7 +305,22 @@ impl AcmeService {
 
     /// `POST /order/{id}` (POST-as-GET).
     pub fn order(&self, base: &Base, id: &str, request: Authenticated) -> Result<Value, AcmeError> {
-        let (mut order, _) = self.owned_order(&request, id)?;
+        self.order_of_account(base, id, request.account()?)
+    }
+
+    /// An order of `account` as the client sees it (after finalize, the answer to it).
+    pub fn order_of_account(
+        &self,
+        base: &Base,
+        id: &str,
+        account: &AcmeAccountRow,
+    ) -> Result<Value, AcmeError> {
+        let mut order = self
+            .authority
+            .conn()?
+            .acme_order(id)?
+            .filter(|o| o.account_id == account.id)
+            .ok_or_else(|| AcmeError::new("malformed", 404, "no such order"))?;
         self.order_view(base, &mut order)
     }
 

@@ -454,16 +454,7 @@ pub async fn finalize(
     }
     let svc = service.get_ref().clone();
     let b = base.clone();
-    let view = web::block(move || {
-        let auth = Authenticated {
-            account: Some(account),
-            key: ca_core::jws::Jwk::Ed25519 { x: vec![0; 32] },
-            payload: Vec::new(),
-            url: String::new(),
-        };
-        svc.order(&b, &order_id, auth)
-    })
-    .await;
+    let view = web::block(move || svc.order_of_account(&b, &order_id, &account)).await;
     match view {
         Ok(Ok(view)) => respond(
             &base,
