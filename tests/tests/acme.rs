@@ -515,6 +515,15 @@ impl Client {
         json!({"crv": "P-256", "kty": "EC", "x": b64u(&x.to_vec_padded(32).unwrap()), "y": b64u(&y.to_vec_padded(32).unwrap())})
     }
 
+    fn thumbprint(&self) -> String {
+        let jwk = self.jwk();
+        let canonical = format!(
+            r#"{{"crv":"P-256","kty":"EC","x":{},"y":{}}}"#,
+            jwk["x"], jwk["y"]
+        );
+        b64u(&openssl::sha::sha256(canonical.as_bytes()))
+    }
+
     fn nonce(&self) -> String {
         let r = self
             .http
@@ -603,6 +612,31 @@ impl Client {
         }
         (status, body)
     }
+}
+
+/// A P-256 CSR (base64url DER) with an optional CN and these DNS names.
+fn csr(cn: Option<&str>, sans: &[&str]) -> String {
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+    let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+    let mut req = openssl::x509::X509ReqBuilder::new().unwrap();
+    if let Some(cn) = cn {
+        let mut subject = openssl::x509::X509NameBuilder::new().unwrap();
+        subject.append_entry_by_text("CN", cn).unwrap();
+        req.set_subject_name(&subject.build()).unwrap();
+    }
+    req.set_pubkey(&key).unwrap();
+    let mut san = openssl::x509::extension::SubjectAlternativeName::new();
+    for name in sans {
+        san.dns(name);
+    }
+    let mut extensions = openssl::stack::Stack::new().unwrap();
+    extensions
+        .push(san.build(&req.x509v3_context(None)).unwrap())
+        .unwrap();
+    req.add_extensions(&extensions).unwrap();
+    req.sign(&key, openssl::hash::MessageDigest::sha256())
+        .unwrap();
+    b64u(&req.build().to_der().unwrap())
 }
 
 fn problem_type(body: &Value) -> String {
@@ -810,6 +844,157 @@ fn attacks(backend: Backend) {
     assert_eq!(
         a.one("SELECT count(*) FROM certificates WHERE profile_id = 'tls-server'"),
         "0"
+    );
+
+    // A validated order: the test answers http-01 itself. A CSR whose CN or SANs are not
+    // exactly the order's names is refused and the order stays ready for a corrected one;
+    // Bob can neither download nor revoke Alice's certificate.
+    let name = "api.ehr.hospital.example";
+    let (status, second, headers) = alice.post(
+        "new-order",
+        &json!({"identifiers": [{"type": "dns", "value": name}]}).to_string(),
+    );
+    assert_eq!(status, 201, "{second}");
+    let order_path = headers["location"]
+        .to_str()
+        .unwrap()
+        .trim_start_matches(&format!("{}/", alice.root))
+        .to_string();
+    let authz = second["authorizations"][0]
+        .as_str()
+        .unwrap()
+        .trim_start_matches(&format!("{}/", alice.root))
+        .to_string();
+    let (_, authz_view, _) = alice.post(&authz, "");
+    let challenge = authz_view["challenges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "http-01")
+        .unwrap()
+        .clone();
+    let token = challenge["token"].as_str().unwrap().to_string();
+    let answer = format!("{token}.{}", alice.thumbprint());
+    let listener = std::net::TcpListener::bind(("127.0.0.1", a.http_port)).unwrap();
+    let responder = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 2048];
+        let n = stream.read(&mut buf).unwrap();
+        let request = String::from_utf8_lossy(&buf[..n]).to_string();
+        let reply = format!(
+            "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{answer}",
+            answer.len()
+        );
+        stream.write_all(reply.as_bytes()).unwrap();
+        request
+    });
+    let chall_path = challenge["url"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches(&format!("{}/", alice.root))
+        .to_string();
+    assert_eq!(alice.post(&chall_path, "{}").0, 200);
+    let request = responder.join().unwrap();
+    assert!(
+        request.starts_with(&format!("GET /.well-known/acme-challenge/{token} HTTP/1.0")),
+        "{request}"
+    );
+    assert!(request.contains(&format!("Host: {name}")), "{request}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, view, _) = alice.post(&order_path, "");
+        if view["status"] == "ready" {
+            break;
+        }
+        assert_eq!(view["status"], "pending", "{view}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the order never became ready: {view}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    for (cn, sans, why) in [
+        (
+            Some("evil.example.com"),
+            vec![name],
+            "a CN outside the order",
+        ),
+        (None, vec![name, "web.ehr.hospital.example"], "an extra SAN"),
+        (None, vec!["web.ehr.hospital.example"], "another SAN"),
+    ] {
+        let (status, answer, _) = alice.post(
+            &format!("{order_path}/finalize"),
+            &json!({"csr": csr(cn, &sans)}).to_string(),
+        );
+        assert_eq!(
+            (status, problem_type(&answer).as_str()),
+            (400, "badCSR"),
+            "{why}: {answer}"
+        );
+    }
+    let (status, done, _) = alice.post(
+        &format!("{order_path}/finalize"),
+        &json!({"csr": csr(Some(name), &[name])}).to_string(),
+    );
+    assert_eq!(
+        (status, done["status"].as_str()),
+        (200, Some("valid")),
+        "{done}"
+    );
+    let cert_path = done["certificate"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches(&format!("{}/", alice.root))
+        .to_string();
+    let (status, chain, _) = alice.post(&cert_path, "");
+    assert_eq!(status, 200);
+    let pem = chain.as_str().unwrap().to_string();
+    assert_eq!(
+        pem.matches("BEGIN CERTIFICATE").count(),
+        2,
+        "leaf and issuing CA: {pem}"
+    );
+    assert_eq!(bob.post(&cert_path, "").0, 404);
+    let der = openssl::x509::X509::from_pem(pem.as_bytes())
+        .unwrap()
+        .to_der()
+        .unwrap();
+    let (status, answer, _) = bob.post(
+        "revoke-cert",
+        &json!({"certificate": b64u(&der)}).to_string(),
+    );
+    assert_eq!(
+        (status, problem_type(&answer).as_str()),
+        (403, "unauthorized"),
+        "{answer}"
+    );
+    let (status, answer, _) = alice.post(
+        "revoke-cert",
+        &json!({"certificate": b64u(&der), "reason": 2}).to_string(),
+    );
+    assert_eq!(
+        (status, problem_type(&answer).as_str()),
+        (400, "badRevocationReason"),
+        "{answer}"
+    );
+    assert_eq!(
+        alice
+            .post(
+                "revoke-cert",
+                &json!({"certificate": b64u(&der), "reason": 4}).to_string()
+            )
+            .0,
+        200
+    );
+    let (status, answer, _) = alice.post(
+        "revoke-cert",
+        &json!({"certificate": b64u(&der)}).to_string(),
+    );
+    assert_eq!(
+        (status, problem_type(&answer).as_str()),
+        (400, "alreadyRevoked"),
+        "{answer}"
     );
 
     // Revoking the EAB key deactivates the account it bound.

@@ -120,6 +120,21 @@ impl AcmeService {
             }
         }
         named.sort();
+        // RFC 8555 §7.4: a name in the subject must be one of the order's names too.
+        use ca_core::name::{attribute_text, name_attributes, AttributeKind};
+        for atv in name_attributes(csr.subject()) {
+            if atv.oid != AttributeKind::CN.oid() {
+                continue;
+            }
+            let cn = attribute_text(&atv.value).map(|t| t.to_ascii_lowercase());
+            if !cn.as_ref().is_some_and(|cn| wanted.contains(cn)) {
+                return Err(AcmeError::new(
+                    "badCSR",
+                    400,
+                    "the CSR's common name must be one of the order's names",
+                ));
+            }
+        }
         if named != wanted {
             return Err(AcmeError::new(
                 "badCSR",
