@@ -970,3 +970,23 @@ pub fn scep_status(der: &[u8]) -> Option<(String, Option<String>)> {
         text("2.16.840.1.113733.1.9.4"),
     ))
 }
+
+/// Whether `program` is on PATH (tests of real clients skip, saying why, where one is missing).
+pub fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Keeps a certificate (PEM file, first certificate) for pkilint in CI: `cert-<name>.der` in
+/// MAMORI_ARTIFACTS_DIR (or target/pki-artifacts).
+pub fn artifact(name: &str, pem: &Path) {
+    let dir = std::env::var_os("MAMORI_ARTIFACTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/pki-artifacts"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert = openssl::x509::X509::from_pem(&std::fs::read(pem).unwrap()).unwrap();
+    std::fs::write(dir.join(format!("cert-{name}.der")), cert.to_der().unwrap()).unwrap();
+}

@@ -9,10 +9,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use base64::Engine;
-use mamori_e2e::{free_port, Backend, Server};
+use mamori_e2e::{artifact, free_port, have, Backend, Server};
 use openssl::ec::{EcGroup, EcKey};
 use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
@@ -27,14 +27,6 @@ struct Acme {
     work: PathBuf,
     root: PathBuf,
     cli_home: PathBuf,
-}
-
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 fn start(backend: Backend) -> Acme {
@@ -186,17 +178,6 @@ fn serial_of(pem_file: &Path) -> String {
         .unwrap()
         .to_string();
     mamori_e2e::normal_serial(&hex)
-}
-
-/// Keeps a certificate (PEM file, first certificate) for pkilint in CI: `cert-<name>.der` in
-/// MAMORI_ARTIFACTS_DIR (or target/pki-artifacts).
-fn artifact(name: &str, pem: &Path) {
-    let dir = std::env::var_os("MAMORI_ARTIFACTS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| mamori_e2e::workspace_root().join("target/pki-artifacts"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cert = openssl::x509::X509::from_pem(&std::fs::read(pem).unwrap()).unwrap();
-    std::fs::write(dir.join(format!("cert-{name}.der")), cert.to_der().unwrap()).unwrap();
 }
 
 fn dns_names(pem_file: &Path) -> Vec<String> {

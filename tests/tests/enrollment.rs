@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use mamori_e2e::{free_port, normal_serial, workspace_root, Backend, Person, Server};
+use mamori_e2e::{
+    artifact, free_port, have, normal_serial, workspace_root, Backend, Person, Server,
+};
 use serde_json::{json, Value};
 
 /// network-gateway's static challenge in these tests.
@@ -139,17 +141,6 @@ impl Enrollment {
     }
 }
 
-/// Keeps a certificate (PEM file, first certificate) for pkilint in CI: `cert-<name>.der` in
-/// MAMORI_ARTIFACTS_DIR (or target/pki-artifacts).
-fn artifact(name: &str, pem: &Path) {
-    let dir = std::env::var_os("MAMORI_ARTIFACTS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/pki-artifacts"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cert = openssl::x509::X509::from_pem(&std::fs::read(pem).unwrap()).unwrap();
-    std::fs::write(dir.join(format!("cert-{name}.der")), cert.to_der().unwrap()).unwrap();
-}
-
 fn run(command: &mut Command) -> Output {
     let out = command.output().unwrap();
     assert!(
@@ -159,14 +150,6 @@ fn run(command: &mut Command) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// curl against the enrollment listener, trusting only Mamori's root: (HTTP status, body).

@@ -226,11 +226,7 @@ fn the_readme_walk_throughs_run_as_written() {
             ("MAMORI_ACME_HTTP01_PORT", &http01_port.to_string()),
         ],
     );
-    let certbot = std::process::Command::new("sh")
-        .args(["-c", "command -v certbot"])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let certbot = mamori_e2e::have("certbot");
     let api_port = server.api_url.rsplit(':').next().unwrap().to_string();
     let public_port = server.public_url.rsplit(':').next().unwrap().to_string();
     let root = tempfile::tempdir().unwrap();

@@ -10,7 +10,7 @@ use ca_core::jws::Jwk;
 use serde_json::{json, Value};
 use x509_cert::ext::pkix::name::GeneralName;
 
-use super::order::identifiers_of;
+use super::order::{identifiers_of, live_eab};
 use super::{AcmeError, AcmeService, Authenticated, Base};
 use crate::error::ServiceError;
 use crate::ra::{OnStore, Requester, Submission, Submitted};
@@ -143,12 +143,7 @@ impl AcmeService {
             ));
         }
         let mut conn = self.authority.conn()?;
-        let eab = conn
-            .eab(&account.eab_id)?
-            .ok_or_else(|| ServiceError::Internal("the account's EAB key is gone".into()))?;
-        if eab.revoked_at.is_some() {
-            return Err(AcmeError::unauthorized("the account's EAB key is revoked"));
-        }
+        let eab = live_eab(&mut conn, &account)?;
         let officer = conn.user_row(&eab.created_by)?;
         if !conn.move_order(&order.id, "ready", "processing", None)? {
             return Err(AcmeError::new(

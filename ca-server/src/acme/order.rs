@@ -21,6 +21,20 @@ const MAX_IDENTIFIERS: usize = 20;
 /// The challenge types offered for every DNS name.
 pub const CHALLENGE_TYPES: [&str; 2] = ["http-01", "tls-alpn-01"];
 
+/// The EAB key an account was registered with, refused once revoked (its orders stop).
+pub(super) fn live_eab(
+    conn: &mut crate::store::DbConnection,
+    account: &AcmeAccountRow,
+) -> Result<crate::store::models::EabKeyRow, AcmeError> {
+    let eab = conn
+        .eab(&account.eab_id)?
+        .ok_or_else(|| ServiceError::Internal("the account's EAB key is gone".into()))?;
+    if eab.revoked_at.is_some() {
+        return Err(AcmeError::unauthorized("the account's EAB key is revoked"));
+    }
+    Ok(eab)
+}
+
 pub(super) fn identifiers_of(order: &AcmeOrderRow) -> Vec<String> {
     serde_json::from_str(&order.identifiers).unwrap_or_default()
 }
@@ -185,12 +199,7 @@ impl AcmeService {
             })?;
         let profile = self.profile(&base.profile)?;
         let mut conn = self.authority.conn()?;
-        let eab = conn
-            .eab(&account.eab_id)?
-            .ok_or_else(|| ServiceError::Internal("the account's EAB key is gone".into()))?;
-        if eab.revoked_at.is_some() {
-            return Err(AcmeError::unauthorized("the account's EAB key is revoked"));
-        }
+        let eab = live_eab(&mut conn, &account)?;
         let patterns = patterns_of(&eab);
         let mut names: Vec<String> = Vec::new();
         for item in items {
