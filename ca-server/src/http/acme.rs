@@ -113,22 +113,8 @@ where
 {
     let base = base(&request, &profile);
     let url = request_url(&request);
-    let content_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if content_type != "application/jose+json" {
-        let nonce = fresh_nonce(&service).await;
-        return respond(
-            &base,
-            nonce,
-            Err(AcmeError::new(
-                "malformed",
-                415,
-                "ACME requests are application/jose+json",
-            )),
-        );
+    if let Some(refusal) = refuse_non_jose(&service, &request, &base).await {
+        return refusal;
     }
     let service = service.get_ref().clone();
     let b = base.clone();
@@ -147,6 +133,32 @@ where
             Err(AcmeError::new("serverInternal", 500, "internal error")),
         ),
     }
+}
+
+/// The 415 answer (with a fresh nonce) to a signed request that is not
+/// `application/jose+json` (RFC 8555 §6.2); `None` when it is.
+async fn refuse_non_jose(
+    service: &web::Data<Arc<AcmeService>>,
+    request: &HttpRequest,
+    base: &Base,
+) -> Option<HttpResponse> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    if content_type == Some("application/jose+json") {
+        return None;
+    }
+    let nonce = fresh_nonce(service).await;
+    Some(respond(
+        base,
+        nonce,
+        Err(AcmeError::new(
+            "malformed",
+            415,
+            "ACME requests are application/jose+json",
+        )),
+    ))
 }
 
 async fn fresh_nonce(service: &web::Data<Arc<AcmeService>>) -> Option<String> {
@@ -406,22 +418,8 @@ pub async fn finalize(
     let (profile, id) = path.into_inner();
     let base = base(&request, &profile);
     let url = request_url(&request);
-    if request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        != Some("application/jose+json")
-    {
-        let nonce = fresh_nonce(&service).await;
-        return respond(
-            &base,
-            nonce,
-            Err(AcmeError::new(
-                "malformed",
-                415,
-                "ACME requests are application/jose+json",
-            )),
-        );
+    if let Some(refusal) = refuse_non_jose(&service, &request, &base).await {
+        return refusal;
     }
     let svc = service.get_ref().clone();
     let (b, order_id) = (base.clone(), id.clone());
