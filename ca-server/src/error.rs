@@ -51,6 +51,10 @@ pub enum ServiceError {
     /// The state of the thing does not allow this (e.g. revoking a revoked certificate).
     #[error("{0}")]
     Conflict(String),
+    /// The service cannot do this now but will later (the database is busy, the CA is
+    /// locked until its custodians activate it); the client should retry after a while.
+    #[error("{0}")]
+    Unavailable(String),
     /// Something failed inside; details are logged, not shown.
     #[error("internal error")]
     Internal(String),

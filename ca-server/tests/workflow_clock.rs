@@ -235,7 +235,7 @@ fn ocsp_responses_are_re_signed_at_half_validity_and_responders_renewed() {
         ocsp_responses::table
             .select((ocsp_responses::serial, ocsp_responses::this_update))
             .order(ocsp_responses::serial)
-            .load(&mut conn)
+            .load(&mut *conn)
             .unwrap()
     };
     let responders = |i: &Instance| -> Vec<(String, i64)> {
@@ -243,7 +243,7 @@ fn ocsp_responses_are_re_signed_at_half_validity_and_responders_renewed() {
         ocsp_responders::table
             .select((ocsp_responders::ca_id, ocsp_responders::not_after))
             .order(ocsp_responders::ca_id)
-            .load(&mut conn)
+            .load(&mut *conn)
             .unwrap()
     };
     let first = signed_at(&i);

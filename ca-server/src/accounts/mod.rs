@@ -27,7 +27,8 @@ use crate::error::ServiceError;
 use crate::metrics::Metrics;
 use crate::secrets::DataKey;
 use crate::store::group_commit::GroupCommit;
-use crate::store::{Conn, DbPool};
+use crate::store::checkout::{checkout, Held};
+use crate::store::{DbPool};
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
@@ -126,8 +127,8 @@ impl Accounts {
         }
     }
 
-    fn conn(&self) -> Result<Conn, ServiceError> {
-        Ok(self.pool.get()?)
+    fn conn(&self) -> Result<Held, ServiceError> {
+        Ok(checkout(&self.pool)?)
     }
 
     /// The current time on the injected clock.

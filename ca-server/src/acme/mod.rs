@@ -108,6 +108,7 @@ impl From<ServiceError> for AcmeError {
             }
             ServiceError::Invalid(_) => AcmeError::malformed(e.to_string()),
             ServiceError::Conflict(_) => AcmeError::new("malformed", 409, e.to_string()),
+            ServiceError::Unavailable(_) => AcmeError::new("serverInternal", 503, e.to_string()),
             ServiceError::Internal(detail) => {
                 tracing::error!(error = %detail, "ACME request failed inside");
                 AcmeError::new("serverInternal", 500, "internal error")

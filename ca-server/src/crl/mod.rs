@@ -30,7 +30,8 @@ use crate::config::Config;
 use crate::error::ServiceError;
 use crate::store::crl_rows::CrlRows;
 use crate::store::models::PublishedCrlRow;
-use crate::store::{Conn, DbPool};
+use crate::store::checkout::{checkout, Held};
+use crate::store::{DbPool};
 
 /// A published CRL as served.
 #[derive(Debug)]
@@ -133,8 +134,8 @@ impl CrlService {
         }
     }
 
-    fn conn(&self) -> Result<Conn, ServiceError> {
-        Ok(self.pool.get()?)
+    fn conn(&self) -> Result<Held, ServiceError> {
+        Ok(checkout(&self.pool)?)
     }
 
     fn now(&self) -> UnixTime {

@@ -100,6 +100,11 @@ fn parts(error: &ServiceError) -> (StatusCode, &'static str, &'static str) {
         }
         ServiceError::Approval(_) => (StatusCode::CONFLICT, "approval-refused", "Decision refused"),
         ServiceError::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+        ServiceError::Unavailable(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Unavailable",
+        ),
         ServiceError::Internal(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -130,6 +135,12 @@ impl ResponseError for ServiceError {
                     .headers_mut()
                     .insert(actix_web::http::header::RETRY_AFTER, value);
             }
+        }
+        if let ServiceError::Unavailable(_) = self {
+            response.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from_static("5"),
+            );
         }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(

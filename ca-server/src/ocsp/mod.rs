@@ -45,7 +45,8 @@ use crate::secrets::DataKey;
 
 use crate::store::ocsp_rows::OcspRows;
 use crate::store::status::CertificateStatus;
-use crate::store::{Conn, DbConnection, DbPool};
+use crate::store::checkout::{checkout, Held};
+use crate::store::{DbConnection, DbPool};
 
 /// The OCSP service's state.
 pub struct OcspService {
@@ -164,8 +165,8 @@ impl OcspService {
         Ok(())
     }
 
-    fn conn(&self) -> Result<Conn, ServiceError> {
-        Ok(self.pool.get()?)
+    fn conn(&self) -> Result<Held, ServiceError> {
+        Ok(checkout(&self.pool)?)
     }
 
     fn now(&self) -> UnixTime {

@@ -47,7 +47,8 @@ use crate::metrics::Metrics;
 use crate::ocsp::{OcspParts, OcspService};
 use crate::secrets::DataKey;
 use crate::store::group_commit::GroupCommit;
-use crate::store::{Conn, DbPool};
+use crate::store::checkout::{checkout, Held};
+use crate::store::{DbPool};
 
 /// One page of a list: its items, how many match in all, and the cursor of the next page
 /// (`None` on the last).
@@ -323,8 +324,8 @@ impl Authority {
     }
 
     /// A pooled connection.
-    pub fn conn(&self) -> Result<Conn, ServiceError> {
-        Ok(self.pool.get()?)
+    pub fn conn(&self) -> Result<Held, ServiceError> {
+        Ok(checkout(&self.pool)?)
     }
 
     pub(crate) fn now(&self) -> UnixTime {

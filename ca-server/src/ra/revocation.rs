@@ -152,8 +152,11 @@ impl Authority {
                 .revoked
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        let mut conn = self.conn()?;
+        // The transaction's connection signs the OCSP answer, and goes back to the pool before
+        // the CRL publisher takes its own: a request holding two while it waits for a third
+        // let four concurrent revocations exhaust a pool of eight (CI stop 32).
         self.ocsp.presign(&mut conn, &view.ca, &view.serial)?;
+        drop(conn);
         self.crls
             .publisher(&self.issuers)
             .publish_change(ca, partition, &caller.username)?;

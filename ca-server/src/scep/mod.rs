@@ -182,11 +182,12 @@ impl ScepService {
                     }
                     Err(e) => {
                         // A copy sent at the same moment may have used the code up: its answer.
-                        match self
+                        // (The lookup's connection goes back before state_of takes one.)
+                        let copy = self
                             .authority
                             .conn()?
-                            .scep_transaction(&request.attributes.transaction_id, &signer_sha256)?
-                        {
+                            .scep_transaction(&request.attributes.transaction_id, &signer_sha256)?;
+                        match copy {
                             Some(t) if t.csr_key_sha256 == csr_key_sha256 => {
                                 self.state_of(&t.request_id)?
                             }
@@ -198,14 +199,16 @@ impl ScepService {
                     }
                 }
             }
-            MessageType::CertPoll => match self
-                .authority
-                .conn()?
-                .scep_transaction(&request.attributes.transaction_id, &signer_sha256)?
-            {
-                Some(t) => self.state_of(&t.request_id)?,
-                None => Reply::Failure(FailInfo::BadCertId),
-            },
+            MessageType::CertPoll => {
+                let transaction = self
+                    .authority
+                    .conn()?
+                    .scep_transaction(&request.attributes.transaction_id, &signer_sha256)?;
+                match transaction {
+                    Some(t) => self.state_of(&t.request_id)?,
+                    None => Reply::Failure(FailInfo::BadCertId),
+                }
+            }
             MessageType::GetCert => match message::issuer_and_serial(&content)
                 .and_then(|ias| self.authority.certificate_by_issuer_serial(&ias))
             {
@@ -269,11 +272,11 @@ impl ScepService {
     /// The state of the request a transaction made (stored by a message sent at the same time).
     fn state_of_transaction(&self, request: &PkiRequest) -> Result<Reply, ServiceError> {
         let signer = signer_hash(request)?;
-        match self
+        let transaction = self
             .authority
             .conn()?
-            .scep_transaction(&request.attributes.transaction_id, &signer)?
-        {
+            .scep_transaction(&request.attributes.transaction_id, &signer)?;
+        match transaction {
             Some(t) => self.state_of(&t.request_id),
             None => Ok(Reply::Failure(FailInfo::BadRequest)),
         }

@@ -35,6 +35,7 @@ pub mod acme_rows;
 pub mod audit_log;
 pub mod certificate_names;
 pub mod chained_insert;
+pub mod checkout;
 pub mod checkpoint;
 pub mod crl_rows;
 pub mod enrollment_rows;
