@@ -253,8 +253,22 @@ pub fn init(config: &Config, passphrase: &str, random: &dyn RandomSource) -> any
         &SystemClock,
         random,
     )?;
-    let (issuing_key, issuing_pem) =
-        SoftwareKey::generate_encrypted(h.key_algorithm, passphrase.as_bytes(), random)?;
+    // With a [pkcs11] table the issuing CA's key is made inside the token and only its URI is
+    // stored; otherwise it is a PKCS#8 key encrypted under the passphrase.
+    let custody = crate::custody::keys::Custody::new(config.pkcs11.clone());
+    let (issuing_key, issuing_pem): (Arc<dyn ca_core::signer::SigningKey>, String) =
+        if custody.has_token() {
+            let label = format!("mamori-{ISSUING_ID}-{}", SystemClock.now().as_secs());
+            let key = custody
+                .generate(&label, h.key_algorithm)
+                .context("generating the issuing CA's key in the PKCS#11 token")?;
+            let uri = key.uri().to_string();
+            (Arc::new(key), uri)
+        } else {
+            let (key, pem) =
+                SoftwareKey::generate_encrypted(h.key_algorithm, passphrase.as_bytes(), random)?;
+            (Arc::new(key), pem)
+        };
     let issuing_subject = build_name(&[
         (AttributeKind::C, h.country.clone()),
         (AttributeKind::O, h.organization.clone()),
@@ -273,7 +287,7 @@ pub fn init(config: &Config, passphrase: &str, random: &dyn RandomSource) -> any
             path_len: Some(0),
             name_constraints: constraints,
         },
-        Arc::new(issuing_key),
+        issuing_key,
         &root,
         public,
         &SystemClock,
@@ -392,14 +406,16 @@ pub fn open_with(
     let (data_key, responder_key) = (keys.data, keys.responder);
     crate::ocsp::reseal_responder_keys(&mut conn, &passphrase, &responder_key)?;
     let rows: Vec<CaRow> = cas::table.select(CaRow::as_select()).load(&mut conn)?;
+    let custody = crate::custody::keys::Custody::new(config.pkcs11.clone());
     let mut cas = BTreeMap::new();
     for row in rows {
-        let key = SoftwareKey::from_encrypted(row.key_pem.as_bytes(), passphrase.as_bytes())
-            .with_context(|| format!("decrypting the key of CA {}", row.id))?;
+        let key = custody
+            .load(&row.key_pem, &passphrase)
+            .with_context(|| format!("opening the key of CA {}", row.id))?;
         let ca = CertificateAuthority::new(
             &row.id,
             &row.certificate_der,
-            Arc::new(key),
+            key,
             Some(config.public_base()),
         )?
         .with_delta_crls(config.delta_crls && row.id != ROOT_ID)

@@ -173,6 +173,9 @@ pub struct Config {
     pub ocsp_nonce: NonceMode,
     /// The CA hierarchy.
     pub hierarchy: HierarchyConfig,
+    /// A PKCS#11 token for the issuing CA's key (`[pkcs11]`: module, token_label, pin_file);
+    /// without it the key is a PKCS#8 file encrypted under the CA passphrase.
+    pub pkcs11: Option<crate::custody::config::TokenConfig>,
 }
 
 impl Default for Config {
@@ -217,6 +220,7 @@ impl Default for Config {
             maintenance_interval_secs: 60,
             ocsp_nonce: NonceMode::Ignore,
             hierarchy: HierarchyConfig::default(),
+            pkcs11: None,
         }
     }
 }
@@ -292,6 +296,13 @@ impl Config {
     }
 
     fn apply_env(&mut self) -> Result<(), ConfigError> {
+        if let Some(module) = env("pkcs11_module").filter(|v| !v.is_empty()) {
+            self.pkcs11 = Some(crate::custody::config::TokenConfig {
+                module: PathBuf::from(module),
+                token_label: env("pkcs11_token_label").unwrap_or_default(),
+                pin_file: env("pkcs11_pin_file").map(PathBuf::from),
+            });
+        }
         if let Some(v) = env("data_dir") {
             self.data_dir = PathBuf::from(v);
         }
@@ -428,6 +439,14 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.acme_resolve_overrides()?;
+        if let Some(token) = &self.pkcs11 {
+            if token.token_label.trim().is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "pkcs11.token_label".into(),
+                    reason: "name the token (MAMORI_PKCS11_TOKEN_LABEL)".into(),
+                });
+            }
+        }
         if self.acme_validation_timeout_secs == 0 || self.acme_validation_timeout_secs > 120 {
             return Err(ConfigError::Invalid {
                 key: "acme_validation_timeout_secs".into(),

@@ -15,6 +15,7 @@ pub mod blocking;
 pub mod bootstrap;
 pub mod ca;
 pub mod config;
+pub mod custody;
 pub mod crl;
 pub mod error;
 pub mod http;

@@ -1,0 +1,184 @@
+//! The issuing CA's key in a PKCS#11 token (SoftHSM2): `ca-server dev` with a `[pkcs11]`
+//! configuration makes the key inside the token, stores only its URI, and issues, revokes,
+//! publishes CRLs and answers OCSP with it, across a restart; a wrong PIN stops the start with
+//! a clear message. Skips with a printed reason where SoftHSM2 is not installed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use ca_server::custody::softhsm;
+use mamori_e2e::{
+    artifact, crl_serials, device_csr, have, normal_serial, ocsp_status, Backend, Person, Server,
+};
+use openssl::x509::X509;
+use serde_json::json;
+
+fn issue(server: &Server, enroller: &Person, id: &str) -> (X509, X509, String) {
+    let (_k, pem) = device_csr(id);
+    let (status, body) = server.call(
+        "POST",
+        "/api/v1/requests",
+        Some(&enroller.token()),
+        Some(json!({"profile": "ambulance-terminal", "csr": pem, "justification": "hsm"})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let chain = server
+        .client
+        .get(format!(
+            "{}/api/v1/requests/{}/certificate",
+            server.api_url,
+            body["id"].as_str().unwrap()
+        ))
+        .bearer_auth(enroller.token())
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let chain = X509::stack_from_pem(&chain).unwrap();
+    (
+        chain[0].clone(),
+        chain[1].clone(),
+        body["serial"].as_str().unwrap().to_string(),
+    )
+}
+
+fn verify(server: &Server, leaf: &X509, name: &str) {
+    let dir = server.path();
+    let leaf_path = dir.join(format!("{name}.pem"));
+    std::fs::write(&leaf_path, leaf.to_pem().unwrap()).unwrap();
+    let chain = dir.join("issuing-chain.pem");
+    std::fs::write(
+        &chain,
+        reqwest::blocking::get(format!("{}/ca/issuing.pem", server.public_url))
+            .unwrap()
+            .bytes()
+            .unwrap(),
+    )
+    .unwrap();
+    let out = std::process::Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(dir.join("root-ca.pem"))
+        .arg("-untrusted")
+        .arg(&chain)
+        .arg(&leaf_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    artifact(name, &leaf_path);
+}
+
+fn run(backend: Backend) {
+    if let Err(why) = softhsm::module() {
+        println!("skipped: {why}");
+        return;
+    }
+    let hsm_dir = tempfile::tempdir().unwrap();
+    let token = softhsm::create(hsm_dir.path(), "mamori-e2e", "8642").unwrap();
+    let module = token.config.module.display().to_string();
+    let pin_file = token.config.pin_file.clone().unwrap();
+    let env = [
+        ("SOFTHSM2_CONF", token.conf.to_str().unwrap()),
+        ("MAMORI_PKCS11_MODULE", module.as_str()),
+        ("MAMORI_PKCS11_TOKEN_LABEL", "mamori-e2e"),
+        ("MAMORI_PKCS11_PIN_FILE", pin_file.to_str().unwrap()),
+    ];
+    let name = backend_name(&backend);
+    let mut server = Server::start(backend, &env);
+
+    // Only the key's URI is in the database; the key itself is a non-extractable token object.
+    let stored = server.query("SELECT key_pem FROM cas WHERE id = 'issuing'");
+    assert!(
+        stored.starts_with("pkcs11:token=mamori-e2e;object=mamori-issuing-"),
+        "{stored}"
+    );
+    assert!(!server.query("SELECT key_pem FROM cas WHERE id = 'root'").starts_with("pkcs11:"));
+    if have("pkcs11-tool") {
+        let out = std::process::Command::new("pkcs11-tool")
+            .env("SOFTHSM2_CONF", &token.conf)
+            .args(["--module", &module, "--token-label", "mamori-e2e", "--pin", "8642"])
+            .args(["--list-objects", "--type", "privkey"])
+            .output()
+            .unwrap();
+        let listing = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            listing.contains("never extractable") && listing.contains("sensitive"),
+            "pkcs11-tool --list-objects:\n{listing}"
+        );
+    } else {
+        println!("pkcs11-tool (Debian package opensc) is missing: the token's own listing is not checked");
+    }
+
+    // Issue, verify the chain, revoke: OCSP and the CRL, both signed in the token, agree.
+    server.login(&server.admin);
+    let enroller = server.user("enroller", &["device-enroller"]);
+    let (leaf, issuer, serial) = issue(&server, &enroller, "hsm-1");
+    verify(&server, &leaf, &format!("hsm-{name}"));
+    assert_eq!(ocsp_status(&server.public_url, &leaf, &issuer), "valid");
+    server.login(&server.officer);
+    let (status, body) = server.call(
+        "POST",
+        &format!("/api/v1/certificates/issuing/{serial}/revoke"),
+        Some(&server.officer.token()),
+        Some(json!({"totp": server.officer.code(), "reason": "superseded"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ocsp_status(&server.public_url, &leaf, &issuer), "revoked");
+    let crl = server.public_get("/crl/issuing.crl").bytes().unwrap();
+    assert!(crl_serials(&crl).contains(&normal_serial(&serial)));
+    let crl_path = server.path().join("issuing.crl");
+    std::fs::write(&crl_path, &crl).unwrap();
+    let out = std::process::Command::new("openssl")
+        .args(["crl", "-inform", "DER", "-noout", "-in"])
+        .arg(&crl_path)
+        .arg("-CAfile")
+        .arg(server.path().join("issuing-chain.pem"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("verify OK"), "{out:?}");
+
+    // A restart opens the key in the token again.
+    server.restart();
+    let (leaf, issuer, _) = issue(&server, &enroller, "hsm-2");
+    assert_eq!(ocsp_status(&server.public_url, &leaf, &issuer), "valid");
+
+    // A wrong PIN stops `ca-server serve` with a message that names it.
+    server.kill();
+    let wrong = hsm_dir.path().join("wrong-pin");
+    std::fs::write(&wrong, "1111\n").unwrap();
+    std::fs::set_permissions(&wrong, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let out = std::process::Command::new(mamori_e2e::binary("ca-server"))
+        .arg("serve")
+        .env("SOFTHSM2_CONF", &token.conf)
+        .env("MAMORI_PKCS11_MODULE", &module)
+        .env("MAMORI_PKCS11_TOKEN_LABEL", "mamori-e2e")
+        .env("MAMORI_PKCS11_PIN_FILE", &wrong)
+        .env("MAMORI_DATA_DIR", server.path())
+        .env("MAMORI_DATABASE_URL", &server.database_url)
+        .env("MAMORI_POLICIES_DIR", mamori_e2e::workspace_root().join("policies"))
+        .env("MAMORI_CA_PASSPHRASE_FILE", server.path().join("dev-passphrase"))
+        .env("MAMORI_HTTP_ADDR", "127.0.0.1:0")
+        .env("MAMORI_API_ADDR", "127.0.0.1:0")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("PIN") && stderr.contains("issuing"), "{stderr}");
+}
+
+fn backend_name(backend: &Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    }
+}
+
+#[test]
+fn the_issuing_key_in_softhsm_signs_certificates_crls_and_ocsp_sqlite() {
+    run(Backend::Sqlite);
+}
+
+#[test]
+#[cfg_attr(not(mamori_postgres), ignore = "MAMORI_TEST_POSTGRES_URL is not set")]
+fn the_issuing_key_in_softhsm_signs_certificates_crls_and_ocsp_postgres() {
+    run(Backend::Postgres);
+}
