@@ -406,7 +406,7 @@ pub fn open_with(
     let (data_key, responder_key) = (keys.data, keys.responder);
     crate::ocsp::reseal_responder_keys(&mut conn, &passphrase, &responder_key)?;
     let rows: Vec<CaRow> = cas::table.select(CaRow::as_select()).load(&mut conn)?;
-    let custody = crate::custody::keys::Custody::new(config.pkcs11.clone());
+    let custody = Arc::new(crate::custody::keys::Custody::new(config.pkcs11.clone()));
     let mut cas = BTreeMap::new();
     for row in rows {
         let key = custody
@@ -471,6 +471,7 @@ pub fn open_with(
         ca_certificates,
         ocsp_only: false,
         account_policy,
+        custody,
     })?)
 }
 
@@ -490,6 +491,7 @@ pub fn open_ocsp_only(config: Config, passphrase: Zeroizing<String>) -> anyhow::
         bail!("the database has no root CA");
     }
     drop(conn);
+    let custody = Arc::new(crate::custody::keys::Custody::new(config.pkcs11.clone()));
     Ok(Authority::assemble(Parts {
         config,
         pool,
@@ -506,6 +508,7 @@ pub fn open_ocsp_only(config: Config, passphrase: Zeroizing<String>) -> anyhow::
         ca_certificates,
         ocsp_only: true,
         account_policy: AccountPolicy::default(),
+        custody,
     })?)
 }
 

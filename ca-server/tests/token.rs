@@ -12,7 +12,6 @@ use ca_core::clock::SystemClock;
 use ca_core::key::{KeyAlgorithm, SoftwareKey};
 use ca_core::name::{build_name, AttributeKind};
 use ca_core::random::OsRandom;
-use ca_core::signer::SigningKey;
 use ca_server::custody::keys::{self_test, Custody};
 use ca_server::custody::softhsm;
 use ca_server::custody::uri::KeyUri;
@@ -28,8 +27,15 @@ fn spec(id: &str, cn: &str, path_len: u8) -> CaSpec {
 }
 
 fn openssl(args: &[&str]) -> String {
-    let out = std::process::Command::new("openssl").args(args).output().unwrap();
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -50,19 +56,44 @@ fn ca_keys_live_in_the_token_and_sign_what_openssl_verifies() {
 
     let custody = Custody::new(Some(token.config.clone()));
     for algorithm in [KeyAlgorithm::EcdsaP256, KeyAlgorithm::EcdsaP384] {
-        let key = custody.generate(&format!("k-{}", algorithm.as_str()), algorithm).unwrap();
+        let key = custody
+            .generate(&format!("k-{}", algorithm.as_str()), algorithm)
+            .unwrap();
         self_test(&key).unwrap();
         let t = custody.token().unwrap();
-        assert!(t.never_extractable(&key).unwrap(), "sensitive, never extractable");
+        assert!(
+            t.never_extractable(&key).unwrap(),
+            "sensitive, never extractable"
+        );
     }
 
     // A software root certifies an issuing CA whose key is in the token.
     let (root_key, _) = SoftwareKey::generate(KeyAlgorithm::EcdsaP256, &OsRandom).unwrap();
-    let root = ca::create_root(&spec("root", "Token Test Root", 1), Arc::new(root_key), None, &SystemClock, &OsRandom).unwrap();
-    let key = custody.generate("issuing", KeyAlgorithm::EcdsaP256).unwrap();
+    let root = ca::create_root(
+        &spec("root", "Token Test Root", 1),
+        Arc::new(root_key),
+        None,
+        &SystemClock,
+        &OsRandom,
+    )
+    .unwrap();
+    let key = custody
+        .generate("issuing", KeyAlgorithm::EcdsaP256)
+        .unwrap();
     let uri = key.uri().to_string();
-    assert!(uri.starts_with("pkcs11:token=mamori-unit;object=issuing;id=%"), "{uri}");
-    let issuing = ca::create_issuing(&spec("issuing", "Token Test Issuing", 0), Arc::new(key), &root, None, &SystemClock, &OsRandom).unwrap();
+    assert!(
+        uri.starts_with("pkcs11:token=mamori-unit;object=issuing;id=%"),
+        "{uri}"
+    );
+    let issuing = ca::create_issuing(
+        &spec("issuing", "Token Test Issuing", 0),
+        Arc::new(key),
+        &root,
+        None,
+        &SystemClock,
+        &OsRandom,
+    )
+    .unwrap();
     std::fs::write(dir.path().join("root.pem"), root.certificate_pem()).unwrap();
     std::fs::write(dir.path().join("issuing.pem"), issuing.certificate_pem()).unwrap();
     let root_pem = dir.path().join("root.pem").display().to_string();
@@ -72,8 +103,12 @@ fn ca_keys_live_in_the_token_and_sign_what_openssl_verifies() {
     // Found again by its URI (a new Custody: what a restart does), it is the same key.
     let again = Custody::new(Some(token.config.clone()));
     let reloaded = again.load(&uri, "unused").unwrap();
-    let issuing_cert = <x509_cert::Certificate as der::Decode>::from_der(issuing.certificate_der()).unwrap();
-    assert_eq!(reloaded.public_key_info(), &issuing_cert.tbs_certificate.subject_public_key_info);
+    let issuing_cert =
+        <x509_cert::Certificate as der::Decode>::from_der(issuing.certificate_der()).unwrap();
+    assert_eq!(
+        reloaded.public_key_info(),
+        &issuing_cert.tbs_certificate.subject_public_key_info
+    );
 
     // What the token signs verifies: a CRL with openssl crl -verify.
     let now = ca_core::clock::Clock::now(&SystemClock);
@@ -89,10 +124,43 @@ fn ca_keys_live_in_the_token_and_sign_what_openssl_verifies() {
     std::fs::write(dir.path().join("crl.der"), &crl).unwrap();
     let crl_path = dir.path().join("crl.der").display().to_string();
     let out = std::process::Command::new("openssl")
-        .args(["crl", "-inform", "DER", "-in", &crl_path, "-CAfile", &issuing_pem, "-noout"])
+        .args([
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            &crl_path,
+            "-CAfile",
+            &issuing_pem,
+            "-noout",
+        ])
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("verify OK"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("verify OK"),
+        "{out:?}"
+    );
+
+    // Old responder keys are destroyed by label, both halves; the others stay.
+    let t = custody.token().unwrap();
+    custody
+        .generate("mamori-ocsp-issuing-100", KeyAlgorithm::EcdsaP256)
+        .unwrap();
+    let kept = custody
+        .generate("mamori-ocsp-issuing-200", KeyAlgorithm::EcdsaP256)
+        .unwrap();
+    assert_eq!(
+        t.destroy_keys(|label| label == "mamori-ocsp-issuing-100")
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        t.destroy_keys(|label| label == "mamori-ocsp-issuing-100")
+            .unwrap(),
+        0
+    );
+    self_test(&kept).unwrap();
+    drop((t, kept));
 
     // PKCS#11 keeps one sign-in per process while any session is open: close them all (what
     // a fresh start is) before trying a wrong PIN.
@@ -100,16 +168,25 @@ fn ca_keys_live_in_the_token_and_sign_what_openssl_verifies() {
     // Refusals: a wrong PIN, a key in another token, a key that is not there, no [pkcs11].
     let mut wrong_pin = token.config.clone();
     std::fs::write(wrong_pin.pin_file.as_ref().unwrap(), "0000\n").unwrap();
-    let err = Custody::new(Some(wrong_pin.clone())).load(&uri, "").map(|_| ()).unwrap_err();
+    let err = Custody::new(Some(wrong_pin.clone()))
+        .load(&uri, "")
+        .map(|_| ())
+        .unwrap_err();
     assert!(err.to_string().contains("PIN"), "{err}");
     std::fs::write(wrong_pin.pin_file.as_ref().unwrap(), "4321\n").unwrap();
     wrong_pin.token_label = "elsewhere".into();
-    let err = Custody::new(Some(wrong_pin)).load(&uri, "").map(|_| ()).unwrap_err();
+    let err = Custody::new(Some(wrong_pin))
+        .load(&uri, "")
+        .map(|_| ())
+        .unwrap_err();
     assert!(err.to_string().contains("no token labelled"), "{err}");
     let mut missing = KeyUri::parse(&uri).unwrap();
     missing.id = vec![1, 2, 3];
     let fresh = Custody::new(Some(token.config.clone()));
-    let err = fresh.load(&missing.to_string(), "").map(|_| ()).unwrap_err();
+    let err = fresh
+        .load(&missing.to_string(), "")
+        .map(|_| ())
+        .unwrap_err();
     assert!(err.to_string().contains("no such key"), "{err}");
     let err = Custody::new(None).load(&uri, "").map(|_| ()).unwrap_err();
     assert!(err.to_string().contains("configure [pkcs11]"), "{err}");

@@ -90,11 +90,29 @@ fn run(backend: Backend) {
         stored.starts_with("pkcs11:token=mamori-e2e;object=mamori-issuing-"),
         "{stored}"
     );
-    assert!(!server.query("SELECT key_pem FROM cas WHERE id = 'root'").starts_with("pkcs11:"));
+    assert!(!server
+        .query("SELECT key_pem FROM cas WHERE id = 'root'")
+        .starts_with("pkcs11:"));
+    // The delegated OCSP responders' keys are made in the token too.
+    let responders = server.query("SELECT key_pem FROM ocsp_responders ORDER BY ca_id");
+    assert_eq!(responders.lines().count(), 2, "{responders}");
+    assert!(
+        responders
+            .lines()
+            .all(|k| k.starts_with("pkcs11:token=mamori-e2e;object=mamori-ocsp-")),
+        "{responders}"
+    );
     if have("pkcs11-tool") {
         let out = std::process::Command::new("pkcs11-tool")
             .env("SOFTHSM2_CONF", &token.conf)
-            .args(["--module", &module, "--token-label", "mamori-e2e", "--pin", "8642"])
+            .args([
+                "--module",
+                &module,
+                "--token-label",
+                "mamori-e2e",
+                "--pin",
+                "8642",
+            ])
             .args(["--list-objects", "--type", "privkey"])
             .output()
             .unwrap();
@@ -122,10 +140,38 @@ fn run(backend: Backend) {
     );
     assert_eq!(status, 200, "{body}");
     assert_eq!(ocsp_status(&server.public_url, &leaf, &issuer), "revoked");
+    // openssl checks the token-signed response and the responder's certificate.
+    let leaf_path = server.path().join(format!("hsm-{name}.pem"));
+    let respout = server.path().join("ocsp.der");
+    let out = std::process::Command::new("openssl")
+        .args([
+            "ocsp",
+            "-no_nonce",
+            "-url",
+            &format!("{}/ocsp", server.public_url),
+        ])
+        .arg("-issuer")
+        .arg(server.path().join("issuing-chain.pem"))
+        .arg("-cert")
+        .arg(&leaf_path)
+        .arg("-CAfile")
+        .arg(server.path().join("root-ca.pem"))
+        .arg("-respout")
+        .arg(&respout)
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("Response verify OK") && said.contains(": revoked"),
+        "{said}"
+    );
+    artifact_file(&format!("ocsp-hsm-{name}.der"), &respout);
     let crl = server.public_get("/crl/issuing.crl").bytes().unwrap();
     assert!(crl_serials(&crl).contains(&normal_serial(&serial)));
     let crl_path = server.path().join("issuing.crl");
     std::fs::write(&crl_path, &crl).unwrap();
+    artifact_file(&format!("crl-hsm-{name}.der"), &crl_path);
     let out = std::process::Command::new("openssl")
         .args(["crl", "-inform", "DER", "-noout", "-in"])
         .arg(&crl_path)
@@ -133,7 +179,10 @@ fn run(backend: Backend) {
         .arg(server.path().join("issuing-chain.pem"))
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("verify OK"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("verify OK"),
+        "{out:?}"
+    );
 
     // A restart opens the key in the token again.
     server.restart();
@@ -153,8 +202,14 @@ fn run(backend: Backend) {
         .env("MAMORI_PKCS11_PIN_FILE", &wrong)
         .env("MAMORI_DATA_DIR", server.path())
         .env("MAMORI_DATABASE_URL", &server.database_url)
-        .env("MAMORI_POLICIES_DIR", mamori_e2e::workspace_root().join("policies"))
-        .env("MAMORI_CA_PASSPHRASE_FILE", server.path().join("dev-passphrase"))
+        .env(
+            "MAMORI_POLICIES_DIR",
+            mamori_e2e::workspace_root().join("policies"),
+        )
+        .env(
+            "MAMORI_CA_PASSPHRASE_FILE",
+            server.path().join("dev-passphrase"),
+        )
         .env("MAMORI_HTTP_ADDR", "127.0.0.1:0")
         .env("MAMORI_API_ADDR", "127.0.0.1:0")
         .stdin(std::process::Stdio::null())
@@ -162,7 +217,19 @@ fn run(backend: Backend) {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
-    assert!(stderr.contains("PIN") && stderr.contains("issuing"), "{stderr}");
+    assert!(
+        stderr.contains("PIN") && stderr.contains("issuing"),
+        "{stderr}"
+    );
+}
+
+/// Keeps a DER CRL or OCSP response for pkilint in CI, beside the certificates.
+fn artifact_file(file: &str, from: &std::path::Path) {
+    let dir = std::env::var_os("MAMORI_ARTIFACTS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| mamori_e2e::workspace_root().join("target/pki-artifacts"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(from, dir.join(file)).unwrap();
 }
 
 fn backend_name(backend: &Backend) -> &'static str {

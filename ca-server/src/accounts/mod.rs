@@ -26,9 +26,9 @@ use crate::config::Config;
 use crate::error::ServiceError;
 use crate::metrics::Metrics;
 use crate::secrets::DataKey;
-use crate::store::group_commit::GroupCommit;
 use crate::store::checkout::{checkout, Held};
-use crate::store::{DbPool};
+use crate::store::group_commit::GroupCommit;
+use crate::store::DbPool;
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]

@@ -28,10 +28,10 @@ use ca_core::time::UnixTime;
 use crate::ca::Issuers;
 use crate::config::Config;
 use crate::error::ServiceError;
+use crate::store::checkout::{checkout, Held};
 use crate::store::crl_rows::CrlRows;
 use crate::store::models::PublishedCrlRow;
-use crate::store::checkout::{checkout, Held};
-use crate::store::{DbPool};
+use crate::store::DbPool;
 
 /// A published CRL as served.
 #[derive(Debug)]

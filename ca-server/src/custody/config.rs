@@ -32,9 +32,7 @@ impl TokenConfig {
             Some(path) => read_pin_file(path),
             None => std::env::var("MAMORI_PKCS11_PIN")
                 .map(Zeroizing::new)
-                .map_err(|_| {
-                    PinError("set pin_file in [pkcs11] or MAMORI_PKCS11_PIN".to_string())
-                }),
+                .map_err(|_| PinError("set pin_file in [pkcs11] or MAMORI_PKCS11_PIN".to_string())),
         }
     }
 }

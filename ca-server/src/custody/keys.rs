@@ -25,7 +25,9 @@ pub enum KeyLoadError {
     #[error(transparent)]
     Token(#[from] TokenError),
     /// The stored key names a token but no `[pkcs11]` table is configured.
-    #[error("the key is in a PKCS#11 token ({0}); configure [pkcs11] (module, token_label, pin_file)")]
+    #[error(
+        "the key is in a PKCS#11 token ({0}); configure [pkcs11] (module, token_label, pin_file)"
+    )]
     NoToken(String),
     /// The reference or the key is unusable.
     #[error("{0}")]
@@ -61,18 +63,18 @@ impl Custody {
     }
 
     /// Generates a CA key labelled `label` in the token, checked by a test signature.
-    pub fn generate(
-        &self,
-        label: &str,
-        algorithm: KeyAlgorithm,
-    ) -> Result<TokenKey, KeyLoadError> {
+    pub fn generate(&self, label: &str, algorithm: KeyAlgorithm) -> Result<TokenKey, KeyLoadError> {
         let key = self.token()?.generate(label, algorithm)?;
         self_test(&key)?;
         Ok(key)
     }
 
     /// The signing key `stored` (a `cas.key_pem` value) refers to.
-    pub fn load(&self, stored: &str, passphrase: &str) -> Result<Arc<dyn SigningKey>, KeyLoadError> {
+    pub fn load(
+        &self,
+        stored: &str,
+        passphrase: &str,
+    ) -> Result<Arc<dyn SigningKey>, KeyLoadError> {
         if stored.starts_with(SCHEME) {
             let uri = KeyUri::parse(stored).map_err(|e| KeyLoadError::Bad(e.to_string()))?;
             if self.config.is_none() {
@@ -105,8 +107,6 @@ pub fn self_test(key: &dyn SigningKey) -> Result<(), KeyLoadError> {
     ring::signature::UnparsedPublicKey::new(algorithm, point)
         .verify(message, &signature)
         .map_err(|_| {
-            KeyLoadError::Bad(
-                "the key's test signature does not verify with its public key".into(),
-            )
+            KeyLoadError::Bad("the key's test signature does not verify with its public key".into())
         })
 }

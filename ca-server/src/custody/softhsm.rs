@@ -58,7 +58,16 @@ pub fn create(dir: &Path, label: &str, pin: &str) -> Result<SoftToken, String> {
     .map_err(|e| e.to_string())?;
     let output = Command::new("softhsm2-util")
         .env("SOFTHSM2_CONF", &conf)
-        .args(["--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", pin])
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            label,
+            "--pin",
+            pin,
+            "--so-pin",
+            pin,
+        ])
         .output()
         .map_err(|e| format!("softhsm2-util: {e}"))?;
     if !output.status.success() {

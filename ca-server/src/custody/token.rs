@@ -219,7 +219,9 @@ impl Token {
                 let found = s.find_objects(&template).map_err(step("finding the key"))?;
                 match found.as_slice() {
                     [one] => Ok(*one),
-                    [] => Err(TokenError::Token(format!("no such key in the token: {uri}"))),
+                    [] => Err(TokenError::Token(format!(
+                        "no such key in the token: {uri}"
+                    ))),
                     _ => Err(TokenError::Token(format!("several keys match {uri}"))),
                 }
             })
@@ -238,14 +240,17 @@ impl Token {
                 _ => {}
             }
         }
-        let curve = ObjectIdentifier::from_der(&params.unwrap_or_default())
-            .map_err(|_| TokenError::Token("the key's EC parameters are not a named curve".into()))?;
+        let curve = ObjectIdentifier::from_der(&params.unwrap_or_default()).map_err(|_| {
+            TokenError::Token("the key's EC parameters are not a named curve".into())
+        })?;
         let (algorithm, point_len) = if curve == SECP_256_R_1 {
             (SignatureAlgorithm::EcdsaP256Sha256, 65)
         } else if curve == SECP_384_R_1 {
             (SignatureAlgorithm::EcdsaP384Sha384, 97)
         } else {
-            return Err(TokenError::Token(format!("the key's curve {curve} is not P-256 or P-384")));
+            return Err(TokenError::Token(format!(
+                "the key's curve {curve} is not P-256 or P-384"
+            )));
         };
         let point = point.unwrap_or_default();
         // CKA_EC_POINT is a DER OCTET STRING (PKCS#11 2.40 §2.3.3); some modules give it raw.
@@ -268,6 +273,33 @@ impl Token {
             algorithm,
             public_key_info,
             uri: uri.clone(),
+        })
+    }
+
+    /// Destroys every EC key object (private and public halves) whose label `old` accepts;
+    /// returns how many objects went.
+    pub fn destroy_keys(&self, old: impl Fn(&str) -> bool) -> Result<usize, TokenError> {
+        self.with_session(|s| {
+            let objects = s
+                .find_objects(&[Attribute::KeyType(KeyType::EC)])
+                .map_err(step("listing keys"))?;
+            let mut destroyed = 0;
+            for object in objects {
+                let label = s
+                    .get_attributes(object, &[AttributeType::Label])
+                    .map_err(step("reading a key's label"))?
+                    .into_iter()
+                    .find_map(|a| match a {
+                        Attribute::Label(l) => Some(String::from_utf8_lossy(&l).into_owned()),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                if old(&label) {
+                    s.destroy_object(object).map_err(step("destroying a key"))?;
+                    destroyed += 1;
+                }
+            }
+            Ok(destroyed)
         })
     }
 
@@ -308,7 +340,9 @@ pub struct TokenKey {
 
 impl std::fmt::Debug for TokenKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenKey").field("uri", &self.uri.to_string()).finish()
+        f.debug_struct("TokenKey")
+            .field("uri", &self.uri.to_string())
+            .finish()
     }
 }
 

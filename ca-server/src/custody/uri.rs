@@ -88,8 +88,7 @@ fn decode(text: &str) -> Result<Vec<u8>, UriError> {
                 .get(i + 1..i + 3)
                 .ok_or_else(|| UriError("a % without two hex digits".into()))?;
             out.push(
-                u8::from_str_radix(hex, 16)
-                    .map_err(|_| UriError(format!("%{hex} is not hex")))?,
+                u8::from_str_radix(hex, 16).map_err(|_| UriError(format!("%{hex} is not hex")))?,
             );
             i += 3;
         } else {
@@ -113,13 +112,21 @@ mod tests {
             id: vec![0x01, 0xab],
         };
         let text = uri.to_string();
-        assert_eq!(text, "pkcs11:token=Mamori%20HSM;object=mamori-issuing;id=%01%ab");
+        assert_eq!(
+            text,
+            "pkcs11:token=Mamori%20HSM;object=mamori-issuing;id=%01%ab"
+        );
         assert_eq!(KeyUri::parse(&text).unwrap(), uri);
         // RFC 7512's own example shape, attributes reordered, with a query.
         let parsed =
             KeyUri::parse("pkcs11:id=%02;object=k;token=The%20Token?pin-source=file:/x").unwrap();
         assert_eq!(parsed.token, "The Token");
-        for bad in ["-----BEGIN", "pkcs11:token=a;object=b", "pkcs11:token=a;object=b;id=%zz", "pkcs11:token=a;object=b;id=%0"] {
+        for bad in [
+            "-----BEGIN",
+            "pkcs11:token=a;object=b",
+            "pkcs11:token=a;object=b;id=%zz",
+            "pkcs11:token=a;object=b;id=%0",
+        ] {
             assert!(KeyUri::parse(bad).is_err(), "{bad}");
         }
     }

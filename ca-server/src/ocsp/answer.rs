@@ -105,7 +105,7 @@ impl OcspService {
                 if responder.certs_field != entry.certs {
                     return None;
                 }
-                let signature = ocsp::sign_variant(&responder.key, &entry.compact, id).ok()?;
+                let signature = ocsp::sign_variant(&*responder.key, &entry.compact, id).ok()?;
                 entry.keep_variant(hash, &signature);
                 signature
             }
@@ -263,7 +263,7 @@ impl OcspService {
             });
         }
         let compact = ocsp::build_compact_response(
-            &responder.key,
+            &*responder.key,
             &statuses,
             now,
             if nonce { parsed.nonce.as_deref() } else { None },

@@ -43,9 +43,9 @@ use crate::error::ServiceError;
 use crate::metrics::Metrics;
 use crate::secrets::DataKey;
 
+use crate::store::checkout::{checkout, Held};
 use crate::store::ocsp_rows::OcspRows;
 use crate::store::status::CertificateStatus;
-use crate::store::checkout::{checkout, Held};
 use crate::store::{DbConnection, DbPool};
 
 /// The OCSP service's state.
@@ -68,6 +68,8 @@ pub struct OcspService {
     /// Opens stored responder keys and seals renewed ones (derived from the CA passphrase, which
     /// this service never holds: the passphrase would open the CA keys too).
     responder_key: DataKey,
+    /// With a token configured, responder keys are made and kept in it.
+    custody: Arc<crate::custody::keys::Custody>,
 }
 
 /// What [`OcspService::new`] needs.
@@ -90,6 +92,8 @@ pub struct OcspParts {
     pub responder_key: DataKey,
     /// An OCSP-only instance: never issues a responder certificate.
     pub ocsp_only: bool,
+    /// The PKCS#11 token responder keys are made in, when configured.
+    pub custody: Arc<crate::custody::keys::Custody>,
 }
 
 impl OcspService {
@@ -121,6 +125,7 @@ impl OcspService {
             root_id: parts.certificates.root_id().to_string(),
             responder_profile: parts.responder_profile,
             responder_key: parts.responder_key,
+            custody: parts.custody,
         })
     }
 

@@ -120,7 +120,7 @@ impl OcspService {
             .cert_id(serial_number)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let compact = ocsp::build_compact_response(
-            &responder.key,
+            &*responder.key,
             &[SingleStatus {
                 cert_id,
                 status,

@@ -9,6 +9,7 @@ use ca_core::issuance::{IssuanceOptions, PreparedIssuance};
 use ca_core::key::SoftwareKey;
 use ca_core::ocsp;
 use ca_core::profile::Profile;
+use ca_core::signer::SigningKey;
 use ca_core::time::UnixTime;
 
 use serde_json::json;
@@ -42,7 +43,9 @@ pub fn reseal_responder_keys(
 ) -> Result<usize, ServiceError> {
     let rows = conn.responders()?;
     let mut resealed = 0;
-    for row in rows.iter().filter(|r| !r.key_pem.starts_with(SEALED)) {
+    for row in rows.iter().filter(|r| {
+        !r.key_pem.starts_with(SEALED) && !r.key_pem.starts_with(crate::custody::uri::SCHEME)
+    }) {
         let pkcs8 = ca_core::key::decrypt_pkcs8(row.key_pem.as_bytes(), passphrase.as_bytes())
             .map_err(|e| ServiceError::Internal(format!("responder key of {}: {e}", row.ca_id)))?;
         let sealed = seal_key(responder_key, &pkcs8)?;
@@ -51,10 +54,13 @@ pub fn reseal_responder_keys(
     Ok(resealed)
 }
 
+/// The label prefix of responder keys made in a token: `mamori-ocsp-<ca>-<unix time>`.
+const RESPONDER_LABEL: &str = "mamori-ocsp-";
+
 /// The delegated OCSP responder of one CA.
 pub struct Responder {
-    /// Its key.
-    pub key: SoftwareKey,
+    /// Its key: sealed software key, or a key in the PKCS#11 token.
+    pub key: Arc<dyn SigningKey>,
     /// The BasicOCSPResponse `certs` field carrying its certificate (ocsp-responder profile),
     /// encoded once ([`ca_core::ocsp::certs_field`]) and added to every response it signs;
     /// the OCSP cache's shared copy, so a response cached as signed points at it for free.
@@ -65,14 +71,7 @@ pub struct Responder {
 
 impl OcspService {
     fn responder_from_row(&self, row: &ResponderRow) -> Result<Responder, ServiceError> {
-        let pkcs8 = self.responder_key.open_text(&row.key_pem).ok_or_else(|| {
-            ServiceError::Internal(format!(
-                "the responder key of {} is not sealed; start a CA instance to reseal it",
-                row.ca_id
-            ))
-        })??;
-        let key = SoftwareKey::from_pkcs8_der(&pkcs8)
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let key = self.open_responder_key(row)?;
         let certificate =
             <x509_cert::Certificate as ca_core::der::Decode>::from_der(&row.certificate_der)
                 .map_err(|e| ServiceError::Internal(e.to_string()))?;
@@ -83,6 +82,23 @@ impl OcspService {
             certs_field: self.ocsp_cache.intern(certs_field),
             not_after: UnixTime(row.not_after.max(0) as u64),
         })
+    }
+
+    fn open_responder_key(&self, row: &ResponderRow) -> Result<Arc<dyn SigningKey>, ServiceError> {
+        if row.key_pem.starts_with(crate::custody::uri::SCHEME) {
+            return self.custody.load(&row.key_pem, "").map_err(|e| {
+                ServiceError::Internal(format!("the responder key of {}: {e}", row.ca_id))
+            });
+        }
+        let pkcs8 = self.responder_key.open_text(&row.key_pem).ok_or_else(|| {
+            ServiceError::Internal(format!(
+                "the responder key of {} is not sealed; start a CA instance to reseal it",
+                row.ca_id
+            ))
+        })??;
+        let key = SoftwareKey::from_pkcs8_der(&pkcs8)
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        Ok(Arc::new(key))
     }
 
     /// Loads `ca_id`'s current responder, or with the CA (`issuers`, on a CA instance) issues a
@@ -142,10 +158,23 @@ impl OcspService {
     ) -> Result<Responder, ServiceError> {
         let ca_id = ca.id();
         let internal = |e: String| ServiceError::Internal(e);
-        let (key, pkcs8) =
-            SoftwareKey::generate(ca_core::key::KeyAlgorithm::EcdsaP256, &*self.random)
-                .map_err(|e| internal(e.to_string()))?;
-        let key_pem = seal_key(&self.responder_key, &pkcs8)?;
+        // With a token, the responder's key is made in it (labelled with the CA and the time,
+        // so that keys of long-replaced responders can be found and destroyed); otherwise a
+        // software key sealed under the responder key.
+        let (key, key_pem): (Arc<dyn SigningKey>, String) = if self.custody.has_token() {
+            let label = format!("{RESPONDER_LABEL}{ca_id}-{}", self.now().as_secs());
+            let key = self
+                .custody
+                .generate(&label, ca_core::key::KeyAlgorithm::EcdsaP256)
+                .map_err(|e| internal(format!("a responder key in the token: {e}")))?;
+            let uri = key.uri().to_string();
+            (Arc::new(key), uri)
+        } else {
+            let (key, pkcs8) =
+                SoftwareKey::generate(ca_core::key::KeyAlgorithm::EcdsaP256, &*self.random)
+                    .map_err(|e| internal(e.to_string()))?;
+            (Arc::new(key), seal_key(&self.responder_key, &pkcs8)?)
+        };
         let subject = ca_core::name::build_name(&[
             (
                 ca_core::name::AttributeKind::O,
@@ -157,7 +186,7 @@ impl OcspService {
             ),
         ])
         .map_err(internal)?;
-        let csr_der = ca_core::csr::build_csr(&subject, vec![], &key)?;
+        let csr_der = ca_core::csr::build_csr(&subject, vec![], &*key)?;
         let csr = VerifiedCsr::parse(&csr_der, 2048)?;
         // One profile for every CA's responder: under the root it is the root that signs.
         let profile = &profile.for_issuer(ca_id);
@@ -190,6 +219,9 @@ impl OcspService {
             )?;
             Ok(())
         })?;
+        if self.custody.has_token() {
+            self.destroy_old_token_keys(ca_id, profile);
+        }
         let certificate = <x509_cert::Certificate as ca_core::der::Decode>::from_der(&issued.der)
             .map_err(|e| internal(e.to_string()))?;
         let certs_field = ocsp::certs_field(&certificate).map_err(|e| internal(e.to_string()))?;
@@ -198,6 +230,37 @@ impl OcspService {
             certs_field: self.ocsp_cache.intern(certs_field),
             not_after: issued.not_after,
         })
+    }
+}
+
+impl OcspService {
+    /// Destroys `ca_id`'s responder keys in the token made more than twice the responder
+    /// certificate's validity ago: no instance can still sign with them (each reloads its
+    /// responder before the certificate expires). A failure is logged, not fatal: the keys
+    /// only take room.
+    fn destroy_old_token_keys(&self, ca_id: &str, profile: &Profile) {
+        let before = self
+            .now()
+            .as_secs()
+            .saturating_sub(2 * profile.max_validity_secs());
+        let prefix = format!("{RESPONDER_LABEL}{ca_id}-");
+        let old = |label: &str| {
+            label
+                .strip_prefix(&prefix)
+                .and_then(|t| t.parse::<u64>().ok())
+                .is_some_and(|t| t < before)
+        };
+        match self.custody.token().and_then(|t| Ok(t.destroy_keys(old)?)) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                ca = ca_id,
+                keys = n,
+                "destroyed old OCSP responder keys in the token"
+            ),
+            Err(e) => {
+                tracing::warn!(ca = ca_id, error = %e, "old OCSP responder keys stay in the token")
+            }
+        }
     }
 }
 

@@ -46,9 +46,9 @@ use crate::error::ServiceError;
 use crate::metrics::Metrics;
 use crate::ocsp::{OcspParts, OcspService};
 use crate::secrets::DataKey;
-use crate::store::group_commit::GroupCommit;
 use crate::store::checkout::{checkout, Held};
-use crate::store::{DbPool};
+use crate::store::group_commit::GroupCommit;
+use crate::store::DbPool;
 
 /// One page of a list: its items, how many match in all, and the cursor of the next page
 /// (`None` on the last).
@@ -154,6 +154,8 @@ pub struct Parts {
     pub ocsp_only: bool,
     /// Who approves account changes.
     pub account_policy: crate::accounts::policy::AccountPolicy,
+    /// The PKCS#11 token, when configured (one per process: its sign-in is process-wide).
+    pub custody: Arc<crate::custody::keys::Custody>,
 }
 
 impl Authority {
@@ -176,6 +178,7 @@ impl Authority {
             responder_profile: parts.profiles.get("ocsp-responder").cloned(),
             responder_key: parts.responder_key,
             ocsp_only: parts.ocsp_only,
+            custody: parts.custody.clone(),
         })?);
         let crls = Arc::new(CrlService::new(
             parts.pool.clone(),
