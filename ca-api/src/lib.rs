@@ -710,3 +710,31 @@ pub struct EabRevokeRequest {
     /// A current TOTP code of the caller (step-up).
     pub totp: String,
 }
+
+/// `POST /api/v1/activate`: one custodian's share of the activation secret, opened by
+/// `ca-cli activate` from their share file with their own passphrase.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateRequest {
+    /// The share set the file belongs to.
+    pub set: String,
+    /// The share's index.
+    pub index: u8,
+    /// The share's value (base64).
+    pub value: String,
+    /// A fresh TOTP code of the custodian.
+    pub totp: String,
+}
+
+/// `GET|POST /api/v1/activate`: where k-of-n activation stands.
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct ActivationView {
+    /// Whether the CA keys are still closed.
+    pub locked: bool,
+    /// Distinct shares given since start.
+    pub shares_given: usize,
+    /// Shares needed.
+    pub threshold: usize,
+    /// The current share set.
+    pub set: String,
+}

@@ -159,6 +159,9 @@ enum Command {
         after_help = "Examples:\n  ca-cli acme eab create --profile tls-server --name '*.ehr.hospital.example' --label 'EHR front ends'\n  ca-cli acme eab list\n  ca-cli acme eab revoke eab-0190..."
     )]
     Acme(acme::AcmeCommand),
+    /// Give your share of the CA's activation secret (custodians of a k-of-n quorum, with a
+    /// TOTP code); the server unlocks when k custodians have.
+    Activate(activate::Activate),
 }
 
 #[derive(Subcommand)]
@@ -248,6 +251,7 @@ fn run(cli: Cli) -> CliResult<()> {
         Command::EnrollmentCode(command) => enrollment::run(&conn, command, json),
         Command::Renew(args) => renew::run(cli.ca_file.as_deref(), args, json),
         Command::Acme(command) => acme::run(&conn, command, json),
+        Command::Activate(args) => activate::run(&conn, args, json),
     }
 }
 

@@ -25,6 +25,7 @@ pub mod name;
 pub mod ocsp;
 pub mod profile;
 pub mod public_key;
+pub mod quorum;
 pub mod random;
 pub mod review;
 pub mod role;

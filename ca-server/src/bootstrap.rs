@@ -407,11 +407,29 @@ pub fn open_with(
     crate::ocsp::reseal_responder_keys(&mut conn, &passphrase, &responder_key)?;
     let rows: Vec<CaRow> = cas::table.select(CaRow::as_select()).load(&mut conn)?;
     let custody = Arc::new(crate::custody::keys::Custody::new(config.pkcs11.clone()));
+    // Under a quorum the software CA keys stay closed: each CA gets an empty slot that
+    // `ca-cli activate` fills once k custodians have given their shares.
+    let quorum = crate::custody::quorum::load(&mut conn)?;
+    let mut gates = Vec::new();
     let mut cas = BTreeMap::new();
     for row in rows {
-        let key = custody
-            .load(&row.key_pem, &passphrase)
-            .with_context(|| format!("opening the key of CA {}", row.id))?;
+        let key: Arc<dyn ca_core::signer::SigningKey> = match &quorum {
+            Some(_) if !row.key_pem.starts_with(crate::custody::uri::SCHEME) => {
+                let certificate =
+                    <x509_cert::Certificate as der::Decode>::from_der(&row.certificate_der)?;
+                let gate = Arc::new(
+                    crate::custody::gate::GatedKey::new(
+                        certificate.tbs_certificate.subject_public_key_info,
+                    )
+                    .map_err(anyhow::Error::msg)?,
+                );
+                gates.push((row.id.clone(), row.key_pem.clone(), gate.clone()));
+                gate
+            }
+            _ => custody
+                .load(&row.key_pem, &passphrase)
+                .with_context(|| format!("opening the key of CA {}", row.id))?,
+        };
         let ca = CertificateAuthority::new(
             &row.id,
             &row.certificate_der,
@@ -472,6 +490,7 @@ pub fn open_with(
         ocsp_only: false,
         account_policy,
         custody,
+        activation: quorum.map(|q| Arc::new(crate::custody::quorum::Activation::new(q, gates))),
     })?)
 }
 
@@ -509,6 +528,7 @@ pub fn open_ocsp_only(config: Config, passphrase: Zeroizing<String>) -> anyhow::
         ocsp_only: true,
         account_policy: AccountPolicy::default(),
         custody,
+        activation: None,
     })?)
 }
 

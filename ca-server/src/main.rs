@@ -88,6 +88,13 @@ enum Command {
     /// Example: ca-server user add --config mamori.toml --passphrase-file /root/ca-pass --username alice --roles admin,security-officer
     #[command(subcommand)]
     User(UserCommand),
+    /// k-of-n custody of the CA keys: `split` puts them under an activation secret dealt to
+    /// named custodians as share files (the server then starts locked until k of them run
+    /// `ca-cli activate`); `reshare` deals a new secret to a new set from k current shares.
+    ///
+    /// Example: ca-server quorum split --passphrase-file /root/ca-pass --threshold 2 --custodian alice --custodian bob --custodian carol --out /media/usb
+    #[command(subcommand)]
+    Quorum(QuorumCommand),
     /// A local instance for trying Mamori: data in ./mamori-dev, and two trial accounts (`admin`,
     /// admin and security officer; `officer`, security officer) whose passwords and TOTP URIs
     /// are printed once and written to <data dir>/dev-admin.json and dev-officer.json.
@@ -133,6 +140,47 @@ enum UserCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `ca-server quorum ...`.
+#[derive(Subcommand)]
+enum QuorumCommand {
+    /// Put the CA keys (now under the CA passphrase) under a new k-of-n activation secret.
+    ///
+    /// Example: ca-server quorum split --threshold 2 --custodian alice --custodian bob=/root/bob-pass --custodian carol --out /media/usb
+    Split {
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
+        /// How many custodians must give their share to unlock (k).
+        #[arg(long)]
+        threshold: usize,
+        /// A custodian's user name, or name=passphrase-file; otherwise their passphrase is typed.
+        #[arg(long = "custodian", required = true)]
+        custodians: Vec<String>,
+        /// Where the share files go (one per custodian, mode 0600).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// From k current shares, deal a new secret to a new set of custodians (one left, one
+    /// joined); the CA keys stay the same, the old shares open nothing.
+    ///
+    /// Example: ca-server quorum reshare --share share-alice.json --share share-bob.json --threshold 2 --custodian alice --custodian bob --custodian dave --out /media/usb
+    Reshare {
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
+        /// A current share file, or share-file=passphrase-file; at least k.
+        #[arg(long = "share", required = true)]
+        shares: Vec<String>,
+        /// How many custodians of the new set must give their share (k).
+        #[arg(long)]
+        threshold: usize,
+        /// A custodian of the new set (name or name=passphrase-file).
+        #[arg(long = "custodian", required = true)]
+        custodians: Vec<String>,
+        /// Where the new share files go.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -230,6 +278,59 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             for path in written {
                 println!("wrote {}", path.display());
             }
+            Ok(())
+        }
+        Command::Quorum(command) => {
+            let config = Config::load(cli.config.as_deref())?;
+            let pool = bootstrap::open_pool(&config)?;
+            let mut conn = pool.get()?;
+            use ca_server::custody::quorum;
+            let (files, what) = match command {
+                QuorumCommand::Split {
+                    passphrase,
+                    threshold,
+                    custodians,
+                    out,
+                } => {
+                    let secret = read_passphrase(&passphrase.source(), false)?;
+                    let custodians = custodians
+                        .iter()
+                        .map(|c| quorum::parse_custodian(c))
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    let files = quorum::split(&mut conn, &secret, threshold, &custodians, &out)?;
+                    (
+                        files,
+                        "the CA keys are now under the quorum; the server starts locked",
+                    )
+                }
+                QuorumCommand::Reshare {
+                    passphrase,
+                    shares,
+                    threshold,
+                    custodians,
+                    out,
+                } => {
+                    let secret = read_passphrase(&passphrase.source(), false)?;
+                    let shares = shares
+                        .iter()
+                        .map(|s| quorum::parse_share(s))
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    let custodians = custodians
+                        .iter()
+                        .map(|c| quorum::parse_custodian(c))
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    let files =
+                        quorum::reshare(&mut conn, &secret, &shares, threshold, &custodians, &out)?;
+                    (
+                        files,
+                        "new shares dealt; the old ones open nothing; restart the server",
+                    )
+                }
+            };
+            for file in files {
+                println!("wrote {}", file.display());
+            }
+            println!("{what}");
             Ok(())
         }
         Command::Unlock {

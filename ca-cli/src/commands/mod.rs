@@ -1,6 +1,7 @@
 //! One module per command group: its clap arguments and its `run`.
 
 pub mod acme;
+pub mod activate;
 pub mod audit;
 pub mod cert;
 pub mod csr;

@@ -5,7 +5,9 @@
 //! an encrypted PKCS#8 key; [`keys::load`] turns either into a signing key.
 
 pub mod config;
+pub mod gate;
 pub mod keys;
+pub mod quorum;
 pub mod softhsm;
 pub mod token;
 pub mod uri;

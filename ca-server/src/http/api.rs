@@ -513,3 +513,17 @@ pub async fn revoke_challenge(
     who.run(move |a, c| a.revoke_challenge(c, &id)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
+
+/// `GET /api/v1/activate`: where k-of-n activation stands (any signed-in user).
+pub async fn activation(who: SignedIn) -> Result<HttpResponse, ServiceError> {
+    Ok(HttpResponse::Ok().json(who.run(move |a, _| a.activation_view()).await?))
+}
+
+/// `POST /api/v1/activate`: a custodian's share, with a fresh TOTP code.
+pub async fn activate(
+    who: SignedIn,
+    body: web::Json<ActivateRequest>,
+) -> Result<HttpResponse, ServiceError> {
+    let body = body.into_inner();
+    Ok(HttpResponse::Ok().json(who.run(move |a, c| a.activate(c, &body)).await?))
+}

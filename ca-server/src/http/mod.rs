@@ -203,6 +203,8 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
             .route("/acme/eab", web::post().to(acme::create_eab))
             .route("/acme/eab", web::get().to(acme::list_eabs))
             .route("/acme/eab/{id}/revoke", web::post().to(acme::revoke_eab))
+            .route("/activate", web::get().to(api::activation))
+            .route("/activate", web::post().to(api::activate))
             .route("/audit", web::get().to(api::audit))
             .route("/audit/verify", web::get().to(api::audit_verify))
             .route("/audit/checkpoints", web::post().to(api::audit_checkpoint))

@@ -128,7 +128,8 @@ impl OcspService {
             Some(row) if row.not_after as u64 > now.as_secs() + window => self.responder_from_row(&row)?,
             // An OCSP-only instance holds no CA key: it keeps the current responder until the CA
             // instance renews it (within the renewal window).
-            Some(row) if self.ocsp_only && row.not_after as u64 > now.as_secs() => self.responder_from_row(&row)?,
+            // So does a locked CA instance (no issuers given) until its custodians activate it.
+            Some(row) if (self.ocsp_only || issuers.is_none()) && row.not_after as u64 > now.as_secs() => self.responder_from_row(&row)?,
             _ if self.ocsp_only => {
                 return Err(ServiceError::Internal(format!(
                     "no current OCSP responder certificate for {ca_id} in the database; start a CA instance first"

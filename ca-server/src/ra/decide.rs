@@ -72,6 +72,9 @@ impl Authority {
                 "comment must be at most 2000 characters".into(),
             ));
         }
+        if verdict == Verdict::Approve {
+            self.require_unlocked()?;
+        }
         let mut conn = self.conn()?;
         self.expire_one(&mut conn, request_id)?;
         let now = self.now();

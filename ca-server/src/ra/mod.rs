@@ -9,6 +9,7 @@
 //! certificates as the API shows them), `revocation` (revoke, hold, release), `audit` (audit
 //! queries), `audit_checkpoint` (signed checkpoints), `review` (the decoded CSR a reviewer sees).
 
+mod activate;
 pub mod audit;
 pub mod audit_checkpoint;
 mod challenge;
@@ -115,6 +116,8 @@ pub struct Authority {
     enrollment_key: std::sync::Mutex<Option<DataKey>>,
     /// The key that seals ACME EAB keys, until the ACME service takes it.
     acme_key: std::sync::Mutex<Option<DataKey>>,
+    /// Under a k-of-n quorum: whether the CA keys are open yet, and the shares given.
+    pub(crate) activation: Option<Arc<crate::custody::quorum::Activation>>,
 }
 
 /// How many verified CSR signatures an instance remembers (about 200 KiB).
@@ -156,6 +159,8 @@ pub struct Parts {
     pub account_policy: crate::accounts::policy::AccountPolicy,
     /// The PKCS#11 token, when configured (one per process: its sign-in is process-wide).
     pub custody: Arc<crate::custody::keys::Custody>,
+    /// Under a k-of-n quorum: the locked CA keys and the shares given so far.
+    pub activation: Option<Arc<crate::custody::quorum::Activation>>,
 }
 
 impl Authority {
@@ -226,6 +231,7 @@ impl Authority {
             accounts,
             enrollment_key: std::sync::Mutex::new(parts.enrollment_key),
             acme_key: std::sync::Mutex::new(parts.acme_key),
+            activation: parts.activation,
         };
         authority.upkeep(false)?;
         authority.ocsp.poll_responses()?;
@@ -246,6 +252,20 @@ impl Authority {
     fn upkeep(&self, sign_responses: bool) -> Result<(), ServiceError> {
         if self.ocsp_only {
             return self.ocsp.maintain_only(sign_responses);
+        }
+        if self.locked() {
+            // No CA key yet: keep answering OCSP with the stored responders; CRLs and
+            // responder renewals wait for activation (the stored CRLs keep being served).
+            for id in &self.issuers.ids() {
+                if let Err(e) = self.ocsp.ensure_responder(id, None) {
+                    tracing::warn!(ca = %id, error = %e, "locked: no current OCSP responder");
+                }
+            }
+            if sign_responses {
+                self.ocsp.refresh_responses()?;
+                self.ocsp.poll_responses()?;
+            }
+            return Ok(());
         }
         for id in &self.issuers.ids() {
             self.ocsp.ensure_responder(id, Some(&self.issuers))?;
@@ -384,4 +404,23 @@ impl Authority {
     }
 
     // ---- requests ----
+}
+
+/// What a locked server answers where a CA key is needed.
+pub const LOCKED: &str = "the CA is locked until its custodians activate it (ca-cli activate) / \
+CA は管理者による起動（ca-cli activate）までロックされています";
+
+impl Authority {
+    /// Whether the CA keys wait for k-of-n activation.
+    pub fn locked(&self) -> bool {
+        self.activation.as_ref().is_some_and(|a| !a.unlocked())
+    }
+
+    /// Refuses with 503 "locked" while the CA keys wait for activation.
+    pub fn require_unlocked(&self) -> Result<(), ServiceError> {
+        if self.locked() {
+            return Err(ServiceError::Unavailable(LOCKED.into()));
+        }
+        Ok(())
+    }
 }

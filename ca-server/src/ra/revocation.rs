@@ -47,6 +47,7 @@ impl Authority {
         comment: &str,
     ) -> Result<CertificateView, ServiceError> {
         caller.require(&[Role::SecurityOfficer])?;
+        self.require_unlocked()?;
         if comment.len() > 2000 {
             return Err(ServiceError::Invalid(
                 "comment must be at most 2000 characters".into(),
@@ -226,6 +227,7 @@ impl Authority {
         actor: &str,
         detail: serde_json::Value,
     ) -> Result<bool, ServiceError> {
+        self.require_unlocked()?;
         let mut conn = self.conn()?;
         let now = self.now().as_secs();
         let partition = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {

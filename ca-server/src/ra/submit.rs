@@ -374,6 +374,7 @@ impl Authority {
     }
 
     fn issuing_ca(&self, profile: &Profile) -> Result<&CertificateAuthority, ServiceError> {
+        self.require_unlocked()?;
         self.issuers.get(profile.issuing_ca()).ok_or_else(|| {
             ServiceError::Internal(format!(
                 "profile {} names unknown CA {}",

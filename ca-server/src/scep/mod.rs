@@ -80,6 +80,10 @@ impl ScepService {
     /// Looks at most every 30 s, so that a one-second upkeep tick costs no connection.
     pub fn maintain(&self) -> Result<(), ServiceError> {
         use std::sync::atomic::Ordering;
+        if self.authority.locked() {
+            // Issuing an RA certificate needs the CA key; the stored identities keep serving.
+            return Ok(());
+        }
         let now = self.authority.clock.now().as_secs();
         let last = self.checked_at.load(Ordering::Relaxed);
         if last != 0 && now < last + RA_CHECK_SECS {

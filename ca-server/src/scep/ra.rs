@@ -66,6 +66,7 @@ impl ScepService {
                 return Ok(());
             }
         }
+        authority.require_unlocked()?;
         let ca = authority
             .issuers
             .get(ca_id)
