@@ -240,6 +240,18 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        path: "/api/v1/activate",
+        roles: "any signed-in user",
+        summary: "Where k-of-n activation stands: locked or not, shares given, shares needed, the current share set",
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/activate",
+        roles: "the share's own custodian (with a TOTP code)",
+        summary: "Give one share of the activation secret (opened by ca-cli activate from the custodian's share file); k distinct shares unlock the CA keys",
+    },
+    Route {
+        method: "get",
         path: "/api/v1/openapi.json",
         roles: "public",
         summary: "This document",
