@@ -355,6 +355,21 @@ pub fn init(config: &Config, passphrase: &str, random: &dyn RandomSource) -> any
     Ok(())
 }
 
+/// `init --import-issuing`: the CAs from the ceremony's output (no root key), then the API's
+/// certificate and `root-ca.pem` as `init` makes them.
+pub fn init_offline_import(config: &Config, passphrase: &str, dir: &Path) -> anyhow::Result<()> {
+    let pool = open_pool(config)?;
+    let mut conn = pool.get()?;
+    let (issuing, root) = crate::custody::offline_root::import(config, &mut conn, passphrase, dir)?;
+    if config.api_tls_cert.is_none() {
+        issue_api_certificate(config, &mut conn, &issuing, &root, passphrase, &OsRandom)?;
+    }
+    ensure_data_dir(&config.data_dir)?;
+    std::fs::write(config.data_dir.join("root-ca.pem"), root.certificate_pem())
+        .with_context(|| format!("writing {}", config.data_dir.join("root-ca.pem").display()))?;
+    Ok(())
+}
+
 /// Loads every `*.toml` in the policies folder; any bad profile stops start-up with its file,
 /// field and reason.
 pub fn load_profiles(dir: &Path) -> anyhow::Result<BTreeMap<String, Profile>> {
@@ -412,7 +427,13 @@ pub fn open_with(
     let quorum = crate::custody::quorum::load(&mut conn)?;
     let mut gates = Vec::new();
     let mut cas = BTreeMap::new();
+    let mut ca_certificates = BTreeMap::new();
     for row in rows {
+        ca_certificates.insert(row.id.clone(), row.certificate_der.clone());
+        if row.key_pem == crate::custody::offline_root::OFFLINE {
+            // An offline root: its certificate is served, its key never comes here.
+            continue;
+        }
         let key: Arc<dyn ca_core::signer::SigningKey> = match &quorum {
             Some(_) if !row.key_pem.starts_with(crate::custody::uri::SCHEME) => {
                 let certificate =
@@ -444,7 +465,7 @@ pub fn open_with(
         });
         cas.insert(row.id, ca);
     }
-    if !cas.contains_key(ROOT_ID) {
+    if !ca_certificates.contains_key(ROOT_ID) {
         bail!("the database has no root CA");
     }
     let profiles = load_profiles(&config.policies_dir)?;
@@ -458,10 +479,6 @@ pub fn open_with(
             );
         }
     }
-    let ca_certificates = cas
-        .iter()
-        .map(|(id, ca)| (id.clone(), ca.certificate_der().to_vec()))
-        .collect();
     let now = SystemClock.now().as_secs();
     let ids: Vec<&str> = profiles.keys().map(String::as_str).collect();
     audit_log::append(

@@ -175,7 +175,7 @@ pub struct Config {
     pub hierarchy: HierarchyConfig,
     /// A PKCS#11 token for the issuing CA's key (`[pkcs11]`: module, token_label, pin_file);
     /// without it the key is a PKCS#8 file encrypted under the CA passphrase.
-    pub pkcs11: Option<crate::custody::config::TokenConfig>,
+    pub pkcs11: Option<crate::token_config::TokenConfig>,
 }
 
 impl Default for Config {
@@ -297,7 +297,7 @@ impl Config {
 
     fn apply_env(&mut self) -> Result<(), ConfigError> {
         if let Some(module) = env("pkcs11_module").filter(|v| !v.is_empty()) {
-            self.pkcs11 = Some(crate::custody::config::TokenConfig {
+            self.pkcs11 = Some(crate::token_config::TokenConfig {
                 module: PathBuf::from(module),
                 token_label: env("pkcs11_token_label").unwrap_or_default(),
                 pin_file: env("pkcs11_pin_file").map(PathBuf::from),

@@ -25,4 +25,5 @@ pub mod ra;
 pub mod scep;
 pub mod secrets;
 pub mod store;
+pub mod token_config;
 pub mod web;

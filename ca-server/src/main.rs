@@ -29,10 +29,34 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create the CA hierarchy and store its keys encrypted.
+    /// Create the CA hierarchy and store its keys encrypted; or, with an offline root, write
+    /// the issuing CA's request for the ceremony (--issuing-csr) and then import what the
+    /// ceremony signed (--import-issuing).
     ///
     /// Example: ca-server init --config mamori.toml --passphrase-file /root/ca-pass
-    Init(PassphraseArgs),
+    /// Example: ca-server init --issuing-csr /media/usb/requests   (then the ceremony, then)
+    /// Example: ca-server init --import-issuing /media/usb/out
+    Init(InitArgs),
+    /// The offline root's ceremony, on a machine that is never on the network: create the root
+    /// once, sign the issuing CA's and the root responder's requests, revoke CA certificates,
+    /// issue the root CRL, and write a transcript with every hash (docs/CEREMONY.md).
+    ///
+    /// Example: ca-server ceremony --script ceremony.toml --passphrase-file /media/vault-pass
+    Ceremony {
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
+        /// The ceremony script (TOML).
+        #[arg(long)]
+        script: PathBuf,
+    },
+    /// Import a later ceremony's output on the online server: a new root CRL, a renewed root
+    /// responder certificate.
+    ///
+    /// Example: ca-server ceremony-import --config mamori.toml /media/usb/out
+    CeremonyImport {
+        /// The ceremony's output folder.
+        dir: PathBuf,
+    },
     /// Run the public (CRL, OCSP) and API listeners.
     ///
     /// Example: MAMORI_CA_PASSPHRASE_FILE=/root/ca-pass ca-server serve --config mamori.toml
@@ -184,6 +208,21 @@ enum QuorumCommand {
     },
 }
 
+/// `ca-server init`.
+#[derive(clap::Args)]
+struct InitArgs {
+    #[command(flatten)]
+    passphrase: PassphraseArgs,
+    /// Offline root, step 1: make the issuing CA's key and write its request (and the root
+    /// OCSP responder's) to this folder for the ceremony.
+    #[arg(long, conflicts_with = "import_issuing")]
+    issuing_csr: Option<PathBuf>,
+    /// Offline root, step 2: import the ceremony's output folder (root-ca.pem, issuing-*.pem,
+    /// root-ocsp-*.pem, root.crl).
+    #[arg(long)]
+    import_issuing: Option<PathBuf>,
+}
+
 #[derive(clap::Args)]
 struct PassphraseArgs {
     /// Read the CA passphrase from this file (first line). Otherwise MAMORI_CA_PASSPHRASE, or a prompt.
@@ -237,12 +276,45 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init(args) => {
             let config = Config::load(cli.config.as_deref())?;
-            let passphrase = read_passphrase(&args.source(), true)?;
-            bootstrap::init(&config, &passphrase, &ca_core::random::OsRandom)?;
+            let import = args.import_issuing.is_some();
+            let passphrase = read_passphrase(&args.passphrase.source(), !import)?;
+            if let Some(dir) = &args.issuing_csr {
+                let pool = bootstrap::open_pool(&config)?;
+                let mut conn = pool.get()?;
+                for path in
+                    ca_server::custody::offline_root::request(&config, &mut conn, &passphrase, dir)?
+                {
+                    println!("wrote {}", path.display());
+                }
+                println!("take these to the offline root's ceremony, then run ca-server init --import-issuing <its output>");
+                return Ok(());
+            }
+            match &args.import_issuing {
+                Some(dir) => bootstrap::init_offline_import(&config, &passphrase, dir)?,
+                None => bootstrap::init(&config, &passphrase, &ca_core::random::OsRandom)?,
+            }
             println!(
                 "initialized; root certificate in {}",
                 config.data_dir.join("root-ca.pem").display()
             );
+            Ok(())
+        }
+        Command::Ceremony { passphrase, script } => {
+            let secret = read_passphrase(&passphrase.source(), false)?;
+            let transcript = ca_server::custody::ceremony::run(&script, &secret)?;
+            println!("ceremony done; transcript in {}", transcript.display());
+            Ok(())
+        }
+        Command::CeremonyImport { dir } => {
+            let config = Config::load(cli.config.as_deref())?;
+            let pool = bootstrap::open_pool(&config)?;
+            let changed = ca_server::custody::offline_root::update(&mut *pool.get()?, &dir)?;
+            if changed.is_empty() {
+                println!("nothing newer than what the server has");
+            }
+            for what in changed {
+                println!("imported {what}; restart the server to serve it");
+            }
             Ok(())
         }
         Command::Migrate => {

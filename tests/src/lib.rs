@@ -253,6 +253,22 @@ impl Drop for Server {
 impl Server {
     /// Starts `ca-server dev` with extra environment variables and waits until it answers.
     pub fn start(backend: Backend, extra_env: &[(&str, &str)]) -> Server {
+        Self::start_prepared(backend, extra_env, |_, _, _| {})
+    }
+
+    /// As [`Server::start`], on a hierarchy whose root is offline: `ca-server init
+    /// --issuing-csr`, a ceremony (`ca-server ceremony`, its vault in `<data>/offline`) that
+    /// creates the root and signs the issuing CA and the root's OCSP responder, and `ca-server
+    /// init --import-issuing`, before `ca-server dev` starts on the result.
+    pub fn start_offline_root(backend: Backend, extra_env: &[(&str, &str)]) -> Server {
+        Self::start_prepared(backend, extra_env, offline_root_ceremony)
+    }
+
+    fn start_prepared(
+        backend: Backend,
+        extra_env: &[(&str, &str)],
+        prepare: impl FnOnce(&Path, &str, &str),
+    ) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let http_port = free_port();
         let api_port = free_port();
@@ -265,6 +281,7 @@ impl Server {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        prepare(dir.path(), &database_url, &public_url);
         let child = spawn_server(
             "dev",
             dir.path(),
@@ -969,6 +986,91 @@ pub fn scep_status(der: &[u8]) -> Option<(String, Option<String>)> {
         text("2.16.840.1.113733.1.9.3")?,
         text("2.16.840.1.113733.1.9.4"),
     ))
+}
+
+/// Runs `ca-server <args>` on a data folder and database with its passphrase file (`dev-passphrase`)
+/// and panics with its output when it fails.
+pub fn ca_server_in(dir: &Path, database_url: &str, public_url: &str, args: &[&str]) -> String {
+    let output = Command::new(binary("ca-server"))
+        .args(args)
+        .env("MAMORI_DATA_DIR", dir)
+        .env("MAMORI_DATABASE_URL", database_url)
+        .env("MAMORI_PUBLIC_URL", public_url)
+        .env("MAMORI_POLICIES_DIR", workspace_root().join("policies"))
+        .env("MAMORI_CA_PASSPHRASE_FILE", dir.join("dev-passphrase"))
+        .env("MAMORI_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "ca-server {args:?}: {said}");
+    said
+}
+
+/// The offline root's three steps before a server starts (see [`Server::start_offline_root`]);
+/// the ceremony's vault and output are in `<dir>/offline`.
+fn offline_root_ceremony(dir: &Path, database_url: &str, public_url: &str) {
+    let private = |path: &Path, text: &str| {
+        std::fs::write(path, format!("{text}\n")).unwrap();
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    private(
+        &dir.join("dev-passphrase"),
+        &format!("online-{nanos:x}-{}", std::process::id()),
+    );
+    let offline = dir.join("offline");
+    std::fs::create_dir_all(&offline).unwrap();
+    let requests = offline.join("requests");
+    ca_server_in(
+        dir,
+        database_url,
+        public_url,
+        &["init", "--issuing-csr", requests.to_str().unwrap()],
+    );
+    private(
+        &offline.join("vault-passphrase"),
+        &format!("vault-{nanos:x}"),
+    );
+    std::fs::write(
+        offline.join("ceremony.toml"),
+        format!(
+            "vault = \"vault\"\nout = \"out\"\npublic_url = \"{public_url}\"\npolicies_dir = \"{}\"\n\
+             [root]\norganization = \"Mamori Hospital Group\"\ncountry = \"JP\"\nname = \"Mamori Offline Root\"\n\
+             key_algorithm = \"ecdsa-p384\"\nvalidity_days = 7300\n\
+             [[sign_ca]]\ncsr = \"requests/issuing.csr\"\nvalidity_days = 1825\n\
+             [[sign_responder]]\ncsr = \"requests/root-ocsp.csr\"\nvalidity_days = 400\n\
+             [crl]\nvalidity_days = 180\n",
+            workspace_root().join("policies").display()
+        ),
+    )
+    .unwrap();
+    let script = offline.join("ceremony.toml");
+    let vault_pass = offline.join("vault-passphrase");
+    ca_server_in(
+        dir,
+        database_url,
+        public_url,
+        &[
+            "ceremony",
+            "--script",
+            script.to_str().unwrap(),
+            "--passphrase-file",
+            vault_pass.to_str().unwrap(),
+        ],
+    );
+    let out = offline.join("out");
+    ca_server_in(
+        dir,
+        database_url,
+        public_url,
+        &["init", "--import-issuing", out.to_str().unwrap()],
+    );
 }
 
 /// Whether `program` is on PATH (tests of real clients skip, saying why, where one is missing).

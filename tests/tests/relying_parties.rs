@@ -351,7 +351,10 @@ fn curl_status(port: u16, leaf: &Leaf) -> String {
 
 /// Setting under test: the name (for artifacts and messages) and the server's environment.
 fn matrix(setting: &str, env: &[(&str, &str)]) {
-    let server = Server::start(Backend::Sqlite, env);
+    matrix_on(setting, Server::start(Backend::Sqlite, env));
+}
+
+fn matrix_on(setting: &str, server: Server) {
     let cast = cast(&server);
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
@@ -768,6 +771,49 @@ fn default_settings() {
 #[test]
 fn delta_crls() {
     matrix("delta", &[("MAMORI_DELTA_CRLS", "true")]);
+}
+
+/// The same relying parties with a root made in an offline ceremony (`ca-server ceremony`)
+/// and the issuing CA imported (`ca-server init --issuing-csr`, then `--import-issuing`): the
+/// online server holds no root key; the root's CRL and its OCSP responder's certificate come
+/// from the ceremony.
+#[test]
+fn offline_root_from_a_ceremony() {
+    let server = Server::start_offline_root(Backend::Sqlite, &[]);
+    assert_eq!(
+        server.query("SELECT key_pem FROM cas WHERE id = 'root'"),
+        "offline-root",
+        "no root key online"
+    );
+    let vault = server.path().join("offline/vault");
+    assert!(vault.join("root-key.pem").exists());
+    let out = server.path().join("offline/out");
+    let transcript = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("transcript-")
+        })
+        .unwrap();
+    let transcript = std::fs::read_to_string(transcript).unwrap();
+    for what in [
+        "script: ",
+        "root certificate: ",
+        "issuing CA certificate: ",
+        "responder certificate: ",
+        "root CRL: ",
+    ] {
+        assert!(
+            transcript.contains(what),
+            "{what} in the transcript:\n{transcript}"
+        );
+    }
+    assert_eq!(transcript.matches("sha256=").count(), 10, "{transcript}");
+    matrix_on("ceremony", server);
 }
 
 #[test]

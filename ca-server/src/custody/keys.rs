@@ -7,9 +7,9 @@ use std::sync::Arc;
 use ca_core::key::{KeyAlgorithm, SoftwareKey};
 use ca_core::signer::{SignatureAlgorithm, SigningKey};
 
-use super::config::TokenConfig;
 use super::token::{Token, TokenError, TokenKey};
 use super::uri::{KeyUri, SCHEME};
+use crate::token_config::TokenConfig;
 
 /// Opens the token of a configuration once and hands out its keys.
 #[derive(Debug, Default)]

@@ -4,9 +4,10 @@
 //! A CA whose key is in a token stores an RFC 7512 `pkcs11:` URI in `cas.key_pem` instead of
 //! an encrypted PKCS#8 key; [`keys::load`] turns either into a signing key.
 
-pub mod config;
+pub mod ceremony;
 pub mod gate;
 pub mod keys;
+pub mod offline_root;
 pub mod quorum;
 pub mod softhsm;
 pub mod token;

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::config::TokenConfig;
+use crate::token_config::TokenConfig;
 
 /// Where Debian (and most distributions) install SoftHSM2's PKCS#11 module.
 pub const MODULE_PATHS: &[&str] = &[

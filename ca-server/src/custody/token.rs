@@ -22,8 +22,8 @@ use der::{Decode, Encode, Sequence};
 use sha2::Digest;
 use x509_cert::spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 
-use super::config::TokenConfig;
 use super::uri::KeyUri;
+use crate::token_config::TokenConfig;
 
 /// Sessions kept open for signing; more are opened while all are busy, and closed on return.
 const POOLED_SESSIONS: usize = 8;

@@ -271,6 +271,15 @@ impl Authority {
             self.ocsp.ensure_responder(id, Some(&self.issuers))?;
             self.crls.publisher(&self.issuers).maintain_crls(id)?;
         }
+        // A CA whose key is not here (an offline root): its delegated responder, certified in
+        // a ceremony, answers for the certificates it issued; its CRL comes from the ceremony.
+        for id in self.issuers.certificates().all().keys() {
+            if self.issuers.get(id).is_none() {
+                if let Err(e) = self.ocsp.ensure_responder(id, None) {
+                    tracing::warn!(ca = %id, error = %e, "no current OCSP responder for an offline CA: import a ceremony's renewal");
+                }
+            }
+        }
         self.expire_requests()?;
         self.retire_renewed()?;
         if let Err(e) = self.checkpoint_audit(false) {

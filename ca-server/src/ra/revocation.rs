@@ -48,6 +48,11 @@ impl Authority {
     ) -> Result<CertificateView, ServiceError> {
         caller.require(&[Role::SecurityOfficer])?;
         self.require_unlocked()?;
+        if self.issuers.get(ca).is_none() && self.issuers.certificates().der(ca).is_some() {
+            return Err(ServiceError::Conflict(format!(
+                "CA {ca}'s key is offline: revoke its certificates in a ceremony ([[revoke]] in the script) and import its CRL"
+            )));
+        }
         if comment.len() > 2000 {
             return Err(ServiceError::Invalid(
                 "comment must be at most 2000 characters".into(),

@@ -1,4 +1,5 @@
-//! The `[pkcs11]` configuration table: which module, which token, and where its PIN comes from.
+//! The `[pkcs11]` configuration table: which module, which token, and where its PIN comes from
+//! (read by `config`, used by `custody`).
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,129 @@
+//! The offline root after its first ceremony: a second ceremony on the same vault renews the
+//! root CRL (a higher cRLNumber) and the root responder's certificate, and revokes a CA
+//! certificate the root issued; `ca-server ceremony-import` brings both to the online server.
+//! The online server refuses to revoke the root's certificates itself, and a ceremony refuses
+//! to create a second root in a vault that has one. (The relying-party matrix on a ceremony
+//! root is `relying_parties.rs`'s `offline_root_from_a_ceremony`.)
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use mamori_e2e::{ca_server_in, crl_number, crl_serials, normal_serial, Backend, Server};
+use serde_json::json;
+
+#[test]
+fn a_second_ceremony_renews_the_root_crl_and_responder_and_revokes() {
+    let mut server = Server::start_offline_root(Backend::Sqlite, &[]);
+    let offline = server.path().join("offline");
+    let first = server.public_get("/crl/root.crl").bytes().unwrap();
+    let responder_serials = server.query(
+        "SELECT serial FROM certificates WHERE ca_id = 'root' AND profile_id = 'ocsp-responder'",
+    );
+    let old_responder = responder_serials.trim().to_string();
+
+    // The online server cannot revoke what the root issued.
+    server.login(&server.officer);
+    let issuing_serial = server.query(
+        "SELECT serial FROM certificates WHERE ca_id = 'root' AND profile_id = 'issuing-ca'",
+    );
+    let (status, body) = server.call(
+        "POST",
+        &format!("/api/v1/certificates/root/{}/revoke", issuing_serial.trim()),
+        Some(&server.officer.token()),
+        Some(json!({"totp": server.officer.code(), "reason": "superseded"})),
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("offline"),
+        "{body}"
+    );
+
+    // A ceremony that asks for a new root in a vault that has one is refused.
+    let script = offline.join("again.toml");
+    let base = std::fs::read_to_string(offline.join("ceremony.toml")).unwrap();
+    std::fs::write(&script, &base).unwrap();
+    let pass = offline.join("vault-passphrase");
+    let refused = std::process::Command::new(mamori_e2e::binary("ca-server"))
+        .args([
+            "ceremony",
+            "--script",
+            script.to_str().unwrap(),
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("already holds a root"),
+        "{refused:?}"
+    );
+
+    // The renewal: the same responder request signed again, the old responder certificate
+    // revoked as superseded, a new CRL.
+    let header = base.split("[root]").next().unwrap();
+    std::fs::write(
+        &script,
+        format!(
+            "{header}[[sign_responder]]\ncsr = \"requests/root-ocsp.csr\"\nvalidity_days = 400\n\
+             [[revoke]]\nserial = \"{old_responder}\"\nreason = \"superseded\"\n[crl]\nvalidity_days = 180\n"
+        ),
+    )
+    .unwrap();
+    let said = ca_server_in(
+        server.path(),
+        &server.database_url,
+        &server.public_url,
+        &[
+            "ceremony",
+            "--script",
+            script.to_str().unwrap(),
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+        ],
+    );
+    assert!(said.contains("transcript"), "{said}");
+    let said = ca_server_in(
+        server.path(),
+        &server.database_url,
+        &server.public_url,
+        &["ceremony-import", offline.join("out").to_str().unwrap()],
+    );
+    assert!(
+        said.contains("imported root CRL") && said.contains("root OCSP responder certificate"),
+        "{said}"
+    );
+    // Importing the same output again changes nothing.
+    let said = ca_server_in(
+        server.path(),
+        &server.database_url,
+        &server.public_url,
+        &["ceremony-import", offline.join("out").to_str().unwrap()],
+    );
+    assert!(said.contains("nothing newer"), "{said}");
+
+    server.restart();
+    let second = server.public_get("/crl/root.crl").bytes().unwrap();
+    assert!(crl_number(&second) > crl_number(&first));
+    assert!(crl_serials(&second).contains(&normal_serial(&old_responder)));
+    // The online responder answers for the root's certificates from the same facts.
+    assert_eq!(
+        server
+            .query(&format!("SELECT status FROM certificates WHERE ca_id = 'root' AND serial = '{old_responder}'"))
+            .trim(),
+        "revoked"
+    );
+    let responders = server.query(
+        "SELECT count(*) FROM certificates WHERE ca_id = 'root' AND profile_id = 'ocsp-responder'",
+    );
+    assert_eq!(responders.trim(), "2");
+    let log = std::fs::read_to_string(offline.join("vault/transcripts.log")).unwrap();
+    assert_eq!(
+        log.matches("Mamori offline root ceremony").count(),
+        2,
+        "{log}"
+    );
+    assert!(
+        log.contains("revoked ") && log.contains("superseded"),
+        "{log}"
+    );
+}
