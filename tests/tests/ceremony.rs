@@ -7,13 +7,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use mamori_e2e::{ca_server_in, crl_number, crl_serials, normal_serial, Backend, Server};
+use mamori_e2e::{artifact, ca_server_in, crl_number, crl_serials, normal_serial, Backend, Server};
 use serde_json::json;
 
 #[test]
 fn a_second_ceremony_renews_the_root_crl_and_responder_and_revokes() {
     let mut server = Server::start_offline_root(Backend::Sqlite, &[]);
     let offline = server.path().join("offline");
+    // The ceremony's root certificate goes to pkilint with the rest.
+    artifact("ceremony-root", &offline.join("vault/root-ca.pem"));
     let first = server.public_get("/crl/root.crl").bytes().unwrap();
     let responder_serials = server.query(
         "SELECT serial FROM certificates WHERE ca_id = 'root' AND profile_id = 'ocsp-responder'",

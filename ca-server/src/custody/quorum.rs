@@ -136,7 +136,9 @@ fn rekey(
     let rows: Vec<CaRow> = cas::table.select(CaRow::as_select()).load(conn)?;
     let mut rewritten = Vec::new();
     for row in &rows {
-        if row.key_pem.starts_with(super::uri::SCHEME) {
+        if row.key_pem.starts_with(super::uri::SCHEME)
+            || row.key_pem == super::offline_root::OFFLINE
+        {
             continue;
         }
         let pkcs8 = ca_core::key::decrypt_pkcs8(row.key_pem.as_bytes(), old.as_bytes())
