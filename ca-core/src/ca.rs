@@ -166,6 +166,12 @@ impl CertificateAuthority {
         })
     }
 
+    /// Whether this CA's signatures leave the process (its key is in an HSM): issuance then
+    /// reserves before signing.
+    pub fn signs_outside_process(&self) -> bool {
+        self.key().signs_outside_process()
+    }
+
     /// The CA's identifier.
     pub fn id(&self) -> &str {
         &self.id

@@ -47,6 +47,11 @@ pub trait SigningKey: Send + Sync {
     fn public_key_info(&self) -> &SubjectPublicKeyInfoOwned;
     /// Signs `message`, returning the DER-encoded signature value (for ECDSA, `Ecdsa-Sig-Value`).
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError>;
+    /// Whether a signature leaves this process (an HSM): issuance then reserves the serial
+    /// and TBS in the database before signing, so no signature exists that nothing recorded.
+    fn signs_outside_process(&self) -> bool {
+        false
+    }
 }
 
 /// Signs DER-encoded TBS bytes and returns the DER certificate.

@@ -94,6 +94,8 @@ fn ca_keys_live_in_the_token_and_sign_what_openssl_verifies() {
         &OsRandom,
     )
     .unwrap();
+    // Issuance reserves the serial before a token signs (the signature leaves the process).
+    assert!(issuing.signs_outside_process() && !root.signs_outside_process());
     std::fs::write(dir.path().join("root.pem"), root.certificate_pem()).unwrap();
     std::fs::write(dir.path().join("issuing.pem"), issuing.certificate_pem()).unwrap();
     let root_pem = dir.path().join("root.pem").display().to_string();

@@ -64,6 +64,10 @@ impl SigningKey for GatedKey {
         &self.public_key_info
     }
 
+    fn signs_outside_process(&self) -> bool {
+        self.key.get().is_some_and(|k| k.signs_outside_process())
+    }
+
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
         self.key.get().ok_or(SignError::Backend)?.sign(message)
     }

@@ -368,6 +368,10 @@ impl SigningKey for TokenKey {
         &self.public_key_info
     }
 
+    fn signs_outside_process(&self) -> bool {
+        true
+    }
+
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
         let digest = match self.algorithm {
             SignatureAlgorithm::EcdsaP256Sha256 => sha2::Sha256::digest(message).to_vec(),

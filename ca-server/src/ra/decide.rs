@@ -170,10 +170,17 @@ impl Authority {
                 _ => Ok(false),
             }
         })?;
-        if issue_now {
-            self.issue_approved(&mut conn, request_id, &caller.username)?;
+        let older = if issue_now {
+            self.issue_approved(&mut conn, request_id, &caller.username)?
+        } else {
+            Vec::new()
+        };
+        let view = self.request_view(&mut conn, request_id);
+        drop(conn);
+        if !older.is_empty() {
+            self.supersede(&older, request_id)?;
         }
-        self.request_view(&mut conn, request_id)
+        view
     }
 
     pub(super) fn expire_one(

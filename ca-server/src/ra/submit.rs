@@ -333,6 +333,32 @@ impl Authority {
             updated_at: now,
         };
         let mut view = row.clone();
+        if approved_now && ca.signs_outside_process() {
+            // The key is in a token: the signature leaves the process, so the serial and TBS
+            // are reserved (committed) before anything is signed, as after approvals.
+            let (id, username) = (row.id.clone(), requester.username.clone());
+            let entry = submit_entry(&row, &requester.actor, now);
+            self.writer.run(move |w| {
+                w.conn.insert_request(&row)?;
+                if let Some(hook) = &on_store {
+                    hook(w.conn, &row.id, now)?;
+                }
+                w.audit(entry.clone());
+                Ok(())
+            })?;
+            let mut conn = self.conn()?;
+            let older = self.issue_approved(&mut conn, &id, &requester.actor)?;
+            let stored = conn
+                .request(&id)?
+                .ok_or_else(|| ServiceError::Internal(format!("request {id} vanished")))?;
+            drop(conn);
+            if !older.is_empty() {
+                self.supersede(&older, &id)?;
+            }
+            let mut view = self.view_of(stored, username, &[]);
+            view.duplicates = shown_duplicates;
+            return Ok(Submitted::Stored(Box::new(view)));
+        }
         if approved_now {
             let (serial, commit, signed) = self.issue_at_once(
                 row,
@@ -385,18 +411,20 @@ impl Authority {
     }
 
     /// Issues an approved request: reserve serial + TBS, sign, then store the certificate,
-    /// mark the request issued and audit, in one transaction.
+    /// mark the request issued and audit, in one transaction. Returns the certificates a
+    /// `supersede` profile now revokes: the caller does that once it has given `conn` back
+    /// (revocation takes connections of its own).
     pub(super) fn issue_approved(
         &self,
         conn: &mut DbConnection,
         request_id: &str,
         actor: &str,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<Vec<(String, String)>, ServiceError> {
         let row = conn
             .request(request_id)?
             .ok_or_else(|| ServiceError::NotFound(format!("request {request_id}")))?;
         if RequestStatus::of_row(&row.status)? != RequestStatus::Approved {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let profile = self
             .profiles
@@ -440,7 +468,7 @@ impl Authority {
                     )?;
                     Ok(())
                 })?;
-                return Ok(());
+                return Ok(Vec::new());
             }
         };
         let subject = prepared.subject().to_string();
@@ -448,14 +476,13 @@ impl Authority {
             crate::ca::reservation::reserve(conn, ca, &prepared, profile.id(), Some(&row.id), now)?;
         self.finish_issue(request_id, ca, profile, prepared, &serial, actor, now)?;
         if profile.duplicates() == DuplicatePolicy::Supersede {
-            let older: Vec<(String, String)> = conn
+            return Ok(conn
                 .valid_with_subject(profile.id(), &subject, 1000)?
                 .into_iter()
                 .filter(|(c, s)| !(c == ca.id() && *s == serial))
-                .collect();
-            self.supersede(&older, request_id)?;
+                .collect());
         }
-        Ok(())
+        Ok(Vec::new())
     }
 
     /// Signs the certificate and its first OCSP response (good), and builds the audit entry of
