@@ -71,6 +71,8 @@ pub struct Metrics {
     /// Refused security actions (self-approval, duplicate decision, forbidden role, locked
     /// step-up, wrong code) by problem type, in the order of [`REFUSAL_LABELS`].
     pub refusals: [AtomicU64; 6],
+    /// Whether the CA keys wait for k-of-n activation (`mamori_ca_locked`).
+    pub locked: std::sync::atomic::AtomicBool,
     /// Latency of the public listener.
     pub public_latency: Histogram,
     /// Latency of the API listener.
@@ -115,6 +117,10 @@ impl Metrics {
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
+        out.push_str(&format!(
+            "# HELP mamori_ca_locked 1 while the CA keys wait for k-of-n activation (ca-cli activate).\n# TYPE mamori_ca_locked gauge\nmamori_ca_locked {}\n",
+            u8::from(self.locked.load(Ordering::Relaxed))
+        ));
         out.push_str("# HELP mamori_certificates_issued_total Certificates issued.\n# TYPE mamori_certificates_issued_total counter\n");
         out.push_str(&format!(
             "mamori_certificates_issued_total {}\n",

@@ -169,6 +169,8 @@ fn k_of_n_custodians_unlock_a_locked_server_and_a_reshare_retires_the_old_shares
         "valid"
     );
     assert_eq!(server.public_get("/crl/issuing.crl").status().as_u16(), 200);
+    let metrics = server.public_get("/metrics").text().unwrap();
+    assert!(metrics.contains("mamori_ca_locked 1"), "{metrics}");
 
     // One share of two does not unlock; given twice it counts once.
     let homes = tempfile::tempdir().unwrap();
@@ -253,6 +255,8 @@ fn k_of_n_custodians_unlock_a_locked_server_and_a_reshare_retires_the_old_shares
     assert!(run.stdout.contains("\"locked\": false"), "{run:?}");
     let (status, body) = submit(&server, &enroller, "q-unlocked");
     assert_eq!(status, 201, "{body}");
+    let metrics = server.public_get("/metrics").text().unwrap();
+    assert!(metrics.contains("mamori_ca_locked 0"), "{metrics}");
     assert_eq!(
         server.query(
             "SELECT count(*) FROM audit_log WHERE action IN ('quorum.share', 'quorum.unlock')"

@@ -82,6 +82,9 @@ impl Authority {
             .give(&caller.username, share)
             .map_err(|e| ServiceError::Invalid(e.to_string()))?;
         if !was_unlocked && activation.unlocked() {
+            self.metrics
+                .locked
+                .store(false, std::sync::atomic::Ordering::Relaxed);
             audit_log::append(
                 &mut conn,
                 now,

@@ -233,6 +233,10 @@ impl Authority {
             acme_key: std::sync::Mutex::new(parts.acme_key),
             activation: parts.activation,
         };
+        authority
+            .metrics
+            .locked
+            .store(authority.locked(), std::sync::atomic::Ordering::Relaxed);
         authority.upkeep(false)?;
         authority.ocsp.poll_responses()?;
         Ok(authority)
