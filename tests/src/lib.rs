@@ -1073,6 +1073,44 @@ fn offline_root_ceremony(dir: &Path, database_url: &str, public_url: &str) {
     );
 }
 
+/// An ambulance terminal's certificate issued through the API: the leaf, its issuer and serial.
+pub struct Device {
+    /// The certificate.
+    pub leaf: openssl::x509::X509,
+    /// The issuing CA's certificate.
+    pub issuer: openssl::x509::X509,
+    /// Its serial (hex).
+    pub serial: String,
+}
+
+/// Issues an `ambulance-terminal` certificate for device `id` as `enroller` (issued at once).
+pub fn issue_device(server: &Server, enroller: &Person, id: &str) -> Device {
+    let (_k, pem) = device_csr(id);
+    let (status, body) = server.call(
+        "POST",
+        "/api/v1/requests",
+        Some(&enroller.token()),
+        Some(serde_json::json!({"profile": "ambulance-terminal", "csr": pem, "justification": "test"})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let response = server
+        .client
+        .get(format!(
+            "{}/api/v1/requests/{}/certificate",
+            server.api_url,
+            body["id"].as_str().unwrap()
+        ))
+        .bearer_auth(enroller.token())
+        .send()
+        .unwrap();
+    let chain = openssl::x509::X509::stack_from_pem(&response.bytes().unwrap()).unwrap();
+    Device {
+        leaf: chain[0].clone(),
+        issuer: chain[1].clone(),
+        serial: body["serial"].as_str().unwrap().to_string(),
+    }
+}
+
 /// Whether `program` is on PATH (tests of real clients skip, saying why, where one is missing).
 pub fn have(program: &str) -> bool {
     Command::new("sh")

@@ -7,39 +7,10 @@
 
 use ca_server::custody::softhsm;
 use mamori_e2e::{
-    artifact, crl_serials, device_csr, have, normal_serial, ocsp_status, Backend, Person, Server,
+    artifact, crl_serials, have, issue_device, normal_serial, ocsp_status, Backend, Server,
 };
 use openssl::x509::X509;
 use serde_json::json;
-
-fn issue(server: &Server, enroller: &Person, id: &str) -> (X509, X509, String) {
-    let (_k, pem) = device_csr(id);
-    let (status, body) = server.call(
-        "POST",
-        "/api/v1/requests",
-        Some(&enroller.token()),
-        Some(json!({"profile": "ambulance-terminal", "csr": pem, "justification": "hsm"})),
-    );
-    assert_eq!(status, 201, "{body}");
-    let chain = server
-        .client
-        .get(format!(
-            "{}/api/v1/requests/{}/certificate",
-            server.api_url,
-            body["id"].as_str().unwrap()
-        ))
-        .bearer_auth(enroller.token())
-        .send()
-        .unwrap()
-        .bytes()
-        .unwrap();
-    let chain = X509::stack_from_pem(&chain).unwrap();
-    (
-        chain[0].clone(),
-        chain[1].clone(),
-        body["serial"].as_str().unwrap().to_string(),
-    )
-}
 
 fn verify(server: &Server, leaf: &X509, name: &str) {
     let dir = server.path();
@@ -128,7 +99,8 @@ fn run(backend: Backend) {
     // Issue, verify the chain, revoke: OCSP and the CRL, both signed in the token, agree.
     server.login(&server.admin);
     let enroller = server.user("enroller", &["device-enroller"]);
-    let (leaf, issuer, serial) = issue(&server, &enroller, "hsm-1");
+    let d = issue_device(&server, &enroller, "hsm-1");
+    let (leaf, issuer, serial) = (d.leaf, d.issuer, d.serial);
     verify(&server, &leaf, &format!("hsm-{name}"));
     assert_eq!(ocsp_status(&server.public_url, &leaf, &issuer), "valid");
     server.login(&server.officer);
@@ -186,7 +158,8 @@ fn run(backend: Backend) {
 
     // A restart opens the key in the token again.
     server.restart();
-    let (leaf, issuer, _) = issue(&server, &enroller, "hsm-2");
+    let d = issue_device(&server, &enroller, "hsm-2");
+    let (leaf, issuer) = (d.leaf, d.issuer);
     assert_eq!(ocsp_status(&server.public_url, &leaf, &issuer), "valid");
 
     // A wrong PIN stops `ca-server serve` with a message that names it.

@@ -8,8 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use mamori_e2e::{device_csr, ocsp_status, Backend, Person, Server};
-use openssl::x509::X509;
+use mamori_e2e::{device_csr, issue_device, ocsp_status, Backend, Person, Server};
 use serde_json::{json, Value};
 
 fn secret_file(dir: &Path, name: &str, text: &str) -> String {
@@ -60,6 +59,27 @@ fn share_of(files: &[PathBuf], name: &str) -> String {
         .to_string()
 }
 
+/// `ca-server quorum reshare` (k = 2) from `shares` (file, passphrase file) to `custodians`
+/// (name, passphrase file), new share files in `out`.
+fn quorum_reshare(
+    server: &Server,
+    shares: &[(String, &String)],
+    custodians: &[(&str, &String)],
+    out: &Path,
+) -> std::process::Output {
+    let mut args: Vec<String> = ["quorum", "reshare", "--threshold", "2"]
+        .map(String::from)
+        .to_vec();
+    for (file, pass) in shares {
+        args.extend(["--share".into(), format!("{file}={pass}")]);
+    }
+    for (name, pass) in custodians {
+        args.extend(["--custodian".into(), format!("{name}={pass}")]);
+    }
+    args.extend(["--out".into(), out.display().to_string()]);
+    server.ca_server(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
 /// `ca-cli activate` as `person` (logged in at `home`) with `share`.
 fn activate(
     server: &Server,
@@ -95,21 +115,7 @@ fn k_of_n_custodians_unlock_a_locked_server_and_a_reshare_retires_the_old_shares
         .collect();
     let (alice, bob, carol, dave) = (&people[0], &people[1], &people[2], &people[3]);
     // A certificate from before the split: OCSP keeps answering for it while locked.
-    let (status, before) = submit(&server, &enroller, "q-before");
-    assert_eq!(status, 201, "{before}");
-    let chain = server
-        .client
-        .get(format!(
-            "{}/api/v1/requests/{}/certificate",
-            server.api_url,
-            before["id"].as_str().unwrap()
-        ))
-        .bearer_auth(enroller.token())
-        .send()
-        .unwrap()
-        .bytes()
-        .unwrap();
-    let chain = X509::stack_from_pem(&chain).unwrap();
+    let before = issue_device(&server, &enroller, "q-before");
 
     let secrets = tempfile::tempdir().unwrap();
     let pass: Vec<String> = ["alice", "bob", "carol", "dave"]
@@ -156,16 +162,13 @@ fn k_of_n_custodians_unlock_a_locked_server_and_a_reshare_retires_the_old_shares
     server.login(&server.officer);
     let (status, body) = server.call(
         "POST",
-        &format!(
-            "/api/v1/certificates/issuing/{}/revoke",
-            before["serial"].as_str().unwrap()
-        ),
+        &format!("/api/v1/certificates/issuing/{}/revoke", before.serial),
         Some(&server.officer.token()),
         Some(json!({"totp": server.officer.code(), "reason": "superseded"})),
     );
     assert_eq!(status, 503, "{body}");
     assert_eq!(
-        ocsp_status(&server.public_url, &chain[0], &chain[1]),
+        ocsp_status(&server.public_url, &before.leaf, &before.issuer),
         "valid"
     );
     assert_eq!(server.public_get("/crl/issuing.crl").status().as_u16(), 200);
@@ -267,24 +270,15 @@ fn k_of_n_custodians_unlock_a_locked_server_and_a_reshare_retires_the_old_shares
 
     // Carol leaves, Dave joins: a reshare from two current shares.
     let out2 = secrets.path().join("set2");
-    let reshare = server.ca_server(&[
-        "quorum",
-        "reshare",
-        "--threshold",
-        "2",
-        "--share",
-        &format!("{}={}", share_of(&set1, "alice"), pass[0]),
-        "--share",
-        &format!("{}={}", share_of(&set1, "carol"), pass[2]),
-        "--custodian",
-        &format!("alice={}", pass[0]),
-        "--custodian",
-        &format!("bob={}", pass[1]),
-        "--custodian",
-        &format!("dave={}", pass[3]),
-        "--out",
-        out2.to_str().unwrap(),
-    ]);
+    let reshare = quorum_reshare(
+        &server,
+        &[
+            (share_of(&set1, "alice"), &pass[0]),
+            (share_of(&set1, "carol"), &pass[2]),
+        ],
+        &[("alice", &pass[0]), ("bob", &pass[1]), ("dave", &pass[3])],
+        &out2,
+    );
     assert!(reshare.status.success(), "{reshare:?}");
     let set2 = shares_in(&out2);
     server.restart();
@@ -319,22 +313,15 @@ fn k_of_n_custodians_unlock_a_locked_server_and_a_reshare_retires_the_old_shares
     let (status, body) = submit(&server, &enroller, "q-after-reshare");
     assert_eq!(status, 201, "{body}");
     // The old set cannot even be recombined offline into the new secret: a reshare from it fails.
-    let again = server.ca_server(&[
-        "quorum",
-        "reshare",
-        "--threshold",
-        "2",
-        "--share",
-        &format!("{}={}", share_of(&set1, "alice"), pass[0]),
-        "--share",
-        &format!("{}={}", share_of(&set1, "bob"), pass[1]),
-        "--custodian",
-        &format!("alice={}", pass[0]),
-        "--custodian",
-        &format!("bob={}", pass[1]),
-        "--out",
-        secrets.path().join("set3").to_str().unwrap(),
-    ]);
+    let again = quorum_reshare(
+        &server,
+        &[
+            (share_of(&set1, "alice"), &pass[0]),
+            (share_of(&set1, "bob"), &pass[1]),
+        ],
+        &[("alice", &pass[0]), ("bob", &pass[1])],
+        &secrets.path().join("set3"),
+    );
     assert!(!again.status.success());
     assert!(
         String::from_utf8_lossy(&again.stderr).contains("not the current one"),

@@ -9,46 +9,13 @@ use std::time::{Duration, Instant};
 
 use ca_core::der::{Decode, Encode};
 use mamori_e2e::{
-    crl_number, crl_serials, device_csr, normal_serial, Backend, Link, Person, Server,
+    crl_number, crl_serials, issue_device, normal_serial, Backend, Device, Link, Server,
 };
 use openssl::ocsp::{OcspCertId, OcspCertStatus, OcspFlag, OcspRequest, OcspResponse};
 use openssl::stack::Stack;
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::X509;
 use serde_json::json;
-
-struct Device {
-    leaf: X509,
-    issuer: X509,
-    serial: String,
-}
-
-fn issue_device(server: &Server, enroller: &Person, id: &str) -> Device {
-    let (_k, pem) = device_csr(id);
-    let (status, body) = server.call(
-        "POST",
-        "/api/v1/requests",
-        Some(&enroller.token()),
-        Some(json!({"profile": "ambulance-terminal", "csr": pem, "justification": "test"})),
-    );
-    assert_eq!(status, 201, "{body}");
-    let response = server
-        .client
-        .get(format!(
-            "{}/api/v1/requests/{}/certificate",
-            server.api_url,
-            body["id"].as_str().unwrap()
-        ))
-        .bearer_auth(enroller.token())
-        .send()
-        .unwrap();
-    let chain = X509::stack_from_pem(&response.bytes().unwrap()).unwrap();
-    Device {
-        leaf: chain[0].clone(),
-        issuer: chain[1].clone(),
-        serial: body["serial"].as_str().unwrap().to_string(),
-    }
-}
 
 fn request_der(devices: &[&X509], issuer: &X509, nonce: Option<&[u8]>) -> Vec<u8> {
     let mut request = OcspRequest::new().unwrap();

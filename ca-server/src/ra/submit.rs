@@ -337,15 +337,7 @@ impl Authority {
             // The key is in a token: the signature leaves the process, so the serial and TBS
             // are reserved (committed) before anything is signed, as after approvals.
             let (id, username) = (row.id.clone(), requester.username.clone());
-            let entry = submit_entry(&row, &requester.actor, now);
-            self.writer.run(move |w| {
-                w.conn.insert_request(&row)?;
-                if let Some(hook) = &on_store {
-                    hook(w.conn, &row.id, now)?;
-                }
-                w.audit(entry.clone());
-                Ok(())
-            })?;
+            self.store_request(row, &requester.actor, on_store, now)?;
             let mut conn = self.conn()?;
             let older = self.issue_approved(&mut conn, &id, &requester.actor)?;
             let stored = conn
@@ -385,7 +377,22 @@ impl Authority {
                 policy,
             })));
         }
-        let entry = submit_entry(&row, &requester.actor, now);
+        self.store_request(row, &requester.actor, on_store, now)?;
+        let mut view = self.view_of(view, requester.username.clone(), &[]);
+        view.duplicates = shown_duplicates;
+        Ok(Submitted::Stored(Box::new(view)))
+    }
+
+    /// Stores a request that waits (for approvals, or for its reserved issuance), with its
+    /// `on_store` work and audit entry, in one commit.
+    fn store_request(
+        &self,
+        row: RequestRow,
+        actor: &str,
+        on_store: Option<OnStore>,
+        now: i64,
+    ) -> Result<(), ServiceError> {
+        let entry = submit_entry(&row, actor, now);
         self.writer.run(move |w| {
             w.conn.insert_request(&row)?;
             if let Some(hook) = &on_store {
@@ -394,9 +401,7 @@ impl Authority {
             w.audit(entry.clone());
             Ok(())
         })?;
-        let mut view = self.view_of(view, requester.username.clone(), &[]);
-        view.duplicates = shown_duplicates;
-        Ok(Submitted::Stored(Box::new(view)))
+        Ok(())
     }
 
     fn issuing_ca(&self, profile: &Profile) -> Result<&CertificateAuthority, ServiceError> {
