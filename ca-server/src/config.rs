@@ -300,6 +300,10 @@ impl Config {
             self.pkcs11 = Some(crate::token_config::TokenConfig {
                 module: PathBuf::from(module),
                 token_label: env("pkcs11_token_label").unwrap_or_default(),
+                slot: match env("pkcs11_slot").filter(|v| !v.is_empty()) {
+                    Some(v) => Some(parse("pkcs11_slot", &v)?),
+                    None => None,
+                },
                 pin_file: env("pkcs11_pin_file").map(PathBuf::from),
             });
         }

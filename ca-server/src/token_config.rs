@@ -15,6 +15,10 @@ pub struct TokenConfig {
     pub module: PathBuf,
     /// The token's label (`softhsm2-util --init-token --label ...`, or the HSM's partition).
     pub token_label: String,
+    /// The slot id, where the token's label alone is not enough (the token must still carry
+    /// `token_label`); otherwise every slot is searched for the label.
+    #[serde(default)]
+    pub slot: Option<u64>,
     /// The user PIN's file (first line; mode 0600 or stricter). Without it the PIN is read from
     /// `MAMORI_PKCS11_PIN`.
     #[serde(default)]
@@ -80,6 +84,7 @@ mod tests {
         let config = TokenConfig {
             module: "/nonexistent.so".into(),
             token_label: "t".into(),
+            slot: None,
             pin_file: Some(path.clone()),
         };
         assert!(config.pin().unwrap_err().to_string().contains("chmod 600"));

@@ -145,6 +145,7 @@ fn ca_keys_live_in_the_token_and_sign_what_openssl_verifies() {
 
     // Old responder keys are destroyed by label, both halves; the others stay.
     let t = custody.token().unwrap();
+    let slot = t.slot_id();
     custody
         .generate("mamori-ocsp-issuing-100", KeyAlgorithm::EcdsaP256)
         .unwrap();
@@ -190,6 +191,19 @@ fn ca_keys_live_in_the_token_and_sign_what_openssl_verifies() {
         .map(|_| ())
         .unwrap_err();
     assert!(err.to_string().contains("no such key"), "{err}");
+    // A slot given in the configuration must hold the token.
+    let mut in_slot = token.config.clone();
+    in_slot.slot = Some(slot);
+    Custody::new(Some(in_slot.clone())).load(&uri, "").unwrap();
+    in_slot.slot = Some(slot + 1);
+    let err = Custody::new(Some(in_slot))
+        .load(&uri, "")
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(&format!("in slot {}", slot + 1)),
+        "{err}"
+    );
     let err = Custody::new(None).load(&uri, "").map(|_| ()).unwrap_err();
     assert!(err.to_string().contains("configure [pkcs11]"), "{err}");
 }

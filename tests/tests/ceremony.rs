@@ -129,3 +129,71 @@ fn a_second_ceremony_renews_the_root_crl_and_responder_and_revokes() {
         "{log}"
     );
 }
+
+/// A ceremony whose root key lives in a PKCS#11 token (SoftHSM2) instead of an encrypted file:
+/// the vault keeps only the key's URI, and a second ceremony opens the key in the token again
+/// and issues a newer CRL that openssl verifies under the root.
+#[test]
+fn a_ceremony_keeps_the_root_key_in_a_token() {
+    if let Err(why) = ca_server::custody::softhsm::module() {
+        println!("skipped: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let token = ca_server::custody::softhsm::create(dir.path(), "mamori-root", "2468").unwrap();
+    let script = dir.path().join("ceremony.toml");
+    std::fs::write(
+        &script,
+        format!(
+            "vault = \"vault\"\nout = \"out\"\npublic_url = \"http://pki.hospital.example\"\n\
+             policies_dir = \"{}\"\n\
+             [pkcs11]\nmodule = \"{}\"\ntoken_label = \"mamori-root\"\npin_file = \"{}\"\n\
+             [root]\norganization = \"Mamori Hospital Group\"\ncountry = \"JP\"\n\
+             name = \"Mamori Token Root\"\nvalidity_days = 3650\n[crl]\nvalidity_days = 30\n",
+            mamori_e2e::workspace_root().join("policies").display(),
+            token.config.module.display(),
+            token.config.pin_file.as_ref().unwrap().display()
+        ),
+    )
+    .unwrap();
+    let ceremony = || {
+        let out = std::process::Command::new(mamori_e2e::binary("ca-server"))
+            .args(["ceremony", "--script", script.to_str().unwrap()])
+            .env("SOFTHSM2_CONF", &token.conf)
+            .env("MAMORI_CA_PASSPHRASE", "unused-with-a-token")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        std::fs::read(dir.path().join("out/root.crl")).unwrap()
+    };
+    let first = ceremony();
+    let vault = dir.path().join("vault");
+    assert!(!vault.join("root-key.pem").exists());
+    let uri = std::fs::read_to_string(vault.join("root-key.uri")).unwrap();
+    assert!(
+        uri.starts_with("pkcs11:token=mamori-root;object=mamori-root;id="),
+        "{uri}"
+    );
+    // The second ceremony reuses the root in the token.
+    let text = std::fs::read_to_string(&script).unwrap();
+    std::fs::write(
+        &script,
+        text.split("[root]").next().unwrap().to_string() + "[crl]\nvalidity_days = 30\n",
+    )
+    .unwrap();
+    let second = ceremony();
+    assert!(crl_number(&second) > crl_number(&first));
+    let crl_path = dir.path().join("second.crl");
+    std::fs::write(&crl_path, &second).unwrap();
+    let out = std::process::Command::new("openssl")
+        .args(["crl", "-inform", "DER", "-noout", "-in"])
+        .arg(&crl_path)
+        .arg("-CAfile")
+        .arg(vault.join("root-ca.pem"))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("verify OK"),
+        "{out:?}"
+    );
+}

@@ -89,6 +89,7 @@ pub fn create(dir: &Path, label: &str, pin: &str) -> Result<SoftToken, String> {
         config: TokenConfig {
             module,
             token_label: label.to_string(),
+            slot: None,
             pin_file: Some(pin_file),
         },
     })

@@ -80,6 +80,9 @@ impl Token {
             .get_slots_with_token()
             .map_err(step("listing slots"))?
         {
+            if config.slot.is_some_and(|wanted| wanted != slot.id()) {
+                continue;
+            }
             let info = context.get_token_info(slot).map_err(step("token info"))?;
             if info.label().trim_end() == config.token_label {
                 found.push(slot);
@@ -89,8 +92,12 @@ impl Token {
             [slot] => *slot,
             [] => {
                 return Err(TokenError::Token(format!(
-                    "no token labelled {:?} in {}",
+                    "no token labelled {:?}{} in {}",
                     config.token_label,
+                    config
+                        .slot
+                        .map(|s| format!(" in slot {s}"))
+                        .unwrap_or_default(),
                     config.module.display()
                 )))
             }
@@ -124,6 +131,11 @@ impl Token {
     /// The token's label.
     pub fn label(&self) -> &str {
         &self.label
+    }
+
+    /// The id of the slot it is in (for `slot` in `[pkcs11]`).
+    pub fn slot_id(&self) -> u64 {
+        self.slot.id()
     }
 
     fn with_session<T>(
