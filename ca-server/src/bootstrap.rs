@@ -425,6 +425,8 @@ pub fn open_with(
     // Under a quorum the software CA keys stay closed: each CA gets an empty slot that
     // `ca-cli activate` fills once k custodians have given their shares.
     let quorum = crate::custody::quorum::load(&mut conn)?;
+    // A token whose PIN the quorum sealed opens only at activation: its keys wait too.
+    let sealed_pin = crate::custody::quorum::sealed_pin(&mut conn)?;
     let mut gates = Vec::new();
     let mut cas = BTreeMap::new();
     let mut ca_certificates = BTreeMap::new();
@@ -435,7 +437,10 @@ pub fn open_with(
             continue;
         }
         let key: Arc<dyn ca_core::signer::SigningKey> = match &quorum {
-            Some(_) if !row.key_pem.starts_with(crate::custody::uri::SCHEME) => {
+            Some(_)
+                if sealed_pin.is_some()
+                    || !row.key_pem.starts_with(crate::custody::uri::SCHEME) =>
+            {
                 let certificate =
                     <x509_cert::Certificate as der::Decode>::from_der(&row.certificate_der)?;
                 let gate = Arc::new(
@@ -506,8 +511,12 @@ pub fn open_with(
         ca_certificates,
         ocsp_only: false,
         account_policy,
-        custody,
-        activation: quorum.map(|q| Arc::new(crate::custody::quorum::Activation::new(q, gates))),
+        custody: custody.clone(),
+        activation: quorum.map(|q| {
+            Arc::new(crate::custody::quorum::Activation::new(
+                q, gates, custody, sealed_pin,
+            ))
+        }),
     })?)
 }
 

@@ -369,7 +369,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         .iter()
                         .map(|c| quorum::parse_custodian(c))
                         .collect::<anyhow::Result<Vec<_>>>()?;
-                    let files = quorum::split(&mut conn, &secret, threshold, &custodians, &out)?;
+                    let files = quorum::split(
+                        &mut conn,
+                        &secret,
+                        threshold,
+                        &custodians,
+                        &out,
+                        config.pkcs11.as_ref(),
+                    )?;
+                    if config.pkcs11.is_some() {
+                        println!("the token's PIN is sealed under the quorum too: remove pin_file and MAMORI_PKCS11_PIN from the server now");
+                    }
                     (
                         files,
                         "the CA keys are now under the quorum; the server starts locked",

@@ -163,6 +163,17 @@ impl DataKey {
         })
     }
 
+    /// A key from a high-entropy secret rather than a passphrase: HKDF-SHA256 of `secret` with
+    /// `label` (the k-of-n activation secret seals the PKCS#11 token's PIN with it).
+    pub fn from_secret(secret: &[u8], label: &[u8]) -> Result<DataKey, SecretError> {
+        let prk = ring::hkdf::Prk::new_less_safe(ring::hkdf::HKDF_SHA256, secret);
+        let unbound: UnboundKey = prk
+            .expand(&[label], &AES_256_GCM)
+            .map_err(|_| SecretError::Random)?
+            .into();
+        Ok(DataKey(LessSafeKey::new(unbound)))
+    }
+
     /// Encrypts: random 96-bit nonce followed by ciphertext and tag.
     pub fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, SecretError> {
         let nonce_bytes = random_bytes(NONCE_LEN)?;

@@ -222,3 +222,115 @@ fn the_issuing_key_in_softhsm_signs_certificates_crls_and_ocsp_sqlite() {
 fn the_issuing_key_in_softhsm_signs_certificates_crls_and_ocsp_postgres() {
     run(Backend::Postgres);
 }
+
+/// The token's PIN under a k-of-n quorum: after `ca-server quorum split` with `[pkcs11]` the
+/// PIN is sealed under the activation secret and its file can go; the server starts locked
+/// without it (its token keys wait too) and opens the token when two custodians activate it.
+#[test]
+fn a_token_pin_sealed_under_the_quorum_opens_only_at_activation() {
+    if let Err(why) = softhsm::module() {
+        println!("skipped: {why}");
+        return;
+    }
+    let hsm_dir = tempfile::tempdir().unwrap();
+    let token = softhsm::create(hsm_dir.path(), "mamori-quorum", "97531").unwrap();
+    let module = token.config.module.display().to_string();
+    let pin_file = token.config.pin_file.clone().unwrap();
+    let env = [
+        ("SOFTHSM2_CONF", token.conf.to_str().unwrap()),
+        ("MAMORI_PKCS11_MODULE", module.as_str()),
+        ("MAMORI_PKCS11_TOKEN_LABEL", "mamori-quorum"),
+        ("MAMORI_PKCS11_PIN_FILE", pin_file.to_str().unwrap()),
+    ];
+    let mut server = Server::start(Backend::Sqlite, &env);
+    server.login(&server.admin);
+    let enroller = server.user("enroller", &["device-enroller"]);
+    let alice = server.user("alice", &["security-officer"]);
+    let bob = server.user("bob", &["security-officer"]);
+    let secrets = tempfile::tempdir().unwrap();
+    let pass = |name: &str| {
+        let path = secrets.path().join(name);
+        std::fs::write(&path, format!("{name}'s long share passphrase\n")).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        path.display().to_string()
+    };
+    let (alice_pass, bob_pass) = (pass("alice"), pass("bob"));
+    let out = secrets.path().join("shares");
+    let split = std::process::Command::new(mamori_e2e::binary("ca-server"))
+        .args(["quorum", "split", "--threshold", "2"])
+        .args(["--custodian", &format!("alice={alice_pass}")])
+        .args(["--custodian", &format!("bob={bob_pass}")])
+        .args(["--out", out.to_str().unwrap()])
+        .envs(env)
+        .env("MAMORI_DATA_DIR", server.path())
+        .env("MAMORI_DATABASE_URL", &server.database_url)
+        .env(
+            "MAMORI_POLICIES_DIR",
+            mamori_e2e::workspace_root().join("policies"),
+        )
+        .env(
+            "MAMORI_CA_PASSPHRASE_FILE",
+            server.path().join("dev-passphrase"),
+        )
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&split.stdout);
+    assert!(
+        split.status.success() && said.contains("PIN is sealed"),
+        "{split:?}"
+    );
+    // The PIN file goes; the server starts locked without it.
+    std::fs::remove_file(&pin_file).unwrap();
+    server.restart();
+    let (_k, csr) = mamori_e2e::device_csr("pin-locked");
+    let (status, body) = server.call(
+        "POST",
+        "/api/v1/requests",
+        Some(&enroller.token()),
+        Some(json!({"profile": "ambulance-terminal", "csr": csr, "justification": "pin"})),
+    );
+    assert_eq!(status, 503, "{body}");
+    let shares: Vec<std::path::PathBuf> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let share = |name: &str| {
+        shares
+            .iter()
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .starts_with(&format!("share-{name}-"))
+            })
+            .unwrap()
+            .display()
+            .to_string()
+    };
+    for (person, pass) in [(&alice, &alice_pass), (&bob, &bob_pass)] {
+        let home = secrets.path().join(format!("home-{}", person.username));
+        server.cli_login(&home, person);
+        let code = person.code();
+        let run = server.cli(
+            &home,
+            &[
+                "activate",
+                "--share-file",
+                &share(&person.username),
+                "--share-passphrase-file",
+                pass,
+                "--totp",
+                &code,
+            ],
+        );
+        assert_eq!(run.code, 0, "{run:?}\n{}", server.logs());
+    }
+    // Opened with the sealed PIN, the token signs again: issuance, and OCSP from its responder.
+    let device = issue_device(&server, &enroller, "pin-unlocked");
+    assert_eq!(
+        ocsp_status(&server.public_url, &device.leaf, &device.issuer),
+        "valid"
+    );
+}

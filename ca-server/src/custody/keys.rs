@@ -62,6 +62,20 @@ impl Custody {
         Ok(self.token.get_or_init(|| token).clone())
     }
 
+    /// Opens the token with `pin` (the one k-of-n activation recovered) unless it is open.
+    pub fn open_with_pin(&self, pin: &str) -> Result<(), KeyLoadError> {
+        if self.token.get().is_some() {
+            return Ok(());
+        }
+        let config = self
+            .config
+            .as_ref()
+            .ok_or_else(|| KeyLoadError::NoToken("no [pkcs11] table".into()))?;
+        let token = Token::open(config, pin)?;
+        let _ = self.token.set(token);
+        Ok(())
+    }
+
     /// Generates a CA key labelled `label` in the token, checked by a test signature.
     pub fn generate(&self, label: &str, algorithm: KeyAlgorithm) -> Result<TokenKey, KeyLoadError> {
         let key = self.token()?.generate(label, algorithm)?;

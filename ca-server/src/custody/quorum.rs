@@ -30,6 +30,29 @@ use crate::store::DbConnection;
 /// The `settings` row holding the quorum.
 pub const SETTING: &str = "quorum";
 
+/// The `settings` row holding the PKCS#11 token's PIN sealed under the activation secret.
+pub const PIN_SETTING: &str = "quorum_pkcs11_pin";
+
+const PIN_LABEL: &[u8] = b"mamori quorum token pin v1";
+
+/// The token PIN sealed under the quorum, if `split` sealed one.
+pub fn sealed_pin(conn: &mut DbConnection) -> anyhow::Result<Option<String>> {
+    setting(conn, PIN_SETTING)
+}
+
+fn seal_pin(secret: &[u8], pin: &str) -> anyhow::Result<String> {
+    Ok(crate::secrets::DataKey::from_secret(secret, PIN_LABEL)?.seal_text(pin.as_bytes())?)
+}
+
+fn open_pin(secret: &[u8], sealed: &str) -> anyhow::Result<Zeroizing<String>> {
+    let pin = crate::secrets::DataKey::from_secret(secret, PIN_LABEL)?
+        .open_text(sealed)
+        .context("the sealed token PIN is damaged")??;
+    Ok(Zeroizing::new(
+        String::from_utf8(pin.to_vec()).context("the token PIN")?,
+    ))
+}
+
 /// The stored quorum: who holds which share of which set, how many open, and a commitment to
 /// the secret.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -125,11 +148,13 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 
 /// Re-encrypts every software CA key from `old` to `new` passphrase in one transaction, with
 /// the quorum row and its audit entry; token keys (`pkcs11:`) are left as they are.
+#[allow(clippy::too_many_arguments)]
 fn rekey(
     conn: &mut DbConnection,
     old: &str,
     new: &str,
     stored: &Quorum,
+    sealed_pin: Option<String>,
     action: &str,
     detail: serde_json::Value,
 ) -> anyhow::Result<()> {
@@ -153,8 +178,12 @@ fn rekey(
                 .set(cas::key_pem.eq(pem))
                 .execute(conn)?;
         }
-        diesel::delete(settings::table.find(SETTING)).execute(conn)?;
+        diesel::delete(settings::table.filter(settings::name.eq_any([SETTING, PIN_SETTING])))
+            .execute(conn)?;
         put_setting(conn, SETTING, &serde_json::to_string(stored)?)?;
+        if let Some(pin) = &sealed_pin {
+            put_setting(conn, PIN_SETTING, pin)?;
+        }
         audit_log::append(
             conn,
             now,
@@ -185,13 +214,16 @@ fn check_custodians(conn: &mut DbConnection, custodians: &[Custodian]) -> anyhow
 }
 
 /// `ca-server quorum split`: puts the CA keys, now under the CA passphrase, under a new
-/// activation secret dealt k-of-n to `custodians`. Refuses when a quorum exists (reshare).
+/// activation secret dealt k-of-n to `custodians`; with a `token`, its PIN is sealed under the
+/// secret too (the server then opens the token only at activation). Refuses when a quorum
+/// exists (reshare).
 pub fn split(
     conn: &mut DbConnection,
     passphrase: &str,
     threshold: usize,
     custodians: &[Custodian],
     out: &Path,
+    token: Option<&crate::token_config::TokenConfig>,
 ) -> anyhow::Result<Vec<PathBuf>> {
     if load(conn)?.is_some() {
         bail!("the CA keys are already under a quorum; use ca-server quorum reshare");
@@ -200,11 +232,16 @@ pub fn split(
     check_custodians(conn, custodians)?;
     let secret = Zeroizing::new(crate::secrets::random_bytes(quorum::SECRET_LEN)?);
     let (stored, files) = deal(&secret, threshold, custodians, out)?;
+    let sealed_pin = match token {
+        Some(token) => Some(seal_pin(&secret, &token.pin()?)?),
+        None => None,
+    };
     rekey(
         conn,
         passphrase,
         &quorum::key_passphrase(&secret),
         &stored,
+        sealed_pin,
         "quorum.split",
         json!({"threshold": threshold, "custodians": stored.custodians, "set": stored.set}),
     )?;
@@ -264,11 +301,16 @@ pub fn reshare(
     check_custodians(conn, custodians)?;
     let secret = Zeroizing::new(crate::secrets::random_bytes(quorum::SECRET_LEN)?);
     let (next, files) = deal(&secret, threshold, custodians, out)?;
+    let sealed_pin = match sealed_pin(conn)? {
+        Some(sealed) => Some(seal_pin(&secret, &open_pin(&old, &sealed)?)?),
+        None => None,
+    };
     rekey(
         conn,
         &quorum::key_passphrase(&old),
         &quorum::key_passphrase(&secret),
         &next,
+        sealed_pin,
         "quorum.reshare",
         json!({"threshold": threshold, "custodians": next.custodians, "set": next.set, "replaced_set": stored.set}),
     )?;
@@ -281,6 +323,8 @@ pub struct Activation {
     quorum: Quorum,
     gates: Vec<(String, String, Arc<GatedKey>)>,
     given: Mutex<BTreeMap<u8, Share>>,
+    custody: Arc<super::keys::Custody>,
+    sealed_pin: Option<String>,
 }
 
 /// Where an activation stands.
@@ -295,12 +339,20 @@ pub struct Progress {
 }
 
 impl Activation {
-    /// The state of a server whose CAs wait for `quorum`: (CA id, stored key, slot) each.
-    pub fn new(quorum: Quorum, gates: Vec<(String, String, Arc<GatedKey>)>) -> Activation {
+    /// The state of a server whose CAs wait for `quorum`: (CA id, stored key, slot) each; the
+    /// token (`custody`) opens with `sealed_pin` once the secret is recovered.
+    pub fn new(
+        quorum: Quorum,
+        gates: Vec<(String, String, Arc<GatedKey>)>,
+        custody: Arc<super::keys::Custody>,
+        sealed_pin: Option<String>,
+    ) -> Activation {
         Activation {
             quorum,
             gates,
             given: Mutex::new(BTreeMap::new()),
+            custody,
+            sealed_pin,
         }
     }
 
@@ -352,11 +404,17 @@ impl Activation {
             bail!("the shares given do not recover the activation secret; give them again");
         }
         let passphrase = quorum::key_passphrase(&secret);
+        if let Some(sealed) = &self.sealed_pin {
+            self.custody
+                .open_with_pin(&open_pin(&secret, sealed)?)
+                .context("opening the PKCS#11 token with the PIN the quorum sealed")?;
+        }
         for (id, stored, gate) in &self.gates {
-            let key =
-                ca_core::key::SoftwareKey::from_encrypted(stored.as_bytes(), passphrase.as_bytes())
-                    .with_context(|| format!("opening the key of CA {id}"))?;
-            gate.fill(Arc::new(key)).map_err(anyhow::Error::msg)?;
+            let key = self
+                .custody
+                .load(stored, &passphrase)
+                .with_context(|| format!("opening the key of CA {id}"))?;
+            gate.fill(key).map_err(anyhow::Error::msg)?;
         }
         Ok(true)
     }
