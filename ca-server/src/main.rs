@@ -365,10 +365,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     out,
                 } => {
                     let secret = read_passphrase(&passphrase.source(), false)?;
-                    let custodians = custodians
-                        .iter()
-                        .map(|c| quorum::parse_custodian(c))
-                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    let custodians = quorum::parse_custodians(&custodians)?;
                     let files = quorum::split(
                         &mut conn,
                         &secret,
@@ -397,10 +394,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         .iter()
                         .map(|s| quorum::parse_share(s))
                         .collect::<anyhow::Result<Vec<_>>>()?;
-                    let custodians = custodians
-                        .iter()
-                        .map(|c| quorum::parse_custodian(c))
-                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    let custodians = quorum::parse_custodians(&custodians)?;
                     let files =
                         quorum::reshare(&mut conn, &secret, &shares, threshold, &custodians, &out)?;
                     (

@@ -469,6 +469,11 @@ pub fn parse_custodian(arg: &str) -> anyhow::Result<Custodian> {
     })
 }
 
+/// Parses every `--custodian` argument (see [`parse_custodian`]).
+pub fn parse_custodians(args: &[String]) -> anyhow::Result<Vec<Custodian>> {
+    args.iter().map(|c| parse_custodian(c)).collect()
+}
+
 /// Parses `share-file` or `share-file=passphrase-file` (a `--share` argument): the sealed
 /// share and its custodian's passphrase.
 pub fn parse_share(arg: &str) -> anyhow::Result<(SealedShare, Zeroizing<String>)> {
