@@ -496,5 +496,7 @@ fn signed_message(
     content_info(&signed)
 }
 
+pub mod envelope;
+
 #[cfg(test)]
 mod tests;

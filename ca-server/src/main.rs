@@ -119,6 +119,12 @@ enum Command {
     /// Example: ca-server quorum split --passphrase-file /root/ca-pass --threshold 2 --custodian alice --custodian bob --custodian carol --out /media/usb
     #[command(subcommand)]
     Quorum(QuorumCommand),
+    /// When a custodian leaves or joins: from k current shares, deal a new activation secret
+    /// to a new set of custodians (the same as `ca-server quorum reshare`). The CA keys stay
+    /// the same; the old shares open nothing.
+    ///
+    /// Example: ca-server reshare --share share-alice.json --share share-bob.json --threshold 2 --custodian alice --custodian bob --custodian dave --out /media/usb
+    Reshare(ReshareArgs),
     /// A local instance for trying Mamori: data in ./mamori-dev, and two trial accounts (`admin`,
     /// admin and security officer; `officer`, security officer) whose passwords and TOTP URIs
     /// are printed once and written to <data dir>/dev-admin.json and dev-officer.json.
@@ -190,22 +196,26 @@ enum QuorumCommand {
     /// joined); the CA keys stay the same, the old shares open nothing.
     ///
     /// Example: ca-server quorum reshare --share share-alice.json --share share-bob.json --threshold 2 --custodian alice --custodian bob --custodian dave --out /media/usb
-    Reshare {
-        #[command(flatten)]
-        passphrase: PassphraseArgs,
-        /// A current share file, or share-file=passphrase-file; at least k.
-        #[arg(long = "share", required = true)]
-        shares: Vec<String>,
-        /// How many custodians of the new set must give their share (k).
-        #[arg(long)]
-        threshold: usize,
-        /// A custodian of the new set (name or name=passphrase-file).
-        #[arg(long = "custodian", required = true)]
-        custodians: Vec<String>,
-        /// Where the new share files go.
-        #[arg(long)]
-        out: PathBuf,
-    },
+    Reshare(ReshareArgs),
+}
+
+/// `ca-server reshare` and `ca-server quorum reshare`.
+#[derive(clap::Args)]
+struct ReshareArgs {
+    #[command(flatten)]
+    passphrase: PassphraseArgs,
+    /// A current share file, or share-file=passphrase-file; at least k.
+    #[arg(long = "share", required = true)]
+    shares: Vec<String>,
+    /// How many custodians of the new set must give their share (k).
+    #[arg(long)]
+    threshold: usize,
+    /// A custodian of the new set (name or name=passphrase-file).
+    #[arg(long = "custodian", required = true)]
+    custodians: Vec<String>,
+    /// Where the new share files go.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 /// `ca-server init`.
@@ -300,7 +310,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Ceremony { passphrase, script } => {
-            let secret = read_passphrase(&passphrase.source(), false)?;
+            // With the root's key in a token the token's PIN protects it: no vault passphrase.
+            let secret = if ca_server::custody::ceremony::uses_token(&script)? {
+                zeroize::Zeroizing::new(String::new())
+            } else {
+                read_passphrase(&passphrase.source(), false)?
+            };
             let transcript = ca_server::custody::ceremony::run(&script, &secret)?;
             println!("ceremony done; transcript in {}", transcript.display());
             Ok(())
@@ -352,6 +367,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Reshare(args) => run(Cli {
+            config: cli.config,
+            command: Command::Quorum(QuorumCommand::Reshare(args)),
+        }),
         Command::Quorum(command) => {
             let config = Config::load(cli.config.as_deref())?;
             let pool = bootstrap::open_pool(&config)?;
@@ -382,13 +401,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         "the CA keys are now under the quorum; the server starts locked",
                     )
                 }
-                QuorumCommand::Reshare {
+                QuorumCommand::Reshare(ReshareArgs {
                     passphrase,
                     shares,
                     threshold,
                     custodians,
                     out,
-                } => {
+                }) => {
                     let secret = read_passphrase(&passphrase.source(), false)?;
                     let shares = shares
                         .iter()

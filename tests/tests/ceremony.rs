@@ -160,7 +160,10 @@ fn a_ceremony_keeps_the_root_key_in_a_token() {
         let out = std::process::Command::new(mamori_e2e::binary("ca-server"))
             .args(["ceremony", "--script", script.to_str().unwrap()])
             .env("SOFTHSM2_CONF", &token.conf)
-            .env("MAMORI_CA_PASSPHRASE", "unused-with-a-token")
+            // No vault passphrase: the token's PIN protects the root's key.
+            .env_remove("MAMORI_CA_PASSPHRASE")
+            .env_remove("MAMORI_CA_PASSPHRASE_FILE")
+            .stdin(std::process::Stdio::null())
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");

@@ -728,6 +728,41 @@ impl Certmonger {
     }
 }
 
+/// certmonger enrolls a tablet named `cn` (mdm-tablet, issued at once) as its request `id`;
+/// the key's and certificate's files.
+fn certmonger_tablet(e: &Enrollment, cm: &Certmonger, id: &str, cn: &str) -> (PathBuf, PathBuf) {
+    if !cm.ok(&["list-cas", "-s"]).contains("CA 'tablets'") {
+        cm.ok(&[
+            "add-scep-ca",
+            "-s",
+            "-c",
+            "tablets",
+            "-u",
+            &format!("{}/scep/mdm-tablet", e.scep_url),
+        ]);
+    }
+    let (code, _) = e.code("mdm-tablet", Some("tablet-[0-9]{4}"));
+    let (key, cert) = (e.path(&format!("{id}.key")), e.path(&format!("{id}.pem")));
+    cm.ok(&[
+        "request",
+        "-s",
+        "-c",
+        "tablets",
+        "-I",
+        id,
+        "-k",
+        key.to_str().unwrap(),
+        "-f",
+        cert.to_str().unwrap(),
+        "-N",
+        &format!("CN={cn},OU=Ward 3,O=Mamori Hospital,C=JP"),
+        "-L",
+        &code,
+    ]);
+    cm.wait_for(id, "MONITORING");
+    (key, cert)
+}
+
 #[test]
 fn scep_enrolls_waits_and_renews_with_certmonger() {
     for program in ["certmonger", "getcert", "dbus-daemon"] {
@@ -741,33 +776,7 @@ fn scep_enrolls_waits_and_renews_with_certmonger() {
     let url = |profile: &str| format!("{}/scep/{profile}", e.scep_url);
 
     // mdm-tablet issues at once.
-    cm.ok(&[
-        "add-scep-ca",
-        "-s",
-        "-c",
-        "tablets",
-        "-u",
-        &url("mdm-tablet"),
-    ]);
-    let (code, _) = e.code("mdm-tablet", Some("tablet-[0-9]{4}"));
-    let (key, cert) = (e.path("tablet.key"), e.path("tablet.pem"));
-    cm.ok(&[
-        "request",
-        "-s",
-        "-c",
-        "tablets",
-        "-I",
-        "tablet",
-        "-k",
-        key.to_str().unwrap(),
-        "-f",
-        cert.to_str().unwrap(),
-        "-N",
-        "CN=tablet-0001,OU=Ward 3,O=Mamori Hospital,C=JP",
-        "-L",
-        &code,
-    ]);
-    cm.wait_for("tablet", "MONITORING");
+    let (key, cert) = certmonger_tablet(&e, &cm, "tablet", "tablet-0001");
     let first = serial_of(&cert);
     artifact("scep-mdm-tablet", &cert);
     assert_eq!(
@@ -862,53 +871,8 @@ fn scep_enrolls_with_micromdm_scepclient_only_where_des_is_allowed() {
             Backend::Sqlite,
             &[("MAMORI_SCEP_ALLOW_SINGLE_DES", value.as_str())],
         );
-        // The RA certificate's fingerprint: scepclient encrypts to every certificate of
-        // GetCACert unless told which one (and cannot encrypt to the ECDSA CA).
-        let body = reqwest::blocking::get(format!(
-            "{}/scep/mdm-tablet?operation=GetCACert",
-            e.scep_url
-        ))
-        .unwrap()
-        .bytes()
-        .unwrap();
-        let p7 = openssl::pkcs7::Pkcs7::from_der(&body).unwrap();
-        let certs = p7.signed().unwrap().certificates().unwrap();
-        let ra = certs
-            .iter()
-            .find(|c| {
-                c.subject_name()
-                    .entries()
-                    .any(|n| n.data().to_string().is_ok_and(|t| t.contains("SCEP RA")))
-            })
-            .unwrap();
-        let fingerprint = hex(&ra.digest(openssl::hash::MessageDigest::sha256()).unwrap());
         let (code, _) = e.code("mdm-tablet", None);
-        let scepclient = || {
-            Command::new("scepclient")
-                .current_dir(&e.work)
-                .args([
-                    "-server-url",
-                    &format!("{}/scep/mdm-tablet", e.scep_url),
-                    "-challenge",
-                    &code,
-                    "-cn",
-                    "tablet-0042",
-                    "-organization",
-                    "Mamori Hospital",
-                    "-ou",
-                    "Ward 3",
-                    "-country",
-                    "JP",
-                    "-private-key",
-                    "k.pem",
-                    "-certificate",
-                    "c.pem",
-                    "-ca-fingerprint",
-                    &fingerprint,
-                ])
-                .output()
-                .unwrap()
-        };
+        let scepclient = || scepclient(&e, &code, "tablet-0042");
         let out = scepclient();
         let text = format!(
             "{}{}",
@@ -945,6 +909,133 @@ fn scep_enrolls_with_micromdm_scepclient_only_where_des_is_allowed() {
             assert_eq!(stored, "0", "nothing stored for a refused message");
         }
     }
+}
+
+/// With a PKCS#11 token configured the SCEP RA key is made inside it (SoftHSM2: RSA,
+/// sensitive, never extractable; only its URI in `scep_ra`), and real clients enroll through
+/// it: certmonger (AES envelope) and scepclient (single DES, allowed here); the token opens
+/// their envelopes and signs the CertReps they verify.
+#[test]
+fn scep_enrolls_through_an_ra_key_in_softhsm() {
+    for program in ["certmonger", "getcert", "dbus-daemon", "scepclient"] {
+        if !have(program) {
+            eprintln!(
+                "skipped: {program} is not installed (Debian packages certmonger, dbus, scep)"
+            );
+            return;
+        }
+    }
+    if let Err(why) = ca_server::custody::softhsm::module() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let hsm = tempfile::tempdir().unwrap();
+    let token = ca_server::custody::softhsm::create(hsm.path(), "mamori-scep", "1357").unwrap();
+    let module = token.config.module.display().to_string();
+    let pin_file = token.config.pin_file.clone().unwrap();
+    let e = start(
+        Backend::Sqlite,
+        &[
+            ("SOFTHSM2_CONF", token.conf.to_str().unwrap()),
+            ("MAMORI_PKCS11_MODULE", module.as_str()),
+            ("MAMORI_PKCS11_TOKEN_LABEL", "mamori-scep"),
+            ("MAMORI_PKCS11_PIN_FILE", pin_file.to_str().unwrap()),
+            ("MAMORI_SCEP_ALLOW_SINGLE_DES", "true"),
+        ],
+    );
+    // certmonger first: its GetCACert makes the RA identity if upkeep has not yet.
+    let cm = Certmonger::start(&e.path("certmonger"));
+    let (_, cert) = certmonger_tablet(&e, &cm, "hsm-tablet", "tablet-0007");
+    artifact("scep-hsm-tablet", &cert);
+    let stored = e.one("SELECT key_sealed FROM scep_ra");
+    assert!(
+        stored.starts_with("pkcs11:token=mamori-scep;object=mamori-scep-ra-issuing-"),
+        "{stored}"
+    );
+    if have("pkcs11-tool") {
+        let out = run(Command::new("pkcs11-tool")
+            .env("SOFTHSM2_CONF", &token.conf)
+            .args(["--module", &module, "--token-label", "mamori-scep"])
+            .args(["--pin", "1357", "--list-objects", "--type", "privkey"]));
+        let listing = String::from_utf8_lossy(&out.stdout);
+        let ra = listing
+            .split("Private Key Object")
+            .find(|o| o.contains("mamori-scep-ra-"))
+            .unwrap_or_else(|| panic!("no RA key in the token:\n{listing}"));
+        assert!(
+            ra.contains("RSA") && ra.contains("never extractable") && ra.contains("sensitive"),
+            "{ra}"
+        );
+    }
+    let (code, _) = e.code("mdm-tablet", None);
+    let out = scepclient(&e, &code, "tablet-0008");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let subject = run(Command::new("openssl").args([
+        "x509",
+        "-noout",
+        "-subject",
+        "-in",
+        e.path("c.pem").to_str().unwrap(),
+    ]));
+    assert!(String::from_utf8_lossy(&subject.stdout).contains("tablet-0008"));
+    assert_eq!(
+        e.one("SELECT count(*) FROM certificates WHERE profile_id = 'mdm-tablet'"),
+        "2"
+    );
+}
+
+/// micromdm's scepclient enrolls `cn` for mdm-tablet with `code`, encrypting to the RA
+/// certificate (named by its fingerprint: scepclient encrypts to every certificate of
+/// GetCACert unless told which one, and cannot encrypt to the ECDSA CA); keys and
+/// certificates in `k.pem` and `c.pem` of the work folder.
+fn scepclient(e: &Enrollment, code: &str, cn: &str) -> Output {
+    let body = reqwest::blocking::get(format!(
+        "{}/scep/mdm-tablet?operation=GetCACert",
+        e.scep_url
+    ))
+    .unwrap()
+    .bytes()
+    .unwrap();
+    let p7 = openssl::pkcs7::Pkcs7::from_der(&body).unwrap();
+    let certs = p7.signed().unwrap().certificates().unwrap();
+    let ra = certs
+        .iter()
+        .find(|c| {
+            c.subject_name()
+                .entries()
+                .any(|n| n.data().to_string().is_ok_and(|t| t.contains("SCEP RA")))
+        })
+        .unwrap();
+    let fingerprint = hex(&ra.digest(openssl::hash::MessageDigest::sha256()).unwrap());
+    Command::new("scepclient")
+        .current_dir(&e.work)
+        .args([
+            "-server-url",
+            &format!("{}/scep/mdm-tablet", e.scep_url),
+            "-challenge",
+            code,
+            "-cn",
+            cn,
+            "-organization",
+            "Mamori Hospital",
+            "-ou",
+            "Ward 3",
+            "-country",
+            "JP",
+            "-private-key",
+            "k.pem",
+            "-certificate",
+            "c.pem",
+            "-ca-fingerprint",
+            &fingerprint,
+        ])
+        .output()
+        .unwrap()
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -59,17 +59,17 @@ fn share_of(files: &[PathBuf], name: &str) -> String {
         .to_string()
 }
 
-/// `ca-server quorum reshare` (k = 2) from `shares` (file, passphrase file) to `custodians`
-/// (name, passphrase file), new share files in `out`.
+/// `ca-server <command>` (`reshare`, or its long form `quorum reshare`; k = 2) from `shares`
+/// (file, passphrase file) to `custodians` (name, passphrase file), new share files in `out`.
 fn quorum_reshare(
     server: &Server,
+    command: &[&str],
     shares: &[(String, &String)],
     custodians: &[(&str, &String)],
     out: &Path,
 ) -> std::process::Output {
-    let mut args: Vec<String> = ["quorum", "reshare", "--threshold", "2"]
-        .map(String::from)
-        .to_vec();
+    let mut args: Vec<String> = command.iter().map(|c| c.to_string()).collect();
+    args.extend(["--threshold".into(), "2".into()]);
     for (file, pass) in shares {
         args.extend(["--share".into(), format!("{file}={pass}")]);
     }
@@ -272,6 +272,7 @@ fn k_of_n_custodians_unlock_a_locked_server_and_a_reshare_retires_the_old_shares
     let out2 = secrets.path().join("set2");
     let reshare = quorum_reshare(
         &server,
+        &["reshare"],
         &[
             (share_of(&set1, "alice"), &pass[0]),
             (share_of(&set1, "carol"), &pass[2]),
@@ -315,6 +316,7 @@ fn k_of_n_custodians_unlock_a_locked_server_and_a_reshare_retires_the_old_shares
     // The old set cannot even be recombined offline into the new secret: a reshare from it fails.
     let again = quorum_reshare(
         &server,
+        &["quorum", "reshare"],
         &[
             (share_of(&set1, "alice"), &pass[0]),
             (share_of(&set1, "bob"), &pass[1]),

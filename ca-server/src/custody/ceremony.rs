@@ -202,7 +202,18 @@ fn read_pem_or_der(path: &Path, label: &str) -> anyhow::Result<Vec<u8>> {
     }
 }
 
-/// Runs the ceremony `script_path` with the root's `passphrase`; returns the transcript's path.
+/// Whether the ceremony `script_path` keeps the root's key in a token (its `[pkcs11]` table):
+/// then it needs the token's PIN, not a vault passphrase.
+pub fn uses_token(script_path: &Path) -> anyhow::Result<bool> {
+    let text = std::fs::read_to_string(script_path)
+        .with_context(|| format!("reading {}", script_path.display()))?;
+    let script: Script = toml::from_str(&text)
+        .with_context(|| format!("{} is not a ceremony script", script_path.display()))?;
+    Ok(script.pkcs11.is_some())
+}
+
+/// Runs the ceremony `script_path` with the root's `passphrase` (unused when the root's key is
+/// in a token); returns the transcript's path.
 pub fn run(script_path: &Path, passphrase: &str) -> anyhow::Result<PathBuf> {
     let text =
         std::fs::read(script_path).with_context(|| format!("reading {}", script_path.display()))?;

@@ -8,6 +8,7 @@ use ca_core::key::{KeyAlgorithm, SoftwareKey};
 use ca_core::signer::{SignatureAlgorithm, SigningKey};
 
 use super::token::{Token, TokenError, TokenKey};
+use super::token_rsa::TokenRsaKey;
 use super::uri::{KeyUri, SCHEME};
 use crate::token_config::TokenConfig;
 
@@ -83,6 +84,26 @@ impl Custody {
         Ok(key)
     }
 
+    /// Generates an RSA key of `bits` labelled `label` in the token (the SCEP RA's), checked
+    /// by a test signature.
+    pub fn generate_rsa(&self, label: &str, bits: u32) -> Result<TokenRsaKey, KeyLoadError> {
+        let key = self.token()?.generate_rsa(label, bits)?;
+        rsa_self_test(&key)?;
+        Ok(key)
+    }
+
+    /// The RSA key in the token that `stored` (a `pkcs11:` URI) names, checked by a test
+    /// signature.
+    pub fn load_rsa(&self, stored: &str) -> Result<TokenRsaKey, KeyLoadError> {
+        let uri = KeyUri::parse(stored).map_err(|e| KeyLoadError::Bad(e.to_string()))?;
+        if self.config.is_none() {
+            return Err(KeyLoadError::NoToken(uri.to_string()));
+        }
+        let key = self.token()?.rsa_key(&uri)?;
+        rsa_self_test(&key)?;
+        Ok(key)
+    }
+
     /// The signing key `stored` (a `cas.key_pem` value) refers to.
     pub fn load(
         &self,
@@ -119,6 +140,21 @@ pub fn self_test(key: &dyn SigningKey) -> Result<(), KeyLoadError> {
     };
     let point = key.public_key_info().subject_public_key.raw_bytes();
     ring::signature::UnparsedPublicKey::new(algorithm, point)
+        .verify(message, &signature)
+        .map_err(|_| {
+            KeyLoadError::Bad("the key's test signature does not verify with its public key".into())
+        })
+}
+
+/// [`self_test`] for an RSA key: RSASSA-PKCS1-v1_5 with SHA-256, checked against its public
+/// half.
+fn rsa_self_test(key: &TokenRsaKey) -> Result<(), KeyLoadError> {
+    let message = b"mamori key self-test";
+    let signature = key
+        .sign_sha256(message)
+        .map_err(|e| KeyLoadError::Bad(format!("test signature: {e}")))?;
+    let public = key.public_key_info().subject_public_key.raw_bytes();
+    ring::signature::UnparsedPublicKey::new(&ring::signature::RSA_PKCS1_2048_8192_SHA256, public)
         .verify(message, &signature)
         .map_err(|_| {
             KeyLoadError::Bad("the key's test signature does not verify with its public key".into())

@@ -11,4 +11,5 @@ pub mod offline_root;
 pub mod quorum;
 pub mod softhsm;
 pub mod token;
+pub mod token_rsa;
 pub mod uri;

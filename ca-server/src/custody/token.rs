@@ -44,7 +44,7 @@ pub enum TokenError {
     Token(String),
 }
 
-fn step(what: &'static str) -> impl FnOnce(cryptoki::error::Error) -> TokenError {
+pub(super) fn step(what: &'static str) -> impl FnOnce(cryptoki::error::Error) -> TokenError {
     move |source| TokenError::Pkcs11 { what, source }
 }
 
@@ -138,7 +138,8 @@ impl Token {
         self.slot.id()
     }
 
-    fn with_session<T>(
+    /// Runs `f` on a pooled session (opening one when all are busy).
+    pub(super) fn with_session<T>(
         &self,
         f: impl FnOnce(&Session) -> Result<T, TokenError>,
     ) -> Result<T, TokenError> {
@@ -212,34 +213,41 @@ impl Token {
         })
     }
 
-    /// The key `uri` names, which must be in this token and be an EC key on P-256 or P-384.
-    pub fn key(self: &Arc<Self>, uri: &KeyUri) -> Result<TokenKey, TokenError> {
+    /// The one object of `class` and `key_type` that `uri` names (its label and id).
+    pub(super) fn find_key(
+        &self,
+        uri: &KeyUri,
+        class: ObjectClass,
+        key_type: KeyType,
+    ) -> Result<ObjectHandle, TokenError> {
         if uri.token != self.label {
             return Err(TokenError::Token(format!(
                 "the key is in token {:?}, but [pkcs11] opens {:?}",
                 uri.token, self.label
             )));
         }
-        let find = |class: ObjectClass| {
-            let template = [
-                Attribute::Class(class),
-                Attribute::KeyType(KeyType::EC),
-                Attribute::Id(uri.id.clone()),
-                Attribute::Label(uri.object.as_bytes().to_vec()),
-            ];
-            self.with_session(|s| {
-                let found = s.find_objects(&template).map_err(step("finding the key"))?;
-                match found.as_slice() {
-                    [one] => Ok(*one),
-                    [] => Err(TokenError::Token(format!(
-                        "no such key in the token: {uri}"
-                    ))),
-                    _ => Err(TokenError::Token(format!("several keys match {uri}"))),
-                }
-            })
-        };
-        let private = find(ObjectClass::PRIVATE_KEY)?;
-        let public = find(ObjectClass::PUBLIC_KEY)?;
+        let template = [
+            Attribute::Class(class),
+            Attribute::KeyType(key_type),
+            Attribute::Id(uri.id.clone()),
+            Attribute::Label(uri.object.as_bytes().to_vec()),
+        ];
+        self.with_session(|s| {
+            let found = s.find_objects(&template).map_err(step("finding the key"))?;
+            match found.as_slice() {
+                [one] => Ok(*one),
+                [] => Err(TokenError::Token(format!(
+                    "no such key in the token: {uri}"
+                ))),
+                _ => Err(TokenError::Token(format!("several keys match {uri}"))),
+            }
+        })
+    }
+
+    /// The key `uri` names, which must be in this token and be an EC key on P-256 or P-384.
+    pub fn key(self: &Arc<Self>, uri: &KeyUri) -> Result<TokenKey, TokenError> {
+        let private = self.find_key(uri, ObjectClass::PRIVATE_KEY, KeyType::EC)?;
+        let public = self.find_key(uri, ObjectClass::PUBLIC_KEY, KeyType::EC)?;
         let attributes = self.with_session(|s| {
             s.get_attributes(public, &[AttributeType::EcParams, AttributeType::EcPoint])
                 .map_err(step("reading the public key"))
@@ -288,13 +296,17 @@ impl Token {
         })
     }
 
-    /// Destroys every EC key object (private and public halves) whose label `old` accepts;
-    /// returns how many objects went.
+    /// Destroys every key object (private and public halves, EC or RSA) whose label `old`
+    /// accepts; returns how many objects went.
     pub fn destroy_keys(&self, old: impl Fn(&str) -> bool) -> Result<usize, TokenError> {
         self.with_session(|s| {
-            let objects = s
-                .find_objects(&[Attribute::KeyType(KeyType::EC)])
-                .map_err(step("listing keys"))?;
+            let mut objects = Vec::new();
+            for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
+                objects.extend(
+                    s.find_objects(&[Attribute::Class(class)])
+                        .map_err(step("listing keys"))?,
+                );
+            }
             let mut destroyed = 0;
             for object in objects {
                 let label = s

@@ -118,6 +118,8 @@ pub struct Authority {
     acme_key: std::sync::Mutex<Option<DataKey>>,
     /// Under a k-of-n quorum: whether the CA keys are open yet, and the shares given.
     pub(crate) activation: Option<Arc<crate::custody::quorum::Activation>>,
+    /// The PKCS#11 token, when configured: where the SCEP RA keys are made.
+    pub(crate) custody: Arc<crate::custody::keys::Custody>,
 }
 
 /// How many verified CSR signatures an instance remembers (about 200 KiB).
@@ -232,6 +234,7 @@ impl Authority {
             enrollment_key: std::sync::Mutex::new(parts.enrollment_key),
             acme_key: std::sync::Mutex::new(parts.acme_key),
             activation: parts.activation,
+            custody: parts.custody,
         };
         authority
             .metrics

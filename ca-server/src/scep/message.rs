@@ -1,12 +1,11 @@
 //! SCEP's cryptography around `ca_core::scep`'s formats: a pkiMessage's signature is verified
 //! and its envelope opened with OpenSSL's PKCS#7 (the signer among the message's certificates,
 //! the envelope with the RA key it was encrypted to); a CertRep's certificates are encrypted to
-//! the requester with OpenSSL and the reply signed with the RA's RSA key. Nothing here touches
-//! the database.
+//! the requester with OpenSSL and the reply signed with the RA's RSA key (in software or in the
+//! token, `ra_key`). Nothing here touches the database.
 
 use ca_core::scep::{self as format, PkiAttributes, RepStatus};
 use openssl::pkcs7::{Pkcs7, Pkcs7Flags};
-use openssl::pkey::{PKey, Private};
 use openssl::stack::Stack;
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::X509;
@@ -48,8 +47,8 @@ pub struct RaIdentity {
     pub certificate: X509,
     /// Its DER.
     pub der: Vec<u8>,
-    /// The RSA key.
-    pub key: PKey<Private>,
+    /// The RSA key (software, or in the token).
+    pub key: super::ra_key::RaKey,
 }
 
 impl std::fmt::Debug for RaIdentity {
@@ -114,13 +113,9 @@ fn open_envelope(envelope: &[u8], ras: &[&RaIdentity]) -> Result<Vec<u8>, FailIn
     if format::envelope_cipher(envelope) == Some(format::DES_CBC) && !legacy::single_des_allowed() {
         return Err(FailInfo::BadAlg);
     }
-    let p7 = Pkcs7::from_der(envelope).map_err(|_| FailInfo::BadMessageCheck)?;
-    for ra in ras {
-        if let Ok(plain) = p7.decrypt(&ra.key, &ra.certificate, Pkcs7Flags::BINARY) {
-            return Ok(plain);
-        }
-    }
-    Err(FailInfo::BadMessageCheck)
+    ras.iter()
+        .find_map(|ra| ra.key.open(envelope, &ra.certificate, &ra.der))
+        .ok_or(FailInfo::BadMessageCheck)
 }
 
 /// OpenSSL's legacy provider, loaded once when single DES is allowed (RFC 8894 §3.5.2 lets old
@@ -165,12 +160,7 @@ pub fn cert_rep(
         Reply::Pending => (RepStatus::Pending, Vec::new()),
         Reply::Failure(info) => (RepStatus::Failure(info), Vec::new()),
     };
-    let sign = |data: &[u8]| -> Result<Vec<u8>, String> {
-        let mut signer =
-            openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &ra.key)
-                .map_err(|e| e.to_string())?;
-        signer.sign_oneshot_to_vec(data).map_err(|e| e.to_string())
-    };
+    let sign = |data: &[u8]| ra.key.sign_sha256(data);
     Ok(format::cert_rep(
         &request.attributes,
         status,

@@ -6,6 +6,7 @@
 
 pub mod message;
 mod ra;
+pub mod ra_key;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};

@@ -1,4 +1,5 @@
 use super::*;
+use openssl::pkey::PKey;
 
 #[test]
 fn a_degenerate_signed_data_carries_the_certificates_openssl_reads() {
