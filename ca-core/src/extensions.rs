@@ -121,6 +121,32 @@ pub fn ocsp_no_check() -> Result<Extension, der::Error> {
     })
 }
 
+/// id-ce-noRevAvail (RFC 9608 §2).
+pub const ID_CE_NO_REV_AVAIL: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.56");
+
+/// noRevAvail (NULL), non-critical (RFC 9608 §2): the CA publishes no revocation information
+/// for the certificate, so relying parties skip revocation checking.
+pub fn no_rev_avail() -> Result<Extension, der::Error> {
+    Ok(Extension {
+        extn_id: ID_CE_NO_REV_AVAIL,
+        critical: false,
+        extn_value: OctetString::new(Null.to_der()?)?,
+    })
+}
+
+/// Whether the certificate `der` carries noRevAvail: it cannot be revoked or held (relying
+/// parties do not look for revocation information for it).
+pub fn declares_no_rev_avail(der: &[u8]) -> bool {
+    use der::Decode;
+    x509_cert::Certificate::from_der(der).is_ok_and(|c| {
+        c.tbs_certificate
+            .extensions
+            .unwrap_or_default()
+            .iter()
+            .any(|e| e.extn_id == ID_CE_NO_REV_AVAIL)
+    })
+}
+
 /// The DER content octets of the OID written `text` (dotted decimal). Every arc must fit in 32
 /// bits: UUID OIDs (`2.25.<uuid>`, ITU-T X.667) are refused, because pkilint (pyasn1) fails them
 /// as FATAL and Windows' CryptoAPI, which NPS and Schannel validate with, handles 32-bit arcs

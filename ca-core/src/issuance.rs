@@ -191,6 +191,10 @@ fn leaf_extensions(
     if profile.ocsp_no_check() {
         extensions.push(ocsp_no_check()?);
     }
+    if profile.no_revocation_available() {
+        // RFC 9608 §2: and no CRL DP, Freshest CRL or OCSP pointer (revocation_info is off).
+        extensions.push(crate::extensions::no_rev_avail()?);
+    }
     if let Some((_, content)) = profile.policy_oid() {
         extensions.push(crate::extensions::certificate_policies(content)?);
     }

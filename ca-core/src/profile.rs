@@ -302,6 +302,11 @@ pub struct ProfileConfig {
     /// Add CRL distribution point and OCSP URL (off for the OCSP responder's own certificate).
     #[serde(default = "default_true")]
     pub revocation_info: bool,
+    /// Add noRevAvail (RFC 9608) and leave out every revocation pointer: for certificates of
+    /// at most 24 hours, which expire before a revocation would reach relying parties (the
+    /// proposal for vendors' one-day maintenance windows). Such certificates are never revoked.
+    #[serde(default)]
+    pub no_revocation_available: bool,
     /// The certificate policy OID written into every certificate of this profile
     /// (certificatePolicies, RFC 5280 §4.2.1.4), so relying parties can tell profiles apart,
     /// e.g. a VPN gateway that must not take a vendor's certificate for a staff member's.
@@ -407,6 +412,10 @@ pub struct EnrollmentRule {
     pub static_challenge_owner: Option<String>,
 }
 
+/// The longest validity a noRevAvail profile may give (RFC 9608's short-lived certificates;
+/// the one-day maintenance window).
+pub const NO_REV_AVAIL_MAX_SECS: u64 = 24 * 3600;
+
 /// A profile Mamori trusts: every field validated.
 #[derive(Debug, Clone)]
 pub struct Profile {
@@ -420,6 +429,7 @@ pub struct Profile {
     extended_key_usage: Vec<ExtendedKeyUsageName>,
     ocsp_no_check: bool,
     revocation_info: bool,
+    no_revocation_available: bool,
     policy_oid: Option<(String, Vec<u8>)>,
     organization_from_account: bool,
     default_validity_secs: u64,
@@ -630,6 +640,36 @@ impl Profile {
         if max_validity_secs > 825 * 86_400 {
             return Err(invalid(file, "validity.max", "must not exceed 825d"));
         }
+        if config.no_revocation_available {
+            if max_validity_secs > NO_REV_AVAIL_MAX_SECS {
+                return Err(invalid(
+                    file,
+                    "no_revocation_available",
+                    "only for certificates of at most 24 hours: set validity.max to 24h or less",
+                ));
+            }
+            if ocsp_signing || config.requester_roles.is_empty() {
+                return Err(invalid(
+                    file,
+                    "no_revocation_available",
+                    "only for certificates people request (not OCSP responders or Mamori's own)",
+                ));
+            }
+            if config.renewal.allowed {
+                return Err(invalid(
+                    file,
+                    "no_revocation_available",
+                    "a certificate nobody can revoke must not be renewed by its holder; set renewal.allowed = false",
+                ));
+            }
+            if config.duplicates == DuplicatePolicy::Supersede {
+                return Err(invalid(
+                    file,
+                    "duplicates",
+                    "supersede revokes the older certificate, which noRevAvail certificates cannot be",
+                ));
+            }
+        }
 
         let mut subject = Vec::new();
         let mut seen = HashSet::new();
@@ -822,7 +862,8 @@ impl Profile {
             key_usage: config.key_usage,
             extended_key_usage: config.extended_key_usage,
             ocsp_no_check: config.ocsp_no_check,
-            revocation_info: config.revocation_info,
+            revocation_info: config.revocation_info && !config.no_revocation_available,
+            no_revocation_available: config.no_revocation_available,
             policy_oid,
             organization_from_account: config.subject.organization_from_account,
             default_validity_secs,
@@ -930,6 +971,10 @@ impl Profile {
     /// Whether to add CRL DP and OCSP URL.
     pub fn revocation_info(&self) -> bool {
         self.revocation_info
+    }
+    /// Whether to add noRevAvail (RFC 9608): then no revocation pointer is added.
+    pub fn no_revocation_available(&self) -> bool {
+        self.no_revocation_available
     }
     /// Default validity in seconds.
     pub fn default_validity_secs(&self) -> u64 {
@@ -1274,5 +1319,38 @@ allowed = false
             p.check_sans(&[uri]),
             Err(CsrError::SanTypeNotAllowed { .. })
         ));
+    }
+
+    #[test]
+    fn no_revocation_available_is_for_a_day_at_most_and_drops_revocation_pointers() {
+        let day = MINIMAL
+            .replace("default = \"30d\"", "default = \"8h\"")
+            .replace("max = \"90d\"", "max = \"24h\"")
+            .replace("[validity]", "no_revocation_available = true\n[validity]");
+        let p = load(&day).unwrap();
+        assert!(p.no_revocation_available());
+        assert!(!p.revocation_info());
+        let refused = [
+            (day.replace("max = \"24h\"", "max = \"25h\""), "24 hours"),
+            (
+                day.replace("allowed = false", "allowed = true"),
+                "renewal.allowed",
+            ),
+            (
+                day.replace("[validity]", "duplicates = \"supersede\"\n[validity]"),
+                "supersede",
+            ),
+            (
+                day.replace(
+                    "requester_roles = [\"device-enroller\"]",
+                    "requester_roles = []",
+                ),
+                "people request",
+            ),
+        ];
+        for (text, why) in refused {
+            let err = load(&text).unwrap_err().to_string();
+            assert!(err.contains(why), "{err}");
+        }
     }
 }

@@ -184,7 +184,7 @@ fn sample_csr(profile_id: &str, key: &rcgen::KeyPair) -> Vec<u8> {
             ],
             vec![email("hanako.yamada@hospital.example")],
         ),
-        "vendor-maintenance" => csr_der(
+        "vendor-maintenance" | "vendor-day" => csr_der(
             key,
             &[
                 (OrganizationName, "Acme Medical Systems"),
@@ -1897,4 +1897,76 @@ fn root_crl_covers_ca_certificates_and_issuing_ca_names_root_ocsp() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success() && text.contains(": OK"), "{text}");
+}
+
+#[test]
+fn a_no_rev_avail_certificate_has_no_revocation_pointers_and_the_lint_keeps_it_so() {
+    use ca_core::lint::{lint, Expectation, LintContext};
+    let h = hierarchy(KeyAlgorithm::EcdsaP256, ca::DEFAULT_ISSUING_VALIDITY_SECS);
+    let profile = profile("vendor-day");
+    let key = ec_key();
+    let verified = VerifiedCsr::parse(&sample_csr("vendor-day", &key), 2048).unwrap();
+    let prepared = PreparedIssuance::prepare(
+        &h.issuing,
+        &profile,
+        &verified,
+        &IssuanceOptions::default(),
+        &SystemClock,
+        &OsRandom,
+    )
+    .unwrap();
+    let tbs = x509_cert::TbsCertificate::from_der(prepared.tbs_der()).unwrap();
+    let ids: Vec<_> = tbs
+        .extensions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|e| e.extn_id)
+        .collect();
+    assert!(ids.contains(&ca_core::extensions::ID_CE_NO_REV_AVAIL));
+    assert!(!ids.contains(&const_oid::db::rfc5280::ID_CE_CRL_DISTRIBUTION_POINTS));
+    let ctx = LintContext {
+        issuer_subject: Some(h.issuing.subject()),
+        issuer_key_id: h.issuing.key_id(),
+        issuer_not_before: Some(h.issuing.not_before()),
+        issuer_not_after: Some(h.issuing.not_after()),
+        signature_algorithm: h.issuing_key.as_ref().algorithm().identifier(),
+        now: UnixTime::now(),
+        expectation: Expectation::Leaf {
+            profile: &profile,
+            key_kind: verified.key_kind(),
+            requested_window: false,
+        },
+    };
+    assert!(lint(prepared.tbs_der(), &ctx).is_ok());
+    // A CRL pointer added beside it, the extension made critical, or dropped: each refused.
+    let with = |f: &dyn Fn(&mut x509_cert::TbsCertificate)| {
+        let mut t = tbs.clone();
+        f(&mut t);
+        lint(&t.to_der().unwrap(), &ctx).unwrap_err().to_string()
+    };
+    let crl = with(&|t| {
+        t.extensions.as_mut().unwrap().push(
+            ca_core::extensions::crl_distribution_points("http://pki.example/issuing.crl").unwrap(),
+        )
+    });
+    assert!(crl.contains("e_no_rev_avail_without_pointers"), "{crl}");
+    let critical = with(&|t| {
+        for e in t.extensions.as_mut().unwrap() {
+            if e.extn_id == ca_core::extensions::ID_CE_NO_REV_AVAIL {
+                e.critical = true;
+            }
+        }
+    });
+    assert!(
+        critical.contains("e_no_rev_avail_non_critical_null"),
+        "{critical}"
+    );
+    let dropped = with(&|t| {
+        t.extensions
+            .as_mut()
+            .unwrap()
+            .retain(|e| e.extn_id != ca_core::extensions::ID_CE_NO_REV_AVAIL)
+    });
+    assert!(dropped.contains("e_no_rev_avail_as_profile"), "{dropped}");
 }

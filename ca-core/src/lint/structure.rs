@@ -89,6 +89,7 @@ pub(super) fn check(tbs: &TbsCertificate, ctx: &LintContext<'_>, out: &mut Findi
         ID_PKIX_OCSP_NOCHECK,
         ID_CE_FRESHEST_CRL,
         const_oid::db::rfc5280::ID_CE_CERTIFICATE_POLICIES,
+        crate::extensions::ID_CE_NO_REV_AVAIL,
     ];
     let mut seen = HashSet::new();
     for extension in extensions(tbs) {
@@ -107,11 +108,74 @@ pub(super) fn check(tbs: &TbsCertificate, ctx: &LintContext<'_>, out: &mut Findi
             );
         }
     }
+    no_rev_avail(tbs, ctx, out);
     if tbs.extensions.as_ref().is_some_and(|e| e.is_empty()) {
         out.fail(
             "e_extensions_not_empty",
             "RFC 5280 §4.1",
             "an empty extensions field must be omitted",
+        );
+    }
+}
+
+/// noRevAvail (RFC 9608 §2): non-critical NULL, only in end-entity certificates, and never
+/// beside a CRL distribution point, a Freshest CRL or an OCSP pointer; present exactly when the
+/// profile asks for it.
+fn no_rev_avail(tbs: &TbsCertificate, ctx: &LintContext<'_>, out: &mut Findings) {
+    use der::Decode;
+    use x509_cert::ext::pkix::{AuthorityInfoAccessSyntax, BasicConstraints};
+    let all = extensions(tbs);
+    let found = all
+        .iter()
+        .find(|e| e.extn_id == crate::extensions::ID_CE_NO_REV_AVAIL);
+    if let super::Expectation::Leaf { profile, .. } = &ctx.expectation {
+        if profile.no_revocation_available() != found.is_some() {
+            out.fail(
+                "e_no_rev_avail_as_profile",
+                "profile",
+                "noRevAvail must be present exactly when the profile sets no_revocation_available",
+            );
+        }
+    }
+    let Some(extension) = found else {
+        return;
+    };
+    if extension.critical || der::asn1::Null::from_der(extension.extn_value.as_bytes()).is_err() {
+        out.fail(
+            "e_no_rev_avail_non_critical_null",
+            "RFC 9608 §2",
+            "noRevAvail must be a non-critical NULL",
+        );
+    }
+    let is_ca = all
+        .iter()
+        .find(|e| e.extn_id == ID_CE_BASIC_CONSTRAINTS)
+        .and_then(|e| BasicConstraints::from_der(e.extn_value.as_bytes()).ok())
+        .is_some_and(|b| b.ca);
+    if is_ca {
+        out.fail(
+            "e_no_rev_avail_end_entity",
+            "RFC 9608 §2",
+            "noRevAvail belongs in end-entity certificates only",
+        );
+    }
+    let ocsp = all
+        .iter()
+        .find(|e| e.extn_id == ID_PE_AUTHORITY_INFO_ACCESS)
+        .and_then(|e| AuthorityInfoAccessSyntax::from_der(e.extn_value.as_bytes()).ok())
+        .is_some_and(|aia| {
+            aia.0
+                .iter()
+                .any(|a| a.access_method == const_oid::db::rfc5280::ID_AD_OCSP)
+        });
+    let crl = all
+        .iter()
+        .any(|e| e.extn_id == ID_CE_CRL_DISTRIBUTION_POINTS || e.extn_id == ID_CE_FRESHEST_CRL);
+    if ocsp || crl {
+        out.fail(
+            "e_no_rev_avail_without_pointers",
+            "RFC 9608 §2",
+            "a noRevAvail certificate must carry no CRL distribution point, Freshest CRL or OCSP URL",
         );
     }
 }

@@ -65,6 +65,9 @@ impl Authority {
                 let row = self.visible_certificate(conn, caller, ca, serial)?;
                 let user = conn.user_row(&caller.user_id)?;
                 let current = CertificateStatus::of_row(&row.status)?;
+                if !matches!(change, StatusChange::Release) {
+                    refuse_no_rev_avail(&row)?;
+                }
                 let (status, reason, at, invalidity, action) = match change {
                     StatusChange::Revoke {
                         reason,
@@ -242,6 +245,7 @@ impl Authority {
             if CertificateStatus::of_row(&row.status)? == CertificateStatus::Revoked {
                 return Ok(None);
             }
+            refuse_no_rev_avail(&row)?;
             conn.set_certificate_status(
                 ca,
                 serial,
@@ -280,6 +284,24 @@ impl Authority {
     }
 
     // ---- audit ----
+}
+
+/// A 409 for a certificate that carries noRevAvail (RFC 9608): relying parties look for no
+/// revocation information for it, so a revocation would protect nothing and only mislead.
+pub(crate) fn refuse_no_rev_avail(
+    row: &crate::store::models::CertificateRow,
+) -> Result<(), ServiceError> {
+    if row
+        .der
+        .as_deref()
+        .is_some_and(ca_core::extensions::declares_no_rev_avail)
+    {
+        return Err(ServiceError::Conflict(format!(
+            "the certificate carries noRevAvail (RFC 9608): relying parties check no revocation for it, so revoking it would protect nothing. Remove the holder's access instead (disable the account, end the VPN session); it expires at {}. / この証明書は失効情報なし (noRevAvail) のため失効できません。アカウントの無効化や VPN 接続の切断で対処してください。",
+            UnixTime(row.not_after.max(0) as u64)
+        )));
+    }
+    Ok(())
 }
 
 /// A change of a certificate's revocation status.
