@@ -738,3 +738,48 @@ pub struct ActivationView {
     /// The current share set.
     pub set: String,
 }
+
+/// `PUT /api/v1/me/contact`: where the signed-in person's notices go (waiting approvals, their
+/// certificates' expiry and revocation), with a fresh TOTP code; `email` null removes it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactRequest {
+    /// The address, or null.
+    pub email: Option<String>,
+    /// A fresh TOTP code.
+    pub totp: String,
+}
+
+/// `GET|PUT /api/v1/me/contact`.
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct ContactView {
+    /// The address notices go to, if any.
+    pub email: Option<String>,
+}
+
+/// One notice in the outbox (`GET /api/v1/notifications`).
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct NotificationView {
+    /// Its id (a webhook's `Mamori-Delivery`).
+    pub id: String,
+    /// `certificate.expiring`, `request.waiting`, `certificate.revoked`, `certificate.held`.
+    pub event: String,
+    /// `email` or `webhook:<name>`.
+    pub channel: String,
+    /// The address or the webhook's name.
+    pub recipient: String,
+    /// The e-mail subject.
+    pub subject: String,
+    /// `pending`, `sent` or `failed`.
+    pub status: String,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When it was queued (RFC 3339).
+    pub created_at: String,
+    /// When it was sent.
+    pub sent_at: Option<String>,
+    /// When it is tried next (pending only).
+    pub next_attempt_at: Option<String>,
+}

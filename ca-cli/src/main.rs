@@ -162,6 +162,15 @@ enum Command {
     /// Give your share of the CA's activation secret (custodians of a k-of-n quorum, with a
     /// TOTP code); the server unlocks when k custodians have.
     Activate(activate::Activate),
+    /// The notification outbox: notices sent, waiting and failed (with why).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  ca-cli notify list --status failed\n  ca-cli notify list --limit 20"
+    )]
+    Notify(notify::NotifyCommand),
+    /// Where your notices go: approvals waiting for you, your certificates' expiry and
+    /// revocation (with a TOTP code to change it).
+    Contact(notify::Contact),
 }
 
 #[derive(Subcommand)]
@@ -252,6 +261,8 @@ fn run(cli: Cli) -> CliResult<()> {
         Command::Renew(args) => renew::run(cli.ca_file.as_deref(), args, json),
         Command::Acme(command) => acme::run(&conn, command, json),
         Command::Activate(args) => activate::run(&conn, args, json),
+        Command::Notify(command) => notify::run(&conn, command, json),
+        Command::Contact(args) => notify::contact(&conn, args, json),
     }
 }
 

@@ -332,6 +332,19 @@ pub struct ProfileConfig {
     /// stored).
     #[serde(default)]
     pub duplicates: DuplicatePolicy,
+    /// Notices about this profile's certificates; none by default.
+    #[serde(default)]
+    pub notify: NotifyRuleConfig,
+}
+
+/// `[notify]` in a profile.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyRuleConfig {
+    /// Days before expiry at which the owner and the security mailbox are told, e.g.
+    /// `[30, 7, 1]`: each threshold once per certificate.
+    #[serde(default)]
+    pub expiry_days: Vec<u32>,
 }
 
 fn default_min_rsa_bits() -> usize {
@@ -444,6 +457,7 @@ pub struct Profile {
     renewal: RenewalRule,
     enrollment: EnrollmentRule,
     duplicates: DuplicatePolicy,
+    expiry_days: Vec<u32>,
 }
 
 fn invalid(file: &str, field: &str, reason: impl Into<String>) -> ProfileError {
@@ -640,6 +654,19 @@ impl Profile {
         if max_validity_secs > 825 * 86_400 {
             return Err(invalid(file, "validity.max", "must not exceed 825d"));
         }
+        let mut expiry_days = config.notify.expiry_days.clone();
+        if expiry_days
+            .iter()
+            .any(|d| *d == 0 || u64::from(*d) * 86_400 > max_validity_secs)
+        {
+            return Err(invalid(
+                file,
+                "notify.expiry_days",
+                "each must be at least 1 and within validity.max",
+            ));
+        }
+        expiry_days.sort_unstable_by(|a, b| b.cmp(a));
+        expiry_days.dedup();
         if config.no_revocation_available {
             if max_validity_secs > NO_REV_AVAIL_MAX_SECS {
                 return Err(invalid(
@@ -897,6 +924,7 @@ impl Profile {
                 static_challenge_owner: enrollment.static_challenge_owner.clone(),
             },
             duplicates: config.duplicates,
+            expiry_days,
         })
     }
 
@@ -923,6 +951,10 @@ impl Profile {
     /// What a second certificate for the same subject does.
     pub fn duplicates(&self) -> DuplicatePolicy {
         self.duplicates
+    }
+    /// Days before expiry at which notices go out, largest first (`[notify] expiry_days`).
+    pub fn expiry_days(&self) -> &[u32] {
+        &self.expiry_days
     }
     /// Whether O must be the organization registered on the requester's account.
     pub fn organization_from_account(&self) -> bool {

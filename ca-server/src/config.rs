@@ -176,6 +176,8 @@ pub struct Config {
     /// A PKCS#11 token for the issuing CA's key (`[pkcs11]`: module, token_label, pin_file);
     /// without it the key is a PKCS#8 file encrypted under the CA passphrase.
     pub pkcs11: Option<crate::token_config::TokenConfig>,
+    /// Notices by e-mail and webhook (`[notify]`): expiries, waiting approvals, revocations.
+    pub notify: crate::notify_config::NotifyConfig,
 }
 
 impl Default for Config {
@@ -221,6 +223,12 @@ impl Default for Config {
             ocsp_nonce: NonceMode::Ignore,
             hierarchy: HierarchyConfig::default(),
             pkcs11: None,
+            notify: crate::notify_config::NotifyConfig {
+                retry_secs: 60,
+                max_attempts: 8,
+                scan_secs: 60,
+                ..Default::default()
+            },
         }
     }
 }
@@ -307,6 +315,7 @@ impl Config {
                 pin_file: env("pkcs11_pin_file").map(PathBuf::from),
             });
         }
+        self.apply_notify_env()?;
         if let Some(v) = env("data_dir") {
             self.data_dir = PathBuf::from(v);
         }
@@ -441,8 +450,21 @@ impl Config {
         Ok(())
     }
 
+    fn apply_notify_env(&mut self) -> Result<(), ConfigError> {
+        self.notify
+            .apply_env(env)
+            .map_err(|(key, reason)| ConfigError::Invalid { key, reason })
+    }
+
+    fn validate_notify(&self) -> Result<(), ConfigError> {
+        self.notify
+            .validate()
+            .map_err(|(key, reason)| ConfigError::Invalid { key, reason })
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         self.acme_resolve_overrides()?;
+        self.validate_notify()?;
         if let Some(token) = &self.pkcs11 {
             if token.token_label.trim().is_empty() {
                 return Err(ConfigError::Invalid {

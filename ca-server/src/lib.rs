@@ -20,6 +20,8 @@ pub mod custody;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod notify;
+pub mod notify_config;
 pub mod ocsp;
 pub mod ra;
 pub mod scep;

@@ -73,10 +73,27 @@ pub struct Metrics {
     pub refusals: [AtomicU64; 6],
     /// Whether the CA keys wait for k-of-n activation (`mamori_ca_locked`).
     pub locked: std::sync::atomic::AtomicBool,
+    /// Notices: what the outbox holds and the certificates ending soon (`notify`).
+    pub notices: std::sync::Mutex<NoticeGauges>,
+    /// Notices delivered.
+    pub notices_sent: AtomicU64,
+    /// Delivery attempts that failed (each retry counts).
+    pub notice_failures: AtomicU64,
     /// Latency of the public listener.
     pub public_latency: Histogram,
     /// Latency of the API listener.
     pub api_latency: Histogram,
+}
+
+/// The outbox and expiry figures the notify service refreshes at each upkeep.
+#[derive(Debug, Default, Clone)]
+pub struct NoticeGauges {
+    /// Notices waiting to be sent (or retried).
+    pub pending: i64,
+    /// Notices given up on after their last attempt.
+    pub failed: i64,
+    /// (profile, within_days, valid certificates ending within that many days).
+    pub expiring: Vec<(String, u32, i64)>,
 }
 
 /// OCSP outcome labels, in the order of [`Metrics::ocsp`].
@@ -100,6 +117,27 @@ pub const REFUSAL_LABELS: [&str; 6] = [
 ];
 
 impl Metrics {
+    fn render_notices(&self, out: &mut String) {
+        let gauges = self.notices.lock().map(|g| g.clone()).unwrap_or_default();
+        out.push_str(&format!(
+            "# HELP mamori_notifications_pending Notices waiting to be sent or retried.\n# TYPE mamori_notifications_pending gauge\nmamori_notifications_pending {}\n\
+             # HELP mamori_notifications_failed Notices given up on (GET /api/v1/notifications?status=failed).\n# TYPE mamori_notifications_failed gauge\nmamori_notifications_failed {}\n\
+             # HELP mamori_notifications_sent_total Notices delivered by this instance.\n# TYPE mamori_notifications_sent_total counter\nmamori_notifications_sent_total {}\n\
+             # HELP mamori_notification_failures_total Delivery attempts that failed on this instance.\n# TYPE mamori_notification_failures_total counter\nmamori_notification_failures_total {}\n",
+            gauges.pending,
+            gauges.failed,
+            self.notices_sent.load(Ordering::Relaxed),
+            self.notice_failures.load(Ordering::Relaxed),
+        ));
+        out.push_str("# HELP mamori_certificates_expiring Valid certificates ending within within_days days, by profile.\n# TYPE mamori_certificates_expiring gauge\n");
+        for (profile, days, count) in &gauges.expiring {
+            let profile = profile.replace(['\\', '"', '\n'], "_");
+            out.push_str(&format!(
+                "mamori_certificates_expiring{{profile=\"{profile}\",within_days=\"{days}\"}} {count}\n"
+            ));
+        }
+    }
+
     /// Counts a refused security action by its problem type.
     pub fn refusal(&self, label: &str) {
         if let Some(i) = REFUSAL_LABELS.iter().position(|l| *l == label) {
@@ -121,6 +159,7 @@ impl Metrics {
             "# HELP mamori_ca_locked 1 while the CA keys wait for k-of-n activation (ca-cli activate).\n# TYPE mamori_ca_locked gauge\nmamori_ca_locked {}\n",
             u8::from(self.locked.load(Ordering::Relaxed))
         ));
+        self.render_notices(&mut out);
         out.push_str("# HELP mamori_certificates_issued_total Certificates issued.\n# TYPE mamori_certificates_issued_total counter\n");
         out.push_str(&format!(
             "mamori_certificates_issued_total {}\n",

@@ -8,6 +8,7 @@ pub mod csr;
 pub mod device;
 pub mod enrollment;
 pub mod key;
+pub mod notify;
 pub mod pkcs12;
 pub mod renew;
 pub mod request;

@@ -514,6 +514,42 @@ pub async fn revoke_challenge(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// `?status=&limit=` on the notification list.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationQuery {
+    /// `pending`, `sent` or `failed`.
+    pub status: Option<String>,
+    /// 1-1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+/// `GET /api/v1/notifications`: the outbox, newest first (failed deliveries with their error).
+pub async fn notifications(
+    who: SignedIn,
+    query: web::Query<NotificationQuery>,
+) -> Result<HttpResponse, ServiceError> {
+    let q = query.into_inner();
+    Ok(HttpResponse::Ok().json(
+        who.run(move |a, c| a.notifications(c, q.status.as_deref(), q.limit))
+            .await?,
+    ))
+}
+
+/// `GET /api/v1/me/contact`: where the caller's notices go.
+pub async fn contact(who: SignedIn) -> Result<HttpResponse, ServiceError> {
+    Ok(HttpResponse::Ok().json(who.run(move |a, c| a.contact(c)).await?))
+}
+
+/// `PUT /api/v1/me/contact`: sets it, with a fresh TOTP code.
+pub async fn set_contact(
+    who: SignedIn,
+    body: web::Json<ContactRequest>,
+) -> Result<HttpResponse, ServiceError> {
+    let body = body.into_inner();
+    Ok(HttpResponse::Ok().json(who.run(move |a, c| a.set_contact(c, &body)).await?))
+}
+
 /// `GET /api/v1/activate`: where k-of-n activation stands (any signed-in user).
 pub async fn activation(who: SignedIn) -> Result<HttpResponse, ServiceError> {
     Ok(HttpResponse::Ok().json(who.run(move |a, _| a.activation_view()).await?))

@@ -203,6 +203,9 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
             .route("/acme/eab", web::post().to(acme::create_eab))
             .route("/acme/eab", web::get().to(acme::list_eabs))
             .route("/acme/eab/{id}/revoke", web::post().to(acme::revoke_eab))
+            .route("/notifications", web::get().to(api::notifications))
+            .route("/me/contact", web::get().to(api::contact))
+            .route("/me/contact", web::put().to(api::set_contact))
             .route("/activate", web::get().to(api::activation))
             .route("/activate", web::post().to(api::activate))
             .route("/audit", web::get().to(api::audit))
@@ -545,6 +548,19 @@ pub async fn serve(
             }
         }
     });
+    // Notices: delivered every two seconds on a blocking thread of their own, so a slow SMTP
+    // server or webhook never delays the CA's upkeep.
+    let notifier = authority.clone();
+    let notifying = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            let a = notifier.clone();
+            if let Err(e) = web::block(move || a.notify_tick()).await {
+                tracing::error!(error = %e, "notification task failed");
+            }
+        }
+    });
     let poller = authority.clone();
     let polling = tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -569,6 +585,7 @@ pub async fn serve(
     let result = join_all(servers).await;
     maintenance.abort();
     polling.abort();
+    notifying.abort();
     result
 }
 

@@ -252,6 +252,24 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        path: "/api/v1/notifications",
+        roles: "admin, security-officer, auditor",
+        summary: "The notification outbox, newest first (?status=pending|sent|failed&limit=): event, channel, recipient, attempts, the last error",
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/me/contact",
+        roles: "any signed-in user",
+        summary: "Where the caller's notices go (waiting approvals, their certificates' expiry, revocation, hold)",
+    },
+    Route {
+        method: "put",
+        path: "/api/v1/me/contact",
+        roles: "any signed-in user (with a TOTP code)",
+        summary: "Set or clear (email null) where the caller's notices go; audited as user.contact",
+    },
+    Route {
+        method: "get",
         path: "/api/v1/openapi.json",
         roles: "public",
         summary: "This document",

@@ -15,6 +15,7 @@ pub mod audit_checkpoint;
 mod challenge;
 mod decide;
 mod enrollment;
+mod notices;
 mod renew;
 pub mod review;
 mod revocation;
@@ -120,6 +121,8 @@ pub struct Authority {
     pub(crate) activation: Option<Arc<crate::custody::quorum::Activation>>,
     /// The PKCS#11 token, when configured: where the SCEP RA keys are made.
     pub(crate) custody: Arc<crate::custody::keys::Custody>,
+    /// Notices by e-mail and webhook (`[notify]`).
+    pub notifier: Arc<crate::notify::Notifier>,
 }
 
 /// How many verified CSR signatures an instance remembers (about 200 KiB).
@@ -216,7 +219,14 @@ impl Authority {
             account_policy: parts.account_policy,
             writer: writer.clone(),
         }));
+        let notifier = Arc::new(crate::notify::Notifier::new(
+            &parts.config.notify,
+            parts.pool.clone(),
+            clock.clone(),
+            metrics.clone(),
+        )?);
         let authority = Authority {
+            notifier,
             config: parts.config,
             pool: parts.pool,
             issuers,

@@ -60,7 +60,7 @@ impl Authority {
         }
         let mut conn = self.conn()?;
         let now = self.now();
-        let (view, partition) =
+        let (view, partition, changed) =
             crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
                 let row = self.visible_certificate(conn, caller, ca, serial)?;
                 let user = conn.user_row(&caller.user_id)?;
@@ -154,6 +154,7 @@ impl Authority {
                 Ok((
                     Self::certificate_view(&updated),
                     row.crl_partition.map(|k| k.max(0) as u32),
+                    updated,
                 ))
             })?;
         if !matches!(change, StatusChange::Release) {
@@ -169,6 +170,9 @@ impl Authority {
         self.crls
             .publisher(&self.issuers)
             .publish_change(ca, partition, &caller.username)?;
+        if !matches!(change, StatusChange::Release) {
+            self.notify_status(&changed, now);
+        }
         Ok(view)
     }
 

@@ -380,6 +380,9 @@ impl Authority {
         self.store_request(row, &requester.actor, on_store, now)?;
         let mut view = self.view_of(view, requester.username.clone(), &[]);
         view.duplicates = shown_duplicates;
+        if !approved_now {
+            self.notify_waiting(&view, profile, &requester.user_id);
+        }
         Ok(Submitted::Stored(Box::new(view)))
     }
 

@@ -43,6 +43,7 @@ pub mod gate;
 pub mod group_commit;
 pub mod ids;
 pub mod models;
+pub mod notify_rows;
 pub mod ocsp_rows;
 pub mod request_rows;
 pub mod reservation_rows;

@@ -338,3 +338,23 @@ pub struct AcmeAuthorizationRow {
     /// A problem document (JSON) when validation failed.
     pub error: Option<String>,
 }
+
+/// A notice in the outbox (`notifications`).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = notifications)]
+pub struct NotificationRow {
+    pub id: String,
+    pub event_key: String,
+    pub event: String,
+    pub channel: String,
+    pub recipient: String,
+    pub subject: String,
+    pub body: String,
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: i64,
+    pub claimed_until: i64,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub sent_at: Option<i64>,
+}

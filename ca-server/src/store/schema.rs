@@ -312,7 +312,35 @@ diesel::allow_tables_to_appear_in_same_query!(
     acme_orders,
     acme_authorizations,
     acme_nonces,
+    notifications,
+    user_contacts,
 );
+
+diesel::table! {
+    notifications (id) {
+        id -> Text,
+        event_key -> Text,
+        event -> Text,
+        channel -> Text,
+        recipient -> Text,
+        subject -> Text,
+        body -> Text,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> BigInt,
+        claimed_until -> BigInt,
+        last_error -> Nullable<Text>,
+        created_at -> BigInt,
+        sent_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    user_contacts (user_id) {
+        user_id -> Text,
+        email -> Text,
+    }
+}
 
 diesel::table! {
     enrollment_challenges (id) {

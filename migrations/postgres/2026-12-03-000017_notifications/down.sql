@@ -1,0 +1,3 @@
+DROP INDEX certificates_expiry;
+DROP TABLE user_contacts;
+DROP TABLE notifications;
