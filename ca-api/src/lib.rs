@@ -783,3 +783,72 @@ pub struct NotificationView {
     /// When it is tried next (pending only).
     pub next_attempt_at: Option<String>,
 }
+
+/// `POST /api/v1/break-glass`: a security officer issues alone in an emergency, with a fresh
+/// TOTP code; the certificate is short-lived, every officer is told at once, and two others
+/// must review it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakGlassRequest {
+    /// A profile whose `[break_glass]` allows it.
+    pub profile: String,
+    /// PEM PKCS#10.
+    pub csr: String,
+    /// What the emergency is (10-2000 characters), for the reviewers and the audit trail.
+    pub emergency: String,
+    /// A fresh TOTP code.
+    pub totp: String,
+}
+
+/// `POST /api/v1/break-glass/{id}/review`: another officer's verdict, with a fresh TOTP code.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakGlassReviewRequest {
+    /// `confirm` (the emergency was real) or `misuse` (revokes the certificate at once).
+    pub verdict: String,
+    /// Why (required for `misuse`).
+    #[serde(default)]
+    pub comment: String,
+    /// A fresh TOTP code.
+    pub totp: String,
+}
+
+/// One review of a break-glass issuance.
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct BreakGlassReviewView {
+    /// The reviewing officer.
+    pub reviewer: String,
+    /// `confirm` or `misuse`.
+    pub verdict: String,
+    /// Their comment.
+    pub comment: String,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+/// A break-glass issuance.
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct BreakGlassView {
+    /// The request's id.
+    pub id: String,
+    /// Its profile.
+    pub profile: String,
+    /// The officer who issued it.
+    pub officer: String,
+    /// The emergency they stated.
+    pub emergency: String,
+    /// When (RFC 3339).
+    pub issued_at: String,
+    /// The review deadline.
+    pub review_due: String,
+    /// `awaiting-review`, `confirmed`, `misuse`, `overdue` or `revoked-unreviewed`.
+    pub status: String,
+    /// Confirmations needed from other officers.
+    pub reviews_needed: u32,
+    /// The reviews so far.
+    pub reviews: Vec<BreakGlassReviewView>,
+    /// The certificate's CA and serial.
+    pub ca: Option<String>,
+    /// Its serial.
+    pub serial: Option<String>,
+}

@@ -168,6 +168,13 @@ enum Command {
         after_help = "Examples:\n  ca-cli notify list --status failed\n  ca-cli notify list --limit 20"
     )]
     Notify(notify::NotifyCommand),
+    /// Break-glass: one security officer issues alone in an emergency; two others review.
+    #[command(
+        subcommand,
+        name = "break-glass",
+        after_help = "Examples:\n  ca-cli break-glass issue --profile staff --csr dr-sato.csr --emergency 'ER night shift: card reader failed' --out dr-sato.pem\n  ca-cli break-glass list --status awaiting-review\n  ca-cli break-glass review <id> --confirm --comment 'called the ER lead'"
+    )]
+    BreakGlass(break_glass::BreakGlassCommand),
     /// Where your notices go: approvals waiting for you, your certificates' expiry and
     /// revocation (with a TOTP code to change it).
     Contact(notify::Contact),
@@ -262,6 +269,7 @@ fn run(cli: Cli) -> CliResult<()> {
         Command::Acme(command) => acme::run(&conn, command, json),
         Command::Activate(args) => activate::run(&conn, args, json),
         Command::Notify(command) => notify::run(&conn, command, json),
+        Command::BreakGlass(command) => break_glass::run(&conn, command, json),
         Command::Contact(args) => notify::contact(&conn, args, json),
     }
 }

@@ -335,6 +335,54 @@ pub struct ProfileConfig {
     /// Notices about this profile's certificates; none by default.
     #[serde(default)]
     pub notify: NotifyRuleConfig,
+    /// Break-glass issuance: a security officer alone, in an emergency; off by default.
+    #[serde(default)]
+    pub break_glass: Option<BreakGlassConfig>,
+}
+
+/// `[break_glass]` in a profile (MHLW guideline 6.0: emergency access prepared, and reviewed).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakGlassConfig {
+    /// Whether a security officer may issue alone, with TOTP and a stated emergency.
+    pub allowed: bool,
+    /// The certificate's validity (short: `8h` by default; at most the profile's max).
+    #[serde(default = "default_break_glass_validity")]
+    pub max_validity: String,
+    /// How long the other officers have to review it (`24h` by default).
+    #[serde(default = "default_break_glass_review")]
+    pub review_within: String,
+    /// How many other officers must confirm it (at least 2).
+    #[serde(default = "default_break_glass_reviews")]
+    pub reviews: u32,
+    /// Revoke it when the review time passes without enough confirmations.
+    #[serde(default)]
+    pub revoke_unreviewed: bool,
+}
+
+fn default_break_glass_validity() -> String {
+    "8h".into()
+}
+
+fn default_break_glass_review() -> String {
+    "24h".into()
+}
+
+fn default_break_glass_reviews() -> u32 {
+    2
+}
+
+/// A validated `[break_glass]` rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakGlassRule {
+    /// The certificate's validity, seconds.
+    pub validity_secs: u64,
+    /// The review deadline after issuance, seconds.
+    pub review_secs: u64,
+    /// Confirmations needed from officers other than the issuer.
+    pub reviews: u32,
+    /// Revoke when the deadline passes unreviewed.
+    pub revoke_unreviewed: bool,
 }
 
 /// `[notify]` in a profile.
@@ -458,6 +506,7 @@ pub struct Profile {
     enrollment: EnrollmentRule,
     duplicates: DuplicatePolicy,
     expiry_days: Vec<u32>,
+    break_glass: Option<BreakGlassRule>,
 }
 
 fn invalid(file: &str, field: &str, reason: impl Into<String>) -> ProfileError {
@@ -654,6 +703,49 @@ impl Profile {
         if max_validity_secs > 825 * 86_400 {
             return Err(invalid(file, "validity.max", "must not exceed 825d"));
         }
+        let break_glass = match config.break_glass.as_ref().filter(|b| b.allowed) {
+            None => None,
+            Some(b) => {
+                let validity_secs = parse_duration(&b.max_validity)
+                    .map_err(|e| invalid(file, "break_glass.max_validity", e.to_string()))?;
+                let review_secs = parse_duration(&b.review_within)
+                    .map_err(|e| invalid(file, "break_glass.review_within", e.to_string()))?;
+                if validity_secs == 0 || validity_secs > max_validity_secs {
+                    return Err(invalid(
+                        file,
+                        "break_glass.max_validity",
+                        "must be positive and within validity.max",
+                    ));
+                }
+                if review_secs == 0 || review_secs > 7 * 86_400 {
+                    return Err(invalid(
+                        file,
+                        "break_glass.review_within",
+                        "must be positive and at most 7d",
+                    ));
+                }
+                if b.reviews < 2 {
+                    return Err(invalid(
+                        file,
+                        "break_glass.reviews",
+                        "at least two other officers review an emergency issuance",
+                    ));
+                }
+                if config.requester_roles.is_empty() || config.no_revocation_available {
+                    return Err(invalid(
+                        file,
+                        "break_glass",
+                        "only for profiles people request, whose certificates can be revoked",
+                    ));
+                }
+                Some(BreakGlassRule {
+                    validity_secs,
+                    review_secs,
+                    reviews: b.reviews,
+                    revoke_unreviewed: b.revoke_unreviewed,
+                })
+            }
+        };
         let mut expiry_days = config.notify.expiry_days.clone();
         if expiry_days
             .iter()
@@ -925,6 +1017,7 @@ impl Profile {
             },
             duplicates: config.duplicates,
             expiry_days,
+            break_glass,
         })
     }
 
@@ -952,6 +1045,22 @@ impl Profile {
     pub fn duplicates(&self) -> DuplicatePolicy {
         self.duplicates
     }
+    /// The break-glass rule, when the profile allows it.
+    pub fn break_glass(&self) -> Option<&BreakGlassRule> {
+        self.break_glass.as_ref()
+    }
+
+    /// This profile as a break-glass issuance uses it: validity (default and max) cut to the
+    /// rule's, no requested window. `None` when the profile does not allow break-glass.
+    pub fn for_break_glass(&self) -> Option<Profile> {
+        let rule = self.break_glass.as_ref()?;
+        let mut profile = self.clone();
+        profile.default_validity_secs = rule.validity_secs;
+        profile.max_validity_secs = rule.validity_secs;
+        profile.requested_window = false;
+        Some(profile)
+    }
+
     /// Days before expiry at which notices go out, largest first (`[notify] expiry_days`).
     pub fn expiry_days(&self) -> &[u32] {
         &self.expiry_days

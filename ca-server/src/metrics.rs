@@ -75,6 +75,8 @@ pub struct Metrics {
     pub locked: std::sync::atomic::AtomicBool,
     /// Notices: what the outbox holds and the certificates ending soon (`notify`).
     pub notices: std::sync::Mutex<NoticeGauges>,
+    /// Break-glass issuances waiting for (or past) their review.
+    pub break_glass_open: AtomicU64,
     /// Notices delivered.
     pub notices_sent: AtomicU64,
     /// Delivery attempts that failed (each retry counts).
@@ -128,6 +130,10 @@ impl Metrics {
             gauges.failed,
             self.notices_sent.load(Ordering::Relaxed),
             self.notice_failures.load(Ordering::Relaxed),
+        ));
+        out.push_str(&format!(
+            "# HELP mamori_break_glass_unreviewed Break-glass issuances waiting for their review or past its deadline.\n# TYPE mamori_break_glass_unreviewed gauge\nmamori_break_glass_unreviewed {}\n",
+            self.break_glass_open.load(Ordering::Relaxed)
         ));
         out.push_str("# HELP mamori_certificates_expiring Valid certificates ending within within_days days, by profile.\n# TYPE mamori_certificates_expiring gauge\n");
         for (profile, days, count) in &gauges.expiring {

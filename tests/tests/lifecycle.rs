@@ -135,3 +135,195 @@ fn vendor_day_certificates_carry_no_rev_avail_and_are_never_revoked() {
         "valid"
     );
 }
+
+/// Break-glass: one officer issues a staff certificate alone with `ca-cli break-glass issue`
+/// (TOTP, a stated emergency): 8 hours at most, every other officer's notice queued. The
+/// issuer cannot review their own; each officer reviews once; two confirmations close it. A
+/// second one judged misuse is revoked at once (privilegeWithdrawn, OCSP says revoked). A
+/// profile without `[break_glass]`, a vendor, and a one-word emergency are refused.
+#[test]
+fn break_glass_is_issued_alone_reviewed_by_two_others_and_revoked_on_misuse() {
+    let server = Server::start(
+        Backend::Sqlite,
+        &[
+            // A mailbox and an SMTP server that is not there: notices are queued (and retried),
+            // which is what this test looks at; delivery is notify.rs's.
+            (
+                "MAMORI_NOTIFY_SECURITY_MAILBOX",
+                "pki-team@hospital.example",
+            ),
+            ("MAMORI_SMTP_HOST", "localhost"),
+            ("MAMORI_SMTP_PORT", "9"),
+            ("MAMORI_SMTP_FROM", "mamori@hospital.example"),
+        ],
+    );
+    server.login(&server.admin);
+    let alice = server.user("alice", &["security-officer"]);
+    let bob = server.user("bob", &["security-officer"]);
+    let carol = server.user("carol", &["security-officer"]);
+    // Each person gets three fresh TOTP codes per 30 s (sign-in takes one): dave issues the
+    // second one and erin reviews it, so nobody waits for a new window.
+    let dave = server.user("dave", &["security-officer"]);
+    let erin = server.user("erin", &["security-officer"]);
+    let vendor = server.user("acme-vendor", &["vendor"]);
+    for (person, email) in [
+        (&bob, "bob@hospital.example"),
+        (&carol, "carol@hospital.example"),
+    ] {
+        let (status, body) = server.call(
+            "PUT",
+            "/api/v1/me/contact",
+            Some(&person.token()),
+            Some(json!({"email": email, "totp": person.code()})),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    let staff_csr = |cn: &str, number: &str, email: &str| {
+        csr(
+            &[
+                (CommonName, cn),
+                (rcgen::DnType::CustomDnType(vec![2, 5, 4, 5]), number),
+            ],
+            vec![rcgen::SanType::Rfc822Name(email.try_into().unwrap())],
+        )
+        .1
+    };
+    let home = server.path().join("alice-cli");
+    server.cli_login(&home, &alice);
+    let csr_path = server.path().join("dr-sato.csr");
+    std::fs::write(
+        &csr_path,
+        staff_csr("Taro Sato", "STAFF-0420", "taro.sato@hospital.example"),
+    )
+    .unwrap();
+    let chain_path = server.path().join("dr-sato.pem");
+    let code = alice.code();
+    let issued = server.cli(
+        &home,
+        &[
+            "--json",
+            "break-glass",
+            "issue",
+            "--profile",
+            "staff",
+            "--csr",
+            csr_path.to_str().unwrap(),
+            "--emergency",
+            "ER night shift: Dr Sato's card reader failed, no second officer reachable",
+            "--totp",
+            &code,
+            "--out",
+            chain_path.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(issued.code, 0, "{issued:?}\n{}", server.logs());
+    let view: serde_json::Value = serde_json::from_str(&issued.stdout).unwrap();
+    assert_eq!(view["status"], "issued", "{view}");
+    let id = view["id"].as_str().unwrap().to_string();
+    let leaf = X509::stack_from_pem(&std::fs::read(&chain_path).unwrap()).unwrap()[0].clone();
+    let lifetime = leaf.not_before().diff(leaf.not_after()).unwrap();
+    assert!(
+        lifetime.days == 0 && lifetime.secs <= 8 * 3600 + 60,
+        "{lifetime:?}"
+    );
+    artifact("break-glass-staff", &chain_path);
+    // Every other officer's notice and the mailbox's are queued with the issuance.
+    let queued = server.query(&format!(
+        "SELECT recipient FROM notifications WHERE event_key = 'break_glass.issued:{id}' ORDER BY recipient"
+    ));
+    assert_eq!(
+        queued.lines().collect::<Vec<_>>(),
+        [
+            "bob@hospital.example",
+            "carol@hospital.example",
+            "pki-team@hospital.example"
+        ]
+    );
+
+    // Refusals made before the second factor is read get a dummy code (Person::code() gives
+    // each person three fresh codes per 30 s).
+    let review_with =
+        |who: &mamori_e2e::Person, id: &str, verdict: &str, comment: &str, code: String| {
+            server.call(
+                "POST",
+                &format!("/api/v1/break-glass/{id}/review"),
+                Some(&who.token()),
+                Some(json!({"verdict": verdict, "comment": comment, "totp": code})),
+            )
+        };
+    let review = |who: &mamori_e2e::Person, id: &str, verdict: &str, comment: &str| {
+        review_with(who, id, verdict, comment, who.code())
+    };
+    let (status, body) = review_with(&alice, &id, "confirm", "", "000000".into());
+    assert_eq!(status, 403, "the issuer cannot review their own: {body}");
+    let (status, body) = review(&bob, &id, "confirm", "called the ER lead");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "awaiting-review");
+    let (status, body) = review_with(&bob, &id, "confirm", "again", "000000".into());
+    assert_eq!(status, 409, "one review per officer: {body}");
+    let (status, body) = review(&carol, &id, "confirm", "badge log matches");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "confirmed", "{body}");
+    assert_eq!(body["reviews"].as_array().unwrap().len(), 2);
+
+    // A second one, judged misuse: revoked at once.
+    let (status, body) = server.call(
+        "POST",
+        "/api/v1/break-glass",
+        Some(&dave.token()),
+        Some(json!({"profile": "staff", "csr": staff_csr("Jiro Suzuki", "STAFF-0777", "jiro.suzuki@hospital.example"),
+            "emergency": "said to be urgent, no ticket", "totp": dave.code()})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (second, serial) = (
+        body["id"].as_str().unwrap().to_string(),
+        body["serial"].as_str().unwrap().to_string(),
+    );
+    let (status, body) = review_with(&erin, &second, "misuse", "", "000000".into());
+    assert_eq!(status, 400, "misuse needs a comment: {body}");
+    let (status, body) = review(&erin, &second, "misuse", "no ticket, no emergency");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "misuse");
+    assert_eq!(
+        server
+            .query(&format!(
+                "SELECT status, revocation_reason FROM certificates WHERE serial = '{serial}'"
+            ))
+            .trim(),
+        "revoked|privilege-withdrawn"
+    );
+
+    // Refusals: a profile without break-glass, a vendor, a one-word emergency.
+    for (who, profile, emergency, want) in [
+        (
+            &alice,
+            "ambulance-terminal",
+            "ambulance 7 terminal died",
+            403,
+        ),
+        (&vendor, "staff", "ER night shift emergency", 403),
+        (&alice, "staff", "urgent", 400),
+    ] {
+        let (status, body) = server.call(
+            "POST",
+            "/api/v1/break-glass",
+            Some(&who.token()),
+            Some(json!({"profile": profile, "csr": staff_csr("Hana Ito", "STAFF-0101", "hana.ito@hospital.example"),
+                "emergency": emergency, "totp": "000000"})),
+        );
+        assert_eq!(status, want, "{profile} {emergency}: {body}");
+    }
+
+    let listed = server.cli(&home, &["break-glass", "list"]);
+    assert_eq!(listed.code, 0, "{listed:?}");
+    assert!(
+        listed.stdout.contains("confirmed") && listed.stdout.contains("misuse"),
+        "{}",
+        listed.stdout
+    );
+    let audit = server.query("SELECT action FROM audit_log WHERE action LIKE '%break_glass%'");
+    assert!(
+        audit.contains("certificate.break_glass") && audit.contains("break_glass.review"),
+        "{audit}"
+    );
+}

@@ -3,6 +3,7 @@
 pub mod acme;
 pub mod activate;
 pub mod audit;
+pub mod break_glass;
 pub mod cert;
 pub mod csr;
 pub mod device;

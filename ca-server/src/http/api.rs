@@ -514,11 +514,61 @@ pub async fn revoke_challenge(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// `?status=&limit=` on the notification list.
+/// `POST /api/v1/break-glass`: a security officer issues alone in an emergency.
+pub async fn break_glass_issue(
+    who: SignedIn,
+    body: web::Json<BreakGlassRequest>,
+) -> Result<HttpResponse, ServiceError> {
+    let body = body.into_inner();
+    let authority = who.0.authority.clone();
+    let view = who
+        .run(move |a, c| a.break_glass_issue(c, body))
+        .await?
+        .finish(authority)
+        .await?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+/// `GET /api/v1/break-glass`: the newest break-glass issuances.
+pub async fn break_glass_list(
+    who: SignedIn,
+    query: web::Query<NotificationQuery>,
+) -> Result<HttpResponse, ServiceError> {
+    let q = query.into_inner();
+    Ok(HttpResponse::Ok().json(
+        who.run(move |a, c| a.break_glass_list(c, q.status.as_deref(), q.limit))
+            .await?,
+    ))
+}
+
+/// `GET /api/v1/break-glass/{id}`.
+pub async fn break_glass_get(
+    who: SignedIn,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ServiceError> {
+    let id = path.into_inner();
+    Ok(HttpResponse::Ok().json(who.run(move |a, c| a.break_glass_get(c, &id)).await?))
+}
+
+/// `POST /api/v1/break-glass/{id}/review`: another officer's verdict.
+pub async fn break_glass_review(
+    who: SignedIn,
+    path: web::Path<String>,
+    body: web::Json<BreakGlassReviewRequest>,
+) -> Result<HttpResponse, ServiceError> {
+    let (id, body) = (path.into_inner(), body.into_inner());
+    Ok(HttpResponse::Ok().json(
+        who.run(move |a, c| a.break_glass_review(c, &id, &body))
+            .await?,
+    ))
+}
+
+/// `?status=&limit=` on the notification and break-glass lists.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotificationQuery {
-    /// `pending`, `sent` or `failed`.
+    /// Notifications: `pending`, `sent` or `failed`; break-glass: `awaiting-review`,
+    /// `confirmed`, `misuse`, `overdue`, `revoked-unreviewed`.
     pub status: Option<String>,
     /// 1-1000 (default 100).
     pub limit: Option<u32>,

@@ -203,6 +203,13 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
             .route("/acme/eab", web::post().to(acme::create_eab))
             .route("/acme/eab", web::get().to(acme::list_eabs))
             .route("/acme/eab/{id}/revoke", web::post().to(acme::revoke_eab))
+            .route("/break-glass", web::post().to(api::break_glass_issue))
+            .route("/break-glass", web::get().to(api::break_glass_list))
+            .route("/break-glass/{id}", web::get().to(api::break_glass_get))
+            .route(
+                "/break-glass/{id}/review",
+                web::post().to(api::break_glass_review),
+            )
             .route("/notifications", web::get().to(api::notifications))
             .route("/me/contact", web::get().to(api::contact))
             .route("/me/contact", web::put().to(api::set_contact))

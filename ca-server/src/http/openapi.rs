@@ -251,6 +251,30 @@ pub const ROUTES: &[Route] = &[
         summary: "Give one share of the activation secret (opened by ca-cli activate from the custodian's share file); k distinct shares unlock the CA keys",
     },
     Route {
+        method: "post",
+        path: "/api/v1/break-glass",
+        roles: "security-officer (with a TOTP code and a stated emergency)",
+        summary: "Break-glass: issue alone, at once, a short-lived certificate under a profile whose [break_glass] allows it; every officer is notified and two others must review it",
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/break-glass",
+        roles: "security-officer, admin, auditor",
+        summary: "Break-glass issuances, newest first (?status=awaiting-review|confirmed|misuse|overdue|revoked-unreviewed)",
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/break-glass/{id}",
+        roles: "security-officer, admin, auditor",
+        summary: "One break-glass issuance with its reviews",
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/break-glass/{id}/review",
+        roles: "security-officer other than the issuer (with a TOTP code)",
+        summary: "Review a break-glass issuance: confirm, or misuse (revokes it at once, privilegeWithdrawn)",
+    },
+    Route {
         method: "get",
         path: "/api/v1/notifications",
         roles: "admin, security-officer, auditor",

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 #[derive(Debug, Clone)]
 pub struct Notice {
     /// `certificate.expiring`, `request.waiting`, `certificate.revoked`, `certificate.held`,
-    /// `notify.test`.
+    /// `break_glass.issued`, `break_glass.overdue`, `break_glass.misuse`.
     pub event: &'static str,
     /// Unique per event: the same key is sent once to each recipient, whichever instance
     /// queues it.
@@ -126,6 +126,49 @@ impl Notice {
                  ca-cli request show {request_id}\n"
             ),
             data: json!({"request": {"id": request_id, "profile": profile_id, "subject": subject, "requester": requester}}),
+        }
+    }
+
+    /// A break-glass issuance `request_id` of `profile_id` for `subject` by `officer`:
+    /// `event` is `break_glass.issued` (review it), `break_glass.overdue` (not reviewed in
+    /// time) or `break_glass.misuse` (a reviewer found it misused; revoked).
+    pub fn break_glass(
+        event: &'static str,
+        request_id: &str,
+        profile_id: &str,
+        subject: &str,
+        officer: &str,
+        emergency: &str,
+        due: UnixTime,
+    ) -> Notice {
+        let (subject, officer, emergency) =
+            (one_line(subject), one_line(officer), one_line(emergency));
+        let (ja, en) = match event {
+            "break_glass.overdue" => (
+                "緊急発行が期限までにレビューされていません",
+                "An emergency issuance was not reviewed in time",
+            ),
+            "break_glass.misuse" => (
+                "緊急発行が不正と判断され失効されました",
+                "An emergency issuance was judged misused and revoked",
+            ),
+            _ => (
+                "緊急発行（ブレークグラス）が行われました。レビューしてください",
+                "A break-glass certificate was issued: review it",
+            ),
+        };
+        Notice {
+            event,
+            key: format!("{event}:{request_id}"),
+            subject: format!("[Mamori] {ja} / {en}: {subject}"),
+            text: format!(
+                "{ja}。\n{en}.\n\nrequest: {request_id}\nprofile: {profile_id}\nsubject: {subject}\n\
+                 officer: {officer}\nemergency: {emergency}\nreview by: {}\n\
+                 ca-cli break-glass review {request_id} --confirm | --misuse --comment ...\n",
+                due.to_rfc3339()
+            ),
+            data: json!({"request": {"id": request_id, "profile": profile_id, "subject": subject},
+                "officer": officer, "emergency": emergency, "review_due": due.to_rfc3339()}),
         }
     }
 

@@ -12,6 +12,7 @@
 mod activate;
 pub mod audit;
 pub mod audit_checkpoint;
+mod break_glass;
 mod challenge;
 mod decide;
 mod enrollment;
@@ -299,6 +300,9 @@ impl Authority {
         }
         self.expire_requests()?;
         self.retire_renewed()?;
+        if let Err(e) = self.break_glass_upkeep() {
+            tracing::warn!(error = %e, "break-glass review upkeep failed");
+        }
         if let Err(e) = self.checkpoint_audit(false) {
             tracing::warn!(error = %e, "signing an audit checkpoint failed");
         }

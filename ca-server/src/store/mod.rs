@@ -33,6 +33,7 @@ pub(crate) use insert_all;
 pub mod account_rows;
 pub mod acme_rows;
 pub mod audit_log;
+pub mod break_glass_rows;
 pub mod certificate_names;
 pub mod chained_insert;
 pub mod checkout;

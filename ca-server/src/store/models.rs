@@ -358,3 +358,30 @@ pub struct NotificationRow {
     pub created_at: i64,
     pub sent_at: Option<i64>,
 }
+
+/// A break-glass issuance (`break_glass`).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = break_glass)]
+pub struct BreakGlassRow {
+    pub request_id: String,
+    pub profile_id: String,
+    pub officer_id: String,
+    pub emergency: String,
+    pub issued_at: i64,
+    pub review_due: i64,
+    pub reviews_needed: i32,
+    pub revoke_unreviewed: bool,
+    pub status: String,
+    pub closed_at: Option<i64>,
+}
+
+/// One officer's review of a break-glass issuance (`break_glass_reviews`).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = break_glass_reviews)]
+pub struct BreakGlassReviewRow {
+    pub request_id: String,
+    pub reviewer_id: String,
+    pub verdict: String,
+    pub comment: String,
+    pub reviewed_at: i64,
+}

@@ -314,7 +314,34 @@ diesel::allow_tables_to_appear_in_same_query!(
     acme_nonces,
     notifications,
     user_contacts,
+    break_glass,
+    break_glass_reviews,
 );
+
+diesel::table! {
+    break_glass (request_id) {
+        request_id -> Text,
+        profile_id -> Text,
+        officer_id -> Text,
+        emergency -> Text,
+        issued_at -> BigInt,
+        review_due -> BigInt,
+        reviews_needed -> Integer,
+        revoke_unreviewed -> Bool,
+        status -> Text,
+        closed_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    break_glass_reviews (request_id, reviewer_id) {
+        request_id -> Text,
+        reviewer_id -> Text,
+        verdict -> Text,
+        comment -> Text,
+        reviewed_at -> BigInt,
+    }
+}
 
 diesel::table! {
     notifications (id) {

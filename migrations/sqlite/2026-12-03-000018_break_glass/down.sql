@@ -1,0 +1,2 @@
+DROP TABLE break_glass_reviews;
+DROP TABLE break_glass;
