@@ -1494,4 +1494,30 @@ allowed = false
             assert!(err.contains(why), "{err}");
         }
     }
+
+    #[test]
+    fn break_glass_needs_two_reviewers_and_a_validity_within_the_profile() {
+        let with = |table: &str| load(&format!("{MINIMAL}\n[break_glass]\n{table}"));
+        let rule = with("allowed = true\nmax_validity = \"8h\"\nrevoke_unreviewed = true")
+            .unwrap()
+            .break_glass()
+            .cloned()
+            .unwrap();
+        assert_eq!(rule.validity_secs, 8 * 3600);
+        assert_eq!(rule.review_secs, 24 * 3600);
+        assert_eq!(rule.reviews, 2);
+        let variant = with("allowed = true").unwrap().for_break_glass().unwrap();
+        assert_eq!(variant.max_validity_secs(), 8 * 3600);
+        assert!(with("allowed = false").unwrap().break_glass().is_none());
+        for (table, field) in [
+            ("allowed = true\nreviews = 1", "break_glass.reviews"),
+            ("allowed = true\nmax_validity = \"100d\"", "break_glass.max_validity"),
+            ("allowed = true\nreview_within = \"30d\"", "break_glass.review_within"),
+        ] {
+            match with(table).unwrap_err() {
+                ProfileError::Invalid { field: f, .. } => assert_eq!(f, field, "{table}"),
+                other => panic!("{table}: {other}"),
+            }
+        }
+    }
 }

@@ -15,11 +15,14 @@ use ca_core::random::SeededRandom;
 use ca_core::time::UnixTime;
 use ca_core::totp::TotpSecret;
 use ca_server::accounts::Caller;
-use ca_server::api::{DecisionRequest, EnrolRequest, LoginRequest, SubmitRequest};
+use ca_server::api::{
+    BreakGlassRequest, BreakGlassReviewRequest, DecisionRequest, EnrolRequest, LoginRequest,
+    SubmitRequest,
+};
 use ca_server::bootstrap;
 use ca_server::config::Config;
 use ca_server::ra::{Authority, Submitted};
-use ca_server::store::ids::RequestId;
+use ca_server::store::ids::{RequestId, Serial};
 use zeroize::Zeroizing;
 
 const PASSPHRASE: &str = "a passphrase for this test";
@@ -27,7 +30,7 @@ const PASSPHRASE: &str = "a passphrase for this test";
 struct Instance {
     _dir: tempfile::TempDir,
     config: Config,
-    authority: Authority,
+    authority: Arc<Authority>,
     clock: Arc<ManualClock>,
 }
 
@@ -47,13 +50,15 @@ fn instance_seeded(seed: [u8; 32]) -> Instance {
     };
     bootstrap::init(&config, PASSPHRASE, &ca_core::random::OsRandom).unwrap();
     let clock = Arc::new(ManualClock::at(UnixTime::now()));
-    let authority = bootstrap::open_with(
-        config.clone(),
-        Zeroizing::new(PASSPHRASE.into()),
-        clock.clone(),
-        Arc::new(SeededRandom::new(seed)),
-    )
-    .unwrap();
+    let authority = Arc::new(
+        bootstrap::open_with(
+            config.clone(),
+            Zeroizing::new(PASSPHRASE.into()),
+            clock.clone(),
+            Arc::new(SeededRandom::new(seed)),
+        )
+        .unwrap(),
+    );
     Instance {
         _dir: dir,
         config,
@@ -343,7 +348,7 @@ fn the_scep_ra_certificate_is_renewed_in_its_window_and_the_old_one_kept() {
         clock,
         ..
     } = instance();
-    let scep = ca_server::scep::ScepService::new(Arc::new(authority)).unwrap();
+    let scep = ca_server::scep::ScepService::new(authority).unwrap();
     scep.maintain().unwrap();
     let ra_of = |scep: &ca_server::scep::ScepService| {
         let der = scep.ca_certificates("mdm-tablet").unwrap();
@@ -370,4 +375,91 @@ fn the_scep_ra_certificate_is_renewed_in_its_window_and_the_old_one_kept() {
         2,
         "the previous RA still opens requests"
     );
+}
+
+#[test]
+fn an_unreviewed_break_glass_certificate_is_revoked_when_its_review_time_ends() {
+    let i = instance();
+    let (alice, alice_totp) = i.person("alice", "security-officer");
+    let (bob, bob_totp) = i.person("bob", "security-officer");
+    let code = i.code(&alice_totp);
+    // Not from a new account: the cooling-off applies to break-glass as to approvals.
+    let csr = || {
+        der::pem::encode_string(
+            "CERTIFICATE REQUEST",
+            der::pem::LineEnding::LF,
+            &staff_csr(),
+        )
+        .unwrap()
+    };
+    let request = |code: String| BreakGlassRequest {
+        profile: "staff".into(),
+        csr: csr(),
+        emergency: "ER night shift: the card reader failed".into(),
+        totp: code,
+    };
+    let refused = i
+        .authority
+        .break_glass_issue(&alice, request(code))
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("approval_cooling_off_secs"),
+        "{refused}"
+    );
+    i.clock.advance(i.config.approval_cooling_off_secs + 30);
+    let submitted = i
+        .authority
+        .break_glass_issue(&alice, request(i.code(&alice_totp)))
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let view = runtime
+        .block_on(submitted.finish(i.authority.clone()))
+        .unwrap();
+    assert_eq!(view.status, "issued");
+    let ca = view.ca.clone().unwrap();
+    let serial = Serial::parse(view.serial.as_deref().unwrap()).unwrap();
+    // One confirmation of the two needed.
+    let reviewed = i
+        .authority
+        .break_glass_review(
+            &bob,
+            &view.id,
+            &BreakGlassReviewRequest {
+                verdict: "confirm".into(),
+                comment: String::new(),
+                totp: i.code(&bob_totp),
+            },
+        )
+        .unwrap();
+    assert_eq!(reviewed.status, "awaiting-review");
+    let status = |i: &Instance| {
+        (
+            i.authority.break_glass_get(&bob, &view.id).unwrap().status,
+            i.authority
+                .get_certificate(&bob, &ca, &serial)
+                .unwrap()
+                .0
+                .status,
+        )
+    };
+    // The staff profile gives its reviewers 24 hours.
+    i.clock.advance(24 * 3600 - 60);
+    i.authority.maintain().unwrap();
+    assert_eq!(status(&i), ("awaiting-review".into(), "valid".into()));
+    i.clock.advance(120);
+    i.authority.maintain().unwrap();
+    assert_eq!(status(&i), ("revoked-unreviewed".into(), "revoked".into()));
+    let (certificate, _) = i.authority.get_certificate(&bob, &ca, &serial).unwrap();
+    assert_eq!(
+        certificate.revocation_reason.as_deref(),
+        Some("privilege-withdrawn")
+    );
+    assert!(i
+        .authority
+        .metrics
+        .render()
+        .contains("mamori_break_glass_unreviewed 0"));
 }

@@ -64,8 +64,11 @@ impl Authority {
         // The second factor, before anything is stored.
         {
             let mut conn = self.conn()?;
+            let now = self.now().as_secs() as i64;
             crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
                 let user = conn.user_row(&caller.user_id)?;
+                // Like an approval: not from an account made or reset within the cooling-off.
+                self.accounts.check_cooling_off(&user, now)?;
                 self.accounts.step_up(conn, &user, &body.totp)
             })?;
         }
@@ -265,6 +268,7 @@ impl Authority {
                     ));
                 }
                 let user = conn.user_row(&caller.user_id)?;
+                self.accounts.check_cooling_off(&user, now)?;
                 self.accounts.step_up(conn, &user, &body.totp)?;
                 let fresh = conn.insert_break_glass_review(&BreakGlassReviewRow {
                     request_id: id.to_string(),
@@ -368,13 +372,7 @@ impl Authority {
     /// certificate is revoked (`revoked-unreviewed`). Also refreshes the open-issuance gauge.
     pub(crate) fn break_glass_upkeep(&self) -> Result<(), ServiceError> {
         let now = self.now().as_secs() as i64;
-        let (overdue, open) = {
-            let mut conn = self.conn()?;
-            (conn.break_glass_overdue(now)?, conn.break_glass_open()?)
-        };
-        self.metrics
-            .break_glass_open
-            .store(open.max(0) as u64, std::sync::atomic::Ordering::Relaxed);
+        let overdue = self.conn()?.break_glass_overdue(now)?;
         for row in overdue {
             let status = if row.revoke_unreviewed && self.require_unlocked().is_ok() {
                 "revoked-unreviewed"
@@ -406,6 +404,10 @@ impl Authority {
                 self.notify_break_glass(&row, "break_glass.overdue");
             }
         }
+        let open = self.conn()?.break_glass_open()?;
+        self.metrics
+            .break_glass_open
+            .store(open.max(0) as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 }
