@@ -852,3 +852,82 @@ pub struct BreakGlassView {
     /// Its serial.
     pub serial: Option<String>,
 }
+
+/// One leaver: their certificates are found by staff id (the subject's serialNumber) and/or
+/// e-mail address (a subjectAltName); their account, if named, is disabled.
+#[derive(Debug, Serialize, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Leaver {
+    /// Staff id (exact, any case).
+    #[serde(default)]
+    pub staff_id: Option<String>,
+    /// E-mail address (exact, any case).
+    #[serde(default)]
+    pub email: Option<String>,
+    /// The account to disable.
+    #[serde(default)]
+    pub username: Option<String>,
+}
+
+/// `POST /api/v1/staff/leave`: leavers and movers, one or an HR export's worth (at most 1000),
+/// with one fresh TOTP code; `dry_run` reports what would happen and changes nothing.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaveRequest {
+    /// The leavers.
+    pub leavers: Vec<Leaver>,
+    /// `affiliation-changed` (the default: left or moved) or `cessation-of-operation`.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Report only.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// A fresh TOTP code (not needed for a dry run).
+    #[serde(default)]
+    pub totp: String,
+}
+
+/// What was (or would be) done for one certificate.
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct LeaveAction {
+    /// Issuing CA.
+    pub ca: String,
+    /// Serial.
+    pub serial: String,
+    /// Subject.
+    pub subject: String,
+    /// Profile.
+    pub profile: String,
+    /// `revoked`, `would-revoke`, `already-revoked` or `skipped-no-rev-avail`.
+    pub action: String,
+}
+
+/// The outcome for one leaver.
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct LeaverReport {
+    /// As asked.
+    pub staff_id: Option<String>,
+    /// As asked.
+    pub email: Option<String>,
+    /// As asked.
+    pub username: Option<String>,
+    /// The certificates found.
+    pub certificates: Vec<LeaveAction>,
+    /// `disabled`, `would-disable`, `already-disabled`, `not-found` or null.
+    pub account: Option<String>,
+    /// Why this leaver could not be handled (the others still were).
+    pub error: Option<String>,
+}
+
+/// `POST /api/v1/staff/leave`'s answer.
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct LeaveReport {
+    /// Whether nothing was changed.
+    pub dry_run: bool,
+    /// One per leaver, in order.
+    pub leavers: Vec<LeaverReport>,
+    /// Certificates revoked (or, dry, that would be).
+    pub revoked: u32,
+    /// Accounts disabled (or, dry, that would be).
+    pub disabled: u32,
+}

@@ -168,6 +168,13 @@ enum Command {
         after_help = "Examples:\n  ca-cli notify list --status failed\n  ca-cli notify list --limit 20"
     )]
     Notify(notify::NotifyCommand),
+    /// Leavers and movers: revoke a person's certificates and disable their account, one or
+    /// an HR export's CSV (dry run first).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  ca-cli staff leave STAFF-0420 --email taro.sato@hospital.example --username tsato --dry-run\n  ca-cli staff leave --csv leavers-2026-12.csv --dry-run --report dry.csv\n  ca-cli staff leave --csv leavers-2026-12.csv --report done.csv"
+    )]
+    Staff(staff::StaffCommand),
     /// Break-glass: one security officer issues alone in an emergency; two others review.
     #[command(
         subcommand,
@@ -270,6 +277,7 @@ fn run(cli: Cli) -> CliResult<()> {
         Command::Activate(args) => activate::run(&conn, args, json),
         Command::Notify(command) => notify::run(&conn, command, json),
         Command::BreakGlass(command) => break_glass::run(&conn, command, json),
+        Command::Staff(command) => staff::run(&conn, command, json),
         Command::Contact(args) => notify::contact(&conn, args, json),
     }
 }

@@ -1511,8 +1511,14 @@ allowed = false
         assert!(with("allowed = false").unwrap().break_glass().is_none());
         for (table, field) in [
             ("allowed = true\nreviews = 1", "break_glass.reviews"),
-            ("allowed = true\nmax_validity = \"100d\"", "break_glass.max_validity"),
-            ("allowed = true\nreview_within = \"30d\"", "break_glass.review_within"),
+            (
+                "allowed = true\nmax_validity = \"100d\"",
+                "break_glass.max_validity",
+            ),
+            (
+                "allowed = true\nreview_within = \"30d\"",
+                "break_glass.review_within",
+            ),
         ] {
             match with(table).unwrap_err() {
                 ProfileError::Invalid { field: f, .. } => assert_eq!(f, field, "{table}"),

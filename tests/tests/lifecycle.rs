@@ -327,3 +327,139 @@ fn break_glass_is_issued_alone_reviewed_by_two_others_and_revoked_on_misuse() {
         "{audit}"
     );
 }
+
+/// A leaver from an HR export: `ca-cli staff leave --csv` first as a dry run (a report,
+/// nothing changed), then for real: every certificate with the staff id or the e-mail address
+/// revoked (affiliationChanged), the account disabled, a colleague's certificate untouched.
+#[test]
+fn leavers_from_an_hr_csv_are_revoked_and_disabled_after_a_dry_run() {
+    let server = Server::start(Backend::Sqlite, &[]);
+    server.login(&server.admin);
+    // Certificates for the leaver (two) and a colleague, issued by break-glass so that each
+    // needs one officer and one code.
+    let officers: Vec<_> = ["officer1", "officer2", "officer3"]
+        .iter()
+        .map(|n| server.user(n, &["security-officer"]))
+        .collect();
+    let leaver_account = server.user("tsato", &["staff-requester"]);
+    let mut serials = Vec::new();
+    for (officer, (cn, id, email)) in officers.iter().zip([
+        ("Taro Sato", "STAFF-0420", "taro.sato@hospital.example"),
+        ("Taro Sato", "STAFF-0420", "taro.sato@hospital.example"),
+        ("Hana Ito", "STAFF-0101", "hana.ito@hospital.example"),
+    ]) {
+        let pem = csr(
+            &[
+                (CommonName, cn),
+                (rcgen::DnType::CustomDnType(vec![2, 5, 4, 5]), id),
+            ],
+            vec![rcgen::SanType::Rfc822Name(email.try_into().unwrap())],
+        )
+        .1;
+        let (status, body) = server.call(
+            "POST",
+            "/api/v1/break-glass",
+            Some(&officer.token()),
+            Some(json!({"profile": "staff", "csr": pem, "emergency": "ward 5 night shift card failure",
+                "totp": officer.code()})),
+        );
+        assert_eq!(status, 201, "{body}");
+        serials.push(body["serial"].as_str().unwrap().to_string());
+    }
+    let csv_path = server.path().join("leavers.csv");
+    std::fs::write(
+        &csv_path,
+        "staff_id,name,email,username\nSTAFF-0420,\"Sato, Taro\",taro.sato@hospital.example,tsato\n",
+    )
+    .unwrap();
+    let home = server.path().join("admin-cli");
+    server.cli_login(&home, &server.admin);
+    let status_of = |serial: &str| {
+        server
+            .query(&format!(
+                "SELECT status, coalesce(revocation_reason, '') FROM certificates WHERE serial = '{serial}'"
+            ))
+            .trim()
+            .to_string()
+    };
+    let dry_report = server.path().join("dry.csv");
+    let dry = server.cli(
+        &home,
+        &[
+            "staff",
+            "leave",
+            "--csv",
+            csv_path.to_str().unwrap(),
+            "--dry-run",
+            "--report",
+            dry_report.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(dry.code, 0, "{dry:?}");
+    assert!(
+        dry.stderr.contains("[1/1]") && dry.stderr.contains("would be revoked"),
+        "{}",
+        dry.stderr
+    );
+    let report = std::fs::read_to_string(&dry_report).unwrap();
+    assert_eq!(report.matches("would-revoke").count(), 2, "{report}");
+    assert!(report.contains("would-disable"), "{report}");
+    assert!(
+        serials.iter().all(|s| status_of(s) == "valid|"),
+        "a dry run changes nothing"
+    );
+
+    // An officer who is not an admin cannot disable accounts (refused before the code is read).
+    let (status, body) = server.call(
+        "POST",
+        "/api/v1/staff/leave",
+        Some(&officers[0].token()),
+        Some(
+            json!({"leavers": [{"staff_id": "STAFF-0420", "username": "tsato"}], "totp": "000000"}),
+        ),
+    );
+    assert_eq!(status, 403, "{body}");
+
+    let done_report = server.path().join("done.csv");
+    let code = server.admin.code();
+    let done = server.cli(
+        &home,
+        &[
+            "staff",
+            "leave",
+            "--csv",
+            csv_path.to_str().unwrap(),
+            "--report",
+            done_report.to_str().unwrap(),
+            "--totp",
+            &code,
+        ],
+    );
+    assert_eq!(done.code, 0, "{done:?}");
+    assert!(
+        done.stderr
+            .contains("2 certificate(s) revoked, account disabled"),
+        "{}",
+        done.stderr
+    );
+    assert_eq!(status_of(&serials[0]), "revoked|affiliation-changed");
+    assert_eq!(status_of(&serials[1]), "revoked|affiliation-changed");
+    assert_eq!(status_of(&serials[2]), "valid|", "the colleague keeps hers");
+    assert_eq!(
+        server
+            .query("SELECT disabled FROM users WHERE username = 'tsato'")
+            .trim(),
+        "1"
+    );
+    let (status, _) = server.call(
+        "GET",
+        "/api/v1/requests",
+        Some(&leaver_account.token()),
+        None,
+    );
+    assert_eq!(status, 401, "the leaver's sessions ended");
+    let report = std::fs::read_to_string(&done_report).unwrap();
+    assert_eq!(report.matches(",\"revoked\",").count(), 2, "{report}");
+    let audit = server.query("SELECT action FROM audit_log WHERE action = 'staff.leave'");
+    assert_eq!(audit.trim(), "staff.leave");
+}

@@ -15,4 +15,5 @@ pub mod renew;
 pub mod request;
 pub mod revocation;
 pub mod session;
+pub mod staff;
 pub mod user;

@@ -187,11 +187,26 @@ impl Accounts {
                 "admins cannot disable themselves".into(),
             ));
         }
+        self.disable_checked(caller, username, Some(&body.totp), &body.comment)
+    }
+
+    /// Disables `username` for `caller` (already checked to be an admin): with `totp`, after a
+    /// step-up in the same transaction; without, for a caller who gave one already (a leaver
+    /// run). Ends their sessions and cancels their pending requests, audited.
+    pub(crate) fn disable_checked(
+        &self,
+        caller: &Caller,
+        username: &str,
+        totp: Option<&str>,
+        comment: &str,
+    ) -> Result<UserView, ServiceError> {
         let now = self.now().as_secs();
         let mut conn = self.conn()?;
         let outcome = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
-            let me = conn.user(&caller.user_id)?;
-            self.step_up(conn, &me, &body.totp)?;
+            if let Some(totp) = totp {
+                let me = conn.user(&caller.user_id)?;
+                self.step_up(conn, &me, totp)?;
+            }
             let mut user = self
                 .user_by_name(conn, username)?
                 .ok_or_else(|| ServiceError::NotFound(format!("user {username}")))?;
@@ -206,7 +221,7 @@ impl Accounts {
                 &caller.username,
                 "user.disable",
                 username,
-                json!({"cancelled_requests": pending, "comment": body.comment}),
+                json!({"cancelled_requests": pending, "comment": comment}),
             )?;
             for id in &pending {
                 audit_log::append(

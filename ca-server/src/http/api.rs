@@ -514,6 +514,16 @@ pub async fn revoke_challenge(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// `POST /api/v1/staff/leave`: leavers' certificates revoked and accounts disabled (or, dry,
+/// reported).
+pub async fn staff_leave(
+    who: SignedIn,
+    body: web::Json<LeaveRequest>,
+) -> Result<HttpResponse, ServiceError> {
+    let body = body.into_inner();
+    Ok(HttpResponse::Ok().json(who.run(move |a, c| a.staff_leave(c, &body)).await?))
+}
+
 /// `POST /api/v1/break-glass`: a security officer issues alone in an emergency.
 pub async fn break_glass_issue(
     who: SignedIn,

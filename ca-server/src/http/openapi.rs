@@ -252,6 +252,12 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "post",
+        path: "/api/v1/staff/leave",
+        roles: "security-officer (admin too to disable accounts; with a TOTP code unless dry_run)",
+        summary: "Leavers and movers (1-1000): revoke every certificate with their staff id or e-mail (affiliationChanged or cessationOfOperation), disable their accounts; dry_run reports only",
+    },
+    Route {
+        method: "post",
         path: "/api/v1/break-glass",
         roles: "security-officer (with a TOTP code and a stated emergency)",
         summary: "Break-glass: issue alone, at once, a short-lived certificate under a profile whose [break_glass] allows it; every officer is notified and two others must review it",

@@ -16,6 +16,7 @@ mod break_glass;
 mod challenge;
 mod decide;
 mod enrollment;
+mod leavers;
 mod notices;
 mod renew;
 pub mod review;
