@@ -931,3 +931,37 @@ pub struct LeaveReport {
     /// Accounts disabled (or, dry, that would be).
     pub disabled: u32,
 }
+
+/// One vendor certificate in the monthly export (`GET /api/v1/vendor-certificates?month=`),
+/// for the access-log review the MHLW guideline asks of remote maintenance.
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct VendorCertificateView {
+    /// Issuing CA.
+    pub ca: String,
+    /// Serial.
+    pub serial: String,
+    /// Profile.
+    pub profile: String,
+    /// Subject.
+    pub subject: String,
+    /// The vendor's registered organisation.
+    pub organization: Option<String>,
+    /// The vendor account that asked.
+    pub requester: String,
+    /// The work order.
+    pub work_order: Option<String>,
+    /// The stated reason.
+    pub justification: String,
+    /// Validity start (RFC 3339).
+    pub not_before: String,
+    /// Validity end.
+    pub not_after: String,
+    /// When it was issued.
+    pub issued_at: String,
+    /// `valid`, `revoked`, `hold`.
+    pub status: String,
+    /// When it was revoked.
+    pub revoked_at: Option<String>,
+    /// The officers who approved it, in order.
+    pub approvers: Vec<String>,
+}

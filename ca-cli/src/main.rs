@@ -175,6 +175,12 @@ enum Command {
         after_help = "Examples:\n  ca-cli staff leave STAFF-0420 --email taro.sato@hospital.example --username tsato --dry-run\n  ca-cli staff leave --csv leavers-2026-12.csv --dry-run --report dry.csv\n  ca-cli staff leave --csv leavers-2026-12.csv --report done.csv"
     )]
     Staff(staff::StaffCommand),
+    /// Vendor oversight: the month's vendor certificates for the access-log review.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  ca-cli vendor export --month 2026-11\n  ca-cli vendor export --month 2026-11 --out vendors-2026-11.csv"
+    )]
+    Vendor(vendor::VendorCommand),
     /// Break-glass: one security officer issues alone in an emergency; two others review.
     #[command(
         subcommand,
@@ -278,6 +284,7 @@ fn run(cli: Cli) -> CliResult<()> {
         Command::Notify(command) => notify::run(&conn, command, json),
         Command::BreakGlass(command) => break_glass::run(&conn, command, json),
         Command::Staff(command) => staff::run(&conn, command, json),
+        Command::Vendor(command) => vendor::run(&conn, command, json),
         Command::Contact(args) => notify::contact(&conn, args, json),
     }
 }

@@ -338,6 +338,10 @@ pub struct ProfileConfig {
     /// Break-glass issuance: a security officer alone, in an emergency; off by default.
     #[serde(default)]
     pub break_glass: Option<BreakGlassConfig>,
+    /// The most certificates of this profile one organisation (the requester account's
+    /// registered organisation) may hold valid or waiting at once; no limit by default.
+    #[serde(default)]
+    pub max_valid_per_organization: Option<u32>,
 }
 
 /// `[break_glass]` in a profile (MHLW guideline 6.0: emergency access prepared, and reviewed).
@@ -507,6 +511,7 @@ pub struct Profile {
     duplicates: DuplicatePolicy,
     expiry_days: Vec<u32>,
     break_glass: Option<BreakGlassRule>,
+    max_valid_per_organization: Option<u32>,
 }
 
 fn invalid(file: &str, field: &str, reason: impl Into<String>) -> ProfileError {
@@ -746,6 +751,15 @@ impl Profile {
                 })
             }
         };
+        if let Some(limit) = config.max_valid_per_organization {
+            if limit == 0 || !config.subject.organization_from_account {
+                return Err(invalid(
+                    file,
+                    "max_valid_per_organization",
+                    "must be at least 1, in a profile with subject.organization_from_account",
+                ));
+            }
+        }
         let mut expiry_days = config.notify.expiry_days.clone();
         if expiry_days
             .iter()
@@ -1018,6 +1032,7 @@ impl Profile {
             duplicates: config.duplicates,
             expiry_days,
             break_glass,
+            max_valid_per_organization: config.max_valid_per_organization,
         })
     }
 
@@ -1045,6 +1060,11 @@ impl Profile {
     pub fn duplicates(&self) -> DuplicatePolicy {
         self.duplicates
     }
+    /// The most certificates one organisation may hold valid or waiting at once.
+    pub fn max_valid_per_organization(&self) -> Option<u32> {
+        self.max_valid_per_organization
+    }
+
     /// The break-glass rule, when the profile allows it.
     pub fn break_glass(&self) -> Option<&BreakGlassRule> {
         self.break_glass.as_ref()

@@ -454,6 +454,17 @@ impl Server {
         self.enrol(name, created["enrolment_code"].as_str().unwrap())
     }
 
+    /// Sets where `person`'s notices go (`PUT /api/v1/me/contact`, with a fresh code).
+    pub fn set_contact(&self, person: &Person, email: &str) {
+        let (status, body) = self.call(
+            "PUT",
+            "/api/v1/me/contact",
+            Some(&person.token()),
+            Some(serde_json::json!({"email": email, "totp": person.code()})),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+
     /// Enrols `name` with the whole enrolment code and returns them logged in.
     pub fn enrol(&self, name: &str, code: &str) -> Person {
         let password = format!("pw-{}", hex(&rand_bytes(8)));

@@ -289,19 +289,7 @@ fn est(backend: Backend) {
     let first_serial = serial_of(&first);
     artifact("est-network-gateway", &first);
     // The SCEP RA certificate (RSA, no extended key usage) from GetCACert, for pkilint too.
-    let body = reqwest::blocking::get(format!(
-        "{}/scep/network-gateway?operation=GetCACert",
-        e.scep_url
-    ))
-    .unwrap()
-    .bytes()
-    .unwrap();
-    let p7 = openssl::pkcs7::Pkcs7::from_der(&body).unwrap();
-    let certs = p7.signed().unwrap().certificates().unwrap();
-    let ra = certs
-        .iter()
-        .find(|c| format!("{:?}", c.subject_name()).contains("SCEP RA"))
-        .unwrap();
+    let ra = ra_certificate(&e, "network-gateway");
     let ra_pem = e.path("ra.pem");
     std::fs::write(&ra_pem, ra.to_pem().unwrap()).unwrap();
     artifact("scep-ra", &ra_pem);
@@ -911,6 +899,25 @@ fn scep_enrolls_with_micromdm_scepclient_only_where_des_is_allowed() {
     }
 }
 
+/// The SCEP RA certificate among GetCACert's certificates for `profile`.
+fn ra_certificate(e: &Enrollment, profile: &str) -> openssl::x509::X509 {
+    let body = reqwest::blocking::get(format!("{}/scep/{profile}?operation=GetCACert", e.scep_url))
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let p7 = openssl::pkcs7::Pkcs7::from_der(&body).unwrap();
+    let certs = p7.signed().unwrap().certificates().unwrap();
+    certs
+        .iter()
+        .find(|c| {
+            c.subject_name()
+                .entries()
+                .any(|n| n.data().to_string().is_ok_and(|t| t.contains("SCEP RA")))
+        })
+        .unwrap()
+        .to_owned()
+}
+
 /// With a PKCS#11 token configured the SCEP RA key is made inside it (SoftHSM2: RSA,
 /// sensitive, never extractable; only its URI in `scep_ra`), and real clients enroll through
 /// it: certmonger (AES envelope) and scepclient (single DES, allowed here); the token opens
@@ -994,23 +1001,7 @@ fn scep_enrolls_through_an_ra_key_in_softhsm() {
 /// GetCACert unless told which one, and cannot encrypt to the ECDSA CA); keys and
 /// certificates in `k.pem` and `c.pem` of the work folder.
 fn scepclient(e: &Enrollment, code: &str, cn: &str) -> Output {
-    let body = reqwest::blocking::get(format!(
-        "{}/scep/mdm-tablet?operation=GetCACert",
-        e.scep_url
-    ))
-    .unwrap()
-    .bytes()
-    .unwrap();
-    let p7 = openssl::pkcs7::Pkcs7::from_der(&body).unwrap();
-    let certs = p7.signed().unwrap().certificates().unwrap();
-    let ra = certs
-        .iter()
-        .find(|c| {
-            c.subject_name()
-                .entries()
-                .any(|n| n.data().to_string().is_ok_and(|t| t.contains("SCEP RA")))
-        })
-        .unwrap();
+    let ra = ra_certificate(e, "mdm-tablet");
     let fingerprint = hex(&ra.digest(openssl::hash::MessageDigest::sha256()).unwrap());
     Command::new("scepclient")
         .current_dir(&e.work)

@@ -1,5 +1,6 @@
 //! Hospital life around certificates (issue 25): vendors' one-day certificates that need no
-//! revocation (noRevAvail, RFC 9608), checked by openssl and refused revocation.
+//! revocation (noRevAvail, RFC 9608) under a per-organisation limit, with the monthly vendor
+//! export; break-glass issuance and its review; leavers from an HR export.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -10,10 +11,24 @@ use serde_json::json;
 
 /// A vendor-day certificate: two officers approve a window of a day or less; the certificate
 /// carries noRevAvail and no CRL or OCSP pointer (openssl's reading), verifies under the root,
-/// and is never revoked or held (409, saying what to do instead). A longer window is refused.
+/// and is never revoked or held (409, saying what to do instead). A longer window is refused,
+/// and so is a second request while the organisation is at its limit (here 1). The month's
+/// vendor export (`ca-cli vendor export`) lists the certificate with its approvers.
 #[test]
 fn vendor_day_certificates_carry_no_rev_avail_and_are_never_revoked() {
-    let server = Server::start(Backend::Sqlite, &[]);
+    let policies = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(mamori_e2e::workspace_root().join("policies")).unwrap() {
+        let entry = entry.unwrap();
+        let text = std::fs::read_to_string(entry.path()).unwrap().replace(
+            "max_valid_per_organization = 5",
+            "max_valid_per_organization = 1",
+        );
+        std::fs::write(policies.path().join(entry.file_name()), text).unwrap();
+    }
+    let server = Server::start(
+        Backend::Sqlite,
+        &[("MAMORI_POLICIES_DIR", policies.path().to_str().unwrap())],
+    );
     server.login(&server.admin);
     let alice = server.user("alice", &["security-officer"]);
     let bob = server.user("bob", &["security-officer"]);
@@ -46,6 +61,15 @@ fn vendor_day_certificates_carry_no_rev_avail_and_are_never_revoked() {
     let (status, body) = submit(10);
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_str().unwrap().to_string();
+    let (status, body) = submit(10);
+    assert_eq!(status, 409, "Acme Medical is at its limit of one: {body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("max_valid_per_organization"),
+        "{body}"
+    );
     for officer in [&alice, &bob] {
         let (status, body) = server.call(
             "POST",
@@ -134,6 +158,49 @@ fn vendor_day_certificates_carry_no_rev_avail_and_are_never_revoked() {
             .trim(),
         "valid"
     );
+
+    // The month's export (Japan time), as the access-log review reads it.
+    let month = std::process::Command::new("date")
+        .env("TZ", "Asia/Tokyo")
+        .arg("+%Y-%m")
+        .output()
+        .unwrap();
+    let month = String::from_utf8(month.stdout).unwrap().trim().to_string();
+    let auditor = server.user("auditor", &["auditor"]);
+    let home = server.path().join("auditor-cli");
+    server.cli_login(&home, &auditor);
+    let out = server.path().join("vendors.csv");
+    let run = server.cli(
+        &home,
+        &[
+            "vendor",
+            "export",
+            "--month",
+            &month,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let csv = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    for want in [
+        serial.as_str(),
+        "Acme Medical",
+        "acme-vendor",
+        "WO-2026-1202",
+        "alice bob",
+        "vendor-day",
+    ] {
+        assert!(csv.contains(want), "{want}: {csv}");
+    }
+    let (status, _) = server.call(
+        "GET",
+        &format!("/api/v1/vendor-certificates?month={month}"),
+        Some(&vendor.token()),
+        None,
+    );
+    assert_eq!(status, 403, "vendors do not read the export");
 }
 
 /// Break-glass: one officer issues a staff certificate alone with `ca-cli break-glass issue`
@@ -166,18 +233,8 @@ fn break_glass_is_issued_alone_reviewed_by_two_others_and_revoked_on_misuse() {
     let dave = server.user("dave", &["security-officer"]);
     let erin = server.user("erin", &["security-officer"]);
     let vendor = server.user("acme-vendor", &["vendor"]);
-    for (person, email) in [
-        (&bob, "bob@hospital.example"),
-        (&carol, "carol@hospital.example"),
-    ] {
-        let (status, body) = server.call(
-            "PUT",
-            "/api/v1/me/contact",
-            Some(&person.token()),
-            Some(json!({"email": email, "totp": person.code()})),
-        );
-        assert_eq!(status, 200, "{body}");
-    }
+    server.set_contact(&bob, "bob@hospital.example");
+    server.set_contact(&carol, "carol@hospital.example");
     let staff_csr = |cn: &str, number: &str, email: &str| {
         csr(
             &[

@@ -17,3 +17,4 @@ pub mod revocation;
 pub mod session;
 pub mod staff;
 pub mod user;
+pub mod vendor;

@@ -101,8 +101,8 @@ fn csv_fields(line: &str) -> Vec<String> {
     fields
 }
 
-fn csv_cell(text: &str) -> String {
-    // Quoted, and a leading = + - @ neutralised, so a spreadsheet shows text, not a formula.
+/// One CSV cell: quoted, a leading = + - @ neutralised so a spreadsheet shows text.
+pub(crate) fn csv_cell(text: &str) -> String {
     let text = if text.starts_with(['=', '+', '-', '@']) {
         format!("'{text}")
     } else {

@@ -514,6 +514,23 @@ pub async fn revoke_challenge(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// `?month=YYYY-MM` on the vendor export.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonthQuery {
+    /// The month, Japan time.
+    pub month: String,
+}
+
+/// `GET /api/v1/vendor-certificates?month=YYYY-MM`: the month's vendor certificates.
+pub async fn vendor_export(
+    who: SignedIn,
+    query: web::Query<MonthQuery>,
+) -> Result<HttpResponse, ServiceError> {
+    let month = query.into_inner().month;
+    Ok(HttpResponse::Ok().json(who.run(move |a, c| a.vendor_export(c, &month)).await?))
+}
+
 /// `POST /api/v1/staff/leave`: leavers' certificates revoked and accounts disabled (or, dry,
 /// reported).
 pub async fn staff_leave(

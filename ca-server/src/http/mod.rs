@@ -204,6 +204,7 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
             .route("/acme/eab", web::get().to(acme::list_eabs))
             .route("/acme/eab/{id}/revoke", web::post().to(acme::revoke_eab))
             .route("/staff/leave", web::post().to(api::staff_leave))
+            .route("/vendor-certificates", web::get().to(api::vendor_export))
             .route("/break-glass", web::post().to(api::break_glass_issue))
             .route("/break-glass", web::get().to(api::break_glass_list))
             .route("/break-glass/{id}", web::get().to(api::break_glass_get))

@@ -251,6 +251,12 @@ pub const ROUTES: &[Route] = &[
         summary: "Give one share of the activation secret (opened by ca-cli activate from the custodian's share file); k distinct shares unlock the CA keys",
     },
     Route {
+        method: "get",
+        path: "/api/v1/vendor-certificates",
+        roles: "auditor, security-officer, admin",
+        summary: "Every vendor certificate issued in a month (?month=YYYY-MM, Japan time): organisation, requester, work order, window, status, approvers; for the access-log review",
+    },
+    Route {
         method: "post",
         path: "/api/v1/staff/leave",
         roles: "security-officer (admin too to disable accounts; with a TOTP code unless dry_run)",

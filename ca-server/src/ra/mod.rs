@@ -22,6 +22,7 @@ mod renew;
 pub mod review;
 mod revocation;
 mod submit;
+mod vendors;
 mod views;
 
 pub use enrollment::DeviceProof;

@@ -10,6 +10,7 @@ use ca_core::role::Role;
 use crate::error::ServiceError;
 use crate::ra::Authority;
 use crate::store::request_rows::RequestRows;
+use crate::store::vendor_rows::VendorRows;
 use crate::store::DbConnection;
 
 /// Staff certificates compared per name (enough to say "this person has one").
@@ -128,6 +129,19 @@ impl Authority {
                     "O must be {registered:?}, the organization registered on your account (the CSR has {:?})",
                     asked.unwrap_or_default()
                 )));
+            }
+            if let Some(limit) = profile.max_valid_per_organization() {
+                let now = self.now().as_secs() as i64;
+                let in_use = conn.organization_in_use(profile.id(), &registered, now)?;
+                if in_use >= i64::from(limit) {
+                    return Err(ServiceError::Conflict(format!(
+                        "{} already holds or waits for {in_use} {} certificate(s), its limit \
+                         (max_valid_per_organization = {limit}); let one end or revoke it first \
+                         / この組織の同時有効数の上限 ({limit}) に達しています",
+                        ca_core::text::escape_untrusted(&registered, 80),
+                        profile.id()
+                    )));
+                }
             }
         }
         if profile.email_domain_from_account() {

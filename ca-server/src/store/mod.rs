@@ -51,6 +51,7 @@ pub mod reservation_rows;
 pub mod schema;
 pub mod settings;
 pub mod status;
+pub mod vendor_rows;
 
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{Builder, ConnectionManager, CustomizeConnection, Pool, PooledConnection};
