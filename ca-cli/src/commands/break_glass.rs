@@ -14,6 +14,8 @@ use crate::output::print;
 pub enum BreakGlassCommand {
     /// Issue alone, at once, in an emergency (security officers; a profile whose
     /// [break_glass] allows it). Every officer is told; two others must review it.
+    ///
+    /// Example: ca-cli break-glass issue --profile staff --csr dr-sato.csr --emergency 'ER night shift: card reader failed' --out dr-sato.pem
     Issue {
         /// Profile id.
         #[arg(long)]
@@ -32,17 +34,23 @@ pub enum BreakGlassCommand {
         out: Option<PathBuf>,
     },
     /// Break-glass issuances, newest first.
+    ///
+    /// Example: ca-cli break-glass list --status awaiting-review
     List {
         /// awaiting-review, confirmed, misuse, overdue or revoked-unreviewed.
         #[arg(long)]
         status: Option<String>,
     },
     /// One issuance with its reviews.
+    ///
+    /// Example: ca-cli break-glass show 0190f3a2...
     Show {
         /// The request id.
         id: String,
     },
     /// Review another officer's issuance: --confirm, or --misuse (revokes it at once).
+    ///
+    /// Example: ca-cli break-glass review 0190f3a2... --confirm --comment 'ER lead confirmed'
     Review {
         /// The request id.
         id: String,

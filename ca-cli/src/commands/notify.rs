@@ -11,6 +11,8 @@ use crate::output::print;
 #[derive(Subcommand)]
 pub enum NotifyCommand {
     /// The newest notices (admins, security officers, auditors).
+    ///
+    /// Example: ca-cli notify list --status failed
     List {
         /// pending, sent or failed.
         #[arg(long)]

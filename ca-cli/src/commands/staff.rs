@@ -17,6 +17,8 @@ const CHUNK: usize = 1000;
 #[derive(Subcommand)]
 pub enum StaffCommand {
     /// Revoke a leaver's certificates (staff id, e-mail) and disable their account.
+    ///
+    /// Example: ca-cli staff leave --csv leavers-2026-12.csv --dry-run --report dry.csv
     Leave {
         /// Staff id (the subject's serialNumber).
         staff_id: Option<String>,

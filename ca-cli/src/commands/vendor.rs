@@ -14,6 +14,8 @@ use crate::output::print;
 #[derive(Subcommand)]
 pub enum VendorCommand {
     /// The month's vendor certificates (auditors, security officers, admins).
+    ///
+    /// Example: ca-cli vendor export --month 2026-11 --out vendors-2026-11.csv
     Export {
         /// The month, YYYY-MM (Japan time).
         #[arg(long)]
