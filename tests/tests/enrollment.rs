@@ -612,8 +612,14 @@ fn est_enrolls_and_renews_with_curl_openssl_and_ca_cli_postgres() {
     est(Backend::Postgres);
 }
 
+/// One certmonger daemon at a time in this test process: two session daemons started side by
+/// side (the SoftHSM2 RA test beside the plain one) once answered a first `getcert request`
+/// with "There is already a request with the nickname" in CI.
+static CERTMONGER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A private D-Bus session and a certmonger daemon on it, with its state in `dir`.
 struct Certmonger {
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
     bus: Child,
     daemon: Child,
     dir: PathBuf,
@@ -631,6 +637,7 @@ impl Drop for Certmonger {
 
 impl Certmonger {
     fn start(dir: &Path) -> Certmonger {
+        let one_at_a_time = CERTMONGER.lock().unwrap_or_else(|e| e.into_inner());
         for sub in ["requests", "cas", "tmp"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
         }
@@ -663,6 +670,7 @@ impl Certmonger {
             .spawn()
             .unwrap();
         let certmonger = Certmonger {
+            _one_at_a_time: one_at_a_time,
             bus,
             daemon,
             dir: dir.to_path_buf(),
