@@ -70,6 +70,9 @@ pub struct UserView {
     /// Created or reset, and waiting for its holder to enrol (`ca-cli enrol`).
     #[serde(default)]
     pub enrolment_pending: bool,
+    /// The password is checked by the directory (`[directory]`).
+    #[serde(default)]
+    pub directory: bool,
 }
 
 /// `POST /api/v1/users`: asks for a new account; it is created when the account policy's
@@ -88,6 +91,10 @@ pub struct CreateUserRequest {
     /// The e-mail domain registered on the account (profiles with `domain_from_account`).
     #[serde(default)]
     pub email_domain: Option<String>,
+    /// The holder signs in with their directory password (`[directory]`, LDAP or Active
+    /// Directory); Mamori keeps only their TOTP secret.
+    #[serde(default)]
+    pub directory: bool,
     /// The requesting admin's fresh TOTP code.
     pub totp: String,
     /// Why, for the approvers and the audit trail.
@@ -113,7 +120,9 @@ pub struct EnrolRequest {
     pub username: String,
     /// The enrolment code: the requester's half, then the approver's half.
     pub code: String,
-    /// The password to set (at least 12 characters).
+    /// The password to set (at least 12 characters); left out (empty) for a directory
+    /// account, whose password the directory keeps.
+    #[serde(default)]
     pub new_password: String,
 }
 
@@ -151,6 +160,9 @@ pub struct AccountChangeView {
     /// The e-mail domain a created account is registered for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_domain: Option<String>,
+    /// The new account signs in with its directory password (a create).
+    #[serde(default)]
+    pub directory: bool,
     /// The admin who asked.
     pub requester: String,
     /// `pending`, `applied`, `rejected` or `expired`.

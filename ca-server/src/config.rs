@@ -168,6 +168,9 @@ pub struct Config {
     pub api_blocking_threads: usize,
     /// Seconds between upkeep runs (CRL and OCSP refresh, responder renewal, request expiry).
     pub maintenance_interval_secs: u64,
+    /// Certificates of each CA one upkeep checks for a missing OCSP response (and the most it
+    /// signs for them); the next upkeep resumes after the last one checked.
+    pub ocsp_sweep_chunk: u32,
     /// OCSP requests with a nonce: `ignore` (default: answer from the pre-signed cache) or
     /// `echo` (sign a fresh response echoing the nonce).
     pub ocsp_nonce: NonceMode,
@@ -178,6 +181,9 @@ pub struct Config {
     pub pkcs11: Option<crate::token_config::TokenConfig>,
     /// Notices by e-mail and webhook (`[notify]`): expiries, waiting approvals, revocations.
     pub notify: crate::notify_config::NotifyConfig,
+    /// The LDAP or Active Directory server that checks directory accounts' passwords
+    /// (`[directory]`).
+    pub directory: Option<crate::directory_config::DirectoryConfig>,
 }
 
 impl Default for Config {
@@ -220,9 +226,11 @@ impl Default for Config {
             max_body_bytes: 256 * 1024,
             api_blocking_threads: 8,
             maintenance_interval_secs: 60,
+            ocsp_sweep_chunk: 20_000,
             ocsp_nonce: NonceMode::Ignore,
             hierarchy: HierarchyConfig::default(),
             pkcs11: None,
+            directory: None,
             notify: crate::notify_config::NotifyConfig {
                 retry_secs: 60,
                 max_attempts: 8,
@@ -315,7 +323,7 @@ impl Config {
                 pin_file: env("pkcs11_pin_file").map(PathBuf::from),
             });
         }
-        self.apply_notify_env()?;
+        self.apply_table_env()?;
         if let Some(v) = env("data_dir") {
             self.data_dir = PathBuf::from(v);
         }
@@ -441,6 +449,9 @@ impl Config {
         if let Some(v) = env("maintenance_interval_secs") {
             self.maintenance_interval_secs = parse("maintenance_interval_secs", &v)?;
         }
+        if let Some(v) = env("ocsp_sweep_chunk") {
+            self.ocsp_sweep_chunk = parse("ocsp_sweep_chunk", &v)?;
+        }
         if let Some(v) = env("max_body_bytes") {
             self.max_body_bytes = parse("max_body_bytes", &v)?;
         }
@@ -450,13 +461,24 @@ impl Config {
         Ok(())
     }
 
-    fn apply_notify_env(&mut self) -> Result<(), ConfigError> {
+    fn apply_table_env(&mut self) -> Result<(), ConfigError> {
         self.notify
             .apply_env(env)
-            .map_err(|(key, reason)| ConfigError::Invalid { key, reason })
+            .map_err(|(key, reason)| ConfigError::Invalid { key, reason })?;
+        self.directory = crate::directory_config::DirectoryConfig::apply_env(
+            self.directory.take(),
+            env,
+        )
+        .map_err(|(key, reason)| ConfigError::Invalid { key, reason })?;
+        Ok(())
     }
 
-    fn validate_notify(&self) -> Result<(), ConfigError> {
+    fn validate_tables(&self) -> Result<(), ConfigError> {
+        if let Some(directory) = &self.directory {
+            directory
+                .validate()
+                .map_err(|(key, reason)| ConfigError::Invalid { key, reason })?;
+        }
         self.notify
             .validate()
             .map_err(|(key, reason)| ConfigError::Invalid { key, reason })
@@ -464,7 +486,7 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.acme_resolve_overrides()?;
-        self.validate_notify()?;
+        self.validate_tables()?;
         if let Some(token) = &self.pkcs11 {
             if token.token_label.trim().is_empty() {
                 return Err(ConfigError::Invalid {
@@ -546,6 +568,9 @@ impl Config {
         }
         if self.maintenance_interval_secs == 0 || self.maintenance_interval_secs > 3600 {
             return Err(invalid("maintenance_interval_secs", "must be 1 to 3600"));
+        }
+        if !(100..=1_000_000).contains(&self.ocsp_sweep_chunk) {
+            return Err(invalid("ocsp_sweep_chunk", "must be 100-1000000"));
         }
         if !(1..=100).contains(&self.step_up_max_failures) {
             return Err(invalid("step_up_max_failures", "must be 1-100"));

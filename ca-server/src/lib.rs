@@ -17,6 +17,7 @@ pub mod ca;
 pub mod config;
 pub mod crl;
 pub mod custody;
+pub mod directory_config;
 pub mod error;
 pub mod http;
 pub mod metrics;

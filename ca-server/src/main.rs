@@ -154,6 +154,10 @@ enum UserCommand {
         /// The e-mail domain registered on the account.
         #[arg(long)]
         email_domain: Option<String>,
+        /// The holder signs in with their directory password (`[directory]`); they enrol only
+        /// their TOTP.
+        #[arg(long)]
+        directory: bool,
         /// Print JSON (`username`, `enrolment_code`, `expires_at`).
         #[arg(long)]
         json: bool,
@@ -447,6 +451,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     roles,
                     organization,
                     email_domain,
+                    directory,
                     json,
                 } => {
                     let secret = read_passphrase(&passphrase.source(), false)?;
@@ -456,6 +461,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         &username,
                         &roles,
                         (organization, email_domain),
+                        directory,
                     )?;
                     (username, enrolment, json)
                 }

@@ -76,6 +76,7 @@ impl Instance {
             name,
             &[role.to_string()],
             (None, None),
+            false,
         )
         .unwrap();
         let enrolled = self

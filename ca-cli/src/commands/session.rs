@@ -189,7 +189,7 @@ pub fn passwd(conn: &Connection, args: Passwd, json_out: bool) -> CliResult<()> 
 /// `ca-cli enrol`.
 #[derive(Args)]
 #[command(
-    after_help = "Example:\n  ca-cli enrol --username alice            # asks for both halves of the code and a new password"
+    after_help = "Example:\n  ca-cli enrol --username alice            # asks for both halves of the code and a new password\n  ca-cli enrol --username alice --directory   # a directory account: the code only, no password"
 )]
 pub struct Enrol {
     /// Your user name.
@@ -200,8 +200,11 @@ pub struct Enrol {
     #[arg(long)]
     pub code: Option<String>,
     /// Read the new password (at least 12 characters) from this file instead of prompting.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "directory")]
     pub password_file: Option<PathBuf>,
+    /// A directory account: you sign in with your directory password, so none is set here.
+    #[arg(long)]
+    pub directory: bool,
 }
 
 /// Enrols a created or reset account: sets its password and prints its new TOTP secret once.
@@ -224,6 +227,7 @@ pub fn enrol(conn: &Connection, args: Enrol, json_out: bool) -> CliResult<()> {
         }
     };
     let password = match &args.password_file {
+        _ if args.directory => zeroize::Zeroizing::new(String::new()),
         Some(path) => read_secret_file(path)?,
         None => {
             if !std::io::stdin().is_terminal() {

@@ -16,6 +16,7 @@ const COLUMNS: &[(&str, &str)] = &[
     ("step_up_locked", "STEP-UP LOCKED"),
     ("locked_until", "LOGIN LOCKED UNTIL"),
     ("organization", "ORGANIZATION"),
+    ("directory", "DIRECTORY"),
 ];
 
 const CHANGE_COLUMNS: &[(&str, &str)] = &[
@@ -39,6 +40,7 @@ pub enum UserCommand {
     ///
     /// Example: ca-cli user add alice --roles security-officer --comment "new ward officer"
     /// Example: ca-cli user add acme --roles vendor --organization "Acme Medical" --email-domain acme.example
+    /// Example: ca-cli user add hanako --roles security-officer --directory
     Add {
         /// User name.
         username: String,
@@ -52,6 +54,10 @@ pub enum UserCommand {
         /// The e-mail domain registered on the account (a vendor's own).
         #[arg(long)]
         email_domain: Option<String>,
+        /// The user signs in with their directory (LDAP / Active Directory) password; the server
+        /// needs `[directory]`. They enrol only their TOTP (`ca-cli enrol --directory`).
+        #[arg(long)]
+        directory: bool,
         /// Your TOTP code (asked for when absent).
         #[arg(long)]
         totp: Option<String>,
@@ -244,6 +250,7 @@ pub fn run(conn: &Connection, command: UserCommand, json_out: bool) -> CliResult
             roles,
             organization,
             email_domain,
+            directory,
             totp,
             comment,
         } => {
@@ -252,6 +259,7 @@ pub fn run(conn: &Connection, command: UserCommand, json_out: bool) -> CliResult
                 roles,
                 organization,
                 email_domain,
+                directory,
                 totp: totp_code(totp)?,
                 comment,
             };

@@ -21,6 +21,7 @@ use crate::api::*;
 use crate::error::ServiceError;
 use crate::store::account_rows::AccountRows;
 use crate::store::audit_log;
+use crate::store::directory_rows::DirectoryRows;
 use crate::store::ids::new_id;
 use crate::store::models::*;
 use crate::store::DbConnection;
@@ -77,6 +78,8 @@ struct Payload {
     organization: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     email_domain: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    directory: bool,
 }
 
 impl Accounts {
@@ -98,10 +101,16 @@ impl Accounts {
                 request.organization.clone(),
                 request.email_domain.clone(),
             ))?;
+            if request.directory && self.directory.is_none() {
+                return Err(ServiceError::Invalid(
+                    "directory accounts need [directory] in the server's configuration".into(),
+                ));
+            }
             let payload = Payload {
                 roles: roles.iter().map(|r| r.to_string()).collect(),
                 organization,
                 email_domain,
+                directory: request.directory,
                 ..Payload::default()
             };
             self.request_change(
@@ -439,6 +448,14 @@ impl Accounts {
                     now,
                 )?;
                 conn.insert_user(&user)?;
+                if payload.directory {
+                    conn.insert_directory_account(&DirectoryAccountRow {
+                        user_id: user.id.clone(),
+                        dn: None,
+                        roles: None,
+                        checked_at: 0,
+                    })?;
+                }
                 enrolment::start_enrolment(
                     conn,
                     &user.id,
@@ -500,6 +517,7 @@ impl Accounts {
             current_roles: payload.current_roles,
             organization: payload.organization,
             email_domain: payload.email_domain,
+            directory: payload.directory,
             requester: row.requester.clone(),
             status,
             approvals_required: row.approvals_required.max(0) as u32,

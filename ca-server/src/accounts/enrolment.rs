@@ -20,6 +20,7 @@ use crate::error::ServiceError;
 use crate::secrets::{random_bytes, DataKey, SecretError};
 use crate::store::account_rows::AccountRows;
 use crate::store::audit_log;
+use crate::store::directory_rows::DirectoryRows;
 use crate::store::models::{EnrolmentRow, UserRow};
 use crate::store::DbConnection;
 
@@ -128,10 +129,16 @@ impl Accounts {
     /// `POST /api/v1/enrol` (no session): with the whole one-time code, the account's holder
     /// sets their password and receives a new TOTP secret, shown once. Every failure answers
     /// "invalid credentials" and is audited; the fifth wrong code voids the enrolment.
+    ///
+    /// A directory account's holder sends no password: the directory keeps it.
     pub fn enrol(&self, request: &EnrolRequest) -> Result<TotpEnrolment, ServiceError> {
-        auth::check_password_policy(&request.new_password).map_err(ServiceError::Invalid)?;
+        let password_hash = if request.new_password.is_empty() {
+            None
+        } else {
+            auth::check_password_policy(&request.new_password).map_err(ServiceError::Invalid)?;
+            Some(auth::hash_password(&request.new_password)?)
+        };
         let now = self.now().as_secs() as i64;
-        let password_hash = auth::hash_password(&request.new_password)?;
         let secret = TotpSecret::generate(&*self.random)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let sealed = self.data_key.seal(secret.as_bytes())?;
@@ -169,6 +176,23 @@ impl Accounts {
                 )?;
                 return Ok(Err("wrong enrolment code"));
             }
+            let directory = conn.directory_account(&user.id)?.is_some();
+            let password_hash = match (directory, &password_hash) {
+                (true, None) => user.password_hash.clone(),
+                (false, Some(hash)) => hash.clone(),
+                (true, Some(_)) => {
+                    return Err(ServiceError::Invalid(
+                        "this account signs in with its directory password: leave the new \
+                         password out / ディレクトリのパスワードでサインインするアカウントです"
+                            .into(),
+                    ))
+                }
+                (false, None) => {
+                    return Err(ServiceError::Invalid(
+                        "choose a password (new_password) / パスワードを設定してください".into(),
+                    ))
+                }
+            };
             conn.delete_enrolment(&user.id)?;
             conn.set_credentials(&user.id, &password_hash, &sealed, now)?;
             audit_log::append(

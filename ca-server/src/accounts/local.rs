@@ -15,6 +15,8 @@ use crate::accounts::enrolment;
 use crate::config::Config;
 use crate::store::account_rows::AccountRows;
 use crate::store::audit_log;
+use crate::store::directory_rows::DirectoryRows;
+use crate::store::models::DirectoryAccountRow;
 use crate::store::settings::unlock;
 
 /// The audit actor of local account commands.
@@ -35,18 +37,23 @@ fn whole_code() -> anyhow::Result<(String, String)> {
     Ok((format!("{first}-{second}"), stored))
 }
 
-/// Creates an account waiting for enrolment.
+/// Creates an account waiting for enrolment; with `directory`, one whose password the
+/// directory of `[directory]` checks.
 pub fn add_user_locally(
     config: &Config,
     passphrase: &str,
     username: &str,
     roles: &[String],
     registered: (Option<String>, Option<String>),
+    directory: bool,
 ) -> anyhow::Result<LocalEnrolment> {
     crate::accounts::credentials::check_username(username).map_err(anyhow::Error::msg)?;
     let roles = parse_role_list(roles).map_err(|e| anyhow::anyhow!("{e}"))?;
     if roles.is_empty() {
         bail!("a user needs at least one role");
+    }
+    if directory && config.directory.is_none() {
+        bail!("directory accounts need [directory] in the configuration");
     }
     let policy = AccountPolicy::load(&config.policies_dir)?;
     let pool = crate::store::open(&config.database_url(), 2)?;
@@ -69,6 +76,14 @@ pub fn add_user_locally(
             bail!("user {username} already exists");
         }
         conn.insert_user(&row)?;
+        if directory {
+            conn.insert_directory_account(&DirectoryAccountRow {
+                user_id: row.id.clone(),
+                dn: None,
+                roles: None,
+                checked_at: 0,
+            })?;
+        }
         enrolment::start_enrolment(conn, &row.id, &stored, expires_at)?;
         audit_log::append(
             conn,
@@ -76,7 +91,7 @@ pub fn add_user_locally(
             ACTOR,
             "user.create",
             username,
-            json!({"local": true, "roles": roles_text(&roles), "organization": row.organization, "email_domain": row.email_domain}),
+            json!({"local": true, "roles": roles_text(&roles), "organization": row.organization, "email_domain": row.email_domain, "directory": directory}),
         )?;
         Ok(())
     })?;

@@ -5,6 +5,8 @@
 
 pub mod changes;
 pub mod credentials;
+pub mod directory;
+mod directory_signin;
 pub mod enrolment;
 pub mod local;
 pub mod password;
@@ -88,6 +90,8 @@ pub struct Accounts {
     account_policy: policy::AccountPolicy,
     /// Session activity is written through the group-commit writer.
     writer: Arc<GroupCommit>,
+    /// The LDAP / Active Directory server that checks directory accounts' passwords.
+    directory: Option<Arc<directory::Directory>>,
 }
 
 /// What [`Accounts::new`] needs.
@@ -108,6 +112,8 @@ pub struct AccountsParts {
     pub account_policy: policy::AccountPolicy,
     /// The group-commit writer.
     pub writer: Arc<GroupCommit>,
+    /// The directory of `[directory]`, opened.
+    pub directory: Option<Arc<directory::Directory>>,
 }
 
 impl Accounts {
@@ -124,6 +130,7 @@ impl Accounts {
             sessions: session_cache::SessionCache::default(),
             account_policy: parts.account_policy,
             writer: parts.writer,
+            directory: parts.directory,
         }
     }
 

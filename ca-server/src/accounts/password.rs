@@ -9,6 +9,7 @@ use crate::api::{PasswordChangeRequest, UserView};
 use crate::error::ServiceError;
 use crate::store::account_rows::AccountRows;
 use crate::store::audit_log;
+use crate::store::directory_rows::DirectoryRows;
 
 impl Accounts {
     /// `POST /passwd`: the current password again, then a new one that meets the policy and
@@ -27,6 +28,13 @@ impl Accounts {
         let now = self.now().as_secs();
         let mut conn = self.conn()?;
         let user = conn.user(&caller.user_id)?;
+        if conn.directory_account(&user.id)?.is_some() {
+            return Err(ServiceError::Conflict(
+                "this account's password is kept by the directory: change it there / \
+                 パスワードはディレクトリで変更してください"
+                    .into(),
+            ));
+        }
         if !auth::verify_password(&request.current_password, &user.password_hash) {
             audit_log::append(
                 &mut conn,

@@ -5,11 +5,12 @@ use serde_json::json;
 use sha2::Digest;
 
 use super::credentials as auth;
-use super::{parse_roles, Accounts, Caller};
+use super::{Accounts, Caller};
 use crate::api::*;
 use crate::error::ServiceError;
 use crate::store::account_rows::AccountRows;
 use crate::store::audit_log;
+use crate::store::directory_rows::DirectoryRows;
 use crate::store::models::*;
 
 impl Accounts {
@@ -39,7 +40,8 @@ impl Accounts {
             )?;
             return Err(ServiceError::InvalidCredentials);
         };
-        let password_ok = auth::verify_password(&request.password, &user.password_hash);
+        let checked = self.check_password(&mut conn, &user, &request.password, now)?;
+        let password_ok = checked.ok;
         let result = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
             // Concurrent attempts on one account take turns from here: the no-op UPDATE takes
             // the row's lock on PostgreSQL (SQLite's write transaction is already exclusive),
@@ -68,6 +70,12 @@ impl Accounts {
                     failures
                 };
                 conn.set_login_failures(&user.id, counted, lock)?;
+                if let Some(record) = &checked.record {
+                    conn.record_directory_check(record)?;
+                }
+                if checked.end_sessions {
+                    conn.delete_sessions_of(&user.id)?;
+                }
                 let reason = if user.disabled {
                     "disabled"
                 } else if enrolling {
@@ -75,7 +83,7 @@ impl Accounts {
                 } else if locked {
                     "locked"
                 } else if !password_ok {
-                    "password"
+                    checked.reason
                 } else {
                     "second factor"
                 };
@@ -85,7 +93,8 @@ impl Accounts {
                     &user.username,
                     "login.failed",
                     &user.username,
-                    json!({"reason": reason, "locked": lock.is_some_and(|t| t > now)}),
+                    json!({"reason": reason, "locked": lock.is_some_and(|t| t > now),
+                        "sessions_ended": checked.end_sessions}),
                 )?;
                 // Only someone who knows the password learns that the account is locked.
                 let locked_until = (locked && password_ok && !user.disabled)
@@ -94,6 +103,10 @@ impl Accounts {
                 return Ok(Err(locked_until));
             }
             conn.clear_login_failures(&user.id)?;
+            if let Some(record) = &checked.record {
+                conn.record_directory_check(record)?;
+            }
+            let roles = self.session_roles(conn, &user)?;
             let (token, hash) = auth::new_token()?;
             let expires = now + self.config.session_absolute_secs as i64;
             conn.insert_session(&SessionRow {
@@ -112,13 +125,21 @@ impl Accounts {
                 &user.username,
                 json!({}),
             )?;
-            Ok(Ok((token, expires)))
+            Ok(Ok((token, expires, roles)))
         })?;
+        if checked.record.is_some() {
+            // The directory may have changed this person's roles: no cached session keeps the
+            // old ones.
+            self.sessions.invalidate();
+        }
         match result {
-            Ok((token, expires)) => Ok(LoginResponse {
+            Ok((token, expires, roles)) => Ok(LoginResponse {
                 token,
                 expires_at: rfc3339(expires),
-                user: Self::user_view(&user),
+                user: UserView {
+                    roles: roles.iter().map(|r| r.to_string()).collect(),
+                    ..Self::user_view(&user)
+                },
                 password_change_required: user.must_change_password,
             }),
             Err(locked_until) => {
@@ -195,6 +216,7 @@ impl Accounts {
             conn.delete_session(&hash)?;
             return Err(ServiceError::Unauthenticated);
         }
+        let roles = self.session_roles(&mut conn, &user)?;
         let mut last_seen = session.last_seen;
         if now > session.last_seen + step {
             drop(conn);
@@ -206,7 +228,7 @@ impl Accounts {
         let caller = Caller {
             user_id: user.id,
             username: user.username,
-            roles: parse_roles(&user.roles),
+            roles,
             session: hash.clone(),
             must_change_password: user.must_change_password,
         };
@@ -276,6 +298,7 @@ mod tests {
             data_key: DataKey::derive("a test passphrase", b"0123456789abcdef").unwrap(),
             account_policy: AccountPolicy::default(),
             writer: Arc::new(GroupCommit::start(&url).unwrap()),
+            directory: None,
         });
         let mut conn = accounts.conn().unwrap();
         let enrolment = accounts

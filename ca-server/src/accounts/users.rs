@@ -12,6 +12,7 @@ use crate::error::ServiceError;
 use crate::secrets::DataKey;
 use crate::store::account_rows::AccountRows;
 use crate::store::audit_log;
+use crate::store::directory_rows::DirectoryRows;
 use ca_core::random::RandomSource;
 
 use crate::store::ids::new_id;
@@ -74,6 +75,7 @@ impl Accounts {
             organization: row.organization.clone(),
             email_domain: row.email_domain.clone(),
             enrolment_pending: false,
+            directory: false,
         }
     }
 
@@ -154,10 +156,12 @@ impl Accounts {
         let mut conn = self.conn()?;
         let rows = conn.users_by_name()?;
         let enrolling = conn.enrolling_user_ids()?;
+        let directory = conn.directory_user_ids()?;
         Ok(rows
             .iter()
             .map(|row| UserView {
                 enrolment_pending: enrolling.contains(&row.id),
+                directory: directory.contains(&row.id),
                 ..Self::user_view(row)
             })
             .collect())

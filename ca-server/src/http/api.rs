@@ -60,6 +60,7 @@ pub async fn me(who: SignedInAny) -> Result<HttpResponse, ServiceError> {
         organization: None,
         email_domain: None,
         enrolment_pending: false,
+        directory: false,
     }))
 }
 

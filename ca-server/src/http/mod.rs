@@ -570,6 +570,21 @@ pub async fn serve(
             }
         }
     });
+    // Directory accounts: every second, those with open sessions not checked for `sync_secs`
+    // are looked up again, so a person disabled in the directory loses their sessions.
+    let syncer = authority.clone();
+    let syncing = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let a = syncer.clone();
+            match web::block(move || a.accounts.directory_sync()).await {
+                Ok(Err(e)) => tracing::error!(error = %e, "directory sync failed"),
+                Err(e) => tracing::error!(error = %e, "directory sync task failed"),
+                Ok(Ok(_)) => {}
+            }
+        }
+    });
     let poller = authority.clone();
     let polling = tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -595,6 +610,7 @@ pub async fn serve(
     maintenance.abort();
     polling.abort();
     notifying.abort();
+    syncing.abort();
     result
 }
 

@@ -19,13 +19,10 @@ const REFRESH_BATCH: usize = 256;
 /// The most responses of one kind one upkeep re-signs (stale ones in all, outdated ones per
 /// CA); the rest wait for the next upkeep.
 const REFRESH_LIMIT: i64 = 20_000;
-/// Certificates of each CA the upkeep checks for a missing response per run (see
-/// `missing_responses`); also the most it signs for them per CA and run.
-const SWEEP_CHUNK: i64 = 20_000;
 
 impl OcspService {
     /// Live, unexpired certificates without a stored response, found by a sweep that checks
-    /// [`SWEEP_CHUNK`] certificates of each CA per call in serial order and resumes after the
+    /// `ocsp_sweep_chunk` certificates of each CA per call in serial order and resumes after the
     /// last one at the next call (wrapping at the end). Issuance pre-signs at once, so this is
     /// the safety net (a failed pre-signature, rows added by other means); a sweep keeps each
     /// upkeep's cost bounded where a query over the whole table read every certificate of a
@@ -36,6 +33,7 @@ impl OcspService {
         now: i64,
     ) -> Result<Vec<(String, String)>, ServiceError> {
         let mut missing = Vec::new();
+        let sweep_chunk = i64::from(self.config.ocsp_sweep_chunk);
         for (ca_id, _) in &self.issuer_hashes {
             let after = self
                 .ocsp_cache
@@ -44,9 +42,9 @@ impl OcspService {
                 .ok()
                 .and_then(|cursors| cursors.get(ca_id).cloned())
                 .unwrap_or_default();
-            let chunk = conn.certificates_after(ca_id, &after, SWEEP_CHUNK)?;
+            let chunk = conn.certificates_after(ca_id, &after, sweep_chunk)?;
             let next = match chunk.last() {
-                Some((last, _, _)) if chunk.len() as i64 == SWEEP_CHUNK => last.clone(),
+                Some((last, _, _)) if chunk.len() as i64 == sweep_chunk => last.clone(),
                 _ => String::new(),
             };
             if let Some((last, _, _)) = chunk.last() {

@@ -221,6 +221,13 @@ impl Authority {
             data_key: parts.data_key,
             account_policy: parts.account_policy,
             writer: writer.clone(),
+            directory: match &parts.config.directory {
+                Some(config) => Some(Arc::new(
+                    crate::accounts::directory::Directory::open(config)
+                        .map_err(|e| ServiceError::Invalid(e.to_string()))?,
+                )),
+                None => None,
+            },
         }));
         let notifier = Arc::new(crate::notify::Notifier::new(
             &parts.config.notify,

@@ -39,6 +39,7 @@ pub mod chained_insert;
 pub mod checkout;
 pub mod checkpoint;
 pub mod crl_rows;
+pub mod directory_rows;
 pub mod enrollment_rows;
 pub mod gate;
 pub mod group_commit;

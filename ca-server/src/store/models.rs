@@ -42,6 +42,21 @@ pub struct UserRow {
     pub credentials_set_at: i64,
 }
 
+/// A directory account: its password is checked by `[directory]`, never a local hash.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = directory_accounts)]
+#[diesel(treat_none_as_null = true)]
+pub struct DirectoryAccountRow {
+    pub user_id: String,
+    /// Where the directory last found the person.
+    pub dn: Option<String>,
+    /// The roles their groups allowed at the last sign-in or sync, as a comma list (`None`: no
+    /// mapping applies); a session holds only granted roles also listed here.
+    pub roles: Option<String>,
+    /// When the directory last vouched for the person.
+    pub checked_at: i64,
+}
+
 /// An account waiting for its holder to enrol (created or reset under four eyes).
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = enrolments)]

@@ -40,6 +40,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    directory_accounts (user_id) {
+        user_id -> Text,
+        dn -> Nullable<Text>,
+        roles -> Nullable<Text>,
+        checked_at -> BigInt,
+    }
+}
+
+diesel::table! {
     enrolments (user_id) {
         user_id -> Text,
         code_hash -> Text,
@@ -288,6 +297,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     account_changes,
     account_change_decisions,
     enrolments,
+    directory_accounts,
     audit_checkpoints,
     settings,
     cas,

@@ -44,9 +44,10 @@ fn enrol_page(viewer: &Viewer, message: Option<&str>, status: StatusCode) -> Htt
             label for="second" { (v.t("後半 (承認者から)", "Second half (from the approver)")) }
             input id="second" name="second" autocomplete="off" required;
             label for="new" { (v.t("新しいパスワード (12 文字以上)", "New password (12 characters or more)")) }
-            input id="new" name="new_password" type="password" autocomplete="new-password" minlength="12" required;
+            input id="new" name="new_password" type="password" autocomplete="new-password" minlength="12" aria-describedby="new-hint";
+            p id="new-hint" class="hint" { (v.t("ディレクトリ (AD / LDAP) のアカウントは空のままにします。", "Leave it empty for a directory (AD / LDAP) account.")) }
             label for="repeat" { (v.t("もう一度", "Repeat it")) }
-            input id="repeat" name="repeat" type="password" autocomplete="new-password" minlength="12" required;
+            input id="repeat" name="repeat" type="password" autocomplete="new-password" minlength="12";
             button type="submit" { (v.t("登録する", "Enrol")) }
         }
     };
@@ -119,7 +120,7 @@ pub async fn enrol(request: HttpRequest, form: web::Form<EnrolForm>) -> HttpResp
             let v = &viewer;
             let image = qr_image(&done.totp_uri);
             let body = html! {
-                p class="ok" role="status" { (v.t("パスワードを設定しました。認証アプリでこの QR コードを読み取ってください。一度だけ表示されます。", "Your password is set. Scan this QR code with your authenticator app; it is shown only once.")) }
+                p class="ok" role="status" { (v.t("登録しました。認証アプリでこの QR コードを読み取ってください。一度だけ表示されます。", "You are enrolled. Scan this QR code with your authenticator app; it is shown only once.")) }
                 @if let Some(src) = image {
                     img src=(PreEscaped(src)) alt=(v.t("TOTP 登録用 QR コード", "TOTP enrolment QR code")) width="240" height="240";
                 }

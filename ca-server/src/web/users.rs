@@ -148,6 +148,7 @@ async fn users_page(s: &WebSession, notice: Option<Markup>, status: StatusCode) 
                 input id="new-org" name="organization";
                 label for="new-domain" { (v.t("メールのドメイン (保守業者)", "E-mail domain (vendors)")) }
                 input id="new-domain" name="email_domain";
+                label { input type="checkbox" name="directory"; " " (v.t("ディレクトリ (AD / LDAP) のパスワードでサインイン", "Signs in with the directory (AD / LDAP) password")) }
                 (totp_and_comment(s, "new"))
                 button type="submit" { (v.t("追加を依頼する", "Ask to add")) }
             }
@@ -226,6 +227,7 @@ pub async fn add(request: HttpRequest, body: String) -> HttpResponse {
         roles: roles_of(&all),
         organization: optional("organization"),
         email_domain: optional("email_domain"),
+        directory: field(&all, "directory") == "on",
         totp: field(&all, "totp"),
         comment: field(&all, "comment"),
     };
