@@ -465,11 +465,9 @@ impl Config {
         self.notify
             .apply_env(env)
             .map_err(|(key, reason)| ConfigError::Invalid { key, reason })?;
-        self.directory = crate::directory_config::DirectoryConfig::apply_env(
-            self.directory.take(),
-            env,
-        )
-        .map_err(|(key, reason)| ConfigError::Invalid { key, reason })?;
+        self.directory =
+            crate::directory_config::DirectoryConfig::apply_env(self.directory.take(), env)
+                .map_err(|(key, reason)| ConfigError::Invalid { key, reason })?;
         Ok(())
     }
 

@@ -180,7 +180,10 @@ impl DirectoryConfig {
             }
         }
         if self.user_base.trim().is_empty() {
-            return Err(invalid("user_base", "say where people are (MAMORI_DIRECTORY_USER_BASE)"));
+            return Err(invalid(
+                "user_base",
+                "say where people are (MAMORI_DIRECTORY_USER_BASE)",
+            ));
         }
         if !self.user_filter.contains("{username}") {
             return Err(invalid("user_filter", "must contain {username}"));
@@ -227,7 +230,9 @@ mod tests {
     #[test]
     fn clear_text_binds_are_refused_beyond_this_host() {
         let base = "user_base = \"ou=people,dc=example,dc=org\"\n";
-        let c = parsed(&format!("[directory]\nurl = \"ldap://dc1.example.org\"\n{base}"));
+        let c = parsed(&format!(
+            "[directory]\nurl = \"ldap://dc1.example.org\"\n{base}"
+        ));
         assert_eq!(c.effective_tls(), DirectoryTls::Starttls);
         c.validate().unwrap();
         let c = parsed(&format!(
@@ -279,6 +284,8 @@ mod tests {
         assert_eq!(c.sync_secs, 2);
         assert_eq!(c.effective_tls(), DirectoryTls::None);
         c.validate().unwrap();
-        assert!(DirectoryConfig::apply_env(None, |_| None).unwrap().is_none());
+        assert!(DirectoryConfig::apply_env(None, |_| None)
+            .unwrap()
+            .is_none());
     }
 }

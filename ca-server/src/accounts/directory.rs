@@ -149,10 +149,11 @@ impl Directory {
             )
             .and_then(|r| r.success())
             .map_err(failed)?;
-        if entries.len() != 1 {
+        let mut entries = entries.into_iter();
+        let (Some(entry), None) = (entries.next(), entries.next()) else {
             return Ok(None);
-        }
-        let entry = SearchEntry::construct(entries.into_iter().next().expect("one entry"));
+        };
+        let entry = SearchEntry::construct(entry);
         let mut groups: BTreeSet<String> = entry
             .attrs
             .iter()
@@ -160,7 +161,10 @@ impl Directory {
             .flat_map(|(_, values)| values.iter().map(|v| normalize_dn(v)))
             .collect();
         if let Some(base) = &self.config.group_base {
-            let filter = self.config.group_filter.replace("{dn}", &ldap_escape(&entry.dn));
+            let filter = self
+                .config
+                .group_filter
+                .replace("{dn}", &ldap_escape(&entry.dn));
             let (found, _) = ldap
                 .with_timeout(self.timeout())
                 .search(base, Scope::Subtree, &filter, vec!["1.1"])
@@ -296,7 +300,9 @@ mod tests {
         };
         let person = DirectoryPerson {
             dn: "uid=a,dc=x".into(),
-            groups: [normalize_dn("cn=pki-officers, dc=x")].into_iter().collect(),
+            groups: [normalize_dn("cn=pki-officers, dc=x")]
+                .into_iter()
+                .collect(),
         };
         assert_eq!(
             directory.allowed_roles(&person),
