@@ -636,3 +636,73 @@ fn devices_are_imported_in_the_browser() {
         "3"
     );
 }
+
+/// Break-glass in the console: an issuance made alone (here through the API) is listed with its
+/// emergency (escaped) and deadline; its issuer gets no review form; another officer confirms it
+/// in the browser with a fresh code, and the review is recorded.
+#[test]
+fn break_glass_is_reviewed_in_the_browser() {
+    if let Some(why) = missing() {
+        eprintln!("SKIPPED: the console browser test needs chromium: {why}");
+        return;
+    }
+    let server = Server::start(Backend::Sqlite, &[]);
+    server.login(&server.admin);
+    let (_, pem) = mamori_e2e::csr(
+        &[
+            (rcgen::DnType::CommonName, "Taro Sato"),
+            (rcgen::DnType::CustomDnType(vec![2, 5, 4, 5]), "STAFF-0420"),
+        ],
+        vec![rcgen::SanType::Rfc822Name(
+            "taro.sato@hospital.example".try_into().unwrap(),
+        )],
+    );
+    let (status, issued) = server.call(
+        "POST",
+        "/api/v1/break-glass",
+        Some(&server.admin.token()),
+        Some(serde_json::json!({
+            "profile": "staff",
+            "csr": pem,
+            "emergency": "ER night shift: <b>card reader</b> failed",
+            "totp": server.admin.code(),
+        })),
+    );
+    assert_eq!(status, 201, "{issued}");
+    let id = issued["id"].as_str().unwrap().to_string();
+    let browser = Browser::start("Asia/Tokyo", "en-US", &shots_dir());
+
+    // The issuer sees it, escaped, with no form to review their own.
+    sign_in(&browser, &server, &server.admin);
+    browser.go(&format!("{}/break-glass", server.api_url));
+    let page = browser.wait_for(&id);
+    assert!(page.contains("&lt;b&gt;card reader&lt;/b&gt;"), "{page}");
+    assert!(page.contains("awaiting review"), "{page}");
+    assert!(
+        !page.contains("/review\""),
+        "the issuer may not review: {page}"
+    );
+    sign_out(&browser);
+
+    // Another officer confirms it.
+    sign_in(&browser, &server, &server.officer);
+    browser.go(&format!("{}/break-glass", server.api_url));
+    browser.wait_for(&id);
+    browser.screenshot("20-break-glass");
+    browser.set_value(
+        &format!("form[action='/break-glass/{id}/review'] input[name=totp]"),
+        &server.officer.code(),
+    );
+    browser.click(&format!(
+        "form[action='/break-glass/{id}/review'] button[value=confirm]"
+    ));
+    let page = browser.wait_for("Review recorded");
+    assert!(page.contains("officer: confirm"), "{page}");
+    let (_, view) = server.call(
+        "GET",
+        &format!("/api/v1/break-glass/{id}"),
+        Some(&server.admin.token()),
+        None,
+    );
+    assert_eq!(view["reviews"][0]["reviewer"], "officer", "{view}");
+}

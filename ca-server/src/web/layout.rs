@@ -60,6 +60,9 @@ pub fn page(viewer: &Viewer, session: Option<&WebSession>, title: &str, body: Ma
                             @if s.caller.has_any(&[Role::Admin, Role::SecurityOfficer, Role::Auditor]) {
                                 a href="/users" { (viewer.t("ユーザー", "Users")) }
                             }
+                            @if s.caller.has_any(&[Role::Admin, Role::SecurityOfficer, Role::Auditor]) {
+                                a href="/break-glass" { (viewer.t("緊急発行", "Break-glass")) }
+                            }
                             @if s.caller.has_any(&[Role::Auditor, Role::Admin]) {
                                 a href="/audit" { (viewer.t("監査ログ", "Audit")) }
                             }

@@ -5,6 +5,7 @@
 //! instead of a bearer token, and a Content-Security-Policy that allows nothing inline.
 
 pub mod audit;
+pub mod break_glass;
 pub mod certificates;
 pub mod dashboard;
 pub mod devices;
@@ -67,6 +68,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/users", web::post().to(users::add))
         .route("/users/changes/{id}", web::post().to(users::decide))
         .route("/users/{name}/action", web::post().to(users::act))
+        .route("/break-glass", web::get().to(break_glass::list))
+        .route(
+            "/break-glass/{id}/review",
+            web::post().to(break_glass::review),
+        )
         .route("/audit", web::get().to(audit::list))
         .route("/audit/export", web::get().to(audit::export))
         .route(

@@ -43,7 +43,7 @@ fn change_list(s: &WebSession, changes: &[AccountChangeView]) -> Markup {
         }
         @for c in changes {
             div class="card" {
-                p { strong { (c.kind) " " (c.target) } " — " (v.t("依頼者 ", "asked by ")) (c.requester) ", " (v.time(&c.created_at))
+                p { strong { (c.kind) " " (c.target) } @if c.directory { " (" (v.t("ディレクトリ", "directory")) ")" } " — " (v.t("依頼者 ", "asked by ")) (c.requester) ", " (v.time(&c.created_at))
                     @if !c.roles.is_empty() { br; (v.t("ロール: ", "Roles: ")) (c.roles.join(", ")) @if !c.current_roles.is_empty() { " (" (v.t("現在 ", "now ")) (c.current_roles.join(", ")) ")" } }
                     @if !c.comment.is_empty() { br; (c.comment) } }
                 @if c.requester != s.caller.username {
