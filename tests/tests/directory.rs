@@ -219,6 +219,16 @@ fn roles_of(body: &Value) -> Vec<String> {
 
 #[test]
 fn directory_accounts_sign_in_with_the_directory_and_lose_access_with_it() {
+    directory_sign_in(Backend::Sqlite);
+}
+
+#[test]
+#[cfg_attr(not(mamori_postgres), ignore = "MAMORI_TEST_POSTGRES_URL is not set")]
+fn directory_accounts_sign_in_with_the_directory_and_lose_access_with_it_postgres() {
+    directory_sign_in(Backend::Postgres);
+}
+
+fn directory_sign_in(backend: Backend) {
     let mut slapd = Slapd::start();
     let config_dir = tempfile::tempdir().unwrap();
     let bind_pw = config_dir.path().join("bind.pw");
@@ -241,10 +251,7 @@ fn directory_accounts_sign_in_with_the_directory_and_lose_access_with_it() {
         ),
     )
     .unwrap();
-    let server = Server::start(
-        Backend::Sqlite,
-        &[("MAMORI_CONFIG", config.to_str().unwrap())],
-    );
+    let server = Server::start(backend, &[("MAMORI_CONFIG", config.to_str().unwrap())]);
 
     // The admin asks for a directory account through ca-cli; the officer approves; each hands
     // over a half of the enrolment code; hanako enrols her TOTP only.
