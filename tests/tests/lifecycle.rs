@@ -349,6 +349,11 @@ fn break_glass_is_issued_alone_reviewed_by_two_others_and_revoked_on_misuse() {
             .trim(),
         "revoked|privilege-withdrawn"
     );
+    // The officers' misuse alert names whose certificate it was.
+    let alert = server.query(&format!(
+        "SELECT body FROM notifications WHERE event_key LIKE 'break_glass.misuse:{second}%' LIMIT 1"
+    ));
+    assert!(alert.contains("Jiro Suzuki"), "{alert}");
 
     // Refusals: a profile without break-glass, a vendor, a one-word emergency.
     for (who, profile, emergency, want) in [

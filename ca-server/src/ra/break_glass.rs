@@ -21,7 +21,7 @@ use crate::error::ServiceError;
 use crate::notify::Notice;
 use crate::store::audit_log;
 use crate::store::break_glass_rows::BreakGlassRows;
-use crate::store::models::{BreakGlassReviewRow, BreakGlassRow};
+use crate::store::models::{BreakGlassReviewRow, BreakGlassRow, RequestRow};
 use crate::store::request_rows::RequestRows;
 use crate::store::DbConnection;
 
@@ -242,80 +242,74 @@ impl Authority {
         }
         let now = self.now().as_secs() as i64;
         let mut conn = self.conn()?;
-        let (row, status) =
-            crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
-                let row = conn
-                    .break_glass(id)?
-                    .ok_or_else(|| ServiceError::NotFound(format!("break-glass issuance {id}")))?;
-                if row.officer_id == caller.user_id {
-                    return Err(ServiceError::Approval(
-                        ca_core::error::ApprovalError::SelfApproval,
-                    ));
-                }
-                if !["awaiting-review", "overdue"].contains(&row.status.as_str()) {
-                    return Err(ServiceError::Conflict(format!(
-                        "this issuance is already closed ({})",
-                        row.status
-                    )));
-                }
-                if conn
-                    .break_glass_reviews(id)?
-                    .iter()
-                    .any(|r| r.reviewer_id == caller.user_id)
-                {
-                    return Err(ServiceError::Conflict(
-                        "you have already reviewed this issuance".into(),
-                    ));
-                }
-                let user = conn.user_row(&caller.user_id)?;
-                self.accounts.check_cooling_off(&user, now)?;
-                self.accounts.step_up(conn, &user, &body.totp)?;
-                let fresh = conn.insert_break_glass_review(&BreakGlassReviewRow {
-                    request_id: id.to_string(),
-                    reviewer_id: caller.user_id.clone(),
-                    verdict: body.verdict.clone(),
-                    comment: comment.to_string(),
-                    reviewed_at: now,
-                })?;
-                if !fresh {
-                    return Err(ServiceError::Conflict(
-                        "you have already reviewed this issuance".into(),
-                    ));
-                }
-                let confirmations = conn
-                    .break_glass_reviews(id)?
-                    .iter()
-                    .filter(|r| r.verdict == "confirm")
-                    .count();
-                let status = if misuse {
-                    "misuse"
-                } else if confirmations >= row.reviews_needed.max(0) as usize {
-                    "confirmed"
-                } else {
-                    row.status.as_str()
-                };
-                if status != row.status {
-                    conn.set_break_glass_status(
-                        id,
-                        status,
-                        Some(now).filter(|_| status != "overdue"),
-                    )?;
-                }
-                audit_log::append(
-                    conn,
-                    now as u64,
-                    &caller.username,
-                    "break_glass.review",
-                    id,
-                    json!({"verdict": body.verdict, "comment": comment, "status": status}),
-                )?;
-                Ok((row.clone(), status.to_string()))
+        let row = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
+            let row = conn
+                .break_glass(id)?
+                .ok_or_else(|| ServiceError::NotFound(format!("break-glass issuance {id}")))?;
+            if row.officer_id == caller.user_id {
+                return Err(ServiceError::Approval(
+                    ca_core::error::ApprovalError::SelfApproval,
+                ));
+            }
+            if !["awaiting-review", "overdue"].contains(&row.status.as_str()) {
+                return Err(ServiceError::Conflict(format!(
+                    "this issuance is already closed ({})",
+                    row.status
+                )));
+            }
+            if conn
+                .break_glass_reviews(id)?
+                .iter()
+                .any(|r| r.reviewer_id == caller.user_id)
+            {
+                return Err(ServiceError::Conflict(
+                    "you have already reviewed this issuance".into(),
+                ));
+            }
+            let user = conn.user_row(&caller.user_id)?;
+            self.accounts.check_cooling_off(&user, now)?;
+            self.accounts.step_up(conn, &user, &body.totp)?;
+            let fresh = conn.insert_break_glass_review(&BreakGlassReviewRow {
+                request_id: id.to_string(),
+                reviewer_id: caller.user_id.clone(),
+                verdict: body.verdict.clone(),
+                comment: comment.to_string(),
+                reviewed_at: now,
             })?;
+            if !fresh {
+                return Err(ServiceError::Conflict(
+                    "you have already reviewed this issuance".into(),
+                ));
+            }
+            let confirmations = conn
+                .break_glass_reviews(id)?
+                .iter()
+                .filter(|r| r.verdict == "confirm")
+                .count();
+            let status = if misuse {
+                "misuse"
+            } else if confirmations >= row.reviews_needed.max(0) as usize {
+                "confirmed"
+            } else {
+                row.status.as_str()
+            };
+            if status != row.status {
+                conn.set_break_glass_status(id, status, Some(now).filter(|_| status != "overdue"))?;
+            }
+            audit_log::append(
+                conn,
+                now as u64,
+                &caller.username,
+                "break_glass.review",
+                id,
+                json!({"verdict": body.verdict, "comment": comment, "status": status}),
+            )?;
+            Ok(row.clone())
+        })?;
         drop(conn);
         if misuse {
             self.close_break_glass(&row, "break_glass.misuse", &caller.username)?;
         }
-        let _ = status;
         self.break_glass_get(caller, id)
     }
 
@@ -348,11 +342,23 @@ impl Authority {
         let queued = (|| -> Result<usize, ServiceError> {
             let mut conn = self.conn()?;
             let officer = conn.user_row(&row.officer_id)?.username;
+            // The certificate's subject, so that the alert says whose certificate it was.
+            let subject = match conn.request(&row.request_id)? {
+                Some(RequestRow {
+                    ca_id: Some(ca),
+                    certificate_serial: Some(serial),
+                    ..
+                }) => conn
+                    .certificate(&ca, &serial)?
+                    .map(|c| c.subject)
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
             let notice = Notice::break_glass(
                 event,
                 &row.request_id,
                 &row.profile_id,
-                "",
+                &subject,
                 &officer,
                 &row.emergency,
                 UnixTime(row.review_due.max(0) as u64),
