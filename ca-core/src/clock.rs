@@ -62,6 +62,16 @@ impl ManualClock {
             std::sync::atomic::Ordering::SeqCst,
         );
     }
+
+    /// Steps the clock `secs` seconds back, as an NTP correction or a wrong manual setting
+    /// does to a real server.
+    pub fn rewind(&self, secs: u64) {
+        let _ = self.0.fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |ms| Some(ms.saturating_sub(secs.saturating_mul(1000))),
+        );
+    }
 }
 
 impl Clock for ManualClock {

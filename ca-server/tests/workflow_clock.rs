@@ -464,3 +464,99 @@ fn an_unreviewed_break_glass_certificate_is_revoked_when_its_review_time_ends() 
         .render()
         .contains("mamori_break_glass_unreviewed 0"));
 }
+
+/// The clock steps five minutes back (an NTP correction, a wrong manual setting) between a hold
+/// and its release: the release's CRL and OCSP response keep the hold's time rather than going
+/// back, and the cRLNumber still goes up.
+#[test]
+fn a_clock_stepped_back_never_moves_crls_or_ocsp_responses_back() {
+    use ca_server::ra::StatusChange;
+    use ca_server::store::schema::ocsp_responses;
+    use diesel::prelude::*;
+    let i = instance();
+    let (alice, alice_totp) = i.person("alice", "security-officer");
+    // Bob signs in now, so his next code (after the step back) is still later than his last.
+    let (bob, bob_totp) = i.person("bob", "security-officer");
+    i.clock.advance(i.config.approval_cooling_off_secs + 30);
+    let csr = der::pem::encode_string(
+        "CERTIFICATE REQUEST",
+        der::pem::LineEnding::LF,
+        &staff_csr(),
+    )
+    .unwrap();
+    let submitted = i
+        .authority
+        .break_glass_issue(
+            &alice,
+            BreakGlassRequest {
+                profile: "staff".into(),
+                csr,
+                emergency: "ER night shift: the card reader failed".into(),
+                totp: i.code(&alice_totp),
+            },
+        )
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let view = runtime
+        .block_on(submitted.finish(i.authority.clone()))
+        .unwrap();
+    let ca = view.ca.clone().unwrap();
+    let serial = Serial::parse(view.serial.as_deref().unwrap()).unwrap();
+    let ocsp_this_update = |i: &Instance| -> i64 {
+        let mut conn = i.authority.conn().unwrap();
+        ocsp_responses::table
+            .filter(ocsp_responses::serial.eq(serial.to_string()))
+            .select(ocsp_responses::this_update)
+            .first(&mut *conn)
+            .unwrap()
+    };
+
+    i.clock.advance(600);
+    i.authority
+        .change_status(
+            &alice,
+            &ca,
+            &serial,
+            StatusChange::Hold,
+            &i.code(&alice_totp),
+            "",
+        )
+        .unwrap();
+    let held_crl = i.authority.crls.crl("issuing").unwrap();
+    let held_ocsp = ocsp_this_update(&i);
+    assert_eq!(held_crl.this_update, i.clock.now().as_secs() as i64);
+    assert_eq!(held_ocsp, held_crl.this_update);
+
+    i.clock.rewind(300);
+    i.authority
+        .change_status(
+            &bob,
+            &ca,
+            &serial,
+            StatusChange::Release,
+            &i.code(&bob_totp),
+            "",
+        )
+        .unwrap();
+    let released_crl = i.authority.crls.crl("issuing").unwrap();
+    assert!(released_crl.number > held_crl.number);
+    assert_eq!(
+        released_crl.this_update, held_crl.this_update,
+        "the CRL after the step back kept the last thisUpdate"
+    );
+    assert_eq!(ocsp_this_update(&i), held_ocsp);
+    // An upkeep in the stepped-back time signs nothing older either.
+    i.authority.maintain().unwrap();
+    assert!(i.authority.crls.crl("issuing").unwrap().this_update >= held_crl.this_update);
+    assert!(ocsp_this_update(&i) >= held_ocsp);
+    // Once the clock has caught up, times move on again (the upkeep past half validity).
+    i.clock.advance(i.config.crl_validity_secs / 2 + 600);
+    i.authority.maintain().unwrap();
+    assert_eq!(
+        i.authority.crls.crl("issuing").unwrap().this_update,
+        i.clock.now().as_secs() as i64
+    );
+}

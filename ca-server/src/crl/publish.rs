@@ -104,10 +104,12 @@ impl Publisher<'_> {
         let name = ca.crl_name(partition, false);
         let _publishing = Publishing::start(&self.crl_cache.publishing);
         let mut conn = self.conn()?;
-        let now = self.now();
-        let now_secs = now.as_secs() as i64;
+        let clock = self.now();
         let published = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
             let number = conn.next_number(ca_id, crate::store::now_ms())?;
+            let previous = conn.published_header(&name)?;
+            let now = not_before_previous(clock, previous.as_ref());
+            let now_secs = now.as_secs() as i64;
             let params = CrlParams {
                 this_update: now,
                 next_update: now.plus(self.crl_validity(ca)),
@@ -118,7 +120,7 @@ impl Publisher<'_> {
             };
             let header = match how {
                 Rebuild::Full => None,
-                Rebuild::FromBase => conn.published_header(&name)?,
+                Rebuild::FromBase => previous,
             };
             let base = match &header {
                 Some(header) => Some(self.current_crl(conn, &name, header)?),
@@ -258,8 +260,7 @@ impl Publisher<'_> {
         let name = ca.crl_name(partition, true);
         let _publishing = Publishing::start(&self.crl_cache.publishing);
         let mut conn = self.conn()?;
-        let now = self.now();
-        let now_secs = now.as_secs() as i64;
+        let clock = self.now();
         let published = crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
             let number = conn.next_number(ca_id, crate::store::now_ms())?;
             let Some(complete) = conn.published_header(&base_name)? else {
@@ -267,6 +268,11 @@ impl Publisher<'_> {
                     "no complete CRL to base a delta on".into(),
                 ));
             };
+            let now = not_before_previous(
+                not_before_previous(clock, conn.published_header(&name)?.as_ref()),
+                Some(&complete),
+            );
+            let now_secs = now.as_secs() as i64;
             let (base_number, base_this) = complete.delta_base();
             let base_next = complete.next_update;
             let rows = conn.changes_since(ca_id, partition, base_this * 1000 - SLACK_MS)?;
@@ -371,5 +377,16 @@ impl Publisher<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// The thisUpdate of a CRL published now: the clock's time, but never before the thisUpdate of
+/// the CRL it replaces (`previous`). A clock stepped back (an NTP correction, a wrong manual
+/// setting) would otherwise publish a newer CRL that looks older than the one relying parties
+/// hold, which some of them keep instead.
+fn not_before_previous(now: UnixTime, previous: Option<&Header>) -> UnixTime {
+    match previous {
+        Some(p) if p.this_update > now.as_secs() as i64 => UnixTime(p.this_update.max(0) as u64),
+        _ => now,
     }
 }

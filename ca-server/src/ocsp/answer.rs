@@ -223,7 +223,7 @@ impl OcspService {
             .and_then(|m| m.get(ca_id).cloned())
             .ok_or_else(|| ServiceError::Internal(format!("no OCSP responder for {ca_id}")))?;
         let mut conn = None;
-        let now = self.now();
+        let now = self.signing_time(0);
         let mut statuses = Vec::with_capacity(parsed.cert_ids.len());
         for (_, id) in &parsed.cert_ids {
             let serial = serial_hex(&id.serial_number);

@@ -121,6 +121,9 @@ pub struct OcspCache {
     pub(super) sweep: std::sync::Mutex<HashMap<String, String>>,
     /// The responder certificate fields seen, so every response shares one copy.
     pub(super) certs: std::sync::Mutex<Vec<actix_web::web::Bytes>>,
+    /// The latest thisUpdate (Unix seconds) this process has signed: after the clock steps
+    /// back, responses keep this time until the clock catches up.
+    pub(super) signed_up_to: std::sync::atomic::AtomicU64,
 }
 
 impl OcspCache {

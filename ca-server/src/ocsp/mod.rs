@@ -178,6 +178,19 @@ impl OcspService {
         self.clock.now()
     }
 
+    /// The thisUpdate and producedAt of a response signed now: the clock's time, but never
+    /// before a response this process signed already nor before `floor` (the response it
+    /// replaces), so a clock stepped back never makes a newer response look older than the one
+    /// a relying party holds.
+    fn signing_time(&self, floor: u64) -> UnixTime {
+        let now = self.now().as_secs().max(floor);
+        let previous = self
+            .ocsp_cache
+            .signed_up_to
+            .fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+        UnixTime(now.max(previous))
+    }
+
     fn ca_index(&self, ca_id: &str) -> Option<u16> {
         self.issuer_hashes
             .iter()

@@ -114,7 +114,10 @@ impl OcspService {
             return Ok(None);
         };
         let responder = self.responder(ca_id)?;
-        let now = self.now();
+        let floor = self
+            .cached(ca_id, serial)
+            .map_or(0, |current| current.this_update);
+        let now = self.signing_time(floor);
         let next = now.plus(self.config.ocsp_validity_secs);
         let cert_id = hashes
             .cert_id(serial_number)
