@@ -171,6 +171,8 @@ pub struct Config {
     /// Certificates of each CA one upkeep checks for a missing OCSP response (and the most it
     /// signs for them); the next upkeep resumes after the last one checked.
     pub ocsp_sweep_chunk: u32,
+    /// Below this many free bytes on the data disk, `/healthz` reports unhealthy.
+    pub min_free_disk_bytes: u64,
     /// OCSP requests with a nonce: `ignore` (default: answer from the pre-signed cache) or
     /// `echo` (sign a fresh response echoing the nonce).
     pub ocsp_nonce: NonceMode,
@@ -227,6 +229,7 @@ impl Default for Config {
             api_blocking_threads: 8,
             maintenance_interval_secs: 60,
             ocsp_sweep_chunk: 20_000,
+            min_free_disk_bytes: 64 * 1024 * 1024,
             ocsp_nonce: NonceMode::Ignore,
             hierarchy: HierarchyConfig::default(),
             pkcs11: None,
@@ -448,6 +451,9 @@ impl Config {
         }
         if let Some(v) = env("maintenance_interval_secs") {
             self.maintenance_interval_secs = parse("maintenance_interval_secs", &v)?;
+        }
+        if let Some(v) = env("min_free_disk_bytes") {
+            self.min_free_disk_bytes = parse("min_free_disk_bytes", &v)?;
         }
         if let Some(v) = env("ocsp_sweep_chunk") {
             self.ocsp_sweep_chunk = parse("ocsp_sweep_chunk", &v)?;

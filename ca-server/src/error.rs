@@ -100,7 +100,7 @@ impl From<ca_core::error::CrlError> for ServiceError {
 
 impl From<diesel::result::Error> for ServiceError {
     fn from(e: diesel::result::Error) -> Self {
-        ServiceError::Internal(format!("database: {e}"))
+        crate::disk::database_error(&e.to_string())
     }
 }
 

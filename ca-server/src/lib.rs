@@ -18,6 +18,7 @@ pub mod config;
 pub mod crl;
 pub mod custody;
 pub mod directory_config;
+pub mod disk;
 pub mod error;
 pub mod http;
 pub mod metrics;

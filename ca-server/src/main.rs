@@ -264,7 +264,11 @@ fn init_logging() {
             tracing_subscriber::EnvFilter::try_from_env("MAMORI_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // A log on a full disk must not take the server down: by default a failed write is
+        // reported with eprintln!, which panics when standard error cannot be written, and
+        // the panicking request's connection is dropped.
+        .log_internal_errors(false);
     match std::env::var("MAMORI_LOG_FORMAT").as_deref() {
         Ok("json") => logs.json().init(),
         Ok("text") | Err(_) => logs.with_ansi(std::io::stderr().is_terminal()).init(),

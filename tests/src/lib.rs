@@ -256,6 +256,13 @@ impl Server {
         Self::start_prepared(backend, extra_env, |_, _, _| {})
     }
 
+    /// As [`Server::start`], with its data folder (and SQLite database) made inside `base`
+    /// (a small filesystem, say).
+    pub fn start_in(base: &Path, backend: Backend, extra_env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir_in(base).unwrap();
+        Self::start_prepared_in(dir, backend, extra_env, |_, _, _| {})
+    }
+
     /// As [`Server::start`], on a hierarchy whose root is offline: `ca-server init
     /// --issuing-csr`, a ceremony (`ca-server ceremony`, its vault in `<data>/offline`) that
     /// creates the root and signs the issuing CA and the root's OCSP responder, and `ca-server
@@ -269,7 +276,15 @@ impl Server {
         extra_env: &[(&str, &str)],
         prepare: impl FnOnce(&Path, &str, &str),
     ) -> Server {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_prepared_in(tempfile::tempdir().unwrap(), backend, extra_env, prepare)
+    }
+
+    fn start_prepared_in(
+        dir: tempfile::TempDir,
+        backend: Backend,
+        extra_env: &[(&str, &str)],
+        prepare: impl FnOnce(&Path, &str, &str),
+    ) -> Server {
         let http_port = free_port();
         let api_port = free_port();
         let public_url = format!("http://127.0.0.1:{http_port}");

@@ -431,6 +431,7 @@ pub async fn serve(
         pool: authority.pool.clone(),
         metrics: authority.metrics.clone(),
         writer: Some(authority.writer_stats().clone()),
+        disk: crate::disk::DiskWatch::new(&authority.config),
     });
     let public = HttpServer::new(move || {
         let metrics_state = public_data.clone();

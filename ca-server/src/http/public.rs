@@ -35,6 +35,8 @@ pub struct PublicState {
     pub metrics: Arc<Metrics>,
     /// The group-commit writer's counters (none on an OCSP-only instance that never writes).
     pub writer: Option<Arc<Stats>>,
+    /// Free space on the data disk.
+    pub disk: crate::disk::DiskWatch,
 }
 
 fn http_date(secs: i64) -> String {
@@ -254,9 +256,17 @@ fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// `GET /healthz`: the database answers and the CRL is current; an OCSP-only instance is
+/// `GET /healthz`: the data disk has room, the database answers and the CRL is current; an OCSP-only instance is
 /// healthy while its cache holds responses, even with the database unreachable.
 pub async fn healthz(state: web::Data<PublicState>) -> HttpResponse {
+    if let Some(why) = state.disk.low() {
+        return problem(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "disk-full",
+            "Data disk (nearly) full",
+            &why,
+        );
+    }
     let (ocsp, crls) = (state.ocsp.clone(), state.crls.clone());
     let ok = web::block(move || {
         if ocsp.ocsp_only() && ocsp.cached_responses() > 0 {
@@ -297,6 +307,7 @@ pub async fn audit_checkpoints(state: web::Data<PublicState>) -> HttpResponse {
 /// how the group-commit writer batches.
 pub async fn metrics(state: web::Data<PublicState>) -> HttpResponse {
     let mut text = state.metrics.render();
+    text.push_str(&state.disk.render());
     text.push_str(&format!(
         "# HELP mamori_ocsp_cached_responses Pre-signed OCSP responses held in memory.\n# TYPE mamori_ocsp_cached_responses gauge\nmamori_ocsp_cached_responses {}\n",
         state.ocsp.cached_responses()
