@@ -69,8 +69,13 @@ fn ca_keys_live_in_the_token_and_sign_what_openssl_verifies() {
 
     // A software root certifies an issuing CA whose key is in the token.
     let (root_key, _) = SoftwareKey::generate(KeyAlgorithm::EcdsaP256, &OsRandom).unwrap();
+    // The root outlives the issuing CA as in production (the same validity failed whenever a
+    // second ticked between the two: the issuing CA would have ended a second after its root).
     let root = ca::create_root(
-        &spec("root", "Token Test Root", 1),
+        &CaSpec {
+            validity_secs: ca::DEFAULT_ROOT_VALIDITY_SECS,
+            ..spec("root", "Token Test Root", 1)
+        },
         Arc::new(root_key),
         None,
         &SystemClock,
