@@ -24,15 +24,10 @@ pub fn is_disk_full(message: &str) -> bool {
         || m.contains("could not extend file")
 }
 
-/// The service error for a failed database operation described by `text`: a 503 saying the disk
-/// is full (counted and logged) when it is, otherwise an internal error.
-pub fn database_error(text: &str) -> crate::error::ServiceError {
-    if is_disk_full(text) {
-        DISK_FULL_ERRORS.fetch_add(1, Ordering::Relaxed);
-        tracing::error!(error = %text, "a database write failed: the disk is full");
-        return crate::error::ServiceError::Unavailable(DISK_FULL.into());
-    }
-    crate::error::ServiceError::Internal(format!("database: {text}"))
+/// Counts one database write refused for want of space and logs it.
+pub fn count_disk_full(text: &str) {
+    DISK_FULL_ERRORS.fetch_add(1, Ordering::Relaxed);
+    tracing::error!(error = %text, "a database write failed: the disk is full");
 }
 
 /// The folders whose free space matters, and how little is too little.

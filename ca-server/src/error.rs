@@ -100,7 +100,7 @@ impl From<ca_core::error::CrlError> for ServiceError {
 
 impl From<diesel::result::Error> for ServiceError {
     fn from(e: diesel::result::Error) -> Self {
-        crate::disk::database_error(&e.to_string())
+        database_error(&e.to_string())
     }
 }
 
@@ -112,12 +112,78 @@ impl From<crate::secrets::SecretError> for ServiceError {
 
 impl From<r2d2_error::PoolError> for ServiceError {
     fn from(e: r2d2_error::PoolError) -> Self {
-        ServiceError::Internal(format!("database pool: {e}"))
+        // No connection within the pool's timeout: the database is down or restarting.
+        tracing::warn!(error = %e, "no database connection");
+        ServiceError::Unavailable(DATABASE_UNREACHABLE.into())
     }
+}
+
+/// The service error for a failed database operation described by `text`: a 503 when the disk
+/// is full or the database cannot be reached (nothing was changed: every write is one
+/// transaction), otherwise an internal error.
+pub fn database_error(text: &str) -> ServiceError {
+    if crate::disk::is_disk_full(text) {
+        crate::disk::count_disk_full(text);
+        return ServiceError::Unavailable(crate::disk::DISK_FULL.into());
+    }
+    if database_unreachable(text) {
+        tracing::warn!(error = %text, "the database is unreachable");
+        return ServiceError::Unavailable(DATABASE_UNREACHABLE.into());
+    }
+    ServiceError::Internal(format!("database: {text}"))
+}
+
+/// What a request refused while the database cannot be reached is told.
+pub const DATABASE_UNREACHABLE: &str = "the database cannot be reached (restarting or down); \
+     nothing was changed, try again shortly / データベースに接続できません。変更は行われていません。\
+     しばらくしてから再試行してください";
+
+/// Whether a database error's text says the connection was lost or refused (PostgreSQL
+/// restarting, shutting down, or gone), rather than that the statement failed.
+pub fn database_unreachable(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    [
+        "terminating connection",
+        "server closed the connection",
+        "connection refused",
+        "the database system is shutting down",
+        "the database system is starting up",
+        "could not connect to server",
+        "no connection to the server",
+        "connection to server",
+        "broken pipe",
+        "connection reset",
+    ]
+    .iter()
+    .any(|needle| t.contains(needle))
 }
 
 /// The pool's error type, named once here.
 pub mod r2d2_error {
     /// A failure to get a pooled connection.
     pub type PoolError = diesel::r2d2::PoolError;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lost_connections_and_full_disks_are_503_and_the_rest_500() {
+        for text in [
+            "terminating connection due to administrator command",
+            "connection to server at \"127.0.0.1\", port 5432 failed: Connection refused",
+            "FATAL:  the database system is starting up",
+            "database or disk is full",
+        ] {
+            assert!(
+                matches!(database_error(text), ServiceError::Unavailable(_)),
+                "{text}"
+            );
+        }
+        assert!(matches!(
+            database_error("UNIQUE constraint failed: certificates.serial"),
+            ServiceError::Internal(_)
+        ));
+    }
 }

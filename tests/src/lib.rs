@@ -69,6 +69,8 @@ pub enum Backend {
     Sqlite,
     /// A fresh database on the PostgreSQL server named by MAMORI_TEST_POSTGRES_URL.
     Postgres,
+    /// A database the test made itself, on a PostgreSQL server of its own (one it restarts).
+    PostgresAt(String),
 }
 
 /// A port for a server under test, chosen below the kernel's ephemeral range so that no outgoing
@@ -291,6 +293,7 @@ impl Server {
         let database_url = match backend {
             Backend::Sqlite => format!("sqlite://{}", dir.path().join("mamori.db").display()),
             Backend::Postgres => fresh_postgres_database(),
+            Backend::PostgresAt(url) => url.clone(),
         };
         let extra_env: Vec<(String, String)> = extra_env
             .iter()

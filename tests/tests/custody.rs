@@ -208,7 +208,7 @@ fn artifact_file(file: &str, from: &std::path::Path) {
 fn backend_name(backend: &Backend) -> &'static str {
     match backend {
         Backend::Sqlite => "sqlite",
-        Backend::Postgres => "postgres",
+        Backend::Postgres | Backend::PostgresAt(_) => "postgres",
     }
 }
 

@@ -207,7 +207,7 @@ where
         let outcome = match (committed, self.outcome) {
             (Ok(()), Some(outcome)) => outcome,
             (_, Some(Err(own))) => Err(own),
-            (Err(batch), _) => Err(crate::disk::database_error(batch)),
+            (Err(batch), _) => Err(crate::error::database_error(batch)),
             (Ok(()), None) => Err(ServiceError::Internal("a queued write never ran".into())),
         };
         match self.reply {
