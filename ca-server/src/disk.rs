@@ -6,8 +6,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::config::Config;
-
 /// Database writes refused for want of space since the process started.
 pub static DISK_FULL_ERRORS: AtomicU64 = AtomicU64::new(0);
 
@@ -38,10 +36,11 @@ pub struct DiskWatch {
 }
 
 impl DiskWatch {
-    /// The data folder and, for a SQLite URL, the database file's folder.
-    pub fn new(config: &Config) -> DiskWatch {
-        let mut paths = vec![config.data_dir.clone()];
-        if let Some(file) = config.database_url().strip_prefix("sqlite://") {
+    /// `data_dir` and, for a SQLite `database_url`, the database file's folder; unhealthy below
+    /// `min_free` bytes.
+    pub fn new(data_dir: &Path, database_url: &str, min_free: u64) -> DiskWatch {
+        let mut paths = vec![data_dir.to_path_buf()];
+        if let Some(file) = database_url.strip_prefix("sqlite://") {
             if let Some(dir) = Path::new(file).parent() {
                 let dir = if dir.as_os_str().is_empty() {
                     PathBuf::from(".")
@@ -53,10 +52,7 @@ impl DiskWatch {
                 }
             }
         }
-        DiskWatch {
-            paths,
-            min_free: config.min_free_disk_bytes,
-        }
+        DiskWatch { paths, min_free }
     }
 
     /// The least free space (bytes an unprivileged writer may use) over the watched folders;
@@ -112,13 +108,8 @@ mod tests {
     #[test]
     fn the_data_folder_has_a_free_space_reading() {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            data_dir: dir.path().to_path_buf(),
-            database_url: Some(format!("sqlite://{}/m.db", dir.path().display())),
-            min_free_disk_bytes: u64::MAX,
-            ..Config::default()
-        };
-        let watch = DiskWatch::new(&config);
+        let url = format!("sqlite://{}/m.db", dir.path().display());
+        let watch = DiskWatch::new(dir.path(), &url, u64::MAX);
         assert!(watch.free_bytes().is_some());
         assert!(watch.low().unwrap().contains("min_free_disk_bytes"));
         assert!(watch.render().contains("mamori_data_disk_free_bytes "));

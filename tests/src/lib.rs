@@ -584,6 +584,56 @@ pub struct Instance {
     pub api_url: String,
 }
 
+/// A server restored from a backup on "another machine": its own data folder and SQLite
+/// database, `ca-server serve` on ports of its own.
+pub struct Restored {
+    /// The running server (dropped, so killed, before its folder goes).
+    pub instance: Instance,
+    /// Its data folder.
+    pub dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Restores `backup` (with this server's CA passphrase) into a fresh data folder and SQLite
+    /// database, then starts `ca-server serve` there and waits until it answers.
+    pub fn restore_elsewhere(&self, backup: &Path) -> Restored {
+        let dir = tempfile::tempdir().unwrap();
+        let passphrase = dir.path().join("dev-passphrase");
+        std::fs::copy(self.dir.path().join("dev-passphrase"), &passphrase).unwrap();
+        let (http_port, api_port) = (free_port(), free_port());
+        let public_url = format!("http://127.0.0.1:{http_port}");
+        let database_url = format!("sqlite://{}", dir.path().join("mamori.db").display());
+        ca_server_in(
+            dir.path(),
+            &database_url,
+            &public_url,
+            &["restore", "--from", backup.to_str().unwrap()],
+        );
+        let env = vec![(
+            "MAMORI_CA_PASSPHRASE_FILE".to_string(),
+            passphrase.display().to_string(),
+        )];
+        let child = spawn_server(
+            "serve",
+            dir.path(),
+            &database_url,
+            http_port,
+            api_port,
+            &public_url,
+            &env,
+        );
+        let child = wait_ready(child, &public_url, dir.path(), None);
+        Restored {
+            instance: Instance {
+                child,
+                public_url,
+                api_url: format!("https://localhost:{api_port}"),
+            },
+            dir,
+        }
+    }
+}
+
 impl Drop for Instance {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -431,7 +431,11 @@ pub async fn serve(
         pool: authority.pool.clone(),
         metrics: authority.metrics.clone(),
         writer: Some(authority.writer_stats().clone()),
-        disk: crate::disk::DiskWatch::new(&authority.config),
+        disk: crate::disk::DiskWatch::new(
+            &authority.config.data_dir,
+            &authority.config.database_url(),
+            authority.config.min_free_disk_bytes,
+        ),
     });
     let public = HttpServer::new(move || {
         let metrics_state = public_data.clone();
