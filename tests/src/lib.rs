@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod private_postgres;
 pub mod webdriver;
 
 use std::path::{Path, PathBuf};

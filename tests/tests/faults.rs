@@ -1,9 +1,12 @@
-//! Faults a hospital server room has, beyond the crash loop of `crash.rs`: the data disk fills
-//! up. The server's data folder and SQLite database sit on a small tmpfs the test mounts (the
-//! test says SKIPPED, with the reason, where the machine refuses to mount); a filler file takes
-//! the last byte. Writes are refused with a 503 problem saying the disk is full and nothing is
-//! half-written; OCSP and the CRL are still served; `/healthz` and `/metrics` say why; once the
-//! filler is gone, issuance and revocation work again.
+//! Faults a hospital server room has, beyond the crash loop of `crash.rs`:
+//! - the data disk fills up: the server's data folder and SQLite database sit on a small tmpfs
+//!   the test mounts (SKIPPED, with the reason, where the machine refuses to mount); writes are
+//!   refused with a 503 problem, nothing is half-written, OCSP and the CRL are still served,
+//!   `/healthz` and `/metrics` say why, and everything resumes once space returns;
+//! - PostgreSQL restarts, and PostgreSQL fails over to a synchronous standby, under load from two
+//!   instances and an OCSP-only responder (clusters of the test's own,
+//!   [`mamori_e2e::private_postgres`]): 503s while it is away, nothing confirmed lost, nothing
+//!   issued twice.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -12,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use mamori_e2e::private_postgres::PrivatePostgres;
 use mamori_e2e::*;
 use serde_json::{json, Value};
 
@@ -226,120 +230,6 @@ fn a_full_data_disk_refuses_writes_cleanly_and_recovers() {
     );
 }
 
-/// A PostgreSQL cluster of the test's own (Debian's PostgreSQL 15 binaries, run as the
-/// `postgres` user in a temporary folder, on a port of its own), so that restarting it touches
-/// no other test.
-struct PrivatePostgres {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
-
-impl PrivatePostgres {
-    fn start() -> Result<PrivatePostgres, String> {
-        if !Path::new(PG_BIN).join("initdb").exists() {
-            return Err(format!("{PG_BIN}/initdb is missing"));
-        }
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let chown = Command::new("chown")
-            .arg("postgres:postgres")
-            .arg(dir.path())
-            .status()
-            .map_err(|e| e.to_string())?;
-        if !chown.success() {
-            return Err("cannot hand a folder to the postgres user".into());
-        }
-        let pg = PrivatePostgres {
-            dir,
-            port: free_port(),
-        };
-        pg.as_postgres(&[
-            &format!("{PG_BIN}/initdb"),
-            "-D",
-            &pg.data(),
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-        ])?;
-        pg.ctl("start")?;
-        let created = Command::new("psql")
-            .arg(pg.url("postgres"))
-            .args(["-qc", "CREATE DATABASE mamori"])
-            .status()
-            .map_err(|e| e.to_string())?;
-        if !created.success() {
-            return Err("CREATE DATABASE failed".into());
-        }
-        Ok(pg)
-    }
-
-    fn data(&self) -> String {
-        self.dir.path().join("data").display().to_string()
-    }
-
-    fn url(&self, db: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
-    }
-
-    fn as_postgres(&self, args: &[&str]) -> Result<(), String> {
-        let out = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .args(args)
-            .current_dir(self.dir.path())
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
-    }
-
-    /// `pg_ctl start|restart|stop`, waiting for it; a restart is a fast shutdown that ends
-    /// every connection, as `pg_ctlcluster ... restart` does.
-    fn ctl(&self, action: &str) -> Result<(), String> {
-        let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}",
-            self.port,
-            self.dir.path().display()
-        );
-        let log = self.dir.path().join("postgres.log").display().to_string();
-        self.as_postgres(&[
-            &format!("{PG_BIN}/pg_ctl"),
-            action,
-            "-D",
-            &self.data(),
-            "-m",
-            "fast",
-            "-w",
-            "-o",
-            &options,
-            "-l",
-            &log,
-        ])
-    }
-}
-
-impl Drop for PrivatePostgres {
-    fn drop(&mut self) {
-        let _ = self.as_postgres(&[
-            &format!("{PG_BIN}/pg_ctl"),
-            "stop",
-            "-D",
-            &self.data(),
-            "-m",
-            "immediate",
-        ]);
-    }
-}
-
 /// Whether the responder at `url` answers the OCSP request `der` with a successful response.
 fn ocsp_answers(url: &str, der: &[u8]) -> bool {
     let response = reqwest::blocking::Client::new()
@@ -359,32 +249,31 @@ fn ocsp_answers(url: &str, der: &[u8]) -> bool {
             .is_some_and(|r| r.status() == openssl::ocsp::OcspResponseStatus::SUCCESSFUL)
 }
 
-/// PostgreSQL restarted three times under load, with two Mamori instances and an OCSP-only
-/// responder on it: calls in flight get a 503 (never a 500), both instances reconnect without a
-/// restart of their own, every issuance and revocation reported done is stored exactly once,
-/// and the OCSP-only responder answers from its cache throughout.
-#[test]
-fn postgres_restarts_under_load_lose_nothing() {
-    let pg = match PrivatePostgres::start() {
-        Ok(pg) => pg,
-        Err(why) => {
-            eprintln!("SKIPPED: the PostgreSQL restart test needs a cluster of its own: {why}");
-            return;
-        }
-    };
-    let server = Server::start(Backend::PostgresAt(pg.url("mamori")), &[]);
-    let second = server.instance(&[]);
-    server.login(&server.admin);
-    let enrollers = [
-        server.user("enroller-a", &["device-enroller"]),
-        server.user("enroller-b", &["device-enroller"]),
-    ];
-    let officers = [
-        server.user("oscar", &["security-officer"]),
-        server.user("olive", &["security-officer"]),
-    ];
-    let watched = issue_device(&server, &enrollers[0], "7000");
-    let responder = server.ocsp_only(&server.database_url);
+/// What a stretch of load around a database fault confirmed and what it was refused.
+struct Load {
+    /// serial → request id of every issuance answered 201.
+    issued: std::collections::BTreeMap<String, String>,
+    /// Every revocation answered 200.
+    revoked: Vec<String>,
+    /// Calls answered 503.
+    refused: usize,
+    /// OCSP answers from the OCSP-only responder, and its failures.
+    ocsp_answered: usize,
+    ocsp_failures: usize,
+}
+
+/// Runs issuance through `apis` (one device enroller each), revocation by `officers` and OCSP
+/// requests to the OCSP-only responder at `responder` (for `watched`'s certificate) while
+/// `fault` runs; every answer must be a success or a 503 (never a 500).
+fn under_load(
+    server: &Server,
+    apis: &[String],
+    enrollers: &[Person],
+    officers: &[Person],
+    responder: &str,
+    watched: &Device,
+    fault: impl FnOnce(),
+) -> Load {
     let request = {
         let id = openssl::ocsp::OcspCertId::from_cert(
             openssl::hash::MessageDigest::sha1(),
@@ -396,21 +285,18 @@ fn postgres_restarts_under_load_lose_nothing() {
         r.add_id(id).unwrap();
         r.to_der().unwrap()
     };
-    assert!(ocsp_answers(&responder.url, &request));
-
+    assert!(ocsp_answers(responder, &request));
     let stop = std::sync::atomic::AtomicBool::new(false);
     let issued = std::sync::Mutex::new(std::collections::BTreeMap::<String, String>::new());
     let revoked = std::sync::Mutex::new(Vec::<String>::new());
     let refused = std::sync::atomic::AtomicUsize::new(0);
     let ocsp_failures = std::sync::atomic::AtomicUsize::new(0);
     let ocsp_answered = std::sync::atomic::AtomicUsize::new(0);
-    let apis = [server.api_url.clone(), second.api_url.clone()];
     let counter = std::sync::atomic::AtomicUsize::new(0);
     let relaxed = std::sync::atomic::Ordering::Relaxed;
     std::thread::scope(|scope| {
-        for (enroller, api) in enrollers.iter().zip(&apis) {
-            let (stop, issued, refused, counter, server) =
-                (&stop, &issued, &refused, &counter, &server);
+        for (enroller, api) in enrollers.iter().zip(apis) {
+            let (stop, issued, refused, counter) = (&stop, &issued, &refused, &counter);
             scope.spawn(move || {
                 while !stop.load(relaxed) {
                     let n = counter.fetch_add(1, relaxed);
@@ -435,15 +321,14 @@ fn postgres_restarts_under_load_lose_nothing() {
                             503 => {
                                 refused.fetch_add(1, relaxed);
                             }
-                            other => panic!("issuance during a restart answered {other}: {body}"),
+                            other => panic!("issuance during the fault answered {other}: {body}"),
                         }
                     }
                     std::thread::sleep(Duration::from_millis(50));
                 }
             });
         }
-        let (stop, issued, revoked, refused, server, officers) =
-            (&stop, &issued, &revoked, &refused, &server, &officers);
+        let (stop, issued, revoked, refused) = (&stop, &issued, &revoked, &refused);
         scope.spawn(move || {
             let mut turn = 0;
             while !stop.load(relaxed) {
@@ -482,21 +367,16 @@ fn postgres_restarts_under_load_lose_nothing() {
                         }
                         // A code spent by a revocation whose answer was lost is refused again.
                         401 | 403 | 409 => {}
-                        other => panic!("revocation during a restart answered {other}: {body}"),
+                        other => panic!("revocation during the fault answered {other}: {body}"),
                     }
                 }
             }
         });
-        let (stop, ocsp_failures, ocsp_answered, request, url) = (
-            stop,
-            &ocsp_failures,
-            &ocsp_answered,
-            &request,
-            &responder.url,
-        );
+        let (stop, ocsp_failures, ocsp_answered, request) =
+            (stop, &ocsp_failures, &ocsp_answered, &request);
         scope.spawn(move || {
             while !stop.load(relaxed) {
-                if ocsp_answers(url, request) {
+                if ocsp_answers(responder, request) {
                     ocsp_answered.fetch_add(1, relaxed);
                 } else {
                     ocsp_failures.fetch_add(1, relaxed);
@@ -504,16 +384,23 @@ fn postgres_restarts_under_load_lose_nothing() {
                 std::thread::sleep(Duration::from_millis(20));
             }
         });
-        // Three restarts, each after a stretch of load.
-        for _ in 0..3 {
-            std::thread::sleep(Duration::from_millis(1500));
-            pg.ctl("restart").unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(1500));
+        fault();
         stop.store(true, relaxed);
     });
+    Load {
+        issued: issued.into_inner().unwrap(),
+        revoked: revoked.into_inner().unwrap(),
+        refused: refused.into_inner(),
+        ocsp_answered: ocsp_answered.into_inner(),
+        ocsp_failures: ocsp_failures.into_inner(),
+    }
+}
 
-    // Both instances issue again without being restarted themselves.
+/// After the fault: every instance at `apis` issues again without a restart of its own; every
+/// issuance reported done is stored under its request, no request has two certificates, every
+/// confirmed revocation is stored, the OCSP-only responder never failed, and the audit chain
+/// verifies.
+fn nothing_lost(server: &Server, apis: &[String], enrollers: &[Person], load: &Load) {
     for (n, api) in apis.iter().enumerate() {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -535,11 +422,11 @@ fn postgres_restarts_under_load_lose_nothing() {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    let issued = issued.into_inner().unwrap();
-    let revoked = revoked.into_inner().unwrap();
-    assert!(issued.len() >= 10, "too little load: {}", issued.len());
-    // Every issuance reported done is stored under its request, no request has two
-    // certificates, and every confirmed revocation is stored.
+    assert!(
+        load.issued.len() >= 10,
+        "too little load: {}",
+        load.issued.len()
+    );
     let rows = server.query("SELECT serial, COALESCE(request_id, ''), status FROM certificates");
     let mut per_request = std::collections::BTreeMap::<String, usize>::new();
     for line in rows.lines() {
@@ -552,25 +439,24 @@ fn postgres_restarts_under_load_lose_nothing() {
         per_request.values().all(|n| *n == 1),
         "a request issued twice"
     );
-    for (serial, request) in &issued {
+    for (serial, request) in &load.issued {
         let row = rows
             .lines()
             .find(|l| l.starts_with(&format!("{serial}|")))
             .unwrap_or_else(|| panic!("confirmed {serial} is not stored"));
         assert!(row.contains(request.as_str()), "{row}");
         let status = row.rsplit('|').next().unwrap();
-        let want = if revoked.contains(serial) {
+        let want = if load.revoked.contains(serial) {
             "revoked"
         } else {
             "valid"
         };
-        // An unconfirmed revocation (its answer lost in a restart) may have happened.
+        // An unconfirmed revocation (its answer lost in the fault) may have happened.
         assert!(status == want || status == "revoked", "{serial}: {status}");
     }
     assert_eq!(
-        ocsp_failures.load(relaxed),
-        0,
-        "the OCSP-only responder failed to answer during the restarts"
+        load.ocsp_failures, 0,
+        "the OCSP-only responder failed to answer during the fault"
     );
     let (status, verify) = server.call(
         "GET",
@@ -580,11 +466,124 @@ fn postgres_restarts_under_load_lose_nothing() {
     );
     assert_eq!(status, 200, "{verify}");
     assert_eq!(verify["ok"], true, "{verify}");
+}
+
+/// Two instances on `url` with two device enrollers and two officers, a certificate to watch,
+/// and an OCSP-only responder on `responder_url`.
+fn two_instances(
+    url: String,
+    responder_url: impl FnOnce(&Server) -> String,
+) -> (Server, Instance, [Person; 2], [Person; 2], Device, OcspOnly) {
+    let server = Server::start(Backend::PostgresAt(url), &[]);
+    let second = server.instance(&[]);
+    server.login(&server.admin);
+    let enrollers = [
+        server.user("enroller-a", &["device-enroller"]),
+        server.user("enroller-b", &["device-enroller"]),
+    ];
+    let officers = [
+        server.user("oscar", &["security-officer"]),
+        server.user("olive", &["security-officer"]),
+    ];
+    let watched = issue_device(&server, &enrollers[0], "7000");
+    let responder = server.ocsp_only(&responder_url(&server));
+    (server, second, enrollers, officers, watched, responder)
+}
+
+/// PostgreSQL restarted three times under load, with two Mamori instances and an OCSP-only
+/// responder on it: calls in flight get a 503 (never a 500), both instances reconnect without a
+/// restart of their own, every issuance and revocation reported done is stored exactly once,
+/// and the OCSP-only responder answers from its cache throughout.
+#[test]
+fn postgres_restarts_under_load_lose_nothing() {
+    let pg = match PrivatePostgres::start() {
+        Ok(pg) => pg,
+        Err(why) => {
+            eprintln!("SKIPPED: the PostgreSQL restart test needs a cluster of its own: {why}");
+            return;
+        }
+    };
+    let (server, second, enrollers, officers, watched, responder) =
+        two_instances(pg.url("mamori"), |s| s.database_url.clone());
+    let apis = [server.api_url.clone(), second.api_url.clone()];
+    let load = under_load(
+        &server,
+        &apis,
+        &enrollers,
+        &officers,
+        &responder.url,
+        &watched,
+        || {
+            // Three restarts, each after a stretch of load.
+            for _ in 0..3 {
+                std::thread::sleep(Duration::from_millis(1500));
+                pg.ctl("restart").unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(1500));
+        },
+    );
+    nothing_lost(&server, &apis, &enrollers, &load);
     eprintln!(
         "postgres restarts: 3 restarts, {} issuances and {} revocations confirmed, {} calls refused with 503, {} OCSP answers and 0 failures from the OCSP-only responder",
-        issued.len(),
-        revoked.len(),
-        refused.load(relaxed),
-        ocsp_answered.load(relaxed)
+        load.issued.len(),
+        load.revoked.len(),
+        load.refused,
+        load.ocsp_answered
+    );
+}
+
+/// Failover: the primary crashes under load (`pg_ctl stop -m immediate`) and its synchronous
+/// standby is promoted. Both instances name both hosts in one libpq URL with
+/// `target_session_attrs=read-write`, so their new connections find the new primary by
+/// themselves, and so does the OCSP-only responder, which answers from its cache meanwhile. Nothing
+/// confirmed before the crash is missing on the new primary, nothing is issued twice, and the
+/// audit chain carried over verifies.
+#[test]
+fn postgres_failover_to_a_synchronous_standby_loses_nothing() {
+    let (primary, standby) = match PrivatePostgres::start()
+        .and_then(|p| PrivatePostgres::synchronous_standby_of(&p).map(|s| (p, s)))
+    {
+        Ok(pair) => pair,
+        Err(why) => {
+            eprintln!("SKIPPED: the failover test needs clusters of its own: {why}");
+            return;
+        }
+    };
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/mamori?target_session_attrs=read-write&connect_timeout=5",
+        primary.port, standby.port
+    );
+    let (server, second, enrollers, officers, watched, responder) =
+        two_instances(url, |s| s.database_url.clone());
+    let apis = [server.api_url.clone(), second.api_url.clone()];
+    let load = under_load(
+        &server,
+        &apis,
+        &enrollers,
+        &officers,
+        &responder.url,
+        &watched,
+        || {
+            std::thread::sleep(Duration::from_millis(2000));
+            primary.crash().unwrap();
+            std::thread::sleep(Duration::from_millis(500));
+            standby.ctl("promote").unwrap();
+            std::thread::sleep(Duration::from_millis(2500));
+        },
+    );
+    assert_eq!(
+        standby
+            .query("mamori", "SELECT pg_is_in_recovery()")
+            .unwrap(),
+        "f",
+        "the standby was not promoted"
+    );
+    nothing_lost(&server, &apis, &enrollers, &load);
+    eprintln!(
+        "postgres failover: primary crashed, standby promoted, {} issuances and {} revocations confirmed and all on the new primary, {} calls refused with 503, {} OCSP answers and 0 failures from the OCSP-only responder",
+        load.issued.len(),
+        load.revoked.len(),
+        load.refused,
+        load.ocsp_answered
     );
 }
