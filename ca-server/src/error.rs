@@ -153,6 +153,18 @@ pub fn database_unreachable(text: &str) -> bool {
         "connection to server",
         "broken pipe",
         "connection reset",
+        "could not receive data from server",
+        "could not send data to server",
+        "ssl syscall error",
+        "the database system is in recovery mode",
+        "the database system is not yet accepting connections",
+        "the database system is not accepting connections",
+        "cannot execute insert in a read-only transaction",
+        "cannot execute update in a read-only transaction",
+        "cannot execute delete in a read-only transaction",
+        // Diesel's state after a ROLLBACK failed, which is what a lost connection does to an
+        // open transaction.
+        "the transaction manager is broken",
     ]
     .iter()
     .any(|needle| t.contains(needle))
@@ -174,6 +186,9 @@ mod tests {
             "terminating connection due to administrator command",
             "connection to server at \"127.0.0.1\", port 5432 failed: Connection refused",
             "FATAL:  the database system is starting up",
+            "FATAL:  the database system is in recovery mode",
+            "ERROR:  cannot execute INSERT in a read-only transaction",
+            "The transaction manager is broken",
             "database or disk is full",
         ] {
             assert!(

@@ -524,6 +524,14 @@ impl Server {
         assert!(status.success(), "sql: {statement}");
     }
 
+    /// Asserts that `GET /api/v1/audit/verify`, asked with `token` (an admin's or an auditor's),
+    /// finds the whole audit chain intact.
+    pub fn assert_audit_intact(&self, token: &str) {
+        let (status, verify) = self.call("GET", "/api/v1/audit/verify", Some(token), None);
+        assert_eq!(status, 200, "{verify}");
+        assert_eq!(verify["ok"], true, "{verify}");
+    }
+
     /// Runs a query on the server's database and returns its output (one line per row, `|`
     /// between columns).
     pub fn query(&self, statement: &str) -> String {
@@ -640,6 +648,35 @@ impl Drop for Instance {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A self-signed P-256 certificate for `cn` with subjectAltName `san` (two days), made by
+/// openssl for a test server of someone else's (slapd, an SMTP server): `(cert.pem, key.pem)`
+/// written into `dir` with names starting `name`.
+pub fn self_signed_tls(dir: &Path, name: &str, cn: &str, san: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec"])
+        .args([
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+        ])
+        .args(["-subj", &format!("/CN={cn}")])
+        .args(["-addext", &format!("subjectAltName={san}")])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    (cert, key)
 }
 
 /// Every `*.log` file in `dir`, concatenated.

@@ -160,9 +160,7 @@ fn backup_and_restore(backend: Backend) {
         server.query("SELECT count(*) - count(DISTINCT serial) FROM certificates"),
         "0"
     );
-    let (status, verify) = server.call("GET", "/api/v1/audit/verify", Some(&token), None);
-    assert_eq!(status, 200);
-    assert_eq!(verify["ok"], json!(true), "{verify}");
+    server.assert_audit_intact(&token);
     assert_eq!(
         server.query("SELECT count(*) FROM audit_log WHERE action = 'backup.restore'"),
         "1"

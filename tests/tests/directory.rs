@@ -37,25 +37,12 @@ impl Slapd {
         );
         let dir = tempfile::tempdir().unwrap();
         let path = |name: &str| dir.path().join(name);
-        let status = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-            ])
-            .args(["-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
-            .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-            .arg("-keyout")
-            .arg(path("key.pem"))
-            .arg("-out")
-            .arg(path("cert.pem"))
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success());
+        self_signed_tls(
+            dir.path(),
+            "cert",
+            "127.0.0.1",
+            "IP:127.0.0.1,DNS:localhost",
+        );
         std::fs::create_dir(path("db")).unwrap();
         let d = dir.path().display();
         std::fs::write(
@@ -66,7 +53,7 @@ impl Slapd {
                  include /etc/ldap/schema/inetorgperson.schema\n\
                  modulepath /usr/lib/ldap\nmoduleload back_mdb\nmoduleload ppolicy\n\
                  pidfile {d}/slapd.pid\n\
-                 TLSCertificateFile {d}/cert.pem\nTLSCertificateKeyFile {d}/key.pem\n\
+                 TLSCertificateFile {d}/cert.pem\nTLSCertificateKeyFile {d}/cert.key\n\
                  database mdb\nsuffix \"{BASE}\"\nrootdn \"{ADMIN_DN}\"\nrootpw \"{ADMIN_PW}\"\n\
                  directory {d}/db\n\
                  overlay ppolicy\nppolicy_default \"cn=default,ou=policies,{BASE}\"\n\

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mamori_e2e::{free_port, issue_device, workspace_root, Backend, Server};
+use mamori_e2e::{free_port, issue_device, self_signed_tls, workspace_root, Backend, Server};
 use serde_json::{json, Value};
 
 const SECRET: &str = "webhook-secret-for-tests";
@@ -40,25 +40,7 @@ fn start_sink(dir: &Path, port: u16) -> Option<Sink> {
     if !ok {
         return None;
     }
-    let (cert, key) = (dir.join("smtp.pem"), dir.join("smtp.key"));
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    let (cert, key) = self_signed_tls(dir, "smtp", "localhost", "DNS:localhost");
     let mail = dir.join("mail");
     std::fs::create_dir_all(&mail).unwrap();
     let mut child = Command::new(python)

@@ -89,6 +89,28 @@ impl OcspService {
             .collect())
     }
 
+    /// Signs and stores, inside the caller's transaction, the canonical response of a
+    /// certificate whose status that transaction just changed (stamped `changed_ms`): the change
+    /// and the response that reports it commit together or not at all, so a write refused half
+    /// way (a full disk, a lost database) never leaves a revocation that OCSP does not report.
+    /// The caller caches it once the transaction has committed ([`OcspService::cache_signed`]).
+    pub(crate) fn sign_in_transaction(
+        &self,
+        conn: &mut DbConnection,
+        ca_id: &str,
+        serial: &str,
+        changed_ms: i64,
+    ) -> Result<Option<SignedResponse>, ServiceError> {
+        let status = self.status_of(conn, ca_id, serial)?;
+        if status == Status::Unknown {
+            return Ok(None);
+        }
+        let Some(signed) = self.sign_response(ca_id, serial, status)? else {
+            return Ok(None);
+        };
+        Ok(store_if_current(conn, &signed.row, changed_ms)?.then_some(signed))
+    }
+
     /// Signs the canonical (SHA-1 CertID) response reporting `status` for one certificate, as
     /// the row to store ([`store_if_current`]) and the cache entry made from the same parts, put
     /// into the cache once the row is durable ([`OcspService::cache_signed`]) without decoding

@@ -1,5 +1,6 @@
-//! Revocation decisions: revoke, hold and release with step-up; the OCSP response is re-signed
-//! and the CRL republished before the call answers.
+//! Revocation decisions: revoke, hold and release with step-up. The OCSP response that reports
+//! a change is signed and stored in the change's own transaction; the CRL is republished before
+//! the call answers (or by the upkeep, when it cannot be written then).
 
 use ca_core::crl::RevocationReason;
 use ca_core::role::Role;
@@ -60,7 +61,7 @@ impl Authority {
         }
         let mut conn = self.conn()?;
         let now = self.now();
-        let (view, partition, changed) =
+        let (view, partition, changed, response) =
             crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
                 let row = self.visible_certificate(conn, caller, ca, serial)?;
                 let user = conn.user_row(&caller.user_id)?;
@@ -128,6 +129,7 @@ impl Authority {
                     }
                 };
                 self.accounts.step_up(conn, &user, code)?;
+                let changed_ms = crate::store::now_ms();
                 conn.set_certificate_status(
                     &row.ca_id,
                     &row.serial,
@@ -136,7 +138,7 @@ impl Authority {
                         reason: reason.as_deref(),
                         revoked_at: at,
                         invalidity_date: invalidity,
-                        changed_ms: crate::store::now_ms(),
+                        changed_ms,
                     },
                 )?;
                 audit_log::append(
@@ -147,6 +149,10 @@ impl Authority {
                     &format!("{}/{}", row.ca_id, row.serial),
                     json!({"reason": reason, "comment": comment}),
                 )?;
+                // The OCSP response that reports the change commits with it.
+                let response =
+                    self.ocsp
+                        .sign_in_transaction(conn, &row.ca_id, &row.serial, changed_ms)?;
                 let mut updated = row.clone();
                 updated.status = status.as_str().into();
                 updated.revocation_reason = reason;
@@ -155,21 +161,22 @@ impl Authority {
                     Self::certificate_view(&updated),
                     row.crl_partition.map(|k| k.max(0) as u32),
                     updated,
+                    response,
                 ))
             })?;
+        if let Some(response) = &response {
+            self.ocsp.cache_signed(response);
+        }
+        drop(conn);
         if !matches!(change, StatusChange::Release) {
             self.metrics
                 .revoked
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        // The transaction's connection signs the OCSP answer, and goes back to the pool before
-        // the CRL publisher takes its own: a request holding two while it waits for a third
-        // let four concurrent revocations exhaust a pool of eight (CI stop 32).
-        self.ocsp.presign(&mut conn, &view.ca, &view.serial)?;
-        drop(conn);
-        self.crls
-            .publisher(&self.issuers)
-            .publish_change(ca, partition, &caller.username)?;
+        // The connection went back to the pool (above) before the CRL publisher takes its own:
+        // a request holding two while it waits for a third let four concurrent revocations
+        // exhaust a pool of eight (CI stop 32).
+        self.publish_after_change(ca, partition, &caller.username, serial.as_str());
         if !matches!(change, StatusChange::Release) {
             self.notify_status(&changed, now);
         }
@@ -177,8 +184,9 @@ impl Authority {
     }
 
     /// Revokes the certificates `old` as superseded by request `request_id`'s new one (a
-    /// `duplicates = "supersede"` profile), each with its audit entry, then re-signs their OCSP
-    /// responses and republishes their CRL scopes. One that is no longer valid is left alone.
+    /// `duplicates = "supersede"` profile), each with its audit entry and its re-signed OCSP
+    /// response in one transaction, then republishes their CRL scopes. One that is no longer
+    /// valid is left alone.
     pub(crate) fn supersede(
         &self,
         old: &[(String, String)],
@@ -190,8 +198,9 @@ impl Authority {
         for (ca, serial) in old {
             let changed =
                 crate::store::write_transaction::<_, ServiceError, _>(&mut conn, |conn| {
-                    if !conn.supersede_if_valid(ca, serial, now as i64, crate::store::now_ms())? {
-                        return Ok(false);
+                    let changed_ms = crate::store::now_ms();
+                    if !conn.supersede_if_valid(ca, serial, now as i64, changed_ms)? {
+                        return Ok(None);
                     }
                     audit_log::append(
                         conn,
@@ -201,15 +210,20 @@ impl Authority {
                         &format!("{ca}/{serial}"),
                         json!({"reason": "superseded", "by_request": request_id}),
                     )?;
-                    Ok(true)
+                    Ok(Some(
+                        self.ocsp
+                            .sign_in_transaction(conn, ca, serial, changed_ms)?,
+                    ))
                 })?;
-            if !changed {
+            let Some(response) = changed else {
                 continue;
+            };
+            if let Some(response) = &response {
+                self.ocsp.cache_signed(response);
             }
             self.metrics
                 .revoked
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.ocsp.presign(&mut conn, ca, serial)?;
             let partition = conn
                 .certificate(ca, serial)?
                 .and_then(|row| row.crl_partition)
@@ -220,9 +234,7 @@ impl Authority {
         }
         drop(conn);
         for (ca, partition) in scopes {
-            self.crls
-                .publisher(&self.issuers)
-                .publish_change(&ca, partition, "system")?;
+            self.publish_after_change(&ca, partition, "system", request_id);
         }
         Ok(())
     }
@@ -250,6 +262,7 @@ impl Authority {
                 return Ok(None);
             }
             refuse_no_rev_avail(&row)?;
+            let changed_ms = crate::store::now_ms();
             conn.set_certificate_status(
                 ca,
                 serial,
@@ -258,7 +271,7 @@ impl Authority {
                     reason: Some(reason.as_str()),
                     revoked_at: Some(now as i64),
                     invalidity_date: None,
-                    changed_ms: crate::store::now_ms(),
+                    changed_ms,
                 },
             )?;
             let mut detail = detail.clone();
@@ -271,23 +284,40 @@ impl Authority {
                 &format!("{ca}/{serial}"),
                 detail,
             )?;
-            Ok(Some(row.crl_partition.map(|k| k.max(0) as u32)))
+            let response = self
+                .ocsp
+                .sign_in_transaction(conn, ca, serial, changed_ms)?;
+            Ok(Some((row.crl_partition.map(|k| k.max(0) as u32), response)))
         })?;
-        let Some(partition) = partition else {
+        let Some((partition, response)) = partition else {
             return Ok(false);
         };
+        if let Some(response) = &response {
+            self.ocsp.cache_signed(response);
+        }
         self.metrics
             .revoked
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.ocsp.presign(&mut conn, ca, serial)?;
         drop(conn);
-        self.crls
-            .publisher(&self.issuers)
-            .publish_change(ca, partition, actor)?;
+        self.publish_after_change(ca, partition, actor, serial);
         Ok(true)
     }
 
-    // ---- audit ----
+    /// Republishes the CRL scope of a status change that is already durable and reported by
+    /// OCSP. A CRL that cannot be written now (a full disk, a database gone mid-call) is
+    /// republished by the upkeep, which finds the change newer than the CRL; the caller is told
+    /// what happened (done) instead of an error that would read "nothing was changed".
+    /// `target` names the change in the log (a serial, or the request that superseded).
+    fn publish_after_change(&self, ca: &str, partition: Option<u32>, actor: &str, target: &str) {
+        if let Err(e) = self
+            .crls
+            .publisher(&self.issuers)
+            .publish_change(ca, partition, actor)
+        {
+            tracing::warn!(ca = %ca, target = %target, error = %e,
+                "the status change is stored and OCSP reports it; its CRL waits for the upkeep");
+        }
+    }
 }
 
 /// A 409 for a certificate that carries noRevAvail (RFC 9608): relying parties look for no

@@ -364,7 +364,10 @@ fn serve(pool: &DbPool, queue: &mpsc::Receiver<Box<dyn Job>>, stats: &Stats) {
         let committed = match connection {
             Ok(mut conn) => {
                 let committed = commit(&mut conn, &mut batch, stats);
-                if committed.is_ok() {
+                // A lone job that failed because the connection died leaves the batch "done"
+                // (its error is its own) but the connection broken: its rollback failed too.
+                // Keeping it would fail the next batch with "the transaction manager is broken".
+                if committed.is_ok() && !diesel::r2d2::R2D2Connection::is_broken(&mut *conn) {
                     held = Some(conn);
                 }
                 committed

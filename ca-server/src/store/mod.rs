@@ -44,6 +44,7 @@ pub mod enrollment_rows;
 pub mod gate;
 pub mod group_commit;
 pub mod ids;
+pub mod manager;
 pub mod models;
 pub mod notify_rows;
 pub mod ocsp_rows;
@@ -55,7 +56,7 @@ pub mod status;
 pub mod vendor_rows;
 
 use diesel::connection::SimpleConnection;
-use diesel::r2d2::{Builder, ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::r2d2::{Builder, CustomizeConnection, Pool, PooledConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 mod multi {
@@ -65,7 +66,7 @@ mod multi {
     /// One connection to either backend.
     #[derive(diesel::MultiConnection)]
     pub enum DbConnection {
-        /// PostgreSQL (listed first: SQLite would accept any string as a path).
+        /// PostgreSQL.
         Postgresql(diesel::PgConnection),
         /// SQLite.
         Sqlite(diesel::SqliteConnection),
@@ -106,7 +107,7 @@ where
     }
 }
 
-type Manager = ConnectionManager<DbConnection>;
+use manager::Manager;
 
 /// A connection pool.
 pub type DbPool = Pool<Manager>;
@@ -165,14 +166,14 @@ pub fn backend_path(url: &str) -> Result<String, StoreError> {
 /// uses it; a SQLite connection is a file handle in this process that nothing outside can
 /// break, so it is not (the check cost a statement per API call).
 fn pool_builder(url: &str, max_size: u32) -> Result<(Builder<Manager>, Manager), StoreError> {
-    let path = backend_path(url)?;
+    let manager = Manager::new(url)?;
     let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
     let builder = Pool::builder()
         .max_size(max_size)
         .connection_timeout(std::time::Duration::from_secs(10))
         .test_on_check_out(postgres)
         .connection_customizer(Box::new(Pragmas));
-    Ok((builder, ConnectionManager::new(path)))
+    Ok((builder, manager))
 }
 
 /// Opens a pool for `url` and runs pending migrations.
