@@ -1,18 +1,21 @@
 //! The load generator of `bench/soak.sh`: an hour (or any length) of mixed load against one
 //! running `ca-server dev`, sampled every `step` seconds for memory and latency.
 //!
-//! `soak <data-dir> <api-url> <public-url> <server-pid> <seconds> <step> <out.csv>` reads the
-//! dev admin and officer from `<data-dir>`, has the admin ask for a device enroller and the
+//! `soak <data-dir> <api-url> <public-url> <server-pid> <seconds> <step> <out.csv> [rate]` reads
+//! the dev admin and officer from `<data-dir>`, has the admin ask for a device enroller and the
 //! officer approve it (the four-eyes path), enrols it, and then runs until the time is up:
-//! - issuance: two threads, each issuing `ambulance-terminal` certificates one after another;
+//! - issuance: two threads issuing `ambulance-terminal` certificates, `rate` a second between
+//!   them (0: one after another, as fast as the server answers);
 //! - OCSP: one thread POSTing requests for certificates issued so far (one at a time);
 //! - CRL: one download per second;
 //! - revocation: the officer revokes one certificate per TOTP step (a code is good once);
 //! - sign-in: the admin signs in once per TOTP step.
 //!
 //! Every `step` seconds a CSV row records the server's resident memory (`/proc/<pid>/status`
-//! VmRSS), and per kind of call the count, errors and median and 99th percentile latency of that
-//! step. At the end it prints totals and the memory after warm-up against the memory at the end.
+//! VmRSS), per kind of call the count, errors and median and 99th percentile latency of that
+//! step, and the OCSP responses the server holds in memory (`mamori_ocsp_cached_responses`),
+//! which grow by one per certificate issued. At the end it prints totals, the memory after
+//! warm-up against the memory at the end, and the growth per response cached meanwhile.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -235,9 +238,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn main() -> Result<(), Failure> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [data, api, public, pid, seconds, step, out] = &args[..] else {
+    let (rate, args) = match args.len() {
+        8 => (args[7].parse::<f64>()?, &args[..7]),
+        _ => (0.0, &args[..]),
+    };
+    let [data, api, public, pid, seconds, step, out] = args else {
         return Err(
-            "usage: soak <data-dir> <api-url> <public-url> <server-pid> <seconds> <step> <out.csv>"
+            "usage: soak <data-dir> <api-url> <public-url> <server-pid> <seconds> <step> <out.csv> [issuances per second]"
                 .into(),
         );
     };
@@ -280,7 +287,16 @@ fn main() -> Result<(), Failure> {
         );
         threads.push(std::thread::spawn(move || {
             let mut n = t;
+            // Each of the two threads issues half the rate, on a fixed schedule.
+            let interval = (rate > 0.0).then(|| Duration::from_secs_f64(2.0 / rate));
+            let mut next = Instant::now();
             while !shared.stop.load(Ordering::Relaxed) {
+                if let Some(interval) = interval {
+                    next += interval;
+                    if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                }
                 n += 2;
                 let Ok(pem) = device_csr(n) else { continue };
                 let started = Instant::now();
@@ -424,14 +440,30 @@ fn main() -> Result<(), Failure> {
             ",{kind}_n,{kind}_errors,{kind}_p50_ms,{kind}_p99_ms"
         ));
     }
+    header.push_str(",cached_responses");
     writeln!(csv, "{header}")?;
     let begin = Instant::now();
     let mut rss = Vec::new();
+    let metrics_client = reqwest::blocking::Client::new();
+    let cached = || -> u64 {
+        metrics_client
+            .get(format!("{public}/metrics"))
+            .send()
+            .and_then(|r| r.text())
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("mamori_ocsp_cached_responses "))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0)
+    };
     while begin.elapsed() < Duration::from_secs(seconds) {
         std::thread::sleep(Duration::from_secs(step));
         let window = std::mem::take(&mut *shared.window.lock().map_err(|_| "lock")?);
         let mib = rss_kib(pid) as f64 / 1024.0;
-        rss.push((begin.elapsed().as_secs(), mib));
+        let responses = cached();
+        rss.push((begin.elapsed().as_secs(), mib, responses));
         let mut row = format!("{},{mib:.1}", begin.elapsed().as_secs());
         for kind in KINDS {
             let mut l = window.latencies_ms.get(kind).cloned().unwrap_or_default();
@@ -444,6 +476,7 @@ fn main() -> Result<(), Failure> {
                 percentile(&l, 0.99)
             ));
         }
+        row.push_str(&format!(",{responses}"));
         writeln!(csv, "{row}")?;
         csv.flush()?;
     }
@@ -458,16 +491,30 @@ fn main() -> Result<(), Failure> {
         errors += failed;
         println!("{kind}: {ok} ok, {failed} errors");
     }
-    // Memory after warm-up (the first sample past a sixth of the run) against the last sample.
+    // Memory after warm-up (the first sample past a sixth of the run) against the last sample,
+    // and what the growth between them is per OCSP response the cache took on meanwhile.
     let warm = rss
         .iter()
-        .find(|(t, _)| *t >= seconds / 6)
+        .find(|(t, _, _)| *t >= seconds / 6)
         .or(rss.first())
-        .map_or(0.0, |(_, m)| *m);
-    let last = rss.last().map_or(0.0, |(_, m)| *m);
-    let peak = rss.iter().map(|(_, m)| *m).fold(0.0, f64::max);
+        .copied()
+        .unwrap_or_default();
+    let last = rss.last().copied().unwrap_or_default();
+    let peak = rss.iter().map(|(_, m, _)| *m).fold(0.0, f64::max);
+    let grown = last.2.saturating_sub(warm.2);
+    let growth = if last.1 <= warm.1 {
+        "no growth".to_string()
+    } else if grown > 0 {
+        format!(
+            "{:.0} bytes per response cached meanwhile",
+            (last.1 - warm.1) * 1024.0 * 1024.0 / grown as f64
+        )
+    } else {
+        "growth without new responses".to_string()
+    };
     println!(
-        "memory: {warm:.1} MiB after warm-up, {last:.1} MiB at the end, {peak:.1} MiB at most; errors: {errors}"
+        "memory: {:.1} MiB after warm-up ({} s, {} responses cached), {:.1} MiB at the end ({} responses), {peak:.1} MiB at most: {growth}; errors: {errors}",
+        warm.1, warm.0, warm.2, last.1, last.2
     );
     Ok(())
 }
