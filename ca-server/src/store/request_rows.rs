@@ -327,7 +327,9 @@ impl RequestRows for DbConnection {
         decisions::table
             .inner_join(users::table.on(users::id.eq(decisions::approver_id)))
             .filter(decisions::request_id.eq(request_id))
-            .order(decisions::decided_at.asc())
+            // Decisions in the same second come out in name order, not in whatever order the
+            // database finds them (the vendor export's approvers column flipped between runs).
+            .order((decisions::decided_at.asc(), users::username.asc()))
             .select((DecisionRow::as_select(), users::username))
             .load(self)
     }
