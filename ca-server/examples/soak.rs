@@ -1,23 +1,26 @@
 //! The load generator of `bench/soak.sh`: an hour (or any length) of mixed load against one
 //! running `ca-server dev`, sampled every `step` seconds for memory and latency.
 //!
-//! `soak <data-dir> <api-url> <public-url> <server-pid> <seconds> <step> <out.csv> [rate]` reads
+//! `soak <data-dir> <api-url> <public-url> <server-pid> <seconds> <step> <out.csv> [rate]
+//! [warm-up seconds]` reads
 //! the dev admin and officer from `<data-dir>`, has the admin ask for a device enroller and the
 //! officer approve it (the four-eyes path), enrols it, and then runs until the time is up:
 //! - issuance: two threads issuing `ambulance-terminal` certificates, `rate` a second between
 //!   them (0: one after another, as fast as the server answers);
-//! - OCSP: one thread POSTing requests for certificates issued so far (one at a time);
+//! - OCSP: one thread POSTing requests for the unexpired certificates issued so far (one at a
+//!   time), as relying parties ask about the certificates presented to them;
 //! - CRL: one download per second;
-//! - revocation: the officer revokes one certificate per TOTP step (a code is good once);
+//! - revocation: the officer revokes a recent certificate per TOTP step (a code is good once);
 //! - sign-in: the admin signs in once per TOTP step.
 //!
 //! Every `step` seconds a CSV row records the server's resident memory (`/proc/<pid>/status`
 //! VmRSS), per kind of call the count, errors and median and 99th percentile latency of that
 //! step, and the OCSP responses the server holds in memory (`mamori_ocsp_cached_responses`),
-//! which grow by one per certificate issued. At the end it prints totals, the memory after
-//! warm-up against the memory at the end, and the growth per response cached meanwhile.
+//! one per certificate until its last response's nextUpdate. At the end it prints totals, the
+//! memory after warm-up (a sixth of the run unless given) against the memory at the end, the
+//! growth per response cached meanwhile, and the least-squares slope of memory after warm-up.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -40,7 +43,8 @@ struct Window {
 struct Shared {
     window: Mutex<Window>,
     totals: Mutex<HashMap<&'static str, (u64, u64)>>,
-    issued: Mutex<Vec<Vec<u8>>>,
+    /// Unexpired certificates issued (DER, notAfter in Unix seconds), oldest first.
+    issued: Mutex<VecDeque<(Vec<u8>, u64)>>,
     serials: Mutex<Vec<String>>,
     stop: AtomicBool,
 }
@@ -236,15 +240,46 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// The least-squares slope of `points` (y per x); 0 for fewer than two.
+fn slope(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    if points.len() < 2 {
+        return 0.0;
+    }
+    let (mx, my) = points
+        .iter()
+        .fold((0.0, 0.0), |(x, y), (px, py)| (x + px / n, y + py / n));
+    let (sxy, sxx) = points.iter().fold((0.0, 0.0), |(sxy, sxx), (x, y)| {
+        (sxy + (x - mx) * (y - my), sxx + (x - mx) * (x - mx))
+    });
+    if sxx == 0.0 {
+        0.0
+    } else {
+        sxy / sxx
+    }
+}
+
+/// A certificate's notAfter in Unix seconds.
+fn not_after(leaf: &openssl::x509::X509) -> Option<u64> {
+    let epoch = openssl::asn1::Asn1Time::from_unix(0).ok()?;
+    let diff = epoch.diff(leaf.not_after()).ok()?;
+    u64::try_from(i64::from(diff.days) * 86_400 + i64::from(diff.secs)).ok()
+}
+
 fn main() -> Result<(), Failure> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (rate, args) = match args.len() {
-        8 => (args[7].parse::<f64>()?, &args[..7]),
-        _ => (0.0, &args[..]),
+    let (rate, warm_up, args) = match args.len() {
+        9 => (
+            args[7].parse::<f64>()?,
+            Some(args[8].parse::<u64>()?),
+            &args[..7],
+        ),
+        8 => (args[7].parse::<f64>()?, None, &args[..7]),
+        _ => (0.0, None, &args[..]),
     };
     let [data, api, public, pid, seconds, step, out] = args else {
         return Err(
-            "usage: soak <data-dir> <api-url> <public-url> <server-pid> <seconds> <step> <out.csv> [issuances per second]"
+            "usage: soak <data-dir> <api-url> <public-url> <server-pid> <seconds> <step> <out.csv> [issuances per second] [warm-up seconds]"
                 .into(),
         );
     };
@@ -263,7 +298,7 @@ fn main() -> Result<(), Failure> {
     let shared = Arc::new(Shared {
         window: Mutex::new(Window::default()),
         totals: Mutex::new(HashMap::new()),
-        issued: Mutex::new(Vec::new()),
+        issued: Mutex::new(VecDeque::new()),
         serials: Mutex::new(Vec::new()),
         stop: AtomicBool::new(false),
     });
@@ -317,9 +352,9 @@ fn main() -> Result<(), Failure> {
                         .and_then(|r| r.bytes())
                     {
                         if let Ok(leaf) = openssl::x509::X509::from_pem(&chain) {
-                            if let Ok(der) = leaf.to_der() {
+                            if let (Ok(der), Some(not_after)) = (leaf.to_der(), not_after(&leaf)) {
                                 if let Ok(mut issued) = shared.issued.lock() {
-                                    issued.push(der);
+                                    issued.push_back((der, not_after));
                                 }
                             }
                         }
@@ -337,11 +372,15 @@ fn main() -> Result<(), Failure> {
             let http = reqwest::blocking::Client::new();
             let mut i = 0usize;
             while !shared.stop.load(Ordering::Relaxed) {
-                let der = shared
-                    .issued
-                    .lock()
-                    .ok()
-                    .and_then(|v| (!v.is_empty()).then(|| v[i % v.len()].clone()));
+                let der = shared.issued.lock().ok().and_then(|mut v| {
+                    // Certificates about to expire leave the working set (issued in order,
+                    // so they are at the front).
+                    let soon = ca_core::time::UnixTime::now().as_secs() + 5;
+                    while v.front().is_some_and(|(_, not_after)| *not_after <= soon) {
+                        v.pop_front();
+                    }
+                    (!v.is_empty()).then(|| v[i % v.len()].0.clone())
+                });
                 i += 1;
                 let Some(der) = der else {
                     std::thread::sleep(Duration::from_millis(100));
@@ -399,15 +438,14 @@ fn main() -> Result<(), Failure> {
         let (shared, http, api, officer) =
             (shared.clone(), http.clone(), api.clone(), officer.clone());
         threads.push(std::thread::spawn(move || {
-            let mut next = 0usize;
             while let Some(code) = officer.code(&shared.stop) {
+                // A certificate issued a moment ago (a step apart, never the same twice).
                 let serial = shared
                     .serials
                     .lock()
                     .ok()
-                    .and_then(|s| s.get(next).cloned());
+                    .and_then(|s| s.len().checked_sub(10).and_then(|i| s.get(i).cloned()));
                 let Some(serial) = serial else { continue };
-                next += 7;
                 let started = Instant::now();
                 let ok = matches!(
                     call(
@@ -493,9 +531,10 @@ fn main() -> Result<(), Failure> {
     }
     // Memory after warm-up (the first sample past a sixth of the run) against the last sample,
     // and what the growth between them is per OCSP response the cache took on meanwhile.
+    let warm_up = warm_up.unwrap_or(seconds / 6);
     let warm = rss
         .iter()
-        .find(|(t, _, _)| *t >= seconds / 6)
+        .find(|(t, _, _)| *t >= warm_up)
         .or(rss.first())
         .copied()
         .unwrap_or_default();
@@ -512,9 +551,22 @@ fn main() -> Result<(), Failure> {
     } else {
         "growth without new responses".to_string()
     };
+    let after: Vec<(f64, f64)> = rss
+        .iter()
+        .filter(|(t, _, _)| *t >= warm.0)
+        .map(|(t, m, _)| (*t as f64, *m))
+        .collect();
+    let (low, high) = after
+        .iter()
+        .fold((f64::MAX, 0.0f64), |(l, h), (_, m)| (l.min(*m), h.max(*m)));
     println!(
         "memory: {:.1} MiB after warm-up ({} s, {} responses cached), {:.1} MiB at the end ({} responses), {peak:.1} MiB at most: {growth}; errors: {errors}",
         warm.1, warm.0, warm.2, last.1, last.2
+    );
+    println!(
+        "after warm-up: {} samples between {low:.1} and {high:.1} MiB, fitted slope {:+.2} MiB per hour",
+        after.len(),
+        slope(&after) * 3600.0
     );
     Ok(())
 }

@@ -63,6 +63,8 @@ pub struct Metrics {
     /// Of those, responses read in full because the cache did not hold them (stored by another
     /// instance, or at start).
     pub ocsp_poll_loaded: AtomicU64,
+    /// OCSP responses dropped from memory past their nextUpdate (certificates that expired).
+    pub ocsp_evicted: AtomicU64,
     /// Polls of the shared database (OCSP responses and CRLs) that failed, e.g. while the
     /// database is unreachable and the instance answers from its cache: worth an alert.
     pub poll_failures: AtomicU64,
@@ -214,6 +216,11 @@ impl Metrics {
         out.push_str(&format!(
             "mamori_ocsp_poll_loaded_total {}\n",
             self.ocsp_poll_loaded.load(Ordering::Relaxed)
+        ));
+        out.push_str("# HELP mamori_ocsp_evicted_total OCSP responses dropped from memory past their nextUpdate, once their certificate expired.\n# TYPE mamori_ocsp_evicted_total counter\n");
+        out.push_str(&format!(
+            "mamori_ocsp_evicted_total {}\n",
+            self.ocsp_evicted.load(Ordering::Relaxed)
         ));
         out.push_str("# HELP mamori_db_poll_failures_total Polls of the database for new OCSP responses and CRLs that failed (answering from the cache meanwhile).\n# TYPE mamori_db_poll_failures_total counter\n");
         out.push_str(&format!(

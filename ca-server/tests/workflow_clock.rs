@@ -1,6 +1,7 @@
 //! The workflow in-process, on a clock the test moves: an approval request expires after its
 //! profile's wait, a new account's cooling-off ends a day after it enrols, and the CRL is
-//! republished at half its validity — each by advancing a `ManualClock`, never by sleeping.
+//! republished at half its validity, an expired certificate's OCSP response leaves memory — each
+//! by advancing a `ManualClock`, never by sleeping.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -559,4 +560,90 @@ fn a_clock_stepped_back_never_moves_crls_or_ocsp_responses_back() {
         i.authority.crls.crl("issuing").unwrap().this_update,
         i.clock.now().as_secs() as i64
     );
+}
+
+#[test]
+fn an_expired_certificates_response_is_served_until_its_next_update_then_dropped() {
+    use ca_server::store::schema::{certificates, ocsp_responses};
+    use diesel::prelude::*;
+    use std::sync::atomic::Ordering;
+    let i = instance();
+    let (hr, _) = i.person("hr-desk", "staff-requester");
+    let (officer, secret) = i.person("akira", "security-officer");
+    let id = RequestId::parse(&i.staff_request(&hr)).unwrap();
+    i.clock.advance(i.config.approval_cooling_off_secs + 30);
+    let decided = i
+        .authority
+        .decide(
+            &officer,
+            &id,
+            Verdict::Approve,
+            &DecisionRequest {
+                totp: i.code(&secret),
+                comment: String::new(),
+            },
+        )
+        .unwrap();
+    assert_eq!(decided.status, "issued");
+    let (ca, serial) = (decided.ca.unwrap(), decided.serial.unwrap());
+    let not_after: i64 = {
+        let mut conn = i.authority.conn().unwrap();
+        certificates::table
+            .find((&ca, &serial))
+            .select(certificates::not_after)
+            .first(&mut *conn)
+            .unwrap()
+    };
+    // (thisUpdate, nextUpdate) of the stored response, if any.
+    let stored = |i: &Instance| -> Option<(i64, i64)> {
+        let mut conn = i.authority.conn().unwrap();
+        ocsp_responses::table
+            .filter(ocsp_responses::ca_id.eq(&ca))
+            .filter(ocsp_responses::serial.eq(&serial))
+            .select((ocsp_responses::this_update, ocsp_responses::next_update))
+            .first(&mut *conn)
+            .optional()
+            .unwrap()
+    };
+    let now = |i: &Instance| i.clock.now().as_secs() as i64;
+    i.authority.maintain().unwrap();
+    assert!(stored(&i).is_some());
+
+    // Ten minutes before expiry the upkeep still re-signs it (its response is a year old).
+    i.clock.advance((not_after - 600 - now(&i)) as u64);
+    i.authority.maintain().unwrap();
+    let (signed, next_update) = stored(&i).unwrap();
+    assert_eq!(signed, now(&i));
+    let held = i.authority.ocsp.cached_responses();
+    // Responses of the year jumped over (e.g. the renewed responders' old certificates) went
+    // already: count from here.
+    let evicted = || i.authority.metrics.ocsp_evicted.load(Ordering::Relaxed);
+    let evicted_before = evicted();
+
+    // Expired: that last response is kept and served until its nextUpdate, never re-signed,
+    // even past half its validity (when every unexpired certificate's response is).
+    i.clock.advance(1200);
+    i.authority.maintain().unwrap();
+    assert_eq!(i.authority.ocsp.cached_responses(), held);
+    i.clock
+        .advance((signed + i.config.ocsp_validity_secs as i64 / 2 + 60 - now(&i)) as u64);
+    i.authority.maintain().unwrap();
+    assert_eq!(
+        stored(&i),
+        Some((signed, next_update)),
+        "re-signed after expiry"
+    );
+    assert_eq!(i.authority.ocsp.cached_responses(), held);
+    assert_eq!(evicted(), evicted_before);
+
+    // Past its nextUpdate it leaves memory; the database row goes a day later.
+    i.clock.advance((next_update + 1 - now(&i)) as u64);
+    i.authority.maintain().unwrap();
+    assert_eq!(i.authority.ocsp.cached_responses(), held - 1);
+    assert_eq!(evicted(), evicted_before + 1);
+    assert!(stored(&i).is_some());
+    i.clock.advance(86_400);
+    i.authority.maintain().unwrap();
+    assert_eq!(stored(&i), None);
+    assert_eq!(i.authority.ocsp.cached_responses(), held - 1);
 }

@@ -201,6 +201,62 @@ fn officers_approve_and_revoke_in_a_real_browser() {
         post(&csrf, Some("https://evil.example")).status().as_u16(),
         403
     );
+    // Every other form of the console is refused the same way without this session's token
+    // (`web::form::signed_in_form` checks them all): 403, and nothing done — the session the
+    // forged logout names still works below.
+    let forged = [
+        (
+            "/requests/new",
+            vec![
+                ("profile", "staff"),
+                ("csr", "forged"),
+                ("justification", "forged"),
+                ("work_order", ""),
+                ("not_before", ""),
+                ("not_after", ""),
+            ],
+        ),
+        (
+            "/requests/0000000000000000/decide",
+            vec![("verdict", "approve"), ("totp", "000000"), ("comment", "")],
+        ),
+        (
+            "/users",
+            vec![("username", "mallory"), ("roles", "security-officer")],
+        ),
+        (
+            "/users/admin/action",
+            vec![("action", "disable"), ("totp", "000000")],
+        ),
+        (
+            "/users/changes/1",
+            vec![("verdict", "approve"), ("totp", "000000"), ("comment", "")],
+        ),
+        (
+            "/break-glass/1/review",
+            vec![("verdict", "approve"), ("totp", "000000"), ("comment", "")],
+        ),
+        (
+            "/password",
+            vec![
+                ("current_password", "x"),
+                ("new_password", "a new password"),
+                ("repeat", "a new password"),
+            ],
+        ),
+        ("/logout", vec![]),
+    ];
+    for (path, mut fields) in forged {
+        fields.push(("csrf", "0123456789abcdef0123456789abcdef"));
+        let answer = server
+            .client
+            .post(format!("{}{path}", server.api_url))
+            .header("cookie", format!("mamori_session={session}"))
+            .form(&fields)
+            .send()
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), 403, "{path}");
+    }
     // The API takes no cookie: the console's session is not a bearer token there.
     let api = server
         .client

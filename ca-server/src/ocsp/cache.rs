@@ -58,7 +58,9 @@ impl CachedResponse {
     ) -> Arc<CachedResponse> {
         Arc::new(CachedResponse {
             etag: etag_of(der),
-            compact: compact.into(),
+            // An exact allocation: a freshly signed response's Vec grew when its signature was
+            // appended and holds about twice its length, and `Bytes::from(Vec)` keeps all of it.
+            compact: compact.into_boxed_slice().into(),
             certs,
             this_update,
             next_update,
@@ -141,6 +143,41 @@ impl OcspCache {
         if let Ok(mut map) = self.map.write() {
             map.insert(key, entry);
         }
+    }
+
+    /// Drops the responses whose nextUpdate is at or before `now`, which are never served again:
+    /// those of certificates that expired (the upkeep no longer re-signs them), or of a
+    /// certificate whose newer response this instance has not seen. Returns how many went.
+    /// Without this the cache held every certificate ever issued for the life of the process.
+    pub(super) fn evict_expired(&self, now: u64) -> usize {
+        // Found under the read lock, so that answering requests waits only for the removals.
+        let expired: Vec<CacheKey> = match self.map.read() {
+            Ok(map) => map
+                .iter()
+                .filter(|(_, entry)| entry.next_update <= now)
+                .map(|(key, _)| *key)
+                .collect(),
+            Err(_) => return 0,
+        };
+        if expired.is_empty() {
+            return 0;
+        }
+        let Ok(mut map) = self.map.write() else {
+            return 0;
+        };
+        let before = map.len();
+        for key in &expired {
+            // A response put since the scan (a re-signing) is current: it stays.
+            if map.get(key).is_some_and(|entry| entry.next_update <= now) {
+                map.remove(key);
+            }
+        }
+        let gone = before - map.len();
+        // Give back the table's memory once it is mostly empty.
+        if map.capacity() > 4 * map.len().max(1024) {
+            map.shrink_to_fit();
+        }
+        gone
     }
 
     pub(super) fn intern(&self, certs: Vec<u8>) -> actix_web::web::Bytes {
@@ -279,6 +316,30 @@ mod tests {
         assert_eq!(entry.variant(CertIdHash::Sha384), None);
         assert_eq!(entry.variants.lock().unwrap().len(), 3 + 4 + 3 + 5);
         assert_eq!(packed_variants(&[1, 0, 9, 1]).count(), 0, "truncated");
+    }
+
+    #[test]
+    fn responses_past_their_next_update_are_evicted() {
+        let cache = OcspCache::default();
+        let entry = |next_update| {
+            CachedResponse::new(
+                &[0x30, 0x00],
+                vec![0x30, 0x00],
+                actix_web::web::Bytes::new(),
+                Status::Good,
+                (1, next_update),
+                0,
+            )
+        };
+        for serial in 0..3u8 {
+            cache.put((0, [serial; 20]), entry(100 + u64::from(serial)));
+        }
+        assert_eq!(cache.evict_expired(99), 0);
+        assert_eq!(cache.evict_expired(101), 2, "nextUpdate 100 and 101");
+        assert_eq!(cache.len(), 1);
+        assert!(cache.map.read().unwrap().contains_key(&(0, [2; 20])));
+        assert_eq!(cache.evict_expired(200), 1);
+        assert!(cache.is_empty());
     }
 
     #[test]

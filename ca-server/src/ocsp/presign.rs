@@ -17,6 +17,10 @@ impl OcspService {
         let (ca_id, serial, der) = (&row.ca_id, &row.serial, &row.der);
         let (this_update, next_update) =
             (row.this_update.max(0) as u64, row.next_update.max(0) as u64);
+        if next_update <= self.now().as_secs() {
+            // Never served (e.g. an expired certificate's last response, read at start).
+            return;
+        }
         let (Some(index), Some(key)) = (
             self.ca_index(ca_id),
             parse_serial_hex(serial).and_then(|s| serial_key(s.as_bytes())),

@@ -71,12 +71,21 @@ impl OcspService {
     /// Pre-signs every unexpired certificate that has no response yet, whose response is past
     /// half its validity, or whose status changed after its response was signed (a revocation
     /// whose re-signing was cut short, e.g. by a crash). Returns how many were signed.
+    ///
+    /// A certificate's response stops being re-signed once the certificate has expired (as
+    /// its CRL entry goes): the last one is served until its nextUpdate, then dropped from
+    /// memory here (before the database is asked, so also while it is unreachable) and from
+    /// the database a day later.
     pub fn refresh_responses(&self) -> Result<usize, ServiceError> {
+        let evicted = self.ocsp_cache.evict_expired(self.now().as_secs());
+        self.metrics
+            .ocsp_evicted
+            .fetch_add(evicted as u64, Ordering::Relaxed);
         let mut conn = self.conn()?;
         let now = self.now().as_secs() as i64;
         let half = (self.config.ocsp_validity_secs / 2) as i64;
         let missing = self.missing_responses(&mut conn, now)?;
-        let stale = conn.responses_signed_by(now - half, REFRESH_LIMIT)?;
+        let stale = conn.responses_signed_by(now - half, now, REFRESH_LIMIT)?;
         // A status change whose response predates it. Only changes of the last half validity
         // (and a minute) need looking at: a response older than a change made before that is
         // past half its validity, so `stale` above already re-signs it.

@@ -68,10 +68,12 @@ pub trait OcspRows {
         last: &str,
     ) -> QueryResult<HashSet<String>>;
 
-    /// Up to `limit` responses signed at or before `signed_by` (Unix seconds).
+    /// Up to `limit` responses signed at or before `signed_by` (Unix seconds) of certificates
+    /// still valid at `unexpired_at`.
     fn responses_signed_by(
         &mut self,
         signed_by: i64,
+        unexpired_at: i64,
         limit: i64,
     ) -> QueryResult<Vec<(String, String)>>;
 
@@ -201,10 +203,17 @@ impl OcspRows for DbConnection {
     fn responses_signed_by(
         &mut self,
         signed_by: i64,
+        unexpired_at: i64,
         limit: i64,
     ) -> QueryResult<Vec<(String, String)>> {
         ocsp_responses::table
+            .inner_join(
+                certificates::table.on(certificates::ca_id
+                    .eq(ocsp_responses::ca_id)
+                    .and(certificates::serial.eq(ocsp_responses::serial))),
+            )
             .filter(ocsp_responses::this_update.le(signed_by))
+            .filter(certificates::not_after.gt(unexpired_at))
             .select((ocsp_responses::ca_id, ocsp_responses::serial))
             .limit(limit)
             .load(self)

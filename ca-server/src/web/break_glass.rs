@@ -9,7 +9,8 @@ use ca_core::role::Role;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::layout::{error_page, error_text, html, page};
+use super::form::signed_in_form;
+use super::layout::{error_text, html, page};
 use super::session::{signed_in, WebSession};
 use crate::api::{BreakGlassReviewRequest, BreakGlassView};
 
@@ -121,14 +122,11 @@ pub async fn review(
     id: web::Path<String>,
     form: web::Form<ReviewForm>,
 ) -> HttpResponse {
-    let s = match signed_in(&request).await {
+    let form = form.into_inner();
+    let s = match signed_in_form(&request, &form.csrf).await {
         Ok(s) => s,
         Err(to) => return to,
     };
-    let form = form.into_inner();
-    if let Err(e) = s.check_form(&request, &form.csrf) {
-        return error_page(&s.viewer, Some(&s), &e);
-    }
     let body = BreakGlassReviewRequest {
         verdict: form.verdict,
         comment: form.comment,

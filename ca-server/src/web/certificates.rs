@@ -7,6 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use maud::{html, Markup};
 use serde::Deserialize;
 
+use super::form::signed_in_form;
 use super::layout::{error_page, error_text, html, page};
 use super::session::{redirect, signed_in, WebSession};
 use crate::api::{CertificateListQuery, CertificateView};
@@ -358,14 +359,11 @@ pub async fn change_status(
     path: web::Path<(String, String)>,
     form: web::Form<StatusForm>,
 ) -> HttpResponse {
-    let s = match signed_in(&request).await {
+    let form = form.into_inner();
+    let s = match signed_in_form(&request, &form.csrf).await {
         Ok(s) => s,
         Err(to) => return to,
     };
-    let form = form.into_inner();
-    if let Err(e) = s.check_form(&request, &form.csrf) {
-        return error_page(&s.viewer, Some(&s), &e);
-    }
     let (ca, serial_text) = path.into_inner();
     let serial = match Serial::parse(&serial_text) {
         Ok(serial) => serial,

@@ -7,6 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use maud::html;
 use serde::Deserialize;
 
+use super::form::signed_in_form;
 use super::layout::{error_text, html, page};
 use super::session::{
     blocking, expired_cookie, fresh_form_token, redirect, signed_in, signed_out_form_ok,
@@ -119,13 +120,10 @@ pub struct CsrfForm {
 
 /// `POST /logout`: ends the session on the server and in the browser.
 pub async fn logout(request: HttpRequest, form: web::Form<CsrfForm>) -> HttpResponse {
-    let session = match signed_in(&request).await {
+    let session = match signed_in_form(&request, &form.csrf).await {
         Ok(s) => s,
         Err(to) => return to,
     };
-    if let Err(e) = session.check_form(&request, &form.csrf) {
-        return super::layout::error_page(&session.viewer, Some(&session), &e);
-    }
     let token = session.token().to_string();
     let _ = session.run(move |a, c| a.accounts.logout(c, &token)).await;
     let mut response = redirect("/login");
@@ -187,14 +185,11 @@ pub async fn password_form(request: HttpRequest) -> HttpResponse {
 
 /// `POST /password`: the API's own password change.
 pub async fn change_password(request: HttpRequest, form: web::Form<PasswordForm>) -> HttpResponse {
-    let session = match signed_in(&request).await {
+    let form = form.into_inner();
+    let session = match signed_in_form(&request, &form.csrf).await {
         Ok(s) => s,
         Err(to) => return to,
     };
-    let form = form.into_inner();
-    if let Err(e) = session.check_form(&request, &form.csrf) {
-        return super::layout::error_page(&session.viewer, Some(&session), &e);
-    }
     if form.new_password != form.repeat {
         let text = session.viewer.t(
             "新しいパスワードが一致しません。",

@@ -10,6 +10,7 @@ pub mod certificates;
 pub mod dashboard;
 pub mod devices;
 pub mod enrol;
+pub mod form;
 pub mod layout;
 pub mod login;
 pub mod requests;

@@ -7,6 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use maud::{html, Markup};
 use serde::Deserialize;
 
+use super::form::signed_in_form;
 use super::layout::{error_page, error_text, html, page};
 use super::session::{redirect, signed_in, DecisionForm, WebSession};
 use crate::api::{DecisionRequest, RequestListQuery, RequestView, SubmitRequest};
@@ -235,14 +236,11 @@ pub async fn decide(
     id: web::Path<String>,
     form: web::Form<DecisionForm>,
 ) -> HttpResponse {
-    let s = match signed_in(&request).await {
+    let form = form.into_inner();
+    let s = match signed_in_form(&request, &form.csrf).await {
         Ok(s) => s,
         Err(to) => return to,
     };
-    let form = form.into_inner();
-    if let Err(e) = s.check_form(&request, &form.csrf) {
-        return error_page(&s.viewer, Some(&s), &e);
-    }
     let id = match RequestId::parse(&id) {
         Ok(id) => id,
         Err(e) => return error_page(&s.viewer, Some(&s), &e),
@@ -375,14 +373,11 @@ pub(super) fn local_to_rfc3339(
 
 /// `POST /requests/new`: the API's submission.
 pub async fn submit(request: HttpRequest, form: web::Form<NewForm>) -> HttpResponse {
-    let s = match signed_in(&request).await {
+    let form = form.into_inner();
+    let s = match signed_in_form(&request, &form.csrf).await {
         Ok(s) => s,
         Err(to) => return to,
     };
-    let form = form.into_inner();
-    if let Err(e) = s.check_form(&request, &form.csrf) {
-        return error_page(&s.viewer, Some(&s), &e);
-    }
     let window = local_to_rfc3339(&form.not_before, &s.viewer.tz)
         .and_then(|a| Ok((a, local_to_rfc3339(&form.not_after, &s.viewer.tz)?)));
     let (not_before, not_after) = match window {

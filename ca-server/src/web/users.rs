@@ -6,6 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use maud::{html, Markup};
 
+use super::form::signed_in_form;
 use super::layout::{error_page, error_text, html, page};
 use super::session::{signed_in, DecisionForm, WebSession};
 use crate::accounts::changes::ChangeKind;
@@ -213,14 +214,11 @@ fn roles_of(all: &[(String, String)]) -> Vec<String> {
 
 /// `POST /users`: asks for a new account (another person approves).
 pub async fn add(request: HttpRequest, body: String) -> HttpResponse {
-    let s = match signed_in(&request).await {
+    let all = fields(&body);
+    let s = match signed_in_form(&request, &field(&all, "csrf")).await {
         Ok(s) => s,
         Err(to) => return to,
     };
-    let all = fields(&body);
-    if let Err(e) = s.check_form(&request, &field(&all, "csrf")) {
-        return error_page(&s.viewer, Some(&s), &e);
-    }
     let optional = |name: &str| Some(field(&all, name)).filter(|t| !t.trim().is_empty());
     let create = CreateUserRequest {
         username: field(&all, "username"),
@@ -239,14 +237,11 @@ pub async fn add(request: HttpRequest, body: String) -> HttpResponse {
 
 /// `POST /users/{name}/action`: roles, reset or enable (asked for), disable or unlock (at once).
 pub async fn act(request: HttpRequest, name: web::Path<String>, body: String) -> HttpResponse {
-    let s = match signed_in(&request).await {
+    let all = fields(&body);
+    let s = match signed_in_form(&request, &field(&all, "csrf")).await {
         Ok(s) => s,
         Err(to) => return to,
     };
-    let all = fields(&body);
-    if let Err(e) = s.check_form(&request, &field(&all, "csrf")) {
-        return error_page(&s.viewer, Some(&s), &e);
-    }
     let name = name.into_inner();
     let step_up = StepUpRequest {
         totp: field(&all, "totp"),
@@ -307,14 +302,11 @@ pub async fn decide(
     id: web::Path<String>,
     form: web::Form<DecisionForm>,
 ) -> HttpResponse {
-    let s = match signed_in(&request).await {
+    let form = form.into_inner();
+    let s = match signed_in_form(&request, &form.csrf).await {
         Ok(s) => s,
         Err(to) => return to,
     };
-    let form = form.into_inner();
-    if let Err(e) = s.check_form(&request, &form.csrf) {
-        return error_page(&s.viewer, Some(&s), &e);
-    }
     let verdict = match form.verdict() {
         Ok(v) => v,
         Err(e) => return error_page(&s.viewer, Some(&s), &e),
