@@ -63,9 +63,10 @@ echo "soak: $DURATION s of mixed load, a sample every $STEP s (the setup waits f
 # Sign-ins hash with argon2id (19 MiB each, held for a moment): resident memory has a spike at
 # each. The lowest sample of each 5-minute window after warm-up shows the level underneath.
 awk -F, -v warm="$WARMUP" 'NR > 1 && $1 >= warm {
-    w = int(($1 - warm) / 300); if (!(w in low) || $2 < low[w]) low[w] = $2; if (w > last) last = w }
-  END { printf "lowest resident memory per 5 minutes after warm-up (MiB):"
-        for (i = 0; i <= last; i++) printf " %s", low[i]; print "" }' "$OUT.csv" | tee -a "$OUT.txt"
+    w = int(($1 - warm) / 300); if (!(w in low) || $2 < low[w]) low[w] = $2; end = $1 }
+  END { printf "lowest resident memory per whole 5 minutes after warm-up (MiB):"
+        for (i = 0; (i + 1) * 300 <= end - warm + 10; i++) printf " %s", low[i]; print "" }' \
+  "$OUT.csv" | tee -a "$OUT.txt"
 # Columns: t, rss, then per kind (issue, ocsp, crl, revoke, login): n, errors, p50, p99; last,
 # the OCSP responses cached.
 gnuplot <<GP

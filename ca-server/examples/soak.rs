@@ -543,13 +543,13 @@ fn main() -> Result<(), Failure> {
     let grown = last.2.saturating_sub(warm.2);
     let growth = if last.1 <= warm.1 {
         "no growth".to_string()
-    } else if grown > 0 {
+    } else if grown > warm.2 / 10 {
         format!(
             "{:.0} bytes per response cached meanwhile",
             (last.1 - warm.1) * 1024.0 * 1024.0 / grown as f64
         )
     } else {
-        "growth without new responses".to_string()
+        "growth without (many) new responses".to_string()
     };
     let after: Vec<(f64, f64)> = rss
         .iter()

@@ -107,6 +107,30 @@ impl Instance {
         secret.code_at_step(self.clock.now().as_secs() / 30)
     }
 
+    /// A staff certificate requested by an HR desk and approved by an officer once the
+    /// cooling-off day has passed: the request's id and the approval's answer (issued).
+    fn issued_staff(&self) -> (RequestId, ca_server::api::RequestView) {
+        let (hr, _) = self.person("hr-desk", "staff-requester");
+        let (officer, secret) = self.person("akira", "security-officer");
+        let id = RequestId::parse(&self.staff_request(&hr)).unwrap();
+        self.clock
+            .advance(self.config.approval_cooling_off_secs + 30);
+        let decided = self
+            .authority
+            .decide(
+                &officer,
+                &id,
+                Verdict::Approve,
+                &DecisionRequest {
+                    totp: self.code(&secret),
+                    comment: String::new(),
+                },
+            )
+            .unwrap();
+        assert_eq!(decided.status, "issued");
+        (id, decided)
+    }
+
     /// A staff certificate request (one security officer approves), pending.
     fn staff_request(&self, requester: &Caller) -> String {
         let der = staff_csr();
@@ -288,23 +312,7 @@ fn ocsp_responses_are_re_signed_at_half_validity_and_responders_renewed() {
 #[test]
 fn a_certificate_renews_only_inside_its_window_and_not_after_expiry() {
     let i = instance();
-    let (hr, _) = i.person("hr-desk", "staff-requester");
-    let (officer, secret) = i.person("akira", "security-officer");
-    let id = RequestId::parse(&i.staff_request(&hr)).unwrap();
-    i.clock.advance(i.config.approval_cooling_off_secs + 30);
-    let decided = i
-        .authority
-        .decide(
-            &officer,
-            &id,
-            Verdict::Approve,
-            &DecisionRequest {
-                totp: i.code(&secret),
-                comment: String::new(),
-            },
-        )
-        .unwrap();
-    assert_eq!(decided.status, "issued");
+    let (id, _) = i.issued_staff();
     let issued = i.authority.renew_view(id.as_str()).unwrap();
     let pem = issued.certificate_pem.unwrap();
     let (_, first) = x509_cert::der::pem::decode_vec(
@@ -568,23 +576,7 @@ fn an_expired_certificates_response_is_served_until_its_next_update_then_dropped
     use diesel::prelude::*;
     use std::sync::atomic::Ordering;
     let i = instance();
-    let (hr, _) = i.person("hr-desk", "staff-requester");
-    let (officer, secret) = i.person("akira", "security-officer");
-    let id = RequestId::parse(&i.staff_request(&hr)).unwrap();
-    i.clock.advance(i.config.approval_cooling_off_secs + 30);
-    let decided = i
-        .authority
-        .decide(
-            &officer,
-            &id,
-            Verdict::Approve,
-            &DecisionRequest {
-                totp: i.code(&secret),
-                comment: String::new(),
-            },
-        )
-        .unwrap();
-    assert_eq!(decided.status, "issued");
+    let (_, decided) = i.issued_staff();
     let (ca, serial) = (decided.ca.unwrap(), decided.serial.unwrap());
     let not_after: i64 = {
         let mut conn = i.authority.conn().unwrap();

@@ -12,7 +12,7 @@ pub mod notice;
 pub mod smtp;
 pub mod webhook;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -50,8 +50,10 @@ pub struct Notifier {
     metrics: Arc<Metrics>,
     mailer: Option<smtp::Mailer>,
     hooks: Vec<webhook::Hook>,
-    /// Expiry notices this instance has queued (so a scan does not ask the database again).
-    queued: Mutex<HashSet<String>>,
+    /// Expiry notices this instance has queued (so a scan does not ask the database again),
+    /// with their certificate's notAfter: a scan forgets those whose certificate has expired,
+    /// which no scan finds again, so the set holds what is expiring, not all that ever did.
+    queued: Mutex<HashMap<String, i64>>,
     scanned_at: AtomicU64,
     counted_at: AtomicU64,
 }
@@ -94,7 +96,7 @@ impl Notifier {
             metrics,
             mailer,
             hooks,
-            queued: Mutex::new(HashSet::new()),
+            queued: Mutex::new(HashMap::new()),
             scanned_at: AtomicU64::new(0),
             counted_at: AtomicU64::new(0),
         })
@@ -251,6 +253,9 @@ impl Notifier {
         };
         let ids: Vec<String> = watched.iter().map(|p| p.id().to_string()).collect();
         let now = self.now().as_secs() as i64;
+        if let Ok(mut q) = self.queued.lock() {
+            forget_expired(&mut q, now);
+        }
         let rows = {
             let mut conn = self.conn()?;
             conn.expiring(&ids, now, now + i64::from(*horizon) * 86_400, 5000)?
@@ -277,7 +282,11 @@ impl Notifier {
                 not_after: UnixTime(row.not_after.max(0) as u64),
             };
             let notice = Notice::expiring(&cert, *days);
-            if self.queued.lock().is_ok_and(|q| q.contains(&notice.key)) {
+            if self
+                .queued
+                .lock()
+                .is_ok_and(|q| q.contains_key(&notice.key))
+            {
                 continue;
             }
             let mut conn = self.conn()?;
@@ -289,7 +298,7 @@ impl Notifier {
             )?;
             added += self.queue(&mut conn, &notice, &emails)?;
             if let Ok(mut q) = self.queued.lock() {
-                q.insert(notice.key);
+                q.insert(notice.key, row.not_after);
             }
         }
         Ok(added)
@@ -404,5 +413,36 @@ impl Notifier {
     pub fn contact(&self, user_id: &str) -> Result<Option<String>, ServiceError> {
         let mut conn = self.conn()?;
         Ok(conn.contact(user_id)?)
+    }
+}
+
+/// Forgets the queued expiry notices of certificates that expired by `now`: no scan finds
+/// them again, and a server running for years would otherwise hold one key per certificate
+/// that ever expired.
+fn forget_expired(queued: &mut HashMap<String, i64>, now: i64) {
+    queued.retain(|_, not_after| *not_after > now);
+    if queued.capacity() > 4 * queued.len().max(64) {
+        queued.shrink_to_fit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queued_notices_of_expired_certificates_are_forgotten() {
+        let mut queued: HashMap<String, i64> = (0..1000)
+            .map(|i| (format!("certificate.expiring:issuing/{i:04x}:30"), 100 + i))
+            .collect();
+        forget_expired(&mut queued, 99);
+        assert_eq!(queued.len(), 1000);
+        forget_expired(&mut queued, 1000);
+        assert_eq!(queued.len(), 99, "notAfter 1001..=1099 are still expiring");
+        assert!(queued.contains_key("certificate.expiring:issuing/0385:30"));
+        assert!(!queued.contains_key("certificate.expiring:issuing/0384:30"));
+        assert!(queued.capacity() < 1000, "the table shrank");
+        forget_expired(&mut queued, 1100);
+        assert!(queued.is_empty());
     }
 }
