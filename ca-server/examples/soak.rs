@@ -16,7 +16,9 @@
 //! Every `step` seconds a CSV row records the server's resident memory (`/proc/<pid>/status`
 //! VmRSS), per kind of call the count, errors and median and 99th percentile latency of that
 //! step, and the OCSP responses the server holds in memory (`mamori_ocsp_cached_responses`),
-//! one per certificate until its last response's nextUpdate. At the end it prints totals, the
+//! one per certificate until its last response's nextUpdate; then the resident memory split into
+//! anonymous (heap, stacks, the allocator's holdings) and file-backed (the binary and libraries)
+//! pages, and the server's thread count (each thread has its own stack and allocator pages). At the end it prints totals, the
 //! memory after warm-up (a sixth of the run unless given) against the memory at the end, the
 //! growth per response cached meanwhile, and the least-squares slope of memory after warm-up.
 
@@ -222,12 +224,13 @@ fn enroller(
     login(http, api, &person, person.code(stop).ok_or("stopped")?)
 }
 
-fn rss_kib(pid: &str) -> u64 {
+/// A number field of `/proc/<pid>/status` (`VmRSS:`, `RssAnon:`, `Threads:`; kB for sizes).
+fn status_field(pid: &str, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .find_map(|l| l.strip_prefix(field))
                 .and_then(|v| v.split_whitespace().next()?.parse().ok())
         })
         .unwrap_or(0)
@@ -478,7 +481,7 @@ fn main() -> Result<(), Failure> {
             ",{kind}_n,{kind}_errors,{kind}_p50_ms,{kind}_p99_ms"
         ));
     }
-    header.push_str(",cached_responses");
+    header.push_str(",cached_responses,rss_anon_mib,rss_file_mib,threads");
     writeln!(csv, "{header}")?;
     let begin = Instant::now();
     let mut rss = Vec::new();
@@ -499,7 +502,10 @@ fn main() -> Result<(), Failure> {
     while begin.elapsed() < Duration::from_secs(seconds) {
         std::thread::sleep(Duration::from_secs(step));
         let window = std::mem::take(&mut *shared.window.lock().map_err(|_| "lock")?);
-        let mib = rss_kib(pid) as f64 / 1024.0;
+        let mib = status_field(pid, "VmRSS:") as f64 / 1024.0;
+        let anon = status_field(pid, "RssAnon:") as f64 / 1024.0;
+        let file = status_field(pid, "RssFile:") as f64 / 1024.0;
+        let server_threads = status_field(pid, "Threads:");
         let responses = cached();
         rss.push((begin.elapsed().as_secs(), mib, responses));
         let mut row = format!("{},{mib:.1}", begin.elapsed().as_secs());
@@ -514,7 +520,9 @@ fn main() -> Result<(), Failure> {
                 percentile(&l, 0.99)
             ));
         }
-        row.push_str(&format!(",{responses}"));
+        row.push_str(&format!(
+            ",{responses},{anon:.1},{file:.1},{server_threads}"
+        ));
         writeln!(csv, "{row}")?;
         csv.flush()?;
     }

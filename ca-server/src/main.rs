@@ -12,7 +12,9 @@ use clap::{Parser, Subcommand};
 
 /// mimalloc instead of glibc's malloc: the request threads allocate what the group-commit writer
 /// frees, and under issuance load glibc spent about 12 % of the server's CPU in malloc and free
-/// (perf, bench/RESULTS.md "Session 12").
+/// (perf, bench/RESULTS.md "Session 12"). The `system-allocator` feature leaves glibc's in place,
+/// for heap profilers that see only malloc.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
