@@ -84,11 +84,15 @@ echo "soak: $DURATION s of mixed load, a sample every $STEP s (the setup waits f
   "$pid" "$DURATION" "$STEP" "$OUT.csv" "$RATE" "$WARMUP" | tee "$OUT.txt"
 # Sign-ins hash with argon2id (19 MiB each, held for a moment): resident memory has a spike at
 # each. The lowest sample of each 5-minute window after warm-up shows the level underneath.
-awk -F, -v warm="$WARMUP" 'NR > 1 && $1 >= warm {
-    w = int(($1 - warm) / 300); if (!(w in low) || $2 < low[w]) low[w] = $2; end = $1 }
-  END { printf "lowest resident memory per whole 5 minutes after warm-up (MiB):"
-        for (i = 0; (i + 1) * 300 <= end - warm + 10; i++) printf " %s", low[i]; print "" }' \
-  "$OUT.csv" | tee -a "$OUT.txt"
+# The lowest value of column 2 of CSV $2 in each whole 5 minutes after warm-up, labelled $1.
+floors() {
+  awk -F, -v warm="$WARMUP" -v what="$1" 'NR > 1 && $1 >= warm {
+      w = int(($1 - warm) / 300); if (!(w in low) || $2 < low[w]) low[w] = $2; end = $1 }
+    END { printf "lowest %s per whole 5 minutes after warm-up (MiB):", what
+          for (i = 0; (i + 1) * 300 <= end - warm + 10; i++) printf " %s", low[i]; print "" }' \
+    "$2" | tee -a "$OUT.txt"
+}
+floors "resident memory" "$OUT.csv"
 awk -F, -v warm="$WARMUP" 'NR > 1 && $1 >= warm { if (!n++ || $26 < lo) lo = $26; if ($26 > hi) hi = $26
     if (!m++ || $24 < alo) alo = $24; if ($24 > ahi) ahi = $24 }
   END { printf "after warm-up: server threads %d-%d, anonymous resident memory %s-%s MiB\n", lo, hi, alo, ahi }' \
@@ -117,11 +121,7 @@ else
     "$work/massif" | { echo "t_secs,heap_low_mib,heap_high_mib"; cat; } > "$OUT-heap.csv"
   heaptrack_print -f "$trace" --print-leaks 1 --print-peaks 0 --print-allocators 0 \
     --print-temporary 0 -n 25 > "$OUT-heap.txt"
-  awk -F, -v warm="$WARMUP" 'NR > 1 && $1 >= warm {
-      w = int(($1 - warm) / 300); if (!(w in low) || $2 < low[w]) low[w] = $2; end = $1 }
-    END { printf "lowest heap in use per whole 5 minutes after warm-up (MiB):"
-          for (i = 0; (i + 1) * 300 <= end - warm + 10; i++) printf " %s", low[i]; print "" }' \
-    "$OUT-heap.csv" | tee -a "$OUT.txt"
+  floors "heap in use" "$OUT-heap.csv"
   heap_plot=", \"$OUT-heap.csv\" using 1:2 skip 1 with lines title \"heap in use (heaptrack)\""
 fi
 # Columns: t, rss, then per kind (issue, ocsp, crl, revoke, login): n, errors, p50, p99; then

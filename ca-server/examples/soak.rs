@@ -18,9 +18,10 @@
 //! step, and the OCSP responses the server holds in memory (`mamori_ocsp_cached_responses`),
 //! one per certificate until its last response's nextUpdate; then the resident memory split into
 //! anonymous (heap, stacks, the allocator's holdings) and file-backed (the binary and libraries)
-//! pages, and the server's thread count (each thread has its own stack and allocator pages). At the end it prints totals, the
-//! memory after warm-up (a sixth of the run unless given) against the memory at the end, the
-//! growth per response cached meanwhile, and the least-squares slope of memory after warm-up.
+//! pages, and the server's thread count (each thread has its own stack and allocator pages). At
+//! the end it prints totals, the memory after warm-up (a sixth of the run unless given) against
+//! the memory at the end, the growth per response cached meanwhile, and the least-squares slope
+//! of memory after warm-up.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
